@@ -1,0 +1,80 @@
+"""Plain event objects the service publishes; the UI and the CLI react to them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from messenger_tui.app.models import Contact, Message
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    contact: Contact
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageStateChanged:
+    """An own message moved to ``state`` (sent, delivered, read)."""
+
+    contact: Contact
+    message_row: int
+    state: str
+
+
+@dataclass(frozen=True)
+class MessageFailed:
+    """An incoming envelope could not be opened; it was dropped and noted in the chat."""
+
+    contact: Contact | None
+    sender: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class ContactChanged:
+    contact: Contact
+
+
+@dataclass(frozen=True)
+class TypingChanged:
+    contact: Contact
+    active: bool
+
+
+@dataclass(frozen=True)
+class PresenceChanged:
+    contact: Contact
+    online: bool
+
+
+@dataclass(frozen=True)
+class ConnectionChanged:
+    """``state`` is one of offline, connecting, connected, reconnecting."""
+
+    state: str
+    retry_in: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxChanged:
+    waiting: int
+
+
+@dataclass(frozen=True)
+class BacklogDrained:
+    """Everything the relay had queued for us was processed and stored."""
+
+
+Event = (
+    MessageReceived
+    | MessageStateChanged
+    | MessageFailed
+    | ContactChanged
+    | TypingChanged
+    | PresenceChanged
+    | ConnectionChanged
+    | OutboxChanged
+    | BacklogDrained
+)

@@ -1,0 +1,1 @@
+"""Sans-I/O core: wire formats, relay session protocol and crypto. Imports only stdlib, nacl, msgspec."""

@@ -1,0 +1,68 @@
+"""Typed errors of the sans-I/O core. Each names the problem; callers map them to messages."""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Base of every error raised by messenger_tui.core."""
+
+
+class MalformedFrame(CoreError):
+    """Bytes that are not a well-formed relay protocol frame."""
+
+
+class AddressError(CoreError, ValueError):
+    """A text that is not a valid messenger-tui address."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        #: "format" (not an address at all) or "checksum" (a typo in a real-looking address)
+        self.reason = reason
+
+
+class CryptoError(CoreError):
+    """Base of cryptographic failures. A failed operation never changes the input state."""
+
+
+class InvalidSignature(CryptoError):
+    """A signature did not verify under the claimed key."""
+
+
+class DecryptionFailed(CryptoError):
+    """A ciphertext failed authentication: tampered, truncated, or under the wrong key."""
+
+
+class DuplicateMessage(CryptoError):
+    """A ratchet message whose key was already used: a replay or a redelivery."""
+
+
+class TooManySkipped(CryptoError):
+    """A ratchet message would skip more message keys than the bound allows."""
+
+
+class MalformedEnvelope(CryptoError):
+    """An end-to-end envelope or header that cannot be parsed."""
+
+
+class WrongPassphrase(CryptoError):
+    """The passphrase does not unlock the stored identity key."""
+
+
+class IdentityMismatch(CryptoError):
+    """The identity key inside a handshake differs from the sender the relay claims."""
+
+
+class UnknownPrekey(CryptoError):
+    """An envelope names a prekey the recipient does not hold (used, rotated or never issued)."""
+
+
+class SessionMismatch(CryptoError):
+    """An envelope carries handshake data of a different session than the one given."""
+
+
+class CorruptSession(CryptoError):
+    """Stored session bytes that do not decode to a valid session."""
+
+
+class CorruptKeyFile(CryptoError):
+    """A stored identity key file that is damaged or not a key file of this program."""

@@ -1,0 +1,70 @@
+"""Payloads: what travels inside the end-to-end encrypted channel.
+
+The relay sees only the sealed envelope; these structs are the plaintext. Receipts and typing
+notices are payloads too, so the relay cannot tell a receipt from a message except by size and
+timing. Encode with :func:`encode_payload`; :func:`decode_payload` raises
+:class:`MalformedPayload` so a bad plaintext from a buggy peer becomes a visible error.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import msgspec
+
+from messenger_tui.core.errors import CoreError
+
+#: Longest text message accepted (bytes of UTF-8); keeps envelopes well under MAX_ENVELOPE.
+MAX_TEXT_BYTES: Final = 64 * 1024
+
+
+class MalformedPayload(CoreError):
+    """A decrypted plaintext that is not a payload this version understands."""
+
+
+class _Payload(msgspec.Struct, tag_field="t", frozen=True):
+    pass
+
+
+class Text(_Payload, tag="text"):
+    """A chat message. ``id`` is 16 random bytes chosen by the sender (receipts name it)."""
+
+    id: bytes
+    text: str
+    sent_at_ms: int
+    #: The sender's display name; lets a recipient label a sender it has not added yet.
+    sender_name: str | None = None
+
+
+class Receipt(_Payload, tag="receipt"):
+    """Delivery or read receipt for the peer's messages with these ids."""
+
+    kind: Literal["delivered", "read"]
+    ids: list[bytes]
+
+
+class Typing(_Payload, tag="typing"):
+    """The sender started (``active``) or stopped typing. Sent as an ephemeral frame."""
+
+    active: bool
+
+
+Payload = Text | Receipt | Typing
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[Payload] = msgspec.msgpack.Decoder(Payload)
+
+
+def encode_payload(payload: Payload) -> bytes:
+    """Serialize a payload; the result is what the ratchet encrypts."""
+    if isinstance(payload, Text) and len(payload.text.encode("utf-8")) > MAX_TEXT_BYTES:
+        raise ValueError(f"message too long: at most {MAX_TEXT_BYTES // 1024} KiB of text")
+    return _encoder.encode(payload)
+
+
+def decode_payload(data: bytes) -> Payload:
+    """Parse a decrypted plaintext. Raises :class:`MalformedPayload`."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedPayload(f"unreadable payload: {exc}") from None

@@ -1,0 +1,1 @@
+"""Audio I/O, codec and call media (arrives with the calls issue)."""

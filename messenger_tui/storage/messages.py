@@ -1,0 +1,147 @@
+"""Messages of all conversations (one conversation per contact) and their delivery state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from messenger_tui.storage.db import Database
+
+#: Outgoing states in the order they advance; a receipt never moves a message backwards.
+OUTGOING_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    contact_id: int
+    message_id: bytes
+    outgoing: bool
+    kind: str
+    body: str
+    sent_at_ms: int
+    received_at_ms: int | None
+    state: str
+
+
+_COLUMNS = "id, contact_id, message_id, outgoing, kind, body, sent_at_ms, received_at_ms, state"
+
+
+def _row(r: tuple[object, ...]) -> MessageRow:
+    return MessageRow(
+        id=int(r[0]),  # type: ignore[call-overload]
+        contact_id=int(r[1]),  # type: ignore[call-overload]
+        message_id=bytes(r[2]),  # type: ignore[arg-type]
+        outgoing=bool(r[3]),
+        kind=str(r[4]),
+        body=str(r[5]),
+        sent_at_ms=int(r[6]),  # type: ignore[call-overload]
+        received_at_ms=int(r[7]) if r[7] is not None else None,  # type: ignore[call-overload]
+        state=str(r[8]),
+    )
+
+
+class Messages:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def insert(
+        self,
+        contact_id: int,
+        message_id: bytes,
+        *,
+        outgoing: bool,
+        body: str,
+        sent_at_ms: int,
+        state: str,
+        received_at_ms: int | None = None,
+        kind: str = "text",
+    ) -> MessageRow | None:
+        """Insert; returns None if this (contact, direction, id) is already stored."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO messages (contact_id, message_id, outgoing, kind, body, "
+            "sent_at_ms, received_at_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (contact_id, message_id, int(outgoing), kind, body, sent_at_ms, received_at_ms, state),
+        )
+        if cur.rowcount == 0:
+            return None
+        return self.by_id(int(cur.lastrowid or 0))
+
+    def by_id(self, row_id: int) -> MessageRow | None:
+        r = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row_id,)).fetchone()
+        return _row(r) if r else None
+
+    def history(
+        self, contact_id: int, *, limit: int = 50, before_id: int | None = None
+    ) -> list[MessageRow]:
+        """The newest ``limit`` messages before ``before_id``, oldest first (one page)."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (contact_id, before_id if before_id is not None else 2**62, limit),
+        ).fetchall()
+        return [_row(r) for r in reversed(rows)]
+
+    def set_state(self, row_id: int, state: str) -> None:
+        self._db.execute("UPDATE messages SET state = ? WHERE id = ?", (state, row_id))
+
+    def advance_outgoing(self, contact_id: int, message_ids: list[bytes], state: str) -> list[int]:
+        """Move own messages forward to ``state`` (never backwards); returns changed row ids."""
+        rank = OUTGOING_ORDER[state]
+        lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
+        changed: list[int] = []
+        marks = ",".join("?" * len(lower))
+        for mid in message_ids:
+            rows = self._db.execute(
+                f"UPDATE messages SET state = ? WHERE contact_id = ? AND outgoing = 1 "
+                f"AND message_id = ? AND state IN ({marks}) RETURNING id",
+                (state, contact_id, mid, *lower),
+            ).fetchall()
+            changed.extend(int(r[0]) for r in rows)
+        return changed
+
+    def advance_outgoing_row(self, row_id: int, state: str) -> bool:
+        """Move one own message forward to ``state``; False if it was already further."""
+        rank = OUTGOING_ORDER[state]
+        lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
+        marks = ",".join("?" * len(lower))
+        cur = self._db.execute(
+            f"UPDATE messages SET state = ? WHERE id = ? AND state IN ({marks})",
+            (state, row_id, *lower),
+        )
+        return cur.rowcount > 0
+
+    def unread_incoming(self, contact_id: int) -> list[MessageRow]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND outgoing = 0 "
+            "AND kind = 'text' AND state = 'received' ORDER BY id",
+            (contact_id,),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def mark_seen(self, row_ids: list[int]) -> None:
+        self._db.executemany(
+            "UPDATE messages SET state = 'seen' WHERE id = ?", [(i,) for i in row_ids]
+        )
+
+    def search(
+        self, query: str, *, contact_id: int | None = None, limit: int = 50
+    ) -> list[MessageRow]:
+        """Full-text search (FTS5 syntax), newest first."""
+        sql = (
+            f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM messages_fts "
+            "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
+        )
+        params: list[object] = [query]
+        if contact_id is not None:
+            sql += " AND m.contact_id = ?"
+            params.append(contact_id)
+        sql += " ORDER BY m.id DESC LIMIT ?"
+        params.append(limit)
+        return [_row(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def count(self, contact_id: int) -> int:
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM messages WHERE contact_id = ?", (contact_id,)
+            ).fetchone()[0]
+        )

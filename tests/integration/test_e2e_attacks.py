@@ -1,0 +1,151 @@
+"""Tampered, replayed and impersonating envelopes through a real relay are refused visibly,
+and they change nothing: the next genuine message still decrypts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.errors import KeyChangeBlocked
+from messenger_tui.core import payload as pl
+from messenger_tui.core.crypto import session as cs
+from tests.helpers.clients import client, introduce, next_event, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _texts(service) -> list[str]:
+    return [m.text for m in service.history("alice", limit=100) if m.kind == "text"]
+
+
+def _sealed(alice, text: str) -> bytes:
+    """Seal a text with alice's current session *without* saving the advanced state."""
+    base_key, state = alice.store.sessions.active(bob_key(alice))
+    body = pl.encode_payload(pl.Text(id=os.urandom(16), text=text, sent_at_ms=1))
+    _, envelope = cs.encrypt(cs.deserialize_session(state), body)
+    return envelope
+
+
+def bob_key(alice) -> bytes:
+    return alice.contact("bob").identity
+
+
+async def test_tampered_ciphertext_is_refused_visibly_and_changes_nothing(
+    tmp_path: Path, relay
+) -> None:
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+    ):
+        await introduce(alice, bob)
+        events = bob.subscribe()
+        await bob.start()
+        await alice.start()
+        await alice.send_text("bob", "first")
+        await next_event(events, ev.MessageReceived)
+
+        envelope = bytearray(_sealed(alice, "tampered"))
+        envelope[-3] ^= 0x01
+        await alice._client.submit_envelope(os.urandom(16), bob_key(alice), bytes(envelope))
+        failure = await next_event(events, ev.MessageFailed)
+        assert "failed authentication" in failure.reason
+        notices = [m.text for m in bob.history("alice") if m.kind == "notice"]
+        assert any("could not be opened" in n for n in notices)
+
+        await alice.send_text("bob", "second")  # same ratchet position as the tampered one
+        await next_event(events, ev.MessageReceived)
+        assert _texts(bob) == ["first", "second"]
+
+
+async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay) -> None:
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+    ):
+        await introduce(alice, bob)
+        events = bob.subscribe()
+        await bob.start()
+        await alice.start()
+        await alice.send_text("bob", "hello")
+        await next_event(events, ev.MessageReceived)
+        # alice seals one message (saving her ratchet state, as the app does) ...
+        payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="only once", sent_at_ms=1))
+        body = alice._seal_with(
+            bob_key(alice), alice.store.sessions.active(bob_key(alice)), payload
+        )
+        await alice._client.submit_envelope(os.urandom(16), bob_key(alice), body)
+        await next_event(events, ev.MessageReceived)
+        # ... and an attacker (or the relay) replays it under a fresh envelope id.
+        await alice._client.submit_envelope(os.urandom(16), bob_key(alice), body)
+        await alice.send_text("bob", "after replay")
+        await next_event(events, ev.MessageReceived)
+        assert _texts(bob) == ["hello", "only once", "after replay"]
+        assert not [m for m in bob.history("alice") if m.kind == "notice"]
+
+
+async def test_impersonation_in_the_handshake_is_refused(tmp_path: Path, relay) -> None:
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+        client(tmp_path, "mallory", relay.url) as mallory,
+    ):
+        await introduce(alice, bob)
+        await mallory.connect(timeout=10)
+        bundle = await mallory._client.fetch_bundle(bob.identity.public)
+        from messenger_tui.core.crypto.prekeys import PrekeyBundle
+
+        session = cs.initiate_session(
+            mallory.identity,
+            PrekeyBundle(
+                identity=bundle.identity,
+                spk_id=bundle.spk_id,
+                spk=bundle.spk,
+                spk_sig=bundle.spk_sig,
+                opk_id=bundle.opk_id,
+                opk=bundle.opk,
+            ),
+        )
+        body = pl.encode_payload(pl.Text(id=os.urandom(16), text="I am alice", sent_at_ms=1))
+        _, raw = cs.encrypt(session, body)
+        env = cs.parse_envelope(raw)
+        forged = msgspec.structs.replace(
+            env, prekey=msgspec.structs.replace(env.prekey, identity=alice.identity.public)
+        )
+        events = bob.subscribe()
+        await bob.start()
+        await mallory._client.submit_envelope(
+            os.urandom(16), bob.identity.public, msgspec.msgpack.encode(forged)
+        )
+        failure = await next_event(events, ev.MessageFailed)
+        assert "impersonation" in failure.reason or "authentication" in failure.reason
+        assert _texts(bob) == []
+        assert bob.store.contacts.by_identity(mallory.identity.public) is None
+
+
+async def test_key_change_blocks_sending_until_accepted(tmp_path: Path, relay) -> None:
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+        client(tmp_path, "bob-reinstalled", relay.url) as bob2,
+    ):
+        await introduce(alice, bob)
+        await bob2.connect(timeout=10)
+        changed = alice.add_contact(bob2.address, "bob")
+        assert changed.key_changed
+        with pytest.raises(KeyChangeBlocked, match="accept"):
+            await alice.send_text("bob", "blocked")
+        notices = [m.text for m in alice.history("bob") if m.kind == "notice"]
+        assert any("identity key changed" in n for n in notices)
+        alice.accept_key("bob")
+        await alice.connect(timeout=10)
+        bob2.add_contact(alice.address, "alice")
+        events = bob2.subscribe()
+        await bob2.start()
+        await alice.send_text("bob", "to the new key")
+        received = await next_event(events, ev.MessageReceived)
+        assert received.message.text == "to the new key"
+        await wait_for(lambda: alice.outbox_count() == 0)
