@@ -24,7 +24,7 @@ def _texts(service) -> list[str]:
 
 def _sealed(alice, text: str) -> bytes:
     """Seal a text with alice's current session *without* saving the advanced state."""
-    base_key, state = alice.store.sessions.active(bob_key(alice))
+    _base_key, state = alice.store.sessions.active(bob_key(alice))
     body = pl.encode_payload(pl.Text(id=os.urandom(16), text=text, sent_at_ms=1))
     _, envelope = cs.encrypt(cs.deserialize_session(state), body)
     return envelope

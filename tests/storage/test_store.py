@@ -176,8 +176,7 @@ def test_key_change_is_recorded_and_accept_clears_it(store: Store) -> None:
 
 
 def test_profile_lock_is_exclusive(tmp_path: Path) -> None:
-    with ProfileLock(tmp_path):
-        with pytest.raises(ProfileInUse, match="in use by process"):
-            ProfileLock(tmp_path).acquire()
+    with ProfileLock(tmp_path), pytest.raises(ProfileInUse, match="in use by process"):
+        ProfileLock(tmp_path).acquire()
     with ProfileLock(tmp_path):  # released on exit
         pass
