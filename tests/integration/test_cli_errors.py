@@ -43,9 +43,7 @@ def test_not_initialized_and_double_init(tmp_path: Path) -> None:
     assert res.code == 3 and "already exists" in res.err
 
 
-def test_relay_down_queues_then_sends_later(tmp_path: Path, relay_factory) -> None:
-    port = _free_port()
-    relay = relay_factory(port=port)
+def test_relay_down_queues_then_sends_later(tmp_path: Path, relay) -> None:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
     alice.run("contacts", "add", b_addr, "--name", "bob")
@@ -55,7 +53,7 @@ def test_relay_down_queues_then_sends_later(tmp_path: Path, relay_factory) -> No
     assert res.code == 0 and "queued" in res.err
     res = alice.run("send", "bob", "second", "--wait", "--timeout", "2", check=False)
     assert res.code == 5 and "stays queued" in res.err
-    relay.start()
+    relay.restart()  # same port
     alice.run("receive")  # any command that connects drains the outbox
     got = bob.run("receive", "--json").json_lines()
     assert [m["text"] for m in got] == ["typed while the relay was down", "second"]

@@ -57,7 +57,7 @@ async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path
             if isinstance(event, ev.MessageStateChanged) and event.state == "sent":
                 acknowledged.add(rows[event.message_row])
         assert 0 < len(acknowledged) < BURST, "the kill must land mid-burst"
-        relay.start()  # same port, same data directory
+        relay.restart()  # same port, same data directory
         await wait_for(lambda: alice.outbox_count() == 0, timeout=90)
 
         await bob.start()
