@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 from pathlib import Path
 
 from messenger_tui.app.echo import ECHO_NAME
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.profile import (
-    DEFAULT_RELAY_PORT,
-    DEFAULT_RELAY_URL,
     create_profile,
     default_home,
     default_relay_data,
@@ -35,14 +34,17 @@ def _default_name() -> str:
 
 
 async def run_app(args: argparse.Namespace, home: Path) -> int:
+    # The terminal belongs to the user here: relay INFO lines go to its relay.log only.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     relay_data = default_relay_data() if home == default_home() else home / "embedded-relay"
     echo_home = relay_data / "echo"
-    config = relay_config(
-        relay_data, "127.0.0.1", DEFAULT_RELAY_PORT, echo_home=echo_home, cert=None, key=None
-    )
+    port = args.relay_port
+    embedded_url = f"ws://127.0.0.1:{port}"
+    config = relay_config(relay_data, "127.0.0.1", port, echo_home=echo_home, cert=None, key=None)
     assert config.echo_identity is not None
     if not profile_exists(home):
-        profile = create_profile(home, _default_name(), DEFAULT_RELAY_URL, None)
+        profile = create_profile(home, _default_name(), embedded_url, None)
         created = True
     else:
         passphrase = None
@@ -65,7 +67,7 @@ async def run_app(args: argparse.Namespace, home: Path) -> int:
         f"""messenger-tui: {"created your profile" if created else "profile"} {name!r} in {home}
 your address: {address}
 
-The embedded relay runs on {DEFAULT_RELAY_URL} with the Echo contact. In another terminal:
+The embedded relay runs on {embedded_url} with the Echo contact. In another terminal:
 
   messenger-tui{home_opt} send {ECHO_NAME} "hello"
   messenger-tui{home_opt} receive --timeout 5
@@ -74,7 +76,7 @@ The embedded relay runs on {DEFAULT_RELAY_URL} with the Echo contact. In another
 (inside the repository, prefix with .venv/bin/). Ctrl-C stops the relay.""",
         flush=True,
     )
-    if relay_url != DEFAULT_RELAY_URL:
+    if relay_url != embedded_url:
         print(f"note: this profile uses the relay {relay_url}, not the embedded one", flush=True)
     try:
         await serve_relay(config, echo_home=echo_home, announce=False)

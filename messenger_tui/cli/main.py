@@ -24,6 +24,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError, PassphraseProblem, StorageProblem, TimedOut
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.profile import (
+    DEFAULT_RELAY_PORT,
     DEFAULT_RELAY_URL,
     create_profile,
     default_home,
@@ -400,17 +401,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # The common options work before or after the command. In the subcommands they default
+    # to SUPPRESS so that an unset option there does not erase a value given before it.
+    def add_common(p: argparse.ArgumentParser, default: Any) -> None:
+        p.add_argument(
+            "--home",
+            default=default,
+            help="profile directory (default: $MESSENGER_TUI_HOME or the user data dir)",
+        )
+        p.add_argument(
+            "--passphrase-file",
+            default=default,
+            help="file holding the passphrase of the identity key "
+            "(default: $MESSENGER_TUI_PASSPHRASE_FILE; prompted on a terminal)",
+        )
+        p.add_argument(
+            "-v", "--verbose", action="store_true", default=default, help="log more to stderr"
+        )
+
+    add_common(parser, None)
+    parser.add_argument(
+        "--relay-port",
+        type=int,
+        default=DEFAULT_RELAY_PORT,
+        help=f"without a command: the embedded relay's port (default {DEFAULT_RELAY_PORT})",
+    )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--home", help="profile directory (default: $MESSENGER_TUI_HOME or the user data dir)"
-    )
-    common.add_argument(
-        "--passphrase-file",
-        help="file holding the passphrase of the identity key "
-        "(default: $MESSENGER_TUI_PASSPHRASE_FILE; prompted on a terminal)",
-    )
-    common.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
-    parser.set_defaults(func=cmd_app, home=None, passphrase_file=None, verbose=False)
+    add_common(common, argparse.SUPPRESS)
+    parser.set_defaults(func=cmd_app)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("init", parents=[common], help="create the identity; print the address")
@@ -501,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     func: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.func
