@@ -26,7 +26,7 @@ class _Payload(msgspec.Struct, tag_field="t", frozen=True):
     pass
 
 
-class Text(_Payload, tag="text"):
+class Text(_Payload, tag="text", frozen=True):
     """A chat message. ``id`` is 16 random bytes chosen by the sender (receipts name it)."""
 
     id: bytes
@@ -36,14 +36,14 @@ class Text(_Payload, tag="text"):
     sender_name: str | None = None
 
 
-class Receipt(_Payload, tag="receipt"):
+class Receipt(_Payload, tag="receipt", frozen=True):
     """Delivery or read receipt for the peer's messages with these ids."""
 
     kind: Literal["delivered", "read"]
     ids: list[bytes]
 
 
-class Typing(_Payload, tag="typing"):
+class Typing(_Payload, tag="typing", frozen=True):
     """The sender started (``active``) or stopped typing. Sent as an ephemeral frame."""
 
     active: bool

@@ -55,7 +55,7 @@ class _Frame(msgspec.Struct, tag_field="t", frozen=True, forbid_unknown_fields=F
 # ---------------------------------------------------------------- relay -> client
 
 
-class Challenge(_Frame, tag="challenge"):
+class Challenge(_Frame, tag="challenge", frozen=True):
     """First frame on every connection. The client answers with :class:`Auth`."""
 
     version: int
@@ -66,7 +66,7 @@ class Challenge(_Frame, tag="challenge"):
     echo: bytes | None = None  # identity key of the Echo contact when the relay runs one
 
 
-class AuthOk(_Frame, tag="auth_ok"):
+class AuthOk(_Frame, tag="auth_ok", frozen=True):
     """Authentication succeeded; the connection is bound to ``identity``.
 
     The relay starts pushing :class:`Deliver` frames for the queued mailbox right after.
@@ -78,14 +78,14 @@ class AuthOk(_Frame, tag="auth_ok"):
     signed_prekey_id: int | None = None  # id of the signed prekey the relay holds, if any
 
 
-class Stored(_Frame, tag="stored"):
+class Stored(_Frame, tag="stored", frozen=True):
     """The envelope ``id`` sent to ``to`` is durably stored (or was already: idempotent)."""
 
     id: bytes
     to: bytes
 
 
-class Deliver(_Frame, tag="deliver"):
+class Deliver(_Frame, tag="deliver", frozen=True):
     """A stored envelope for the authenticated identity. Acknowledge with :class:`Ack`
     only after the plaintext and ratchet state are durably stored; until then the relay
     redelivers it on every new connection."""
@@ -96,14 +96,14 @@ class Deliver(_Frame, tag="deliver"):
     stored_at_ms: int
 
 
-class Drained(_Frame, tag="drained"):
+class Drained(_Frame, tag="drained", frozen=True):
     """Everything that was queued has been pushed (sent after the initial backlog and
     each later time the relay catches up). Unacked deliveries may still be in flight."""
 
     pushed: int  # deliveries pushed on this connection so far
 
 
-class Bundle(_Frame, tag="bundle"):
+class Bundle(_Frame, tag="bundle", frozen=True):
     """Answer to :class:`FetchBundle`. The one-time prekey is never handed out twice."""
 
     ref: int
@@ -115,21 +115,21 @@ class Bundle(_Frame, tag="bundle"):
     opk: bytes | None = None
 
 
-class Ok(_Frame, tag="ok"):
+class Ok(_Frame, tag="ok", frozen=True):
     """Generic success answer to a request carrying ``ref``."""
 
     ref: int
     prekeys_remaining: int | None = None
 
 
-class Presence(_Frame, tag="presence"):
+class Presence(_Frame, tag="presence", frozen=True):
     """Ephemeral presence change of a subscribed identity (never stored)."""
 
     identity: bytes
     online: bool
 
 
-class SignalDeliver(_Frame, tag="signal_deliver"):
+class SignalDeliver(_Frame, tag="signal_deliver", frozen=True):
     """An ephemeral end-to-end body (typing, call ringing) from ``sender``; never stored,
     never acknowledged, dropped by the relay if the recipient is offline or slow."""
 
@@ -137,7 +137,7 @@ class SignalDeliver(_Frame, tag="signal_deliver"):
     body: bytes
 
 
-class Error(_Frame, tag="error"):
+class Error(_Frame, tag="error", frozen=True):
     """A refused request. ``ref`` echoes the request's ``ref`` or message id when known."""
 
     code: str
@@ -148,7 +148,7 @@ class Error(_Frame, tag="error"):
 # ---------------------------------------------------------------- client -> relay
 
 
-class Auth(_Frame, tag="auth"):
+class Auth(_Frame, tag="auth", frozen=True):
     """Answer to :class:`Challenge`: a signature over :func:`auth_message`."""
 
     identity: bytes
@@ -156,7 +156,7 @@ class Auth(_Frame, tag="auth"):
     signature: bytes
 
 
-class Send(_Frame, tag="send"):
+class Send(_Frame, tag="send", frozen=True):
     """Store ``body`` in ``to``'s mailbox under the client-chosen ``id`` (idempotent)."""
 
     id: bytes
@@ -164,7 +164,7 @@ class Send(_Frame, tag="send"):
     body: bytes
 
 
-class Ack(_Frame, tag="ack"):
+class Ack(_Frame, tag="ack", frozen=True):
     """Delete these envelopes from the caller's own mailbox."""
 
     ids: list[bytes]
@@ -177,7 +177,7 @@ class OneTimePrekeyWire(msgspec.Struct, frozen=True, array_like=True):
     key: bytes
 
 
-class PublishPrekeys(_Frame, tag="publish_prekeys"):
+class PublishPrekeys(_Frame, tag="publish_prekeys", frozen=True):
     """Publish (or replace) the signed prekey and add one-time prekeys."""
 
     ref: int
@@ -187,28 +187,36 @@ class PublishPrekeys(_Frame, tag="publish_prekeys"):
     opks: list[OneTimePrekeyWire] = []
 
 
-class FetchBundle(_Frame, tag="fetch_bundle"):
+class FetchBundle(_Frame, tag="fetch_bundle", frozen=True):
     """Ask for ``identity``'s prekey bundle; answered by :class:`Bundle` or ``not_found``."""
 
     ref: int
     identity: bytes
 
 
-class Subscribe(_Frame, tag="subscribe"):
+class Subscribe(_Frame, tag="subscribe", frozen=True):
     """Receive :class:`Presence` for these identities (replaces earlier subscriptions)."""
 
     identities: list[bytes]
 
 
-class Signal(_Frame, tag="signal"):
+class Signal(_Frame, tag="signal", frozen=True):
     """Forward an ephemeral end-to-end body to ``to`` if online; never stored."""
 
     to: bytes
     body: bytes
 
 
-RelayFrame = Challenge | AuthOk | Stored | Deliver | Drained | Bundle | Ok | Presence | (
-    SignalDeliver | Error
+RelayFrame = (
+    Challenge
+    | AuthOk
+    | Stored
+    | Deliver
+    | Drained
+    | Bundle
+    | Ok
+    | Presence
+    | (SignalDeliver | Error)
 )
 ClientFrame = Auth | Send | Ack | PublishPrekeys | FetchBundle | Subscribe | Signal
 

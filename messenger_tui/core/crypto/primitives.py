@@ -1,0 +1,120 @@
+"""Cryptographic primitives: the only place the crypto package touches libsodium directly.
+
+Everything above this module (identity, prekeys, X3DH, the ratchet, the keystore) is built from
+these few functions, so a change of primitive is a change here. Randomness is injected: every
+function that needs it takes an :data:`Rng` (``default_rng`` in production, a deterministic
+stream in tests), so transcripts can be checked byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Final
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.utils
+
+from messenger_tui.core.errors import CryptoError, DecryptionFailed
+
+#: A source of random bytes: ``rng(n)`` returns ``n`` bytes.
+Rng = Callable[[int], bytes]
+
+#: The operating system's CSPRNG (libsodium's ``randombytes``).
+default_rng: Final[Rng] = nacl.utils.random
+
+#: X25519 private and public key length.
+X25519_KEY_LEN: Final = 32
+#: XChaCha20-Poly1305 key length.
+AEAD_KEY_LEN: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#: XChaCha20-Poly1305 nonce length (192 bits: random nonces are safe).
+AEAD_NONCE_LEN: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#: Poly1305 tag length appended to every ciphertext.
+AEAD_TAG_LEN: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES
+
+_HASH_LEN: Final = 32  # SHA-256 output
+_ZERO_KEY: Final = bytes(X25519_KEY_LEN)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` under ``key`` (32 bytes)."""
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869): extract with ``salt``, expand ``length`` bytes under ``info``.
+
+    An empty ``salt`` means 32 zero bytes, as the RFC specifies.
+    """
+    if not 0 < length <= 255 * _HASH_LEN:
+        raise ValueError("HKDF-SHA256 output length must be in 1..8160")
+    prk = hmac_sha256(salt or bytes(_HASH_LEN), ikm)
+    okm = b""
+    block = b""
+    counter = 1
+    while len(okm) < length:
+        block = hmac_sha256(prk, block + info + bytes([counter]))
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
+def x25519(private: bytes, public: bytes) -> bytes:
+    """X25519 Diffie-Hellman of our ``private`` and their ``public`` key (32 bytes each).
+
+    Raises :class:`CryptoError` when the result is all zeros: ``public`` is a low-order point,
+    which only a malicious peer sends (the output would not depend on our key).
+    """
+    if len(private) != X25519_KEY_LEN or len(public) != X25519_KEY_LEN:
+        raise CryptoError("X25519 keys are 32 bytes")
+    try:
+        shared = nacl.bindings.crypto_scalarmult(private, public)
+    except nacl.exceptions.RuntimeError:
+        # libsodium refuses all-zero outputs itself; same meaning as the check below
+        raise CryptoError("X25519 with a low-order public key") from None
+    if hmac.compare_digest(shared, _ZERO_KEY):
+        raise CryptoError("X25519 with a low-order public key")
+    return shared
+
+
+def x25519_public(private: bytes) -> bytes:
+    """The X25519 public key of a 32-byte private key."""
+    if len(private) != X25519_KEY_LEN:
+        raise CryptoError("X25519 keys are 32 bytes")
+    return nacl.bindings.crypto_scalarmult_base(private)
+
+
+def x25519_keypair(rng: Rng = default_rng) -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair ``(private, public)`` from 32 bytes of ``rng``.
+
+    The private key is stored as drawn; X25519 clamps it on every use.
+    """
+    private = rng(X25519_KEY_LEN)
+    if len(private) != X25519_KEY_LEN:
+        raise ValueError("the rng returned the wrong number of bytes")
+    return private, x25519_public(private)
+
+
+def aead_encrypt(key: bytes, nonce: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    """XChaCha20-Poly1305-IETF: ciphertext with the 16-byte tag appended.
+
+    ``key`` is 32 bytes and ``nonce`` 24 bytes; never reuse a (key, nonce) pair.
+    """
+    if len(key) != AEAD_KEY_LEN or len(nonce) != AEAD_NONCE_LEN:
+        raise CryptoError("XChaCha20-Poly1305 takes a 32-byte key and a 24-byte nonce")
+    return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, ad, nonce, key)
+
+
+def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, ad: bytes) -> bytes:
+    """Open an :func:`aead_encrypt` ciphertext; raises :class:`DecryptionFailed` if it does not
+    authenticate under ``key``, ``nonce`` and ``ad``."""
+    if len(key) != AEAD_KEY_LEN or len(nonce) != AEAD_NONCE_LEN:
+        raise CryptoError("XChaCha20-Poly1305 takes a 32-byte key and a 24-byte nonce")
+    if len(ciphertext) < AEAD_TAG_LEN:
+        raise DecryptionFailed("ciphertext shorter than its authentication tag")
+    try:
+        return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(ciphertext, ad, nonce, key)
+    except nacl.exceptions.CryptoError:
+        raise DecryptionFailed("ciphertext did not authenticate") from None
