@@ -44,6 +44,7 @@ from messenger_tui.core.errors import (
     CryptoError,
     DuplicateMessage,
     MalformedEnvelope,
+    UnknownPrekey,
 )
 from messenger_tui.storage.contacts import ContactRow
 from messenger_tui.storage.messages import MessageRow
@@ -424,6 +425,7 @@ class MessengerService:
         self._echo_identity = challenge.echo
         self._submitted.clear()
         self._waiting_bundle.clear()
+        self.prune()
         try:
             async with self._setup_lock:
                 await self._maintain_prekeys(auth)
@@ -526,6 +528,8 @@ class MessengerService:
             self.store.sessions.save(
                 sender, session.base_key, cs.serialize_session(session), now, make_active=True
             )
+            if envelope.prekey is not None:
+                self.store.sessions.remember_accepted(sender, session.base_key, now)
             if used_opk is not None:
                 self.store.prekeys.delete_one_time(used_opk)
             self._apply_payload(row, payload, now, emitted)
@@ -549,16 +553,17 @@ class MessengerService:
                     session, plaintext = cs.decrypt(cs.deserialize_session(state), envelope)
                     return session, plaintext, None
             assert envelope.prekey is not None
+            if self.store.sessions.was_accepted(base_key):
+                # The session this handshake started was archived away: a replay.
+                raise DuplicateMessage("a handshake this profile accepted before")
             spk_data = self.store.prekeys.signed(envelope.prekey.spk_id)
             if spk_data is None:
-                raise MalformedEnvelope(
-                    "the message uses a signed prekey this profile no longer has"
-                )
+                raise UnknownPrekey("the message uses a signed prekey this profile no longer has")
             opk = None
             if envelope.prekey.opk_id is not None:
                 opk_data = self.store.prekeys.one_time(envelope.prekey.opk_id)
                 if opk_data is None:
-                    raise MalformedEnvelope("the message uses a one-time prekey already used")
+                    raise UnknownPrekey("the message uses a one-time prekey already used")
                 opk = _decode_struct(opk_data, pk.OneTimePrekey)
             spk = _decode_struct(spk_data, pk.SignedPrekey)
             session, plaintext = cs.accept_session(self.identity, envelope, sender, spk, opk)
@@ -840,8 +845,10 @@ class MessengerService:
 
     def prune(self) -> None:
         """Forget dedupe records older than the relay can redeliver."""
+        now = self._now_ms()
         with self.store.db.transaction():
-            self.store.received.prune(self._now_ms() - DEDUPE_KEEP_MS)
+            self.store.received.prune(now - DEDUPE_KEEP_MS)
+            self.store.sessions.forget_accepted_before(now - 2 * SIGNED_PREKEY_KEEP_MS)
 
 
 def _safe_name(name: str | None) -> str | None:
@@ -859,6 +866,8 @@ def _failure_reason(exc: Exception) -> str:
     name = type(exc).__name__
     if name == "IdentityMismatch":
         return "the sender claimed another identity (possible impersonation)"
+    if name == "UnknownPrekey":
+        return f"it was sealed to a prekey this profile no longer holds ({exc})"
     if name == "TooManySkipped":
         return "too many messages were lost before it"
     return "it failed authentication (tampered with, or corrupted in transit)"

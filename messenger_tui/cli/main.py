@@ -401,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
     # The common options work before or after the command. In the subcommands they default
     # to SUPPRESS so that an unset option there does not erase a value given before it.
     def add_common(p: argparse.ArgumentParser, default: Any) -> None:

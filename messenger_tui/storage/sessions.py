@@ -54,5 +54,24 @@ class Sessions:
             (peer, peer, ARCHIVED_SESSIONS),
         )
 
+    def remember_accepted(self, peer: bytes, base_key: bytes, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO accepted_base_keys (base_key, peer, accepted_at_ms) "
+            "VALUES (?, ?, ?)",
+            (base_key, peer, now_ms),
+        )
+
+    def was_accepted(self, base_key: bytes) -> bool:
+        return (
+            self._db.execute(
+                "SELECT 1 FROM accepted_base_keys WHERE base_key = ?", (base_key,)
+            ).fetchone()
+            is not None
+        )
+
+    def forget_accepted_before(self, before_ms: int) -> None:
+        """Handshakes older than every kept signed prekey cannot be accepted anyway."""
+        self._db.execute("DELETE FROM accepted_base_keys WHERE accepted_at_ms < ?", (before_ms,))
+
     def delete_peer(self, peer: bytes) -> None:
         self._db.execute("DELETE FROM sessions WHERE peer = ?", (peer,))

@@ -28,7 +28,10 @@ def _free_port() -> int:
 
 def _start(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         env=cli_env(),
     )
 

@@ -149,3 +149,47 @@ async def test_key_change_blocks_sending_until_accepted(tmp_path: Path, relay) -
         received = await next_event(events, ev.MessageReceived)
         assert received.message.text == "to the new key"
         await wait_for(lambda: alice.outbox_count() == 0)
+
+
+async def test_replayed_handshake_after_session_eviction_is_not_shown_again(
+    tmp_path: Path, relay
+) -> None:
+    """A handshake without a one-time prekey stays valid while the signed prekey lives; the
+    relay replaying it later (under a new id) must neither resurrect the message nor rewind
+    the session."""
+    from messenger_tui.core.crypto.prekeys import PrekeyBundle
+
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+    ):
+        await introduce(alice, bob)
+        fetched = await alice._client.fetch_bundle(bob.identity.public)
+        session = cs.initiate_session(
+            alice.identity,
+            PrekeyBundle(
+                identity=fetched.identity,
+                spk_id=fetched.spk_id,
+                spk=fetched.spk,
+                spk_sig=fetched.spk_sig,
+                opk_id=None,
+                opk=None,
+            ),
+        )
+        payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="handshake", sent_at_ms=1))
+        body = alice._seal_with(
+            bob.identity.public, (session.base_key, cs.serialize_session(session)), payload
+        )
+        events = bob.subscribe()
+        await bob.start()
+        await alice._client.submit_envelope(os.urandom(16), bob.identity.public, body)
+        await next_event(events, ev.MessageReceived)
+        with bob.store.db.transaction():  # as if the session had left the bounded archive
+            bob.store.sessions.delete_peer(alice.identity.public)
+        replay_id = os.urandom(16)
+        await alice._client.submit_envelope(replay_id, bob.identity.public, body)
+        await wait_for(lambda: bob.store.received.seen(alice.identity.public, replay_id))
+        assert _texts(bob) == ["handshake"]
+        assert not [m for m in bob.history("alice") if m.kind == "notice"]
+        # Accepting it again would install a rewound session, making bob reuse message keys.
+        assert bob.store.sessions.for_peer(alice.identity.public) == []

@@ -80,3 +80,11 @@ CREATE TABLE received_envelopes (
     received_at_ms INTEGER NOT NULL,
     PRIMARY KEY (sender, envelope_id)
 ) WITHOUT ROWID;
+
+-- Base keys of every session accepted from a handshake: a handshake replayed after its
+-- session left the archive is a duplicate, not a new session (and not a second message).
+CREATE TABLE accepted_base_keys (
+    base_key       BLOB PRIMARY KEY,
+    peer           BLOB NOT NULL,
+    accepted_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
