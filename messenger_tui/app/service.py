@@ -63,6 +63,8 @@ SIGNED_PREKEY_ROTATE_MS = 7 * 24 * 3600 * 1000
 SIGNED_PREKEY_KEEP_MS = 60 * 24 * 3600 * 1000
 #: Dedupe records outlive the relay's 30-day TTL.
 DEDUPE_KEEP_MS = 35 * 24 * 3600 * 1000
+#: How often long-running clients rotate prekeys and prune old records.
+MAINTENANCE_INTERVAL_S = 3600.0
 #: Envelopes in flight to the relay at once (pipelining; the relay answers in order).
 MAX_IN_FLIGHT = 512
 
@@ -128,9 +130,12 @@ class MessengerService:
         )
         self._outbox_wakeup = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._prekey_task: asyncio.Task[None] | None = None
         self._submitted: set[int] = set()
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending_acks: list[bytes] = []
+        self._outbox_event_pending = False
         self._ack_task: asyncio.Task[None] | None = None
         self._waiting_bundle: set[bytes] = set()
         self._bundle_errors: dict[bytes, str] = {}
@@ -164,6 +169,8 @@ class MessengerService:
     async def start(self) -> None:
         """Connect in the background and stay connected (backoff with jitter on failures)."""
         self._ensure_drainer()
+        if self._maintenance is None:
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintenance_loop())
         await self._client.start()
 
     async def connect(self, timeout: float = 5.0) -> None:
@@ -184,11 +191,12 @@ class MessengerService:
     async def close(self) -> None:
         """Flush pending acks, close the connection and stop background tasks."""
         await self._flush_acks()
-        if self._drainer is not None:
-            self._drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._drainer
-            self._drainer = None
+        for task in (self._drainer, self._maintenance, self._prekey_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._drainer = self._maintenance = self._prekey_task = None
         await self._client.close()
 
     def subscribe(self) -> asyncio.Queue[ev.Event]:
@@ -361,7 +369,7 @@ class MessengerService:
                 contact.identity, os.urandom(16), body, "text", now, message_row=row.id
             )
         self._outbox_wakeup.set()
-        self._emit(ev.OutboxChanged(self.store.outbox.count()))
+        self._outbox_changed_soon()
         return _message(row)
 
     async def mark_read(self, name: str) -> int:
@@ -428,7 +436,7 @@ class MessengerService:
         self.prune()
         try:
             async with self._setup_lock:
-                await self._maintain_prekeys(auth)
+                await self._maintain_prekeys(auth.prekeys_remaining, auth.signed_prekey_id)
                 identities = [c.identity for c in self.store.contacts.all()]
                 if identities:
                     await self._client.subscribe(identities)
@@ -439,7 +447,9 @@ class MessengerService:
             self._outbox_wakeup.set()
         self._connected_once.set()
 
-    async def _maintain_prekeys(self, auth: wire.AuthOk) -> None:
+    async def _maintain_prekeys(self, remaining: int, relay_spk_id: int | None) -> None:
+        """Rotate the signed prekey when due, top up one-time prekeys when the relay holds
+        fewer than PREKEY_LOW_WATER, and publish what the relay lacks."""
         now = self._now_ms()
         newest = self.store.prekeys.newest_signed()
         with self.store.db.transaction():
@@ -450,14 +460,14 @@ class MessengerService:
                 self.store.prekeys.prune_signed(now - SIGNED_PREKEY_KEEP_MS)
                 newest = (spk_id, _encode_struct(spk), now)
             unpublished = self.store.prekeys.unpublished_one_time()
-            if auth.prekeys_remaining + len(unpublished) < PREKEY_LOW_WATER:
+            if remaining + len(unpublished) < PREKEY_LOW_WATER:
                 first = self.store.prekeys.max_one_time_id() + 1
                 fresh = pk.generate_one_time_prekeys(first, PREKEY_BATCH)
                 self.store.prekeys.add_one_time([(k.id, _encode_struct(k)) for k in fresh])
                 unpublished = self.store.prekeys.unpublished_one_time()
         spk = _decode_struct(newest[1], pk.SignedPrekey)
         batch = [_decode_struct(d, pk.OneTimePrekey) for _, d in unpublished[:PREKEY_BATCH]]
-        if auth.signed_prekey_id == spk.id and not batch:
+        if relay_spk_id == spk.id and not batch:
             return
         frame = wire.PublishPrekeys(
             ref=0,
@@ -486,6 +496,38 @@ class MessengerService:
         elif isinstance(frame, wire.Error):
             self.last_error = f"{frame.code}: {frame.message}"
             log.warning("relay error %s: %s", frame.code, frame.message)
+
+    async def _refresh_prekeys(self) -> None:
+        """While connected: ask the relay how many one-time prekeys it still holds (an empty
+        publish of the current signed prekey answers with the count) and top up when low."""
+        async with self._setup_lock:
+            newest = self.store.prekeys.newest_signed()
+            if newest is None or not self._client.connected:
+                return
+            spk = _decode_struct(newest[1], pk.SignedPrekey)
+            ok = await self._client.publish_prekeys(
+                wire.PublishPrekeys(ref=0, spk_id=spk.id, spk=spk.public, spk_sig=spk.signature)
+            )
+            remaining = ok.prekeys_remaining if ok.prekeys_remaining is not None else 0
+            await self._maintain_prekeys(remaining, spk.id)
+
+    def _schedule_prekey_refresh(self) -> None:
+        if self._prekey_task is None or self._prekey_task.done():
+            self._prekey_task = asyncio.get_running_loop().create_task(self._refresh_safely())
+
+    async def _refresh_safely(self) -> None:
+        try:
+            await self._refresh_prekeys()
+        except (TransportError, OSError) as exc:
+            log.warning("prekey refresh failed: %s", type(exc).__name__)
+
+    async def _maintenance_loop(self) -> None:
+        """Long-running clients (the UI, Echo): rotate prekeys and prune hourly."""
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            self.prune()
+            if self._client.connected:
+                await self._refresh_safely()
 
     # ------------------------------------------------------------------ receiving
 
@@ -521,6 +563,7 @@ class MessengerService:
             return
         now = self._now_ms()
         emitted: list[ev.Event] = []
+        used_prekey = False
         with self.store.db.transaction():
             if row is None:
                 row = self._auto_contact(sender, payload)
@@ -532,6 +575,7 @@ class MessengerService:
                 self.store.sessions.remember_accepted(sender, session.base_key, now)
             if used_opk is not None:
                 self.store.prekeys.delete_one_time(used_opk)
+                used_prekey = True
             self._apply_payload(row, payload, now, emitted)
             self.store.received.record(sender, frame.id, now)
         self._queue_ack(frame.id)
@@ -539,6 +583,8 @@ class MessengerService:
             self._emit(event)
         if emitted:
             self._outbox_wakeup.set()
+        if used_prekey:
+            self._schedule_prekey_refresh()
 
     def _open(self, sender: bytes, envelope: cs.Envelope) -> tuple[cs.Session, bytes, int | None]:
         """Decrypt with the right session (or start one from a prekey message).
@@ -832,6 +878,16 @@ class MessengerService:
         self._submitted.discard(row.seq)
         for event in emitted:
             self._emit(event)
+        self._outbox_changed_soon()
+
+    def _outbox_changed_soon(self) -> None:
+        """One OutboxChanged per event-loop turn, however many rows a burst stored."""
+        if not self._outbox_event_pending and self._subscribers:
+            self._outbox_event_pending = True
+            asyncio.get_running_loop().call_soon(self._emit_outbox_changed)
+
+    def _emit_outbox_changed(self) -> None:
+        self._outbox_event_pending = False
         self._emit(ev.OutboxChanged(self.store.outbox.count()))
 
     def _fail_row(self, row: OutboxRow, reason: str) -> None:

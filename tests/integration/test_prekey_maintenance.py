@@ -1,0 +1,33 @@
+"""A long-running client tops up one-time prekeys while connected, as handshakes use them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from messenger_tui.app import events as ev
+from messenger_tui.app import service as service_module
+from tests.helpers.clients import client, introduce, next_event, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+async def test_prekeys_are_replenished_while_connected(
+    tmp_path: Path, relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Treat "fewer than 100 left on the relay" as low, so the first handshake triggers it.
+    monkeypatch.setattr(service_module, "PREKEY_LOW_WATER", 100)
+    async with (
+        client(tmp_path, "alice", relay.url) as alice,
+        client(tmp_path, "bob", relay.url) as bob,
+    ):
+        await introduce(alice, bob)
+        assert bob.store.prekeys.max_one_time_id() == service_module.PREKEY_BATCH
+        events = bob.subscribe()
+        await bob.start()
+        await alice.start()
+        await alice.send_text("bob", "uses one of bob's one-time prekeys")
+        await next_event(events, ev.MessageReceived)
+        await wait_for(lambda: bob.store.prekeys.max_one_time_id() > service_module.PREKEY_BATCH)
+        await wait_for(lambda: not bob.store.prekeys.unpublished_one_time())
