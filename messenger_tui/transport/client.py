@@ -1,0 +1,877 @@
+"""The relay client: one authenticated websocket to the relay, kept alive with reconnects.
+
+Lifecycle (see docs/notes/transport.md)::
+
+    OFFLINE -> CONNECTING -> CONNECTED -> (drop) -> RECONNECTING(retry_in) -> CONNECTING -> ...
+                    \\-> (failure) -> RECONNECTING(retry_in) -> CONNECTING -> ...
+
+A connection is *authenticated* once the relay answered the challenge with ``AuthOk``; only
+then does the client accept frames to send. Everything tied to one connection (the outbound
+queue, futures waiting for ``Stored``/``Ok``/``Bundle``) lives in a :class:`_Link`; when the
+link drops, every pending future fails with :class:`NotConnected` and the caller retries on
+the next connection (sends are idempotent by message id).
+
+Design rules:
+
+* one reader task per link decodes frames and dispatches them in arrival order; frames it
+  cannot decode are logged (size and error only) and skipped, the connection stays up;
+* one writer task per link drains an unbounded FIFO of encoded frames, so synchronous
+  :meth:`RelayClient.submit_envelope` can pipeline thousands of sends without awaiting;
+* nothing logged contains keys, signatures or bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import hmac
+import itertools
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.wire import (
+    KEY_LEN,
+    MAX_FRAME,
+    MESSAGE_ID_LEN,
+    PROTOCOL_VERSION,
+    Ack,
+    Auth,
+    AuthOk,
+    Bundle,
+    Challenge,
+    ClientFrame,
+    Deliver,
+    Drained,
+    Error,
+    FetchBundle,
+    Ok,
+    Presence,
+    PublishPrekeys,
+    RelayFrame,
+    Send,
+    Signal,
+    SignalDeliver,
+    Stored,
+    Subscribe,
+    auth_message,
+    decode_relay_frame,
+    encode,
+)
+from messenger_tui.transport.backoff import Backoff
+from messenger_tui.transport.errors import (
+    NotConnected,
+    PinMismatch,
+    RelayAuthFailed,
+    RelayProtocolError,
+    RelayRequestError,
+    RelayUnreachable,
+    RequestTimeout,
+    TlsError,
+    TransportError,
+)
+from messenger_tui.transport.tls import (
+    certificate_fingerprint,
+    default_ssl_context,
+    pinned_ssl_context,
+)
+from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
+
+__all__ = [
+    "ACK_CHUNK",
+    "MAX_QUEUE",
+    "PING_INTERVAL",
+    "PING_TIMEOUT",
+    "STABLE_AFTER",
+    "ConnectionState",
+    "RelayClient",
+    "StateChange",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between keepalive pings; a relay that does not answer within PING_TIMEOUT is
+#: treated as dead and the connection is dropped (then ``run`` reconnects).
+PING_INTERVAL = 20.0
+PING_TIMEOUT = 20.0
+#: Incoming frames buffered before the socket stops reading (backpressure on a slow app).
+MAX_QUEUE = 32
+#: Seconds a connection must have lasted for its drop to restart backoff from the base.
+STABLE_AFTER = 10.0
+#: Seconds to wait for the relay's answer to our close frame.
+CLOSE_TIMEOUT = 2.0
+#: Largest number of ids in one Ack frame (16-byte ids stay far below MAX_FRAME).
+ACK_CHUNK = 4096
+
+_USER_AGENT = "messenger-tui"
+
+
+class ConnectionState(enum.Enum):
+    """Where the client is in its connection lifecycle."""
+
+    OFFLINE = "offline"  # not connected and not trying (before start, after close)
+    CONNECTING = "connecting"  # an attempt is in progress
+    CONNECTED = "connected"  # authenticated; sends are accepted
+    RECONNECTING = "reconnecting"  # waiting ``retry_in`` seconds before the next attempt
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """Passed to ``on_state``. ``error`` is a user-readable reason for the last failure/drop."""
+
+    state: ConnectionState
+    retry_in: float | None = None
+    error: str | None = None
+
+
+FrameHandler = Callable[[RelayFrame], Awaitable[None]]
+StateHandler = Callable[[StateChange], None]
+ConnectedHandler = Callable[[AuthOk, Challenge], Awaitable[None]]
+
+
+class _PinnedClientConnection(ClientConnection):
+    """Checks the peer certificate against the pin right after the TLS handshake, before the
+    HTTP upgrade request (and so before any Auth) is sent."""
+
+    pin: bytes = b""
+    display: str = ""
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        actual = certificate_fingerprint(der) if der else None
+        if actual is None or not hmac.compare_digest(actual, self.pin):
+            raise PinMismatch(self.display, self.pin, actual)
+        await super().handshake(*args, **kwargs)
+
+
+class _Link:
+    """One authenticated connection and everything whose lifetime is bound to it."""
+
+    def __init__(self, ws: ClientConnection, challenge: Challenge, auth: AuthOk) -> None:
+        loop = asyncio.get_running_loop()
+        self.ws = ws
+        self.challenge = challenge
+        self.auth = auth
+        self.alive = True
+        self.outq: collections.deque[bytes] = collections.deque()
+        self.wakeup = asyncio.Event()
+        self.idle = asyncio.Event()  # set while nothing is queued or being written
+        self.idle.set()
+        self.stored: dict[bytes, asyncio.Future[Stored]] = {}
+        self.requests: dict[int, asyncio.Future[RelayFrame]] = {}
+        self.lost: asyncio.Future[str] = loop.create_future()
+        self.reader: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.on_connected: asyncio.Task[None] | None = None
+
+    def enqueue(self, data: bytes) -> None:
+        self.outq.append(data)
+        self.idle.clear()
+        self.wakeup.set()
+
+
+class RelayClient:
+    """Client side of the relay protocol over one websocket.
+
+    Either call :meth:`start` (or await :meth:`run`) to stay connected with automatic
+    reconnects, or :meth:`connect_once` for a single attempt. Incoming Deliver, Drained,
+    Presence, SignalDeliver and unsolicited Error frames are passed to ``on_frame`` one at a
+    time in arrival order; the app must ack a Deliver (:meth:`ack`) only after storing it
+    durably. Call :meth:`close` when done.
+
+    Raises :class:`BadRelayUrl` at construction for an unusable URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        identity_public: bytes,
+        sign: Callable[[bytes], bytes],
+        *,
+        on_frame: FrameHandler,
+        on_state: StateHandler | None = None,
+        on_connected: ConnectedHandler | None = None,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        stable_after: float = STABLE_AFTER,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: str | bool | None = None,
+    ) -> None:
+        if len(identity_public) != KEY_LEN:
+            raise ValueError(f"identity_public must be {KEY_LEN} bytes")
+        self.endpoint: RelayEndpoint = parse_relay_url(url)
+        self._identity = bytes(identity_public)
+        self._sign = sign
+        self._on_frame = on_frame
+        self._on_state = on_state
+        self._on_connected = on_connected
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._stable_after = stable_after
+        self._ssl_context = ssl_context
+        self._proxy = proxy
+        self._pinned_class: type[ClientConnection] | None = None
+        if self.endpoint.pin_sha256 is not None:
+            self._pinned_class = type(
+                "PinnedClientConnection",
+                (_PinnedClientConnection,),
+                {"pin": self.endpoint.pin_sha256, "display": self.endpoint.display},
+            )
+
+        self._state = ConnectionState.OFFLINE
+        self._link: _Link | None = None
+        self._challenge: Challenge | None = None
+        self._auth: AuthOk | None = None
+        self._connected_event = asyncio.Event()
+        self._refs = itertools.count(1)
+        self._subscription: list[bytes] | None = None
+        self._run_active = False
+        self._run_done: asyncio.Future[None] | None = None
+        self._stop: asyncio.Future[None] | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """True while an authenticated connection is up and accepts frames."""
+        return self._link is not None and self._link.alive
+
+    @property
+    def challenge(self) -> Challenge | None:
+        """Challenge of the most recent successful authentication (None before the first):
+        gives the relay key, its max envelope size and the Echo contact."""
+        return self._challenge
+
+    @property
+    def auth(self) -> AuthOk | None:
+        """AuthOk of the most recent successful authentication (None before the first)."""
+        return self._auth
+
+    @property
+    def pending_envelopes(self) -> int:
+        """Envelopes submitted on the current connection that await their Stored frame."""
+        return len(self._link.stored) if self._link is not None else 0
+
+    @property
+    def outbound_queued(self) -> int:
+        """Encoded frames waiting to be written to the socket."""
+        return len(self._link.outq) if self._link is not None else 0
+
+    # ------------------------------------------------------------------ connecting
+
+    async def connect_once(self) -> AuthOk:
+        """Connect, verify TLS and the pin, authenticate, and start reading frames.
+
+        Returns the AuthOk (already connected: the current one). Raises
+        :class:`RelayUnreachable`, :class:`TlsError`, :class:`PinMismatch`,
+        :class:`RelayAuthFailed` or :class:`RelayProtocolError`; the caller decides whether
+        to retry (or uses :meth:`run`, which does). Not usable while :meth:`run` is active.
+        """
+        if self._link is not None and self._link.alive:
+            return self._link.auth
+        if self._run_active:
+            raise RuntimeError("run() manages this connection; use wait_connected() instead")
+        try:
+            link = await self._connect()
+        except Exception as exc:
+            self._set_state(ConnectionState.OFFLINE, error=str(exc))
+            raise
+        except BaseException:  # cancelled, e.g. by the caller's own timeout
+            self._set_state(ConnectionState.OFFLINE, error="connection attempt cancelled")
+            raise
+        return link.auth
+
+    async def run(self) -> None:
+        """Stay connected until :meth:`close` (or cancellation).
+
+        Each failed attempt or dropped connection emits ``StateChange(RECONNECTING,
+        retry_in=..., error=...)`` and waits a :class:`Backoff` delay; the backoff restarts
+        from the base after a connection lasted ``stable_after`` seconds. Returns after
+        :meth:`close`; on return the connection is closed and pending futures have failed
+        with :class:`NotConnected`.
+        """
+        if self._run_active:
+            raise RuntimeError("RelayClient.run() is already running")
+        loop = asyncio.get_running_loop()
+        self._run_active = True
+        self._stop = loop.create_future()
+        self._run_done = loop.create_future()
+        stop = self._stop
+        try:
+            while not stop.done():
+                if self._link is not None and self._link.alive:
+                    # Adopt the connection connect_once() made: a second one would replace
+                    # it on the relay (one live connection per identity).
+                    attempt: asyncio.Future[_Link] = loop.create_future()
+                    attempt.set_result(self._link)
+                else:
+                    attempt = asyncio.ensure_future(self._connect())
+                if not await self._race(attempt, stop):
+                    break
+                error: str
+                try:
+                    link = attempt.result()
+                except TransportError as exc:
+                    error = str(exc)
+                except Exception as exc:
+                    logger.exception(
+                        "unexpected failure connecting to relay %s", self.endpoint.display
+                    )
+                    error = f"unexpected error: {exc!r}"
+                else:
+                    started = loop.time()
+                    waiting: list[asyncio.Future[Any]] = [link.lost, stop]
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if stop.done():
+                        break
+                    error = link.lost.result()
+                    if loop.time() - started >= self._stable_after:
+                        self._backoff.reset()
+                delay = self._backoff.next_delay()
+                self._set_state(ConnectionState.RECONNECTING, retry_in=delay, error=error)
+                await asyncio.wait([stop], timeout=delay)
+        finally:
+            current = self._link
+            if current is not None:
+                self._link_lost(current, "client stopped")
+                await self._close_ws(current.ws)
+            self._run_active = False
+            self._set_state(ConnectionState.OFFLINE)
+            if not self._run_done.done():
+                self._run_done.set_result(None)
+
+    async def start(self) -> None:
+        """Run :meth:`run` as a background task (no-op when already running). Use
+        :meth:`wait_connected` to wait for the first connection and :meth:`close` to stop."""
+        if self._run_task is not None and not self._run_task.done():
+            return
+        self._run_task = asyncio.create_task(self.run(), name="relay-client")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until authenticated; False if that did not happen within ``timeout`` s."""
+        if self.connected:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected_event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued frame was handed to the socket. False on timeout or if
+        there is no connection (then queued frames are lost)."""
+        link = self._link
+        if link is None or not link.alive:
+            return False
+        return await self._flush_link(link, timeout)
+
+    async def close(self) -> None:
+        """Write what is queued (up to a couple of seconds), close the connection, stop
+        :meth:`run`, and fail pending futures with NotConnected.
+
+        Safe to call more than once; :meth:`start` or :meth:`connect_once` may be used again
+        afterwards."""
+        self._closing = True
+        try:
+            if self._stop is not None and not self._stop.done():
+                self._stop.set_result(None)
+            link = self._link
+            if link is not None:
+                await self._flush_link(link, CLOSE_TIMEOUT)
+                self._link_lost(link, "closed by the client")
+                await self._close_ws(link.ws)
+            run_done = self._run_done
+            if run_done is not None and not run_done.done():
+                await asyncio.shield(run_done)
+            run_task, self._run_task = self._run_task, None
+            if run_task is not None and run_task is not asyncio.current_task():
+                try:
+                    await run_task
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                        raise
+                except Exception:
+                    logger.exception("relay client run() ended with an error")
+        finally:
+            self._closing = False
+        self._set_state(ConnectionState.OFFLINE)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, frame: ClientFrame) -> None:
+        """Queue ``frame`` on the current connection (written in call order).
+
+        Raises :class:`NotConnected` without an authenticated connection. A frame queued
+        just before a drop is lost silently: use it for frames whose loss is harmless or
+        retried anyway (Ack, Subscribe, Signal); use :meth:`submit_envelope` and
+        :meth:`request` when the answer matters."""
+        if isinstance(frame, Auth):
+            raise ValueError("Auth frames are sent by the client itself during connect")
+        self._require_link().enqueue(encode(frame))
+
+    def submit_envelope(self, id: bytes, to: bytes, body: bytes) -> asyncio.Future[Stored]:
+        """Send an envelope; the returned future resolves with the relay's Stored frame.
+
+        The future fails with :class:`RelayRequestError` if the relay refuses it (an Error
+        frame whose ref is ``id``) and with :class:`NotConnected` if the connection drops
+        first; then keep the envelope and submit it again after reconnecting (the relay
+        dedupes by id). Await the future or add a done callback. Raises NotConnected at
+        once when offline, ValueError for a bad id/recipient length or an oversized body.
+        Submitting an id that is still in flight returns the existing future. Any number
+        of envelopes may be in flight at once.
+        """
+        link = self._require_link()
+        if len(id) != MESSAGE_ID_LEN:
+            raise ValueError(f"message id must be {MESSAGE_ID_LEN} bytes, got {len(id)}")
+        if len(to) != KEY_LEN:
+            raise ValueError(f"recipient identity must be {KEY_LEN} bytes, got {len(to)}")
+        if len(body) > link.challenge.max_envelope:
+            raise ValueError(
+                f"envelope of {len(body)} bytes exceeds the relay's limit of "
+                f"{link.challenge.max_envelope} bytes"
+            )
+        existing = link.stored.get(id)
+        if existing is not None:
+            return existing
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        link.stored[id] = future
+        link.enqueue(encode(Send(id=id, to=to, body=body)))
+        return future
+
+    async def request(self, frame: Any, timeout: float = 10.0) -> RelayFrame:
+        """Send a frame that carries ``ref`` (FetchBundle, PublishPrekeys) and return the
+        relay's answer (Bundle or Ok) with the same ref.
+
+        A ``ref`` of 0 is replaced by a fresh one. Raises :class:`RelayRequestError` for an
+        Error answer, :class:`RequestTimeout` after ``timeout`` seconds (the request may
+        still take effect), :class:`NotConnected` when offline or on a drop."""
+        link = self._require_link()
+        ref = frame.ref
+        if ref == 0:
+            ref = next(self._refs)
+            frame = msgspec.structs.replace(frame, ref=ref)
+        elif ref in link.requests:
+            raise ValueError(f"a request with ref {ref} is already in flight")
+        future: asyncio.Future[RelayFrame] = asyncio.get_running_loop().create_future()
+        link.requests[ref] = future
+        link.enqueue(encode(frame))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise RequestTimeout(
+                f"relay {self.endpoint.display} did not answer {type(frame).__name__} "
+                f"within {timeout:g} s"
+            ) from None
+        finally:
+            if link.requests.get(ref) is future:
+                del link.requests[ref]
+
+    async def fetch_bundle(self, identity: bytes, timeout: float = 10.0) -> Bundle:
+        """Fetch ``identity``'s prekey bundle (consumes one one-time prekey on the relay).
+
+        The caller MUST verify ``spk_sig`` before using it. Raises RelayRequestError with
+        code ``not_found`` when the identity published none, plus :meth:`request`'s errors."""
+        answer = await self.request(FetchBundle(ref=0, identity=identity), timeout)
+        if not isinstance(answer, Bundle):
+            raise RelayProtocolError(f"relay answered fetch_bundle with {_tag(answer)}")
+        if answer.identity != identity:
+            raise RelayProtocolError("relay answered fetch_bundle with another identity's bundle")
+        return answer
+
+    async def publish_prekeys(self, frame: PublishPrekeys, timeout: float = 10.0) -> Ok:
+        """Publish the signed prekey and one-time prekeys; returns the relay's Ok (with
+        ``prekeys_remaining``). Raises like :meth:`request`."""
+        answer = await self.request(frame, timeout)
+        if not isinstance(answer, Ok):
+            raise RelayProtocolError(f"relay answered publish_prekeys with {_tag(answer)}")
+        return answer
+
+    async def ack(self, ids: list[bytes]) -> None:
+        """Delete delivered envelopes from the mailbox. Call only after they are durably
+        stored; an ack lost to a drop just means a redelivery (dedupe by id)."""
+        link = self._require_link()
+        for start in range(0, len(ids), ACK_CHUNK):
+            link.enqueue(encode(Ack(ids=list(ids[start : start + ACK_CHUNK]))))
+
+    async def subscribe(self, identities: Iterable[bytes]) -> None:
+        """Receive Presence for these identities (replaces the previous set).
+
+        The set is remembered and sent again after every reconnect, so this never raises
+        NotConnected: offline, it is sent on the next connection."""
+        self._subscription = list(identities)
+        link = self._link
+        if link is not None and link.alive:
+            link.enqueue(encode(Subscribe(identities=self._subscription)))
+
+    async def signal(self, to: bytes, body: bytes) -> None:
+        """Forward an ephemeral body (typing, ringing) to ``to`` if online; never stored.
+        Raises NotConnected when offline."""
+        await self.send(Signal(to=to, body=body))
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_link(self) -> _Link:
+        link = self._link
+        if link is None or not link.alive:
+            raise NotConnected(f"not connected to relay {self.endpoint.display}")
+        return link
+
+    def _set_state(
+        self, state: ConnectionState, retry_in: float | None = None, error: str | None = None
+    ) -> None:
+        if state is ConnectionState.OFFLINE and self._state is state and error is None:
+            return
+        self._state = state
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(StateChange(state, retry_in, error))
+        except Exception:
+            logger.exception("on_state handler failed")
+
+    @staticmethod
+    async def _race(task: asyncio.Future[Any], stop: asyncio.Future[None]) -> bool:
+        """Wait for ``task`` unless ``stop`` completes first (then cancel it): True if the
+        task finished."""
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.cancelled():
+            return False
+        if stop.done():
+            # A link may have been activated at the same instant; run() tears it down.
+            task.exception()  # mark retrieved
+            return False
+        return True
+
+    async def _connect(self) -> _Link:
+        self._set_state(ConnectionState.CONNECTING)
+        link = await self._open()
+        self._activate(link)
+        return link
+
+    async def _open(self) -> _Link:
+        display = self.endpoint.display
+        ws = await self._open_socket()
+        phase = "the challenge"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                challenge = await self._recv_handshake_frame(ws, phase)
+                if not isinstance(challenge, Challenge):
+                    raise RelayProtocolError(
+                        f"relay {display} sent {_tag(challenge)} instead of a challenge; "
+                        "is this a messenger-tui relay?"
+                    )
+                if challenge.version != PROTOCOL_VERSION:
+                    raise RelayProtocolError(
+                        f"relay {display} speaks protocol version {challenge.version}, this "
+                        f"client speaks version {PROTOCOL_VERSION}; update the older side"
+                    )
+                time_ms = int(self._clock() * 1000)
+                message = auth_message(
+                    challenge.relay_key, challenge.nonce, self._identity, time_ms
+                )
+                signature = self._sign(message)
+                phase = "authentication"
+                auth = Auth(identity=self._identity, time_ms=time_ms, signature=signature)
+                try:
+                    await ws.send(encode(auth))
+                except ConnectionClosed as exc:
+                    raise RelayUnreachable(
+                        display, f"connection closed before authentication ({exc})"
+                    ) from None
+                answer = await self._recv_handshake_frame(ws, phase)
+        except TimeoutError:
+            ws.transport.abort()
+            raise RelayUnreachable(
+                display, f"no answer to {phase} within {self._connect_timeout:g} s"
+            ) from None
+        except BaseException:
+            ws.transport.abort()
+            raise
+        if isinstance(answer, AuthOk) and answer.identity == self._identity:
+            return _Link(ws, challenge, answer)
+        ws.transport.abort()
+        if isinstance(answer, AuthOk):
+            raise RelayAuthFailed(f"relay {display} confirmed a different identity than ours")
+        if isinstance(answer, Error):
+            raise RelayAuthFailed(
+                f"relay {display} refused authentication ({answer.code}): {answer.message}",
+                code=answer.code,
+            )
+        raise RelayProtocolError(f"relay {display} answered authentication with {_tag(answer)}")
+
+    async def _recv_handshake_frame(self, ws: ClientConnection, phase: str) -> RelayFrame:
+        try:
+            data = await ws.recv()
+        except ConnectionClosed as exc:
+            raise RelayUnreachable(
+                self.endpoint.display, f"connection closed while waiting for {phase} ({exc})"
+            ) from None
+        try:
+            return decode_relay_frame(data)
+        except MalformedFrame as exc:
+            raise RelayProtocolError(
+                f"relay {self.endpoint.display} sent an undecodable frame instead of {phase}: {exc}"
+            ) from None
+
+    async def _open_socket(self) -> ClientConnection:
+        ep = self.endpoint
+        kwargs: dict[str, Any] = {
+            "compression": None,
+            "max_size": MAX_FRAME,
+            "max_queue": MAX_QUEUE,
+            "open_timeout": self._connect_timeout,
+            "ping_interval": self._ping_interval,
+            "ping_timeout": self._ping_timeout,
+            "close_timeout": CLOSE_TIMEOUT,
+            "proxy": self._proxy,
+            "user_agent_header": _USER_AGENT,
+        }
+        if ep.tls:
+            if ep.pin_sha256 is not None:
+                kwargs["ssl"] = pinned_ssl_context()
+                kwargs["create_connection"] = self._pinned_class
+            else:
+                kwargs["ssl"] = self._ssl_context or default_ssl_context()
+        try:
+            return await connect(ep.connect_url, **kwargs)
+        except PinMismatch:
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            raise TlsError(
+                f"the certificate of relay {ep.display} is not trusted "
+                f"({exc.verify_message or exc.reason}); if you trust this relay, ask its "
+                "operator for the certificate fingerprint and add it to the URL as "
+                "#sha256=<fingerprint>"
+            ) from None
+        except ssl.SSLError as exc:
+            raise TlsError(
+                f"TLS handshake with relay {ep.display} failed ({exc.reason or exc}); "
+                "does it speak wss://?"
+            ) from None
+        except TimeoutError:
+            raise RelayUnreachable(
+                ep.display, f"timed out after {self._connect_timeout:g} s"
+            ) from None
+        except socket.gaierror as exc:
+            raise RelayUnreachable(
+                ep.display, f"cannot resolve host {ep.host!r} ({exc.strerror or exc})"
+            ) from None
+        except ConnectionRefusedError:
+            raise RelayUnreachable(
+                ep.display, f"connection refused; is the relay running on port {ep.port}?"
+            ) from None
+        except ConnectionResetError:
+            hint = "; if the relay does not use TLS, use ws:// instead of wss://" if ep.tls else ""
+            raise RelayUnreachable(ep.display, f"connection reset by the peer{hint}") from None
+        except OSError as exc:
+            cause = exc.strerror or str(exc) or type(exc).__name__
+            raise RelayUnreachable(ep.display, cause) from None
+        except InvalidStatus as exc:
+            raise RelayProtocolError(
+                f"{ep.display} refused the websocket upgrade with HTTP "
+                f"{exc.response.status_code}; is this a messenger-tui relay URL?"
+            ) from None
+        except (InvalidHandshake, InvalidURI) as exc:
+            raise RelayProtocolError(
+                f"{ep.display} did not complete a websocket handshake ({exc}); "
+                "is this a messenger-tui relay?"
+            ) from None
+        except EOFError:
+            raise RelayUnreachable(ep.display, "connection closed during the handshake") from None
+
+    def _activate(self, link: _Link) -> None:
+        self._link = link
+        self._challenge = link.challenge
+        self._auth = link.auth
+        link.reader = asyncio.create_task(self._read_loop(link), name="relay-reader")
+        link.writer = asyncio.create_task(self._write_loop(link), name="relay-writer")
+        if self._subscription is not None:
+            link.enqueue(encode(Subscribe(identities=self._subscription)))
+        self._connected_event.set()
+        logger.info("connected to relay %s (%d queued)", self.endpoint.display, link.auth.queued)
+        self._set_state(ConnectionState.CONNECTED)
+        if self._on_connected is not None:
+            link.on_connected = asyncio.create_task(
+                self._run_on_connected(link), name="relay-on-connected"
+            )
+
+    async def _run_on_connected(self, link: _Link) -> None:
+        assert self._on_connected is not None
+        try:
+            await self._on_connected(link.auth, link.challenge)
+        except NotConnected:
+            logger.info("on_connected interrupted: the relay connection dropped")
+        except Exception:
+            logger.exception("on_connected handler failed")
+
+    async def _read_loop(self, link: _Link) -> None:
+        ws = link.ws
+        reason = "connection closed"
+        try:
+            while True:
+                try:
+                    data = await ws.recv()
+                except ConnectionClosed as exc:
+                    reason = f"connection closed: {exc}"
+                    break
+                try:
+                    frame = decode_relay_frame(data)
+                except MalformedFrame as exc:
+                    logger.warning(
+                        "skipping a %d-byte frame from relay %s that cannot be decoded: %s",
+                        len(data),
+                        self.endpoint.display,
+                        exc,
+                    )
+                    continue
+                await self._dispatch(link, frame)
+        except asyncio.CancelledError:
+            if link.alive:  # cancelled from outside: do not leave the socket open
+                ws.transport.abort()
+            raise
+        except Exception as exc:
+            logger.exception("relay reader failed")
+            reason = f"client error: {exc!r}"
+            ws.transport.abort()
+        finally:
+            self._link_lost(link, reason)
+
+    async def _dispatch(self, link: _Link, frame: RelayFrame) -> None:
+        if isinstance(frame, Stored):
+            stored = link.stored.pop(frame.id, None)
+            if stored is not None and not stored.done():
+                stored.set_result(frame)
+        elif isinstance(frame, Bundle | Ok):
+            answer = link.requests.pop(frame.ref, None)
+            if answer is not None and not answer.done():
+                answer.set_result(frame)
+            else:
+                logger.debug("ignoring a %s for a request no longer pending", _tag(frame))
+        elif isinstance(frame, Error):
+            ref = frame.ref
+            waiter: asyncio.Future[Any] | None = None
+            if isinstance(ref, bytes):
+                waiter = link.stored.pop(ref, None)
+            elif isinstance(ref, int) and not isinstance(ref, bool):
+                waiter = link.requests.pop(ref, None)
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_exception(RelayRequestError(frame.code, frame.message))
+                return
+            await self._deliver(frame)
+        elif isinstance(frame, Deliver | Drained | Presence | SignalDeliver):
+            await self._deliver(frame)
+        else:
+            logger.warning("ignoring an unexpected %s frame after authentication", _tag(frame))
+
+    async def _deliver(self, frame: RelayFrame) -> None:
+        try:
+            await self._on_frame(frame)
+        except Exception:
+            logger.exception("on_frame handler failed on a %s frame", _tag(frame))
+
+    async def _write_loop(self, link: _Link) -> None:
+        ws = link.ws
+        queue = link.outq
+        try:
+            while True:
+                if not queue:
+                    link.idle.set()
+                    link.wakeup.clear()
+                    await link.wakeup.wait()
+                    continue
+                await ws.send(queue.popleft())
+        except ConnectionClosed:
+            pass  # the reader sees the close and reports it
+        except Exception:
+            logger.exception("relay writer failed")
+            ws.transport.abort()
+
+    def _link_lost(self, link: _Link, reason: str) -> None:
+        """Mark ``link`` dead: fail its pending futures, stop its tasks, report the drop."""
+        if not link.alive:
+            return
+        link.alive = False
+        if self._link is link:
+            self._link = None
+            self._connected_event.clear()
+        message = (
+            f"connection to relay {self.endpoint.display} lost before the answer arrived "
+            f"({reason}); retry after reconnecting"
+        )
+        pending: list[asyncio.Future[Any]] = [*link.stored.values(), *link.requests.values()]
+        link.stored.clear()
+        link.requests.clear()
+        for future in pending:
+            if not future.done():
+                future.set_exception(NotConnected(message))
+        link.outq.clear()
+        current = asyncio.current_task()
+        for task in (link.reader, link.writer, link.on_connected):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        if not link.lost.done():
+            link.lost.set_result(reason)
+        logger.info("disconnected from relay %s: %s", self.endpoint.display, reason)
+        if not self._run_active and not self._closing:
+            self._set_state(ConnectionState.OFFLINE, error=reason)
+
+    @staticmethod
+    async def _flush_link(link: _Link, timeout: float) -> bool:
+        if link.idle.is_set():
+            return True
+        idle: asyncio.Future[Any] = asyncio.ensure_future(link.idle.wait())
+        waiting: list[asyncio.Future[Any]] = [idle, link.lost]
+        try:
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+        return link.idle.is_set() and link.alive
+
+    @staticmethod
+    async def _close_ws(ws: ClientConnection) -> None:
+        try:
+            await ws.close()
+        except Exception:
+            ws.transport.abort()
+
+
+def _tag(frame: object) -> str:
+    return type(frame).__name__
