@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nacl.exceptions
@@ -26,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
 from messenger_tui.transport import Backoff, RelayClient, StateChange
+from tests.helpers.certs import CertFiles, make_certificate
 
 
 @dataclass
@@ -304,18 +302,6 @@ async def make_client(
 # ------------------------------------------------------------------ TLS material
 
 
-@dataclass(frozen=True)
-class CertFiles:
-    cert: Path
-    key: Path
-    der: bytes
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert, self.key)
-        return ctx
-
-
 @pytest.fixture(scope="session")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
     """A self-signed certificate for localhost / 127.0.0.1 made with `cryptography`."""
@@ -326,49 +312,3 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
 def other_name_cert(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
     """A self-signed certificate naming only relay.example."""
     return make_certificate(tmp_path_factory.mktemp("tls-other"), ["relay.example"])
-
-
-def make_certificate(directory: Path, names: list[str]) -> CertFiles:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([_san(n) for n in names]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "cert.pem"
-    key_path = directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return CertFiles(cert_path, key_path, cert.public_bytes(serialization.Encoding.DER))
-
-
-def _san(name: str) -> Any:
-    from cryptography import x509
-
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
