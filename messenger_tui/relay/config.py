@@ -1,0 +1,95 @@
+"""Relay configuration: one frozen dataclass, built by the CLI or by tests.
+
+Build a :class:`RelayConfig` and hand it to :class:`messenger_tui.relay.server.RelayServer` or
+:func:`messenger_tui.relay.server.run_relay`. Every limit has a production default; tests
+shrink them to provoke the limits quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from messenger_tui.core.wire import KEY_LEN, MAX_ENVELOPE, MAX_FRAME
+
+DAY_SECONDS = 24 * 60 * 60
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket: ``rate_per_s`` tokens refill per second, at most ``burst`` saved up."""
+
+    rate_per_s: float
+    burst: int
+
+    def __post_init__(self) -> None:
+        if self.rate_per_s <= 0 or self.burst < 1:
+            raise ValueError("a rate limit needs rate_per_s > 0 and burst >= 1")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Everything a relay needs to run. ``port=0`` picks a free port (read it back from
+    :attr:`RelayServer.port`)."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: Envelopes older than this are purged and never delivered.
+    ttl_seconds: int = 30 * DAY_SECONDS
+    #: Largest envelope / signal body accepted (the wire contract's MAX_ENVELOPE).
+    max_envelope: int = MAX_ENVELOPE
+    #: Largest websocket message accepted; bigger ones close that connection with 1009.
+    max_frame: int = MAX_FRAME
+    #: Envelopes one mailbox may hold; more are refused with ``mailbox_full``.
+    mailbox_limit: int = 100_000
+    #: One-time prekeys held per identity; extra ones in a publish are dropped.
+    max_one_time_prekeys: int = 200
+    #: Identities one connection may watch with Subscribe.
+    max_subscriptions: int = 1_000
+    #: Unacknowledged deliveries in flight per connection.
+    delivery_window: int = 512
+    send_limit: RateLimit = field(default_factory=lambda: RateLimit(1_000.0, 5_000))
+    signal_limit: RateLimit = field(default_factory=lambda: RateLimit(1_000.0, 5_000))
+    fetch_bundle_limit: RateLimit = field(default_factory=lambda: RateLimit(20.0, 200))
+    #: Malformed frames tolerated on one connection before it is closed.
+    max_malformed: int = 20
+    #: Seconds a connection may stay unauthenticated before it is closed.
+    auth_timeout_s: float = 30.0
+    #: Websocket keepalive: ping interval and pong deadline (seconds).
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    #: How often expired envelopes are purged (seconds).
+    purge_interval_s: float = 600.0
+    #: fsync the database on every commit (survives power loss, slower); without it a
+    #: commit survives a killed relay process but not a machine crash.
+    durable_fsync: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Identity key of the Echo contact, announced in every Challenge.
+    echo_identity: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_cert and tls_key (or neither)")
+        if self.echo_identity is not None and len(self.echo_identity) != KEY_LEN:
+            raise ValueError(f"echo_identity must be a {KEY_LEN}-byte Ed25519 public key")
+        if not 0 < self.max_envelope <= MAX_ENVELOPE:
+            raise ValueError(f"max_envelope must be in 1..{MAX_ENVELOPE}")
+        if self.max_frame < self.max_envelope:
+            raise ValueError("max_frame must be at least max_envelope")
+        for name in ("ttl_seconds", "mailbox_limit", "delivery_window", "max_malformed"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.max_one_time_prekeys < 0 or self.max_subscriptions < 0:
+            raise ValueError("bounds must not be negative")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the relay serves wss:// (TLS certificate and key configured)."""
+        return self.tls_cert is not None
+
+    @property
+    def ttl_ms(self) -> int:
+        """The envelope time-to-live in milliseconds."""
+        return self.ttl_seconds * 1000

@@ -1,0 +1,95 @@
+"""The prekey directory: verified publishing and one-shot handing out of prekey bundles.
+
+Sessions call :meth:`PrekeyDirectory.publish` for PublishPrekeys (the signed prekey is checked
+with the crypto layer's own :func:`messenger_tui.core.crypto.prekeys.verify_bundle`, i.e. an
+Ed25519 signature by the identity over ``SPK_SIGNATURE_CONTEXT || spk``) and
+:meth:`PrekeyDirectory.fetch` for FetchBundle. Refusals raise :class:`PrekeyRejected` carrying
+the wire error code; the session turns it into an Error frame.
+"""
+
+from __future__ import annotations
+
+from messenger_tui.core import wire
+from messenger_tui.core.crypto import prekeys as crypto_prekeys
+from messenger_tui.core.crypto.primitives import X25519_KEY_LEN
+from messenger_tui.core.errors import CoreError
+from messenger_tui.relay.clock import Clock
+from messenger_tui.relay.store import (
+    OneTimePrekey,
+    PrekeyBundle,
+    PrekeyStatus,
+    PrekeyStore,
+    SignedPrekey,
+)
+
+
+class PrekeyRejected(Exception):
+    """A publish or fetch the directory refuses; ``code`` is a :class:`wire.ErrorCode`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PrekeyDirectory:
+    """Signed and one-time prekeys per identity, behind a :class:`PrekeyStore`."""
+
+    def __init__(self, store: PrekeyStore, *, max_one_time: int, clock: Clock) -> None:
+        self._store = store
+        self._max_one_time = max_one_time
+        self._clock = clock
+
+    async def publish(self, identity: bytes, frame: wire.PublishPrekeys) -> int:
+        """Verify and store ``identity``'s prekeys; return the one-time prekeys now held.
+
+        The signed prekey replaces the previous one. One-time prekeys beyond the bound are
+        dropped (clients should publish at most ``bound - prekeys_remaining``); ids already
+        held keep their old key. Raises :class:`PrekeyRejected` (bad_request) for a bad
+        signature, key size or id.
+        """
+        try:
+            crypto_prekeys.verify_bundle(
+                crypto_prekeys.PrekeyBundle(
+                    identity=identity, spk_id=frame.spk_id, spk=frame.spk, spk_sig=frame.spk_sig
+                )
+            )
+        except CoreError as exc:
+            raise PrekeyRejected(
+                wire.ErrorCode.BAD_REQUEST, f"signed prekey refused: {exc}"
+            ) from None
+        one_time: list[OneTimePrekey] = []
+        for opk in frame.opks:
+            if not 0 <= opk.id <= crypto_prekeys.MAX_PREKEY_ID:
+                raise PrekeyRejected(
+                    wire.ErrorCode.BAD_REQUEST, "one-time prekey ids are unsigned 32-bit"
+                )
+            if len(opk.key) != X25519_KEY_LEN:
+                raise PrekeyRejected(
+                    wire.ErrorCode.BAD_REQUEST, "one-time prekeys are 32-byte X25519 keys"
+                )
+            one_time.append(OneTimePrekey(opk.id, opk.key))
+        return await self._store.put_prekeys(
+            identity,
+            SignedPrekey(frame.spk_id, frame.spk, frame.spk_sig),
+            one_time,
+            max_one_time=self._max_one_time,
+            now_ms=self._clock(),
+        )
+
+    async def fetch(self, identity: bytes) -> PrekeyBundle:
+        """Hand out ``identity``'s bundle, consuming one one-time prekey if any is left.
+
+        Raises :class:`PrekeyRejected` (not_found) when the identity never published.
+        """
+        if len(identity) != wire.KEY_LEN:
+            raise PrekeyRejected(
+                wire.ErrorCode.BAD_REQUEST, "identity must be a 32-byte Ed25519 public key"
+            )
+        bundle = await self._store.take_bundle(identity)
+        if bundle is None:
+            raise PrekeyRejected(wire.ErrorCode.NOT_FOUND, "no prekeys published for that identity")
+        return bundle
+
+    async def status(self, identity: bytes) -> PrekeyStatus:
+        """One-time prekeys held and the signed prekey id, for AuthOk and Ok replies."""
+        return await self._store.prekey_status(identity)

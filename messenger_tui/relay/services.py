@@ -1,0 +1,59 @@
+"""The relay-wide objects every connection shares, built once by the server.
+
+:class:`RelayServices` is a plain container: the server creates it in ``start()`` and hands it
+to each :class:`messenger_tui.relay.session.RelaySession`. Nothing here does I/O by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from messenger_tui.relay.clock import Clock
+from messenger_tui.relay.config import RelayConfig
+from messenger_tui.relay.mailboxes import Mailboxes
+from messenger_tui.relay.prekey_directory import PrekeyDirectory
+from messenger_tui.relay.presence import PresenceRegistry
+from messenger_tui.relay.rate_limit import RateLimiter
+from messenger_tui.relay.store import RelayStore
+
+
+@dataclass
+class RateLimiters:
+    """One per-identity limiter per request kind."""
+
+    send: RateLimiter
+    signal: RateLimiter
+    fetch_bundle: RateLimiter
+
+    def prune(self) -> int:
+        """Forget refilled buckets; return how many were dropped."""
+        return self.send.prune() + self.signal.prune() + self.fetch_bundle.prune()
+
+
+@dataclass
+class RelayCounters:
+    """Totals since start, for the periodic stats log line and benchmarks."""
+
+    connections: int = 0
+    authenticated: int = 0
+    auth_failures: int = 0
+    malformed: int = 0
+    signals_forwarded: int = 0
+    signals_dropped: int = 0
+
+
+@dataclass
+class RelayServices:
+    """Shared state of one running relay."""
+
+    config: RelayConfig
+    relay_key: bytes  # the relay's Ed25519 public key (never the seed)
+    clock: Clock
+    store: RelayStore
+    mailboxes: Mailboxes
+    prekeys: PrekeyDirectory
+    presence: PresenceRegistry
+    limits: RateLimiters
+    log: logging.Logger
+    counters: RelayCounters = field(default_factory=RelayCounters)

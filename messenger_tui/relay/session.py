@@ -1,0 +1,413 @@
+"""One websocket connection: the authentication handshake, then request dispatch.
+
+The server runs ``await RelaySession(connection, services).run()`` as the websockets handler.
+Flow: send Challenge -> wait for Auth (anything else gets ``Error(unauthenticated)`` and does
+nothing) -> AuthOk -> push the mailbox and serve requests until the connection closes.
+Errors never end the connection except: a failed Auth (auth_failed, close 1008), too many
+malformed frames (close 1008), no Auth within the timeout (close 1008), and replacement by a
+newer connection of the same identity (close 4000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from messenger_tui.core import wire
+from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.relay.auth import AuthChallenge, AuthRefused
+from messenger_tui.relay.delivery import DeliveryPusher
+from messenger_tui.relay.outbox import Outbox
+from messenger_tui.relay.prekey_directory import PrekeyRejected
+from messenger_tui.relay.services import RelayServices
+from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoredEnvelope
+
+#: Close code sent to the older connection when the same identity connects again.
+CLOSE_REPLACED: Final = 4000
+CLOSE_POLICY: Final = 1008
+CLOSE_INTERNAL: Final = 1011
+#: Sends awaiting their commit before the session stops reading from the client.
+MAX_PENDING_INSERTS: Final = 1024
+#: Envelope bytes awaiting their commit before the session stops reading from the client.
+MAX_PENDING_BYTES: Final = 4 * 1024 * 1024
+#: Bytes queued for a client before producers hold back (deliveries pause, signals drop).
+OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
+#: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
+MAX_ACK_IDS: Final = 4096
+#: Unauthenticated frames tolerated before the connection is closed.
+MAX_UNAUTHENTICATED_FRAMES: Final = 20
+
+ErrorCode = wire.ErrorCode
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class _SessionEnd(Exception):
+    """Raised inside the session to stop serving (the connection is already closing)."""
+
+
+class RelaySession:
+    """State of one connection. Create per connection and ``await run()``."""
+
+    def __init__(self, connection: ServerConnection, services: RelayServices) -> None:
+        self._conn = connection
+        self._s = services
+        self._config = services.config
+        self._outbox = Outbox(connection, limit_bytes=OUTBOX_LIMIT_BYTES, on_space=self._room)
+        self._identity: bytes | None = None
+        self._label = "unauthenticated"
+        self._pusher: DeliveryPusher | None = None
+        self._pending_inserts = 0
+        self._pending_bytes = 0
+        self._pusher_task: asyncio.Task[None] | None = None
+        self._resume = asyncio.Event()
+        self._malformed = 0
+        self._closing = False
+
+    # ------------------------------------------------------------ Peer / FrameSink protocol
+
+    @property
+    def identity(self) -> bytes:
+        """The authenticated identity (only valid after authentication)."""
+        if self._identity is None:
+            raise RuntimeError("connection is not authenticated")
+        return self._identity
+
+    def send_frame(self, frame: wire.RelayFrame) -> None:
+        """Queue a frame for this client."""
+        self._outbox.put(frame)
+
+    def try_send_frame(self, frame: wire.RelayFrame) -> bool:
+        """Queue an ephemeral frame unless this client is congested."""
+        return self._outbox.try_put(frame)
+
+    def congested(self) -> bool:
+        """Whether this client's outgoing buffer is full."""
+        return self._outbox.congested()
+
+    def offer(self, envelope: StoredEnvelope) -> None:
+        """Route a newly stored envelope for this identity to the delivery pusher."""
+        if self._pusher is not None:
+            self._pusher.offer(envelope)
+
+    def offers_done(self) -> None:
+        """The commit batch behind the last offers is complete."""
+        if self._pusher is not None:
+            self._pusher.offers_done()
+
+    def replace(self) -> None:
+        """A newer connection of the same identity took over: close this one."""
+        self._s.log.info("%s: replaced by a newer connection", self._label)
+        if self._pusher_task is not None:
+            self._pusher_task.cancel()  # the newer connection redelivers from the start
+        _spawn(self._close(CLOSE_REPLACED, "replaced by a newer connection of this identity"))
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Serve the connection until it closes."""
+        counters = self._s.counters
+        counters.connections += 1
+        writer = asyncio.get_running_loop().create_task(self._outbox.run())
+        try:
+            identity = await self._authenticate()
+            if identity is None:
+                return
+            await self._start_authenticated(identity)
+            await self._serve()
+        except (ConnectionClosed, _SessionEnd):
+            pass
+        finally:
+            if self._identity is not None:
+                self._s.presence.disconnect(self)
+            pusher_task = self._pusher_task
+            if pusher_task is not None:
+                pusher_task.cancel()
+            if not self._closing:
+                await self._outbox.flush(timeout=1.0)
+            self._outbox.close()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            if pusher_task is not None:
+                await asyncio.gather(pusher_task, return_exceptions=True)
+            if self._identity is not None:
+                pushed = self._pusher.pushed if self._pusher is not None else 0
+                self._s.log.info(
+                    "%s: disconnected (code %s, pushed %d, unacked %d)",
+                    self._label,
+                    self._conn.close_code,
+                    pushed,
+                    self._pusher.in_flight if self._pusher is not None else 0,
+                )
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Send what is queued (briefly), then close the websocket with ``code``."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._outbox.flush(timeout=2.0)
+        self._outbox.close()
+        await self._conn.close(code, reason)
+
+    def _room(self) -> None:
+        self._resume.set()
+        if self._pusher is not None:
+            self._pusher.wake()
+
+    # -------------------------------------------------------------------- authentication
+
+    async def _authenticate(self) -> bytes | None:
+        services = self._s
+        challenge = AuthChallenge(
+            services.relay_key, services.clock(), echo=self._config.echo_identity
+        )
+        self._outbox.put(challenge.frame)
+        unauthenticated = 0
+        try:
+            async with asyncio.timeout(self._config.auth_timeout_s):
+                while True:
+                    data = await self._conn.recv()
+                    try:
+                        frame = wire.decode_client_frame(data)
+                    except MalformedFrame as exc:
+                        await self._malformed_frame(exc)
+                        continue
+                    if not isinstance(frame, wire.Auth):
+                        unauthenticated += 1
+                        self._error(
+                            ErrorCode.UNAUTHENTICATED,
+                            "authenticate first: answer the Challenge with Auth",
+                        )
+                        if unauthenticated >= MAX_UNAUTHENTICATED_FRAMES:
+                            await self._close(CLOSE_POLICY, "too many unauthenticated frames")
+                            return None
+                        continue
+                    try:
+                        identity = challenge.verify(frame, services.clock())
+                    except AuthRefused as exc:
+                        services.counters.auth_failures += 1
+                        services.log.info("auth refused: %s", exc)
+                        self._error(ErrorCode.AUTH_FAILED, str(exc))
+                        await self._close(CLOSE_POLICY, "authentication failed")
+                        return None
+                    return identity
+        except TimeoutError:
+            self._error(ErrorCode.UNAUTHENTICATED, "no Auth within the time limit")
+            await self._close(CLOSE_POLICY, "authentication timeout")
+            return None
+
+    async def _start_authenticated(self, identity: bytes) -> None:
+        services = self._s
+        self._identity = identity
+        self._label = short_fingerprint(identity)
+        self._pusher = DeliveryPusher(
+            identity,
+            services.store,
+            self,
+            window=self._config.delivery_window,
+            clock=services.clock,
+        )
+        status = await services.prekeys.status(identity)
+        queued = await services.store.count(identity, now_ms=services.clock())
+        # No await from here on until the pusher runs: AuthOk is the first frame the client
+        # sees after this point, before any Deliver, SignalDeliver or Presence.
+        older = services.presence.connect(self)
+        if older is not None:
+            older.replace()
+        self._outbox.put(
+            wire.AuthOk(
+                identity=identity,
+                queued=queued,
+                prekeys_remaining=status.one_time_remaining,
+                signed_prekey_id=status.signed_prekey_id,
+            )
+        )
+        services.counters.authenticated += 1
+        services.log.info(
+            "%s: authenticated (queued %d, prekeys %d)",
+            self._label,
+            queued,
+            status.one_time_remaining,
+        )
+        task = asyncio.get_running_loop().create_task(self._pusher.run())
+        task.add_done_callback(self._pusher_done)
+        self._pusher_task = task
+
+    def _pusher_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._s.log.error("%s: delivery failed: %r", self._label, exc)
+            self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
+            _spawn(self._close(CLOSE_INTERNAL, "relay storage fault"))
+
+    # ---------------------------------------------------------------------------- serving
+
+    async def _serve(self) -> None:
+        conn = self._conn
+        outbox = self._outbox
+        while True:
+            while (
+                self._pending_inserts >= MAX_PENDING_INSERTS
+                or self._pending_bytes >= MAX_PENDING_BYTES
+                or outbox.congested()
+            ) and not outbox.closed:
+                self._resume.clear()
+                await self._resume.wait()
+            data = await conn.recv()
+            try:
+                frame = wire.decode_client_frame(data)
+            except MalformedFrame as exc:
+                await self._malformed_frame(exc)
+                continue
+            if isinstance(frame, wire.Send):
+                self._on_send(frame)
+            elif isinstance(frame, wire.Ack):
+                self._on_ack(frame)
+            elif isinstance(frame, wire.Signal):
+                self._on_signal(frame)
+            elif isinstance(frame, wire.FetchBundle):
+                await self._on_fetch_bundle(frame)
+            elif isinstance(frame, wire.PublishPrekeys):
+                await self._on_publish_prekeys(frame)
+            elif isinstance(frame, wire.Subscribe):
+                self._on_subscribe(frame)
+            else:  # a second Auth
+                self._error(ErrorCode.BAD_REQUEST, "already authenticated")
+
+    def _error(self, code: str, message: str, ref: int | bytes | None = None) -> None:
+        self._outbox.put(wire.Error(code=code, message=message, ref=ref))
+
+    async def _malformed_frame(self, exc: MalformedFrame) -> None:
+        self._malformed += 1
+        self._s.counters.malformed += 1
+        self._error(ErrorCode.MALFORMED, str(exc))
+        if self._malformed >= self._config.max_malformed:
+            self._s.log.info("%s: closed after %d malformed frames", self._label, self._malformed)
+            await self._close(CLOSE_POLICY, "too many malformed frames")
+            raise _SessionEnd
+
+    def _on_send(self, frame: wire.Send) -> None:
+        if len(frame.id) != wire.MESSAGE_ID_LEN:
+            self._error(ErrorCode.BAD_REQUEST, "message id must be 16 bytes", frame.id)
+        elif len(frame.to) != wire.KEY_LEN:
+            self._error(ErrorCode.BAD_REQUEST, "recipient must be a 32-byte identity", frame.id)
+        elif len(frame.body) > self._config.max_envelope:
+            self._error(
+                ErrorCode.TOO_LARGE,
+                f"envelope is {len(frame.body)} bytes, the limit is {self._config.max_envelope}",
+                frame.id,
+            )
+        elif not self._s.limits.send.allow(self.identity):
+            self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
+        else:
+            self._pending_inserts += 1
+            self._pending_bytes += len(frame.body)
+            self._s.mailboxes.submit(
+                NewEnvelope(frame.to, self.identity, frame.id, frame.body), self._insert_done
+            )
+
+    def _insert_done(self, envelope: NewEnvelope, result: InsertResult | None) -> None:
+        self._pending_inserts -= 1
+        self._pending_bytes -= len(envelope.body)
+        if self._pending_inserts < MAX_PENDING_INSERTS and self._pending_bytes < MAX_PENDING_BYTES:
+            self._resume.set()
+        if result is None:
+            self._error(ErrorCode.INTERNAL, "relay storage fault; retry", envelope.msg_id)
+        elif result.outcome is InsertOutcome.MAILBOX_FULL:
+            self._error(ErrorCode.MAILBOX_FULL, "the recipient's mailbox is full", envelope.msg_id)
+        else:
+            self._outbox.put(wire.Stored(id=envelope.msg_id, to=envelope.recipient))
+
+    def _on_ack(self, frame: wire.Ack) -> None:
+        ids = frame.ids
+        if len(ids) > MAX_ACK_IDS:
+            self._error(ErrorCode.BAD_REQUEST, f"at most {MAX_ACK_IDS} ids per Ack; nothing acked")
+            return
+        if any(len(msg_id) != wire.MESSAGE_ID_LEN for msg_id in ids):
+            self._error(ErrorCode.BAD_REQUEST, "message ids are 16 bytes; nothing was acked")
+            return
+        assert self._pusher is not None
+        self._pusher.acked(ids)
+        self._s.mailboxes.ack(self.identity, ids)
+
+    def _on_signal(self, frame: wire.Signal) -> None:
+        services = self._s
+        if len(frame.to) != wire.KEY_LEN:
+            self._error(ErrorCode.BAD_REQUEST, "recipient must be a 32-byte identity")
+        elif len(frame.body) > self._config.max_envelope:
+            self._error(
+                ErrorCode.TOO_LARGE,
+                f"signal is {len(frame.body)} bytes, the limit is {self._config.max_envelope}",
+            )
+        elif not services.limits.signal.allow(self.identity):
+            self._error(ErrorCode.RATE_LIMITED, "too many signals; retry later")
+        else:
+            peer = services.presence.peer_for(frame.to)
+            forwarded = peer is not None and peer.try_send_frame(
+                wire.SignalDeliver(sender=self.identity, body=frame.body)
+            )
+            if forwarded:
+                services.counters.signals_forwarded += 1
+            else:
+                services.counters.signals_dropped += 1
+
+    async def _on_fetch_bundle(self, frame: wire.FetchBundle) -> None:
+        if not self._s.limits.fetch_bundle.allow(self.identity):
+            self._error(ErrorCode.RATE_LIMITED, "too many bundle fetches; retry later", frame.ref)
+            return
+        try:
+            bundle = await self._s.prekeys.fetch(frame.identity)
+        except PrekeyRejected as exc:
+            self._error(exc.code, str(exc), frame.ref)
+            return
+        opk = bundle.one_time
+        self._outbox.put(
+            wire.Bundle(
+                ref=frame.ref,
+                identity=bundle.identity,
+                spk_id=bundle.signed.spk_id,
+                spk=bundle.signed.spk,
+                spk_sig=bundle.signed.spk_sig,
+                opk_id=None if opk is None else opk.opk_id,
+                opk=None if opk is None else opk.key,
+            )
+        )
+
+    async def _on_publish_prekeys(self, frame: wire.PublishPrekeys) -> None:
+        try:
+            remaining = await self._s.prekeys.publish(self.identity, frame)
+        except PrekeyRejected as exc:
+            self._error(exc.code, str(exc), frame.ref)
+            return
+        self._s.log.info(
+            "%s: published signed prekey %d and %d one-time prekeys (%d held)",
+            self._label,
+            frame.spk_id,
+            len(frame.opks),
+            remaining,
+        )
+        self._outbox.put(wire.Ok(ref=frame.ref, prekeys_remaining=remaining))
+
+    def _on_subscribe(self, frame: wire.Subscribe) -> None:
+        limit = self._config.max_subscriptions
+        if len(frame.identities) > limit:
+            self._error(ErrorCode.BAD_REQUEST, f"at most {limit} identities per Subscribe")
+            return
+        if any(len(identity) != wire.KEY_LEN for identity in frame.identities):
+            self._error(ErrorCode.BAD_REQUEST, "identities are 32-byte keys")
+            return
+        for presence in self._s.presence.subscribe(self, frame.identities):
+            self._outbox.try_put(presence)

@@ -1,0 +1,178 @@
+"""The relay's storage interface: mailboxes and the prekey directory.
+
+Domain code (``mailboxes``, ``delivery``, ``prekey_directory``) talks only to these
+:class:`typing.Protocol` classes, so another backend (Redis for several relay nodes) can slot
+in. Every backend must keep the semantics written on each method; the SQLite backend in
+:mod:`messenger_tui.relay.sqlite_store` is the reference, and ``tests/relay`` runs against it.
+All methods are ``async`` so a networked backend fits; callers must ``await`` them from the
+event loop and must call :meth:`RelayStore.close` before exiting.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NewEnvelope:
+    """An envelope a sender asks the relay to store for ``recipient``."""
+
+    recipient: bytes
+    sender: bytes
+    msg_id: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEnvelope:
+    """An envelope as held in a mailbox. ``seq`` is its position: strictly increasing in
+    insertion order across the whole store and never reused while the relay runs (delivery
+    cursors live only as long as a connection), so "after cursor" is exact."""
+
+    seq: int
+    recipient: bytes
+    sender: bytes
+    msg_id: bytes
+    body: bytes
+    stored_at_ms: int
+
+
+class InsertOutcome(enum.Enum):
+    """What an insert did."""
+
+    STORED = "stored"  # new row, committed
+    DUPLICATE = "duplicate"  # (recipient, sender, msg_id) was already there; kept as it was
+    MAILBOX_FULL = "mailbox_full"  # refused: the recipient's mailbox is at its bound
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """Result of one insert. ``envelope`` is the stored row for STORED and DUPLICATE (the
+    original row for a duplicate), ``None`` for MAILBOX_FULL."""
+
+    outcome: InsertOutcome
+    envelope: StoredEnvelope | None
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest:
+    """Delete these message ids from ``recipient``'s own mailbox (and nobody else's)."""
+
+    recipient: bytes
+    msg_ids: Sequence[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPrekey:
+    """An identity's current signed prekey, as published (the signature already verified)."""
+
+    spk_id: int
+    spk: bytes
+    spk_sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OneTimePrekey:
+    """One X25519 one-time prekey."""
+
+    opk_id: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyBundle:
+    """What a fetch hands out: the signed prekey and at most one one-time prekey."""
+
+    identity: bytes
+    signed: SignedPrekey
+    one_time: OneTimePrekey | None
+
+
+@dataclass(frozen=True, slots=True)
+class PrekeyStatus:
+    """What the directory holds for one identity."""
+
+    one_time_remaining: int
+    signed_prekey_id: int | None
+
+
+class MailboxStore(Protocol):
+    """Per-recipient queues of envelopes."""
+
+    async def write(
+        self,
+        inserts: Sequence[NewEnvelope],
+        acks: Sequence[AckRequest],
+        *,
+        now_ms: int,
+        ttl_ms: int,
+        mailbox_limit: int,
+    ) -> list[InsertResult]:
+        """Apply inserts and acks in ONE durable transaction; return one result per insert.
+
+        Inserts are idempotent by (recipient, sender, msg_id): a duplicate keeps its original
+        position, body and time and reports DUPLICATE (even when the mailbox is full). A new
+        envelope gets ``seq`` greater than every seq ever assigned and expires at
+        ``now_ms + ttl_ms``. An ack deletes only rows of its own ``recipient``. When this
+        returns, every result is durable (survives a process kill); on an exception nothing
+        of the batch was applied.
+        """
+        ...
+
+    async def fetch_after(
+        self, recipient: bytes, after_seq: int, limit: int, *, now_ms: int
+    ) -> list[StoredEnvelope]:
+        """Up to ``limit`` unexpired envelopes of ``recipient`` with seq > ``after_seq``,
+        oldest first."""
+        ...
+
+    async def count(self, recipient: bytes, *, now_ms: int) -> int:
+        """Unexpired envelopes waiting in ``recipient``'s mailbox."""
+        ...
+
+    async def purge_expired(self, *, now_ms: int) -> int:
+        """Delete envelopes whose expiry is at or before ``now_ms``; return how many.
+
+        A backend may leave some expired rows for a later purge (the SQLite one stops at the
+        first unexpired envelope in storage order); expired rows are never fetched or counted.
+        """
+        ...
+
+
+class PrekeyStore(Protocol):
+    """The prekey directory."""
+
+    async def put_prekeys(
+        self,
+        identity: bytes,
+        signed: SignedPrekey,
+        one_time: Sequence[OneTimePrekey],
+        *,
+        max_one_time: int,
+        now_ms: int,
+    ) -> int:
+        """Replace ``identity``'s signed prekey and add one-time prekeys, keeping at most
+        ``max_one_time`` (extra ones are dropped, in the order given; an id already held is
+        kept as it was). Atomic. Return the one-time prekeys now held."""
+        ...
+
+    async def take_bundle(self, identity: bytes) -> PrekeyBundle | None:
+        """Return the bundle with the lowest-id one-time prekey, deleting that prekey in the
+        same transaction (so each is handed out exactly once), or without one when none is
+        left. ``None`` when the identity never published a signed prekey."""
+        ...
+
+    async def prekey_status(self, identity: bytes) -> PrekeyStatus:
+        """How many one-time prekeys are held and which signed prekey id."""
+        ...
+
+
+class RelayStore(MailboxStore, PrekeyStore, Protocol):
+    """A complete backend: open it with the backend's own constructor, ``close()`` it last."""
+
+    async def close(self) -> None:
+        """Finish pending work and release the backend; the store is unusable afterwards."""
+        ...
