@@ -41,7 +41,7 @@ async def run_echo(home: Path, relay_url: str, ready: asyncio.Event | None = Non
     """Answer every text message until cancelled."""
     ensure_echo_profile(home, relay_url)
     profile = open_profile(home, None)
-    service = MessengerService(profile, auto_reply_contacts=True)
+    service = MessengerService(profile)
     queue = service.subscribe()
     await service.start()
     if ready is not None:

@@ -1,1 +1,4 @@
-"""Sans-I/O core: wire formats, relay session protocol and crypto. Imports only stdlib, nacl, msgspec."""
+"""Sans-I/O core: wire formats, payloads and crypto.
+
+Imports only the stdlib, nacl and msgspec (an import-linter contract enforces it).
+"""

@@ -110,7 +110,9 @@ class Bundle(_Frame, tag="bundle", frozen=True):
     identity: bytes
     spk_id: int
     spk: bytes  # X25519 public signed prekey
-    spk_sig: bytes  # Ed25519 signature by ``identity`` over ``spk``
+    spk_sig: (
+        bytes  # Ed25519 signature by identity over SPK_SIGNATURE_CONTEXT || spk (crypto/prekeys.py)
+    )
     opk_id: int | None = None
     opk: bytes | None = None
 

@@ -56,6 +56,7 @@ class Database:
         self.path = path
         self._conn = conn
         self._depth = 0
+        self._savepoints = 0
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -125,6 +126,23 @@ class Database:
         except sqlite3.Error as exc:
             self._conn.execute("ROLLBACK")
             raise translate_error(self.path, exc) from exc
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block's writes if it raises."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO {name}")
+            self.execute(f"RELEASE {name}")
+            raise
+        else:
+            self.execute(f"RELEASE {name}")
+        finally:
+            self._savepoints -= 1
 
     def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
         """Run one statement; typed errors out."""

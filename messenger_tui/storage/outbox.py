@@ -65,8 +65,11 @@ class Outbox:
         ).fetchall()
         return [_row(r) for r in rows]
 
-    def seal(self, seq: int, body: bytes) -> None:
-        self._db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (body, seq))
+    def seal(self, seq: int, body: bytes) -> bool:
+        """Store the sealed body; False if the row no longer exists."""
+        return (
+            self._db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (body, seq)).rowcount > 0
+        )
 
     def remove(self, seq: int) -> None:
         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))

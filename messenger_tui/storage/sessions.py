@@ -34,19 +34,21 @@ class Sessions:
         """Store a session's new state; ``make_active`` makes it the one used for sending."""
         if make_active:
             self._db.execute(
-                "UPDATE sessions SET active = 0 WHERE peer = ? AND base_key != ?", (peer, base_key)
+                "UPDATE sessions SET active = 0 WHERE peer = ? AND active = 1 AND base_key != ?",
+                (peer, base_key),
             )
+        updated = self._db.execute(
+            "UPDATE sessions SET state = ?, updated_at_ms = ?, active = max(active, ?) "
+            "WHERE peer = ? AND base_key = ?",
+            (state, now_ms, int(make_active), peer, base_key),
+        ).rowcount
+        if updated:
+            return
         self._db.execute(
             "INSERT INTO sessions (peer, base_key, state, active, updated_at_ms) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer, base_key) DO UPDATE SET "
-            "state = excluded.state, active = max(sessions.active, excluded.active), "
-            "updated_at_ms = excluded.updated_at_ms",
+            "VALUES (?, ?, ?, ?, ?)",
             (peer, base_key, state, int(make_active), now_ms),
         )
-        if make_active:
-            self._db.execute(
-                "UPDATE sessions SET active = 1 WHERE peer = ? AND base_key = ?", (peer, base_key)
-            )
         self._db.execute(
             "DELETE FROM sessions WHERE peer = ? AND active = 0 AND base_key NOT IN ("
             "SELECT base_key FROM sessions WHERE peer = ? AND active = 0 "

@@ -74,9 +74,7 @@ async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay) -> None:
         await next_event(events, ev.MessageReceived)
         # alice seals one message (saving her ratchet state, as the app does) ...
         payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="only once", sent_at_ms=1))
-        body = alice._seal_with(
-            bob_key(alice), alice.store.sessions.active(bob_key(alice)), payload
-        )
+        body = alice._sender.seal_ephemeral(bob_key(alice), payload)
         await alice._client.submit_envelope(os.urandom(16), bob_key(alice), body)
         await next_event(events, ev.MessageReceived)
         # ... and an attacker (or the relay) replays it under a fresh envelope id.
@@ -177,9 +175,7 @@ async def test_replayed_handshake_after_session_eviction_is_not_shown_again(
             ),
         )
         payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="handshake", sent_at_ms=1))
-        body = alice._seal_with(
-            bob.identity.public, (session.base_key, cs.serialize_session(session)), payload
-        )
+        _, body = cs.encrypt(session, payload)
         events = bob.subscribe()
         await bob.start()
         await alice._client.submit_envelope(os.urandom(16), bob.identity.public, body)

@@ -1,0 +1,329 @@
+"""Receiving: turn delivered envelopes into stored messages, receipts and events.
+
+A burst of deliveries is processed in one database transaction (one commit instead of one per
+envelope), each envelope inside its own savepoint: a failure in one never loses the others.
+For every envelope the plaintext, the advanced ratchet state, the dedupe record and the
+delivery receipt to send are committed together; the caller acks the envelopes only after
+:meth:`Receiver.process` returned, i.e. after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.session_book import SessionBook
+from messenger_tui.core import payload as pl
+from messenger_tui.core import wire
+from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.crypto import prekeys as pk
+from messenger_tui.core.crypto import session as cs
+from messenger_tui.core.crypto.identity import IdentityKeyPair
+from messenger_tui.core.errors import (
+    CryptoError,
+    DuplicateMessage,
+    IdentityMismatch,
+    MalformedEnvelope,
+    TooManySkipped,
+    UnknownPrekey,
+)
+from messenger_tui.storage.contacts import ContactRow
+from messenger_tui.storage.errors import StorageError
+from messenger_tui.storage.messages import MessageRow
+from messenger_tui.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def contact_model(row: ContactRow) -> Contact:
+    return Contact(
+        id=row.id,
+        name=row.name,
+        identity=row.identity,
+        verified=row.verified,
+        key_changed=row.key_changed,
+        blocked=row.blocked,
+        auto_added=row.auto_added,
+    )
+
+
+def message_model(row: MessageRow) -> Message:
+    return Message(
+        id=row.id,
+        message_id=row.message_id,
+        contact_id=row.contact_id,
+        outgoing=row.outgoing,
+        kind=row.kind,
+        text=row.body,
+        sent_at_ms=row.sent_at_ms,
+        received_at_ms=row.received_at_ms,
+        state=row.state,
+    )
+
+
+@dataclass
+class Outcome:
+    """What a processed burst asks of the caller, after the commit."""
+
+    acks: list[bytes] = field(default_factory=list)
+    events: list[ev.Event] = field(default_factory=list)
+    used_prekey: bool = False
+    queued_receipts: bool = False
+
+
+def enqueue_receipt(store: Store, recipient: bytes, kind: str, ids: list[bytes], now: int) -> None:
+    """Queue a receipt payload in the outbox (call inside a transaction)."""
+    body = pl.encode_payload(pl.Receipt(kind=kind, ids=ids))  # type: ignore[arg-type]
+    store.outbox.enqueue(recipient, os.urandom(16), body, "receipt", now)
+
+
+def insert_notice(store: Store, contact_id: int, text: str, now: int) -> None:
+    """A line in the conversation that explains something (a dropped message, a key change)."""
+    store.messages.insert(
+        contact_id,
+        os.urandom(16),
+        outgoing=False,
+        body=text,
+        sent_at_ms=now,
+        received_at_ms=now,
+        state="seen",
+        kind="notice",
+    )
+
+
+class Receiver:
+    def __init__(
+        self,
+        store: Store,
+        identity: IdentityKeyPair,
+        directory: ContactDirectory,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self._store = store
+        self._identity = identity
+        self._directory = directory
+        self._now_ms = now_ms
+
+    def process(self, frames: list[wire.Deliver]) -> Outcome:
+        """Decrypt and store a burst of deliveries in one transaction; then ack ``acks``."""
+        out = Outcome()
+        now = self._now_ms()
+        delivered: dict[bytes, list[bytes]] = {}
+        db = self._store.db
+        with db.transaction():
+            book = SessionBook(self._store.sessions, now)
+            for frame in frames:
+                try:
+                    with db.savepoint():
+                        self._one(frame, book, now, out, delivered)
+                except StorageError:
+                    raise  # the database itself failed: nothing of the burst is acked
+                except Exception:
+                    # A bug must not lose the burst: this envelope stays unacked and comes
+                    # back on the next connection.
+                    log.exception("could not process an envelope; it will be redelivered")
+            for sender, ids in delivered.items():
+                enqueue_receipt(self._store, sender, "delivered", ids, now)
+                out.queued_receipts = True
+            book.flush()
+        return out
+
+    def _one(
+        self,
+        frame: wire.Deliver,
+        book: SessionBook,
+        now: int,
+        out: Outcome,
+        delivered: dict[bytes, list[bytes]],
+    ) -> None:
+        sender = frame.sender
+        received = self._store.received
+        if received.seen(sender, frame.id):  # a redelivery after a crash before our ack
+            out.acks.append(frame.id)
+            return
+        row = self._directory.by_identity(sender)
+        if row is not None and row.blocked:
+            received.record(sender, frame.id, now)
+            out.acks.append(frame.id)
+            return
+        try:
+            envelope = cs.parse_envelope(frame.body)
+            session, plaintext, used_opk = self._open(sender, envelope, book)
+            payload = pl.decode_payload(plaintext)
+        except DuplicateMessage:
+            received.record(sender, frame.id, now)
+            out.acks.append(frame.id)
+            return
+        except (CryptoError, pl.MalformedPayload) as exc:
+            out.events.append(self._record_failure(sender, frame.id, row, exc, now))
+            out.acks.append(frame.id)
+            return
+        events: list[ev.Event] = []
+        if row is None:
+            row = self._auto_contact(sender, payload, now)
+            events.append(ev.ContactChanged(contact_model(row)))
+        if envelope.prekey is not None:
+            self._store.sessions.remember_accepted(sender, session.base_key, now)
+        if used_opk is not None:
+            self._store.prekeys.delete_one_time(used_opk)
+        delivered_id = self._apply(row, payload, now, events)
+        received.record(sender, frame.id, now)
+        book.put(sender, session)  # last: only once every write above succeeded
+        if delivered_id is not None:
+            delivered.setdefault(sender, []).append(delivered_id)
+        out.used_prekey = out.used_prekey or used_opk is not None
+        out.events.extend(events)
+        out.acks.append(frame.id)
+
+    def _open(
+        self, sender: bytes, envelope: cs.Envelope, book: SessionBook
+    ) -> tuple[cs.Session, bytes, int | None]:
+        """Decrypt with the right session, or start one from a prekey message. Pure: the
+        caller records the returned session once the plaintext is stored."""
+        base_key = cs.envelope_session_key(envelope)
+        known = book.candidates(sender)
+        if base_key is not None:
+            for key, session in known:
+                if key == base_key:
+                    new, plaintext = cs.decrypt(session, envelope)
+                    return new, plaintext, None
+            assert envelope.prekey is not None
+            if self._store.sessions.was_accepted(base_key):
+                # The session this handshake started was archived away: a replay.
+                raise DuplicateMessage("a handshake this profile accepted before")
+            spk_data = self._store.prekeys.signed(envelope.prekey.spk_id)
+            if spk_data is None:
+                raise UnknownPrekey("the message uses a signed prekey this profile no longer has")
+            opk = None
+            if envelope.prekey.opk_id is not None:
+                opk_data = self._store.prekeys.one_time(envelope.prekey.opk_id)
+                if opk_data is None:
+                    raise UnknownPrekey("the message uses a one-time prekey already used")
+                opk = msgspec.msgpack.decode(opk_data, type=pk.OneTimePrekey)
+            spk = msgspec.msgpack.decode(spk_data, type=pk.SignedPrekey)
+            new, plaintext = cs.accept_session(self._identity, envelope, sender, spk, opk)
+            return new, plaintext, envelope.prekey.opk_id
+        last_error: CryptoError | None = None
+        for _key, session in known:
+            try:
+                new, plaintext = cs.decrypt(session, envelope)
+            except DuplicateMessage:
+                raise
+            except CryptoError as exc:
+                last_error = exc  # not this session; try the next
+                continue
+            return new, plaintext, None
+        if last_error is not None:
+            raise last_error
+        raise MalformedEnvelope("no session with this sender; its first message never arrived")
+
+    def _auto_contact(self, sender: bytes, payload: pl.Payload, now: int) -> ContactRow:
+        """A message from an unknown sender: keep it under a new contact (a message request)."""
+        announced = payload.sender_name if isinstance(payload, pl.Text) else None
+        base = _safe_name(announced) or f"unknown-{short_fingerprint(sender)}"
+        name, n = base, 2
+        while self._store.contacts.by_name(name) is not None:
+            name, n = f"{base}-{n}", n + 1
+        row = self._store.contacts.insert(
+            name, sender, now, auto_added=True, announced_name=announced
+        )
+        self._directory.invalidate()
+        return row
+
+    def _apply(
+        self, row: ContactRow, payload: pl.Payload, now: int, events: list[ev.Event]
+    ) -> bytes | None:
+        """Store the payload's effect; returns a message id to acknowledge with a receipt."""
+        contact = contact_model(row)
+        if isinstance(payload, pl.Text):
+            stored = self._store.messages.insert(
+                row.id,
+                payload.id,
+                outgoing=False,
+                body=payload.text,
+                sent_at_ms=payload.sent_at_ms,
+                received_at_ms=now,
+                state="received",
+            )
+            if stored is None:
+                return None  # the same message id again (resent under a new envelope)
+            events.append(ev.MessageReceived(contact, message_model(stored)))
+            return payload.id
+        if isinstance(payload, pl.Receipt):
+            state = "read" if payload.kind == "read" else "delivered"
+            for row_id in self._store.messages.advance_outgoing(row.id, payload.ids, state):
+                events.append(ev.MessageStateChanged(contact, row_id, state))
+        elif isinstance(payload, pl.Typing):
+            events.append(ev.TypingChanged(contact, payload.active))
+        return None
+
+    def _record_failure(
+        self,
+        sender: bytes,
+        envelope_id: bytes,
+        row: ContactRow | None,
+        exc: Exception,
+        now: int,
+    ) -> ev.MessageFailed:
+        reason = failure_reason(exc)
+        log.warning("dropped envelope from %s: %s", short_fingerprint(sender), type(exc).__name__)
+        if row is not None:
+            insert_notice(
+                self._store,
+                row.id,
+                f"A message from {row.name} could not be opened and was dropped: {reason}.",
+                now,
+            )
+        self._store.received.record(sender, envelope_id, now)
+        return ev.MessageFailed(contact_model(row) if row else None, sender, reason)
+
+    def process_signal(self, frame: wire.SignalDeliver) -> ev.Event | None:
+        """An ephemeral frame (typing). Garbled or stale ones are dropped quietly."""
+        row = self._directory.by_identity(frame.sender)
+        if row is None or row.blocked:
+            return None
+        with self._store.db.transaction():
+            book = SessionBook(self._store.sessions, self._now_ms())
+            try:
+                envelope = cs.parse_envelope(frame.body)
+                if envelope.prekey is not None:
+                    return None  # ephemeral frames never start sessions
+                session, plaintext, _ = self._open(frame.sender, envelope, book)
+                payload = pl.decode_payload(plaintext)
+            except (CryptoError, pl.MalformedPayload):
+                return None
+            if not isinstance(payload, pl.Typing):
+                return None
+            book.put(frame.sender, session)
+            book.flush()
+        return ev.TypingChanged(contact_model(row), payload.active)
+
+
+def _safe_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    cleaned = re.sub(r"\s+", " ", "".join(ch for ch in name if ch.isprintable())).strip()
+    return cleaned[:32] or None
+
+
+def failure_reason(exc: Exception) -> str:
+    """Why an envelope was dropped, in words for the conversation notice."""
+    if isinstance(exc, UnknownPrekey):
+        return f"it was sealed to a prekey this profile no longer holds ({exc})"
+    if isinstance(exc, MalformedEnvelope):
+        return f"it is malformed ({exc})"
+    if isinstance(exc, pl.MalformedPayload):
+        return "its content is unreadable by this version"
+    if isinstance(exc, IdentityMismatch):
+        return "the sender claimed another identity (possible impersonation)"
+    if isinstance(exc, TooManySkipped):
+        return "too many messages were lost before it"
+    return "it failed authentication (tampered with, or corrupted in transit)"
