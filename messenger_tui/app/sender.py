@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 512
 #: Outbox rows read (and sealed) per pass.
 PAGE = 500
+#: After the relay refuses an envelope for now (rate limit, full mailbox, fault): pause
+#: submitting, then resend from the oldest unsent row, so the conversation stays in order.
+RETRY_AFTER_S = 1.0
 
 
 class OutboxSender:
@@ -61,6 +64,7 @@ class OutboxSender:
         self._bundle_errors: dict[bytes, str] = {}
         self._stored: list[OutboxRow] = []
         self._stored_scheduled = False
+        self._paused_until = 0.0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -88,10 +92,13 @@ class OutboxSender:
                 await asyncio.sleep(1.0)
                 self._wakeup.set()
 
+    def _paused(self) -> bool:
+        return asyncio.get_running_loop().time() < self._paused_until
+
     async def _drain(self) -> None:
         after = 0
         stalled: set[bytes] = set()  # recipients whose keys we could not get this pass
-        while self._client.connected:
+        while self._client.connected and not self._paused():
             page = self._store.outbox.pending(after_seq=after, limit=PAGE)
             if not page:
                 return
@@ -114,6 +121,9 @@ class OutboxSender:
                 if body is None or row.seq in self._submitted:
                     continue
                 await self._in_flight.acquire()
+                if self._paused():
+                    self._in_flight.release()
+                    return
                 try:
                     future = self._client.submit_envelope(row.envelope_id, row.recipient, body)
                 except BaseException:
@@ -210,8 +220,12 @@ class OutboxSender:
         if isinstance(exc, RelayRequestError) and exc.code == wire.ErrorCode.TOO_LARGE:
             self._fail(row, str(exc))
         elif isinstance(exc, RelayRequestError):
-            # rate limited, mailbox full, relay fault: try again shortly
-            asyncio.get_running_loop().call_later(1.0, self._wakeup.set)
+            # Rate limited, mailbox full, relay fault: stop submitting (the relay refuses what
+            # is already in flight behind this one too) and resend in order shortly.
+            loop = asyncio.get_running_loop()
+            if not self._paused():
+                self._paused_until = loop.time() + RETRY_AFTER_S
+                loop.call_later(RETRY_AFTER_S, self._wakeup.set)
 
     def _flush_stored(self) -> None:
         """Commit the Stored answers of this event-loop turn together."""

@@ -14,15 +14,24 @@ from messenger_tui.relay.config import RateLimit
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; starts full."""
+    """``rate`` tokens per second, at most ``burst`` saved up; starts full.
 
-    __slots__ = ("_burst", "_rate_per_ms", "_tokens", "_updated_ms")
+    Once it refuses, it keeps refusing until it has refilled to a tenth of its burst. Without
+    that hysteresis a pipelined burst would see accepts and refusals interleave (the bucket
+    refills between frames), and the client's retries would land after later messages: the
+    conversation would arrive out of order. With it, everything sent behind a refused envelope
+    is refused too, and the client resends in order.
+    """
+
+    __slots__ = ("_burst", "_closed", "_rate_per_ms", "_reopen_at", "_tokens", "_updated_ms")
 
     def __init__(self, limit: RateLimit, now_ms: int) -> None:
         self._rate_per_ms = limit.rate_per_s / 1000.0
         self._burst = float(limit.burst)
+        self._reopen_at = max(1.0, self._burst / 10)
         self._tokens = self._burst
         self._updated_ms = now_ms
+        self._closed = False
 
     def _refill(self, now_ms: int) -> None:
         elapsed = now_ms - self._updated_ms
@@ -33,9 +42,12 @@ class TokenBucket:
     def take(self, now_ms: int, tokens: float = 1.0) -> bool:
         """Spend ``tokens`` if available and return True; otherwise spend nothing."""
         self._refill(now_ms)
-        if self._tokens >= tokens:
+        if self._closed and self._tokens >= max(tokens, self._reopen_at):
+            self._closed = False
+        if not self._closed and self._tokens >= tokens:
             self._tokens -= tokens
             return True
+        self._closed = True
         return False
 
     def is_full(self, now_ms: int) -> bool:

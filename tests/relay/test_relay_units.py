@@ -34,6 +34,18 @@ def test_token_bucket_burst_then_rate(clock: ManualClock) -> None:
     assert [limiter.allow(alice) for _ in range(6)] == [True] * 5 + [False]
 
 
+def test_refusing_bucket_stays_closed_until_a_tenth_refilled(clock: ManualClock) -> None:
+    """Hysteresis: what is pipelined behind a refused send is refused too (keeps order)."""
+    limiter = RateLimiter(RateLimit(rate_per_s=1000, burst=100), clock)
+    alice = b"a" * 32
+    assert all(limiter.allow(alice) for _ in range(100))
+    assert not limiter.allow(alice)
+    clock.advance(5)  # 5 tokens back: enough for a send, but the bucket stays closed
+    assert not limiter.allow(alice)
+    clock.advance(5)  # 10 tokens = a tenth of the burst: open again
+    assert [limiter.allow(alice) for _ in range(11)] == [True] * 10 + [False]
+
+
 def test_prune_forgets_full_buckets(clock: ManualClock) -> None:
     limiter = RateLimiter(RateLimit(rate_per_s=1, burst=2), clock)
     limiter.allow(b"a" * 32)
