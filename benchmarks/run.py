@@ -1,0 +1,217 @@
+"""Run the benchmarks, print the tables, write docs/performance.md and the raw JSON.
+
+    python -m benchmarks.run                      # everything (what `make bench` runs)
+    python -m benchmarks.run --quick              # small counts, under a minute
+    python -m benchmarks.run relay_throughput     # one (or several) by name
+    python -m benchmarks.run full_stack --profile # plus a cProfile of the client stack
+
+A full run rewrites the section of docs/performance.md between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` (creating the file if missing) and saves the raw figures to
+benchmarks/results/latest.json. Running a subset updates only those benchmarks' parts and keeps
+the others from latest.json. ``--quick`` figures are too short to publish: they are printed
+and saved to benchmarks/results/quick.json only (unless ``--write-docs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks import full_stack, idle_memory, relay_throughput
+from benchmarks.common import Settings
+from benchmarks.procs import machine_info
+
+BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (relay_throughput, idle_memory, full_stack)}
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "performance.md"
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+INTRO = f"""# Performance
+
+Measured figures of messenger_tui, produced by `make bench` (`python -m benchmarks.run`); the
+section between the markers below is rewritten by every full run. Benchmarks report numbers,
+they assert nothing (tests assert behaviour).
+
+## What is measured, and how
+
+- **Relay throughput and latency.** The relay runs as a real subprocess
+  (`python -m messenger_tui.relay --port 0 --data DIR --send-rate 1000000 --send-burst 1000000
+  --log-level WARNING`: the per-identity send limit, 1,000/s with a burst of 5,000 by default,
+  is raised because one benchmark pair sends far more than a person types); the baseline is a
+  bare websockets forwarder (`benchmarks/forwarder.py`: no auth, no storage; it forwards each
+  binary message from a sender to its paired recipient), also a subprocess with the same
+  websockets settings. One load generator process (`benchmarks/loadgen.py`) speaks the real
+  wire protocol (Challenge -> Auth -> AuthOk; Send -> Stored; Deliver -> batched Ack) with 10,
+  100 and 1,000 sender -> recipient pairs, ~200-byte bodies, and a bounded window of messages
+  in flight per sender. Saturation rounds alternate
+  between the two servers; delivered msgs/s and the latency from send to Deliver received are
+  reported, plus the latency under a light open-loop load.
+- **Memory per idle connection.** 2,000 authenticated idle connections to a fresh relay
+  process; growth of its VmRSS divided by 2,000, beside the same with the bare forwarder.
+- **One client, full stack.** Two real `MessengerService` instances through a relay
+  subprocess: alice sends N texts (encrypt, store, send), bob receives, decrypts and stores.
+  Baseline: the same number of envelopes of the same size through the same relay by raw wire
+  clients, without crypto or client storage.
+
+Every figure stands beside a baseline measured in the same run on the same machine: absolute
+times drift on shared machines, ratios much less. Everything runs on 127.0.0.1, the load
+generator on the same machine as the servers. The "other load" columns say how much CPU other
+processes used meanwhile; figures taken on a busy machine are lower than on an idle one.
+
+## Reproduce
+
+```
+make bench                                   # or: .venv/bin/python -m benchmarks.run
+.venv/bin/python -m benchmarks.run --quick   # a smoke run, under a minute, not written here
+.venv/bin/python -m benchmarks.run full_stack --profile   # one benchmark, with a profile
+```
+
+Raw figures of the last run: `benchmarks/results/latest.json` (not committed).
+
+{START}
+{END}
+"""
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description="Run the messenger_tui benchmarks."
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts (< 60 s in total)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile the relay (relay_throughput) and the clients (full_stack)",
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="write docs/performance.md even with --quick"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rewrite docs/performance.md from benchmarks/results/latest.json",
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        known = ", ".join(BENCHMARKS)
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; pick from {known}")
+    return args
+
+
+def _load_previous(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _render_section(data: dict[str, Any]) -> str:
+    machine = data["machine"]
+    parts = [
+        f"_Updated {data['finished']}; machine: {machine['nproc']} cores "
+        f"({machine['cpu_model']}, {machine['memory']} RAM), Python {machine['python']}, "
+        f"websockets {machine['websockets']}, Linux {machine['kernel']}._",
+    ]
+    for name, module in BENCHMARKS.items():
+        entry = data["benchmarks"].get(name)
+        parts += ["", f"### {module.TITLE}", ""]
+        if entry is None:
+            parts.append("_Not measured yet._")
+            continue
+        if "error" in entry:
+            parts.append(f"_Failed on {entry['finished']}: {entry['error']}_")
+            continue
+        stamp = f"_Measured {entry['finished']} in {entry['duration_s']:.0f} s"
+        stamp += " (--quick)._" if entry.get("quick") else "._"
+        parts += [module.render(entry["result"]), "", stamp]
+    return "\n".join(parts)
+
+
+def write_doc(section: str, doc: Path = DOC) -> None:
+    """Replace the marked section of docs/performance.md (create the file if missing)."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else INTRO
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n## Results\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{head}{START}\n{section}\n{END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    names = args.names or list(BENCHMARKS)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS / ("quick.json" if args.quick else "latest.json")
+    data = _load_previous(json_path)
+    if args.render_only:
+        if not data.get("benchmarks"):
+            print(f"nothing to render: {json_path.relative_to(ROOT)} is missing or empty")
+            return 1
+        write_doc(_render_section(data))
+        print(f"table written to {DOC.relative_to(ROOT)}")
+        return 0
+    data.setdefault("benchmarks", {})
+    data["machine"] = machine_info()
+    workdir = Path(tempfile.mkdtemp(prefix="messenger-bench-"))
+    failed = False
+    started_all = time.monotonic()
+    try:
+        for name in names:
+            module = BENCHMARKS[name]
+            print(f"== {module.TITLE} ({name}) ...", flush=True)
+            settings = Settings(workdir=workdir, quick=args.quick, profile=args.profile)
+            started = time.monotonic()
+            now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+            try:
+                result = module.run(settings)
+            except Exception as exc:
+                failed = True
+                traceback.print_exc()
+                data["benchmarks"][name] = {
+                    "finished": now,
+                    "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                }
+                continue
+            entry = {
+                "finished": now,
+                "duration_s": round(time.monotonic() - started, 1),
+                "quick": args.quick,
+                "result": result,
+            }
+            data["benchmarks"][name] = entry
+            print(module.render(result), flush=True)
+            print(f"({entry['duration_s']:.0f} s)\n", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    data["finished"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(f"raw figures: {json_path.relative_to(ROOT)}")
+    if not args.no_docs and (not args.quick or args.write_docs):
+        write_doc(_render_section(data))
+        print(f"table written to {DOC.relative_to(ROOT)}")
+    print(f"total {time.monotonic() - started_all:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
