@@ -17,13 +17,13 @@ connection's outgoing buffer has room again. The pusher:
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 
 from messenger_tui.core import wire
 from messenger_tui.relay.clock import Clock
 from messenger_tui.relay.frame_sink import FrameSink
 from messenger_tui.relay.store import MailboxStore, StoredEnvelope
+from messenger_tui.relay.wakeup import Wakeup
 
 
 class DeliveryPusher:
@@ -51,7 +51,7 @@ class DeliveryPusher:
         self._missed = False  # an envelope was stored during a fetch: fetch again
         self._drained_once = False
         self._pushed_since_drained = 0
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         #: Deliveries pushed on this connection so far.
         self.pushed = 0
 

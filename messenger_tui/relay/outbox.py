@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from messenger_tui.core import wire
+from messenger_tui.relay.wakeup import Wakeup
 
 #: The same encoding as :func:`messenger_tui.core.wire.encode`, minus a call level.
 _encode = msgspec.msgpack.Encoder().encode
@@ -52,8 +53,8 @@ class Outbox:
         self._queued_bytes = 0
         self._flush_scheduled = False
         self._blocked = False  # the writer task is sending (the client reads slowly)
-        self._wake = asyncio.Event()
-        self._empty = asyncio.Event()
+        self._wake = Wakeup()
+        self._empty = Wakeup()
         self._empty.set()
         self._empty_set = True
         self._closed = False

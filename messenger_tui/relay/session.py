@@ -26,6 +26,7 @@ from messenger_tui.relay.outbox import Outbox
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.services import RelayServices
 from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoredEnvelope
+from messenger_tui.relay.wakeup import Wakeup
 
 #: Close code sent to the older connection when the same identity connects again.
 CLOSE_REPLACED: Final = 4000
@@ -71,7 +72,7 @@ class RelaySession:
         self._pending_inserts = 0
         self._pending_bytes = 0
         self._pusher_task: asyncio.Task[None] | None = None
-        self._resume = asyncio.Event()
+        self._resume = Wakeup()
         self._malformed = 0
         self._closing = False
 

@@ -100,16 +100,21 @@ def test_second_process_on_the_same_profile(tmp_path: Path, relay) -> None:
         env=cli_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
+        # Wait until the follower holds the lock (the lock file names its pid) before
+        # competing for it; otherwise the follower itself could be the one refused.
+        lock = me.home / "profile.lock"
         deadline = time.monotonic() + 20
-        while True:
-            res = me.run("contacts", "list", check=False)
-            if res.code == 8 or time.monotonic() > deadline:
+        while time.monotonic() < deadline and follower.poll() is None:
+            if lock.exists() and lock.read_text().strip() == str(follower.pid):
                 break
-            time.sleep(0.2)
-        assert res.code == 8 and "in use by process" in res.err
+            time.sleep(0.05)
+        assert follower.poll() is None, f"follower exited:\n{follower.stderr.read()}"
+        res = me.run("contacts", "list", check=False)
+        assert res.code == 8 and f"in use by process {follower.pid}" in res.err
     finally:
         follower.terminate()
         follower.wait(10)
