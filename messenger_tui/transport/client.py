@@ -118,6 +118,10 @@ STABLE_AFTER = 10.0
 CLOSE_TIMEOUT = 2.0
 #: Largest number of ids in one Ack frame (16-byte ids stay far below MAX_FRAME).
 ACK_CHUNK = 4096
+#: Close code the relay uses when a newer connection of the same identity replaces this one.
+CLOSE_REPLACED = 4000
+#: Wait before reconnecting after being replaced (avoids two instances evicting each other).
+REPLACED_RETRY_S = 60.0
 
 _USER_AGENT = "messenger-tui"
 
@@ -177,6 +181,8 @@ class _Link:
         self.stored: dict[bytes, asyncio.Future[Stored]] = {}
         self.requests: dict[int, asyncio.Future[RelayFrame]] = {}
         self.lost: asyncio.Future[str] = loop.create_future()
+        #: The relay closed us with 4000: another instance of this identity took over.
+        self.replaced = False
         self.reader: asyncio.Task[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.on_connected: asyncio.Task[None] | None = None
@@ -356,6 +362,13 @@ class RelayClient:
                     error = link.lost.result()
                     if loop.time() - started >= self._stable_after:
                         self._backoff.reset()
+                    if link.replaced:
+                        # Reconnecting at once would evict the other instance, which would
+                        # evict us again: wait long, and let the user see why.
+                        delay = REPLACED_RETRY_S
+                        self._set_state(ConnectionState.RECONNECTING, retry_in=delay, error=error)
+                        await asyncio.wait([stop], timeout=delay)
+                        continue
                 delay = self._backoff.next_delay()
                 self._set_state(ConnectionState.RECONNECTING, retry_in=delay, error=error)
                 await asyncio.wait([stop], timeout=delay)
@@ -750,6 +763,12 @@ class RelayClient:
                     data = await ws.recv()
                 except ConnectionClosed as exc:
                     reason = f"connection closed: {exc}"
+                    if exc.rcvd is not None and exc.rcvd.code == CLOSE_REPLACED:
+                        link.replaced = True
+                        reason = (
+                            "another instance of this profile connected to the relay and took "
+                            "over (the same identity key is in use elsewhere)"
+                        )
                     break
                 try:
                     frame = decode_relay_frame(data)

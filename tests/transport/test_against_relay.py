@@ -206,3 +206,26 @@ async def test_tls_pin_against_the_real_relay(
             await unpinned.connect_once()
     finally:
         await asyncio.to_thread(proc.close)
+
+
+async def test_replaced_connection_waits_instead_of_evicting_back(
+    real_relay: RelayProcess, make_client, identity: Identity
+) -> None:
+    """Two instances of one identity: the evicted one must not reconnect at once (that would
+    evict the other, and so on); it waits long and says why."""
+    from messenger_tui.transport.client import REPLACED_RETRY_S, ConnectionState
+
+    first, first_rec = make_client(real_relay.url)
+    await first.start()
+    assert await first.wait_connected(5)
+    second, _ = make_client(real_relay.url)
+    await second.connect_once()
+    deadline = time.monotonic() + 5
+    while not any(c.state is ConnectionState.RECONNECTING for c in first_rec.states):
+        assert time.monotonic() < deadline, first_rec.state_names()
+        await asyncio.sleep(0.02)
+    change = next(c for c in first_rec.states if c.state is ConnectionState.RECONNECTING)
+    assert change.retry_in == REPLACED_RETRY_S
+    assert "another instance" in (change.error or "")
+    await asyncio.sleep(0.5)  # the small test backoff would have reconnected by now
+    assert second.connected and not first.connected
