@@ -22,6 +22,7 @@ from messenger_tui.app.profile import (
     profile_exists,
 )
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.passphrase import passphrase_for
 from messenger_tui.cli.relay_cmd import relay_config, serve_relay
 from messenger_tui.core.address import encode_address
 
@@ -47,10 +48,7 @@ async def run_app(args: argparse.Namespace, home: Path) -> int:
         profile = create_profile(home, _default_name(), embedded_url, None)
         created = True
     else:
-        passphrase = None
-        if args.passphrase_file:
-            passphrase = Path(args.passphrase_file).read_text().rstrip("\r\n")
-        profile = open_profile(home, passphrase)
+        profile = open_profile(home, passphrase_for(args, home))
         created = False
     try:
         service = MessengerService(profile)

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from messenger_tui.app.diagnostics import diagnose, print_findings
+from messenger_tui.cli.passphrase import passphrase_for
 
 
 async def run_doctor(home: Path, args: argparse.Namespace) -> int:
-    from messenger_tui.cli.main import _passphrase
-
-    return print_findings(await diagnose(home, _passphrase(args, home)))
+    return print_findings(await diagnose(home, passphrase_for(args, home)))

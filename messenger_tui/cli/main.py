@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import getpass
 import json
 import logging
 import os
@@ -21,18 +20,17 @@ from typing import Any
 
 from messenger_tui import __version__
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import AppError, PassphraseProblem, StorageProblem, TimedOut
+from messenger_tui.app.errors import AppError, StorageProblem, TimedOut
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.profile import (
     DEFAULT_RELAY_PORT,
     DEFAULT_RELAY_URL,
     create_profile,
     default_home,
-    is_key_encrypted,
     open_profile,
-    profile_exists,
 )
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.passphrase import passphrase_for, read_passphrase_file
 from messenger_tui.storage.errors import StorageError
 
 EXIT_CODES = {
@@ -76,29 +74,9 @@ def _home(args: argparse.Namespace) -> Path:
     return Path(args.home).expanduser() if args.home else default_home()
 
 
-def _read_passphrase_file(path: str) -> str:
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PassphraseProblem(f"cannot read the passphrase file {path}: {exc.strerror}") from None
-    passphrase = text.rstrip("\r\n")
-    if not passphrase:
-        raise PassphraseProblem(f"the passphrase file {path} is empty")
-    return passphrase
-
-
-def _passphrase(args: argparse.Namespace, home: Path) -> str | None:
-    path = getattr(args, "passphrase_file", None) or os.environ.get("MESSENGER_TUI_PASSPHRASE_FILE")
-    if path:
-        return _read_passphrase_file(path)
-    if profile_exists(home) and is_key_encrypted(home) and sys.stdin.isatty():
-        return getpass.getpass("passphrase: ")
-    return None
-
-
 def _service(args: argparse.Namespace) -> MessengerService:
     home = _home(args)
-    profile = open_profile(home, _passphrase(args, home))
+    profile = open_profile(home, passphrase_for(args, home))
     return MessengerService(profile)
 
 
@@ -149,7 +127,7 @@ def _print_message(contact: Contact, m: Message) -> None:
 
 async def cmd_init(args: argparse.Namespace) -> int:
     home = _home(args)
-    passphrase = _read_passphrase_file(args.passphrase_file) if args.passphrase_file else None
+    passphrase = read_passphrase_file(args.passphrase_file) if args.passphrase_file else None
     profile = create_profile(home, args.name, args.relay or DEFAULT_RELAY_URL, passphrase)
     service = MessengerService(profile)
     try:
