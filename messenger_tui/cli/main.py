@@ -113,13 +113,28 @@ def _message_json(contact: Contact, m: Message) -> dict[str, Any]:
     }
 
 
+def terminal_safe(text: str) -> str:
+    """Text from a peer, made harmless for a terminal: control characters (ESC sequences that
+    could clear the screen, retitle the window or write the clipboard) become visible escapes;
+    newlines and tabs stay."""
+    return "".join(
+        ch
+        if ch in "\n\t" or (ch.isprintable() and not 0x80 <= ord(ch) < 0xA0)
+        else f"\\x{ord(ch):02x}"
+        if ord(ch) < 0x100
+        else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+
+
 def _print_message(contact: Contact, m: Message) -> None:
-    who = "me" if m.outgoing else contact.name
+    who = "me" if m.outgoing else terminal_safe(contact.name)
+    text = terminal_safe(m.text)
     if m.kind == "notice":
-        _out(f"[{_short_time(m.sent_at_ms)}] ! {m.text}")
+        _out(f"[{_short_time(m.sent_at_ms)}] ! {text}")
         return
     state = f"  ({m.state})" if m.outgoing else ""
-    _out(f"[{_short_time(m.sent_at_ms)}] {who}: {m.text}{state}")
+    _out(f"[{_short_time(m.sent_at_ms)}] {who}: {text}{state}")
 
 
 # ---------------------------------------------------------------- commands
