@@ -51,6 +51,8 @@ async def run_echo(home: Path, relay_url: str, ready: asyncio.Event | None = Non
             event = await queue.get()
             if isinstance(event, ev.MessageReceived) and event.message.kind == "text":
                 contact = event.contact
+                if contact.auto_added:  # Echo talks to everyone: accept the request
+                    contact = service.add_contact(contact.address, contact.name)
                 await service.mark_read(contact.name)
                 try:
                     await service.send_text(contact.name, f"echo: {event.message.text}")

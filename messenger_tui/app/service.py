@@ -385,7 +385,9 @@ class MessengerService:
         now = self._now_ms()
         with self.store.db.transaction():
             self.store.messages.mark_seen([m.id for m in unread])
-            if not contact.blocked:
+            # No read receipts to blocked contacts or to message requests not yet accepted:
+            # a stranger does not learn that (or when) their message was read.
+            if not contact.blocked and not contact.auto_added:
                 enqueue_receipt(
                     self.store, contact.identity, "read", [m.message_id for m in unread], now
                 )

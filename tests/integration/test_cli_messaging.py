@@ -61,6 +61,17 @@ def test_message_request_from_unknown_sender(tmp_path: Path, relay) -> None:
     assert [(m["from"], m["text"]) for m in got] == [("carol", "you do not know me yet")]
     listed = alice.run("contacts", "list", "--json").json_lines()
     assert listed[0]["name"] == "carol" and listed[0]["message_request"] is True
+    # carol learns her message was delivered, not that a stranger read it
+    carol.run("receive")
+    states = [m["state"] for m in carol.run("history", "alice", "--json").json_lines()]
+    assert states == ["delivered"]
+    # once alice accepts the request, reading sends receipts again
+    alice.run("contacts", "add", carol.address, "--name", "carol")
+    carol.run("send", "alice", "now you know me")
+    alice.run("receive")
+    carol.run("receive")
+    states = [m["state"] for m in carol.run("history", "alice", "--json").json_lines()]
+    assert states == ["delivered", "read"]
 
 
 def test_echo_contact_replies(tmp_path: Path, relay_with_echo) -> None:
