@@ -38,6 +38,18 @@ PAGE = 500
 RETRY_AFTER_S = 1.0
 
 
+def prekey_bundle(frame: wire.Bundle) -> pk.PrekeyBundle:
+    """The crypto layer's view of a Bundle frame (initiate_session verifies its signature)."""
+    return pk.PrekeyBundle(
+        identity=frame.identity,
+        spk_id=frame.spk_id,
+        spk=frame.spk,
+        spk_sig=frame.spk_sig,
+        opk_id=frame.opk_id,
+        opk=frame.opk,
+    )
+
+
 class OutboxSender:
     """Call :meth:`wake` after queueing; :meth:`reset` when a connection starts or ends."""
 
@@ -151,17 +163,7 @@ class OutboxSender:
         if self._store.sessions.active(recipient) is not None:
             return True  # their first message started one while we waited
         try:
-            session = cs.initiate_session(
-                self._identity,
-                pk.PrekeyBundle(
-                    identity=bundle.identity,
-                    spk_id=bundle.spk_id,
-                    spk=bundle.spk,
-                    spk_sig=bundle.spk_sig,
-                    opk_id=bundle.opk_id,
-                    opk=bundle.opk,
-                ),
-            )
+            session = cs.initiate_session(self._identity, prekey_bundle(bundle))
         except CryptoError as exc:
             self._bundle_errors[recipient] = f"their published keys are invalid: {exc}"
             return False

@@ -11,6 +11,7 @@ import pytest
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import KeyChangeBlocked
+from messenger_tui.app.sender import prekey_bundle
 from messenger_tui.core import payload as pl
 from messenger_tui.core.crypto import session as cs
 from tests.helpers.clients import client, introduce, next_event, wait_for
@@ -94,19 +95,7 @@ async def test_impersonation_in_the_handshake_is_refused(tmp_path: Path, relay) 
         await introduce(alice, bob)
         await mallory.connect(timeout=10)
         bundle = await mallory._client.fetch_bundle(bob.identity.public)
-        from messenger_tui.core.crypto.prekeys import PrekeyBundle
-
-        session = cs.initiate_session(
-            mallory.identity,
-            PrekeyBundle(
-                identity=bundle.identity,
-                spk_id=bundle.spk_id,
-                spk=bundle.spk,
-                spk_sig=bundle.spk_sig,
-                opk_id=bundle.opk_id,
-                opk=bundle.opk,
-            ),
-        )
+        session = cs.initiate_session(mallory.identity, prekey_bundle(bundle))
         body = pl.encode_payload(pl.Text(id=os.urandom(16), text="I am alice", sent_at_ms=1))
         _, raw = cs.encrypt(session, body)
         env = cs.parse_envelope(raw)
@@ -155,25 +144,14 @@ async def test_replayed_handshake_after_session_eviction_is_not_shown_again(
     """A handshake without a one-time prekey stays valid while the signed prekey lives; the
     relay replaying it later (under a new id) must neither resurrect the message nor rewind
     the session."""
-    from messenger_tui.core.crypto.prekeys import PrekeyBundle
-
     async with (
         client(tmp_path, "alice", relay.url) as alice,
         client(tmp_path, "bob", relay.url) as bob,
     ):
         await introduce(alice, bob)
         fetched = await alice._client.fetch_bundle(bob.identity.public)
-        session = cs.initiate_session(
-            alice.identity,
-            PrekeyBundle(
-                identity=fetched.identity,
-                spk_id=fetched.spk_id,
-                spk=fetched.spk,
-                spk_sig=fetched.spk_sig,
-                opk_id=None,
-                opk=None,
-            ),
-        )
+        without_opk = msgspec.structs.replace(prekey_bundle(fetched), opk_id=None, opk=None)
+        session = cs.initiate_session(alice.identity, without_opk)
         payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="handshake", sent_at_ms=1))
         _, body = cs.encrypt(session, payload)
         events = bob.subscribe()
