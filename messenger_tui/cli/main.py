@@ -304,18 +304,24 @@ async def cmd_receive(args: argparse.Namespace) -> int:
 
     def report(event: ev.Event) -> None:
         if isinstance(event, ev.MessageFailed):
-            who = event.contact.name if event.contact else "an unknown sender"
+            who = terminal_safe(event.contact.name) if event.contact else "an unknown sender"
             text = f"a message from {who} was dropped: {event.reason}"
             if args.json:
                 _out(json.dumps({"type": "error", "from": who, "error": event.reason}))
             else:
                 _err(f"error: {text}")
+        elif isinstance(event, ev.ConnectionChanged) and args.follow and not args.json:
+            if event.state == "reconnecting":
+                why = f" ({event.error})" if event.error else ""
+                _err(f"relay connection lost{why}; retrying in {event.retry_in or 0:.1f} s")
+            elif event.state == "connected":
+                _err("connected to the relay")
         elif (
             isinstance(event, ev.MessageStateChanged)
             and not args.json
             and event.state in ("delivered", "read")
         ):
-            _err(f"{event.contact.name}: message {event.state}")
+            _err(f"{terminal_safe(event.contact.name)}: message {event.state}")
 
     try:
         try:
