@@ -1,0 +1,219 @@
+"""Opus for calls: 48 kHz mono, 20 ms frames, VOIP mode, constant bitrate, in-band FEC.
+
+PCM is 16-bit signed little-endian mono: one frame is 960 samples = 1920 bytes.
+
+- :class:`OpusEncoder` turns each 20 ms of PCM into one Opus packet. Constant bitrate is the
+  default because variable bitrate makes packet sizes follow the speech, and sizes are visible
+  through the encryption (the relay could tell words apart). At 24 kb/s every packet is 60 bytes.
+  In-band FEC is on, with a packet-loss hint the media session should update from the loss the
+  peer reports (:meth:`OpusEncoder.set_packet_loss_percent`). DTX stays off: it would change the
+  packet rate during silence, which also leaks.
+- :class:`OpusDecoder` decodes a packet, recovers the previous frame from the next packet's
+  FEC (:meth:`~OpusDecoder.decode_fec`) or conceals a lost frame (:meth:`~OpusDecoder.conceal`).
+  :func:`decode_playout` does whichever a jitter-buffer :class:`Playout` asks for.
+
+libopus is loaded on first use, not on import: without it, creating an encoder or decoder
+raises :class:`CodecUnavailable` with the reason and the fix, and the rest of the app (chat)
+keeps working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Final
+
+from messenger_tui.media.jitter_buffer import Playout, PlayoutKind
+
+SAMPLE_RATE: Final = 48_000
+CHANNELS: Final = 1
+FRAME_MS: Final = 20
+#: Samples per channel in one 20 ms frame.
+FRAME_SAMPLES: Final = SAMPLE_RATE * FRAME_MS // 1000
+#: Bytes of 16-bit mono PCM in one frame.
+FRAME_BYTES: Final = FRAME_SAMPLES * 2 * CHANNELS
+#: Largest Opus packet for one frame (RFC 6716 section 3.2.1).
+MAX_PACKET_BYTES: Final = 1275
+DEFAULT_BITRATE: Final = 24_000
+_SILENCE: Final = bytes(FRAME_BYTES)
+
+
+class CodecUnavailable(RuntimeError):
+    """libopus (or opuslib) cannot be loaded: calls are unavailable, chat keeps working."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(f"{reason}; calls are unavailable (chat still works). Fix: {fix}")
+        self.reason = reason
+        self.fix = fix
+
+
+class CodecError(RuntimeError):
+    """libopus refused an operation, e.g. a corrupt packet. The caller should conceal instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpusSettings:
+    """Encoder settings; the defaults are the call protocol's."""
+
+    bitrate: int = DEFAULT_BITRATE
+    constant_bitrate: bool = True
+    inband_fec: bool = True
+    #: Expected packet loss (0-100); Opus spends more on FEC as it rises.
+    packet_loss_percent: int = 10
+    #: 0-10; ``None`` keeps libopus's default.
+    complexity: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 6_000 <= self.bitrate <= 510_000:
+            raise ValueError("Opus bitrate must be 6-510 kb/s")
+        if not 0 <= self.packet_loss_percent <= 100:
+            raise ValueError("packet loss must be 0-100 %")
+        if self.complexity is not None and not 0 <= self.complexity <= 10:
+            raise ValueError("Opus complexity must be 0-10")
+
+
+def load_opus() -> ModuleType:
+    """The ``opuslib`` package with libopus loaded, or :class:`CodecUnavailable`."""
+    try:
+        import opuslib
+        import opuslib.api.ctl
+        import opuslib.api.decoder
+        import opuslib.api.encoder
+    except ImportError as exc:
+        raise CodecUnavailable(f"the opuslib package is missing ({exc})", "run make setup") from exc
+    except Exception as exc:  # opuslib raises a bare Exception when libopus is not found
+        raise CodecUnavailable(
+            f"libopus is not available ({exc})", "install it: sudo apt-get install libopus0"
+        ) from exc
+    module: ModuleType = opuslib
+    return module
+
+
+def _opus_error(opuslib: ModuleType) -> type[Exception]:
+    error: type[Exception] = opuslib.OpusError
+    return error
+
+
+class OpusEncoder:
+    """Encodes 20 ms frames. Feed it exactly :data:`FRAME_BYTES` of PCM per call."""
+
+    def __init__(self, settings: OpusSettings | None = None) -> None:
+        self._lib = load_opus()
+        self.settings = settings or OpusSettings()
+        try:
+            self._encoder: Any = self._lib.Encoder(SAMPLE_RATE, CHANNELS, "voip")
+            ctl = self._lib.api.ctl
+            self._ctl(ctl.set_bitrate, self.settings.bitrate)
+            self._ctl(ctl.set_vbr, 0 if self.settings.constant_bitrate else 1)
+            # opuslib 3.0.1's `inband_fec` property setter drops its argument (TypeError);
+            # the ctl call is what the property meant to do
+            self._ctl(ctl.set_inband_fec, 1 if self.settings.inband_fec else 0)
+            self._ctl(ctl.set_packet_loss_perc, self.settings.packet_loss_percent)
+            self._ctl(ctl.set_signal, self._lib.SIGNAL_VOICE)
+            if self.settings.complexity is not None:
+                self._ctl(ctl.set_complexity, self.settings.complexity)
+        except _opus_error(self._lib) as exc:
+            raise CodecError(f"could not set up the Opus encoder: {exc}") from exc
+
+    def _ctl(self, request: Any, value: int | None = None) -> Any:
+        return self._lib.api.encoder.encoder_ctl(self._encoder.encoder_state, request, value)
+
+    def encode(self, pcm: bytes) -> bytes:
+        """One Opus packet for one frame of PCM."""
+        if len(pcm) != FRAME_BYTES:
+            raise ValueError(f"an Opus frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
+        try:
+            packet: bytes = self._lib.api.encoder.encode(
+                self._encoder.encoder_state, pcm, FRAME_SAMPLES, MAX_PACKET_BYTES
+            )
+        except _opus_error(self._lib) as exc:
+            raise CodecError(f"Opus encode failed: {exc}") from exc
+        return packet
+
+    def set_packet_loss_percent(self, percent: int) -> None:
+        """Tell the encoder the loss the peer sees, so it sizes its FEC (0-100)."""
+        if not 0 <= percent <= 100:
+            raise ValueError("packet loss must be 0-100 %")
+        self._ctl(self._lib.api.ctl.set_packet_loss_perc, percent)
+
+    def set_bitrate(self, bitrate: int) -> None:
+        if not 6_000 <= bitrate <= 510_000:
+            raise ValueError("Opus bitrate must be 6-510 kb/s")
+        self._ctl(self._lib.api.ctl.set_bitrate, bitrate)
+
+    @property
+    def bitrate(self) -> int:
+        return int(self._ctl(self._lib.api.ctl.get_bitrate))
+
+    @property
+    def constant_bitrate(self) -> bool:
+        return not self._ctl(self._lib.api.ctl.get_vbr)
+
+    @property
+    def inband_fec(self) -> bool:
+        return bool(self._ctl(self._lib.api.ctl.get_inband_fec))
+
+    @property
+    def packet_loss_percent(self) -> int:
+        return int(self._ctl(self._lib.api.ctl.get_packet_loss_perc))
+
+    @property
+    def lookahead_samples(self) -> int:
+        """Encoder lookahead (312 samples = 6.5 ms at 48 kHz): part of the codec delay."""
+        return int(self._ctl(self._lib.api.ctl.get_lookahead))
+
+
+class OpusDecoder:
+    """Decodes one stream. Call exactly one method per 20 ms of output, in order, so the
+    decoder's state follows the stream (``decode_playout`` picks the right one)."""
+
+    def __init__(self) -> None:
+        self._lib = load_opus()
+        try:
+            self._decoder: Any = self._lib.Decoder(SAMPLE_RATE, CHANNELS)
+        except _opus_error(self._lib) as exc:
+            raise CodecError(f"could not set up the Opus decoder: {exc}") from exc
+
+    def _decode(self, data: bytes, fec: bool) -> bytes:
+        try:
+            pcm: bytes = self._lib.api.decoder.decode(
+                self._decoder.decoder_state, data, len(data), FRAME_SAMPLES, fec, CHANNELS
+            )
+        except _opus_error(self._lib) as exc:
+            raise CodecError(f"Opus decode failed: {exc}") from exc
+        if len(pcm) != FRAME_BYTES:
+            raise CodecError(f"Opus decoded {len(pcm)} bytes, not one 20 ms frame")
+        return pcm
+
+    def decode(self, packet: bytes) -> bytes:
+        """PCM of one frame from its packet. Raises :class:`CodecError` for a corrupt one."""
+        if not packet:
+            raise ValueError("an empty packet; call conceal() for a lost frame")
+        return self._decode(packet, fec=False)
+
+    def decode_fec(self, next_packet: bytes) -> bytes:
+        """PCM of the *lost previous* frame, rebuilt from ``next_packet``'s in-band FEC (PLC
+        when it carries none). Decode ``next_packet`` itself normally at the next tick."""
+        if not next_packet:
+            raise ValueError("FEC needs the next packet")
+        return self._decode(next_packet, fec=True)
+
+    def conceal(self) -> bytes:
+        """PCM of one lost frame by packet loss concealment (Opus extrapolates, then fades)."""
+        return self._decode(b"", fec=False)
+
+
+def decode_playout(decoder: OpusDecoder, playout: Playout) -> bytes:
+    """One frame of PCM for a jitter-buffer :class:`Playout`. Never raises for bad data: a
+    packet libopus refuses (only an authenticated but buggy peer sends one) is concealed."""
+    kind = playout.kind
+    if kind is PlayoutKind.SILENCE:
+        return _SILENCE
+    try:
+        if playout.packet is not None and kind in (PlayoutKind.FRAME, PlayoutKind.REDUNDANT):
+            return decoder.decode(playout.packet)
+        if playout.packet is not None and kind is PlayoutKind.FEC:
+            return decoder.decode_fec(playout.packet)
+    except CodecError:
+        pass
+    return decoder.conceal()
