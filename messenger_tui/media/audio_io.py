@@ -50,11 +50,11 @@ def probe_audio() -> AudioProbe:
 
 
 def probe_opus() -> AudioProbe:
-    """Check that libopus loads (the codec of calls)."""
+    """Check that libopus loads (the codec of calls), the same way the codec loads it."""
+    from messenger_tui.media.codec import CodecUnavailable, load_opus
+
     try:
-        import opuslib  # noqa: F401
-    except Exception as exc:  # opuslib raises a bare Exception when libopus is missing
-        return AudioProbe(
-            False, f"libopus is not available ({exc})", "install it: sudo apt-get install libopus0"
-        )
+        load_opus()
+    except CodecUnavailable as exc:
+        return AudioProbe(False, exc.reason, exc.fix)
     return AudioProbe(True)
