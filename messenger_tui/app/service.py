@@ -29,6 +29,7 @@ from typing import TypeVar
 import msgspec
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.errors import BadInput, KeyChangeBlocked, RelayUnavailable, TimedOut
 from messenger_tui.app.models import Contact, Message
@@ -315,6 +316,34 @@ class MessengerService:
         self._emit(ev.ContactChanged(updated))
         self._sender.wake()
         return updated
+
+    def contact_by_id(self, contact_id: int) -> Contact | None:
+        """The contact with this local id (ids survive renames), or None if deleted."""
+        row = self.store.contacts.by_id(contact_id)
+        return contact_model(row) if row is not None else None
+
+    async def watch_presence(self) -> None:
+        """Watch the presence of every contact (contacts known when the connection started are
+        watched already; call this after adding one). Offline, it applies on reconnect."""
+        identities = [c.identity for c in self.store.contacts.all()]
+        with contextlib.suppress(NotConnected, TransportError):
+            await self._client.subscribe(identities)
+
+    # ------------------------------------------------------------------ conversations
+
+    def conversations(self) -> list[ConversationSummary]:
+        """Every conversation (one per contact), most recent activity first."""
+        return summaries(self.store)
+
+    def conversation(self, contact_id: int) -> ConversationSummary | None:
+        """One conversation's summary, or None if the contact no longer exists."""
+        row = self.store.contacts.by_id(contact_id)
+        return summary_for(self.store, row) if row is not None else None
+
+    @property
+    def connection_state(self) -> str:
+        """offline, connecting, connected or reconnecting (as in ConnectionChanged)."""
+        return self._client.state.value
 
     # ------------------------------------------------------------------ messages
 

@@ -31,6 +31,7 @@ from messenger_tui.app.profile import (
 )
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.passphrase import passphrase_for, read_passphrase_file
+from messenger_tui.cli.ui_cmd import add_ui_parser
 from messenger_tui.storage.errors import StorageError
 
 EXIT_CODES = {
@@ -384,9 +385,9 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def cmd_app(args: argparse.Namespace) -> int:
-    from messenger_tui.cli.app_cmd import run_app
+    from messenger_tui.cli.ui_cmd import run_ui
 
-    return await run_app(args, _home(args))
+    return await run_ui(args, _home(args))
 
 
 # ---------------------------------------------------------------- parser
@@ -395,8 +396,8 @@ async def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="messenger-tui",
-        description="End-to-end encrypted terminal messenger. Without a command: run the app "
-        "on an embedded local relay with the Echo contact.",
+        description="End-to-end encrypted terminal messenger. Without a command: the Textual "
+        "app (the same as `ui`) on an embedded local relay with the Echo contact.",
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -512,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", parents=[common], help="check libraries, audio devices and the relay; print fixes"
     )
     p.set_defaults(func=cmd_doctor)
+    add_ui_parser(sub, common)
     return parser
 
 

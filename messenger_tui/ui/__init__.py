@@ -1,1 +1,5 @@
-"""Textual UI (arrives with the UI issue); talks only to messenger_tui.app."""
+"""Textual UI; talks only to messenger_tui.app. Build it with :func:`make_app`."""
+
+from messenger_tui.ui.app import MessengerApp, make_app
+
+__all__ = ["MessengerApp", "make_app"]

@@ -1,4 +1,5 @@
-"""`make run`'s app command, TLS with a pinned self-signed certificate, and `doctor`."""
+"""TLS with a pinned self-signed certificate, and `doctor`. (`make run`, the app on the
+embedded relay, is driven through a real terminal in tests/ui/test_terminal.py.)"""
 
 from __future__ import annotations
 
@@ -63,38 +64,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait()
-
-
-def test_app_command_sets_up_profile_relay_and_echo(tmp_path: Path) -> None:
-    home = tmp_path / "me"
-    port = _free_port()
-    proc = _start(
-        [sys.executable, "-m", "messenger_tui", "--home", str(home), "--relay-port", str(port)]
-    )
-    try:
-        banner = _read_until(proc, r"Ctrl-C stops the relay")
-        assert "created your profile" in banner and f"ws://127.0.0.1:{port}" in banner
-        me = User(tmp_path, "me")
-        contacts = me.run("contacts", "list", "--json").json_lines()
-        assert [c["name"] for c in contacts] == ["Echo"]
-        time.sleep(0.5)  # let Echo publish its prekeys
-        me.run("send", "Echo", "hello from make run")
-        got = me.run("receive", "--json", "--timeout", "20").json_lines()
-        assert [m["text"] for m in got] == ["echo: hello from make run"]
-    finally:
-        _stop(proc)
-    # A second start reuses the profile and the relay data (Echo keeps its identity).
-    proc = _start(
-        [sys.executable, "-m", "messenger_tui", "--home", str(home), "--relay-port", str(port)]
-    )
-    try:
-        banner = _read_until(proc, r"Ctrl-C stops the relay")
-        assert "created" not in banner
-        me.run("send", "Echo", "again")
-        got = me.run("receive", "--json", "--timeout", "20").json_lines()
-        assert [m["text"] for m in got] == ["echo: again"]
-    finally:
-        _stop(proc)
 
 
 def test_tls_relay_with_pinned_certificate(tmp_path: Path) -> None:

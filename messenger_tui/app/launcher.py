@@ -1,0 +1,130 @@
+"""Opening the profile an interactive front end runs on: first-run creation, unlocking with a
+passphrase, and the embedded relay.
+
+The UI never composes the relay itself (only the CLI may import it): the CLI hands in an
+:class:`EmbeddedRelay` whose ``start`` runs the relay (and Echo) in-process. When the opened
+profile points at that relay's URL, :meth:`Launcher.prepare` starts it and makes sure Echo is
+a contact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from messenger_tui.app.echo import ECHO_NAME
+from messenger_tui.app.errors import AppError, BadInput
+from messenger_tui.app.facade import MessengerFacade
+from messenger_tui.app.profile import (
+    DEFAULT_RELAY_URL,
+    create_profile,
+    is_key_encrypted,
+    open_profile,
+    profile_exists,
+    validate_name,
+)
+from messenger_tui.app.service import MessengerService
+from messenger_tui.core.address import encode_address
+from messenger_tui.transport.errors import BadRelayUrl
+from messenger_tui.transport.urls import parse_relay_url
+
+
+@dataclass(frozen=True)
+class EmbeddedRelay:
+    """A relay the front end runs in its own process. ``start`` is idempotent and returns
+    the Echo participant's identity key, or None when the relay runs without Echo."""
+
+    url: str
+    start: Callable[[], Awaitable[bytes | None]]
+
+
+def check_relay_url(url: str) -> str:
+    """The URL, stripped, if it is a valid relay URL; :class:`BadInput` saying why otherwise."""
+    url = url.strip()
+    try:
+        parse_relay_url(url)
+    except BadRelayUrl as exc:
+        raise BadInput(str(exc)) from None
+    return url
+
+
+def ensure_echo_contact(service: MessengerFacade, echo_identity: bytes) -> None:
+    """Add the relay's Echo participant as a contact unless it is one already."""
+    if any(c.identity == echo_identity for c in service.contacts()):
+        return
+    address = encode_address(echo_identity)
+    try:
+        service.add_contact(address, ECHO_NAME)
+    except BadInput:  # the name is taken by someone else
+        service.add_contact(address, f"{ECHO_NAME}-relay")
+
+
+class Launcher:
+    """Creates or opens the profile in ``home`` and returns a (not yet started) service."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        embedded: EmbeddedRelay | None = None,
+        kdf_limits: tuple[int, int] | None = None,
+    ) -> None:
+        self.home = home
+        self.embedded = embedded
+        self._kdf_limits = kdf_limits
+
+    @property
+    def has_embedded_relay(self) -> bool:
+        return self.embedded is not None
+
+    @property
+    def needs_onboarding(self) -> bool:
+        return not profile_exists(self.home)
+
+    @property
+    def needs_passphrase(self) -> bool:
+        return profile_exists(self.home) and is_key_encrypted(self.home)
+
+    @property
+    def default_relay_url(self) -> str:
+        return self.embedded.url if self.embedded is not None else DEFAULT_RELAY_URL
+
+    async def create(
+        self, name: str, passphrase: str | None, relay_url: str | None
+    ) -> MessengerService:
+        """First run: create the identity and database (``relay_url`` None: the embedded or
+        default local relay). The key derivation runs off the event loop."""
+        name = validate_name(name)
+        url = check_relay_url(relay_url) if relay_url else self.default_relay_url
+        profile = await asyncio.to_thread(
+            create_profile, self.home, name, url, passphrase or None, kdf_limits=self._kdf_limits
+        )
+        return MessengerService(profile)
+
+    async def open(self, passphrase: str | None = None) -> MessengerService:
+        """Open the existing profile; :class:`PassphraseProblem` on a wrong passphrase."""
+        profile = await asyncio.to_thread(open_profile, self.home, passphrase or None)
+        return MessengerService(profile)
+
+    async def prepare(self, service: MessengerFacade) -> str | None:
+        """Start the embedded relay if the profile uses it, and add Echo. Returns a problem to
+        show the user (the app still opens: the outbox waits for a relay), or None."""
+        embedded = self.embedded
+        if embedded is None or service.profile.relay_url != embedded.url:
+            return None
+        try:
+            echo = await embedded.start()
+        except AppError as exc:
+            return str(exc)
+        if echo is not None:
+            ensure_echo_contact(service, echo)
+        return None
+
+    async def release(self, service: MessengerFacade) -> None:
+        """Close a service this launcher opened, and its profile (releases the lock)."""
+        try:
+            await service.close()
+        finally:
+            service.profile.close()
