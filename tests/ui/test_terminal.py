@@ -4,7 +4,6 @@ typed with send-keys and the screen read with capture-pane."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,10 +14,8 @@ import pytest
 
 from tests.helpers.cli import cli_env
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-]
+# tmux is installed by `make` (.ci/system-deps.sh): a missing tmux fails here, never skips.
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

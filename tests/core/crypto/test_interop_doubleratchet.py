@@ -27,7 +27,15 @@ import struct
 from collections.abc import Awaitable
 from typing import TypeVar
 
+# A dev dependency: if it is missing this module fails to import (it never skips).
+import doubleratchet
 import pytest
+from doubleratchet.recommended import (
+    HashFunction,
+    diffie_hellman_ratchet_curve25519,
+    kdf_hkdf,
+    kdf_separate_hmacs,
+)
 
 from messenger_tui.core.crypto import ratchet
 from messenger_tui.core.crypto.primitives import Rng, x25519_keypair
@@ -48,15 +56,6 @@ from ._util import (
     ref_message_key_material,
     ref_xchacha_decrypt,
     ref_xchacha_encrypt,
-)
-
-# skips the module only if the dev dependency is missing; it is installed, so this runs
-doubleratchet = pytest.importorskip("doubleratchet")
-from doubleratchet.recommended import (  # noqa: E402
-    HashFunction,
-    diffie_hellman_ratchet_curve25519,
-    kdf_hkdf,
-    kdf_separate_hmacs,
 )
 
 T = TypeVar("T")
