@@ -527,11 +527,18 @@ class Load:
         i0, i1 = int(marks["i0"]), int(marks["i1"])
         seconds = (marks["t1"] - marks["t0"]) / 1e9
         latencies = [(self._recv_ns[i] - self._sent_ns[i]) / 1e6 for i in range(i0, i1)]
-        return PhaseResult(
+        return self._result(
+            marks,
             messages=i1 - i0,
             seconds=seconds,
             rate=(i1 - i0) / seconds,
             latencies_ms=latencies,
+        )
+
+    def _result(self, marks: dict[str, float], **fields: Any) -> PhaseResult:
+        """A phase's result: its own figures plus the CPU, drain and refusal marks every
+        phase records the same way."""
+        return PhaseResult(
             server_cpu_s=marks["c1"] - marks["c0"],
             server_loop_cpu_s=marks["l1"] - marks["l0"],
             loadgen_cpu_s=marks["g1"] - marks["g0"],
@@ -539,6 +546,7 @@ class Load:
             drained=bool(marks["drained"]),
             refused=self._refused() - self._refused_base,
             errors=dict(self.errors),
+            **fields,
         )
 
     async def paced(
@@ -571,18 +579,12 @@ class Load:
         t0, t1 = marks["t0"], marks["t1"]
         latencies = [(r - s) / 1e6 for s, r in zip(self._sent_ns, self._recv_ns) if t0 <= s < t1]
         seconds = (t1 - t0) / 1e9
-        return PhaseResult(
+        return self._result(
+            marks,
             messages=len(latencies),
             seconds=seconds,
             rate=len(latencies) / seconds,
             latencies_ms=latencies,
-            server_cpu_s=marks["c1"] - marks["c0"],
-            server_loop_cpu_s=marks["l1"] - marks["l0"],
-            loadgen_cpu_s=marks["g1"] - marks["g0"],
-            machine_busy_s=marks["m1"] - marks["m0"],
-            drained=bool(marks["drained"]),
-            refused=self._refused() - self._refused_base,
-            errors=dict(self.errors),
             skipped=int(marks["skipped"]),
         )
 
@@ -615,16 +617,10 @@ class Load:
         t1 = self._recv_ns[-1] if n else _now_ns()
         seconds = (t1 - marks["t0"]) / 1e9
         latencies = [(r - s) / 1e6 for s, r in zip(self._sent_ns, self._recv_ns)]
-        return PhaseResult(
+        return self._result(
+            marks,
             messages=n,
             seconds=seconds,
             rate=n / seconds if seconds > 0 else 0.0,
             latencies_ms=latencies,
-            server_cpu_s=marks["c1"] - marks["c0"],
-            server_loop_cpu_s=marks["l1"] - marks["l0"],
-            loadgen_cpu_s=marks["g1"] - marks["g0"],
-            machine_busy_s=marks["m1"] - marks["m0"],
-            drained=bool(marks["drained"]),
-            refused=self._refused() - self._refused_base,
-            errors=dict(self.errors),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from messenger_tui.app.facade import ConversationSummary
 from messenger_tui.app.models import Message
-from messenger_tui.app.receiver import contact_model, message_model
+from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.storage.contacts import ContactRow
 from messenger_tui.storage.store import Store
 

@@ -19,7 +19,7 @@ import msgspec
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
-from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.session_book import SessionBook
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
@@ -37,36 +37,9 @@ from messenger_tui.core.errors import (
 )
 from messenger_tui.storage.contacts import ContactRow
 from messenger_tui.storage.errors import StorageError
-from messenger_tui.storage.messages import MessageRow
 from messenger_tui.storage.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def contact_model(row: ContactRow) -> Contact:
-    return Contact(
-        id=row.id,
-        name=row.name,
-        identity=row.identity,
-        verified=row.verified,
-        key_changed=row.key_changed,
-        blocked=row.blocked,
-        auto_added=row.auto_added,
-    )
-
-
-def message_model(row: MessageRow) -> Message:
-    return Message(
-        id=row.id,
-        message_id=row.message_id,
-        contact_id=row.contact_id,
-        outgoing=row.outgoing,
-        kind=row.kind,
-        text=row.body,
-        sent_at_ms=row.sent_at_ms,
-        received_at_ms=row.received_at_ms,
-        state=row.state,
-    )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
-from messenger_tui.app.receiver import contact_model
+from messenger_tui.app.rows import contact_model
 from messenger_tui.app.session_book import SessionBook
 from messenger_tui.core import wire
 from messenger_tui.core.crypto import prekeys as pk

@@ -34,13 +34,8 @@ from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.errors import BadInput, KeyChangeBlocked, RelayUnavailable, TimedOut
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.profile import Profile, validate_name
-from messenger_tui.app.receiver import (
-    Receiver,
-    contact_model,
-    enqueue_receipt,
-    insert_notice,
-    message_model,
-)
+from messenger_tui.app.receiver import Receiver, enqueue_receipt, insert_notice
+from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire

@@ -115,11 +115,6 @@ class Contacts:
             "UPDATE contacts SET key_changed = 0, verified = 1 WHERE id = ?", (contact_id,)
         )
 
-    def set_announced_name(self, contact_id: int, announced: str) -> None:
-        self._db.execute(
-            "UPDATE contacts SET announced_name = ? WHERE id = ?", (announced, contact_id)
-        )
-
     def set_blocked(self, contact_id: int, blocked: bool) -> None:
         self._db.execute("UPDATE contacts SET blocked = ? WHERE id = ?", (int(blocked), contact_id))
 

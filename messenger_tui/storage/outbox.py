@@ -77,12 +77,5 @@ class Outbox:
     def count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
-    def count_for(self, recipient: bytes) -> int:
-        return int(
-            self._db.execute(
-                "SELECT count(*) FROM outbox WHERE recipient = ?", (recipient,)
-            ).fetchone()[0]
-        )
-
     def drop_recipient(self, recipient: bytes) -> None:
         self._db.execute("DELETE FROM outbox WHERE recipient = ?", (recipient,))
