@@ -7,7 +7,14 @@ Each connection's first message is a hello: one role byte (``R`` recipient, ``S`
 followed by a pairing key (the 32-byte identity the load generator also uses with the relay).
 After that, every binary message from a sender is forwarded unchanged to the recipient
 connection registered under the same key; everything a recipient sends (its batched Acks) is
-read and dropped. The websockets settings mirror the relay's (messenger_tui/relay/server.py):
+read and dropped.
+
+Call media (``benchmarks/calls_relay.py``): role ``M``, then one leg byte (0 or 1) and a
+32-byte token. The two legs that show the same token are paired, and every message from one
+is forwarded unchanged to the other (dropped while the other is absent): the relay's media
+route without authentication, join frames, limits or counters.
+
+The websockets settings mirror the relay's (messenger_tui/relay/server.py):
 no compression, the same ``max_size``, ``max_queue``, ``write_limit`` and keepalive, so the
 difference between the two is the relay's own work (auth, storage, delivery bookkeeping).
 """
@@ -30,6 +37,26 @@ WRITE_LIMIT = (64 * 1024, 16 * 1024)
 PING_INTERVAL_S = 20.0
 
 _recipients: dict[bytes, ServerConnection] = {}
+_media_legs: dict[bytes, list[ServerConnection | None]] = {}
+
+
+async def _media_leg(ws: ServerConnection, leg: int, token: bytes) -> None:
+    legs = _media_legs.setdefault(token, [None, None])
+    legs[leg] = ws
+    other = 1 - leg
+    try:
+        async for message in ws:
+            peer = legs[other]
+            if peer is not None:
+                try:
+                    await peer.send(message)
+                except ConnectionClosed:
+                    pass
+    finally:
+        if legs[leg] is ws:
+            legs[leg] = None
+        if legs[0] is None and legs[1] is None and _media_legs.get(token) is legs:
+            del _media_legs[token]
 
 
 async def _handle(ws: ServerConnection) -> None:
@@ -50,6 +77,8 @@ async def _handle(ws: ServerConnection) -> None:
             finally:
                 if _recipients.get(key) is ws:
                     del _recipients[key]
+        elif role == b"M" and len(key) == 33 and key[0] in (0, 1):
+            await _media_leg(ws, key[0], key[1:])
         elif role == b"S":
             async for message in ws:
                 peer = _recipients.get(key)

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-burst", type=int, default=default[1])
     p.add_argument("--fetch-rate", type=float, default=20.0, help="FetchBundle per second")
     p.add_argument("--fetch-burst", type=int, default=200)
+    p.add_argument("--media-rate", type=float, default=200.0, help="media frames/s per call leg")
+    p.add_argument("--media-burst", type=int, default=400)
+    p.add_argument(
+        "--media-alone-timeout", type=float, default=60.0, help="seconds a call leg may wait alone"
+    )
     p.add_argument("--durable-fsync", action="store_true", help="fsync every commit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -66,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         echo_identity=echo,
+        media_rate_limit=RateLimit(args.media_rate, args.media_burst),
+        media_alone_timeout_s=args.media_alone_timeout,
     )
 
 

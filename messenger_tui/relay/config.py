@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from messenger_tui.core.media_wire import MAX_MEDIA_FRAME
 from messenger_tui.core.wire import KEY_LEN, MAX_ENVELOPE, MAX_FRAME
 
 DAY_SECONDS = 24 * 60 * 60
@@ -68,6 +69,19 @@ class RelayConfig:
     tls_key: Path | None = None
     #: Identity key of the Echo contact, announced in every Challenge.
     echo_identity: bytes | None = None
+    # ---- media route (calls): see docs/protocol.md, "Calls: media route"
+    #: Seconds one leg of a call may stay connected without the other before it is closed.
+    media_alone_timeout_s: float = 60.0
+    #: Bytes waiting in a leg's transport buffer above which frames to it are dropped
+    #: (4 KiB is about 0.25 s of both-way 149-byte frames): voice is dropped, never queued.
+    media_write_limit: int = 4 * 1024
+    #: Kernel send buffer (SO_SNDBUF) requested for media connections, so a slow leg cannot
+    #: hide seconds of voice in the socket; 0 keeps the OS default.
+    media_socket_sndbuf: int = 16 * 1024
+    #: Largest media frame forwarded; bigger ones are dropped and count as abuse.
+    media_max_frame: int = MAX_MEDIA_FRAME
+    #: Media frames per second one leg may send (a call sends 50); more are dropped.
+    media_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(200.0, 400))
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -83,6 +97,12 @@ class RelayConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_one_time_prekeys < 0 or self.max_subscriptions < 0:
             raise ValueError("bounds must not be negative")
+        if self.media_alone_timeout_s <= 0:
+            raise ValueError("media_alone_timeout_s must be positive")
+        if not 0 < self.media_max_frame <= MAX_MEDIA_FRAME:
+            raise ValueError(f"media_max_frame must be in 1..{MAX_MEDIA_FRAME}")
+        if self.media_write_limit < 0 or self.media_socket_sndbuf < 0:
+            raise ValueError("media buffer sizes must not be negative")
 
     @property
     def tls(self) -> bool:

@@ -35,6 +35,7 @@ from messenger_tui.relay.logs import (
     websockets_log,
 )
 from messenger_tui.relay.mailboxes import Mailboxes
+from messenger_tui.relay.media_route import MediaRouter, MediaSession, is_media_path
 from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import Peer, PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter
@@ -83,6 +84,7 @@ class RelayServer:
         self._relay_key: bytes | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._media = MediaRouter()
 
     # --------------------------------------------------------------------------- properties
 
@@ -116,6 +118,11 @@ class RelayServer:
         if self._services is None:
             raise RuntimeError("the relay is not started")
         return self._services
+
+    @property
+    def media(self) -> MediaRouter:
+        """The call media route: routes by join token and ``media.stats`` (counters)."""
+        return self._media
 
     # ---------------------------------------------------------------------------- lifecycle
 
@@ -193,10 +200,15 @@ class RelayServer:
         if services is not None:
             await services.mailboxes.stop()
             await services.store.close()
+            media = self._media.stats
             relay_log.info(
-                "relay stopped (%d connections served, %d envelopes stored)",
+                "relay stopped (%d connections served, %d envelopes stored; media: %d legs "
+                "joined, %d frames forwarded, %d dropped)",
                 services.counters.connections,
                 services.mailboxes.stored,
+                media.joins,
+                media.forwarded,
+                media.dropped,
             )
         handler = self._log_handler
         self._log_handler = None
@@ -273,7 +285,10 @@ class RelayServer:
         services = self._services
         if services is None:  # stopping
             return
-        await RelaySession(connection, services).run()
+        if is_media_path(connection.request.path if connection.request else "/"):
+            await MediaSession(connection, services, self._media).run()
+        else:
+            await RelaySession(connection, services).run()
 
     async def _maintain(self) -> None:
         """Purge expired envelopes and forget idle rate-limit buckets, periodically."""

@@ -20,8 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
-from messenger_tui.relay.auth import AuthChallenge, AuthRefused
 from messenger_tui.relay.delivery import DeliveryPusher
+from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.services import RelayServices
@@ -40,9 +40,6 @@ MAX_PENDING_BYTES: Final = 4 * 1024 * 1024
 OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
 #: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
 MAX_ACK_IDS: Final = 4096
-#: Unauthenticated frames tolerated before the connection is closed.
-MAX_UNAUTHENTICATED_FRAMES: Final = 20
-
 ErrorCode = wire.ErrorCode
 
 _background: set[asyncio.Task[Any]] = set()
@@ -56,6 +53,25 @@ def _spawn(coro: Coroutine[Any, Any, None]) -> None:
 
 class _SessionEnd(Exception):
     """Raised inside the session to stop serving (the connection is already closing)."""
+
+
+class _SessionHandshake:
+    """The session as :func:`authenticate` sees it."""
+
+    def __init__(self, session: RelaySession) -> None:
+        self._session = session
+
+    async def recv(self) -> bytes | str:
+        return await self._session._conn.recv()
+
+    def send(self, frame: wire.RelayFrame) -> None:
+        self._session._outbox.put(frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._session._close(code, reason)
+
+    async def malformed(self, exc: MalformedFrame) -> None:
+        await self._session._malformed_frame(exc)
 
 
 class RelaySession:
@@ -75,6 +91,7 @@ class RelaySession:
         self._resume = Wakeup()
         self._malformed = 0
         self._closing = False
+        self._handshake_io = _SessionHandshake(self)
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
 
@@ -169,44 +186,7 @@ class RelaySession:
     # -------------------------------------------------------------------- authentication
 
     async def _authenticate(self) -> bytes | None:
-        services = self._s
-        challenge = AuthChallenge(
-            services.relay_key, services.clock(), echo=self._config.echo_identity
-        )
-        self._outbox.put(challenge.frame)
-        unauthenticated = 0
-        try:
-            async with asyncio.timeout(self._config.auth_timeout_s):
-                while True:
-                    data = await self._conn.recv()
-                    try:
-                        frame = wire.decode_client_frame(data)
-                    except MalformedFrame as exc:
-                        await self._malformed_frame(exc)
-                        continue
-                    if not isinstance(frame, wire.Auth):
-                        unauthenticated += 1
-                        self._error(
-                            ErrorCode.UNAUTHENTICATED,
-                            "authenticate first: answer the Challenge with Auth",
-                        )
-                        if unauthenticated >= MAX_UNAUTHENTICATED_FRAMES:
-                            await self._close(CLOSE_POLICY, "too many unauthenticated frames")
-                            return None
-                        continue
-                    try:
-                        identity = challenge.verify(frame, services.clock())
-                    except AuthRefused as exc:
-                        services.counters.auth_failures += 1
-                        services.log.info("auth refused: %s", exc)
-                        self._error(ErrorCode.AUTH_FAILED, str(exc))
-                        await self._close(CLOSE_POLICY, "authentication failed")
-                        return None
-                    return identity
-        except TimeoutError:
-            self._error(ErrorCode.UNAUTHENTICATED, "no Auth within the time limit")
-            await self._close(CLOSE_POLICY, "authentication timeout")
-            return None
+        return await authenticate(self._handshake_io, self._s)
 
     async def _start_authenticated(self, identity: bytes) -> None:
         services = self._s

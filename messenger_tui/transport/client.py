@@ -26,10 +26,8 @@ import asyncio
 import collections
 import contextlib
 import enum
-import hmac
 import itertools
 import logging
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,12 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
-    InvalidHandshake,
-    InvalidStatus,
-    InvalidURI,
 )
 
 from messenger_tui.core.errors import MalformedFrame
@@ -50,7 +45,6 @@ from messenger_tui.core.wire import (
     KEY_LEN,
     MAX_FRAME,
     MESSAGE_ID_LEN,
-    PROTOCOL_VERSION,
     Ack,
     Auth,
     AuthOk,
@@ -70,26 +64,21 @@ from messenger_tui.core.wire import (
     SignalDeliver,
     Stored,
     Subscribe,
-    auth_message,
     decode_relay_frame,
     encode,
 )
 from messenger_tui.transport.backoff import Backoff
+from messenger_tui.transport.dialer import (
+    PinnedClientConnection,
+    authenticate,
+    open_socket,
+)
 from messenger_tui.transport.errors import (
     NotConnected,
-    PinMismatch,
-    RelayAuthFailed,
     RelayProtocolError,
     RelayRequestError,
-    RelayUnreachable,
     RequestTimeout,
-    TlsError,
     TransportError,
-)
-from messenger_tui.transport.tls import (
-    certificate_fingerprint,
-    default_ssl_context,
-    pinned_ssl_context,
 )
 from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
 
@@ -123,8 +112,6 @@ CLOSE_REPLACED = 4000
 #: Wait before reconnecting after being replaced (avoids two instances evicting each other).
 REPLACED_RETRY_S = 60.0
 
-_USER_AGENT = "messenger-tui"
-
 
 class ConnectionState(enum.Enum):
     """Where the client is in its connection lifecycle."""
@@ -149,20 +136,7 @@ StateHandler = Callable[[StateChange], None]
 ConnectedHandler = Callable[[AuthOk, Challenge], Awaitable[None]]
 
 
-class _PinnedClientConnection(ClientConnection):
-    """Checks the peer certificate against the pin right after the TLS handshake, before the
-    HTTP upgrade request (and so before any Auth) is sent."""
-
-    pin: bytes = b""
-    display: str = ""
-
-    async def handshake(self, *args: Any, **kwargs: Any) -> None:
-        ssl_object = self.transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        actual = certificate_fingerprint(der) if der else None
-        if actual is None or not hmac.compare_digest(actual, self.pin):
-            raise PinMismatch(self.display, self.pin, actual)
-        await super().handshake(*args, **kwargs)
+_PinnedClientConnection = PinnedClientConnection
 
 
 class _Link:
@@ -226,6 +200,8 @@ class RelayClient:
         if len(identity_public) != KEY_LEN:
             raise ValueError(f"identity_public must be {KEY_LEN} bytes")
         self.endpoint: RelayEndpoint = parse_relay_url(url)
+        self._pinned_class: type[ClientConnection] | None = None
+        self.set_url(url)
         self._identity = bytes(identity_public)
         self._sign = sign
         self._on_frame = on_frame
@@ -239,13 +215,6 @@ class RelayClient:
         self._stable_after = stable_after
         self._ssl_context = ssl_context
         self._proxy = proxy
-        self._pinned_class: type[ClientConnection] | None = None
-        if self.endpoint.pin_sha256 is not None:
-            self._pinned_class = type(
-                "PinnedClientConnection",
-                (_PinnedClientConnection,),
-                {"pin": self.endpoint.pin_sha256, "display": self.endpoint.display},
-            )
 
         self._state = ConnectionState.OFFLINE
         self._link: _Link | None = None
@@ -259,6 +228,20 @@ class RelayClient:
         self._stop: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._closing = False
+
+    def set_url(self, url: str) -> None:
+        """Use the relay at ``url`` from the next connection on (:class:`BadRelayUrl` for an
+        unusable one; nothing changes then). To switch now: :meth:`close`, then
+        :meth:`start` again."""
+        endpoint = parse_relay_url(url)
+        self.endpoint = endpoint
+        self._pinned_class = None
+        if endpoint.pin_sha256 is not None:
+            self._pinned_class = type(
+                "PinnedClientConnection",
+                (_PinnedClientConnection,),
+                {"pin": endpoint.pin_sha256, "display": endpoint.display},
+            )
 
     # ------------------------------------------------------------------ properties
 
@@ -599,135 +582,30 @@ class RelayClient:
         return link
 
     async def _open(self) -> _Link:
-        display = self.endpoint.display
         ws = await self._open_socket()
-        phase = "the challenge"
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                challenge = await self._recv_handshake_frame(ws, phase)
-                if not isinstance(challenge, Challenge):
-                    raise RelayProtocolError(
-                        f"relay {display} sent {_tag(challenge)} instead of a challenge; "
-                        "is this a messenger-tui relay?"
-                    )
-                if challenge.version != PROTOCOL_VERSION:
-                    raise RelayProtocolError(
-                        f"relay {display} speaks protocol version {challenge.version}, this "
-                        f"client speaks version {PROTOCOL_VERSION}; update the older side"
-                    )
-                time_ms = int(self._clock() * 1000)
-                message = auth_message(
-                    challenge.relay_key, challenge.nonce, self._identity, time_ms
-                )
-                signature = self._sign(message)
-                phase = "authentication"
-                auth = Auth(identity=self._identity, time_ms=time_ms, signature=signature)
-                try:
-                    await ws.send(encode(auth))
-                except ConnectionClosed as exc:
-                    raise RelayUnreachable(
-                        display, f"connection closed before authentication ({exc})"
-                    ) from None
-                answer = await self._recv_handshake_frame(ws, phase)
-        except TimeoutError:
-            ws.transport.abort()
-            raise RelayUnreachable(
-                display, f"no answer to {phase} within {self._connect_timeout:g} s"
-            ) from None
-        except BaseException:
-            ws.transport.abort()
-            raise
-        if isinstance(answer, AuthOk) and answer.identity == self._identity:
-            return _Link(ws, challenge, answer)
-        ws.transport.abort()
-        if isinstance(answer, AuthOk):
-            raise RelayAuthFailed(f"relay {display} confirmed a different identity than ours")
-        if isinstance(answer, Error):
-            raise RelayAuthFailed(
-                f"relay {display} refused authentication ({answer.code}): {answer.message}",
-                code=answer.code,
-            )
-        raise RelayProtocolError(f"relay {display} answered authentication with {_tag(answer)}")
-
-    async def _recv_handshake_frame(self, ws: ClientConnection, phase: str) -> RelayFrame:
-        try:
-            data = await ws.recv()
-        except ConnectionClosed as exc:
-            raise RelayUnreachable(
-                self.endpoint.display, f"connection closed while waiting for {phase} ({exc})"
-            ) from None
-        try:
-            return decode_relay_frame(data)
-        except MalformedFrame as exc:
-            raise RelayProtocolError(
-                f"relay {self.endpoint.display} sent an undecodable frame instead of {phase}: {exc}"
-            ) from None
+        challenge, auth = await authenticate(
+            ws,
+            self.endpoint,
+            self._identity,
+            self._sign,
+            clock=self._clock,
+            connect_timeout=self._connect_timeout,
+        )
+        return _Link(ws, challenge, auth)
 
     async def _open_socket(self) -> ClientConnection:
-        ep = self.endpoint
-        kwargs: dict[str, Any] = {
-            "compression": None,
-            "max_size": MAX_FRAME,
-            "max_queue": MAX_QUEUE,
-            "open_timeout": self._connect_timeout,
-            "ping_interval": self._ping_interval,
-            "ping_timeout": self._ping_timeout,
-            "close_timeout": CLOSE_TIMEOUT,
-            "proxy": self._proxy,
-            "user_agent_header": _USER_AGENT,
-        }
-        if ep.tls:
-            if ep.pin_sha256 is not None:
-                kwargs["ssl"] = pinned_ssl_context()
-                kwargs["create_connection"] = self._pinned_class
-            else:
-                kwargs["ssl"] = self._ssl_context or default_ssl_context()
-        try:
-            return await connect(ep.connect_url, **kwargs)
-        except PinMismatch:
-            raise
-        except ssl.SSLCertVerificationError as exc:
-            raise TlsError(
-                f"the certificate of relay {ep.display} is not trusted "
-                f"({exc.verify_message or exc.reason}); if you trust this relay, ask its "
-                "operator for the certificate fingerprint and add it to the URL as "
-                "#sha256=<fingerprint>"
-            ) from None
-        except ssl.SSLError as exc:
-            raise TlsError(
-                f"TLS handshake with relay {ep.display} failed ({exc.reason or exc}); "
-                "does it speak wss://?"
-            ) from None
-        except TimeoutError:
-            raise RelayUnreachable(
-                ep.display, f"timed out after {self._connect_timeout:g} s"
-            ) from None
-        except socket.gaierror as exc:
-            raise RelayUnreachable(
-                ep.display, f"cannot resolve host {ep.host!r} ({exc.strerror or exc})"
-            ) from None
-        except ConnectionRefusedError:
-            raise RelayUnreachable(
-                ep.display, f"connection refused; is the relay running on port {ep.port}?"
-            ) from None
-        except ConnectionResetError:
-            hint = "; if the relay does not use TLS, use ws:// instead of wss://" if ep.tls else ""
-            raise RelayUnreachable(ep.display, f"connection reset by the peer{hint}") from None
-        except OSError as exc:
-            cause = exc.strerror or str(exc) or type(exc).__name__
-            raise RelayUnreachable(ep.display, cause) from None
-        except InvalidStatus as exc:
-            raise RelayProtocolError(
-                f"{ep.display} refused the websocket upgrade with HTTP "
-                f"{exc.response.status_code}; is this a messenger-tui relay URL?"
-            ) from None
-        except (InvalidHandshake, InvalidURI) as exc:
-            raise RelayProtocolError(
-                f"{ep.display} did not complete a websocket handshake ({exc}); "
-                "is this a messenger-tui relay?"
-            ) from None
-        except EOFError:
-            raise RelayUnreachable(ep.display, "connection closed during the handshake") from None
+        return await open_socket(
+            self.endpoint,
+            connect_timeout=self._connect_timeout,
+            max_size=MAX_FRAME,
+            max_queue=MAX_QUEUE,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            close_timeout=CLOSE_TIMEOUT,
+            ssl_context=self._ssl_context,
+            proxy=self._proxy,
+            pinned_class=self._pinned_class,
+        )
 
     def _activate(self, link: _Link) -> None:
         self._link = link

@@ -34,6 +34,8 @@ def unpack_audio(payload_type: PayloadType, payload: bytes) -> tuple[bytes, byte
     (only an authenticated but buggy peer can send one)."""
     if payload_type is PayloadType.OPUS:
         return payload, None
+    if payload_type is not PayloadType.OPUS_RED:
+        raise MalformedMediaFrame(f"{payload_type.name} is not an audio payload")
     if len(payload) < _LEN_BYTES:
         raise MalformedMediaFrame("redundant audio payload without its length")
     size = int.from_bytes(payload[:_LEN_BYTES], "big")

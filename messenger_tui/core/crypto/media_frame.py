@@ -4,13 +4,24 @@ Frame layout (all integers big-endian)::
 
     header (11 bytes, sent in clear, authenticated as associated data)
       0  version       u8   = 1
-      1  flags         u8   = 0 in version 1 (any other bit set: malformed)
+      1  flags         u8   bit 0 = CONTROL (the control stream); any other bit: malformed
       2  payload_type  u8   1 = one Opus packet, 2 = Opus packet + redundant previous frame
-      3  sequence      u32  frame counter of the sender's capture clock, from 0
-      7  timestamp     u32  48 kHz sample clock of the frame's first sample (wraps)
+                            (audio stream); 3 = receiver report (control stream only)
+      3  sequence      u32  the stream's frame counter, from 0 (audio: one per 20 ms of the
+                            sender's capture clock; control: one per report)
+      7  timestamp     u32  48 kHz sample clock of the frame's first sample (wraps; a report
+                            carries the audio clock of the last frame sent before it)
     11  ciphertext    payload sealed under the sending direction's key, 16-byte tag appended
 
-    nonce (24 bytes, never sent) = direction (u8) || 15 zero bytes || sequence (u64)
+    nonce (24 bytes, never sent) = direction (u8) || stream (u8: 0 audio, 1 control)
+                                   || 14 zero bytes || sequence (u64)
+
+Two streams share a direction's key: audio frames and control frames (receiver reports,
+:mod:`messenger_tui.core.calls.report`). Each has its own sequence counter and replay window,
+and the stream byte in the nonce keeps their (key, nonce) pairs apart, so reports never reuse
+an audio nonce and never leave holes in the audio sequence numbers the jitter buffer
+schedules by. The flag is in the header, hence authenticated: moving a frame from one stream
+to the other fails the tag.
 
 Each direction of a call has its own fresh key (:mod:`messenger_tui.core.calls.media_keys`), so
 a (key, nonce) pair repeats only if a sender reuses a sequence number, which
@@ -47,6 +58,9 @@ MAX_MEDIA_PAYLOAD: Final = 4096
 MAX_SEQUENCE: Final = 0xFFFFFFFF
 #: Default replay window in frames: 5.12 s of 20 ms frames, far beyond the jitter buffer's 200 ms.
 DEFAULT_REPLAY_WINDOW: Final = 256
+#: Header flag of the control stream (receiver reports); it also selects the nonce's stream byte.
+FLAG_CONTROL: Final = 0x01
+_KNOWN_FLAGS: Final = FLAG_CONTROL
 
 
 class MediaDirection(IntEnum):
@@ -61,6 +75,12 @@ class PayloadType(IntEnum):
 
     OPUS = 1
     OPUS_RED = 2
+    #: A receiver report (control stream only).
+    REPORT = 3
+
+
+#: Payload types of each stream: audio frames carry Opus, control frames carry reports.
+_CONTROL_TYPES: Final = frozenset({PayloadType.REPORT})
 
 
 class MalformedMediaFrame(DecryptionFailed):
@@ -81,10 +101,17 @@ class MediaFrameHeader:
     flags: int = 0
     version: int = MEDIA_FRAME_VERSION
 
+    @property
+    def control(self) -> bool:
+        """True for a control-stream frame (a report), False for audio."""
+        return bool(self.flags & FLAG_CONTROL)
+
     def pack(self) -> bytes:
         """The 11 header bytes."""
         if not 0 <= self.sequence <= MAX_SEQUENCE:
             raise ValueError("sequence out of range")
+        if self.flags & ~_KNOWN_FLAGS or self.control != (self.payload_type in _CONTROL_TYPES):
+            raise ValueError("flags and payload type disagree (reports use the control stream)")
         return _HEADER.pack(
             self.version, self.flags, int(self.payload_type), self.sequence, self.timestamp
         )
@@ -97,12 +124,14 @@ class MediaFrameHeader:
         version, flags, ptype, sequence, timestamp = _HEADER.unpack_from(data)
         if version != MEDIA_FRAME_VERSION:
             raise MalformedMediaFrame(f"unknown media frame version {version}")
-        if flags != 0:
+        if flags & ~_KNOWN_FLAGS:
             raise MalformedMediaFrame("reserved flag bits set")
         try:
             payload_type = PayloadType(ptype)
         except ValueError:
             raise MalformedMediaFrame(f"unknown payload type {ptype}") from None
+        if bool(flags & FLAG_CONTROL) != (payload_type in _CONTROL_TYPES):
+            raise MalformedMediaFrame(f"payload type {payload_type.name} on the wrong stream")
         return cls(sequence, timestamp, payload_type, flags, version)
 
 
@@ -114,11 +143,12 @@ class MediaFrame:
     payload: bytes
 
 
-def media_nonce(direction: MediaDirection, sequence: int) -> bytes:
-    """The 24-byte nonce of frame ``sequence`` travelling in ``direction``."""
+def media_nonce(direction: MediaDirection, sequence: int, *, control: bool = False) -> bytes:
+    """The 24-byte nonce of frame ``sequence`` of the audio (or ``control``) stream travelling
+    in ``direction``."""
     if not 0 <= sequence <= MAX_SEQUENCE:
         raise ValueError("sequence out of range")
-    return bytes([int(direction)]) + bytes(15) + sequence.to_bytes(8, "big")
+    return bytes([int(direction), int(control)]) + bytes(14) + sequence.to_bytes(8, "big")
 
 
 def _check_key(key: bytes) -> None:
@@ -135,7 +165,8 @@ def seal_media_frame(
     if len(payload) > MAX_MEDIA_PAYLOAD:
         raise ValueError(f"media payload over {MAX_MEDIA_PAYLOAD} bytes")
     ad = header.pack()
-    return ad + aead_encrypt(key, media_nonce(direction, header.sequence), payload, ad)
+    nonce = media_nonce(direction, header.sequence, control=header.control)
+    return ad + aead_encrypt(key, nonce, payload, ad)
 
 
 def open_media_frame(key: bytes, direction: MediaDirection, data: bytes) -> MediaFrame:
@@ -151,39 +182,60 @@ def open_media_frame(key: bytes, direction: MediaDirection, data: bytes) -> Medi
     if len(data) > MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD + MEDIA_TAG_LEN:
         raise MalformedMediaFrame("media frame too large")
     ad = data[:MEDIA_HEADER_LEN]
-    payload = aead_decrypt(
-        key, media_nonce(direction, header.sequence), data[MEDIA_HEADER_LEN:], ad
-    )
+    nonce = media_nonce(direction, header.sequence, control=header.control)
+    payload = aead_decrypt(key, nonce, data[MEDIA_HEADER_LEN:], ad)
     return MediaFrame(header, payload)
 
 
 class MediaFrameSealer:
-    """The sending side of one call direction: numbers frames from 0 and seals them.
+    """The sending side of one stream of one call direction: numbers frames from 0, seals them.
 
-    Call :meth:`seal` once per 20 ms frame, including silent ones (constant bitrate: a muted
-    microphone still sends, so the relay cannot see mute). The sequence number counts the
-    sender's capture clock; if a frame is not sent, call :meth:`skip` so the numbers stay
-    aligned with time (the receiver's jitter buffer schedules by sequence number).
+    Audio (the default): call :meth:`seal` once per 20 ms frame, including silent ones
+    (constant bitrate: a muted microphone still sends, so the relay cannot see mute). The
+    sequence number counts the sender's capture clock; if a frame is not sent, call
+    :meth:`skip` so the numbers stay aligned with time (the receiver's jitter buffer schedules
+    by sequence number).
+
+    ``control=True``: the control stream of the same key (reports), with its own numbers and
+    nonces; its frames default to :attr:`PayloadType.REPORT`.
     """
 
-    def __init__(self, key: bytes, direction: MediaDirection, *, first_sequence: int = 0) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        direction: MediaDirection,
+        *,
+        first_sequence: int = 0,
+        control: bool = False,
+    ) -> None:
         _check_key(key)
         self._key = key
         self._direction = direction
         self._next = first_sequence
+        self._control = control
 
     @property
     def next_sequence(self) -> int:
         """The sequence number the next sealed frame gets."""
         return self._next
 
+    @property
+    def control(self) -> bool:
+        """True for the control stream's sealer."""
+        return self._control
+
     def seal(
-        self, payload: bytes, timestamp: int, payload_type: PayloadType = PayloadType.OPUS
+        self, payload: bytes, timestamp: int, payload_type: PayloadType | None = None
     ) -> bytes:
-        """Seal ``payload`` as the next frame. Raises ``OverflowError`` after 2**32 frames."""
+        """Seal ``payload`` as the next frame of this stream (``payload_type`` defaults to
+        ``OPUS``, or ``REPORT`` on the control stream). Raises ``OverflowError`` after 2**32
+        frames and ``ValueError`` for a payload type of the other stream."""
         if self._next > MAX_SEQUENCE:
             raise OverflowError("media sequence numbers exhausted; end the call")
-        header = MediaFrameHeader(self._next, timestamp & 0xFFFFFFFF, payload_type)
+        if payload_type is None:
+            payload_type = PayloadType.REPORT if self._control else PayloadType.OPUS
+        flags = FLAG_CONTROL if self._control else 0
+        header = MediaFrameHeader(self._next, timestamp & 0xFFFFFFFF, payload_type, flags)
         frame = seal_media_frame(self._key, self._direction, header, payload)
         self._next += 1
         return frame
@@ -195,15 +247,18 @@ class MediaFrameSealer:
         self._next += frames
 
     def __repr__(self) -> str:  # never print the key
-        return f"MediaFrameSealer(direction={self._direction.name}, next={self._next})"
+        stream = "control" if self._control else "audio"
+        return f"MediaFrameSealer(direction={self._direction.name}, {stream}, next={self._next})"
 
 
 @dataclass(slots=True)
 class MediaFrameCounters:
-    """What the receive side did with each frame. ``received`` = the sum of the others."""
+    """What the receive side did with each frame. ``received`` = ``opened`` + ``dropped``;
+    ``control`` counts the control-stream frames (reports) among ``opened``."""
 
     received: int = 0
     opened: int = 0
+    control: int = 0
     malformed: int = 0
     auth_failed: int = 0
     replayed: int = 0
@@ -253,8 +308,9 @@ class MediaFrameOpener:
     """The receiving side of one call direction: authenticates, decrypts and de-duplicates.
 
     Feed every binary media frame to :meth:`open`; pass what it returns (when not ``None``) to
-    the jitter buffer. Reordered frames within the window are accepted; the jitter buffer, not
-    this class, decides what is too late to play.
+    the jitter buffer (audio) or the report handling (``frame.header.control``). Each stream
+    has its own replay window. Reordered frames within the window are accepted; the jitter
+    buffer, not this class, decides what is too late to play.
     """
 
     def __init__(
@@ -263,7 +319,7 @@ class MediaFrameOpener:
         _check_key(key)
         self._key = key
         self._direction = direction
-        self._window = ReplayWindow(window)
+        self._windows = (ReplayWindow(window), ReplayWindow(window))  # audio, control
         self.counters = MediaFrameCounters()
 
     def open(self, data: bytes, *, strict: bool = False) -> MediaFrame | None:
@@ -287,7 +343,9 @@ class MediaFrameOpener:
                 raise
             return None
         sequence = frame.header.sequence
-        verdict = self._window.check(sequence)
+        control = frame.header.control
+        window = self._windows[control]
+        verdict = window.check(sequence)
         if verdict != "new":
             if verdict == "replay":
                 counters.replayed += 1
@@ -296,8 +354,10 @@ class MediaFrameOpener:
             if strict:
                 raise ReplayedMediaFrame(f"frame {sequence}: {verdict.replace('_', ' ')}")
             return None
-        self._window.accept(sequence)
+        window.accept(sequence)
         counters.opened += 1
+        if control:
+            counters.control += 1
         return frame
 
     def __repr__(self) -> str:  # never print the key

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messenger_tui.core.crypto.media_frame import (
+    FLAG_CONTROL,
     MAX_SEQUENCE,
     MEDIA_HEADER_LEN,
     MalformedMediaFrame,
@@ -38,6 +39,14 @@ KNOWN_FRAME = bytes.fromhex(
 )
 
 
+# Frozen: control-stream frame 7 (timestamp 6720), payload b"report number 7!", same key.
+KNOWN_CONTROL_FRAME = bytes.fromhex(
+    "0101030000000700001a40"  # version 1, flags CONTROL, type REPORT, sequence 7, timestamp 6720
+    "04ddb4f525cf899b80770ad2a5b13fbe"  # ciphertext of the 16-byte payload
+    "7f93f7f3f233fad69ac95a0d2bf36518"  # Poly1305 tag
+)
+
+
 def test_known_answer_byte_exact() -> None:
     header = MediaFrameHeader(sequence=7, timestamp=6720, payload_type=PayloadType.OPUS)
     frame = seal_media_frame(KEY, TO_CALLEE, header, b"opus frame seven")
@@ -56,6 +65,57 @@ def test_construction_matches_independent_xchacha() -> None:
         KEY, nonce, b"opus frame seven", header
     )
     assert media_nonce(TO_CALLER, 7)[0] == 1
+
+
+def test_control_stream_known_answer_and_its_own_nonces() -> None:
+    """Reports: flag bit 0 in the header and stream byte 1 in the nonce, checked with
+    `cryptography`; audio frame 7 and control frame 7 never share a (key, nonce)."""
+    header = MediaFrameHeader(7, 6720, PayloadType.REPORT, FLAG_CONTROL)
+    assert header.control
+    frame = seal_media_frame(KEY, TO_CALLEE, header, b"report number 7!")
+    assert frame == KNOWN_CONTROL_FRAME
+    nonce = bytes([0, 1]) + bytes(14) + (7).to_bytes(8, "big")
+    assert media_nonce(TO_CALLEE, 7, control=True) == nonce != media_nonce(TO_CALLEE, 7)
+    assert frame[MEDIA_HEADER_LEN:] == ref_xchacha_encrypt(
+        KEY, nonce, b"report number 7!", frame[:MEDIA_HEADER_LEN]
+    )
+    sealer = MediaFrameSealer(KEY, TO_CALLEE, first_sequence=7, control=True)
+    assert sealer.control and "control" in repr(sealer)
+    assert sealer.seal(b"report number 7!", 6720) == KNOWN_CONTROL_FRAME
+    opened = open_media_frame(KEY, TO_CALLEE, KNOWN_CONTROL_FRAME)
+    assert opened.header == header and opened.payload == b"report number 7!"
+
+
+def test_streams_have_separate_numbers_and_replay_windows() -> None:
+    audio = MediaFrameSealer(KEY, TO_CALLEE)
+    control = MediaFrameSealer(KEY, TO_CALLEE, control=True)
+    opener = MediaFrameOpener(KEY, TO_CALLEE)
+    frames = [audio.seal(b"a", 0), control.seal(b"r", 0), audio.seal(b"b", 960)]
+    assert [MediaFrameHeader.unpack(f).sequence for f in frames] == [0, 0, 1]
+    opened = [opener.open(f) for f in frames]
+    assert all(opened) and opener.counters.opened == 3 and opener.counters.control == 1
+    assert [o.header.control for o in opened if o] == [False, True, False]
+    assert opener.open(frames[1]) is None and opener.counters.replayed == 1  # control replay
+    # moving a frame to the other stream (flag flipped) never authenticates
+    moved = frames[0][:1] + bytes([FLAG_CONTROL]) + bytes([PayloadType.REPORT]) + frames[0][3:]
+    assert opener.open(moved) is None and opener.counters.auth_failed == 1
+
+
+def test_payload_types_belong_to_one_stream() -> None:
+    with pytest.raises(ValueError):
+        MediaFrameHeader(0, 0, PayloadType.REPORT).pack()  # a report on the audio stream
+    with pytest.raises(ValueError):
+        MediaFrameHeader(0, 0, PayloadType.OPUS, FLAG_CONTROL).pack()
+    with pytest.raises(ValueError):
+        MediaFrameSealer(KEY, TO_CALLEE).seal(b"r", 0, PayloadType.REPORT)
+    opener = MediaFrameOpener(KEY, TO_CALLEE)
+    for data in (
+        KNOWN_CONTROL_FRAME[:1] + b"\x00" + KNOWN_CONTROL_FRAME[2:],  # report without the flag
+        KNOWN_FRAME[:1] + b"\x01" + KNOWN_FRAME[2:],  # opus with the flag
+        KNOWN_FRAME[:1] + b"\x02" + KNOWN_FRAME[2:],  # an unknown flag
+    ):
+        with pytest.raises(MalformedMediaFrame):
+            opener.open(data, strict=True)
 
 
 def test_sealer_numbers_frames_and_never_repeats_a_nonce() -> None:
@@ -148,7 +208,7 @@ def test_malformed_frames() -> None:
         KNOWN_FRAME[:5],  # shorter than a header
         KNOWN_FRAME[: MEDIA_HEADER_LEN + 3],  # shorter than header + tag
         b"\x02" + KNOWN_FRAME[1:],  # unknown version
-        KNOWN_FRAME[:1] + b"\x01" + KNOWN_FRAME[2:],  # reserved flag
+        KNOWN_FRAME[:1] + b"\x04" + KNOWN_FRAME[2:],  # reserved flag
         KNOWN_FRAME[:2] + b"\x09" + KNOWN_FRAME[3:],  # unknown payload type
         KNOWN_FRAME[:MEDIA_HEADER_LEN] + bytes(5000),  # too large
     ]

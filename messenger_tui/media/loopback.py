@@ -1,0 +1,97 @@
+"""A delay line that plays back what it hears: Echo's "microphone" is its "speaker", late.
+
+:class:`DelayLoop` offers a :class:`~messenger_tui.media.ports.AudioSink` (``.sink``) and an
+:class:`~messenger_tui.media.ports.AudioSource` (``.source``) driven by one clock on the event
+loop: every 20 ms it pulls one decoded frame from the call (what the caller said) and captures
+the frame pulled ``delay_s`` earlier, so the caller hears themselves after that delay, through
+the whole encrypted path (decode, encode, seal, relay, open). Until the line is full it
+captures silence, so frames flow from the first tick (the caller's media connects at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS
+
+_SILENCE = bytes(FRAME_BYTES)
+
+
+class DelayLoop:
+    """Start both halves (in any order) through the media session; stop either to stop."""
+
+    def __init__(self, delay_s: float = 1.5) -> None:
+        self.delay_frames = max(0, round(delay_s * 1000 / FRAME_MS))
+        self._line: deque[bytes] = deque()
+        self._pull: Callable[[], bytes] | None = None
+        self._on_frame: Callable[[bytes], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.source = _LoopSource(self)
+        self.sink = _LoopSink(self)
+
+    def _attach_source(self, on_frame: Callable[[bytes], None]) -> None:
+        self._on_frame = on_frame
+        self._ensure_running()
+
+    def _attach_sink(self, pull: Callable[[], bytes]) -> None:
+        self._pull = pull
+        self._ensure_running()
+
+    def _ensure_running(self) -> None:
+        if self._task is None and self._pull is not None and self._on_frame is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        self._pull = self._on_frame = None
+        self._line.clear()
+
+    def tick(self) -> None:
+        """One 20 ms step: take what the call plays, give back what it played back then."""
+        pull, on_frame = self._pull, self._on_frame
+        if pull is None or on_frame is None:
+            return
+        self._line.append(pull())
+        out = self._line.popleft() if len(self._line) > self.delay_frames else _SILENCE
+        on_frame(out)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = FRAME_MS / 1000
+        deadline = loop.time()
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                self.tick()
+                deadline += period
+                delay = deadline - loop.time()
+                if delay < -0.2:  # fell far behind (a stalled loop): skip, don't burst
+                    deadline = loop.time()
+                    delay = 0.0
+                await asyncio.sleep(max(0.0, delay))
+
+
+class _LoopSource:
+    def __init__(self, loop: DelayLoop) -> None:
+        self._loop = loop
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        self._loop._attach_source(on_frame)
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+
+class _LoopSink:
+    def __init__(self, loop: DelayLoop) -> None:
+        self._loop = loop
+
+    def start(self, pull: Callable[[], bytes]) -> None:
+        self._loop._attach_sink(pull)
+
+    def stop(self) -> None:
+        self._loop.stop()

@@ -1,0 +1,475 @@
+"""The client end of a call's media route: one websocket per call leg at the relay's ``/media``.
+
+:class:`MediaLink` implements :class:`messenger_tui.media.ports.MediaCarrier` (structurally;
+transport does not import media). Lifecycle::
+
+    CONNECTING -> JOINED <-> RECONNECTING -> ... -> LOST        (close() -> CLOSED from anywhere)
+
+* :meth:`MediaLink.start` returns at once; the link connects in the background: TCP/TLS/pin and
+  the relay's Challenge -> Auth -> AuthOk exactly as the message link
+  (:mod:`messenger_tui.transport.dialer`), then ``media_join(token, leg)`` -> ``media_joined``.
+* :meth:`MediaLink.send` never blocks: it writes the frame straight to the socket, or drops it
+  (returns False, counted) when the link is not joined or the socket's write buffer holds more
+  than ``send_buffer_limit`` bytes. Voice is never queued for later.
+* Incoming media frames go to ``on_frame`` (synchronously, in arrival order; it must not
+  block), the other leg's presence to ``on_peer``, state changes to ``on_state``.
+* When the link drops, it reconnects with a short backoff and re-joins the same leg (the relay
+  lets the same identity replace its own stale connection). If it is not joined again within
+  ``reconnect_window_s`` (counted from the drop; for the first join, from :meth:`start`), or
+  the relay refuses for good (authentication failed, leg held by another identity, this leg
+  taken over by another connection of ours, peer never came), the state becomes LOST and
+  :attr:`MediaLink.error` says why: the call ends with reason ``connection_lost``.
+
+Nothing logged contains the join token, keys or frame bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from messenger_tui.core import media_wire
+from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.media_wire import (
+    JOIN_TOKEN_LEN,
+    MAX_MEDIA_FRAME,
+    MEDIA_FRAME_FIRST_BYTE,
+    Leg,
+    MediaErrorCode,
+    MediaJoin,
+    MediaJoined,
+    MediaPeer,
+)
+from messenger_tui.core.wire import KEY_LEN, Error
+from messenger_tui.transport.backoff import Backoff
+from messenger_tui.transport.dialer import authenticate, open_socket, pinned_connection_class
+from messenger_tui.transport.errors import (
+    PinMismatch,
+    RelayAuthFailed,
+    RelayProtocolError,
+    TlsError,
+    TransportError,
+)
+from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
+
+__all__ = [
+    "MediaLink",
+    "MediaLinkCounters",
+    "MediaLinkState",
+    "media_endpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bytes waiting in the socket's write buffer above which :meth:`MediaLink.send` drops.
+SEND_BUFFER_LIMIT = 4 * 1024
+#: Keepalive on the media connection: a dead relay is noticed well within the 10 s window.
+PING_INTERVAL = 3.0
+PING_TIMEOUT = 3.0
+CLOSE_TIMEOUT = 1.0
+#: Incoming messages buffered before the socket stops reading.
+MAX_QUEUE = 64
+#: Largest incoming websocket message (media frames are at most 1,500 bytes).
+MAX_MESSAGE = 8 * 1024
+#: Relay close codes of the media route (relay/media_route.py).
+CLOSE_POLICY = 1008
+CLOSE_REPLACED = 4000
+CLOSE_ALONE = 4001
+
+
+class MediaLinkState(enum.Enum):
+    """Where a media link is."""
+
+    CONNECTING = "connecting"  # first connection attempt(s), before the first join
+    JOINED = "joined"  # joined the call's route: frames flow (if the peer is present)
+    RECONNECTING = "reconnecting"  # the link dropped; re-joining within the window
+    LOST = "lost"  # could not (re)join in time, or refused for good: end the call
+    CLOSED = "closed"  # close() was called
+
+
+@dataclass
+class MediaLinkCounters:
+    """Frame counts since :meth:`MediaLink.start`."""
+
+    sent: int = 0  # frames written to the socket
+    dropped: int = 0  # frames send() refused (not joined, congested, too big)
+    received: int = 0  # media frames handed to on_frame
+    joins: int = 0  # successful joins (1 + reconnects)
+
+
+class _Refused(TransportError):
+    """The relay refused the join for good (no retry)."""
+
+
+def media_endpoint(endpoint: RelayEndpoint) -> RelayEndpoint:
+    """The endpoint of the media route beside a message-link endpoint: same scheme, host,
+    port, TLS and pin, with ``/media`` appended to the path (``ws://h:p/`` ->
+    ``ws://h:p/media``, ``wss://h/relay/`` -> ``wss://h/relay/media``)."""
+    parts = urllib.parse.urlsplit(endpoint.connect_url)
+    path = parts.path.rstrip("/") + media_wire.MEDIA_PATH
+    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return replace(endpoint, connect_url=url)
+
+
+class MediaLink:
+    """One call leg's media connection to the relay. See the module docstring."""
+
+    def __init__(
+        self,
+        relay_url: str,
+        identity_public: bytes,
+        sign: Callable[[bytes], bytes],
+        *,
+        join_token: bytes,
+        leg: int,
+        on_frame: Callable[[bytes], None],
+        on_peer: Callable[[bool], None] | None = None,
+        on_state: Callable[[MediaLinkState], None] | None = None,
+        reconnect_window_s: float = 10.0,
+        connect_timeout: float = 5.0,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
+        backoff: Backoff | None = None,
+        ping_interval: float | None = PING_INTERVAL,
+        ping_timeout: float | None = PING_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if len(identity_public) != KEY_LEN:
+            raise ValueError(f"identity_public must be {KEY_LEN} bytes")
+        if len(join_token) != JOIN_TOKEN_LEN:
+            raise ValueError(f"join_token must be {JOIN_TOKEN_LEN} bytes")
+        self.leg = Leg(leg)
+        self.endpoint = media_endpoint(parse_relay_url(relay_url))
+        self._pinned_class = pinned_connection_class(self.endpoint)
+        self._identity = bytes(identity_public)
+        self._sign = sign
+        self._token = bytes(join_token)
+        self._on_frame = on_frame
+        self._on_peer = on_peer
+        self._on_state = on_state
+        #: Seconds to (re)join after a drop before LOST; a change applies from the next drop.
+        self.reconnect_window_s = reconnect_window_s
+        self._connect_timeout = connect_timeout
+        self._send_limit = send_buffer_limit
+        self._backoff = backoff if backoff is not None else Backoff(base=0.05, cap=1.0)
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._ssl_context = ssl_context
+        self._clock = clock
+        self._state = MediaLinkState.CONNECTING
+        self._ws: ClientConnection | None = None
+        self._peer = False
+        self._task: asyncio.Task[None] | None = None
+        self._joined = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._closed = False
+        self._frame_errors = 0
+        self.counters = MediaLinkCounters()
+        #: Why the link is (or was last) down; set when LOST. Never contains secrets.
+        self.error: str | None = None
+        #: What the relay said in media_joined (alone timeout, max frame), once joined.
+        self.joined_info: MediaJoined | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def state(self) -> MediaLinkState:
+        return self._state
+
+    @property
+    def peer_present(self) -> bool:
+        """Whether the other leg is connected to the relay (as the relay last said)."""
+        return self._peer
+
+    @property
+    def sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def dropped(self) -> int:
+        return self.counters.dropped
+
+    @property
+    def received(self) -> int:
+        return self.counters.received
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect and join in the background (returns at once; no-op when started)."""
+        if self._task is not None or self._closed:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="media-link")
+
+    async def wait_joined(self, timeout: float) -> bool:
+        """Wait until the link is joined; False on timeout or when it ended (LOST/CLOSED)."""
+        if self._state is MediaLinkState.JOINED:
+            return True
+        joined = asyncio.ensure_future(self._joined.wait())
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait([joined, ended], timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            joined.cancel()
+            ended.cancel()
+        return self._joined.is_set()
+
+    async def wait_ended(self, timeout: float | None = None) -> bool:
+        """Wait until the link is LOST or CLOSED; False on timeout."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._ended.wait()
+        return self._ended.is_set()
+
+    async def close(self) -> None:
+        """Leave the call: close the connection; the state becomes CLOSED. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._drop_socket()
+        self._set_state(MediaLinkState.CLOSED)
+        self._ended.set()
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, frame: bytes) -> bool:
+        """Write one sealed media frame now, without blocking; False (counted) when it was
+        dropped: not joined, the socket's write buffer is over the limit, or the frame is
+        bigger than the relay forwards."""
+        ws = self._ws
+        if ws is None or self._state is not MediaLinkState.JOINED:
+            self.counters.dropped += 1
+            return False
+        if not frame or frame[0] != MEDIA_FRAME_FIRST_BYTE:
+            raise ValueError("a media frame starts with the media frame version byte 0x01")
+        transport = ws.transport
+        protocol = ws.protocol
+        if (
+            len(frame) > MAX_MEDIA_FRAME
+            or protocol.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > self._send_limit
+        ):
+            self.counters.dropped += 1
+            return False
+        protocol.send_binary(frame)
+        transport.write(b"".join(protocol.data_to_send()))
+        self.counters.sent += 1
+        return True
+
+    # ------------------------------------------------------------------ internals
+
+    def _set_state(self, state: MediaLinkState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if state is MediaLinkState.JOINED:
+            self._joined.set()
+        else:
+            self._joined.clear()
+        if self._on_state is not None:
+            try:
+                self._on_state(state)
+            except Exception:
+                logger.exception("media link on_state handler failed")
+
+    def _set_peer(self, present: bool) -> None:
+        if present is self._peer:
+            return
+        self._peer = present
+        if self._on_peer is not None:
+            try:
+                self._on_peer(present)
+            except Exception:
+                logger.exception("media link on_peer handler failed")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        display = self.endpoint.display
+        deadline = loop.time() + self.reconnect_window_s
+        error = "not connected yet"
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    window = self.reconnect_window_s
+                    self._lose(f"no media connection within {window:g} s ({error})")
+                    return
+                try:
+                    async with asyncio.timeout(remaining):
+                        ws = await self._connect_and_join()
+                except (
+                    _Refused,
+                    RelayAuthFailed,
+                    RelayProtocolError,
+                    PinMismatch,
+                    TlsError,
+                ) as exc:
+                    self._lose(str(exc))
+                    return
+                except TimeoutError:
+                    error = f"relay {display} did not answer in time"
+                    continue
+                except TransportError as exc:
+                    error = str(exc)
+                    delay = min(self._backoff.next_delay(), max(0.0, deadline - loop.time()))
+                    await asyncio.sleep(delay)
+                    continue
+                self._backoff.reset()
+                self._ws = ws
+                self.counters.joins += 1
+                self.error = None
+                self._set_state(MediaLinkState.JOINED)
+                if self.joined_info is not None:
+                    self._set_peer(self.joined_info.peer)
+                logger.info("media link leg %d joined via %s", self.leg, display)
+                reason, fatal = await self._read(ws)
+                self._ws = None
+                self._set_peer(False)
+                if fatal:
+                    self._lose(reason)
+                    return
+                logger.info("media link leg %d dropped (%s); rejoining", self.leg, reason)
+                error = reason
+                self.error = reason
+                self._set_state(MediaLinkState.RECONNECTING)
+                deadline = loop.time() + self.reconnect_window_s
+        finally:
+            await self._drop_socket()
+
+    def _lose(self, reason: str) -> None:
+        self.error = reason
+        logger.info("media link leg %d lost: %s", self.leg, reason)
+        self._set_peer(False)
+        self._set_state(MediaLinkState.LOST)
+        self._ended.set()
+
+    async def _drop_socket(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await ws.close()
+        except Exception:
+            ws.transport.abort()
+
+    async def _connect_and_join(self) -> ClientConnection:
+        ws = await open_socket(
+            self.endpoint,
+            connect_timeout=self._connect_timeout,
+            max_size=MAX_MESSAGE,
+            max_queue=MAX_QUEUE,
+            ping_interval=self._ping_interval,
+            ping_timeout=self._ping_timeout,
+            close_timeout=CLOSE_TIMEOUT,
+            ssl_context=self._ssl_context,
+            pinned_class=self._pinned_class,
+        )
+        try:
+            await authenticate(
+                ws,
+                self.endpoint,
+                self._identity,
+                self._sign,
+                clock=self._clock,
+                connect_timeout=self._connect_timeout,
+            )
+            async with asyncio.timeout(self._connect_timeout):
+                await ws.send(
+                    media_wire.encode_media_control(MediaJoin(token=self._token, leg=self.leg))
+                )
+                while True:
+                    data = await ws.recv()
+                    if media_wire.is_media_frame(data):
+                        continue
+                    frame = media_wire.decode_media_relay_frame(data)
+                    if isinstance(frame, MediaJoined):
+                        break
+                    if isinstance(frame, Error):
+                        raise _Refused(
+                            f"relay {self.endpoint.display} refused the call's media join "
+                            f"({frame.code}): {frame.message}"
+                        )
+        except ConnectionClosed as exc:
+            ws.transport.abort()
+            raise _DropDuringJoin(self.endpoint.display, exc) from None
+        except MalformedFrame as exc:
+            ws.transport.abort()
+            raise RelayProtocolError(
+                f"relay {self.endpoint.display} sent an undecodable media control frame: {exc}"
+            ) from None
+        except BaseException:
+            ws.transport.abort()
+            raise
+        self.joined_info = frame
+        return ws
+
+    async def _read(self, ws: ClientConnection) -> tuple[str, bool]:
+        """Read until the connection ends; (reason, fatal)."""
+        on_frame = self._on_frame
+        counters = self.counters
+        refusal: Error | None = None
+        while True:
+            try:
+                data = await ws.recv()
+            except ConnectionClosed as exc:
+                return self._close_reason(exc, refusal)
+            if type(data) is bytes and data[:1] == b"\x01":
+                counters.received += 1
+                try:
+                    on_frame(data)
+                except Exception:
+                    self._frame_errors += 1
+                    if self._frame_errors == 1:
+                        logger.exception("media link on_frame handler failed")
+                continue
+            try:
+                frame = media_wire.decode_media_relay_frame(data)
+            except MalformedFrame as exc:
+                logger.warning(
+                    "skipping an undecodable %d-byte media control frame: %s", len(data), exc
+                )
+                continue
+            if isinstance(frame, MediaPeer):
+                self._set_peer(frame.present)
+            elif isinstance(frame, Error):
+                logger.info("media relay error (%s): %s", frame.code, frame.message)
+                refusal = frame
+
+    def _close_reason(self, exc: ConnectionClosed, refusal: Error | None) -> tuple[str, bool]:
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        display = self.endpoint.display
+        if code == CLOSE_REPLACED or (refusal and refusal.code == MediaErrorCode.REPLACED):
+            return (
+                f"another connection of this identity took over this call leg at {display}",
+                True,
+            )
+        if code == CLOSE_ALONE:
+            return (f"the other party never joined the call's media at {display}", True)
+        if code == CLOSE_POLICY:
+            detail = f" ({refusal.code}: {refusal.message})" if refusal else ""
+            return (f"relay {display} closed the media connection{detail}", True)
+        return (f"media connection to relay {display} lost: {exc}", False)
+
+
+class _DropDuringJoin(TransportError):
+    """The connection closed before the join completed (retried)."""
+
+    def __init__(self, display: str, exc: ConnectionClosed) -> None:
+        super().__init__(f"media connection to relay {display} closed while joining ({exc})")
