@@ -1,5 +1,7 @@
 """The Echo contact: a real participant (own identity, own ratchet sessions) that replies to
-every message with ``echo: <text>``. The relay's ``--echo`` mode and ``make run`` run it.
+every message with ``echo: <text>`` and answers every call, playing the caller's voice back
+after :data:`ECHO_CALL_DELAY_S` (a sound test through the whole encrypted path). The relay's
+``--echo`` mode and ``make run`` run it.
 
 Use :func:`ensure_echo_profile` before starting the relay (the relay announces Echo's identity
 in its Challenge), then ``await run_echo(home, relay_url)`` until cancelled.
@@ -15,9 +17,20 @@ from pathlib import Path
 from messenger_tui.app import events as ev
 from messenger_tui.app.profile import create_profile, open_profile, profile_exists
 from messenger_tui.app.service import MessengerService
+from messenger_tui.media.loopback import DelayLoop
+from messenger_tui.media.ports import AudioSink, AudioSource
 
 log = logging.getLogger(__name__)
 ECHO_NAME = "Echo"
+#: How long after you speak Echo plays it back in a call.
+ECHO_CALL_DELAY_S = 1.5
+#: Echo hangs up a sound test after this long.
+ECHO_CALL_LIMIT_S = 300.0
+
+
+def _echo_audio() -> tuple[AudioSource, AudioSink]:
+    loop = DelayLoop(ECHO_CALL_DELAY_S)
+    return loop.source, loop.sink
 
 
 def ensure_echo_profile(home: Path, relay_url: str | None = None) -> bytes:
@@ -42,13 +55,31 @@ async def run_echo(home: Path, relay_url: str, ready: asyncio.Event | None = Non
     ensure_echo_profile(home, relay_url)
     profile = open_profile(home, None)
     service = MessengerService(profile)
+    service.set_audio(_echo_audio)
+    service.accept_calls_from_strangers()
     queue = service.subscribe()
     await service.start()
+    limit: asyncio.TimerHandle | None = None
     if ready is not None:
         ready.set()
     try:
         while True:
             event = await queue.get()
+            if isinstance(event, ev.CallChanged):
+                call = event.call
+                if call.state == "incoming_ringing":
+                    try:
+                        service.accept_call()
+                    except Exception as exc:
+                        log.warning("echo could not answer: %s", type(exc).__name__)
+                elif call.state == "active" and limit is None:
+                    limit = asyncio.get_running_loop().call_later(
+                        ECHO_CALL_LIMIT_S, service.hang_up
+                    )
+                elif not call.live and limit is not None:
+                    limit.cancel()
+                    limit = None
+                continue
             if isinstance(event, ev.MessageReceived) and event.message.kind == "text":
                 contact = event.contact
                 if contact.auto_added:  # Echo talks to everyone: accept the request

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.models import CallStats, CallView, Contact, Message
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,20 @@ class BacklogDrained:
     """Everything the relay had queued for us was processed and stored."""
 
 
+@dataclass(frozen=True)
+class CallChanged:
+    """The call's state, ringing, mute, media link or problem changed."""
+
+    call: CallView
+
+
+@dataclass(frozen=True)
+class CallStatsChanged:
+    """Fresh statistics of the active call, about once a second."""
+
+    stats: CallStats
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -77,4 +91,6 @@ Event = (
     | ConnectionChanged
     | OutboxChanged
     | BacklogDrained
+    | CallChanged
+    | CallStatsChanged
 )

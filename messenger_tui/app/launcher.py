@@ -19,6 +19,7 @@ from messenger_tui.app.errors import AppError, BadInput
 from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.profile import (
     DEFAULT_RELAY_URL,
+    Profile,
     create_profile,
     is_key_encrypted,
     open_profile,
@@ -70,10 +71,23 @@ class Launcher:
         *,
         embedded: EmbeddedRelay | None = None,
         kdf_limits: tuple[int, int] | None = None,
+        setting_defaults: dict[str, bool | str] | None = None,
     ) -> None:
+        """``setting_defaults``: settings the profile does not store yet (the config file's,
+        see app.config), handed to every service opened here."""
         self.home = home
         self.embedded = embedded
         self._kdf_limits = kdf_limits
+        self._setting_defaults = dict(setting_defaults or {})
+
+    def _service(self, profile: Profile) -> MessengerService:
+        service = MessengerService(profile)
+        if self._setting_defaults:
+            try:
+                service.set_setting_defaults(self._setting_defaults)
+            except BadInput:
+                pass  # the config loader checked them; never fail to open over a default
+        return service
 
     @property
     def has_embedded_relay(self) -> bool:
@@ -101,12 +115,12 @@ class Launcher:
         profile = await asyncio.to_thread(
             create_profile, self.home, name, url, passphrase or None, kdf_limits=self._kdf_limits
         )
-        return MessengerService(profile)
+        return self._service(profile)
 
     async def open(self, passphrase: str | None = None) -> MessengerService:
         """Open the existing profile; :class:`PassphraseProblem` on a wrong passphrase."""
         profile = await asyncio.to_thread(open_profile, self.home, passphrase or None)
-        return MessengerService(profile)
+        return self._service(profile)
 
     async def prepare(self, service: MessengerFacade) -> str | None:
         """Start the embedded relay if the profile uses it, and add Echo. Returns a problem to

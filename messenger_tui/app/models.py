@@ -16,6 +16,8 @@ class Contact:
     key_changed: bool
     blocked: bool
     auto_added: bool
+    #: No toast, bell or desktop notification for their messages (unread still counts).
+    muted: bool = False
 
     @property
     def address(self) -> str:
@@ -28,8 +30,91 @@ class Message:
     message_id: bytes
     contact_id: int
     outgoing: bool
-    kind: str  # text | notice
+    kind: str  # text | notice | call (a call-log entry)
     text: str
     sent_at_ms: int
     received_at_ms: int | None
     state: str
+
+
+@dataclass(frozen=True)
+class CallView:
+    """The current (or last) call, as the UI shows it. Times are local epoch milliseconds."""
+
+    call_id: bytes
+    peer: bytes
+    contact: Contact | None
+    #: idle | outgoing_ringing | incoming_ringing | connecting | active | ended
+    state: str
+    outgoing: bool
+    started_ms: int
+    active_ms: int | None
+    ended_ms: int | None
+    #: hung_up | declined | busy | no_answer | failed | connection_lost (once ended)
+    end_reason: str | None
+    peer_ringing: bool
+    muted: bool
+    #: The media route: none | connecting | joined | reconnecting | lost | closed
+    link: str
+    #: Why audio does not work (device missing, ...), in words; the call may still be up.
+    problem: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """Ringing, connecting or active: the call pane stays open."""
+        return self.state in ("outgoing_ringing", "incoming_ringing", "connecting", "active")
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """Live statistics of the active call (plain numbers; the UI draws them)."""
+
+    rtt_ms: float | None
+    jitter_ms: float
+    loss_percent: float
+    peer_loss_percent: float | None
+    late_frames: int
+    buffer_delay_ms: float
+    buffer_target_ms: float
+    send_kbps: float
+    receive_kbps: float
+    mic_level: float
+    remote_level: float
+    frames_sent: int
+    frames_received: int
+    dropped_frames: int
+    concealed_frames: int
+    #: The per-leg health line: capturing → sending → peer receiving → peer playing.
+    capturing: bool
+    sending: bool
+    peer_receiving: bool
+    peer_playing: bool
+    #: Recent history (one sample a second, oldest first) for sparklines.
+    rtt_history: tuple[float, ...] = ()
+    jitter_history: tuple[float, ...] = ()
+    loss_history: tuple[float, ...] = ()
+    delay_history: tuple[float, ...] = ()
+    bitrate_history: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The profile's settings (the settings screen; stored in the profile database)."""
+
+    #: In-app notices ("toasts") for messages outside the open conversation.
+    toasts: bool = True
+    #: The terminal bell for a new message while the terminal does not have the focus.
+    bell: bool = True
+    #: A desktop notification (OSC 777 / OSC 9, or notify-send) while unfocused.
+    desktop: bool = False
+    #: Desktop notifications say "New message", without sender or content.
+    private: bool = False
+    #: Tell contacts when their messages were read (the local read state is kept anyway).
+    read_receipts: bool = True
+    #: Send and show "typing…".
+    typing: bool = True
+    #: A Textual theme name ("" = the app's default).
+    theme: str = ""
+    relay_url: str = ""
+    #: Whether the identity key file is sealed with a passphrase.
+    passphrase_set: bool = False

@@ -19,11 +19,23 @@ import msgspec
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.models import Contact
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.session_book import SessionBook
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.calls.messages import (
+    CallAccept,
+    CallBusy,
+    CallDecline,
+    CallHangup,
+    CallMessage,
+    CallOffer,
+    CallRinging,
+    MalformedCallMessage,
+    decode_call_message,
+)
 from messenger_tui.core.crypto import prekeys as pk
 from messenger_tui.core.crypto import session as cs
 from messenger_tui.core.crypto.identity import IdentityKeyPair
@@ -80,6 +92,8 @@ class Receiver:
         directory: ContactDirectory,
         now_ms: Callable[[], int],
     ) -> None:
+        #: Let calls from senders who are not contacts ring (Echo answers everyone).
+        self.calls_from_strangers = False
         self._store = store
         self._identity = identity
         self._directory = directory
@@ -258,26 +272,64 @@ class Receiver:
         self._store.received.record(sender, envelope_id, now)
         return ev.MessageFailed(contact_model(row) if row else None, sender, reason)
 
-    def process_signal(self, frame: wire.SignalDeliver) -> ev.Event | None:
-        """An ephemeral frame (typing). Garbled or stale ones are dropped quietly."""
+    def process_signal(self, frame: wire.SignalDeliver) -> SignalIn | None:
+        """An ephemeral frame: typing, or a call message. Garbled or stale ones are dropped
+        quietly. A call offer may be the first message of a session (the caller had no
+        reply from us yet); typing never starts one."""
         row = self._directory.by_identity(frame.sender)
-        if row is None or row.blocked:
+        if (row is None and not self.calls_from_strangers) or (row is not None and row.blocked):
             return None
+        now = self._now_ms()
         with self._store.db.transaction():
-            book = SessionBook(self._store.sessions, self._now_ms())
+            book = SessionBook(self._store.sessions, now)
             try:
                 envelope = cs.parse_envelope(frame.body)
+                session, plaintext, used_opk = self._open(frame.sender, envelope, book)
+                content = decode_signal(plaintext)
+            except (CryptoError, pl.MalformedPayload, MalformedCallMessage):
+                return None
+            if isinstance(content, pl.Typing):
                 if envelope.prekey is not None:
-                    return None  # ephemeral frames never start sessions
-                session, plaintext, _ = self._open(frame.sender, envelope, book)
-                payload = pl.decode_payload(plaintext)
-            except (CryptoError, pl.MalformedPayload):
+                    return None
+            elif not isinstance(content, CALL_MESSAGE_TYPES):
                 return None
-            if not isinstance(payload, pl.Typing):
-                return None
+            if row is None:
+                # Only a profile that answers anyone (Echo) gets here; strangers' calls
+                # otherwise never ring. The caller becomes a message request.
+                if not isinstance(content, CallOffer):
+                    return None
+                row = self._auto_contact(frame.sender, pl.Typing(False), now)
+            if envelope.prekey is not None:
+                self._store.sessions.remember_accepted(frame.sender, session.base_key, now)
+            if used_opk is not None:
+                self._store.prekeys.delete_one_time(used_opk)
             book.put(frame.sender, session)
             book.flush()
-        return ev.TypingChanged(contact_model(row), payload.active)
+        contact = contact_model(row)
+        if isinstance(content, pl.Typing):
+            return SignalIn(contact, event=ev.TypingChanged(contact, content.active))
+        return SignalIn(contact, call=content, used_prekey=used_opk is not None)
+
+
+@dataclass(frozen=True)
+class SignalIn:
+    """What an ephemeral frame carried: an event to publish, or a call message."""
+
+    contact: Contact
+    event: ev.Event | None = None
+    call: CallMessage | None = None
+    used_prekey: bool = False
+
+
+CALL_MESSAGE_TYPES = (CallOffer, CallRinging, CallAccept, CallDecline, CallBusy, CallHangup)
+
+
+def decode_signal(plaintext: bytes) -> pl.Payload | CallMessage:
+    """A payload, or (for ``call_*`` tags) a call message."""
+    try:
+        return pl.decode_payload(plaintext)
+    except pl.MalformedPayload:
+        return decode_call_message(plaintext)
 
 
 def _safe_name(name: str | None) -> str | None:

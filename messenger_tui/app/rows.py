@@ -17,6 +17,7 @@ def contact_model(row: ContactRow) -> Contact:
         key_changed=row.key_changed,
         blocked=row.blocked,
         auto_added=row.auto_added,
+        muted=row.muted,
     )
 
 

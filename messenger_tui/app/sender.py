@@ -148,6 +148,14 @@ class OutboxSender:
         row = self._directory.by_identity(recipient)
         return row is None or not (row.key_changed or row.blocked)
 
+    async def ensure_session(self, recipient: bytes) -> bool:
+        """A session to seal ephemeral frames with (starting one from the recipient's prekey
+        bundle when there is none); False, with the reason in :meth:`bundle_problem`, when
+        none can be started."""
+        if self._store.sessions.active(recipient) is not None:
+            return True
+        return await self._start_session(recipient)
+
     async def _start_session(self, recipient: bytes) -> bool:
         """Fetch the recipient's prekey bundle and start a session (X3DH)."""
         try:

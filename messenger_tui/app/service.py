@@ -29,20 +29,30 @@ from typing import TypeVar
 import msgspec
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.errors import BadInput, KeyChangeBlocked, RelayUnavailable, TimedOut
-from messenger_tui.app.models import Contact, Message
-from messenger_tui.app.profile import Profile, validate_name
+from messenger_tui.app.facade import SearchHit
+from messenger_tui.app.models import CallStats, CallView, Contact, Message, Settings
+from messenger_tui.app.profile import DEFAULT_RELAY_URL, Profile, validate_name
 from messenger_tui.app.receiver import Receiver, enqueue_receipt, insert_notice
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.sender import OutboxSender
+from messenger_tui.app.settings import ProfileSettings, reseal_identity
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import decode_address, encode_address
+from messenger_tui.core.calls.media_keys import MediaKeys
+from messenger_tui.core.calls.states import CallInfo
 from messenger_tui.core.crypto import prekeys as pk
-from messenger_tui.core.crypto.safety import format_safety_number, safety_number
+from messenger_tui.core.crypto.safety import (
+    format_safety_number,
+    safety_number,
+    safety_qr_payload,
+)
 from messenger_tui.core.errors import AddressError
+from messenger_tui.media.ports import AudioSink, AudioSource
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
 
@@ -59,8 +69,10 @@ SIGNED_PREKEY_KEEP_MS = 60 * 24 * 3600 * 1000
 DEDUPE_KEEP_MS = 35 * 24 * 3600 * 1000
 #: How often long-running clients rotate prekeys and prune old records.
 MAINTENANCE_INTERVAL_S = 3600.0
-#: Deliveries decrypted and committed together at most.
-DELIVERY_BATCH = 256
+#: Deliveries decrypted and committed together at most: one commit per batch instead of one
+#: per message, yet short enough (about 0.6 ms each, ~40 ms a batch) that a UI on the same
+#: event loop stays responsive during a backlog (benchmarks/ui_backlog_stall.py).
+DELIVERY_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class SafetyNumber:
     contact: Contact
     digits: str  # 60 digits
     formatted: str  # groups of five
+    qr_payload: bytes = b""  # what the safety QR code encodes (core.crypto.safety)
 
 
 class MessengerService:
@@ -96,6 +109,7 @@ class MessengerService:
             connect_timeout=connect_timeout,
         )
         self._directory = ContactDirectory(self.store.contacts)
+        self._settings = ProfileSettings(self.store, DEFAULT_RELAY_URL, profile.paths.identity)
         self._receiver = Receiver(self.store, self.identity, self._directory, self._now_ms)
         self._sender = OutboxSender(
             self.store,
@@ -118,6 +132,16 @@ class MessengerService:
         self._setup_lock = asyncio.Lock()
         self._setup_done = asyncio.Event()
         self._echo_identity: bytes | None = None
+        self.calls = CallManager(
+            now_ms=self._now_ms,
+            send_signal=self._send_call_signal,
+            contact_for=self._contact_model_for,
+            log_call=self._log_call,
+            emit=self._emit,
+            open_link=self._open_media_link,
+            make_session=self._make_media_session,
+            audio_factory=device_audio,
+        )
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,6 +187,7 @@ class MessengerService:
 
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
+        await self.calls.close()
         self._process_deliveries()
         await self._flush_acks()
         for task in (self._drainer, self._maintenance, self._prekey_task):
@@ -184,6 +209,8 @@ class MessengerService:
             self._subscribers.remove(queue)
 
     def _emit(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TypingChanged) and not self._settings.current().typing:
+            return  # typing notices turned off: neither sent nor shown
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -272,7 +299,9 @@ class MessengerService:
         with self.store.db.transaction():
             self.store.contacts.rename(contact.id, new_name)
         self._directory.invalidate()
-        return self.contact(new_name)
+        renamed = self.contact(new_name)
+        self._emit(ev.ContactChanged(renamed))
+        return renamed
 
     def set_blocked(self, name: str, blocked: bool) -> Contact:
         contact = self.contact(name)
@@ -280,7 +309,9 @@ class MessengerService:
             self.store.contacts.set_blocked(contact.id, blocked)
         self._directory.invalidate()
         self._sender.wake()
-        return self.contact(name)
+        updated = self.contact(name)
+        self._emit(ev.ContactChanged(updated))
+        return updated
 
     def delete_contact(self, name: str) -> None:
         """Delete a contact with its conversation, sessions and queued messages."""
@@ -299,7 +330,10 @@ class MessengerService:
             contact.identity,
             contact.address.encode(),
         )
-        return SafetyNumber(contact, digits, format_safety_number(digits))
+        qr = safety_qr_payload(
+            self.identity.public, self.address.encode(), contact.identity, contact.address.encode()
+        )
+        return SafetyNumber(contact, digits, format_safety_number(digits), qr)
 
     def accept_key(self, name: str) -> Contact:
         """Mark the contact verified; also accepts a changed key and unblocks sending."""
@@ -346,6 +380,39 @@ class MessengerService:
         contact = self.contact(name)
         rows = self.store.messages.history(contact.id, limit=limit, before_id=before_id)
         return [message_model(r) for r in rows]
+
+    def history_after(self, name: str, after_id: int, *, limit: int = 50) -> list[Message]:
+        """The page after ``after_id`` (a local row id), oldest first."""
+        contact = self.contact(name)
+        rows = self.store.messages.history_after(contact.id, after_id, limit=limit)
+        return [message_model(r) for r in rows]
+
+    def history_around(self, name: str, message_id: int, *, limit: int = 50) -> list[Message]:
+        """About ``limit`` messages with the row ``message_id`` in the middle, oldest first
+        (where a search result opens); empty if it is not in this conversation."""
+        contact = self.contact(name)
+        rows = self.store.messages.history_around(contact.id, message_id, limit=limit)
+        return [message_model(r) for r in rows]
+
+    def search(self, text: str, *, name: str | None = None, limit: int = 100) -> list[SearchHit]:
+        """Full-text search for what the user typed, in one conversation (``name``) or in
+        all, newest first. Any text is safe (FTS5 syntax characters are taken literally)."""
+        from messenger_tui.storage.messages import MATCH_END, MATCH_START
+
+        contact_id = self.contact(name).id if name is not None else None
+        hits: list[SearchHit] = []
+        contacts: dict[int, Contact | None] = {}
+        for row, snippet in self.store.messages.search_text(
+            text, contact_id=contact_id, limit=limit
+        ):
+            if row.contact_id not in contacts:
+                contacts[row.contact_id] = self.contact_by_id(row.contact_id)
+            contact = contacts[row.contact_id]
+            if contact is None:
+                continue
+            plain, spans = _split_marks(snippet, MATCH_START, MATCH_END)
+            hits.append(SearchHit(contact, message_model(row), plain, spans))
+        return hits
 
     def unread(self) -> list[tuple[Contact, Message]]:
         """Incoming messages not yet shown to the user, oldest first."""
@@ -411,7 +478,12 @@ class MessengerService:
             self.store.messages.mark_seen([m.id for m in unread])
             # No read receipts to blocked contacts or to message requests not yet accepted:
             # a stranger does not learn that (or when) their message was read.
-            if not contact.blocked and not contact.auto_added:
+            # Nor when the user turned read receipts off (the local read state is kept).
+            if (
+                not contact.blocked
+                and not contact.auto_added
+                and self._settings.current().read_receipts
+            ):
                 enqueue_receipt(
                     self.store, contact.identity, "read", [m.message_id for m in unread], now
                 )
@@ -422,6 +494,8 @@ class MessengerService:
         """Tell the contact we started/stopped typing (ephemeral; dropped when offline)."""
         contact = self.contact(name)
         if not self.connected or contact.key_changed or contact.blocked:
+            return
+        if not self._settings.current().typing:
             return
         body = self._sender.seal_ephemeral(contact.identity, pl.encode_payload(pl.Typing(active)))
         if body is None:
@@ -449,6 +523,176 @@ class MessengerService:
             await asyncio.wait_for(self._drained.wait(), timeout)
         except TimeoutError:
             raise TimedOut("the relay did not finish delivering in time") from None
+
+    # ------------------------------------------------------------------ calls
+
+    def accept_calls_from_strangers(self, accept: bool = True) -> None:
+        """Let calls from people who are not contacts ring (for Echo; users never need it:
+        a stranger's offer is dropped unread)."""
+        self._receiver.calls_from_strangers = accept
+
+    def set_audio(self, factory: AudioFactory) -> None:
+        """Where calls take and play audio: ``factory()`` returns a (source, sink) pair per
+        call. Defaults to the system's default devices."""
+        self.calls.audio_factory = factory
+
+    def place_call(self, name: str) -> CallView:
+        """Ring a contact. Raises :class:`BadInput` (blocked, key changed, already in a call)
+        or :class:`RelayUnavailable` (calls need the relay now; they are never queued)."""
+        contact = self.contact(name)
+        if contact.blocked:
+            raise BadInput(f"{contact.name} is blocked; unblock them to call")
+        if contact.key_changed:
+            raise KeyChangeBlocked(
+                f"{contact.name}'s safety number changed; review it before calling"
+            )
+        if not self.connected:
+            raise RelayUnavailable("not connected to the relay; calls need a live connection")
+        return self.calls.place_call(contact)
+
+    def accept_call(self) -> None:
+        """Answer the ringing call (:class:`BadInput` when none rings)."""
+        self.calls.accept()
+
+    def decline_call(self) -> None:
+        """Decline the ringing call (:class:`BadInput` when none rings)."""
+        self.calls.decline()
+
+    def hang_up(self) -> None:
+        """End, cancel or decline the current call; a no-op without one."""
+        self.calls.hang_up()
+
+    def set_call_muted(self, muted: bool) -> None:
+        self.calls.set_muted(muted)
+
+    def current_call(self) -> CallView | None:
+        """The live call, or the last one; None before the first."""
+        return self.calls.current()
+
+    def call_stats(self) -> CallStats | None:
+        return self.calls.stats()
+
+    async def _send_call_signal(self, peer: bytes, plaintext: bytes) -> bool:
+        if not self.connected:
+            return False
+        try:
+            if not await self._sender.ensure_session(peer):
+                return False
+            body = self._sender.seal_ephemeral(peer, plaintext)
+            if body is None:
+                return False
+            await self._client.signal(peer, body)
+        except (TransportError, OSError):
+            return False
+        return True
+
+    def _contact_model_for(self, identity: bytes) -> Contact | None:
+        row = self._directory.by_identity(identity)
+        return contact_model(row) if row is not None else None
+
+    def _log_call(self, info: CallInfo, text: str) -> Message | None:
+        row = self._directory.by_identity(info.peer)
+        if row is None:
+            return None
+        now = self._now_ms()
+        with self.store.db.transaction():
+            stored = self.store.messages.insert(
+                row.id,
+                info.call_id,
+                outgoing=info.outgoing,
+                body=text,
+                sent_at_ms=info.started_ms,
+                received_at_ms=now,
+                state="seen",
+                kind="call",
+            )
+        return message_model(stored) if stored is not None else None
+
+    def _open_media_link(
+        self,
+        join_token: bytes,
+        leg: int,
+        on_frame: Callable[[bytes], None],
+        on_state: Callable[[str], None],
+    ) -> MediaCarrierLink:
+        from messenger_tui.transport.media_link import MediaLink
+
+        return MediaLink(
+            self.profile.relay_url,
+            self.identity.public,
+            self.identity.sign,
+            join_token=join_token,
+            leg=leg,
+            on_frame=on_frame,
+            on_state=lambda state: on_state(state.name.lower()),
+        )
+
+    def _make_media_session(
+        self,
+        keys: MediaKeys,
+        carrier: MediaCarrierLink,
+        source: AudioSource,
+        sink: AudioSink,
+        on_connected: Callable[[], None],
+        on_lost: Callable[[str], None],
+    ) -> MediaSessionLike:
+        from messenger_tui.media.session import MediaSession
+
+        return MediaSession(
+            keys,
+            carrier,
+            source,
+            sink,
+            loop=asyncio.get_running_loop(),
+            on_connected=on_connected,
+            on_lost=on_lost,
+        )
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> Settings:
+        """The profile's settings (the settings screen shows and changes them)."""
+        return self._settings.current()
+
+    def update_settings(self, **changes: bool | str) -> Settings:
+        """Change and store settings by name (``read_receipts=False``, ``theme="nord"``);
+        :class:`BadInput` for an unknown name or a wrong type (nothing is stored then)."""
+        return self._settings.update(changes)
+
+    def set_setting_defaults(self, defaults: dict[str, bool | str]) -> None:
+        """Defaults (from the config file) for settings the profile does not store yet."""
+        self._settings.set_defaults(defaults)
+
+    async def set_relay_url(self, url: str) -> Settings:
+        """Validate and store another relay URL (:class:`BadInput` saying why it is not one)
+        and, if the service runs, reconnect to it now; queued messages go out there."""
+        url = self._settings.set_relay_url(url)
+        self._client.set_url(url)
+        self.last_error = None
+        if self._maintenance is not None:  # started: stay connected, to the new relay
+            await self._client.close()
+            await self._client.start()
+        return self._settings.current()
+
+    async def change_passphrase(self, current: str | None, new: str | None) -> Settings:
+        """Re-seal the identity key file under ``new`` (None or "": remove the passphrase).
+        ``current`` must unlock the file if it has a passphrase (:class:`PassphraseProblem`
+        otherwise; nothing changes). The key derivation runs off the event loop."""
+        await asyncio.to_thread(
+            reseal_identity, self.profile.paths.identity, self.identity, current, new
+        )
+        self._settings.forget()
+        return self._settings.current()
+
+    def set_muted(self, name: str, muted: bool) -> Contact:
+        """Mute (no toast, bell or desktop notification) or unmute a contact."""
+        contact = self.contact(name)
+        with self.store.db.transaction():
+            self.store.contacts.set_muted(contact.id, muted)
+        self._directory.invalidate()
+        updated = self.contact(name)
+        self._emit(ev.ContactChanged(updated))
+        return updated
 
     # ------------------------------------------------------------------ connection callbacks
 
@@ -491,9 +735,14 @@ class MessengerService:
             self._drained.set()
             self._emit(ev.BacklogDrained())
         elif isinstance(frame, wire.SignalDeliver):
-            event = self._receiver.process_signal(frame)
-            if event is not None:
-                self._emit(event)
+            signal_in = self._receiver.process_signal(frame)
+            if signal_in is not None:
+                if signal_in.event is not None:
+                    self._emit(signal_in.event)
+                if signal_in.call is not None:
+                    self.calls.on_signal(frame.sender, signal_in.call)
+                if signal_in.used_prekey:
+                    self._schedule_prekey_refresh()
         elif isinstance(frame, wire.Presence):
             row = self._directory.by_identity(frame.identity)
             if row is not None:
@@ -604,6 +853,32 @@ class MessengerService:
         with self.store.db.transaction():
             self.store.received.prune(now - DEDUPE_KEEP_MS)
             self.store.sessions.forget_accepted_before(now - 2 * SIGNED_PREKEY_KEEP_MS)
+
+
+def device_audio() -> tuple[AudioSource, AudioSink]:
+    """The system's default microphone and speaker."""
+    from messenger_tui.media.audio_io import DeviceSink, DeviceSource
+
+    return DeviceSource(), DeviceSink()
+
+
+def _split_marks(marked: str, start: str, end: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The text without the match marks, and the spans the marks enclosed."""
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    opened: int | None = None
+    for ch in marked:
+        if ch == start:
+            opened = pos
+        elif ch == end:
+            if opened is not None and pos > opened:
+                spans.append((opened, pos))
+            opened = None
+        else:
+            out.append(ch)
+            pos += 1
+    return "".join(out), tuple(spans)
 
 
 def _encode_struct(obj: object) -> bytes:

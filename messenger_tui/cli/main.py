@@ -30,6 +30,7 @@ from messenger_tui.app.profile import (
     open_profile,
 )
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.call_cmd import add_call_parsers
 from messenger_tui.cli.passphrase import passphrase_for, read_passphrase_file
 from messenger_tui.cli.ui_cmd import add_ui_parser
 from messenger_tui.storage.errors import StorageError
@@ -45,7 +46,9 @@ EXIT_CODES = {
     7: "database damaged or locked, key file unreadable",
     8: "the profile is in use by another messenger-tui process",
     9: "the contact's identity key changed: sending blocked until accepted",
-    10: "timed out",
+    10: "timed out (answer: no call rang in time)",
+    11: "call not answered: declined, busy or no answer",
+    12: "call failed, or lost before it was connected",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -133,6 +136,9 @@ def _print_message(contact: Contact, m: Message) -> None:
     text = terminal_safe(m.text)
     if m.kind == "notice":
         _out(f"[{_short_time(m.sent_at_ms)}] ! {text}")
+        return
+    if m.kind == "call":
+        _out(f"[{_short_time(m.sent_at_ms)}] (call) {text}")
         return
     state = f"  ({m.state})" if m.outgoing else ""
     _out(f"[{_short_time(m.sent_at_ms)}] {who}: {text}{state}")
@@ -514,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_doctor)
     add_ui_parser(sub, common)
+    add_call_parsers(sub, common)
     return parser
 
 

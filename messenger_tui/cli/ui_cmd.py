@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from messenger_tui.app.config import Config
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.profile import (
     DEFAULT_RELAY_PORT,
@@ -124,21 +125,36 @@ def _log_to_file(home: Path, verbose: bool) -> Iterator[None]:
             root.addHandler(h)
 
 
+def load_ui_config(home: Path) -> Config:
+    """``config.toml`` in the profile directory: keymap overrides (checked against the app's
+    binding ids and Textual's key names) and setting defaults. Problems in it are shown in
+    the app, which starts anyway, without the entries they name."""
+    from messenger_tui.app.config import load_config
+    from messenger_tui.ui.keymap import binding_ids, key_problem
+
+    return load_config(home, binding_ids=binding_ids(), key_problem=key_problem)
+
+
 async def run_ui(args: argparse.Namespace, home: Path) -> int:
     from messenger_tui.app.launcher import EmbeddedRelay, Launcher
     from messenger_tui.cli.passphrase import read_passphrase_file
     from messenger_tui.ui import make_app  # Textual loads only for this command
 
+    config = load_ui_config(home)
     relay_data = default_relay_data() if home == default_home() else home / "embedded-relay"
     embedded = InProcessRelay(relay_data, getattr(args, "relay_port", None) or DEFAULT_RELAY_PORT)
-    launcher = Launcher(home, embedded=EmbeddedRelay(embedded.url, embedded.start))
+    launcher = Launcher(
+        home,
+        embedded=EmbeddedRelay(embedded.url, embedded.start),
+        setting_defaults=config.defaults,
+    )
     service = None
     passphrase_file = getattr(args, "passphrase_file", None) or os.environ.get(
         "MESSENGER_TUI_PASSPHRASE_FILE"
     )
     if passphrase_file and profile_exists(home):
         service = await launcher.open(read_passphrase_file(passphrase_file))
-    app = make_app(service, launcher=launcher)
+    app = make_app(service, launcher=launcher, keymap=config.keymap, notices=config.problems)
     with _log_to_file(home, bool(getattr(args, "verbose", False))):
         try:
             await app.run_async()

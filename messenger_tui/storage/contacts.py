@@ -20,11 +20,12 @@ class ContactRow:
     blocked: bool
     auto_added: bool
     announced_name: str | None
+    muted: bool = False
 
 
 _COLUMNS = (
     "id, name, identity, added_at_ms, verified, previous_identity, key_changed, blocked, "
-    "auto_added, announced_name"
+    "auto_added, announced_name, muted"
 )
 
 
@@ -42,6 +43,7 @@ def _row(r: sqlite3.Row | tuple[object, ...] | None) -> ContactRow | None:
         blocked=bool(r[7]),
         auto_added=bool(r[8]),
         announced_name=str(r[9]) if r[9] is not None else None,
+        muted=bool(r[10]),
     )
 
 
@@ -117,6 +119,10 @@ class Contacts:
 
     def set_blocked(self, contact_id: int, blocked: bool) -> None:
         self._db.execute("UPDATE contacts SET blocked = ? WHERE id = ?", (int(blocked), contact_id))
+
+    def set_muted(self, contact_id: int, muted: bool) -> None:
+        """Muted: no notifications for their messages (unread counts still update)."""
+        self._db.execute("UPDATE contacts SET muted = ? WHERE id = ?", (int(muted), contact_id))
 
     def delete(self, contact_id: int) -> None:
         self._db.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from messenger_tui.storage.db import Database
@@ -24,6 +25,26 @@ class MessageRow:
 
 
 _COLUMNS = "id, contact_id, message_id, outgoing, kind, body, sent_at_ms, received_at_ms, state"
+_M_COLUMNS = ", ".join("m." + c.strip() for c in _COLUMNS.split(","))
+#: Marks around the matched terms in :meth:`Messages.search_text` snippets.
+MATCH_START = "\x02"
+MATCH_END = "\x03"
+#: Tokens of context around the match in a snippet.
+SNIPPET_TOKENS = 16
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 query for what a user typed: every word becomes a quoted phrase (so FTS5
+    operators and special characters such as ``" * ( ) : ^ -`` or ``AND``/``NEAR`` are plain
+    text), all words must occur, and the last one matches as a prefix (search as you type).
+    None when there is nothing to search for."""
+    words = text.split()
+    if not words:
+        return None
+    quoted = ['"' + w.replace('"', '""') + '"' for w in words]
+    if not text[-1].isspace():
+        quoted[-1] += "*"
+    return " ".join(quoted)
 
 
 def _row(r: tuple[object, ...]) -> MessageRow:
@@ -81,6 +102,23 @@ class Messages:
         ).fetchall()
         return [_row(r) for r in reversed(rows)]
 
+    def history_after(self, contact_id: int, after_id: int, *, limit: int = 50) -> list[MessageRow]:
+        """The oldest ``limit`` messages after ``after_id``, oldest first (the next page)."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (contact_id, after_id, limit),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def history_around(self, contact_id: int, row_id: int, *, limit: int = 50) -> list[MessageRow]:
+        """A page of about ``limit`` messages with ``row_id`` in the middle, oldest first:
+        where a search result opens. Empty if the row is not in this conversation."""
+        before = self.history(contact_id, limit=max(1, limit // 2), before_id=row_id)
+        after = self.history_after(contact_id, row_id - 1, limit=max(1, limit - len(before)))
+        if not after or after[0].id != row_id:
+            return []
+        return before + after
+
     def set_state(self, row_id: int, state: str) -> None:
         self._db.execute("UPDATE messages SET state = ? WHERE id = ?", (state, row_id))
 
@@ -128,7 +166,7 @@ class Messages:
     ) -> list[MessageRow]:
         """Full-text search (FTS5 syntax), newest first."""
         sql = (
-            f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM messages_fts "
+            f"SELECT {_M_COLUMNS} FROM messages_fts "
             "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
         )
         params: list[object] = [query]
@@ -138,6 +176,31 @@ class Messages:
         sql += " ORDER BY m.id DESC LIMIT ?"
         params.append(limit)
         return [_row(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
+
+    def search_text(
+        self, text: str, *, contact_id: int | None = None, limit: int = 100
+    ) -> list[tuple[MessageRow, str]]:
+        """Search for what a user typed (see :func:`fts_query`; never an FTS5 syntax error),
+        newest first: each matching message with a snippet around the match, the matched
+        terms between :data:`MATCH_START` and :data:`MATCH_END`."""
+        query = fts_query(text)
+        if query is None:
+            return []
+        sql = (
+            f"SELECT {_M_COLUMNS}, snippet(messages_fts, 0, ?, ?, '…', ?) FROM messages_fts "
+            "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
+        )
+        params: list[object] = [MATCH_START, MATCH_END, SNIPPET_TOKENS, query]
+        if contact_id is not None:
+            sql += " AND m.contact_id = ?"
+            params.append(contact_id)
+        sql += " ORDER BY m.id DESC LIMIT ?"
+        params.append(limit)
+        try:
+            rows = self._db.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError:  # defensive: the query is quoted, this should not be
+            return []
+        return [(_row(r[:-1]), str(r[-1])) for r in rows]
 
     def count(self, contact_id: int) -> int:
         return int(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import Theme
 
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, ProfileGate
@@ -23,8 +24,10 @@ class MessengerApp(App[None], inherit_bindings=False):
     BINDINGS = [
         Binding("ctrl+p", "command_palette", "Commands", priority=True,
                 id="app.command_palette", tooltip="Search every command and action"),
-        Binding("f1", "toggle_keys", "Keys", id="app.keys",
-                tooltip="Show or hide the panel listing every key of the focused pane"),
+        Binding("f1", "help", "Keys", priority=True, id="app.keys",
+                tooltip="Show or hide the help: every key, with the keymap in effect"),
+        Binding("question_mark", "help", "Keys", show=False, id="app.help",
+                tooltip="Show the help (where ? is not typed as text)"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="app.quit",
                 tooltip="Quit messenger-tui (queued messages are kept and sent next time)"),
         Binding("ctrl+c", "help_quit", show=False, system=True, id="app.ctrl_c",
@@ -38,10 +41,13 @@ class MessengerApp(App[None], inherit_bindings=False):
         launcher: ProfileGate | None = None,
         start_service: bool = True,
         keymap: dict[str, str] | None = None,
+        notices: list[str] | None = None,
     ) -> None:
         super().__init__()
         if keymap:
             self.set_keymap(keymap)
+        #: Problems to show once the app runs (e.g. from the config file).
+        self.notices = list(notices or [])
         if service is None and launcher is None:
             raise ValueError("make_app needs a service or a launcher")
         self.service = service
@@ -52,6 +58,9 @@ class MessengerApp(App[None], inherit_bindings=False):
         self.startup_error: AppError | None = None
 
     async def on_mount(self) -> None:
+        for notice in self.notices:
+            self.notify(notice, title="config.toml", severity="warning", timeout=20, markup=False)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self.service is not None:
             await self.enter(self.service)
             return
@@ -69,13 +78,14 @@ class MessengerApp(App[None], inherit_bindings=False):
                 return
             await self.enter(service)
 
-    def action_toggle_keys(self) -> None:
-        from textual.widgets import HelpPanel
+    def action_help(self) -> None:
+        """Open the help screen (every key), or close it when it is open."""
+        from messenger_tui.ui.screens.help import HelpScreen
 
-        if self.screen.query(HelpPanel):
-            self.action_hide_help_panel()
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
         else:
-            self.action_show_help_panel()
+            self.push_screen(HelpScreen())
 
     async def _entered(self, service: MessengerFacade | None) -> None:
         if service is not None:
@@ -89,6 +99,7 @@ class MessengerApp(App[None], inherit_bindings=False):
         events = service.subscribe()  # before starting: no early event is missed
         if self._start_service:
             await service.start()
+        self._apply_stored_theme(service)
         await self.push_screen(MainScreen(service, events))
         if problem:
             self.notify(problem, severity="warning", timeout=10)
@@ -107,6 +118,28 @@ class MessengerApp(App[None], inherit_bindings=False):
             if isinstance(screen, MainScreen):
                 return screen
         return None
+
+    def _apply_stored_theme(self, service: MessengerFacade) -> None:
+        """The theme the profile remembers (the settings screen, or the config file)."""
+        theme = service.settings().theme
+        if not theme or theme == self.theme:
+            return
+        if theme in self.available_themes:
+            self.theme = theme
+        else:
+            self.notify(f"Unknown theme {theme!r}; using {self.theme}. Pick one in the "
+                        "settings (F9).", severity="warning", markup=False)  # fmt: skip
+
+    def _theme_changed(self, theme: Theme) -> None:
+        """Remember a theme picked in the settings or the command palette."""
+        service = self.service
+        if service is None or self.main_screen is None:
+            return
+        if service.settings().theme != theme.name:
+            try:
+                service.update_settings(theme=theme.name)
+            except AppError as exc:
+                self.notify(str(exc), severity="error", markup=False)
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -128,6 +161,53 @@ class MessengerApp(App[None], inherit_bindings=False):
                 "Focus the conversation list (Esc)",
                 main.action_focus_conversations,
             )
+            yield SystemCommand(
+                "Settings",
+                "Notifications, receipts, typing, theme, relay, passphrase (F9)",
+                main.action_settings,
+            )
+            if main.current is not None:
+                muted = main.current.muted
+                yield SystemCommand(
+                    "Unmute conversation" if muted else "Mute conversation",
+                    f"{'Notify again about' if muted else 'No notifications for'} "
+                    f"{main.current.name}'s messages (Alt+M)",
+                    main.action_toggle_mute,
+                )
+            yield from _contact_commands(main)
+        yield SystemCommand("Help: every key", "List every key and its binding id (F1, ?)",
+                            self.action_help)  # fmt: skip
+
+
+def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:
+    """Search and contact management in the command palette."""
+    yield SystemCommand(
+        "Search this conversation",
+        "Find messages in the open conversation (Ctrl+F)",
+        main.action_search,
+    )
+    yield SystemCommand(
+        "Search all conversations",
+        "Find messages in every conversation (Ctrl+F, then Ctrl+T)",
+        lambda: main.action_search(everywhere=True),
+    )
+    contact = main.current
+    if contact is not None:
+        yield SystemCommand(
+            "Rename contact", f"Give {contact.name} another name (Alt+R)",
+            main.action_rename_contact,
+        )  # fmt: skip
+        yield SystemCommand(
+            "Unblock contact" if contact.blocked else "Block contact",
+            (f"Receive messages from {contact.name} again (Alt+B)" if contact.blocked
+             else f"Drop {contact.name}'s messages unseen; no writing to them (Alt+B)"),
+            main.action_toggle_block,
+        )  # fmt: skip
+        yield SystemCommand(
+            "Delete contact",
+            f"Delete {contact.name} and the conversation, after asking (Alt+D)",
+            main.action_delete_contact,
+        )
 
 
 def make_app(
@@ -136,9 +216,13 @@ def make_app(
     launcher: ProfileGate | None = None,
     start_service: bool = True,
     keymap: dict[str, str] | None = None,
+    notices: list[str] | None = None,
 ) -> MessengerApp:
     """The app on a ready ``service`` (tests; the caller closes it), or on a ``launcher`` that
     creates or unlocks the profile first (the CLI; then ``await app.close_service()`` after
     the app exits). ``start_service=False`` leaves connecting to the caller. ``keymap`` maps
-    binding ids to keys (``{"composer.send": "ctrl+s"}``), overriding the defaults."""
-    return MessengerApp(service, launcher=launcher, start_service=start_service, keymap=keymap)
+    binding ids to keys (``{"composer.send": "ctrl+s"}``), overriding the defaults;
+    ``notices``: problems to show as warnings when the app starts (the CLI's config file)."""
+    return MessengerApp(
+        service, launcher=launcher, start_service=start_service, keymap=keymap, notices=notices
+    )

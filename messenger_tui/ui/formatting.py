@@ -21,6 +21,12 @@ STATE_WORDS = {
 }
 
 
+def wall_clock() -> datetime:
+    """The local wall-clock time: the one place the UI reads "now" (for "Today", "Yesterday"
+    and list times). Tests replace this module attribute to freeze it (snapshot tests)."""
+    return datetime.now()
+
+
 def local_dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000)
 
@@ -32,7 +38,7 @@ def clock(ms: int) -> str:
 
 def day_label(day: date, today: date | None = None) -> str:
     """``Today``, ``Yesterday``, ``Monday 3 March 2025``."""
-    today = today or date.today()
+    today = today or wall_clock().date()
     if day == today:
         return "Today"
     if day == today - timedelta(days=1):
@@ -43,7 +49,7 @@ def day_label(day: date, today: date | None = None) -> str:
 def list_time(ms: int, now: datetime | None = None) -> str:
     """Time of a conversation's last message: ``14:02`` today, ``Mon`` this week,
     ``03-05`` this year, ``2024-03-05`` before."""
-    now = now or datetime.now()
+    now = now or wall_clock()
     when = local_dt(ms)
     if when.date() == now.date():
         return when.strftime("%H:%M")

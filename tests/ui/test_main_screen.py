@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from textual import events
-from textual.widgets import HelpPanel
 
 from messenger_tui.app.models import Message
 from messenger_tui.ui import make_app
 from messenger_tui.ui.screens.add_contact import AddContactScreen
+from messenger_tui.ui.screens.help import HelpScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.own_address import OwnAddressScreen, qr_lines
 from messenger_tui.ui.screens.safety import SafetyNumberScreen
@@ -234,10 +234,10 @@ async def test_keymap_override_and_keys_panel(offline_pair):
         assert screen.view.messages[0].text == "a\nb"
         await wait_shown(pilot, "^s Send")  # the footer shows the remapped key
 
+        await pilot.press("f1")  # the help screen (tests/ui/test_help.py)
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         await pilot.press("f1")
-        await wait_until(pilot, lambda: bool(screen.query(HelpPanel)), what="keys panel")
-        await pilot.press("f1")
-        await wait_until(pilot, lambda: not screen.query(HelpPanel), what="panel closed")
+        await wait_until(pilot, lambda: app.screen is screen, what="help closed")
 
 
 async def test_typing_on_the_list_filters_conversations(tmp_path, offline_pair):

@@ -21,10 +21,13 @@ from textual.widgets import Footer, Input, OptionList, Static
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
-from messenger_tui.app.facade import ConversationSummary, MessengerFacade
-from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
+from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.ui.bindings import focus_bindings
-from messenger_tui.ui.formatting import clean_text, connection_text, preview, short_address
+from messenger_tui.ui.formatting import connection_text, short_address
+from messenger_tui.ui.notify import DesktopNotifier, announce
+from messenger_tui.ui.screens.incoming_call import IncomingCallScreen
+from messenger_tui.ui.widgets.call_pane import CallPane
 from messenger_tui.ui.widgets.composer import Composer
 from messenger_tui.ui.widgets.conversation_list import ConversationList, contact_id_of
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationView
@@ -32,9 +35,10 @@ from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationVi
 #: A "typing" notice disappears after this long without a refresh (the sender re-announces
 #: every few seconds while typing, and says when it stops).
 TYPING_SHOW_S = 8.0
-#: Events applied per step at most, then the event loop gets a turn (input, repaint): about
-#: 0.2 ms per message shown, so a backlog never stalls the UI for long.
-EVENT_BATCH = 250
+#: Events applied per step at most, then the event loop gets a turn (input, repaint). A
+#: message shown costs about 0.6 ms (measured: benchmarks/ui_backlog_stall.py), so a step stays
+#: near 40 ms and a backlog never freezes typing.
+EVENT_BATCH = 64
 
 NO_CONTACTS_HINT = "No contacts yet.\nPress Ctrl+N to add one."
 PICK_HINT = "Pick a conversation on the left (↑ ↓ Enter), or add a contact with Ctrl+N."
@@ -50,6 +54,26 @@ class MainScreen(Screen[None], inherit_bindings=False):
                         "contact (or accept their changed key)"),
         Binding("f3", "own_address", "Address", id="contacts.own_address",
                 tooltip="Show your address with a QR code, to share it"),
+        Binding("ctrl+f", "search", "Search", show=False, priority=True, id="search.open",
+                tooltip="Search messages: in the open conversation (Ctrl+T in the search: "
+                        "in all of them)"),
+        Binding("alt+r", "rename_contact", "Rename", show=False, priority=True,
+                id="contact.rename", tooltip="Rename the contact of the open conversation"),
+        Binding("alt+b", "toggle_block", "Block", show=False, priority=True,
+                id="contact.block",
+                tooltip="Block or unblock the contact of the open conversation (a blocked "
+                        "contact's messages and typing notices are dropped unseen)"),
+        Binding("alt+d", "delete_contact", "Delete", show=False, priority=True,
+                id="contact.delete",
+                tooltip="Delete the contact of the open conversation with the conversation "
+                        "(asks first)"),
+        Binding("f5", "call", "Call", id="call.start",
+                tooltip="Call the contact of the open conversation (voice, end-to-end "
+                        "encrypted); calling Echo is a sound test"),
+        Binding("f6", "mute", "Mute", id="call.mute",
+                tooltip="Mute or unmute your microphone in the call"),
+        Binding("f7", "hang_up", "Hang up", id="call.hang_up",
+                tooltip="End the call (or cancel it while it rings)"),
         Binding("escape", "focus_conversations", "Conversations", show=False,
                 id="focus.conversations", tooltip="Move the focus to the conversation list"),
         Binding("alt+up", "cycle(-1)", "Previous chat", show=False,
@@ -61,6 +85,11 @@ class MainScreen(Screen[None], inherit_bindings=False):
         Binding("pagedown", "scroll_messages(1)", "Newer", show=False, priority=True,
                 id="messages.page_down",
                 tooltip="Scroll the conversation one page down (newer)"),
+        Binding("f9", "settings", "Settings", id="app.settings",
+                tooltip="Settings: notifications, receipts, typing, theme, relay, passphrase"),
+        Binding("alt+m", "toggle_mute", "Mute chat", show=False, id="conversation.mute",
+                tooltip="Mute or unmute the open conversation (no notices, bell or desktop "
+                        "notifications; unread counts still update)"),
     ]  # fmt: skip
 
     def __init__(
@@ -82,6 +111,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
         self._drafts: dict[int, str] = {}
         self._filter = ""
         self._queue: asyncio.Queue[ev.Event] | None = events
+        #: Desktop notifications, written to the real terminal (tests swap ``write``).
+        self.notifier = DesktopNotifier(self._write_to_terminal)
 
     # ------------------------------------------------------------------ layout
 
@@ -96,6 +127,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 yield Static(NO_CONTACTS_HINT, id="no-contacts")
             with Vertical(id="chat"):
                 yield Static(id="chat-header")
+                yield CallPane(id="call-pane")
                 yield ConversationView(id="messages")
                 yield Static(id="key-banner")
                 yield Composer(id="composer")
@@ -174,6 +206,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 all_contacts = True
                 if event.contact.id == current_id:
                     self.current = event.contact
+                    self.view.set_their_name(event.contact.name)
                     reload_view = True
                     header = True
             elif isinstance(event, ev.TypingChanged):
@@ -191,6 +224,10 @@ class MainScreen(Screen[None], inherit_bindings=False):
             elif isinstance(event, ev.ConnectionChanged):
                 self._set_connection(event)
                 status = True
+            elif isinstance(event, ev.CallChanged):
+                self._call_changed(event.call)
+            elif isinstance(event, ev.CallStatsChanged):
+                self.query_one(CallPane).show_stats(event.stats)
             elif isinstance(event, ev.OutboxChanged):
                 self.outbox_waiting = event.waiting
                 status = True
@@ -222,19 +259,21 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self._refresh_status()
 
     def _announce(self, items: list[tuple[Contact, Message]]) -> None:
-        """A toast per new message outside the visible conversation; the terminal bell when
-        the terminal does not have the focus (tmux marks the window)."""
-        texts = [(c, m) for c, m in items if m.kind == "text"]
-        if not texts:
-            return
-        for contact, message in texts[-3:]:
-            self.app.notify(
-                preview(clean_text(message.text), 200), title=contact.name, timeout=4, markup=False
-            )
-        if len(texts) > 3:
-            self.app.notify(f"and {len(texts) - 3} more messages", timeout=4)
-        if not self.app.app_focus:
-            self.app.bell()
+        """Toasts, the bell and desktop notifications for new messages outside the visible
+        conversation, as the settings say (ui/notify.py); none for muted contacts."""
+        texts = [(c, m) for c, m in items if m.kind == "text" and not self._is_muted(c)]
+        if texts:
+            announce(self.app, self.notifier, self.service.settings(), texts)
+
+    def _is_muted(self, contact: Contact) -> bool:
+        summary = self._summaries.get(contact.id)
+        return summary.contact.muted if summary is not None else contact.muted
+
+    def _write_to_terminal(self, text: str) -> None:
+        driver = self.app._driver
+        if driver is not None:
+            driver.write(text)
+            driver.flush()
 
     # ------------------------------------------------------------------ conversations
 
@@ -243,6 +282,12 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if contact is None:
             return []
         return self.service.history(contact.name, limit=limit, before_id=before_id)
+
+    def _history_after(self, contact_id: int, after_id: int, limit: int) -> list[Message]:
+        contact = self.service.contact_by_id(contact_id)
+        if contact is None:
+            return []
+        return self.service.history_after(contact.name, after_id, limit=limit)
 
     def _refresh_all_summaries(self) -> None:
         summaries = self.service.conversations()
@@ -281,7 +326,11 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if clist.highlighted is None and ordered:
             clist.highlighted = 0
 
-    async def open_conversation(self, contact_id: int, *, focus_composer: bool = True) -> None:
+    async def open_conversation(
+        self, contact_id: int, *, focus_composer: bool = True, around: int | None = None
+    ) -> None:
+        """Show a conversation at its newest messages, or ``around`` a message row (a search
+        result: scrolled to it and highlighted)."""
         contact = self.service.contact_by_id(contact_id)
         if contact is None:
             return
@@ -295,13 +344,18 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if previous is not None and previous.id != contact.id:
             composer.load_draft(self._drafts.pop(contact.id, ""))
         self.current = contact
-        page = self._history(contact.id, None, PAGE_SIZE)
-        self.view.show(
-            contact.name,
-            page,
-            lambda before, limit: self._history(contact.id, before, limit),
-            page_size=PAGE_SIZE,
+        older = lambda before, limit: self._history(contact.id, before, limit)  # noqa: E731
+        newer = lambda after, limit: self._history_after(contact.id, after, limit)  # noqa: E731
+        window = (
+            self.service.history_around(contact.name, around, limit=PAGE_SIZE)
+            if around is not None
+            else []
         )
+        if around is not None and window:
+            self.view.show_at(contact.name, window, around, older, newer)
+        else:
+            page = self._history(contact.id, None, PAGE_SIZE)
+            self.view.show(contact.name, page, older, page_size=PAGE_SIZE, newer_loader=newer)
         self.view.set_hint(f"No messages with {contact.name} yet. Say hello!")
         self.conversation_list.highlight_contact(contact.id)
         self._refresh_header()
@@ -427,7 +481,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self.app.notify(str(exc), severity="error")
             return
         self.view.append([message])
-        self.view.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self.view.jump_to_newest()
         self._refresh_summaries({contact.id})
 
     # ------------------------------------------------------------------ header and status
@@ -446,6 +500,10 @@ class MainScreen(Screen[None], inherit_bindings=False):
         line.append("● online" if online else "○ offline", style="green" if online else "dim")
         if contact.id in self.typing:
             line.append(" · typing…", style="italic")
+        if contact.muted:
+            line.append(" · muted", style="dim")
+        if contact.blocked:
+            line.append(" · ⊘ blocked (Alt+B)", style="bold red")
         if contact.key_changed:
             trust = Text("⚠ key changed", style="bold red")
         elif contact.verified:
@@ -504,6 +562,56 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     # ------------------------------------------------------------------ actions
 
+    # ------------------------------------------------------------------ calls
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Call keys appear in the footer only when they apply."""
+        if action in ("mute", "hang_up", "call"):
+            call = self.service.current_call()
+            live = call is not None and call.live
+            if action == "call":
+                return True if not live else None
+            return True if live else None
+        return True
+
+    def _call_changed(self, call: CallView) -> None:
+        self.query_one(CallPane).show_call(call)
+        self.refresh_bindings()
+        screen = self.app.screen
+        if isinstance(screen, IncomingCallScreen):
+            screen.call_changed(call)
+        elif call.state == "incoming_ringing":
+            self.app.push_screen(IncomingCallScreen(call), self._incoming_answered)
+
+    def _incoming_answered(self, choice: str | None) -> None:
+        try:
+            if choice == "accept":
+                self.service.accept_call()
+                call = self.service.current_call()
+                if call is not None and call.contact is not None:
+                    self.run_worker(self.open_conversation(call.contact.id, focus_composer=False))
+            elif choice == "decline":
+                self.service.decline_call()
+        except AppError as exc:
+            self.app.notify(str(exc), severity="warning")
+
+    def action_call(self) -> None:
+        if self.current is None:
+            self.app.notify("Open a conversation to call its contact.", severity="warning")
+            return
+        try:
+            self.service.place_call(self.current.name)
+        except AppError as exc:
+            self.app.notify(str(exc), severity="error")
+
+    def action_mute(self) -> None:
+        call = self.service.current_call()
+        if call is not None and call.live:
+            self.service.set_call_muted(not call.muted)
+
+    def action_hang_up(self) -> None:
+        self.service.hang_up()
+
     def action_add_contact(self) -> None:
         from messenger_tui.ui.screens.add_contact import AddContactScreen
 
@@ -543,6 +651,132 @@ class MainScreen(Screen[None], inherit_bindings=False):
         else:
             target = ids[(ids.index(self.current.id) + step) % len(ids)]
         await self.open_conversation(target, focus_composer=self.focused is self.composer)
+
+    def action_settings(self) -> None:
+        from messenger_tui.ui.screens.settings import SettingsScreen
+
+        launcher = getattr(self.app, "launcher", None)
+        self.app.push_screen(SettingsScreen(self.service, launcher))
+
+    def action_toggle_mute(self) -> None:
+        contact = self.current
+        if contact is None:
+            self.app.notify("Open a conversation first.", severity="warning")
+            return
+        try:
+            updated = self.service.set_muted(contact.name, not contact.muted)
+        except AppError as exc:
+            self.app.notify(str(exc), severity="error", markup=False)
+            return
+        self.current = updated
+        self._refresh_summaries({updated.id})
+        self._refresh_header()
+        self.app.notify(
+            f"{updated.name} muted: no notifications (Alt+M to unmute)."
+            if updated.muted
+            else f"{updated.name} unmuted.",
+            markup=False,
+        )
+
+    # ------------------------------------------------------------------ search, contacts
+
+    def action_search(self, everywhere: bool = False) -> None:
+        from messenger_tui.ui.screens.search import SearchScreen
+
+        async def chosen(hit: SearchHit | None) -> None:
+            if hit is None:
+                return
+            if self._filter:  # the result's conversation must be in the list
+                self.action_focus_conversations()
+                self.query_one("#filter", Input).value = ""
+            await self.open_conversation(hit.contact.id, around=hit.message.id)
+
+        contact = None if everywhere else self.current
+        self.app.push_screen(SearchScreen(self.service, contact), chosen)
+
+    def _contact_to_manage(self) -> Contact | None:
+        """The open conversation's contact, else the highlighted one in the list."""
+        contact = self.current
+        if contact is None:
+            cid = self.conversation_list.highlighted_contact
+            contact = self.service.contact_by_id(cid) if cid is not None else None
+        if contact is None:
+            self.app.notify("Open a conversation first.", severity="warning")
+        return contact
+
+    def action_rename_contact(self) -> None:
+        from messenger_tui.ui.screens.contact_dialogs import RenameContactScreen
+
+        contact = self._contact_to_manage()
+        if contact is None:
+            return
+
+        def renamed(updated: Contact | None) -> None:
+            if updated is None:
+                return
+            if self.current is not None and self.current.id == updated.id:
+                self.current = updated
+                self.view.set_their_name(updated.name)
+            self._refresh_all_summaries()
+            self._refresh_header()
+            self.app.notify(f"{contact.name} is now called {updated.name}.", markup=False)
+
+        self.app.push_screen(RenameContactScreen(self.service, contact), renamed)
+
+    def action_toggle_block(self) -> None:
+        contact = self._contact_to_manage()
+        if contact is None:
+            return
+        try:
+            updated = self.service.set_blocked(contact.name, not contact.blocked)
+        except AppError as exc:
+            self.app.notify(str(exc), severity="error", markup=False)
+            return
+        if self.current is not None and self.current.id == updated.id:
+            self.current = updated
+        self._refresh_all_summaries()
+        self._refresh_header()
+        self.app.notify(
+            f"{updated.name} is blocked: their messages are dropped unseen and you cannot "
+            "write to them (Alt+B unblocks)."
+            if updated.blocked
+            else f"{updated.name} is unblocked.",
+            markup=False,
+        )
+
+    def action_delete_contact(self) -> None:
+        from messenger_tui.ui.screens.contact_dialogs import ConfirmScreen
+
+        contact = self._contact_to_manage()
+        if contact is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.service.delete_contact(contact.name)
+            except AppError as exc:
+                self.app.notify(str(exc), severity="error", markup=False)
+                return
+            self._drafts.pop(contact.id, None)
+            if self.current is not None and self.current.id == contact.id:
+                self.composer.load_draft("")
+            self._refresh_all_summaries()
+            self._refresh_header()
+            self.conversation_list.focus()
+            self.app.notify(f"{contact.name} and your conversation were deleted.", markup=False)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete {contact.name}?",
+                f"This deletes {contact.name}, your whole conversation with them and any "
+                "message still waiting to be sent. It cannot be undone. (To stop their "
+                "messages but keep the conversation, block them instead: Alt+B.)",
+                "Delete",
+            ),
+            confirmed,
+        )
 
     def action_scroll_messages(self, direction: int) -> None:
         if direction < 0:

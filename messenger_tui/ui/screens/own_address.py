@@ -16,11 +16,11 @@ from messenger_tui.ui.bindings import focus_bindings
 _HALF = {(True, True): "█", (True, False): "▀", (False, True): "▄", (False, False): " "}
 
 
-def qr_lines(text: str, border: int = 1) -> list[str]:
-    """A QR code of ``text`` as lines of half-block characters (two modules per line). The
-    address is encoded upper case (QR alphanumeric mode: a smaller code); addresses are read
-    without regard to case."""
-    qr = segno.make(text.upper(), error="m")
+def qr_lines(data: str | bytes, border: int = 1) -> list[str]:
+    """A QR code of ``data`` as lines of half-block characters (two modules per line). Text
+    (an address) is encoded upper case (QR alphanumeric mode: a smaller code); addresses are
+    read without regard to case. Bytes (the safety-number payload) are encoded as they are."""
+    qr = segno.make(data.upper() if isinstance(data, str) else data, error="m")
     rows = [[bool(m) for m in row] for row in qr.matrix]
     size = len(rows)
     blank = [False] * (size + 2 * border)

@@ -1,6 +1,6 @@
 """The conversation list: one option per contact, most recent activity first.
 
-Each option shows a presence dot, the name (a warning sign when the key changed), the time of
+Each option shows a presence dot, the name (⚠ when the key changed, ⊘ when blocked), the time of
 the last message, a one-line preview (or "typing…") and the unread count.
 """
 
@@ -90,10 +90,12 @@ class ConversationList(OptionList, inherit_bindings=False):
             self.character = character
 
     def on_key(self, event: events.Key) -> None:
-        if event.is_printable and event.character and not event.character.isspace():
+        # "?" is left to the help key binding.
+        char = event.character
+        if event.is_printable and char and not char.isspace() and char != "?":
             event.stop()
             event.prevent_default()
-            self.post_message(self.TypeToFilter(event.character))
+            self.post_message(self.TypeToFilter(char))
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -154,7 +156,7 @@ class ConversationList(OptionList, inherit_bindings=False):
         when = ""
         if s.last_activity_ms is not None:
             when = list_time(s.last_activity_ms)
-        flag = "⚠ " if c.key_changed else ""
+        flag = ("⚠ " if c.key_changed else "") + ("⊘ " if c.blocked else "")
         name_room = width - 2 - cell_len(flag) - (cell_len(when) + 1 if when else 0)
         name = c.name if cell_len(c.name) <= name_room else c.name[: max(1, name_room - 1)] + "…"
         line1 = (
@@ -167,7 +169,9 @@ class ConversationList(OptionList, inherit_bindings=False):
             line1.append(when, self._style("conversations--time"))
         badge = f" {s.unread if s.unread < 1000 else '999+'} " if s.unread else ""
         room = width - 2 - (cell_len(badge) + 1 if badge else 0)
-        if c.id in self._typing:
+        if c.blocked:
+            body = Text(preview("blocked", room), self._style("conversations--warning"))
+        elif c.id in self._typing:
             body = Text(preview("typing…", room), self._style("conversations--typing"))
         elif s.last_message is not None:
             m = s.last_message

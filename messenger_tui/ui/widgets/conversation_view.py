@@ -6,6 +6,11 @@ and ``render_line`` only picks lines out of it. Each message's lines are rendere
 width and cached; a state change re-renders one message. Scrolling near the top loads the
 page before the oldest loaded message through the ``load_older`` callback (the facade's
 ``history(before_id=...)``) and keeps what is on screen in place.
+
+A search result opens the conversation *around* a message (:meth:`ConversationView.show_at`):
+the window then does not reach the newest message, scrolling near the bottom loads the next
+page through the ``load_newer`` callback (``history_after``), and End jumps to the newest page.
+At most :data:`MAX_LOADED` messages stay loaded; the far end is dropped and loads again.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ NAME_WIDTH = 10
 OWN_NAME = "you"
 
 Loader = Callable[[int, int], list[Message]]  # (before_id, limit) -> page, oldest first
+NewerLoader = Callable[[int, int], list[Message]]  # (after_id, limit) -> page, oldest first
+#: ``before_id`` that loads the newest page.
+NEWEST = 2**62
 
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]")
 _BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]*?\S)\*(?![\w*])")
@@ -80,6 +88,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         "conversation--unread",
         "conversation--link",
         "conversation--code",
+        "conversation--highlight",
     }
 
     DEFAULT_CSS = """
@@ -104,6 +113,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     ConversationView > .conversation--unread { color: $accent; text-style: bold; }
     ConversationView > .conversation--link { color: $accent; text-style: underline; }
     ConversationView > .conversation--code { background: $boost; color: $text; }
+    ConversationView > .conversation--highlight { background: $accent 35%; }
     """
 
     def __init__(
@@ -114,7 +124,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._pos: dict[int, int] = {}
         self._their_name = ""
         self._loader: Loader | None = None
+        self._newer_loader: NewerLoader | None = None
         self._has_more = False
+        self._has_newer = False  # the window ends before the newest message (search result)
+        self._highlight: int | None = None  # row shown highlighted (a search result)
         self._loading = False
         self._hint = ""
         self._width = 0
@@ -134,6 +147,26 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def has_more(self) -> bool:
         return self._has_more
 
+    @property
+    def has_newer(self) -> bool:
+        """Whether newer messages exist than the loaded ones (after opening a search result)."""
+        return self._has_newer
+
+    @property
+    def highlighted(self) -> int | None:
+        """The row shown highlighted (the search result jumped to), if any."""
+        return self._highlight
+
+    def visible_rows(self) -> list[int]:
+        """Row ids of the messages (partly) on screen, oldest first."""
+        top = int(self.scroll_y)
+        height = self.scrollable_content_region.height
+        out: list[int] = []
+        for owner in self._line_owner[top : top + height]:
+            if owner is not None and (not out or out[-1] != owner):
+                out.append(owner)
+        return out
+
     def message(self, row_id: int) -> Message | None:
         pos = self._pos.get(row_id)
         return self._messages[pos] if pos is not None else None
@@ -149,14 +182,23 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             self._relayout(keep="end")
 
     def show(
-        self, their_name: str, page: list[Message], loader: Loader | None, *, page_size: int
+        self,
+        their_name: str,
+        page: list[Message],
+        loader: Loader | None,
+        *,
+        page_size: int,
+        newer_loader: NewerLoader | None = None,
     ) -> None:
         """Show a conversation: its newest page, scrolled to the end."""
         self._their_name = their_name
         self._loader = loader
+        self._newer_loader = newer_loader
         self._messages = list(page)
         self._reindex()
         self._has_more = loader is not None and len(page) >= page_size
+        self._has_newer = False
+        self._highlight = None
         self._cache.clear()
         self._unread_from = next(
             (m.id for m in page if not m.outgoing and m.kind == "text" and m.state == "received"),
@@ -165,6 +207,72 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._relayout(keep="end")
         if self._unread_from is not None:
             self._scroll_to_unread()
+
+    def show_at(
+        self,
+        their_name: str,
+        page: list[Message],
+        target: int,
+        loader: Loader | None,
+        newer_loader: NewerLoader | None,
+    ) -> None:
+        """Show a conversation around the message ``target`` (a row id in ``page``, which
+        holds the messages around it): scrolled to it and highlighted. Older and newer pages
+        load as the user scrolls either way."""
+        self._their_name = their_name
+        self._loader = loader
+        self._newer_loader = newer_loader
+        self._messages = list(page)
+        self._reindex()
+        self._cache.clear()
+        self._unread_from = None
+        self._highlight = target if target in self._pos else None
+        first, last = (page[0].id, page[-1].id) if page else (NEWEST, 0)
+        self._has_more = bool(page) and loader is not None and bool(loader(first, 1))
+        self._has_newer = bool(page) and newer_loader is not None and bool(newer_loader(last, 1))
+        self._relayout(keep="none")
+        self.scroll_to_row(target)
+        self._fill_if_short()
+
+    def scroll_to_row(self, row_id: int) -> bool:
+        """Scroll so that the message ``row_id`` is a third down the view."""
+        try:
+            line = self._line_owner.index(row_id)
+        except ValueError:
+            return False
+        height = self.scrollable_content_region.height
+        self.scroll_to(y=max(0, line - height // 3), animate=False, immediate=True, force=True)
+        return True
+
+    def set_highlight(self, row_id: int | None) -> None:
+        if row_id == self._highlight:
+            return
+        for old in (self._highlight, row_id):
+            if old is not None:
+                self._cache.pop(old, None)
+        self._highlight = row_id
+        self._relayout(keep="same")
+
+    def set_their_name(self, their_name: str) -> None:
+        """The contact was renamed: show the new name on their messages."""
+        if their_name != self._their_name:
+            self._their_name = their_name
+            self._cache.clear()
+            self._relayout(keep="same")
+
+    def jump_to_newest(self) -> None:
+        """Scroll to the newest message, loading the newest page first when the window does
+        not reach it (after a search result)."""
+        if self._has_newer and self._loader is not None:
+            page = self._loader(NEWEST, PAGE_SIZE)
+            self._messages = list(page)
+            self._reindex()
+            self._cache.clear()
+            self._has_newer = False
+            self._has_more = len(page) >= PAGE_SIZE
+            self._relayout(keep="end")
+            return
+        self.scroll_end(animate=False, x_axis=False, immediate=True, force=True)
 
     @property
     def unread_marker(self) -> int | None:
@@ -190,9 +298,12 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._hint = hint
         self._their_name = ""
         self._loader = None
+        self._newer_loader = None
         self._messages = []
         self._pos = {}
         self._has_more = False
+        self._has_newer = False
+        self._highlight = None
         self._unread_from = None
         self._cache.clear()
         self._relayout(keep="end")
@@ -201,8 +312,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         """Add new messages at the end (ignores ones already shown); follows the end if the
         view was at the end."""
         fresh = [m for m in messages if m.id not in self._pos]
-        if not fresh:
-            return
+        if not fresh or self._has_newer:
+            return  # a window before the newest: they load when the user scrolls down
         follow = self.is_vertical_scroll_end
         was_empty = not self._messages
         fresh.sort(key=lambda m: m.id)
@@ -262,7 +373,12 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             self._relayout(keep="same")
 
     def reload(self, page: list[Message], *, page_size: int) -> None:
-        """Replace the content with a fresh newest page (e.g. after a notice was inserted)."""
+        """Replace the content with a fresh newest page (e.g. after a notice was inserted).
+        A window before the newest (a search result) stays: it is only drawn again."""
+        if self._has_newer:
+            self._cache.clear()
+            self._relayout(keep="same")
+            return
         follow = self.is_vertical_scroll_end
         self._messages = list(page)
         self._reindex()
@@ -285,13 +401,73 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._has_more = len(page) >= PAGE_SIZE
         if not page:
             return False
-        before = len(self._lines)
         self._messages = page + self._messages
+        if len(self._messages) > MAX_LOADED and self._newer_loader is not None:
+            self._drop(newest=len(self._messages) - MAX_LOADED)
         self._reindex()
-        self._relayout(keep="none")
-        added = len(self._lines) - before
-        self.scroll_to(y=self.scroll_y + added, animate=False, immediate=True, force=True)
+        self._relayout_anchored()
         return True
+
+    def load_newer(self) -> bool:
+        """Load the page after the newest loaded message (when the window does not reach the
+        newest, after a search result); keep the view where it was."""
+        if not self._has_newer or self._newer_loader is None or self._loading or not self._messages:
+            return False
+        self._loading = True
+        try:
+            page = [
+                m
+                for m in self._newer_loader(self._messages[-1].id, PAGE_SIZE)
+                if m.id not in self._pos
+            ]
+        finally:
+            self._loading = False
+        self._has_newer = len(page) >= PAGE_SIZE
+        if not page:
+            return False
+        self._messages = self._messages + page
+        if len(self._messages) > MAX_LOADED and self._loader is not None:
+            self._drop(oldest=len(self._messages) - MAX_LOADED)
+        self._reindex()
+        self._relayout_anchored()
+        return True
+
+    def _drop(self, *, oldest: int = 0, newest: int = 0) -> None:
+        """Forget loaded messages at either end (they load again as pages)."""
+        if oldest:
+            for m in self._messages[:oldest]:
+                self._cache.pop(m.id, None)
+            self._messages = self._messages[oldest:]
+            self._has_more = True
+        if newest:
+            for m in self._messages[len(self._messages) - newest :]:
+                self._cache.pop(m.id, None)
+            self._messages = self._messages[: len(self._messages) - newest]
+            self._has_newer = True
+
+    def _relayout_anchored(self) -> None:
+        """Rebuild the lines keeping the first visible message at the same place on screen."""
+        top = int(self.scroll_y)
+        anchor: tuple[int, int] | None = None
+        for y in range(top, min(len(self._line_owner), top + 50)):
+            owner = self._line_owner[y]
+            if owner is not None and owner in self._pos:
+                anchor = (owner, top - self._line_owner.index(owner))
+                break
+        self._relayout(keep="none")
+        if anchor is not None:
+            owner, offset = anchor
+            y = self._line_owner.index(owner) + offset
+            self.scroll_to(y=max(0, y), animate=False, immediate=True, force=True)
+
+    def _fill_if_short(self) -> None:
+        """Load newer pages while the window does not fill the view (nothing to scroll)."""
+        height = self.scrollable_content_region.height
+        for _ in range(5):
+            if not self._has_newer or len(self._lines) > height + LOAD_MARGIN:
+                return
+            if not self.load_newer():
+                return
 
     # ------------------------------------------------------------------ actions (no animation)
 
@@ -311,7 +487,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self.scroll_home(animate=False, x_axis=False)
 
     def action_scroll_end(self) -> None:
-        self.scroll_end(animate=False, x_axis=False, immediate=True, force=True)
+        self.jump_to_newest()
 
     # ------------------------------------------------------------------ Textual hooks
 
@@ -341,10 +517,16 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         super().watch_scroll_y(old_value, new_value)
         if new_value < LOAD_MARGIN and self._has_more and not self._loading:
             self.call_later(self._load_older_if_near_top)
+        if self._has_newer and not self._loading and new_value > self.max_scroll_y - LOAD_MARGIN:
+            self.call_later(self._load_newer_if_near_bottom)
 
     def _load_older_if_near_top(self) -> None:
         if self.scroll_y < LOAD_MARGIN:
             self.load_older()
+
+    def _load_newer_if_near_bottom(self) -> None:
+        if self.scroll_y > self.max_scroll_y - LOAD_MARGIN:
+            self.load_newer()
 
     # ------------------------------------------------------------------ layout
 
@@ -462,6 +644,13 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         if cached is not None:
             return cached
         block = self._render_message(m)
+        if m.id == self._highlight:
+            style = self._style("conversation--highlight")
+            block = [
+                Strip([Segment(t, (st or Style()) + style, c) for t, st, c in strip],
+                      strip.cell_length)
+                for strip in block
+            ]  # fmt: skip
         self._cache[m.id] = block
         return block
 
@@ -469,7 +658,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         width = self._width
         time_text = clock(m.sent_at_ms)
         console = self.app.console
-        if m.kind == "notice":
+        if m.kind in ("notice", "call"):
+            icon = "☏" if m.kind == "call" else "⚠"
             indent = len(time_text) + 3
             body = Text(clean_text(m.text), style=self._style("conversation--notice"))
             wrapped = body.wrap(console, max(1, width - indent), overflow="fold")
@@ -477,7 +667,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             for i, line in enumerate(wrapped):
                 head = (
                     Text.assemble((time_text, self._style("conversation--time")), " ",
-                                  ("⚠", self._style("conversation--notice")), " ")
+                                  (icon, self._style("conversation--notice")), " ")
                     if i == 0
                     else Text(" " * indent)
                 )  # fmt: skip

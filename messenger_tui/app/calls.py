@@ -1,0 +1,486 @@
+"""Calls in the app: the signalling machine, its timers, the media session and the call log.
+
+:class:`CallManager` drives :class:`~messenger_tui.core.calls.signalling.CallSignalling` (the
+sans-I/O transition table) and carries out the effects it returns:
+
+* ``SendSignal``: the call message is sealed in the contact's ratchet session and sent as an
+  ephemeral ``signal`` frame (the relay forwards it only to an online recipient and never
+  stores it). Sends go out one at a time, in order, from one task.
+* ``StartMedia`` / ``StopMedia``: a media link on the relay's media route (joined with the
+  call's join token) and a :class:`~messenger_tui.media.session.MediaSession` between it and
+  the audio source/sink that ``audio_factory`` makes (devices in the UI, WAV files headless,
+  a delay loop for Echo). The session's first authentic frame is ``media_connected``; silence
+  from the peer or a link that stays down for 10 s is ``media_lost``.
+* ``StateChanged`` / ``PeerRinging``: a :class:`~messenger_tui.app.events.CallChanged` event.
+* ``CallEnded`` / ``BusyRejected``: a call-log line in the conversation.
+
+Timers: after every input the manager re-arms one loop timer at the machine's
+``next_deadline_ms`` and calls ``poll`` when it fires.
+
+The manager holds no secrets beyond the call (the machine forgets the media keys when the call
+ends); it never logs keys, tokens or audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.errors import BadInput
+from messenger_tui.app.models import CallStats, CallView, Contact, Message
+from messenger_tui.core.calls import effects as fx
+from messenger_tui.core.calls.media_keys import CallRole, MediaKeys
+from messenger_tui.core.calls.messages import CallMessage, encode_call_message
+from messenger_tui.core.calls.signalling import CallSignalling, CallStateError
+from messenger_tui.core.calls.states import CallInfo, CallState, EndReason
+from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
+from messenger_tui.media.stats import MediaStats
+
+log = logging.getLogger(__name__)
+
+#: Makes the audio ends of a call. Called once per call when media starts.
+AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
+#: How often the active call's statistics are published.
+STATS_INTERVAL_S = 1.0
+
+
+class MediaCarrierLink(Protocol):
+    """What the manager needs of a media link (see transport/media_link.py)."""
+
+    def send(self, frame: bytes) -> bool: ...
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class MediaSessionLike(Protocol):
+    """What the manager needs of a media session (see media/session.py)."""
+
+    muted: bool
+
+    def start(self) -> None: ...
+    def receive(self, frame: bytes) -> None: ...
+    async def stop(self) -> None: ...
+    def stats(self) -> MediaStats: ...
+
+
+#: ``open_link(join_token, leg, on_frame, on_state)``: a media link, not yet started.
+#: ``on_state`` gets the link state's name in lower case (connecting, joined, reconnecting,
+#: lost, closed).
+LinkFactory = Callable[
+    [bytes, int, Callable[[bytes], None], Callable[[str], None]], MediaCarrierLink
+]
+#: ``make_session(keys, carrier, source, sink, on_connected, on_lost)``.
+SessionFactory = Callable[
+    [
+        MediaKeys,
+        MediaCarrierLink,
+        AudioSource,
+        AudioSink,
+        Callable[[], None],
+        Callable[[str], None],
+    ],
+    MediaSessionLike,
+]
+
+
+@dataclass
+class _Media:
+    call_id: bytes
+    link: MediaCarrierLink
+    session: MediaSessionLike | None = None
+    link_state: str = "connecting"
+
+
+class CallManager:
+    """One profile's phone line. All methods run on the event loop.
+
+    The service calls :meth:`on_signal` for every call message the ratchet authenticated, and
+    :meth:`close` when it shuts down. Front ends use :meth:`place_call`, :meth:`accept`,
+    :meth:`decline`, :meth:`hang_up`, :meth:`set_muted` and read :meth:`current` /
+    :meth:`stats`, reacting to ``CallChanged`` / ``CallStatsChanged`` events.
+    """
+
+    def __init__(
+        self,
+        *,
+        now_ms: Callable[[], int],
+        send_signal: Callable[[bytes, bytes], Awaitable[bool]],
+        contact_for: Callable[[bytes], Contact | None],
+        log_call: Callable[[CallInfo, str], Message | None],
+        emit: Callable[[ev.Event], None],
+        open_link: LinkFactory,
+        make_session: SessionFactory,
+        audio_factory: AudioFactory,
+        signalling: CallSignalling | None = None,
+    ) -> None:
+        self._now_ms = now_ms
+        self._send_signal = send_signal
+        self._contact_for = contact_for
+        self._log_call = log_call
+        self._emit = emit
+        self._open_link = open_link
+        self._make_session = make_session
+        self.audio_factory = audio_factory
+        self._machine = signalling or CallSignalling()
+        self._timer: asyncio.TimerHandle | None = None
+        self._media: _Media | None = None
+        self._muted = False
+        self._problem: str | None = None
+        self._signals: asyncio.Queue[tuple[bytes, CallMessage]] = asyncio.Queue()
+        self._signal_task: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ reading
+
+    def current(self) -> CallView | None:
+        """The live call, or the last one after it ended; None before the first."""
+        info = self._machine.call
+        if info is None:
+            return None
+        media = self._media if self._media and self._media.call_id == info.call_id else None
+        return CallView(
+            call_id=info.call_id,
+            peer=info.peer,
+            contact=self._contact_for(info.peer),
+            state=info.state.value,
+            outgoing=info.outgoing,
+            started_ms=info.started_ms,
+            active_ms=info.active_ms,
+            ended_ms=info.ended_ms,
+            end_reason=info.end_reason.value if info.end_reason else None,
+            peer_ringing=info.peer_ringing,
+            muted=self._muted,
+            link=media.link_state if media else "none",
+            problem=self._problem,
+        )
+
+    def stats(self) -> CallStats | None:
+        """Statistics of the running media session, or None when there is none."""
+        media = self._media
+        if media is None or media.session is None:
+            return None
+        return call_stats(media.session.stats())
+
+    @property
+    def busy(self) -> bool:
+        return self._machine.state in (
+            CallState.OUTGOING_RINGING,
+            CallState.INCOMING_RINGING,
+            CallState.CONNECTING,
+            CallState.ACTIVE,
+        )
+
+    # ------------------------------------------------------------------ the local user
+
+    def place_call(self, contact: Contact) -> CallView:
+        """Ring ``contact`` (or answer their ringing call). :class:`BadInput` when a call is
+        already under way with someone else."""
+        state = self._machine.state
+        info = self._machine.call
+        answering = (
+            state is CallState.INCOMING_RINGING
+            and info is not None
+            and info.peer == contact.identity
+        )
+        if self.busy and not answering:
+            raise BadInput("you are already in a call; hang up first")
+        self._problem = None
+        self._muted = False
+        self._run(self._machine.place_call(contact.identity, self._now_ms()))
+        view = self.current()
+        assert view is not None
+        return view
+
+    def accept(self) -> None:
+        """Answer the ringing call. :class:`BadInput` when nothing rings."""
+        if self._machine.state is not CallState.INCOMING_RINGING:
+            raise BadInput("no call is ringing")
+        self._problem = None
+        self._muted = False
+        self._run(self._machine.accept(self._now_ms()))
+
+    def decline(self) -> None:
+        """Decline the ringing call. :class:`BadInput` when nothing rings."""
+        if self._machine.state is not CallState.INCOMING_RINGING:
+            raise BadInput("no call is ringing")
+        self._run(self._machine.decline(self._now_ms()))
+
+    def hang_up(self) -> None:
+        """End, cancel or decline the current call; nothing happens without one."""
+        self._run(self._machine.hang_up(self._now_ms()))
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute or unmute the microphone. Muted calls keep sending (encoded silence), so the
+        relay cannot tell."""
+        self._muted = muted
+        media = self._media
+        if media is not None and media.session is not None:
+            media.session.muted = muted
+        self._changed()
+
+    # ------------------------------------------------------------------ the peer
+
+    def on_signal(self, peer: bytes, message: CallMessage) -> None:
+        """A call message from ``peer`` (authenticated by the ratchet)."""
+        try:
+            effects = self._machine.receive(peer, message, self._now_ms())
+        except CallStateError:  # the machine ignores peer events it has no row for
+            return
+        self._run(effects)
+
+    async def close(self) -> None:
+        """Hang up any call (telling the peer when the relay is still there) and stop media."""
+        if self.busy:
+            self.hang_up()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # Let the hangup go out before the link closes (bounded: closing must not hang).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._signals.join(), 2.0)
+        await self._stop_media()
+        for task in (self._signal_task, self._stats_task, *self._background):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # ------------------------------------------------------------------ effects
+
+    def _run(self, effects: list[fx.Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, fx.SendSignal):
+                self._queue_signal(effect.peer, effect.message)
+            elif isinstance(effect, fx.StartMedia):
+                self._start_media(effect)
+            elif isinstance(effect, fx.StopMedia):
+                self._spawn(self._stop_media())
+            elif isinstance(effect, fx.StateChanged | fx.PeerRinging):
+                self._changed()
+            elif isinstance(effect, fx.CallEnded):
+                self._call_ended(effect.call)
+            elif isinstance(effect, fx.BusyRejected):
+                self._busy_rejected(effect)
+        self._arm_timer()
+
+    def _changed(self) -> None:
+        view = self.current()
+        if view is not None:
+            self._emit(ev.CallChanged(view))
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self._machine.next_deadline_ms
+        if deadline is None:
+            return
+        delay = max(0.0, (deadline - self._now_ms()) / 1000)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._run(self._machine.poll(self._now_ms()))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ signalling out
+
+    def _queue_signal(self, peer: bytes, message: CallMessage) -> None:
+        self._signals.put_nowait((peer, message))
+        if self._signal_task is None or self._signal_task.done():
+            self._signal_task = asyncio.get_running_loop().create_task(self._signal_loop())
+
+    async def _signal_loop(self) -> None:
+        while True:
+            peer, message = await self._signals.get()
+            try:
+                sent = await self._send_signal(peer, encode_call_message(message))
+                if not sent:
+                    log.info("call message %s not sent (offline or no session)", _tag(message))
+            except Exception as exc:  # a failed send must not stop later ones
+                log.warning("call message could not be sent: %s", type(exc).__name__)
+            finally:
+                self._signals.task_done()
+
+    # ------------------------------------------------------------------ media
+
+    def _start_media(self, effect: fx.StartMedia) -> None:
+        call_id = effect.call_id
+        leg = 0 if effect.role is CallRole.CALLER else 1
+
+        def on_frame(frame: bytes) -> None:
+            media = self._media
+            if media is not None and media.call_id == call_id and media.session is not None:
+                media.session.receive(frame)
+
+        def on_link_state(state: str) -> None:
+            media = self._media
+            if media is None or media.call_id != call_id:
+                return
+            media.link_state = state
+            if state == "lost":
+                self._run(self._machine.media_lost(call_id, self._now_ms()))
+            else:
+                self._changed()
+
+        link = self._open_link(effect.keys.join_token, leg, on_frame, on_link_state)
+        media = _Media(call_id, link)
+        self._media = media
+
+        def on_connected() -> None:
+            if self._media is media:
+                self._run(self._machine.media_connected(call_id, self._now_ms()))
+
+        def on_lost(reason: str) -> None:
+            if self._media is media:
+                log.info("call media lost: %s", reason)
+                self._run(self._machine.media_lost(call_id, self._now_ms()))
+
+        try:
+            source, sink = self.audio_factory()
+            session = self._make_session(effect.keys, link, source, sink, on_connected, on_lost)
+            session.muted = self._muted
+            session.start()
+        except AudioUnavailable as exc:
+            self._problem = exc.reason + (f" ({exc.fix})" if exc.fix else "")
+            log.warning("call audio unavailable: %s", exc.reason)
+            self._run(self._machine.media_failed(call_id, self._now_ms()))
+            return
+        media.session = session
+        self._spawn(link.start())
+        if self._stats_task is None or self._stats_task.done():
+            self._stats_task = asyncio.get_running_loop().create_task(self._stats_loop())
+
+    async def _stop_media(self) -> None:
+        media, self._media = self._media, None
+        if media is None:
+            return
+        try:
+            if media.session is not None:
+                await media.session.stop()
+        finally:
+            await media.link.close()
+        self._changed()
+
+    async def _stats_loop(self) -> None:
+        while self._media is not None:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            stats = self.stats()
+            if stats is not None:
+                self._emit(ev.CallStatsChanged(stats))
+
+    # ------------------------------------------------------------------ call log
+
+    def _call_ended(self, info: CallInfo) -> None:
+        try:
+            message = self._log_call(info, call_log_text(info))
+        except Exception as exc:  # the log must not break hanging up
+            log.warning("call log entry not stored: %s", type(exc).__name__)
+            message = None
+        self._changed()
+        contact = self._contact_for(info.peer)
+        if message is not None and contact is not None:
+            self._emit(ev.MessageReceived(contact, message))
+
+    def _busy_rejected(self, effect: fx.BusyRejected) -> None:
+        contact = self._contact_for(effect.peer)
+        if contact is None:
+            return
+        now = self._now_ms()
+        info = CallInfo(
+            call_id=effect.call_id,
+            peer=effect.peer,
+            role=CallRole.CALLEE,
+            state=CallState.ENDED,
+            created_ms=effect.created_ms,
+            started_ms=now,
+            ended_ms=now,
+            end_reason=EndReason.BUSY,
+        )
+        message = self._log_call(info, "Missed call (you were in another call)")
+        if message is not None:
+            self._emit(ev.MessageReceived(contact, message))
+
+
+def _tag(message: CallMessage) -> str:
+    return type(message).__name__
+
+
+def format_duration(ms: int) -> str:
+    """``m:ss`` (or ``h:mm:ss``) of a call's talk time."""
+    seconds = max(0, ms // 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def call_log_text(info: CallInfo) -> str:
+    """The conversation line for a finished call."""
+    direction = "Outgoing call" if info.outgoing else "Incoming call"
+    duration = info.duration_ms
+    reason = info.end_reason
+    if duration is not None:
+        text = f"{direction}, {format_duration(duration)}"
+        if reason is EndReason.CONNECTION_LOST:
+            text += " (connection lost)"
+        elif reason is EndReason.FAILED:
+            text += " (failed)"
+        return text
+    if info.outgoing:
+        return {
+            EndReason.DECLINED: "Outgoing call, declined",
+            EndReason.BUSY: "Outgoing call, busy",
+            EndReason.NO_ANSWER: "Outgoing call, no answer",
+            EndReason.HUNG_UP: "Outgoing call, cancelled",
+            EndReason.FAILED: "Outgoing call, failed to connect",
+            EndReason.CONNECTION_LOST: "Outgoing call, connection lost",
+        }.get(reason or EndReason.FAILED, "Outgoing call")
+    if info.missed:
+        return "Missed call"
+    if reason is EndReason.DECLINED:
+        return "Declined call"
+    return {
+        EndReason.FAILED: "Incoming call, failed to connect",
+        EndReason.CONNECTION_LOST: "Incoming call, connection lost",
+    }.get(reason or EndReason.FAILED, "Incoming call")
+
+
+def call_stats(stats: MediaStats) -> CallStats:
+    """Copy a media session's statistics into the plain model the UI reads."""
+    h = stats.history
+    return CallStats(
+        rtt_ms=stats.rtt_ms,
+        jitter_ms=stats.jitter_ms,
+        loss_percent=stats.loss_percent,
+        peer_loss_percent=stats.peer_loss_percent,
+        late_frames=stats.late_frames,
+        buffer_delay_ms=stats.jb_delay_ms,
+        buffer_target_ms=stats.jb_target_ms,
+        send_kbps=stats.send_kbps,
+        receive_kbps=stats.receive_kbps,
+        mic_level=stats.mic_level,
+        remote_level=stats.remote_level,
+        frames_sent=stats.frames_sent,
+        frames_received=stats.frames_received,
+        dropped_frames=stats.auth_failed + stats.replayed + stats.malformed,
+        concealed_frames=stats.concealed_redundancy + stats.concealed_fec + stats.concealed_plc,
+        capturing=stats.capturing,
+        sending=stats.sending,
+        peer_receiving=stats.peer_receiving,
+        peer_playing=stats.peer_playing,
+        rtt_history=tuple(v for v in h.rtt_ms if v is not None),
+        jitter_history=h.jitter_ms,
+        loss_history=h.loss_percent,
+        delay_history=h.jb_delay_ms,
+        bitrate_history=tuple(a + b for a, b in zip(h.send_kbps, h.receive_kbps)),
+    )

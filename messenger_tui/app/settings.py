@@ -1,0 +1,173 @@
+"""The profile's settings: what the settings screen changes, stored in the profile database.
+
+:class:`ProfileSettings` reads and writes them (cached: the service asks on every event);
+values not stored yet come from ``defaults`` (the ``config.toml`` of the profile, see
+:mod:`messenger_tui.app.config`), then from :class:`~messenger_tui.app.models.Settings`.
+A value changed in the app is stored and wins over the file from then on.
+
+Also here: checking a relay URL, and re-sealing the identity key file under another
+passphrase (:func:`reseal_identity`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from messenger_tui.app.errors import BadInput, PassphraseProblem, StorageProblem
+from messenger_tui.app.models import Settings
+from messenger_tui.core.crypto import keystore
+from messenger_tui.core.crypto.identity import IdentityKeyPair
+from messenger_tui.core.errors import CryptoError, WrongPassphrase
+from messenger_tui.storage.store import Store
+from messenger_tui.transport.errors import BadRelayUrl
+from messenger_tui.transport.urls import parse_relay_url
+
+#: Setting name -> key in the settings table. Booleans are stored as "1" / "0".
+STORED_KEYS: dict[str, str] = {
+    "toasts": "ui.toasts",
+    "bell": "ui.bell",
+    "desktop": "ui.desktop",
+    "private": "ui.private",
+    "read_receipts": "read_receipts",
+    "typing": "typing",
+    "theme": "ui.theme",
+}
+BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k != "theme")
+MAX_THEME_LEN = 64
+DefaultValue = bool | str
+
+
+def check_setting(name: str, value: object) -> DefaultValue:
+    """The value if ``name`` is a setting :meth:`ProfileSettings.update` takes and ``value``
+    has its type; :class:`BadInput` saying why otherwise."""
+    if name not in STORED_KEYS:
+        raise BadInput(f"unknown setting {name!r} (known: {', '.join(sorted(STORED_KEYS))})")
+    if name in BOOL_SETTINGS:
+        if not isinstance(value, bool):
+            raise BadInput(f"setting {name!r} is true or false, not {value!r}")
+        return value
+    if not isinstance(value, str) or len(value) > MAX_THEME_LEN or not value.isprintable():
+        raise BadInput(f"setting {name!r} must be a short name, not {value!r}")
+    return value.strip()
+
+
+def check_relay_url(url: str) -> str:
+    """The URL, stripped, if it is a valid relay URL; :class:`BadInput` saying why otherwise."""
+    url = url.strip()
+    try:
+        parse_relay_url(url)
+    except BadRelayUrl as exc:
+        raise BadInput(str(exc)) from None
+    return url
+
+
+class ProfileSettings:
+    """The settings of one open profile (``store``: its database)."""
+
+    def __init__(self, store: Store, default_relay_url: str, key_file: Path) -> None:
+        self._store = store
+        self._default_relay_url = default_relay_url
+        self._key_file = key_file
+        self._defaults: dict[str, DefaultValue] = {}
+        self._cache: Settings | None = None
+
+    def set_defaults(self, defaults: Mapping[str, DefaultValue]) -> None:
+        """Values used while the profile stores none (from the config file); checked."""
+        self._defaults = {name: check_setting(name, value) for name, value in defaults.items()}
+        self._cache = None
+
+    def current(self) -> Settings:
+        if self._cache is None:
+            self._cache = self._load()
+        return self._cache
+
+    def _load(self) -> Settings:
+        base = Settings()
+        values: dict[str, DefaultValue] = {}
+        get = self._store.settings.get
+        for name, key in STORED_KEYS.items():
+            stored = get(key)
+            if stored is not None:
+                values[name] = stored == "1" if name in BOOL_SETTINGS else stored
+            elif name in self._defaults:
+                values[name] = self._defaults[name]
+            else:
+                values[name] = getattr(base, name)
+        try:
+            encrypted = keystore.is_encrypted(self._key_file.read_bytes())
+        except (OSError, CryptoError):
+            encrypted = False
+        return Settings(
+            toasts=bool(values["toasts"]),
+            bell=bool(values["bell"]),
+            desktop=bool(values["desktop"]),
+            private=bool(values["private"]),
+            read_receipts=bool(values["read_receipts"]),
+            typing=bool(values["typing"]),
+            theme=str(values["theme"]),
+            relay_url=get("relay_url") or self._default_relay_url,
+            passphrase_set=encrypted,
+        )
+
+    def update(self, changes: Mapping[str, object]) -> Settings:
+        """Store the changed settings (all checked first: nothing is stored on an error)."""
+        checked = {name: check_setting(name, value) for name, value in changes.items()}
+        with self._store.db.transaction():
+            for name, value in checked.items():
+                text = ("1" if value else "0") if isinstance(value, bool) else value
+                self._store.settings.set(STORED_KEYS[name], text)
+        self._cache = None
+        return self.current()
+
+    def set_relay_url(self, url: str) -> str:
+        url = check_relay_url(url)
+        with self._store.db.transaction():
+            self._store.settings.set("relay_url", url)
+        self._cache = None
+        return url
+
+    def forget(self) -> None:
+        """Read again on the next :meth:`current` (e.g. after the key file changed)."""
+        self._cache = None
+
+
+def reseal_identity(
+    key_file: Path, identity: IdentityKeyPair, current: str | None, new: str | None
+) -> None:
+    """Seal the identity key file under ``new`` (None or "": no passphrase), after checking
+    ``current`` when the file has one. Blocking (argon2id): run it in a thread.
+
+    :class:`PassphraseProblem` when ``current`` is missing or wrong; the file is unchanged.
+    The new file is written next to the old one and renamed over it, so a crash leaves
+    either the old or the new key file, never a broken one."""
+    try:
+        data = key_file.read_bytes()
+        encrypted = keystore.is_encrypted(data)
+    except (OSError, CryptoError) as exc:
+        raise StorageProblem(f"cannot read the identity key {key_file}: {exc}") from None
+    if encrypted:
+        if not current:
+            raise PassphraseProblem("enter the current passphrase")
+        try:
+            opened = keystore.open_identity(data, current)
+        except WrongPassphrase:
+            raise PassphraseProblem("the current passphrase is wrong") from None
+        except CryptoError as exc:
+            raise StorageProblem(f"cannot read the identity key {key_file}: {exc}") from None
+        if opened.public != identity.public:
+            raise StorageProblem(f"the identity key {key_file} is not this profile's key")
+    sealed = keystore.seal_identity(identity.seed, new or None)
+    tmp = key_file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(sealed)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, key_file)
+    dir_fd = os.open(key_file.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

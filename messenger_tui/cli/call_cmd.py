@@ -1,0 +1,331 @@
+"""``messenger-tui call NAME`` and ``messenger-tui answer``: voice calls without the UI.
+
+With ``--play`` / ``--record`` a WAV file stands in for the microphone / speaker (48 kHz mono
+16-bit; the other side gets silence or is discarded when only one is given); with neither,
+the system's default devices are used. Progress goes to stderr, one line per change.
+
+Exit codes: 0 the call took place and ended; 5 relay unreachable; 10 nothing rang in time
+(answer); 11 the call was not answered (declined, busy, no answer, or given up with
+``--ring-timeout``); 12 the call failed or its connection was lost before it became active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
+from messenger_tui.app.models import CallStats, CallView
+from messenger_tui.app.profile import default_home, open_profile
+from messenger_tui.app.service import MessengerService, device_audio
+from messenger_tui.cli.passphrase import passphrase_for
+from messenger_tui.media.ports import FRAME_BYTES, AudioSink, AudioSource
+
+#: Not answered: declined, busy, no answer.
+EXIT_NOT_ANSWERED = 11
+#: Failed to connect, or lost before it was active.
+EXIT_CALL_FAILED = 12
+#: Extra time recorded after the played file ends, so the tail is heard.
+PLAY_TAIL_S = 1.0
+
+
+def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``call`` and ``answer`` (called from main.build_parser)."""
+    p = sub.add_parser(
+        "call",
+        parents=[common],
+        help="call a contact (headless: WAV files or the default devices)",
+        description="Ring NAME and talk. Ends when --duration passes, when the --play file "
+        "has been sent, when the peer hangs up, or on Ctrl-C.",
+    )
+    p.add_argument("name")
+    _audio_options(p)
+    p.add_argument(
+        "--ring-timeout",
+        type=float,
+        help="give up when not answered within S seconds (default: the protocol's 45)",
+    )
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "answer",
+        parents=[common],
+        help="wait for a call and answer it (headless: WAV files or the default devices)",
+    )
+    _audio_options(p)
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a call (default 60)"
+    )
+    p.set_defaults(func=cmd_answer)
+
+
+def _audio_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--play", type=Path, help="WAV file to send instead of the microphone")
+    p.add_argument("--record", type=Path, help="WAV file to write what the peer sends")
+    p.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of talk before hanging up (default: until --play ends, or the peer hangs up)",
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def wav_seconds(path: Path) -> float:
+    """Length of a WAV file; :class:`BadInput` when it is not one."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, wave.Error, EOFError) as exc:
+        raise BadInput(f"cannot read {path} as a WAV file: {exc}") from None
+
+
+def audio_factory(args: argparse.Namespace) -> Callable[[], tuple[AudioSource, AudioSink]]:
+    """WAV files when --play or --record is given, the default devices otherwise."""
+    if args.play is None and args.record is None:
+        return device_audio
+    if args.play is not None:
+        wav_seconds(args.play)  # fail now, not mid-call
+
+    def make() -> tuple[AudioSource, AudioSink]:
+        from messenger_tui.media.wav_io import WavSink, WavSource
+
+        source: AudioSource = (
+            _StartsWhenConnected(WavSource(args.play)) if args.play is not None else _SilentSource()
+        )
+        sink: AudioSink = WavSink(args.record) if args.record is not None else _DiscardSink()
+        return source, sink
+
+    return make
+
+
+class _Ticker:
+    """Calls ``tick`` every 20 ms on the event loop (absolute deadlines: no drift)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def run(self, tick: Callable[[], object]) -> None:
+        async def loop_() -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time()
+            while True:
+                tick()
+                deadline += 0.02
+                await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+        self._task = asyncio.get_running_loop().create_task(loop_())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+
+class _StartsWhenConnected(_Ticker):
+    """A WAV file played from the moment the call is connected (silence before), so its
+    first words are not spent while the two media legs are still joining the relay.
+    :func:`_follow` opens the gate when the call becomes active."""
+
+    gates: list[_StartsWhenConnected] = []
+
+    def __init__(self, source: AudioSource) -> None:
+        super().__init__()
+        self._source = source
+        self._on_frame: Callable[[bytes], None] | None = None
+        _StartsWhenConnected.gates.append(self)
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        self._on_frame = on_frame
+        silence = bytes(FRAME_BYTES)
+        self.run(lambda: on_frame(silence))
+
+    def open(self) -> None:
+        if self._on_frame is None:
+            return
+        super().stop()
+        self._source.start(self._on_frame)
+        self._on_frame = None
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+        self._on_frame = None
+
+
+def open_gates() -> None:
+    for gate in _StartsWhenConnected.gates:
+        gate.open()
+    _StartsWhenConnected.gates.clear()
+
+
+class _SilentSource(_Ticker):
+    """The microphone of a headless call given only --record: silence."""
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        silence = bytes(FRAME_BYTES)
+        self.run(lambda: on_frame(silence))
+
+
+class _DiscardSink(_Ticker):
+    """The speaker of a headless call given only --play: plays into nothing."""
+
+    def start(self, pull: Callable[[], bytes]) -> None:
+        self.run(pull)
+
+
+def _open(args: argparse.Namespace) -> MessengerService:
+    home = Path(args.home).expanduser() if args.home else default_home()
+    return MessengerService(open_profile(home, passphrase_for(args, home)))
+
+
+async def _connect(service: MessengerService, timeout: float = 10.0) -> None:
+    await service.start()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not service.connected:
+        if asyncio.get_running_loop().time() >= deadline:
+            raise RelayUnavailable(
+                f"cannot reach the relay {service.profile.relay_url}"
+                + (f": {service.last_error}" if getattr(service, "last_error", None) else "")
+            )
+        await asyncio.sleep(0.05)
+
+
+def _talk_time(args: argparse.Namespace) -> float | None:
+    if args.duration is not None:
+        return float(args.duration)
+    if args.play is not None:
+        return wav_seconds(args.play) + PLAY_TAIL_S
+    return None
+
+
+async def _follow(
+    service: MessengerService,
+    queue: asyncio.Queue[ev.Event],
+    talk_s: float | None,
+    ring_s: float | None = None,
+) -> int:
+    """Report the call's progress until it ends; hang up after ``talk_s`` of active talk,
+    or after ``ring_s`` if it never became active. Returns the exit code."""
+    loop = asyncio.get_running_loop()
+    hang_up_at: float | None = None if ring_s is None else loop.time() + ring_s
+    last: str | None = None
+    was_active = False
+    stats: CallStats | None = None
+    while True:
+        timeout = None if hang_up_at is None else max(0.0, hang_up_at - loop.time())
+        try:
+            event = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            service.hang_up()
+            hang_up_at = None
+            continue
+        if isinstance(event, ev.CallStatsChanged):
+            stats = event.stats
+            continue
+        if not isinstance(event, ev.CallChanged):
+            continue
+        call = event.call
+        line = _describe(call)
+        if line != last:
+            _say(line)
+            last = line
+        if call.state == "active" and not was_active:
+            was_active = True
+            open_gates()
+            hang_up_at = None if talk_s is None else loop.time() + talk_s
+        if call.state == "ended" and call.link in ("none", "closed"):
+            if stats is not None:
+                _say(stats_summary(stats))
+            if was_active:
+                return 0
+            if call.end_reason in ("declined", "busy", "no_answer", "hung_up"):
+                return EXIT_NOT_ANSWERED
+            return EXIT_CALL_FAILED
+
+
+def stats_summary(stats: CallStats) -> str:
+    """One line about the call's audio path, from its last statistics."""
+    rtt = f"{stats.rtt_ms:.0f} ms" if stats.rtt_ms is not None else "unknown"
+    return (
+        f"audio: sent {stats.frames_sent} frames, received {stats.frames_received}, "
+        f"concealed {stats.concealed_frames}, late {stats.late_frames}, "
+        f"loss {stats.loss_percent:.1f} %, jitter {stats.jitter_ms:.0f} ms, "
+        f"buffer {stats.buffer_delay_ms:.0f} ms, round trip {rtt}"
+    )
+
+
+def _describe(call: CallView) -> str:
+    name = call.contact.name if call.contact else "unknown"
+    if call.state == "outgoing_ringing":
+        return f"ringing {name}…" if call.peer_ringing else f"calling {name}…"
+    if call.state == "incoming_ringing":
+        return f"{name} is calling"
+    if call.state == "connecting":
+        return "connecting…"
+    if call.state == "active":
+        return "reconnecting…" if call.link == "reconnecting" else f"in a call with {name}"
+    if call.state == "ended":
+        reason = (call.end_reason or "ended").replace("_", " ")
+        text = f"call ended: {reason}"
+        if call.problem:
+            text += f" ({call.problem})"
+        return text
+    return call.state
+
+
+async def cmd_call(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        service.set_audio(audio_factory(args))
+        queue = service.subscribe()
+        await _connect(service)
+        service.place_call(args.name)
+        try:
+            return await _follow(service, queue, _talk_time(args), args.ring_timeout)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            service.hang_up()
+            raise
+    finally:
+        with contextlib.suppress(Exception):
+            await service.close()
+        service.profile.close()
+
+
+async def cmd_answer(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        service.set_audio(audio_factory(args))
+        queue = service.subscribe()
+        await _connect(service)
+        _say("waiting for a call…")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + args.timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimedOut(f"no call within {args.timeout:g} s")
+            try:
+                event = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                continue
+            if isinstance(event, ev.CallChanged) and event.call.state == "incoming_ringing":
+                _say(_describe(event.call))
+                service.accept_call()
+                break
+        return await _follow(service, queue, _talk_time(args))
+    except AppError:
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await service.close()
+        service.profile.close()

@@ -1,0 +1,387 @@
+"""A deterministic, in-memory :class:`~messenger_tui.app.facade.MessengerFacade` for the
+snapshot tests: fixed identities, names, timestamps and states, no I/O, no randomness.
+
+The Pilot tests run the real service; the snapshot tests only check what the UI draws, so a
+fake that hands out fixed data is enough, and it makes every screenshot reproducible. Build a
+scene with :class:`SnapshotFacade` and its ``new_contact`` / ``new_message`` helpers (or take one of
+the ready scenes below); :data:`FROZEN_NOW` is the wall-clock time the tests freeze the UI at
+(``messenger_tui.ui.formatting.wall_clock``), with the time zone set to UTC.
+
+To extend it (e.g. for a settings screen), subclass :class:`SnapshotFacade` or add the new
+facade methods here with fixed return values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.errors import BadInput
+from messenger_tui.app.facade import ConversationSummary, SearchHit
+from messenger_tui.app.models import Contact, Message, Settings
+
+#: The wall-clock time every snapshot is taken at: Friday 14 March 2025, 12:00 (UTC).
+FROZEN_NOW = datetime(2025, 3, 14, 12, 0)
+
+
+def ms_at(days_ago: int, hour: int, minute: int) -> int:
+    """Epoch milliseconds of ``hour:minute`` (UTC) ``days_ago`` days before FROZEN_NOW."""
+    day = FROZEN_NOW.date() - timedelta(days=days_ago)
+    when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def fixed_identity(label: str) -> bytes:
+    """A 32-byte identity key derived from ``label`` (the same on every run)."""
+    return hashlib.sha256(f"snapshot identity {label}".encode()).digest()
+
+
+def fixed_digits(label: str) -> str:
+    """60 decimal digits derived from ``label``."""
+    digest = hashlib.sha512(f"safety {label}".encode()).digest()
+    return "".join(str(b % 10) for b in digest[:60])
+
+
+@dataclass(frozen=True)
+class FixedSafetyNumber:
+    contact: Contact
+    digits: str
+
+    @property
+    def formatted(self) -> str:
+        return " ".join(self.digits[i : i + 5] for i in range(0, len(self.digits), 5))
+
+    @property
+    def qr_payload(self) -> bytes:
+        """61 fixed bytes (the safety QR code's size: version + two fingerprints)."""
+        return b"\x01" + hashlib.sha512(f"qr {self.digits}".encode()).digest()[:60]
+
+
+@dataclass
+class FixedProfile:
+    relay_url: str = "ws://127.0.0.1:8765"
+    name: str = "Alice"
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SnapshotFacade:
+    """The facade over fixed data. ``online``: contact ids announced online at start;
+    ``connection``: the state announced at start."""
+
+    own_name: str = "Alice"
+    connection: str = "connected"
+    contact_list: list[Contact] = field(default_factory=list)
+    messages: dict[int, list[Message]] = field(default_factory=dict)
+    online: set[int] = field(default_factory=set)
+    profile: FixedProfile = field(default_factory=FixedProfile)
+    current_settings: Settings = field(
+        default_factory=lambda: Settings(relay_url=FixedProfile.relay_url)
+    )
+    started: bool = False
+    _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
+    _next_row: int = 1
+
+    # ------------------------------------------------------------------ building a scene
+
+    def new_contact(
+        self,
+        name: str,
+        *,
+        verified: bool = False,
+        key_changed: bool = False,
+        auto_added: bool = False,
+        online: bool = False,
+    ) -> Contact:
+        c = Contact(
+            id=len(self.contact_list) + 1,
+            name=name,
+            identity=fixed_identity(name),
+            verified=verified,
+            key_changed=key_changed,
+            blocked=False,
+            auto_added=auto_added,
+        )
+        self.contact_list.append(c)
+        self.messages[c.id] = []
+        if online:
+            self.online.add(c.id)
+        return c
+
+    def new_message(
+        self, contact: Contact, when_ms: int, text: str, *, outgoing: bool, state: str = ""
+    ) -> Message:
+        """Add a message (in display order: call oldest first). ``state`` defaults to
+        "read" for own messages and "seen" for theirs ("received" = unread)."""
+        state = state or ("read" if outgoing else "seen")
+        row = self._next_row
+        self._next_row += 1
+        m = Message(
+            id=row,
+            message_id=row.to_bytes(16, "big"),
+            contact_id=contact.id,
+            outgoing=outgoing,
+            kind="text",
+            text=text,
+            sent_at_ms=when_ms,
+            received_at_ms=None if outgoing else when_ms + 1500,
+            state=state,
+        )
+        self.messages[contact.id].append(m)
+        return m
+
+    # ------------------------------------------------------------------ MessengerFacade
+
+    @property
+    def address(self) -> str:
+        return Contact(0, self.own_name, fixed_identity(self.own_name), False, False, False,
+                       False).address  # fmt: skip
+
+    @property
+    def name(self) -> str:
+        return self.own_name
+
+    @property
+    def connected(self) -> bool:
+        return self.connection == "connected"
+
+    @property
+    def connection_state(self) -> str:
+        return self.connection if self.started else "offline"
+
+    async def start(self) -> None:
+        """Announce the connection and the presence of the online contacts (as the real
+        service does after connecting), in a fixed order."""
+        self.started = True
+        self._emit(ev.ConnectionChanged(self.connection))
+        for c in self.contact_list:
+            if c.id in self.online:
+                self._emit(ev.PresenceChanged(c, True))
+
+    async def close(self) -> None:
+        self.started = False
+
+    def subscribe(self) -> asyncio.Queue[ev.Event]:
+        queue: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[ev.Event]) -> None:
+        if queue in self._subscribers:
+            self._subscribers.remove(queue)
+
+    def _emit(self, event: ev.Event) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def contacts(self) -> list[Contact]:
+        return list(self.contact_list)
+
+    def contact(self, name: str) -> Contact:
+        for c in self.contact_list:
+            if c.name == name:
+                return c
+        raise BadInput(f"no contact named {name}")
+
+    def contact_by_id(self, contact_id: int) -> Contact | None:
+        return next((c for c in self.contact_list if c.id == contact_id), None)
+
+    def add_contact(self, address: str, name: str) -> Contact:
+        raise BadInput("the snapshot facade does not add contacts")
+
+    def safety_number(self, name: str) -> FixedSafetyNumber:
+        c = self.contact(name)
+        return FixedSafetyNumber(c, fixed_digits(f"{self.own_name}/{c.name}"))
+
+    def accept_key(self, name: str) -> Contact:
+        return self.contact(name)
+
+    async def watch_presence(self) -> None:
+        pass
+
+    def conversations(self) -> list[ConversationSummary]:
+        out = [self._summary(c) for c in self.contact_list]
+        return sorted(out, key=lambda s: s.activity_key, reverse=True)
+
+    def conversation(self, contact_id: int) -> ConversationSummary | None:
+        c = self.contact_by_id(contact_id)
+        return self._summary(c) if c is not None else None
+
+    def _summary(self, c: Contact) -> ConversationSummary:
+        msgs = self.messages[c.id]
+        unread = sum(1 for m in msgs if not m.outgoing and m.state == "received")
+        return ConversationSummary(c, msgs[-1] if msgs else None, unread)
+
+    def history(self, name: str, *, limit: int = 50, before_id: int | None = None) -> list[Message]:
+        msgs = self.messages[self.contact(name).id]
+        if before_id is not None:
+            msgs = [m for m in msgs if m.id < before_id]
+        return list(msgs[-limit:])
+
+    def outbox_count(self) -> int:
+        return sum(1 for ms in self.messages.values() for m in ms if m.state == "queued")
+
+    async def send_text(self, name: str, text: str) -> Message:
+        c = self.contact(name)
+        return self.new_message(c, ms_at(0, 12, 0), text, outgoing=True, state="queued")
+
+    async def mark_read(self, name: str) -> int:
+        """Marks their unread messages seen, as the real service does (the view keeps its
+        "new messages" line; the list's unread badge goes)."""
+        c = self.contact(name)
+        msgs = self.messages[c.id]
+        marked = 0
+        for i, m in enumerate(msgs):
+            if not m.outgoing and m.state == "received":
+                msgs[i] = dataclasses.replace(m, state="seen")
+                marked += 1
+        return marked
+
+    async def send_typing(self, name: str, active: bool) -> None:
+        pass
+
+    def history_after(self, name: str, after_id: int, *, limit: int = 50) -> list[Message]:
+        msgs = [m for m in self.messages[self.contact(name).id] if m.id > after_id]
+        return msgs[:limit]
+
+    def history_around(self, name: str, message_id: int, *, limit: int = 50) -> list[Message]:
+        msgs = self.messages[self.contact(name).id]
+        at = next((i for i, m in enumerate(msgs) if m.id == message_id), len(msgs))
+        start = max(0, at - limit // 2)
+        return msgs[start : start + limit]
+
+    def search(self, text: str, *, name: str | None = None, limit: int = 100) -> list[SearchHit]:
+        return []
+
+    # contacts management and calls: not part of any snapshot yet (fixed, inert answers)
+
+    def rename_contact(self, name: str, new_name: str) -> Contact:
+        c = self.contact(name)
+        updated = dataclasses.replace(c, name=new_name)
+        self.contact_list[self.contact_list.index(c)] = updated
+        return updated
+
+    def set_blocked(self, name: str, blocked: bool) -> Contact:
+        c = self.contact(name)
+        updated = dataclasses.replace(c, blocked=blocked)
+        self.contact_list[self.contact_list.index(c)] = updated
+        return updated
+
+    def delete_contact(self, name: str) -> None:
+        self.contact_list.remove(self.contact(name))
+
+    def place_call(self, name: str) -> NoReturn:
+        raise BadInput("the snapshot facade does not place calls")
+
+    def accept_call(self) -> None:
+        pass
+
+    def decline_call(self) -> None:
+        pass
+
+    def hang_up(self) -> None:
+        pass
+
+    def set_call_muted(self, muted: bool) -> None:
+        pass
+
+    def current_call(self) -> None:
+        return None
+
+    def call_stats(self) -> None:
+        return None
+
+    # settings and mute (the settings screen; fixed values, changes kept in memory)
+
+    def settings(self) -> Settings:
+        return self.current_settings
+
+    def update_settings(self, **changes: bool | str) -> Settings:
+        self.current_settings = dataclasses.replace(self.current_settings, **changes)
+        return self.current_settings
+
+    async def set_relay_url(self, url: str) -> Settings:
+        return self.update_settings(relay_url=url)
+
+    async def change_passphrase(self, current: str | None, new: str | None) -> Settings:
+        return self.update_settings(passphrase_set=bool(new))
+
+    def set_muted(self, name: str, muted: bool) -> Contact:
+        c = self.contact(name)
+        updated = dataclasses.replace(c, muted=muted)
+        self.contact_list[self.contact_list.index(c)] = updated
+        return updated
+
+
+# ---------------------------------------------------------------------- ready scenes
+
+LONG_LINE = (
+    "I went through the whole benchmark table last night and the relay holds up well: with a "
+    "thousand pairs it still forwards more than half of what the bare forwarder manages, the "
+    "latency stays flat under light load, and memory per idle connection is small. Let's "
+    "look at the client side next."
+)
+
+
+def main_scene() -> SnapshotFacade:
+    """Four conversations (presence, unread counts, previews, a changed key, one without
+    messages) and Bob's conversation over three days: own messages in every delivery state,
+    a long line, a link, simple emphasis, and two unread messages at the end."""
+    f = SnapshotFacade()
+    bob = f.new_contact("Bob", verified=True, online=True)
+    carol = f.new_contact("Carol")
+    dave = f.new_contact("Dave", key_changed=True, online=True)
+    f.new_contact("Erin")  # no messages yet
+
+    f.new_message(dave, ms_at(13, 16, 40), "See you at the conference!", outgoing=False)
+    f.new_message(bob, ms_at(2, 9, 14), "Did you see the release notes? "
+                  "https://example.org/releases/2025-03?ref=chat", outgoing=False)  # fmt: skip
+    f.new_message(bob, ms_at(2, 9, 20), "Reading them now: the *new sync* looks great",
+                  outgoing=True)  # fmt: skip
+    f.new_message(bob, ms_at(1, 18, 2), LONG_LINE, outgoing=False)
+    f.new_message(bob, ms_at(1, 18, 5), "Sounds good, `make bench` tonight then.", outgoing=True)
+    f.new_message(carol, ms_at(1, 20, 30), "Are we still on for Saturday?", outgoing=False,
+                  state="received")  # fmt: skip
+    f.new_message(carol, ms_at(1, 20, 31), "I can bring the board games", outgoing=False,
+                  state="received")  # fmt: skip
+    f.new_message(bob, ms_at(0, 9, 41), "Morning! Pushed the fix.", outgoing=True, state="read")
+    f.new_message(bob, ms_at(0, 9, 45), "Can you review it before lunch?", outgoing=True,
+                  state="delivered")  # fmt: skip
+    f.new_message(bob, ms_at(0, 10, 2), "This one could not be sent.", outgoing=True,
+                  state="error")  # fmt: skip
+    f.new_message(bob, ms_at(0, 10, 15), "Running the benchmarks now", outgoing=True,
+                  state="sent")  # fmt: skip
+    f.new_message(bob, ms_at(0, 10, 16), "Will post the numbers here", outgoing=True,
+                  state="queued")  # fmt: skip
+    f.new_message(bob, ms_at(0, 11, 30), "Sure, looking now", outgoing=False, state="received")
+    f.new_message(bob, ms_at(0, 11, 31), "Left two comments on the PR _before_ lunch",
+                  outgoing=False, state="received")  # fmt: skip
+    return f
+
+
+def no_contacts_scene() -> SnapshotFacade:
+    """A fresh profile: nobody to talk to yet."""
+    return SnapshotFacade()
+
+
+def no_messages_scene() -> SnapshotFacade:
+    """One contact, no message exchanged yet."""
+    f = SnapshotFacade()
+    f.new_contact("Bob", online=True)
+    return f
+
+
+def key_changed_scene() -> SnapshotFacade:
+    """Bob's identity key changed: the list flags him, the safety screen says so."""
+    f = SnapshotFacade()
+    bob = f.new_contact("Bob", key_changed=True, online=True)
+    f.new_message(bob, ms_at(0, 9, 0), "Hi, I reinstalled the app on my new phone.",
+                  outgoing=False)  # fmt: skip
+    return f

@@ -1,0 +1,151 @@
+"""Snapshot tests (pytest-textual-snapshot): what the screens look like, at 80x24 and 160x50.
+
+The app runs on :class:`~tests.ui.snapshot_facade.SnapshotFacade` (fixed names, addresses,
+timestamps and states), with the UI's wall clock frozen at ``FROZEN_NOW`` and the time zone set
+to UTC, so every run draws the same screen. Each test waits for the screen to settle (the
+service's start-up events applied, the conversation opened, the dialog shown) before the
+screenshot, and stops the cursors blinking.
+
+Regenerate the baselines (tests/ui/__snapshots__/test_snapshots/) after an intended UI change,
+then look at them (open the SVGs in a browser, or the HTML report of a failing run):
+
+    .venv/bin/pytest tests/ui/test_snapshots.py --snapshot-update
+
+A failing run writes a side-by-side report to ``snapshot_report.html``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from messenger_tui.ui import formatting, make_app
+from messenger_tui.ui.app import MessengerApp
+from messenger_tui.ui.screens.main import MainScreen
+from messenger_tui.ui.screens.safety import SafetyNumberScreen
+
+from .conftest import LARGE, SMALL, wait_until
+from .snapshot_facade import (
+    FROZEN_NOW,
+    SnapshotFacade,
+    key_changed_scene,
+    main_scene,
+    no_contacts_scene,
+    no_messages_scene,
+)
+
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x50"])
+
+SnapCompare = Callable[..., bool]
+Step = Callable[[Pilot[object], MainScreen], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The UI's "now" is FROZEN_NOW and local time is UTC (day separators, list times)."""
+    monkeypatch.setattr(formatting, "wall_clock", lambda: FROZEN_NOW)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()  # the previous TZ back before tzset
+    time.tzset()
+
+
+def _settle(facade: SnapshotFacade, *steps: Step) -> Callable[[Pilot[object]], Awaitable[None]]:
+    """run_before for snap_compare: wait until the main screen shows the facade's start-up
+    state (connection, presence), run ``steps``, then stop every cursor blinking."""
+
+    async def run_before(pilot: Pilot[object]) -> None:
+        app = pilot.app
+        assert isinstance(app, MessengerApp)
+        await wait_until(pilot, lambda: app.main_screen is not None, what="the main screen")
+        screen = app.main_screen
+        assert screen is not None
+        online = {cid: True for cid in facade.online}
+        await wait_until(
+            pilot,
+            lambda: screen.conn_state == facade.connection and screen.presence == online,
+            what="the start-up events applied",
+        )
+        for step in steps:
+            await step(pilot, screen)
+        for stacked in app.screen_stack:
+            for widget in stacked.query("TextArea, Input"):
+                assert isinstance(widget, TextArea | Input)
+                widget.cursor_blink = False
+        await pilot.pause()
+
+    return run_before
+
+
+async def open_first(pilot: Pilot[object], screen: MainScreen) -> None:
+    """Enter on the list: opens the most recent conversation and focuses the composer."""
+    await pilot.press("enter")
+    await wait_until(
+        pilot,
+        lambda: screen.current is not None and pilot.app.focused is screen.composer,
+        what="the conversation to open",
+    )
+
+
+async def open_safety(pilot: Pilot[object], screen: MainScreen) -> None:
+    await pilot.press("f2")
+    await wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, SafetyNumberScreen) and pilot.app.screen.is_mounted,
+        what="the safety-number screen",
+    )
+
+
+def _snap(
+    snap_compare: SnapCompare, facade: SnapshotFacade, size: tuple[int, int], *steps: Step
+) -> bool:
+    app = make_app(facade)
+    return snap_compare(app, terminal_size=size, run_before=_settle(facade, *steps))
+
+
+class TestMainScreen:
+    @SIZES
+    def test_open_conversation(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """Contacts with presence, unread counts, previews and times (one with a changed key,
+        one without messages); Bob's conversation over three days with day separators, own
+        messages in every delivery state (read ✔✔, delivered ✓✓, failed ✗, sent ✓, queued ◷),
+        a long wrapped line, a link, emphasis, and the "new messages" line before the two
+        unread ones. At 80x24 only the newest part of the conversation fits (scrolled to the
+        end); 160x50 shows all of it."""
+        assert _snap(snap_compare, main_scene(), size, open_first)
+
+    @SIZES
+    def test_nothing_open(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """The main screen as it opens: the list focused, the view asking to pick one."""
+        assert _snap(snap_compare, main_scene(), size)
+
+
+class TestEmptyStates:
+    @SIZES
+    def test_no_contacts(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """A fresh profile: how to add a contact (Ctrl+N)."""
+        assert _snap(snap_compare, no_contacts_scene(), size)
+
+    @SIZES
+    def test_contact_without_messages(
+        self, snap_compare: SnapCompare, size: tuple[int, int]
+    ) -> None:
+        """An open conversation with no message yet: "Say hello!"."""
+        assert _snap(snap_compare, no_messages_scene(), size, open_first)
+
+
+class TestSafetyNumber:
+    @SIZES
+    def test_safety_number(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """Bob's safety number (60 digits in twelve groups of five) over his conversation."""
+        assert _snap(snap_compare, no_messages_scene(), size, open_first, open_safety)
+
+    @SIZES
+    def test_key_changed(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """A changed key: the warning and "Accept new key"."""
+        assert _snap(snap_compare, key_changed_scene(), size, open_first, open_safety)
