@@ -51,3 +51,15 @@ class KeyChangeBlocked(AppError):
 
 class TimedOut(AppError):
     exit_code = 10
+
+
+class AudioProblem(AppError):
+    """A microphone or speaker cannot be used (PortAudio missing, no such device, busy).
+    ``reason`` says what, ``fix`` how to fix it (or None)."""
+
+    exit_code = 12
+
+    def __init__(self, reason: str, fix: str | None = None) -> None:
+        super().__init__(reason + (f" ({fix})" if fix else ""))
+        self.reason = reason
+        self.fix = fix

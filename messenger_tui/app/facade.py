@@ -12,12 +12,20 @@ This module imports only the plain models, events and errors.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.models import CallStats, CallView, Contact, Message, Settings
+from messenger_tui.app.models import (
+    AudioDevices,
+    CallStats,
+    CallView,
+    Contact,
+    Message,
+    Settings,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,14 @@ class SafetyNumberInfo(Protocol):
     def formatted(self) -> str: ...  # groups of five
     @property
     def qr_payload(self) -> bytes: ...  # what the safety QR code encodes
+
+
+class MicTest(Protocol):
+    """A running microphone level test (:meth:`MessengerFacade.start_mic_test`)."""
+
+    @property
+    def device(self) -> str | None: ...  # the PortAudio name of the open microphone
+    def stop(self) -> None: ...  # no on_level call follows once this returns; idempotent
 
 
 class ProfileInfo(Protocol):
@@ -125,6 +141,13 @@ class MessengerFacade(Protocol):
     def set_call_muted(self, muted: bool) -> None: ...
     def current_call(self) -> CallView | None: ...
     def call_stats(self) -> CallStats | None: ...
+
+    # Call audio devices (the settings screen): chosen by name, remembered in the settings
+    # (``update_settings(microphone=..., speaker=...)``, "" = the system default).
+    async def audio_devices(self, *, rescan: bool = False) -> AudioDevices: ...
+    async def start_mic_test(
+        self, device: str | None, on_level: Callable[[float], None]
+    ) -> MicTest: ...
 
     # settings (the settings screen) and mute
     def settings(self) -> Settings: ...

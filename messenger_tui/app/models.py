@@ -118,3 +118,19 @@ class Settings:
     relay_url: str = ""
     #: Whether the identity key file is sealed with a passphrase.
     passphrase_set: bool = False
+    #: The call microphone and speaker, by PortAudio device name ("" = the system default).
+    microphone: str = ""
+    speaker: str = ""
+
+
+@dataclass(frozen=True)
+class AudioDevices:
+    """The devices calls can use (the settings screen's choices), by PortAudio name.
+
+    ``problem`` says why calls have no audio here (PortAudio missing, no device), and ``fix``
+    how to get it; the lists are then empty or one-sided. Chat never depends on any of it."""
+
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    problem: str | None = None
+    fix: str | None = None

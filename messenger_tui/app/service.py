@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -32,9 +32,22 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
-from messenger_tui.app.errors import BadInput, KeyChangeBlocked, RelayUnavailable, TimedOut
+from messenger_tui.app.errors import (
+    AudioProblem,
+    BadInput,
+    KeyChangeBlocked,
+    RelayUnavailable,
+    TimedOut,
+)
 from messenger_tui.app.facade import SearchHit
-from messenger_tui.app.models import CallStats, CallView, Contact, Message, Settings
+from messenger_tui.app.models import (
+    AudioDevices,
+    CallStats,
+    CallView,
+    Contact,
+    Message,
+    Settings,
+)
 from messenger_tui.app.profile import DEFAULT_RELAY_URL, Profile, validate_name
 from messenger_tui.app.receiver import Receiver, enqueue_receipt, insert_notice
 from messenger_tui.app.rows import contact_model, message_model
@@ -52,9 +65,12 @@ from messenger_tui.core.crypto.safety import (
     safety_qr_payload,
 )
 from messenger_tui.core.errors import AddressError
-from messenger_tui.media.ports import AudioSink, AudioSource
+from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
+
+if TYPE_CHECKING:
+    from messenger_tui.media.audio_io import LevelMonitor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,7 +88,9 @@ MAINTENANCE_INTERVAL_S = 3600.0
 #: Deliveries decrypted and committed together at most: one commit per batch instead of one
 #: per message, yet short enough (about 0.6 ms each, ~40 ms a batch) that a UI on the same
 #: event loop stays responsive during a backlog (benchmarks/ui_backlog_stall.py).
-DELIVERY_BATCH = 64
+DELIVERY_BATCH = 32
+#: How often the settings' mic test reports the microphone's level.
+MIC_TEST_INTERVAL_MS = 100
 
 
 @dataclass(frozen=True)
@@ -140,7 +158,7 @@ class MessengerService:
             emit=self._emit,
             open_link=self._open_media_link,
             make_session=self._make_media_session,
-            audio_factory=device_audio,
+            audio_factory=self.chosen_devices,
         )
         self.last_error: str | None = None
 
@@ -533,8 +551,53 @@ class MessengerService:
 
     def set_audio(self, factory: AudioFactory) -> None:
         """Where calls take and play audio: ``factory()`` returns a (source, sink) pair per
-        call. Defaults to the system's default devices."""
-        self.calls.audio_factory = factory
+        call. Defaults to the devices chosen in the settings (:meth:`chosen_devices`);
+        :func:`device_audio` means those too."""
+        self.calls.audio_factory = self.chosen_devices if factory is device_audio else factory
+
+    def chosen_devices(self) -> tuple[AudioSource, AudioSink]:
+        """The microphone and speaker the settings name (the system's defaults if none)."""
+        settings = self._settings.current()
+        return device_audio(settings.microphone or None, settings.speaker or None)
+
+    async def audio_devices(self, *, rescan: bool = False) -> AudioDevices:
+        """The input and output devices PortAudio reports, or why there are none (never
+        raises). ``rescan``: look again first (a headset plugged in since the start; not
+        possible while a call or a mic test has a device open, then the last list is used)."""
+        from messenger_tui.media.audio_io import list_devices, refresh_devices
+
+        def scan() -> AudioDevices:
+            try:
+                if rescan:
+                    with contextlib.suppress(AudioUnavailable):
+                        refresh_devices()
+                inputs, outputs = list_devices()
+            except AudioUnavailable as exc:
+                return AudioDevices(problem=exc.reason, fix=exc.fix)
+            problem = fix = None
+            if not inputs or not outputs:
+                missing = "microphone" if not inputs else "speaker"
+                problem = f"no {missing} device found; calls have no audio (chat works)"
+                fix = "connect one, or start a sound server (PulseAudio, PipeWire)"
+            return AudioDevices(tuple(inputs), tuple(outputs), problem, fix)
+
+        return await asyncio.to_thread(scan)
+
+    async def start_mic_test(
+        self, device: str | None, on_level: Callable[[float], None]
+    ) -> MicLevelTest:
+        """Open the microphone ``device`` (None: the system default) and report its level
+        (0..1, about ten times a second) to ``on_level``, which runs on the device's thread
+        and must not block. :class:`AudioProblem` when it cannot be opened. Stop it with
+        the returned handle's ``stop()``."""
+        from messenger_tui.media.audio_io import LevelMonitor
+
+        monitor = LevelMonitor(device, on_level, interval_ms=MIC_TEST_INTERVAL_MS)
+        try:
+            await asyncio.to_thread(monitor.start)
+        except AudioUnavailable as exc:
+            raise AudioProblem(exc.reason, exc.fix) from None
+        return MicLevelTest(monitor)
 
     def place_call(self, name: str) -> CallView:
         """Ring a contact. Raises :class:`BadInput` (blocked, key changed, already in a call)
@@ -548,11 +611,29 @@ class MessengerService:
             )
         if not self.connected:
             raise RelayUnavailable("not connected to the relay; calls need a live connection")
+        self._check_devices()
         return self.calls.place_call(contact)
 
     def accept_call(self) -> None:
-        """Answer the ringing call (:class:`BadInput` when none rings)."""
+        """Answer the ringing call (:class:`BadInput` when none rings; :class:`AudioProblem`
+        when the chosen devices are missing: the call keeps ringing, decline it)."""
+        self._check_devices()
         self.calls.accept()
+
+    def _check_devices(self) -> None:
+        """With real devices, say before ringing anyone that there is no microphone or
+        speaker (instead of a call that fails once answered). WAV files and Echo's loop
+        need no check."""
+        if self.calls.audio_factory != self.chosen_devices:
+            return
+        from messenger_tui.media.audio_io import resolve_device
+
+        settings = self._settings.current()
+        try:
+            resolve_device(settings.microphone or None, "input")
+            resolve_device(settings.speaker or None, "output")
+        except AudioUnavailable as exc:
+            raise AudioProblem(exc.reason, exc.fix) from None
 
     def decline_call(self) -> None:
         """Decline the ringing call (:class:`BadInput` when none rings)."""
@@ -725,6 +806,9 @@ class MessengerService:
             self._deliveries.append(frame)
             if len(self._deliveries) >= DELIVERY_BATCH:
                 self._process_deliveries()
+                # The reader would go on with the next buffered frames in this same turn;
+                # let the UI (and timers) in between batches of a backlog.
+                await asyncio.sleep(0)
             elif not self._deliveries_scheduled:
                 self._deliveries_scheduled = True
                 asyncio.get_running_loop().call_soon(self._process_deliveries)
@@ -855,11 +939,29 @@ class MessengerService:
             self.store.sessions.forget_accepted_before(now - 2 * SIGNED_PREKEY_KEEP_MS)
 
 
-def device_audio() -> tuple[AudioSource, AudioSink]:
-    """The system's default microphone and speaker."""
+def device_audio(
+    microphone: str | None = None, speaker: str | None = None
+) -> tuple[AudioSource, AudioSink]:
+    """The microphone and speaker called so (PortAudio names; None: the system default)."""
     from messenger_tui.media.audio_io import DeviceSink, DeviceSource
 
-    return DeviceSource(), DeviceSink()
+    return DeviceSource(microphone), DeviceSink(speaker)
+
+
+class MicLevelTest:
+    """A running settings mic test (:meth:`MessengerService.start_mic_test`)."""
+
+    def __init__(self, monitor: LevelMonitor) -> None:
+        self._monitor = monitor
+
+    @property
+    def device(self) -> str | None:
+        """The PortAudio name of the open microphone."""
+        return self._monitor.device_name
+
+    def stop(self) -> None:
+        """Close the microphone; no level follows once this returns. Idempotent."""
+        self._monitor.stop()
 
 
 def _split_marks(marked: str, start: str, end: str) -> tuple[str, tuple[tuple[int, int], ...]]:

@@ -33,9 +33,13 @@ STORED_KEYS: dict[str, str] = {
     "read_receipts": "read_receipts",
     "typing": "typing",
     "theme": "ui.theme",
+    "microphone": "audio.microphone",
+    "speaker": "audio.speaker",
 }
-BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k != "theme")
-MAX_THEME_LEN = 64
+#: Settings that are names (the rest are booleans), and how long each may be.
+TEXT_SETTINGS: dict[str, int] = {"theme": 64, "microphone": 256, "speaker": 256}
+BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k not in TEXT_SETTINGS)
+MAX_THEME_LEN = TEXT_SETTINGS["theme"]
 DefaultValue = bool | str
 
 
@@ -48,7 +52,7 @@ def check_setting(name: str, value: object) -> DefaultValue:
         if not isinstance(value, bool):
             raise BadInput(f"setting {name!r} is true or false, not {value!r}")
         return value
-    if not isinstance(value, str) or len(value) > MAX_THEME_LEN or not value.isprintable():
+    if not isinstance(value, str) or len(value) > TEXT_SETTINGS[name] or not value.isprintable():
         raise BadInput(f"setting {name!r} must be a short name, not {value!r}")
     return value.strip()
 
@@ -107,6 +111,8 @@ class ProfileSettings:
             read_receipts=bool(values["read_receipts"]),
             typing=bool(values["typing"]),
             theme=str(values["theme"]),
+            microphone=str(values["microphone"]),
+            speaker=str(values["speaker"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

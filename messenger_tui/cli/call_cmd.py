@@ -6,7 +6,8 @@ the system's default devices are used. Progress goes to stderr, one line per cha
 
 Exit codes: 0 the call took place and ended; 5 relay unreachable; 10 nothing rang in time
 (answer); 11 the call was not answered (declined, busy, no answer, or given up with
-``--ring-timeout``); 12 the call failed or its connection was lost before it became active.
+``--ring-timeout``); 12 the call failed or its connection was lost before it became active;
+13 the call was connected and then its connection was lost (relay gone, peer crashed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from messenger_tui.media.ports import FRAME_BYTES, AudioSink, AudioSource
 EXIT_NOT_ANSWERED = 11
 #: Failed to connect, or lost before it was active.
 EXIT_CALL_FAILED = 12
+#: Connected, then the connection was lost (relay gone, or the peer crashed).
+EXIT_CALL_LOST = 13
 #: Extra time recorded after the played file ends, so the tail is heard.
 PLAY_TAIL_S = 1.0
 
@@ -247,7 +250,7 @@ async def _follow(
             if stats is not None:
                 _say(stats_summary(stats))
             if was_active:
-                return 0
+                return EXIT_CALL_LOST if call.end_reason == "connection_lost" else 0
             if call.end_reason in ("declined", "busy", "no_answer", "hung_up"):
                 return EXIT_NOT_ANSWERED
             return EXIT_CALL_FAILED

@@ -49,6 +49,7 @@ EXIT_CODES = {
     10: "timed out (answer: no call rang in time)",
     11: "call not answered: declined, busy or no answer",
     12: "call failed, or lost before it was connected",
+    13: "call connected, then its connection was lost",
     130: "interrupted (Ctrl-C)",
 }
 

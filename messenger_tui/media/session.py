@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import threading
@@ -55,7 +56,6 @@ from messenger_tui.media.codec import (
     OpusEncoder,
     OpusSettings,
     decode_playout,
-    load_opus,
 )
 from messenger_tui.media.jitter_buffer import (
     Concealment,
@@ -137,10 +137,11 @@ class MediaSession:
         self._redundancy = redundancy
         self._lost_after_s = lost_after_s
         self._report_interval_s = report_interval_s
-        self.settings = settings or OpusSettings(complexity=DEFAULT_COMPLEXITY)
+        settings = settings or OpusSettings(complexity=DEFAULT_COMPLEXITY)
+        if wideband and settings.max_bandwidth is None:
+            settings = dataclasses.replace(settings, max_bandwidth="wideband")
+        self.settings = settings
         self._encoder = OpusEncoder(self.settings)
-        if wideband:
-            _limit_to_wideband(self._encoder)
         self._decoder = OpusDecoder()
         self._sealer = MediaFrameSealer(keys.send_key, keys.send_direction)
         self._report_sealer = MediaFrameSealer(keys.send_key, keys.send_direction, control=True)
@@ -583,15 +584,6 @@ class MediaSession:
     def __repr__(self) -> str:  # never print keys
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"MediaSession({state}, sent={self._frames_sent}, received={self._frames_received})"
-
-
-def _limit_to_wideband(encoder: OpusEncoder) -> None:
-    """Cap the encoder at wideband (8 kHz audio bandwidth, SILK): at 24 kb/s this spends every
-    bit on the speech band instead of thin super-wideband "air" (WB-PESQ 3.34 -> 3.95 at
-    complexity 9, 3.26 -> 3.82 at 7 on espeak speech). Goes through the encoder's ctl call,
-    which :class:`OpusSettings` does not expose yet."""
-    lib = load_opus()
-    encoder._ctl(lib.api.ctl.set_max_bandwidth, lib.BANDWIDTH_WIDEBAND)
 
 
 def _us(seconds: float) -> int:

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
 
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.core.wire import (
@@ -157,6 +163,18 @@ async def open_socket(
         raise RelayProtocolError(
             f"{ep.display} refused the websocket upgrade with HTTP "
             f"{exc.response.status_code}; is this a messenger-tui relay URL?"
+        ) from None
+    except InvalidMessage as exc:
+        if isinstance(exc.__cause__, EOFError | OSError):
+            # The connection closed or was reset before any HTTP response (a relay that is
+            # going down or restarting): unreachable for now, not a protocol error.
+            hint = "" if ep.tls else "; if the relay uses TLS, use wss:// instead of ws://"
+            raise RelayUnreachable(
+                ep.display, f"connection closed during the handshake{hint}"
+            ) from None
+        raise RelayProtocolError(
+            f"{ep.display} did not complete a websocket handshake ({exc}); "
+            "is this a messenger-tui relay?"
         ) from None
     except (InvalidHandshake, InvalidURI) as exc:
         raise RelayProtocolError(

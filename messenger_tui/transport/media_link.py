@@ -303,6 +303,9 @@ class MediaLink:
         display = self.endpoint.display
         deadline = loop.time() + self.reconnect_window_s
         error = "not connected yet"
+        # Whether an attempt in this window failed for a reason of its own: then an attempt
+        # the window's end cut short does not replace that reason.
+        attempt_failed = False
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -323,10 +326,12 @@ class MediaLink:
                     self._lose(str(exc))
                     return
                 except TimeoutError:
-                    error = f"relay {display} did not answer in time"
+                    if not attempt_failed:
+                        error = f"relay {display} did not answer in time"
                     continue
                 except TransportError as exc:
                     error = str(exc)
+                    attempt_failed = True
                     delay = min(self._backoff.next_delay(), max(0.0, deadline - loop.time()))
                     await asyncio.sleep(delay)
                     continue
@@ -346,6 +351,7 @@ class MediaLink:
                     return
                 logger.info("media link leg %d dropped (%s); rejoining", self.leg, reason)
                 error = reason
+                attempt_failed = False
                 self.error = reason
                 self._set_state(MediaLinkState.RECONNECTING)
                 deadline = loop.time() + self.reconnect_window_s

@@ -163,7 +163,7 @@ class MessengerApp(App[None], inherit_bindings=False):
             )
             yield SystemCommand(
                 "Settings",
-                "Notifications, receipts, typing, theme, relay, passphrase (F9)",
+                "Notifications, receipts, typing, theme, call devices, relay, passphrase (F9)",
                 main.action_settings,
             )
             if main.current is not None:
@@ -175,6 +175,7 @@ class MessengerApp(App[None], inherit_bindings=False):
                     main.action_toggle_mute,
                 )
             yield from _contact_commands(main)
+            yield from _call_commands(main)
         yield SystemCommand("Help: every key", "List every key and its binding id (F1, ?)",
                             self.action_help)  # fmt: skip
 
@@ -207,6 +208,27 @@ def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:
             "Delete contact",
             f"Delete {contact.name} and the conversation, after asking (Alt+D)",
             main.action_delete_contact,
+        )
+
+
+def _call_commands(main: MainScreen) -> Iterable[SystemCommand]:
+    """The call keys in the command palette, when they apply (as in the footer)."""
+    service = main.service
+    call = service.current_call()
+    if call is not None and call.live:
+        yield SystemCommand(
+            "Unmute microphone" if call.muted else "Mute microphone",
+            "Let the other side hear you again (F6)" if call.muted
+            else "The other side hears silence until you unmute (F6)",
+            main.action_mute,
+        )  # fmt: skip
+        yield SystemCommand("Hang up", "End the call, or cancel it while it rings (F7)",
+                            main.action_hang_up)  # fmt: skip
+    elif main.current is not None:
+        yield SystemCommand(
+            f"Call {main.current.name}",
+            "A voice call, end-to-end encrypted; calling Echo is a sound test (F5)",
+            main.action_call,
         )
 
 

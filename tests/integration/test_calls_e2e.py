@@ -147,7 +147,8 @@ def test_offline_peer_never_rings_and_the_call_is_logged_unanswered(
     alice, bob = pair
     # bob runs nothing: the offer is ephemeral (never stored), so nothing rings anywhere.
     proc = subprocess.run(
-        cli_command(alice.home, "call", "bob", "--ring-timeout", "2"),
+        cli_command(alice.home, "call", "bob", "--ring-timeout", "2", "--record",
+                    str(alice.home.parent / "never.wav")),
         capture_output=True, text=True, timeout=60, env=cli_env(), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 11, proc.stderr

@@ -84,6 +84,18 @@ def test_settings_reach_libopus() -> None:
     assert encoder.packet_loss_percent == 20
 
 
+def test_bandwidth_cap_reaches_libopus() -> None:
+    """Calls cap Opus at wideband (the ctl value, read back from libopus itself)."""
+    import opuslib
+
+    capped = OpusEncoder(OpusSettings(max_bandwidth="wideband"))
+    assert capped._ctl(opuslib.api.ctl.get_max_bandwidth) == opuslib.BANDWIDTH_WIDEBAND
+    free = OpusEncoder()
+    assert free._ctl(opuslib.api.ctl.get_max_bandwidth) == opuslib.BANDWIDTH_FULLBAND
+    with pytest.raises(ValueError, match="bandwidth"):
+        OpusSettings(max_bandwidth="ultraband")
+
+
 @pytest.mark.parametrize(("bitrate", "size"), [(24_000, 60), (32_000, 80)])
 def test_constant_bitrate_packets_all_have_one_size(bitrate: int, size: int) -> None:
     """Speech, noise and silence alike: sizes say nothing about what is said."""

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import BadInput
+from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
-from messenger_tui.app.models import Contact, Message, Settings
+from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
 
 #: The wall-clock time every snapshot is taken at: Friday 14 March 2025, 12:00 (UTC).
 FROZEN_NOW = datetime(2025, 3, 14, 12, 0)
@@ -71,6 +72,26 @@ class FixedProfile:
         pass
 
 
+#: The devices the snapshot facade reports (PortAudio-like names, fixed).
+FIXED_DEVICES = AudioDevices(
+    inputs=("HDA Intel PCH: ALC892 Analog (hw:0,0)", "USB Headset: Audio (hw:1,0)", "pulse",
+            "default"),
+    outputs=("HDA Intel PCH: ALC892 Analog (hw:0,0)", "HDA Intel PCH: HDMI 0 (hw:0,3)",
+             "USB Headset: Audio (hw:1,0)", "pulse", "default"),
+)  # fmt: skip
+
+
+@dataclass
+class FixedMicTest:
+    """A mic test that reported its levels at once (the facade's ``mic_levels``)."""
+
+    device: str | None
+    stopped: bool = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 @dataclass
 class SnapshotFacade:
     """The facade over fixed data. ``online``: contact ids announced online at start;
@@ -86,6 +107,14 @@ class SnapshotFacade:
         default_factory=lambda: Settings(relay_url=FixedProfile.relay_url)
     )
     started: bool = False
+    #: The current (or last) call and its statistics; set them with show_call / show_stats.
+    call: CallView | None = None
+    stats: CallStats | None = None
+    #: What audio_devices reports; start_mic_test reports ``mic_levels`` at once (or raises
+    #: AudioProblem with the devices' problem).
+    devices: AudioDevices = FIXED_DEVICES
+    mic_levels: tuple[float, ...] = (0.05, 0.3)
+    mic_tests: list[FixedMicTest] = field(default_factory=list)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -277,6 +306,17 @@ class SnapshotFacade:
     def delete_contact(self, name: str) -> None:
         self.contact_list.remove(self.contact(name))
 
+    # calls: a scene sets the call and its statistics (and announces them as the service
+    # does, with CallChanged / CallStatsChanged events)
+
+    def show_call(self, call: CallView) -> None:
+        self.call = call
+        self._emit(ev.CallChanged(call))
+
+    def show_stats(self, stats: CallStats) -> None:
+        self.stats = stats
+        self._emit(ev.CallStatsChanged(stats))
+
     def place_call(self, name: str) -> NoReturn:
         raise BadInput("the snapshot facade does not place calls")
 
@@ -290,13 +330,28 @@ class SnapshotFacade:
         pass
 
     def set_call_muted(self, muted: bool) -> None:
-        pass
+        if self.call is not None:
+            self.show_call(dataclasses.replace(self.call, muted=muted))
 
-    def current_call(self) -> None:
-        return None
+    def current_call(self) -> CallView | None:
+        return self.call
 
-    def call_stats(self) -> None:
-        return None
+    def call_stats(self) -> CallStats | None:
+        return self.stats
+
+    async def audio_devices(self, *, rescan: bool = False) -> AudioDevices:
+        return self.devices
+
+    async def start_mic_test(
+        self, device: str | None, on_level: Callable[[float], None]
+    ) -> FixedMicTest:
+        if not self.devices.inputs:
+            raise AudioProblem(self.devices.problem or "no microphone", self.devices.fix)
+        test = FixedMicTest(device or "default")
+        self.mic_tests.append(test)
+        for level in self.mic_levels:
+            on_level(level)
+        return test
 
     # settings and mute (the settings screen; fixed values, changes kept in memory)
 
@@ -385,3 +440,73 @@ def key_changed_scene() -> SnapshotFacade:
     f.new_message(bob, ms_at(0, 9, 0), "Hi, I reinstalled the app on my new phone.",
                   outgoing=False)  # fmt: skip
     return f
+
+
+def call_scene(*, muted: bool = False) -> tuple[SnapshotFacade, CallView, CallStats]:
+    """The main scene with an active call with Bob (2 min 5 s in, at FROZEN_NOW) and a few
+    seconds of statistics: some jitter, a little loss, the health line all ✓ (the call and
+    its statistics are announced once the main screen runs: see the snapshot tests)."""
+    f = main_scene()
+    bob = f.contact("Bob")
+    now = ms_at(0, 12, 0)
+    call = CallView(
+        call_id=bytes(range(16)),
+        peer=bob.identity,
+        contact=bob,
+        state="active",
+        outgoing=True,
+        started_ms=now - 131_000,
+        active_ms=now - 125_000,
+        ended_ms=None,
+        end_reason=None,
+        peer_ringing=False,
+        muted=muted,
+        link="joined",
+    )
+    stats = CallStats(
+        rtt_ms=42.0,
+        jitter_ms=6.0,
+        loss_percent=1.2,
+        peer_loss_percent=0.4,
+        late_frames=3,
+        buffer_delay_ms=60.0,
+        buffer_target_ms=60.0,
+        send_kbps=27.0,
+        receive_kbps=26.0,
+        mic_level=0.0 if muted else 0.18,
+        remote_level=0.09,
+        frames_sent=6250,
+        frames_received=6190,
+        dropped_frames=0,
+        concealed_frames=41,
+        capturing=True,
+        sending=True,
+        peer_receiving=True,
+        peer_playing=True,
+        rtt_history=(40.0, 41.0, 44.0, 52.0, 47.0, 43.0, 42.0, 41.0, 42.0, 42.0),
+        jitter_history=(3.0, 4.0, 9.0, 12.0, 7.0, 5.0, 6.0, 4.0, 6.0, 6.0),
+        loss_history=(0.0, 0.0, 2.0, 5.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.2),
+        delay_history=(40.0, 40.0, 60.0, 80.0, 80.0, 60.0, 60.0, 60.0, 60.0, 60.0),
+        bitrate_history=(52.0, 53.0, 53.0, 51.0, 53.0, 53.0, 52.0, 53.0, 53.0, 53.0),
+    )
+    return f, call, stats
+
+
+def incoming_call(f: SnapshotFacade, name: str = "Carol") -> CallView:
+    """A call from ``name`` ringing here, started 3 s before FROZEN_NOW."""
+    c = f.contact(name)
+    now = ms_at(0, 12, 0)
+    return CallView(
+        call_id=bytes(range(16, 32)),
+        peer=c.identity,
+        contact=c,
+        state="incoming_ringing",
+        outgoing=False,
+        started_ms=now - 3000,
+        active_ms=None,
+        ended_ms=None,
+        end_reason=None,
+        peer_ringing=False,
+        muted=False,
+        link="none",
+    )

@@ -16,6 +16,7 @@ A failing run writes a side-by-side report to ``snapshot_report.html``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -23,15 +24,20 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
+from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.ui import formatting, make_app
 from messenger_tui.ui.app import MessengerApp
+from messenger_tui.ui.screens.incoming_call import IncomingCallScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.safety import SafetyNumberScreen
+from messenger_tui.ui.widgets.call_pane import CallPane
 
-from .conftest import LARGE, SMALL, wait_until
+from .conftest import LARGE, SMALL, screen_text, wait_until
 from .snapshot_facade import (
     FROZEN_NOW,
     SnapshotFacade,
+    call_scene,
+    incoming_call,
     key_changed_scene,
     main_scene,
     no_contacts_scene,
@@ -149,3 +155,94 @@ class TestSafetyNumber:
     def test_key_changed(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
         """A changed key: the warning and "Accept new key"."""
         assert _snap(snap_compare, key_changed_scene(), size, open_first, open_safety)
+
+
+def announce_call(facade: SnapshotFacade, call: CallView, stats: CallStats | None) -> Step:
+    """A step: the facade announces the call (and its statistics) as the service would, and
+    the pane shows them."""
+
+    async def step(pilot: Pilot[object], screen: MainScreen) -> None:
+        facade.show_call(call)
+        if stats is not None:
+            facade.show_stats(stats)
+        pane = screen.query_one(CallPane)
+        await wait_until(
+            pilot,
+            lambda: pane.call == call and pane.stats == stats and pane.display,
+            what="the call pane",
+        )
+        if call.live:  # the footer swaps Call for Mute / Hang up on its next refresh
+            await wait_until(
+                pilot, lambda: "Hang up" in screen_text(pilot.app), what="the call keys"
+            )
+        await pilot.pause()
+
+    return step
+
+
+def ring(facade: SnapshotFacade, call: CallView) -> Step:
+    """A step: a call rings; the incoming-call modal opens."""
+
+    async def step(pilot: Pilot[object], screen: MainScreen) -> None:
+        facade.show_call(call)
+        await wait_until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, IncomingCallScreen) and pilot.app.screen.is_mounted
+            ),
+            what="the incoming-call modal",
+        )
+        await pilot.pause()
+
+    return step
+
+
+class TestCalls:
+    @SIZES
+    def test_active_call(self, snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+        """An active call with Bob over his conversation: "in call" and the timer (2:05 at the
+        frozen time), the mic and remote level meters, round-trip time, jitter, loss, buffer
+        delay and bitrate with sparklines, late and concealed frames, their loss, and the
+        health line all ✓. The footer shows Mute and Hang up instead of Call."""
+        facade, call, stats = call_scene()
+        assert _snap(snap_compare, facade, size, open_first, announce_call(facade, call, stats))
+
+    def test_muted_call(self, snap_compare: SnapCompare) -> None:
+        """Muted: "muted" in the summary, the mic meter empty, and the health line says they
+        hear silence (80x24)."""
+        facade, call, stats = call_scene(muted=True)
+        assert _snap(snap_compare, facade, SMALL, open_first, announce_call(facade, call, stats))
+
+    def test_incoming_call(self, snap_compare: SnapCompare) -> None:
+        """Carol calls while Bob's conversation is open: the modal with accept (a) and
+        decline (d), at 80x24."""
+        facade, _, _ = call_scene()
+        assert _snap(snap_compare, facade, SMALL, open_first, ring(facade, incoming_call(facade)))
+
+    def test_settings_devices_and_mic_test(self, snap_compare: SnapCompare) -> None:
+        """The settings' Calls section at 80x24: the USB headset chosen as microphone, the
+        speaker on the system default, and the microphone test running (its meter at the
+        facade's last level, 30 %)."""
+        from messenger_tui.ui.screens.settings import SettingsScreen
+
+        facade, _, _ = call_scene()
+        facade.current_settings = dataclasses.replace(
+            facade.current_settings, microphone="USB Headset: Audio (hw:1,0)"
+        )
+
+        async def mic_test(pilot: Pilot[object], screen: MainScreen) -> None:
+            await pilot.press("f9")
+            app = pilot.app
+            await wait_until(
+                pilot,
+                lambda: isinstance(app.screen, SettingsScreen) and app.screen.devices is not None,
+                what="the settings with the devices",
+            )
+            settings = app.screen
+            assert isinstance(settings, SettingsScreen)
+            await settings.toggle_mic_test()
+            await wait_until(pilot, lambda: settings.mic_level == 0.3, what="the meter")
+            settings.query_one("#mic-test").focus()
+            await pilot.pause()
+
+        assert _snap(snap_compare, facade, SMALL, mic_test)

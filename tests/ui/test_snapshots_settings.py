@@ -23,8 +23,12 @@ async def open_settings(pilot: Pilot[None], screen: MainScreen) -> None:
     await pilot.press("f9")
     await wait_until(
         pilot,
-        lambda: isinstance(pilot.app.screen, SettingsScreen) and pilot.app.screen.is_mounted,
-        what="the settings screen",
+        lambda: (
+            isinstance(pilot.app.screen, SettingsScreen)
+            and pilot.app.screen.is_mounted
+            and pilot.app.screen.devices is not None
+        ),
+        what="the settings screen with its audio devices",
     )
     await pilot.pause()
 

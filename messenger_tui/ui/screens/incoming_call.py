@@ -1,11 +1,12 @@
 """The incoming-call modal: who is calling, accept or decline. It rings the terminal bell
-every two seconds (tmux marks the window) and closes itself when the call stops ringing."""
+every two seconds (tmux marks the window) and closes itself when the call stops ringing.
+It opens over whatever is on screen (another conversation, a dialog) and fits 80x24."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import HorizontalGroup, VerticalGroup
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, Static
@@ -18,6 +19,24 @@ RING_EVERY_S = 2.0
 
 class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
     """Dismisses with "accept", "decline", or None when the caller gave up first."""
+
+    DEFAULT_CSS = """
+    IncomingCallScreen #incoming-call {
+        height: auto;
+        border-title-align: center;
+    }
+    IncomingCallScreen .dialog-hint {
+        color: $text-muted;
+    }
+    IncomingCallScreen .dialog-buttons {
+        height: auto;
+        margin-top: 1;
+        align-horizontal: center;
+    }
+    IncomingCallScreen .dialog-buttons Button {
+        margin: 0 1;
+    }
+    """
 
     BINDINGS = [
         *focus_bindings(),
@@ -35,13 +54,19 @@ class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
         self._ring: Timer | None = None
 
     def compose(self) -> ComposeResult:
-        name = self.call.contact.name if self.call.contact else "Someone"
-        with Vertical(id="incoming-call", classes="dialog compact-dialog"):
-            yield Static(f"{name} is calling", classes="dialog-title")
-            yield Static("a: accept    d: decline", classes="dialog-hint")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Accept (a)", id="accept", variant="success")
-                yield Button("Decline (d)", id="decline", variant="error")
+        contact = self.call.contact
+        name = contact.name if contact else "Someone"
+        with VerticalGroup(id="incoming-call", classes="dialog compact-dialog") as box:
+            box.border_title = "Incoming call"
+            yield Static(f"☎ {name} is calling…", classes="dialog-title")
+            if contact is not None and contact.key_changed:
+                yield Static("⚠ their safety number changed", classes="warning")
+            elif contact is not None and not contact.verified:
+                yield Static("not verified (F2 in their conversation)", classes="dialog-hint")
+            yield Static("a accept · d or Esc decline", classes="dialog-hint")
+            with HorizontalGroup(classes="dialog-buttons"):
+                yield Button("Accept (a)", id="accept", variant="success", compact=True)
+                yield Button("Decline (d)", id="decline", variant="error", compact=True)
 
     def on_mount(self) -> None:
         self.app.bell()

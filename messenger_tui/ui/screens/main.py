@@ -15,9 +15,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
@@ -31,6 +32,7 @@ from messenger_tui.ui.widgets.call_pane import CallPane
 from messenger_tui.ui.widgets.composer import Composer
 from messenger_tui.ui.widgets.conversation_list import ConversationList, contact_id_of
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationView
+from messenger_tui.ui.widgets.footer import FittingFooter
 
 #: A "typing" notice disappears after this long without a refresh (the sender re-announces
 #: every few seconds while typing, and says when it stops).
@@ -38,7 +40,11 @@ TYPING_SHOW_S = 8.0
 #: Events applied per step at most, then the event loop gets a turn (input, repaint). A
 #: message shown costs about 0.6 ms (measured: benchmarks/ui_backlog_stall.py), so a step stays
 #: near 40 ms and a backlog never freezes typing.
-EVENT_BATCH = 64
+EVENT_BATCH = 32
+
+#: Footer keys left out first when the terminal is too narrow for all (actions, least
+#: important first); they keep working and F1 / Ctrl+P list them.
+FOOTER_DROP_ORDER = ("own_address", "add_contact", "settings", "safety_number", "newline")
 
 NO_CONTACTS_HINT = "No contacts yet.\nPress Ctrl+N to add one."
 PICK_HINT = "Pick a conversation on the left (↑ ↓ Enter), or add a contact with Ctrl+N."
@@ -70,9 +76,10 @@ class MainScreen(Screen[None], inherit_bindings=False):
         Binding("f5", "call", "Call", id="call.start",
                 tooltip="Call the contact of the open conversation (voice, end-to-end "
                         "encrypted); calling Echo is a sound test"),
-        Binding("f6", "mute", "Mute", id="call.mute",
+        # priority: the composer (a TextArea) binds F6 and F7 too (select line / all)
+        Binding("f6", "mute", "Mute", id="call.mute", priority=True,
                 tooltip="Mute or unmute your microphone in the call"),
-        Binding("f7", "hang_up", "Hang up", id="call.hang_up",
+        Binding("f7", "hang_up", "Hang up", id="call.hang_up", priority=True,
                 tooltip="End the call (or cancel it while it rings)"),
         Binding("escape", "focus_conversations", "Conversations", show=False,
                 id="focus.conversations", tooltip="Move the focus to the conversation list"),
@@ -86,7 +93,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 id="messages.page_down",
                 tooltip="Scroll the conversation one page down (newer)"),
         Binding("f9", "settings", "Settings", id="app.settings",
-                tooltip="Settings: notifications, receipts, typing, theme, relay, passphrase"),
+                tooltip="Settings: notifications, receipts, typing, theme, call devices, relay, "
+                        "passphrase"),
         Binding("alt+m", "toggle_mute", "Mute chat", show=False, id="conversation.mute",
                 tooltip="Mute or unmute the open conversation (no notices, bell or desktop "
                         "notifications; unread counts still update)"),
@@ -132,7 +140,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 yield Static(id="key-banner")
                 yield Composer(id="composer")
         yield Static(id="status")
-        yield Footer(compact=True, show_command_palette=False)
+        yield FittingFooter(drop_order=FOOTER_DROP_ORDER)
 
     @property
     def conversation_list(self) -> ConversationList:
@@ -171,7 +179,10 @@ class MainScreen(Screen[None], inherit_bindings=False):
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < EVENT_BATCH:
                 batch.append(queue.get_nowait())
-            await self.apply_events(batch)
+            try:
+                await self.apply_events(batch)
+            except NoMatches:
+                return  # the screen is being torn down (app exit): its widgets are gone
             await asyncio.sleep(0)
 
     async def apply_events(self, batch: list[ev.Event]) -> None:
@@ -296,6 +307,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             fresh = self._summaries.get(self.current.id)
             if fresh is None:  # deleted
                 self.current = None
+                self.refresh_bindings()
                 self.view.clear(PICK_HINT)
             else:
                 self.current = fresh.contact
@@ -344,6 +356,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if previous is not None and previous.id != contact.id:
             composer.load_draft(self._drafts.pop(contact.id, ""))
         self.current = contact
+        self.refresh_bindings()  # the call key applies now
         older = lambda before, limit: self._history(contact.id, before, limit)  # noqa: E731
         newer = lambda after, limit: self._history_after(contact.id, after, limit)  # noqa: E731
         window = (
@@ -565,13 +578,14 @@ class MainScreen(Screen[None], inherit_bindings=False):
     # ------------------------------------------------------------------ calls
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Call keys appear in the footer only when they apply."""
+        """Call keys appear in the footer (and work) only when they apply: Call with a
+        conversation open and no call under way, Mute and Hang up during a call."""
         if action in ("mute", "hang_up", "call"):
             call = self.service.current_call()
             live = call is not None and call.live
             if action == "call":
-                return True if not live else None
-            return True if live else None
+                return not live and self.current is not None
+            return live
         return True
 
     def _call_changed(self, call: CallView) -> None:

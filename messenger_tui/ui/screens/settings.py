@@ -1,8 +1,16 @@
-"""The settings screen: notifications, receipts, typing, theme, relay URL, passphrase.
+"""The settings screen: notifications, receipts, typing, theme, call devices, relay URL,
+passphrase.
 
-Every change applies at once and is stored in the profile by the service (the checkboxes and
-the theme as they change; the relay URL and the passphrase with their buttons). Usable at
-80x24: one scrolling column, one line per checkbox.
+Every change applies at once and is stored in the profile by the service (the checkboxes, the
+theme and the call devices as they change; the relay URL and the passphrase with their
+buttons). Usable at 80x24: one scrolling column, one line per checkbox.
+
+Calls: the microphone and speaker are chosen by name from what PortAudio reports ("System
+default" first; a remembered device that is not there now stays listed as "not found"), and
+"Test microphone" shows the chosen microphone's live level. The level arrives on the device's
+thread and is posted to the screen as a message; the test stops when the screen closes. With
+no device, or PortAudio missing, the section says why and how to fix it; nothing else depends
+on it.
 """
 
 from __future__ import annotations
@@ -10,13 +18,15 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from messenger_tui.app.errors import AppError
-from messenger_tui.app.facade import MessengerFacade, ProfileGate
-from messenger_tui.app.models import Settings
+from messenger_tui.app.facade import MessengerFacade, MicTest, ProfileGate
+from messenger_tui.app.models import AudioDevices, Settings
 from messenger_tui.ui.bindings import focus_bindings
+from messenger_tui.ui.widgets.call_pane import meter
 
 #: Checkbox id -> (setting name, label). In the order shown.
 CHECKBOXES: dict[str, tuple[str, str]] = {
@@ -31,6 +41,19 @@ SECTIONS_BEFORE = {
     "set-toasts": "Notifications",
     "set-read-receipts": "Privacy",
 }
+#: The call-device selects: id -> setting name.
+DEVICE_SELECTS = {"set-microphone": "microphone", "set-speaker": "speaker"}
+SYSTEM_DEFAULT = "System default"
+METER_WIDTH = 24
+
+
+def device_options(names: tuple[str, ...], chosen: str) -> list[tuple[str, str]]:
+    """ "System default" (value "") first, then the devices; a remembered device that is not
+    there now stays choosable, marked as not found."""
+    options = [(SYSTEM_DEFAULT, "")] + [(name, name) for name in names]
+    if chosen and chosen not in names:
+        options.append((f"{chosen} (not found)", chosen))
+    return options
 
 
 class SettingsScreen(Screen[None], inherit_bindings=False):
@@ -95,6 +118,23 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         color: $success;
         height: auto;
     }
+    SettingsScreen .device-row {
+        height: 1;
+        width: 100%;
+        margin-top: 1;
+    }
+    SettingsScreen .device-row Static {
+        width: 12;
+        color: $text-muted;
+    }
+    SettingsScreen .device-row Select {
+        width: 1fr;
+        max-width: 60;
+    }
+    SettingsScreen #mic-meter {
+        width: auto;
+        margin-left: 1;
+    }
     """
 
     BINDINGS = [
@@ -103,10 +143,22 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
                 tooltip="Close the settings (every change is saved already)"),
     ]  # fmt: skip
 
+    class MicLevel(Message):
+        """The mic test's latest level (posted from the device's thread)."""
+
+        def __init__(self, level: float) -> None:
+            super().__init__()
+            self.level = level
+
     def __init__(self, service: MessengerFacade, launcher: ProfileGate | None = None) -> None:
         super().__init__()
         self.service = service
         self.launcher = launcher
+        #: What the service reported (None until the first scan finished).
+        self.devices: AudioDevices | None = None
+        self.mic_test: MicTest | None = None
+        #: The mic test's latest level (0..1).
+        self.mic_level = 0.0
 
     # ------------------------------------------------------------------ layout
 
@@ -128,6 +180,7 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
                 id="set-theme",
                 compact=True,
             )
+            yield from self._compose_calls(settings)
             yield Static("Relay", classes="settings-section")
             with Horizontal(classes="settings-row"):
                 yield Input(settings.relay_url, id="set-relay-url", compact=True,
@@ -150,6 +203,24 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
             yield Static("", id="passphrase-result", classes="error")
         yield Footer(compact=True, show_command_palette=False)
 
+    def _compose_calls(self, settings: Settings) -> ComposeResult:
+        yield Static("Calls", classes="settings-section")
+        yield Static("Looking for audio devices…", id="audio-state", classes="settings-hint")
+        for select_id, name in DEVICE_SELECTS.items():
+            chosen = str(getattr(settings, name))
+            with Horizontal(classes="device-row"):
+                yield Static(name.capitalize())
+                yield Select(device_options((), chosen), allow_blank=False, value=chosen,
+                             id=select_id, compact=True)  # fmt: skip
+        with Horizontal(classes="settings-buttons"):
+            yield Button("Test microphone", id="mic-test", compact=True)
+            yield Static(self._meter_text(), id="mic-meter")
+
+    def _meter_text(self) -> str:
+        if self.mic_test is None:
+            return "(off)"
+        return f"{meter(self.mic_level, METER_WIDTH)} {round(self.mic_level * 100):3d}%"
+
     def _theme_options(self) -> list[tuple[str, str]]:
         names = sorted(n for n in self.app.available_themes if n != "textual-ansi")
         if self.app.theme not in names:
@@ -165,6 +236,81 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
     def on_mount(self) -> None:
         self._show_passphrase_fields(self.service.settings())
         self.query_one("#set-toasts", Checkbox).focus()
+        self.run_worker(self.load_devices(), group="audio-devices", exclusive=True)
+
+    def on_unmount(self) -> None:
+        self.stop_mic_test(show=False)
+
+    # ------------------------------------------------------------------ call devices
+
+    async def load_devices(self, *, rescan: bool = False) -> None:
+        """List the devices (off the event loop, in the service) and fill the selects."""
+        devices = await self.service.audio_devices(rescan=rescan)
+        settings = self.service.settings()
+        for select_id, name in DEVICE_SELECTS.items():
+            names = devices.inputs if name == "microphone" else devices.outputs
+            chosen = str(getattr(settings, name))
+            select: Select[str] = self.query_one(f"#{select_id}", Select)
+            with select.prevent(Select.Changed):
+                select.set_options(device_options(names, chosen))
+                select.value = chosen
+        state = self.query_one("#audio-state", Static)
+        if devices.problem:
+            fix = f" Fix: {devices.fix}." if devices.fix else ""
+            state.update(f"{devices.problem}.{fix} Chat works without it.")
+            state.set_classes("error")
+        else:
+            state.update(
+                f"{len(devices.inputs)} microphone(s), {len(devices.outputs)} speaker(s) "
+                "found. Calls use the ones chosen here."
+            )
+            state.set_classes("settings-hint")
+        self.query_one("#mic-test", Button).disabled = not devices.inputs
+        self.devices = devices
+
+    async def toggle_mic_test(self) -> None:
+        if self.mic_test is not None:
+            self.stop_mic_test()
+            return
+        device = self.service.settings().microphone or None
+        await self.start_mic_test(device)
+
+    async def start_mic_test(self, device: str | None) -> None:
+        self.stop_mic_test()
+        state = self.query_one("#audio-state", Static)
+        try:
+            self.mic_test = await self.service.start_mic_test(device, self._level_from_device)
+        except AppError as exc:
+            state.update(f"The microphone test could not start: {exc}")
+            state.set_classes("error")
+            return
+        if not self.is_attached:  # closed while the device opened
+            self.stop_mic_test(show=False)
+            return
+        self.query_one("#mic-test", Button).label = "Stop test"
+        self._show_meter()
+
+    def stop_mic_test(self, *, show: bool = True) -> None:
+        """Close the microphone (idempotent); ``show``: say so on the screen."""
+        test, self.mic_test = self.mic_test, None
+        if test is not None:
+            test.stop()
+        self.mic_level = 0.0
+        if show:
+            self.query_one("#mic-test", Button).label = "Test microphone"
+            self._show_meter()
+
+    def _level_from_device(self, level: float) -> None:
+        """On the device's thread: hand the level to the screen without blocking."""
+        self.post_message(self.MicLevel(level))
+
+    def on_settings_screen_mic_level(self, message: SettingsScreen.MicLevel) -> None:
+        if self.mic_test is not None:
+            self.mic_level = message.level
+            self._show_meter()
+
+    def _show_meter(self) -> None:
+        self.query_one("#mic-meter", Static).update(self._meter_text())
 
     def _show_passphrase_fields(self, settings: Settings) -> None:
         current = settings.passphrase_set
@@ -190,15 +336,28 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         except AppError as exc:
             self.app.notify(str(exc), severity="error")
 
-    def on_select_changed(self, event: Select.Changed) -> None:
+    async def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
         value = event.value
         if event.select.id == "set-theme" and isinstance(value, str) and value != self.app.theme:
             self.app.theme = value  # the app stores it (MessengerApp follows theme changes)
+        name = DEVICE_SELECTS.get(event.select.id or "")
+        if name is None or not isinstance(value, str):
+            return
+        if getattr(self.service.settings(), name) != value:
+            try:
+                self.service.update_settings(**{name: value})
+            except AppError as exc:
+                self.app.notify(str(exc), severity="error", markup=False)
+                return
+        if name == "microphone" and self.mic_test is not None:
+            await self.start_mic_test(value or None)  # the test follows the choice
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "apply-relay":
+        if event.button.id == "mic-test":
+            await self.toggle_mic_test()
+        elif event.button.id == "apply-relay":
             await self.apply_relay_url()
         elif event.button.id == "change-passphrase":
             await self.change_passphrase()
@@ -282,6 +441,7 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         self._show_passphrase_fields(updated)
 
     def action_close(self) -> None:
+        self.stop_mic_test()
         self.dismiss(None)
 
     # ------------------------------------------------------------------ for tests

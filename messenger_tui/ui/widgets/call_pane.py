@@ -9,15 +9,16 @@ timer redraws the call clock once a second.
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.timer import Timer
 from textual.widgets import Static
 
 from messenger_tui.app.models import CallStats, CallView
+from messenger_tui.ui import formatting
 
 _BARS = "▁▂▃▄▅▆▇█"
+#: Seconds of history a sparkline shows (one sample a second).
+SPARK_WIDTH = 8
 #: How long the pane stays up after a call ended.
 ENDED_SHOW_S = 4.0
 
@@ -58,6 +59,11 @@ def meter(level: float, width: int = 10) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def now_ms() -> int:
+    """Epoch milliseconds of the UI's wall clock (frozen by the snapshot tests)."""
+    return int(formatting.wall_clock().timestamp() * 1000)
+
+
 def clock(ms: int) -> str:
     seconds = max(0, ms // 1000)
     hours, rest = divmod(seconds, 3600)
@@ -65,24 +71,42 @@ def clock(ms: int) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def health_line(stats: CallStats | None, muted: bool) -> Text:
+def pack(cells: list[Text], width: int, separator: str = "  ") -> Text:
+    """Lay ``cells`` out left to right, starting a new line where the next would not fit in
+    ``width`` (a cell is never split)."""
+    out = Text()
+    used = 0
+    for cell in cells:
+        if used and used + len(separator) + cell.cell_len > width:
+            out.append("\n")
+            used = 0
+        elif used:
+            out.append(separator)
+            used += len(separator)
+        out.append_text(cell)
+        used += cell.cell_len
+    return out
+
+
+def health_line(stats: CallStats | None, muted: bool, width: int = 200) -> Text:
     """capturing → sending → peer receiving → peer playing, each ✓ or ✗; the first ✗ is the
-    place to look when the other side hears nothing."""
+    place to look when the other side hears nothing. Wraps between steps to fit ``width``."""
     steps = [
         ("capturing", stats.capturing if stats else False),
         ("sending", stats.sending if stats else False),
         ("peer receiving", stats.peer_receiving if stats else False),
         ("peer playing", stats.peer_playing if stats else False),
     ]
-    line = Text()
+    cells: list[Text] = []
     for i, (label, ok) in enumerate(steps):
-        if i:
-            line.append(" → ", style="dim")
-        line.append(f"{label} ")
-        line.append("✓" if ok else "✗", style="green" if ok else "bold red")
+        cell = Text(f"{label} ")
+        cell.append("✓" if ok else "✗", style="green" if ok else "bold red")
+        if i < len(steps) - 1:
+            cell.append(" →", style="dim")
+        cells.append(cell)
     if muted:
-        line.append("  (muted: they hear silence)", style="yellow")
-    return line
+        cells.append(Text("(muted: they hear silence)", style="yellow"))
+    return pack(cells, width, " ")
 
 
 def call_summary(call: CallView, now_ms: int) -> Text:
@@ -107,23 +131,36 @@ def call_summary(call: CallView, now_ms: int) -> Text:
     return text
 
 
-def stats_lines(stats: CallStats) -> Text:
-    text = Text()
-    text.append("mic ")
-    text.append(meter(stats.mic_level), style="green")
-    text.append("  them ")
-    text.append(meter(stats.remote_level), style="cyan")
-    text.append("\n")
+def _stat(label: str, value: str, history: tuple[float, ...] | None = None) -> Text:
+    cell = Text(f"{label} ", style="dim")
+    cell.append(value, style="bold")
+    if history:
+        cell.append(" ")
+        cell.append(sparkline(history, SPARK_WIDTH), style="cyan")
+    return cell
+
+
+def stats_lines(stats: CallStats, width: int = 200) -> Text:
+    """The level meters, then the statistics with their sparklines, packed into ``width``."""
+    levels = Text("mic ", style="dim")
+    levels.append(meter(stats.mic_level), style="green")
+    levels.append("  them ", style="dim")
+    levels.append(meter(stats.remote_level), style="cyan")
     rtt = f"{stats.rtt_ms:.0f} ms" if stats.rtt_ms is not None else "?"
-    text.append(f"rtt {rtt} {sparkline(stats.rtt_history, 8)}  ")
-    text.append(f"jitter {stats.jitter_ms:.0f} ms {sparkline(stats.jitter_history, 8)}  ")
-    text.append(f"loss {stats.loss_percent:.1f}% {sparkline(stats.loss_history, 8)}\n")
-    text.append(
-        f"buffer {stats.buffer_delay_ms:.0f} ms {sparkline(stats.delay_history, 8)}  "
-        f"late {stats.late_frames}  concealed {stats.concealed_frames}  "
-        f"{stats.send_kbps:.0f}↑ {stats.receive_kbps:.0f}↓ kb/s "
-        f"{sparkline(stats.bitrate_history, 8)}"
-    )
+    cells = [
+        _stat("rtt", rtt, stats.rtt_history),
+        _stat("jitter", f"{stats.jitter_ms:.0f} ms", stats.jitter_history),
+        _stat("loss", f"{stats.loss_percent:.1f}%", stats.loss_history),
+        _stat("buffer", f"{stats.buffer_delay_ms:.0f} ms", stats.delay_history),
+        _stat("kb/s", f"{stats.send_kbps:.0f}↑ {stats.receive_kbps:.0f}↓", stats.bitrate_history),
+        _stat("late", str(stats.late_frames)),
+        _stat("concealed", str(stats.concealed_frames)),
+    ]
+    if stats.peer_loss_percent is not None:
+        cells.append(_stat("their loss", f"{stats.peer_loss_percent:.1f}%"))
+    text = pack([levels], width)
+    text.append("\n")
+    text.append_text(pack(cells, width))
     return text
 
 
@@ -181,11 +218,20 @@ class CallPane(Static):
         if call is None:
             self.update("")
             return
-        text = call_summary(call, int(time.time() * 1000))
+        text = call_summary(call, now_ms())
+        width = self.content_size.width or 60
         if call.state in ("connecting", "active"):
             text.append("\n")
             if self.stats is not None:
-                text.append_text(stats_lines(self.stats))
+                text.append_text(stats_lines(self.stats, width))
                 text.append("\n")
-            text.append_text(health_line(self.stats, call.muted))
+            text.append_text(health_line(self.stats, call.muted, width))
         self.update(text)
+
+    def on_resize(self) -> None:
+        self._redraw()
+
+    @property
+    def text(self) -> str:
+        """What the pane shows, as plain text (for tests)."""
+        return str(self.render())

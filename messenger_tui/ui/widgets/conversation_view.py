@@ -112,7 +112,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     ConversationView > .conversation--hint { color: $text-muted; text-style: italic; }
     ConversationView > .conversation--unread { color: $accent; text-style: bold; }
     ConversationView > .conversation--link { color: $accent; text-style: underline; }
-    ConversationView > .conversation--code { background: $boost; color: $text; }
+    ConversationView > .conversation--code { background: $panel; color: $text; }
     ConversationView > .conversation--highlight { background: $accent 35%; }
     """
 
