@@ -307,6 +307,7 @@ async def _run(settings: Settings) -> dict[str, Any]:
         "plan": {k: v for k, v in plan.items() if k != "cases"},
         "aim": {"calls": AIM_CALLS, "p99_ms": AIM_P99_MS, "ratio": AIM_RATIO},
         "cores": len(os.sched_getaffinity(0)),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "cases": [],
     }
     with (
@@ -349,6 +350,7 @@ async def _run(settings: Settings) -> dict[str, Any]:
         "ratio": round(rates["relay"] / rates["bare"], 3) if rates["bare"] else None,
         "rounds": sat,
     }
+    out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
@@ -376,6 +378,7 @@ def render(result: dict[str, Any]) -> str:
                     fmt(c["server_cpu_pct"], 0, " %"),
                     fmt(c["loadgen_cpu_pct"], 0, " %"),
                     fmt(c.get("other_load_cores"), 2),
+                    fmt(c.get("late_ticks")),
                 ]
             )
     table = md_table(
@@ -389,6 +392,7 @@ def render(result: dict[str, Any]) -> str:
             "server CPU",
             "load gen CPU",
             "other load (cores)",
+            "load gen ticks > 1 ms late",
         ],
         rows,
     )
@@ -418,5 +422,15 @@ def render(result: dict[str, Any]) -> str:
         "send -> receive in the load generator (same clock), frames sent during "
         f"{plan['measure_s']:g} s after {plan['warmup_s']:g} s of warm-up; loss over the whole "
         f"phase. Load generator and servers share {result['cores']} cores."
+    )
+    if "loadavg_before" in result:
+        note += (
+            " Load average (1 min) before / after: "
+            f"{result['loadavg_before'][0]:g} / {result['loadavg_after'][0]:g}."
+        )
+    note += (
+        " Saturation: the bare forwarder awaits `send` for every frame (plain websockets); "
+        "the relay writes without awaiting and joins the frames one loop turn forwards to a "
+        "leg into one write, which is why it can forward more than the baseline."
     )
     return f"{note}\n\n{table}\n\n{sat_table}"

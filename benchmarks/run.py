@@ -27,6 +27,8 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks import (
+    calls_cpu,
+    calls_delay,
     calls_relay,
     full_stack,
     idle_memory,
@@ -45,6 +47,8 @@ BENCHMARKS: dict[str, ModuleType] = {
         idle_memory,
         full_stack,
         calls_relay,
+        calls_delay,
+        calls_cpu,
         ui_open_conversation,
         ui_backlog_stall,
         ui_cold_start,
@@ -81,6 +85,23 @@ they assert nothing (tests assert behaviour).
   subprocess: alice sends N texts (encrypt, store, send), bob receives, decrypts and stores.
   Baseline: the same number of envelopes of the same size through the same relay by raw wire
   clients, without crypto or client storage.
+- **Calls.** *Relay media forwarding* (`calls_relay`): this process is the load generator,
+  50 / 100 / 200 calls (two websocket legs each, on the relay's media route after Auth and
+  media_join) each sending a 149-byte frame every 20 ms per leg; forwarding delay (send ->
+  receive in the same process and clock) p50/p99 and loss; then a saturation rate (frames
+  forwarded per second, flat out with a window) beside the bare forwarder's media role.
+  *Audio delay* (`calls_delay`): two real `messenger-tui call` / `answer` processes through a
+  relay subprocess, both playing a signal of voiced bursts with sharp onsets; their WAV source
+  and sink stamp every frame with `time.monotonic()` (handed to the call / pulled and
+  decoded), and each burst's delay = playback instant of its onset, found in the recording by
+  normalised cross-correlation, - its capture instant: capture framing, Opus lookahead,
+  network, relay, jitter buffer and playout framing; no device buffers (WAV has none).
+  Baselines: the codec alone (encode -> decode, 26.5 ms) and two media sessions joined by a
+  direct in-memory carrier. *CPU per call* (`calls_cpu`): user + system CPU time
+  (`/proc/PID/stat`) of each real headless client over a steady stretch of a call with speech
+  both ways, as % of one core; baselines: the same `answer` process connected and idle before
+  the call, two media sessions in one process without transport (with the CPU time of each
+  stage per frame), and Opus encode + decode alone.
 - **The Textual UI.** Each measured app runs in a fresh child process
   (`python -m benchmarks.ui_<name> child ...`), headless, with a real profile (built through
   the storage layer in a temporary directory) and the real `MessengerService`.

@@ -13,9 +13,11 @@ relay has stored them all. Each receiver then ingests its backlog in a fresh chi
 
 Stall = how late a ticker task (``await asyncio.sleep(0.005)`` in a loop) wakes up: the
 longest time the event loop was busy with something else. Measured from ``start()`` until
-every message is stored and (UI) shown by the view, which is the ingest time. A watchdog
-thread samples the loop thread's stack every 5 ms while the ticker is more than 50 ms late;
-the most frequent project/Textual frames of those samples say where long stalls are spent.
+every message is stored and (UI) shown by the view, which is the ingest time. With
+``MT_BENCH_SAMPLE_STACKS=1`` a watchdog thread also samples the loop thread's stack every 5 ms
+while the ticker is more than 50 ms late, and the most frequent project/Textual frames say
+where long stalls are spent. It is off by default: taking a stack holds the GIL and inflates
+the very stalls it samples (by a third or more here).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -67,7 +70,8 @@ class StallMeter:
     def start(self) -> None:
         self.last_tick = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._tick())
-        self._thread.start()
+        if os.environ.get("MT_BENCH_SAMPLE_STACKS") == "1":
+            self._thread.start()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -75,7 +79,8 @@ class StallMeter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._thread.join(2)
+        if self._thread.is_alive():
+            self._thread.join(2)
 
     async def _tick(self) -> None:
         while True:
