@@ -160,7 +160,7 @@ async def _child(kind: str, home: Path, expected: int) -> dict[str, Any]:
         else:
             from messenger_tui.ui import make_app
 
-            app = make_app(service, start_service=False)
+            app = make_app(service, start_service=False, freeze_gc=True)
             async with app.run_test(size=TERMINAL) as pilot:
                 while app.main_screen is None:
                     await pilot.pause(0.01)

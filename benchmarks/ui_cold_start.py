@@ -42,7 +42,7 @@ def _child_app(home: Path) -> None:
     from messenger_tui.app.launcher import Launcher
     from messenger_tui.ui import make_app
 
-    app = make_app(launcher=Launcher(home))
+    app = make_app(launcher=Launcher(home), freeze_gc=True)
 
     async def auto_pilot(pilot: Pilot[object]) -> None:
         while app.main_screen is None or not app.main_screen.is_mounted:

@@ -98,7 +98,7 @@ async def _child_conversation(home: Path, page_back: int) -> dict[str, Any]:
     profile = open_profile(home, None)
     service = MessengerService(profile)
     try:
-        app = make_app(service, start_service=False)
+        app = make_app(service, start_service=False, freeze_gc=True)
         async with app.run_test(size=TERMINAL) as pilot:
             while app.main_screen is None:
                 await pilot.pause(0.01)

@@ -38,6 +38,7 @@ from messenger_tui.core.calls.media_keys import CallRole, MediaKeys
 from messenger_tui.core.calls.messages import CallMessage, encode_call_message
 from messenger_tui.core.calls.signalling import CallSignalling, CallStateError
 from messenger_tui.core.calls.states import CallInfo, CallState, EndReason
+from messenger_tui.media.codec import CodecUnavailable
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
 from messenger_tui.media.stats import MediaStats
 
@@ -241,10 +242,13 @@ class CallManager:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        # Let the hangup go out before the link closes (bounded: closing must not hang).
+        # Let the hangup go out and the media stop before the link closes (bounded: closing
+        # must not hang).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._signals.join(), 2.0)
-        await self._stop_media()
+        await self._stop_media(self._detach_media())
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=3.0)
         for task in (self._signal_task, self._stats_task, *self._background):
             if task is not None:
                 task.cancel()
@@ -254,20 +258,23 @@ class CallManager:
     # ------------------------------------------------------------------ effects
 
     def _run(self, effects: list[fx.Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, fx.SendSignal):
-                self._queue_signal(effect.peer, effect.message)
-            elif isinstance(effect, fx.StartMedia):
-                self._start_media(effect)
-            elif isinstance(effect, fx.StopMedia):
-                self._spawn(self._stop_media())
-            elif isinstance(effect, fx.StateChanged | fx.PeerRinging):
-                self._changed()
-            elif isinstance(effect, fx.CallEnded):
-                self._call_ended(effect.call)
-            elif isinstance(effect, fx.BusyRejected):
-                self._busy_rejected(effect)
-        self._arm_timer()
+        try:
+            for effect in effects:
+                if isinstance(effect, fx.SendSignal):
+                    self._queue_signal(effect.peer, effect.message)
+                elif isinstance(effect, fx.StartMedia):
+                    self._start_media(effect)
+                elif isinstance(effect, fx.StopMedia):
+                    # Detached now, so a StartMedia right after it cannot be stopped by it.
+                    self._spawn(self._stop_media(self._detach_media()))
+                elif isinstance(effect, fx.StateChanged | fx.PeerRinging):
+                    self._changed()
+                elif isinstance(effect, fx.CallEnded):
+                    self._call_ended(effect.call)
+                elif isinstance(effect, fx.BusyRejected):
+                    self._busy_rejected(effect)
+        finally:
+            self._arm_timer()
 
     def _changed(self) -> None:
         view = self.current()
@@ -351,7 +358,7 @@ class CallManager:
             session = self._make_session(effect.keys, link, source, sink, on_connected, on_lost)
             session.muted = self._muted
             session.start()
-        except AudioUnavailable as exc:
+        except (AudioUnavailable, CodecUnavailable) as exc:
             self._problem = exc.reason + (f" ({exc.fix})" if exc.fix else "")
             log.warning("call audio unavailable: %s", exc.reason)
             self._run(self._machine.media_failed(call_id, self._now_ms()))
@@ -361,8 +368,11 @@ class CallManager:
         if self._stats_task is None or self._stats_task.done():
             self._stats_task = asyncio.get_running_loop().create_task(self._stats_loop())
 
-    async def _stop_media(self) -> None:
+    def _detach_media(self) -> _Media | None:
         media, self._media = self._media, None
+        return media
+
+    async def _stop_media(self, media: _Media | None) -> None:
         if media is None:
             return
         try:
@@ -407,7 +417,11 @@ class CallManager:
             ended_ms=now,
             end_reason=EndReason.BUSY,
         )
-        message = self._log_call(info, "Missed call (you were in another call)")
+        try:
+            message = self._log_call(info, "Missed call (you were in another call)")
+        except Exception as exc:  # the log must not break the call under way
+            log.warning("call log entry not stored: %s", type(exc).__name__)
+            return
         if message is not None:
             self._emit(ev.MessageReceived(contact, message))
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.profile import default_home, open_profile
 from messenger_tui.app.service import MessengerService, device_audio
 from messenger_tui.cli.passphrase import passphrase_for
-from messenger_tui.media.ports import FRAME_BYTES, AudioSink, AudioSource
+from messenger_tui.media.loopback import cancel_from_any_thread
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, AudioSink, AudioSource
 
 #: Not answered: declined, busy, no answer.
 EXIT_NOT_ANSWERED = 11
@@ -84,12 +84,16 @@ def _say(text: str) -> None:
 
 
 def wav_seconds(path: Path) -> float:
-    """Length of a WAV file; :class:`BadInput` when it is not one."""
+    """Length of a WAV file a call can play; :class:`BadInput` (with the sox command to
+    convert it) when it is not 48 kHz mono 16-bit, so it fails before anything rings."""
+    from messenger_tui.media.wav_io import WavFormatError, read_wav_frames
+
     try:
-        with wave.open(str(path), "rb") as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error, EOFError) as exc:
-        raise BadInput(f"cannot read {path} as a WAV file: {exc}") from None
+        return len(read_wav_frames(path)) * FRAME_MS / 1000
+    except WavFormatError as exc:
+        raise BadInput(f"{exc.reason} ({exc.fix})") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from None
 
 
 def audio_factory(args: argparse.Namespace) -> Callable[[], tuple[AudioSource, AudioSink]]:
@@ -112,26 +116,30 @@ def audio_factory(args: argparse.Namespace) -> Callable[[], tuple[AudioSource, A
 
 
 class _Ticker:
-    """Calls ``tick`` every 20 ms on the event loop (absolute deadlines: no drift)."""
+    """Calls ``tick`` every 20 ms on the event loop (absolute deadlines: no drift). ``stop``
+    may come from another thread (the media session stops its ends off the loop)."""
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._running = False
 
     def run(self, tick: Callable[[], object]) -> None:
         async def loop_() -> None:
             loop = asyncio.get_running_loop()
             deadline = loop.time()
-            while True:
+            while self._running:
                 tick()
                 deadline += 0.02
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
 
+        self._running = True
         self._task = asyncio.get_running_loop().create_task(loop_())
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._running = False  # no tick after this returns, whichever thread calls it
+        task, self._task = self._task, None
+        if task is not None:
+            cancel_from_any_thread(task)
 
 
 class _StartsWhenConnected(_Ticker):

@@ -154,7 +154,13 @@ async def run_ui(args: argparse.Namespace, home: Path) -> int:
     )
     if passphrase_file and profile_exists(home):
         service = await launcher.open(read_passphrase_file(passphrase_file))
-    app = make_app(service, launcher=launcher, keymap=config.keymap, notices=config.problems)
+    app = make_app(
+        service,
+        launcher=launcher,
+        keymap=config.keymap,
+        notices=config.problems,
+        freeze_gc=True,
+    )
     with _log_to_file(home, bool(getattr(args, "verbose", False))):
         try:
             await app.run_async()

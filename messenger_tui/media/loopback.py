@@ -45,10 +45,12 @@ class DelayLoop:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
+        """Idempotent; may be called from any thread (the session stops its ends off the
+        loop). No callback runs once the ends are detached here."""
+        self._pull = self._on_frame = None
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-        self._pull = self._on_frame = None
+            cancel_from_any_thread(task)
         self._line.clear()
 
     def tick(self) -> None:
@@ -95,3 +97,17 @@ class _LoopSink:
 
     def stop(self) -> None:
         self._loop.stop()
+
+
+def cancel_from_any_thread(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` from its own loop's thread or from another thread (asyncio objects
+    are not thread-safe: from elsewhere the cancel is handed to the loop)."""
+    loop = task.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        task.cancel()
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(task.cancel)

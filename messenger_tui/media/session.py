@@ -141,6 +141,8 @@ class MediaSession:
         if wideband and settings.max_bandwidth is None:
             settings = dataclasses.replace(settings, max_bandwidth="wideband")
         self.settings = settings
+        self._send_errors = 0
+        self._playout_errors = 0
         self._encoder = OpusEncoder(self.settings)
         self._decoder = OpusDecoder()
         self._sealer = MediaFrameSealer(keys.send_key, keys.send_direction)
@@ -319,7 +321,9 @@ class MediaSession:
         try:
             ok = bool(self._carrier.send(frame))
         except Exception:
-            log.exception("media carrier failed to send")
+            self._send_errors += 1
+            if self._send_errors == 1:  # 50 a second otherwise: log the first only
+                log.exception("media carrier failed to send (further failures are counted)")
             ok = False
         self._last_send_ok = ok
         return ok
@@ -407,7 +411,9 @@ class MediaSession:
             if self._pulls % _LEVEL_EVERY == 1:
                 self._remote_level = frame_level(pcm)
         except Exception:  # never raise into a device callback
-            log.exception("media playout failed")
+            self._playout_errors += 1
+            if self._playout_errors == 1:
+                log.exception("media playout failed (further failures are counted)")
             return _SILENCE
         return pcm if len(pcm) == FRAME_BYTES else _SILENCE
 

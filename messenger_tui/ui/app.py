@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -43,8 +44,10 @@ class MessengerApp(App[None], inherit_bindings=False):
         start_service: bool = True,
         keymap: dict[str, str] | None = None,
         notices: list[str] | None = None,
+        freeze_gc: bool = False,
     ) -> None:
         super().__init__()
+        self._freeze_gc = freeze_gc
         if keymap:
             self.set_keymap(keymap)
         #: Problems to show once the app runs (e.g. from the config file).
@@ -92,6 +95,20 @@ class MessengerApp(App[None], inherit_bindings=False):
         if service is not None:
             await self.enter(service)
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Toasts are plain text unless a caller asks for markup: they often carry names and
+        message text that peers choose (``[/x]`` would crash Textual's markup parser, and
+        ``[@click=...]`` would become a live action link)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     async def enter(self, service: MessengerFacade) -> None:
         """Start the service (and the embedded relay if the profile uses it) and show the
         main screen."""
@@ -102,12 +119,14 @@ class MessengerApp(App[None], inherit_bindings=False):
             await service.start()
         self._apply_stored_theme(service)
         await self.push_screen(MainScreen(service, events))
-        # Everything built so far (Textual, styles, the screens) lives as long as the app.
-        # Frozen out of the cyclic collector, it is no longer traversed by every full
-        # collection: those pauses dropped from ~80 ms to ~30 ms during a 5,000-message
-        # backlog (benchmarks/ui_backlog_stall.py).
-        gc.collect()
-        gc.freeze()
+        if self._freeze_gc:
+            # Everything built so far (Textual, styles, the screens) lives as long as the
+            # app. Frozen out of the cyclic collector, it is no longer traversed by every
+            # full collection: those pauses halved (mean 50 -> 25 ms) during a 5,000-message
+            # backlog (benchmarks/ui_backlog_stall.py). Only for the process that runs just
+            # this app (the CLI): in a test process it would pin every earlier test's heap.
+            gc.collect()
+            gc.freeze()
         if problem:
             self.notify(problem, severity="warning", timeout=10)
 
@@ -246,12 +265,19 @@ def make_app(
     start_service: bool = True,
     keymap: dict[str, str] | None = None,
     notices: list[str] | None = None,
+    freeze_gc: bool = False,
 ) -> MessengerApp:
     """The app on a ready ``service`` (tests; the caller closes it), or on a ``launcher`` that
     creates or unlocks the profile first (the CLI; then ``await app.close_service()`` after
     the app exits). ``start_service=False`` leaves connecting to the caller. ``keymap`` maps
     binding ids to keys (``{"composer.send": "ctrl+s"}``), overriding the defaults;
-    ``notices``: problems to show as warnings when the app starts (the CLI's config file)."""
+    ``notices``: problems to show as warnings when the app starts (the CLI's config file);
+    ``freeze_gc``: the process runs only this app (the CLI), see :meth:`MessengerApp.enter`."""
     return MessengerApp(
-        service, launcher=launcher, start_service=start_service, keymap=keymap, notices=notices
+        service,
+        launcher=launcher,
+        start_service=start_service,
+        keymap=keymap,
+        notices=notices,
+        freeze_gc=freeze_gc,
     )

@@ -4,13 +4,9 @@ so that a typo becomes a readable notice instead of a key that silently does not
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
 from functools import cache
 
 from textual.binding import Binding
-from textual.dom import DOMNode
 from textual.keys import Keys, key_to_character
 
 MODIFIERS = frozenset({"ctrl", "alt", "shift", "super", "meta", "hyper"})
@@ -22,17 +18,14 @@ _NAMED_KEYS = frozenset(
 @cache
 def binding_ids() -> frozenset[str]:
     """Every binding id of the app's screens and widgets (all of ``messenger_tui.ui``)."""
-    import messenger_tui.ui
+    from messenger_tui.ui.screens.help import ui_classes
 
-    ids: set[str] = set()
-    for info in pkgutil.walk_packages(messenger_tui.ui.__path__, "messenger_tui.ui."):
-        module = importlib.import_module(info.name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, DOMNode) and cls.__module__ == module.__name__:
-                for binding in cls.__dict__.get("BINDINGS", []):
-                    if isinstance(binding, Binding) and binding.id:
-                        ids.add(binding.id)
-    return frozenset(ids)
+    return frozenset(
+        binding.id
+        for cls in ui_classes()
+        for binding in cls.__dict__.get("BINDINGS", [])
+        if isinstance(binding, Binding) and binding.id
+    )
 
 
 def key_problem(key: str) -> str | None:

@@ -14,6 +14,7 @@ forwards the wrapped one when ``set -g allow-passthrough on`` is set.
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import subprocess
@@ -119,6 +120,8 @@ class DesktopNotifier:
         body = sanitize(body)
         method = self.method
         if method == "notify-send":
+            # Notification daemons read a small HTML subset in the body (<a href>, <b>...).
+            body = html.escape(body, quote=False)
             self.spawn(["notify-send", "--app-name=messenger-tui", "--", title, body])
             return method
         sequence = osc9(title, body) if method == "osc9" else osc777(title, body)

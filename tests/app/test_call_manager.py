@@ -19,6 +19,7 @@ from messenger_tui.core.calls.media_keys import CallRole, MediaKeys
 from messenger_tui.core.calls.messages import decode_call_message
 from messenger_tui.core.calls.signalling import CallSignalling, CallTimeouts
 from messenger_tui.core.calls.states import CallInfo, CallState, EndReason, EventSource
+from messenger_tui.media.codec import CodecUnavailable
 from messenger_tui.media.ports import AudioUnavailable
 from messenger_tui.media.stats import MediaHistory, MediaStats
 
@@ -79,6 +80,7 @@ class Phone:
     peer: Phone | None = None
     manager: CallManager | None = None
     audio_error: AudioUnavailable | None = None
+    session_error: Exception | None = None
     deliver_signals: bool = True
 
     def build(self, timeouts: CallTimeouts | None = None) -> CallManager:
@@ -108,6 +110,8 @@ class Phone:
             return link
 
         def make_session(keys, carrier, source, sink, on_connected, on_lost) -> FakeSession:
+            if self.session_error is not None:
+                raise self.session_error
             session = FakeSession(keys, on_connected, on_lost)
             self.sessions.append(session)
             return session
@@ -265,6 +269,19 @@ async def test_missing_audio_device_fails_the_call_with_the_reason() -> None:
     assert view is not None and view.state == "ended" and view.end_reason == "failed"
     assert view.problem == "no microphone found (connect one)"
     assert not alice.sessions
+
+
+async def test_missing_libopus_fails_the_call_with_the_reason_not_a_crash() -> None:
+    alice, bob = pair()
+    bob.session_error = CodecUnavailable("libopus is not available", "install libopus0")
+    alice.m.place_call(bob_contact(alice))
+    await until(lambda: bob.m.current() is not None)
+    bob.m.accept()  # must not raise into the UI
+    await until(lambda: alice.m.current().state == "ended")  # type: ignore[union-attr]
+    view = bob.m.current()
+    assert view is not None and view.state == "ended" and view.end_reason == "failed"
+    assert view.problem == "libopus is not available (install libopus0)"
+    await until(lambda: bool(bob.links) and bob.links[0].closed)
 
 
 async def test_a_second_call_or_accepting_nothing_is_refused() -> None:

@@ -44,7 +44,8 @@ def test_search_text_is_safe_and_highlights(offline_pair):
     assert [h.message.text for h in alice.search("AND")] == ["C++ AND rust"]
     assert [h.message.text for h in alice.search("cafe")] == ["naïve café"]
     assert alice.search("nothing-like-this") == []
-    assert alice.search("hello", name="Bob") and all(h.contact.name == "Bob" for h in hits)
+    scoped = alice.search("hello", name="Bob")
+    assert scoped and all(h.contact.name == "Bob" for h in scoped)
 
 
 def test_history_around_and_after(offline_pair):

@@ -31,7 +31,7 @@ class RenameContactScreen(ModalScreen[Contact | None], inherit_bindings=False):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="rename-contact", classes="dialog"):
-            yield Static(f"Rename {self.contact.name}", classes="dialog-title")
+            yield Static(f"Rename {self.contact.name}", classes="dialog-title", markup=False)
             yield Label("New name (only you see it)")
             yield Input(value=self.contact.name, id="new-name", compact=True)
             yield Static("", id="rename-error", classes="error")
@@ -92,8 +92,8 @@ class ConfirmScreen(ModalScreen[bool], inherit_bindings=False):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm", classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.question, id="confirm-question")
+            yield Static(self.title_text, classes="dialog-title", markup=False)
+            yield Static(self.question, id="confirm-question", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="yes", variant="error", compact=True)
                 yield Button("Cancel (n)", id="no", compact=True)

@@ -10,6 +10,7 @@ import inspect
 import pkgutil
 import re
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from rich.table import Table
@@ -88,7 +89,8 @@ def _title(cls: type) -> str:
     return " ".join([words[0], *(w.lower() for w in words[1:])])
 
 
-def ui_classes() -> list[type[DOMNode]]:
+@cache
+def ui_classes() -> tuple[type[DOMNode], ...]:
     """Every class of ``messenger_tui.ui`` that declares bindings, the known ones first."""
     import messenger_tui.ui as ui
 
@@ -103,7 +105,7 @@ def ui_classes() -> list[type[DOMNode]]:
             ):
                 found[cls.__name__] = cls
     first = [found.pop(n) for n in FIRST if n in found]
-    return first + sorted(found.values(), key=_title)
+    return (*first, *sorted(found.values(), key=_title))
 
 
 def effective_bindings(cls: type[DOMNode], keymap: dict[str, str]) -> list[tuple[str, Binding]]:

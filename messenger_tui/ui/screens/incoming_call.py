@@ -20,6 +20,8 @@ RING_EVERY_S = 2.0
 class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
     """Dismisses with "accept", "decline", or None when the caller gave up first."""
 
+    AUTO_FOCUS = "#accept"
+
     DEFAULT_CSS = """
     IncomingCallScreen #incoming-call {
         height: auto;
@@ -52,13 +54,14 @@ class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
         super().__init__(classes="dialog-screen")
         self.call = call
         self._ring: Timer | None = None
+        self._over = False
 
     def compose(self) -> ComposeResult:
         contact = self.call.contact
         name = contact.name if contact else "Someone"
         with VerticalGroup(id="incoming-call", classes="dialog compact-dialog") as box:
             box.border_title = "Incoming call"
-            yield Static(f"☎ {name} is calling…", classes="dialog-title")
+            yield Static(f"☎ {name} is calling…", classes="dialog-title", markup=False)
             if contact is not None and contact.key_changed:
                 yield Static("⚠ their safety number changed", classes="warning")
             elif contact is not None and not contact.verified:
@@ -69,9 +72,15 @@ class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
                 yield Button("Decline (d)", id="decline", variant="error", compact=True)
 
     def on_mount(self) -> None:
+        if self._over:  # the caller gave up before this dialog was even shown
+            self.call_after_refresh(self.dismiss, None)
+            return
         self.app.bell()
         self._ring = self.set_interval(RING_EVERY_S, self.app.bell)
-        self.query_one("#accept", Button).focus()
+
+    def on_screen_resume(self) -> None:
+        if self._over:  # it ended while help or the palette covered this dialog
+            self.dismiss(None)
 
     def on_unmount(self) -> None:
         if self._ring is not None:
@@ -85,6 +94,13 @@ class IncomingCallScreen(ModalScreen[str | None], inherit_bindings=False):
         self.dismiss(choice)
 
     def call_changed(self, call: CallView) -> None:
-        """The main screen forwards call updates; leave when this call no longer rings."""
-        if call.call_id == self.call.call_id and call.state != "incoming_ringing":
+        """The main screen forwards call updates; leave when this call no longer rings (at
+        once if this dialog is on top, else as soon as it is)."""
+        if call.call_id != self.call.call_id or call.state == "incoming_ringing":
+            return
+        self._over = True
+        if self._ring is not None:
+            self._ring.stop()
+            self._ring = None
+        if self.is_current:
             self.dismiss(None)

@@ -23,7 +23,7 @@ from textual.widgets import Input, OptionList, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
-from messenger_tui.app.models import CallView, Contact, Message
+from messenger_tui.app.models import CallStats, CallView, Contact, Message
 from messenger_tui.ui.bindings import focus_bindings
 from messenger_tui.ui.formatting import connection_text, short_address
 from messenger_tui.ui.notify import DesktopNotifier, announce
@@ -196,6 +196,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
         status = False
         current_id = self.current.id if self.current else None
         incoming_elsewhere: list[tuple[Contact, Message]] = []
+        last_call: CallView | None = None
+        last_stats: CallStats | None = None
         for event in batch:
             if isinstance(event, ev.MessageReceived):
                 cid = event.contact.id
@@ -236,13 +238,19 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 self._set_connection(event)
                 status = True
             elif isinstance(event, ev.CallChanged):
-                self._call_changed(event.call)
+                last_call = event.call  # only the latest state of a burst matters
             elif isinstance(event, ev.CallStatsChanged):
-                self.query_one(CallPane).show_stats(event.stats)
+                last_stats = event.stats
             elif isinstance(event, ev.OutboxChanged):
                 self.outbox_waiting = event.waiting
                 status = True
         view = self.view
+        if new_for_view and view.has_newer and not reload_view:
+            # The view shows an older window (a search result, or far back): the new
+            # messages are not on screen, so they are announced, not marked read.
+            if self.current is not None:
+                incoming_elsewhere.extend((self.current, m) for m in new_for_view)
+            new_for_view = []
         if reload_view and self.current is not None:
             view.reload(self._history(self.current.id, None, PAGE_SIZE), page_size=PAGE_SIZE)
         elif new_for_view:
@@ -257,6 +265,10 @@ class MainScreen(Screen[None], inherit_bindings=False):
             await self.mark_current_read()
         if incoming_elsewhere:
             self._announce(incoming_elsewhere)
+        if last_call is not None:
+            self._call_changed(last_call)
+        if last_stats is not None:  # after the call: a new call resets the pane's stats
+            self.query_one(CallPane).show_stats(last_stats)
         if all_contacts:
             known = set(self._summaries)
             self._refresh_all_summaries()
@@ -591,9 +603,12 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def _call_changed(self, call: CallView) -> None:
         self.query_one(CallPane).show_call(call)
         self.refresh_bindings()
-        screen = self.app.screen
-        if isinstance(screen, IncomingCallScreen):
-            screen.call_changed(call)
+        # The ringing dialog may sit under help or the command palette: look in the stack.
+        ringing = next(
+            (s for s in self.app.screen_stack if isinstance(s, IncomingCallScreen)), None
+        )
+        if ringing is not None:
+            ringing.call_changed(call)
         elif call.state == "incoming_ringing":
             self.app.push_screen(IncomingCallScreen(call), self._incoming_answered)
 

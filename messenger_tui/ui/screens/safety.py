@@ -54,7 +54,7 @@ class SafetyNumberScreen(ModalScreen[bool], inherit_bindings=False):
     def compose(self) -> ComposeResult:
         c = self.number.contact
         with Vertical(id="safety", classes="dialog compact-dialog"):
-            yield Static(f"Safety number with {c.name}", classes="dialog-title")
+            yield Static(f"Safety number with {c.name}", classes="dialog-title", markup=False)
             with Horizontal(id="safety-body"):
                 with Vertical(id="safety-text"):
                     if c.key_changed:
@@ -62,9 +62,10 @@ class SafetyNumberScreen(ModalScreen[bool], inherit_bindings=False):
                             f"⚠ {c.name}'s identity key changed. Sending stays blocked until "
                             "you accept the new key.",
                             classes="warning",
+                            markup=False,
                         )
                     elif c.verified:
-                        yield Static(f"✔ You verified {c.name}.", classes="ok")
+                        yield Static(f"✔ You verified {c.name}.", classes="ok", markup=False)
                     yield Static("\n".join(safety_rows(self.number.digits)), id="safety-digits")
                     yield Static(
                         f"Compare these digits (or the QR code) with the ones on {c.name}'s "

@@ -244,15 +244,6 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self.scroll_to(y=max(0, line - height // 3), animate=False, immediate=True, force=True)
         return True
 
-    def set_highlight(self, row_id: int | None) -> None:
-        if row_id == self._highlight:
-            return
-        for old in (self._highlight, row_id):
-            if old is not None:
-                self._cache.pop(old, None)
-        self._highlight = row_id
-        self._relayout(keep="same")
-
     def set_their_name(self, their_name: str) -> None:
         """The contact was renamed: show the new name on their messages."""
         if their_name != self._their_name:
