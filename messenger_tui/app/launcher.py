@@ -27,9 +27,8 @@ from messenger_tui.app.profile import (
     validate_name,
 )
 from messenger_tui.app.service import MessengerService
+from messenger_tui.app.settings import check_relay_url
 from messenger_tui.core.address import encode_address
-from messenger_tui.transport.errors import BadRelayUrl
-from messenger_tui.transport.urls import parse_relay_url
 
 
 @dataclass(frozen=True)
@@ -39,16 +38,6 @@ class EmbeddedRelay:
 
     url: str
     start: Callable[[], Awaitable[bytes | None]]
-
-
-def check_relay_url(url: str) -> str:
-    """The URL, stripped, if it is a valid relay URL; :class:`BadInput` saying why otherwise."""
-    url = url.strip()
-    try:
-        parse_relay_url(url)
-    except BadRelayUrl as exc:
-        raise BadInput(str(exc)) from None
-    return url
 
 
 def ensure_echo_contact(service: MessengerFacade, echo_identity: bytes) -> None:

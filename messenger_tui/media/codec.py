@@ -24,14 +24,9 @@ from types import ModuleType
 from typing import Any, Final
 
 from messenger_tui.media.jitter_buffer import Playout, PlayoutKind
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 
-SAMPLE_RATE: Final = 48_000
 CHANNELS: Final = 1
-FRAME_MS: Final = 20
-#: Samples per channel in one 20 ms frame.
-FRAME_SAMPLES: Final = SAMPLE_RATE * FRAME_MS // 1000
-#: Bytes of 16-bit mono PCM in one frame.
-FRAME_BYTES: Final = FRAME_SAMPLES * 2 * CHANNELS
 #: Largest Opus packet for one frame (RFC 6716 section 3.2.1).
 MAX_PACKET_BYTES: Final = 1275
 DEFAULT_BITRATE: Final = 24_000

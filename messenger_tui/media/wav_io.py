@@ -68,6 +68,14 @@ def read_wav_frames(path: str | Path) -> list[bytes]:
     return frames
 
 
+def _steps(step: Callable[[], bool], frames: int) -> int:
+    """Run ``step`` up to ``frames`` times, until it returns False; how many ran."""
+    done = 0
+    while done < frames and step():
+        done += 1
+    return done
+
+
 class _Pacer:
     """A daemon thread calling ``step()`` once per 20 ms at absolute monotonic deadlines,
     until ``step`` returns False or :meth:`stop`."""
@@ -152,12 +160,7 @@ class WavSource:
         """Manual pacing: deliver up to ``frames`` frames now; returns how many were."""
         if self.pace != "manual":
             raise RuntimeError("tick() drives a WavSource with pace='manual'")
-        delivered = 0
-        for _ in range(frames):
-            if not self._deliver():
-                break
-            delivered += 1
-        return delivered
+        return _steps(self._deliver, frames)
 
     def _next_frame(self) -> bytes | None:
         if self._position < len(self._frames):
@@ -232,12 +235,7 @@ class WavSink:
         """Manual pacing: pull and write ``frames`` frames now; returns how many were."""
         if self.pace != "manual":
             raise RuntimeError("tick() drives a WavSink with pace='manual'")
-        written = 0
-        for _ in range(frames):
-            if not self._write_one():
-                break
-            written += 1
-        return written
+        return _steps(self._write_one, frames)
 
     def _write_one(self) -> bool:
         with self._lock:

@@ -69,9 +69,9 @@ from messenger_tui.core.wire import (
 )
 from messenger_tui.transport.backoff import Backoff
 from messenger_tui.transport.dialer import (
-    PinnedClientConnection,
     authenticate,
     open_socket,
+    pinned_connection_class,
 )
 from messenger_tui.transport.errors import (
     NotConnected,
@@ -134,9 +134,6 @@ class StateChange:
 FrameHandler = Callable[[RelayFrame], Awaitable[None]]
 StateHandler = Callable[[StateChange], None]
 ConnectedHandler = Callable[[AuthOk, Challenge], Awaitable[None]]
-
-
-_PinnedClientConnection = PinnedClientConnection
 
 
 class _Link:
@@ -235,13 +232,7 @@ class RelayClient:
         :meth:`start` again."""
         endpoint = parse_relay_url(url)
         self.endpoint = endpoint
-        self._pinned_class = None
-        if endpoint.pin_sha256 is not None:
-            self._pinned_class = type(
-                "PinnedClientConnection",
-                (_PinnedClientConnection,),
-                {"pin": endpoint.pin_sha256, "display": endpoint.display},
-            )
+        self._pinned_class = pinned_connection_class(endpoint)
 
     # ------------------------------------------------------------------ properties
 
