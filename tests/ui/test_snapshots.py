@@ -83,6 +83,9 @@ def _settle(facade: SnapshotFacade, *steps: Step) -> Callable[[Pilot[object]], A
             for widget in stacked.query("TextArea, Input"):
                 assert isinstance(widget, TextArea | Input)
                 widget.cursor_blink = False
+                # The blink phase when blinking stops depends on timing: fix it (hidden, as
+                # in the baselines) so a loaded machine cannot flip one cell.
+                widget._cursor_visible = False
         await pilot.pause()
 
     return run_before
