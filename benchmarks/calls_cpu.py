@@ -10,13 +10,15 @@ threads).
   over ``idle_s``: the same process that will take the call.
 * **Active call**: from 2 s after both clients print "in a call with ..." over ``measure_s``:
   user + system CPU time of each process (``/proc/PID/stat``, every thread), divided by the
-  wall time, as % of one core; split into the main thread (the event loop: Opus encode, seal,
-  websocket, open, jitter-buffer push, reports, the service) and the other threads (the WAV
-  source's and sink's pacer threads: the sink's ``pull`` runs the jitter buffer and the Opus
-  decode). The relay's CPU over the same window is shown for reference.
-* **Codec alone**: the call's encoder settings (24 kb/s CBR, complexity 7, wideband cap) on
-  the same speech in this process: encode and decode time per 20 ms frame (best of 3 passes
-  over the file), as % of one core.
+  wall time, as % of one core; split into the main thread (the event loop: the WAV ends'
+  20 ms ticks, Opus encode and decode, seal, websocket, open, jitter buffer, reports, the
+  service) and the other threads. The relay's CPU over the same window is shown for
+  reference. Measured twice: on uvloop (what the commands run on) and again, as the baseline,
+  with ``MESSENGER_TUI_LOOP=asyncio`` (asyncio's own event loop).
+* **Codec alone**: the call's encoder settings (24 kb/s VBR under a 75-byte packet limit,
+  complexity 6, wideband cap) on the same speech in this process: encode and decode time per
+  20 ms frame (best of 3 passes over the file), as % of one core; beside it libopus's CBR mode
+  at complexity 7 (the first version of calls), the baseline for the encoder choice.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from benchmarks.procs import (
     cpu_seconds,
     machine_busy_seconds,
 )
+from messenger_tui.media.codec import OpusEncoder, OpusSettings
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS
 from messenger_tui.media.wav_io import read_wav_frames
 
@@ -77,12 +80,14 @@ def speech(workdir: Path, seconds: float, index: int) -> tuple[Path, str]:
     return out, "synthetic voiced bursts (espeak-ng or sox missing)"
 
 
-def codec_alone(wav: Path) -> dict[str, Any]:
-    """Encode and decode µs per 20 ms frame with the call's encoder settings."""
+def codec_alone(wav: Path, settings: OpusSettings | None = None) -> dict[str, Any]:
+    """Encode and decode µs per 20 ms frame with the call's encoder (or ``settings``)."""
     frames = [f for f in read_wav_frames(wav) if len(f) == FRAME_BYTES][:1500]
     best_enc = best_dec = float("inf")
     for _ in range(3):
         encoder, decoder = session_codec()
+        if settings is not None:
+            encoder = OpusEncoder(settings)
         t0 = time.process_time()
         packets = [encoder.encode(f) for f in frames]
         t1 = time.process_time()
@@ -169,17 +174,23 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
     }
 
 
+#: The first version's encoder: libopus CBR at complexity 7 (the codec baseline).
+CBR_SETTINGS = OpusSettings(
+    constant_bitrate=True, complexity=7, max_bandwidth="wideband", packet_loss_percent=0
+)
+
+
 class Client:
     """A CLI subprocess whose stderr lines are collected (with their arrival time)."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], loop: str = "uvloop") -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "messenger_tui", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=cli_env(),
+            env={**cli_env(), "MESSENGER_TUI_LOOP": loop},
         )
         self.lines: list[tuple[float, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -230,6 +241,68 @@ def _usage(before: tuple[float, float], after: tuple[float, float], wall: float)
     }
 
 
+def _measure_call(
+    relay: ServerProcess,
+    workdir: Path,
+    wavs: list[tuple[Path, str]],
+    loop: str,
+    idle_s: float,
+    measure_s: float,
+    talk_s: float,
+) -> dict[str, Any]:
+    """One call between two fresh profiles on ``loop`` ("uvloop" or "asyncio"): the callee's
+    idle CPU before it, then both clients' CPU during it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {}
+    alice, bob = make_pair(workdir, relay.url)
+    answer = Client(
+        ["answer", "--home", str(bob), "--play", str(wavs[1][0]), "--record",
+         str(workdir / "bob-heard.wav"), "--timeout", str(idle_s + 60)],
+        loop,
+    )  # fmt: skip
+    call: Client | None = None
+    try:
+        answer.wait_for("waiting for a call", 30)
+        time.sleep(1.0)
+        c0, t0, b0 = answer.cpu(), time.monotonic(), machine_busy_seconds()
+        time.sleep(idle_s)
+        c1, t1, b1 = answer.cpu(), time.monotonic(), machine_busy_seconds()
+        out["idle"] = _usage(c0, c1, t1 - t0)
+        out["idle"]["machine_busy_cores"] = round((b1 - b0) / (t1 - t0), 2)
+        call = Client(
+            ["call", "--home", str(alice), "bob", "--play", str(wavs[0][0]), "--record",
+             str(workdir / "alice-heard.wav"), "--duration", f"{talk_s:.1f}"],
+            loop,
+        )  # fmt: skip
+        clients = {"caller": call, "callee": answer}
+        active = max(c.wait_for("in a call with", 60) for c in clients.values())
+        time.sleep(max(0.0, active + WARMUP_S - time.monotonic()))
+        before = {k: c.cpu() for k, c in clients.items()}
+        r0, t0, b0 = relay.cpu_seconds(), time.monotonic(), machine_busy_seconds()
+        time.sleep(measure_s)
+        after = {k: c.cpu() for k, c in clients.items()}
+        r1, t1, b1 = relay.cpu_seconds(), time.monotonic(), machine_busy_seconds()
+        wall = t1 - t0
+        for k in clients:
+            out[k] = _usage(before[k], after[k], wall)
+        out["relay_cpu_pct"] = round(100 * (r1 - r0) / wall, 2)
+        clients_cpu = sum(after[k][0] - before[k][0] for k in clients) + (r1 - r0)
+        out["other_load_cores"] = round(max(0.0, (b1 - b0) - clients_cpu) / wall, 2)
+        codes = {k: c.finish(talk_s + 30) for k, c in clients.items()}
+        if any(codes.values()):
+            raise RuntimeError(f"clients exited {codes}:\n{call.stderr()}\n{answer.stderr()}")
+        out["summaries"] = {
+            k: next((line for _, line in c.lines if line.startswith("audio:")), "")
+            for k, c in clients.items()
+        }
+    finally:
+        for c in (call, answer):
+            if c is not None and c.proc.poll() is None:
+                c.proc.kill()
+                c.proc.wait()
+    return out
+
+
 def run(settings: Settings) -> dict[str, Any]:
     idle_s = 3.0 if settings.quick else 10.0
     measure_s = 6.0 if settings.quick else 20.0
@@ -245,69 +318,46 @@ def run(settings: Settings) -> dict[str, Any]:
         "measure_s": measure_s,
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "codec_alone": codec_alone(wavs[0][0]),
+        "codec_cbr": codec_alone(wavs[0][0], CBR_SETTINGS),
     }
     out["session_alone"] = asyncio.run(_session_stages(wavs[0][0], workdir, stage_s))
     with ServerProcess.relay(workdir, RELAY_BENCH_ARGS) as relay:
-        alice, bob = make_pair(workdir, relay.url)
-        answer = Client(
-            ["answer", "--home", str(bob), "--play", str(wavs[1][0]), "--record",
-             str(workdir / "bob-heard.wav"), "--timeout", str(idle_s + 60)]
-        )  # fmt: skip
-        call: Client | None = None
-        try:
-            answer.wait_for("waiting for a call", 30)
-            time.sleep(1.0)
-            c0, t0, b0 = answer.cpu(), time.monotonic(), machine_busy_seconds()
-            time.sleep(idle_s)
-            c1, t1, b1 = answer.cpu(), time.monotonic(), machine_busy_seconds()
-            out["idle"] = _usage(c0, c1, t1 - t0)
-            out["idle"]["machine_busy_cores"] = round((b1 - b0) / (t1 - t0), 2)
-            call = Client(
-                ["call", "--home", str(alice), "bob", "--play", str(wavs[0][0]), "--record",
-                 str(workdir / "alice-heard.wav"), "--duration", f"{talk_s:.1f}"]
-            )  # fmt: skip
-            clients = {"caller": call, "callee": answer}
-            active = max(c.wait_for("in a call with", 60) for c in clients.values())
-            time.sleep(max(0.0, active + WARMUP_S - time.monotonic()))
-            before = {k: c.cpu() for k, c in clients.items()}
-            r0, t0, b0 = relay.cpu_seconds(), time.monotonic(), machine_busy_seconds()
-            time.sleep(measure_s)
-            after = {k: c.cpu() for k, c in clients.items()}
-            r1, t1, b1 = relay.cpu_seconds(), time.monotonic(), machine_busy_seconds()
-            wall = t1 - t0
-            for k in clients:
-                out[k] = _usage(before[k], after[k], wall)
-            out["relay_cpu_pct"] = round(100 * (r1 - r0) / wall, 2)
-            clients_cpu = sum(after[k][0] - before[k][0] for k in clients) + (r1 - r0)
-            out["other_load_cores"] = round(max(0.0, (b1 - b0) - clients_cpu) / wall, 2)
-            codes = {k: c.finish(talk_s + 30) for k, c in clients.items()}
-            if any(codes.values()):
-                raise RuntimeError(f"clients exited {codes}:\n{call.stderr()}\n{answer.stderr()}")
-            out["summaries"] = {
-                k: next((line for _, line in c.lines if line.startswith("audio:")), "")
-                for k, c in clients.items()
-            }
-        finally:
-            for c in (call, answer):
-                if c is not None and c.proc.poll() is None:
-                    c.proc.kill()
-                    c.proc.wait()
+        for loop in ("uvloop", "asyncio"):
+            args = (relay, workdir / loop, wavs, loop, idle_s, measure_s, talk_s)
+            result = _measure_call(*args)
+            if loop == "uvloop":
+                out.update(result)
+            else:
+                out["asyncio_loop"] = result
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 
+def _codec_row(label: str, codec: dict[str, Any]) -> list[str]:
+    return [
+        label,
+        fmt(codec["codec_pct"], 2, " %"),
+        f"encode {fmt(codec['encode_us'], 0)} µs ({fmt(codec['encode_pct'], 2, ' %')})",
+        f"decode {fmt(codec['decode_us'], 0)} µs ({fmt(codec['decode_pct'], 2, ' %')})",
+    ]
+
+
 def render(result: dict[str, Any]) -> str:
     aim = result["aim_pct"]
-    codec = result["codec_alone"]
     rows = []
-    for key, label in (
-        ("idle", "bob's `answer` process, connected, waiting (no call)"),
-        ("caller", "`messenger-tui call` (alice), active call"),
-        ("callee", "`messenger-tui answer` (bob), active call"),
+    baseline = result.get("asyncio_loop", {})
+    for source, key, label in (
+        (result, "idle", "bob's `answer` process, connected, waiting (no call)"),
+        (result, "caller", "`messenger-tui call` (alice), active call"),
+        (result, "callee", "`messenger-tui answer` (bob), active call"),
+        (baseline, "caller", "baseline: the same call on asyncio's own loop, caller"),
+        (baseline, "callee", "baseline: the same call on asyncio's own loop, callee"),
     ):
-        r = result[key]
+        r = source.get(key)
+        if r is None:
+            continue
         total = fmt(r["cpu_pct"], 2, " %")
-        if key != "idle":
+        if key != "idle" and source is result:
             total += " ✓" if r["cpu_pct"] <= aim else " ✗"
         rows.append(
             [
@@ -327,20 +377,18 @@ def render(result: dict[str, Any]) -> str:
                 fmt(sess["other_threads_pct"], 2, " %"),
             ]
         )
-    rows.append(
-        [
-            "codec alone: Opus encode + decode per 20 ms frame",
-            fmt(codec["codec_pct"], 2, " %"),
-            f"encode {fmt(codec['encode_us'], 0)} µs ({fmt(codec['encode_pct'], 2, ' %')})",
-            f"decode {fmt(codec['decode_us'], 0)} µs ({fmt(codec['decode_pct'], 2, ' %')})",
-        ]
-    )
+    rows.append(_codec_row("codec alone: the call's Opus encode + decode", result["codec_alone"]))
+    if "codec_cbr" in result:
+        rows.append(
+            _codec_row("baseline: libopus CBR, complexity 7 (calls' first version)",
+                       result["codec_cbr"])
+        )  # fmt: skip
     table = md_table(
         [
             "process / work",
             f"% of one core (aim ≤ {aim:g})",
             "main thread (event loop)",
-            "other threads (WAV source, sink + decode)",
+            "other threads",
         ],
         rows,
     )
@@ -357,12 +405,15 @@ def render(result: dict[str, Any]) -> str:
     note = (
         "Two real headless clients through a relay subprocess, both playing "
         f"{result['signal']} and recording what they hear (WAV source/sink in place of the "
-        "devices). CPU = user + system time of the process (`/proc/PID/stat`, all threads) "
-        f"over {result['measure_s']:g} s of steady call (from {WARMUP_S:g} s after both "
-        f"are active) / wall time; idle over {result['idle_s']:g} s in the same `answer` "
-        "process before the call. The codec row is this process encoding and decoding the "
-        "same speech with the call's settings (24 kb/s CBR, complexity 7, wideband). Relay "
-        f"during the call: {fmt(result['relay_cpu_pct'], 2, ' %')}; other load on the "
+        "devices, paced on the event loop). CPU = user + system time of the process "
+        f"(`/proc/PID/stat`, all threads) over {result['measure_s']:g} s of steady call "
+        f"(from {WARMUP_S:g} s after both are active) / wall time; idle over "
+        f"{result['idle_s']:g} s in the same `answer` process before the call. The commands "
+        "run on uvloop; the baseline rows are the same call again with "
+        "`MESSENGER_TUI_LOOP=asyncio`. The codec rows are this process encoding and decoding "
+        "the same speech: the call's settings (24 kb/s VBR under a 75-byte packet limit, "
+        "padded to constant frame sizes; complexity 6; wideband), and libopus's CBR mode. "
+        f"Relay during the call: {fmt(result['relay_cpu_pct'], 2, ' %')}; other load on the "
         f"machine: {fmt(result.get('other_load_cores'), 2)} cores; load average (1 min) "
         f"before / after: {result['loadavg_before'][0]} / {result['loadavg_after'][0]}."
     )

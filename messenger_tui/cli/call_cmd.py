@@ -26,7 +26,7 @@ from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.profile import default_home, open_profile
 from messenger_tui.app.service import MessengerService, device_audio
 from messenger_tui.cli.passphrase import passphrase_for
-from messenger_tui.media.loopback import cancel_from_any_thread
+from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, AudioSink, AudioSource
 
 #: Not answered: declined, busy, no answer.
@@ -96,102 +96,92 @@ def wav_seconds(path: Path) -> float:
         raise BadInput(f"cannot read {path}: {exc}") from None
 
 
-def audio_factory(args: argparse.Namespace) -> Callable[[], tuple[AudioSource, AudioSink]]:
-    """WAV files when --play or --record is given, the default devices otherwise."""
-    if args.play is None and args.record is None:
-        return device_audio
-    if args.play is not None:
-        wav_seconds(args.play)  # fail now, not mid-call
+class HeadlessAudio:
+    """The audio ends of a headless call: WAV files when --play or --record is given (the
+    other end silence, or discarded), the default devices otherwise. Hand :attr:`factory` to
+    ``service.set_audio``; call :meth:`connected` when the call becomes active, so the --play
+    file starts then and its first words are not spent while the media legs join the relay.
+    Raises :class:`BadInput` now for a --play file the call cannot play."""
 
-    def make() -> tuple[AudioSource, AudioSink]:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._play: Path | None = args.play
+        self._record: Path | None = args.record
+        self._gates: list[_GatedSource] = []
+        if self._play is not None:
+            wav_seconds(self._play)  # fail now, not mid-call
+
+    @property
+    def factory(self) -> Callable[[], tuple[AudioSource, AudioSink]]:
+        """The factory for ``service.set_audio`` (``device_audio`` without WAV files, so the
+        service checks the devices before anything rings)."""
+        if self._play is None and self._record is None:
+            return device_audio
+        return self._wav_ends
+
+    def _wav_ends(self) -> tuple[AudioSource, AudioSink]:
         from messenger_tui.media.wav_io import WavSink, WavSource
 
-        source: AudioSource = (
-            _StartsWhenConnected(WavSource(args.play)) if args.play is not None else _SilentSource()
+        source: AudioSource
+        if self._play is not None:
+            gate = _GatedSource(WavSource(self._play))
+            self._gates.append(gate)
+            source = gate
+        else:
+            source = _LoopEnd(lambda on_frame: on_frame(_SILENCE))
+        sink: AudioSink = (
+            WavSink(self._record) if self._record is not None else _LoopEnd(lambda pull: pull())
         )
-        sink: AudioSink = WavSink(args.record) if args.record is not None else _DiscardSink()
         return source, sink
 
-    return make
+    def connected(self) -> None:
+        for gate in self._gates:
+            gate.open()
+        self._gates.clear()
 
 
-class _Ticker:
-    """Calls ``tick`` every 20 ms on the event loop (absolute deadlines: no drift). ``stop``
-    may come from another thread (the media session stops its ends off the loop)."""
+_SILENCE = bytes(FRAME_BYTES)
 
-    def __init__(self) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._running = False
 
-    def run(self, tick: Callable[[], object]) -> None:
-        async def loop_() -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time()
-            while self._running:
-                tick()
-                deadline += 0.02
-                await asyncio.sleep(max(0.0, deadline - loop.time()))
+class _LoopEnd:
+    """An end with no file: every 20 ms on the loop, ``step(callback)`` (a silent
+    microphone, or a speaker that plays into nothing)."""
 
-        self._running = True
-        self._task = asyncio.get_running_loop().create_task(loop_())
+    def __init__(self, step: Callable[[Callable[..., Any]], object]) -> None:
+        self._step = step
+        self._pacer: LoopPacer | None = None
+
+    def start(self, callback: Callable[..., Any]) -> None:
+        self._pacer = LoopPacer(lambda: self._step(callback))
+        self._pacer.start()
 
     def stop(self) -> None:
-        self._running = False  # no tick after this returns, whichever thread calls it
-        task, self._task = self._task, None
-        if task is not None:
-            cancel_from_any_thread(task)
+        if self._pacer is not None:
+            self._pacer.stop()
 
 
-class _StartsWhenConnected(_Ticker):
-    """A WAV file played from the moment the call is connected (silence before), so its
-    first words are not spent while the two media legs are still joining the relay.
-    :func:`_follow` opens the gate when the call becomes active."""
-
-    gates: list[_StartsWhenConnected] = []
+class _GatedSource:
+    """A WAV source that sends silence until :meth:`open`, then the file."""
 
     def __init__(self, source: AudioSource) -> None:
-        super().__init__()
         self._source = source
+        self._silence = _LoopEnd(lambda on_frame: on_frame(_SILENCE))
         self._on_frame: Callable[[bytes], None] | None = None
-        _StartsWhenConnected.gates.append(self)
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         self._on_frame = on_frame
-        silence = bytes(FRAME_BYTES)
-        self.run(lambda: on_frame(silence))
+        self._silence.start(on_frame)
 
     def open(self) -> None:
-        if self._on_frame is None:
+        on_frame, self._on_frame = self._on_frame, None
+        if on_frame is None:
             return
-        super().stop()
-        self._source.start(self._on_frame)
-        self._on_frame = None
+        self._silence.stop()
+        self._source.start(on_frame)
 
     def stop(self) -> None:
-        super().stop()
-        self._source.stop()
         self._on_frame = None
-
-
-def open_gates() -> None:
-    for gate in _StartsWhenConnected.gates:
-        gate.open()
-    _StartsWhenConnected.gates.clear()
-
-
-class _SilentSource(_Ticker):
-    """The microphone of a headless call given only --record: silence."""
-
-    def start(self, on_frame: Callable[[bytes], None]) -> None:
-        silence = bytes(FRAME_BYTES)
-        self.run(lambda: on_frame(silence))
-
-
-class _DiscardSink(_Ticker):
-    """The speaker of a headless call given only --play: plays into nothing."""
-
-    def start(self, pull: Callable[[], bytes]) -> None:
-        self.run(pull)
+        self._silence.stop()
+        self._source.stop()
 
 
 def _open(args: argparse.Namespace) -> MessengerService:
@@ -223,10 +213,12 @@ async def _follow(
     service: MessengerService,
     queue: asyncio.Queue[ev.Event],
     talk_s: float | None,
+    on_active: Callable[[], None],
     ring_s: float | None = None,
 ) -> int:
-    """Report the call's progress until it ends; hang up after ``talk_s`` of active talk,
-    or after ``ring_s`` if it never became active. Returns the exit code."""
+    """Report the call's progress until it ends; ``on_active()`` when it becomes active;
+    hang up after ``talk_s`` of active talk, or after ``ring_s`` if it never became active.
+    Returns the exit code."""
     loop = asyncio.get_running_loop()
     hang_up_at: float | None = None if ring_s is None else loop.time() + ring_s
     last: str | None = None
@@ -252,7 +244,7 @@ async def _follow(
             last = line
         if call.state == "active" and not was_active:
             was_active = True
-            open_gates()
+            on_active()
             hang_up_at = None if talk_s is None else loop.time() + talk_s
         if call.state == "ended" and call.link in ("none", "closed"):
             if stats is not None:
@@ -297,12 +289,15 @@ def _describe(call: CallView) -> str:
 async def cmd_call(args: argparse.Namespace) -> int:
     service = _open(args)
     try:
-        service.set_audio(audio_factory(args))
+        audio = HeadlessAudio(args)
+        service.set_audio(audio.factory)
         queue = service.subscribe()
         await _connect(service)
         service.place_call(args.name)
         try:
-            return await _follow(service, queue, _talk_time(args), args.ring_timeout)
+            return await _follow(
+                service, queue, _talk_time(args), audio.connected, args.ring_timeout
+            )
         except (asyncio.CancelledError, KeyboardInterrupt):
             service.hang_up()
             raise
@@ -315,7 +310,8 @@ async def cmd_call(args: argparse.Namespace) -> int:
 async def cmd_answer(args: argparse.Namespace) -> int:
     service = _open(args)
     try:
-        service.set_audio(audio_factory(args))
+        audio = HeadlessAudio(args)
+        service.set_audio(audio.factory)
         queue = service.subscribe()
         await _connect(service)
         _say("waiting for a call…")
@@ -333,7 +329,7 @@ async def cmd_answer(args: argparse.Namespace) -> int:
                 _say(_describe(event.call))
                 service.accept_call()
                 break
-        return await _follow(service, queue, _talk_time(args))
+        return await _follow(service, queue, _talk_time(args), audio.connected)
     except AppError:
         raise
     finally:

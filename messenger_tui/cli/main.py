@@ -525,6 +525,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine to completion on uvloop (libuv's event loop: asyncio's
+    per-iteration and per-callback work in C; a headless call costs about half a percent of a
+    core less, docs/performance.md), or on asyncio's own loop where uvloop is missing or
+    ``MESSENGER_TUI_LOOP=asyncio`` asks for it."""
+    if os.environ.get("MESSENGER_TUI_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            result: int = uvloop.run(coro)
+            return result
+    return asyncio.run(coro)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -534,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.func
     try:
-        code = asyncio.run(func(args))
+        code = run_command(func(args))
     except AppError as exc:
         _err(f"error: {exc}")
         code = exc.exit_code

@@ -48,6 +48,7 @@ Algorithm (parameters in :class:`JitterBufferConfig`):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -163,7 +164,8 @@ class JitterBuffer:
         self._frames: dict[int, bytes] = {}
         self._redundant: dict[int, bytes] = {}  # copies, keyed by the frame they stand for
         self._next: int | None = None  # the frame due at the next tick; None while buffering
-        self._transits: deque[float] = deque(maxlen=self.config.history)
+        self._transits: deque[float] = deque()  # the window, oldest first
+        self._ordered: list[float] = []  # the same values, sorted (the percentile and the base)
         self._last_transit: float | None = None
         self._outcomes: dict[int, str] = {}  # slot -> "played" | "concealed" | "dropped"
         self._late_run = 0
@@ -221,7 +223,11 @@ class JitterBuffer:
             # RFC 3550 section 6.4.1: J += (|D| - J) / 16
             self.stats.jitter_ms += (abs(transit - self._last_transit) - self.stats.jitter_ms) / 16
         self._last_transit = transit
-        self._transits.append(transit)
+        transits, ordered = self._transits, self._ordered
+        if len(transits) >= self.config.history:
+            del ordered[bisect_left(ordered, transits.popleft())]
+        transits.append(transit)
+        insort(ordered, transit)
 
     def _resync(self) -> None:
         self.stats.resyncs += 1
@@ -229,6 +235,7 @@ class JitterBuffer:
         self._redundant.clear()
         self._outcomes.clear()
         self._transits.clear()
+        self._ordered.clear()
         self._last_transit = None
         self._next = None
         self._late_run = 0
@@ -243,13 +250,13 @@ class JitterBuffer:
         if n < cfg.warmup_arrivals:
             self.stats.jitter_p95_ms = 0.0
             return min(max(cfg.start_delay_ms, cfg.min_delay_ms), cfg.max_delay_ms)
-        ordered = sorted(self._transits)
+        ordered = self._ordered
         p95 = ordered[max(math.ceil(cfg.percentile * n) - 1, 0)] - ordered[0]
         self.stats.jitter_p95_ms = p95
         return min(max(p95 + cfg.frame_ms, cfg.min_delay_ms), cfg.max_delay_ms)
 
     def _delay(self, sequence: int, now_ms: float) -> float:
-        return now_ms - (sequence * self.config.frame_ms + min(self._transits))
+        return now_ms - (sequence * self.config.frame_ms + self._ordered[0])
 
     def pull(self, now_ms: float) -> Playout:
         """What to play for the device tick at ``now_ms``; call once per 20 ms of device time."""

@@ -10,11 +10,10 @@ captures silence, so frames flow from the first tick (the caller's media connect
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable
 
+from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS
 
 _SILENCE = bytes(FRAME_BYTES)
@@ -28,7 +27,7 @@ class DelayLoop:
         self._line: deque[bytes] = deque()
         self._pull: Callable[[], bytes] | None = None
         self._on_frame: Callable[[bytes], None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._pacer: LoopPacer | None = None
         self.source = _LoopSource(self)
         self.sink = _LoopSink(self)
 
@@ -41,16 +40,17 @@ class DelayLoop:
         self._ensure_running()
 
     def _ensure_running(self) -> None:
-        if self._task is None and self._pull is not None and self._on_frame is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._pacer is None and self._pull is not None and self._on_frame is not None:
+            self._pacer = LoopPacer(self.tick)
+            self._pacer.start()
 
     def stop(self) -> None:
         """Idempotent; may be called from any thread (the session stops its ends off the
         loop). No callback runs once the ends are detached here."""
         self._pull = self._on_frame = None
-        task, self._task = self._task, None
-        if task is not None:
-            cancel_from_any_thread(task)
+        pacer, self._pacer = self._pacer, None
+        if pacer is not None:
+            pacer.stop()
         self._line.clear()
 
     def tick(self) -> None:
@@ -61,20 +61,6 @@ class DelayLoop:
         self._line.append(pull())
         out = self._line.popleft() if len(self._line) > self.delay_frames else _SILENCE
         on_frame(out)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = FRAME_MS / 1000
-        deadline = loop.time()
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                self.tick()
-                deadline += period
-                delay = deadline - loop.time()
-                if delay < -0.2:  # fell far behind (a stalled loop): skip, don't burst
-                    deadline = loop.time()
-                    delay = 0.0
-                await asyncio.sleep(max(0.0, delay))
 
 
 class _LoopSource:
@@ -97,17 +83,3 @@ class _LoopSink:
 
     def stop(self) -> None:
         self._loop.stop()
-
-
-def cancel_from_any_thread(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` from its own loop's thread or from another thread (asyncio objects
-    are not thread-safe: from elsewhere the cancel is handed to the loop)."""
-    loop = task.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        task.cancel()
-    elif not loop.is_closed():
-        loop.call_soon_threadsafe(task.cancel)

@@ -3,8 +3,8 @@
 ::
 
     send     source.on_frame (maybe a device thread) --call_soon_threadsafe--> loop:
-             Opus encode -> pack_audio(packet, previous packet) -> seal (audio stream)
-             -> carrier.send
+             Opus encode -> pack_audio(packet, previous packet, padded to the call's one
+             payload size) -> seal (audio stream) -> carrier.send
     receive  carrier -> receive(frame) on the loop: open (drops counted) -> audio:
              unpack_audio -> JitterBuffer.push(arrival = clock)   | report: statistics, RTT,
                                                                     encoder loss hint
@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from messenger_tui.core.calls.audio_payload import pack_audio, unpack_audio
+from messenger_tui.core.calls.audio_payload import audio_payload_size, pack_audio, unpack_audio
 from messenger_tui.core.calls.media_keys import MediaKeys
 from messenger_tui.core.calls.report import (
     MalformedReport,
@@ -85,18 +85,21 @@ _FRESH_S: Final = 0.5
 _REPORT_STALE_INTERVALS: Final = 2.5
 #: Weight of a new peer loss report in the encoder's loss hint (exponential smoothing).
 _LOSS_SMOOTHING: Final = 0.5
-#: Opus complexity of calls when no settings are given: libopus's default (9) costs ~570 us
-#: per frame here, 2.9 % of a core for encoding alone; 7 costs ~400 us and, capped at
-#: wideband, scores 3.8 WB-PESQ against 3.95 (docs/notes/calls.md, "Media session").
-DEFAULT_COMPLEXITY: Final = 7
+#: Opus complexity of calls when no settings are given. Measured here (libopus 1.3.1, capped at
+#: wideband, 24 kb/s): 9 (libopus's default) ~550 us per frame and WB-PESQ 3.95; 7 ~390 us,
+#: 3.82; 6 ~370 us, 3.82 (the same SILK settings as 7, without the tonality analysis that a
+#: voice-only, bandwidth-capped stream does not use); 5 ~245 us, 3.57 (docs/notes/calls.md).
+DEFAULT_COMPLEXITY: Final = 6
 #: The jitter buffer of calls: it starts at 40 ms (not 60) and trusts its statistics after
 #: 10 arrivals (not 25), so it settles within the first ~300 ms of a call, before anyone
 #: speaks, instead of dropping frames into the first words (each whole-frame drop or stretch
 #: inside speech costs WB-PESQ: clean path 3.43 -> 3.82 with this start).
 DEFAULT_JITTER_CONFIG: Final = JitterBufferConfig(start_delay_ms=40.0, warmup_arrivals=10)
-#: Levels are measured on every 4th frame (12.5 a second, more than a terminal meter draws):
-#: an RMS over 960 samples costs 30-90 us in pure Python, a few % of the call's CPU budget.
+#: Levels are measured on every 4th frame (12.5 a second, more than a terminal meter draws),
+#: from every 4th sample: an RMS over all 960 samples costs 30-90 us in pure Python, a few %
+#: of the call's CPU budget; 240 samples read the same on a meter.
 _LEVEL_EVERY: Final = 4
+_LEVEL_STRIDE: Final = 4
 _PLAYED_KINDS: Final = frozenset({PlayoutKind.FRAME, PlayoutKind.REDUNDANT, PlayoutKind.FEC})
 
 
@@ -144,6 +147,8 @@ class MediaSession:
         self._send_errors = 0
         self._playout_errors = 0
         self._encoder = OpusEncoder(self.settings)
+        #: Every audio frame's payload is padded to this size: constant sizes on the wire.
+        self.payload_size = audio_payload_size(self.settings.packet_limit, redundancy)
         self._decoder = OpusDecoder()
         self._sealer = MediaFrameSealer(keys.send_key, keys.send_direction)
         self._report_sealer = MediaFrameSealer(keys.send_key, keys.send_direction, control=True)
@@ -300,13 +305,13 @@ class MediaSession:
         self._captured += 1
         self._last_capture_at = now
         if self._captured % _LEVEL_EVERY == 1:
-            self._mic_level = frame_level(pcm)
+            self._mic_level = frame_level(pcm, _LEVEL_STRIDE)
         if self._muted:
             pcm = _SILENCE
         packet = self._encoder.encode(pcm)
         redundant = (self._previous_packet or b"") if self._redundancy else None
         self._previous_packet = packet
-        payload_type, payload = pack_audio(packet, redundant)
+        payload_type, payload = pack_audio(packet, redundant, self.payload_size)
         timestamp = self._sealer.next_sequence * FRAME_SAMPLES
         frame = self._sealer.seal(payload, timestamp, payload_type)
         if self._send(frame):
@@ -409,7 +414,7 @@ class MediaSession:
             if playout.kind in _PLAYED_KINDS:
                 self._peer_frames_played += 1
             if self._pulls % _LEVEL_EVERY == 1:
-                self._remote_level = frame_level(pcm)
+                self._remote_level = frame_level(pcm, _LEVEL_STRIDE)
         except Exception:  # never raise into a device callback
             self._playout_errors += 1
             if self._playout_errors == 1:

@@ -11,10 +11,15 @@ dependency, and a hand-rolled resampler would colour the audio that quality test
 
 Pacing:
 
-- ``pace="realtime"``: a daemon thread delivers (source) or pulls (sink) one 20 ms frame per
-  absolute deadline ``start + n * 20 ms`` of ``time.monotonic()``, so scheduling jitter never
-  accumulates into drift. After a stall of more than :data:`MAX_LAG_S` (a suspended machine)
-  the schedule restarts instead of bursting.
+- ``pace="loop"`` (the default): the running event loop delivers (source) or pulls (sink) one
+  20 ms frame per slot of a :class:`~messenger_tui.media.pacing.LoopPacer`. Start it on the
+  loop's thread (a media session does). A file has no device clock to follow, and on the loop
+  a call's source and sink share one wake-up per frame and hand nothing across threads: the
+  cheapest way to run a headless call.
+- ``pace="thread"``: a daemon thread per end, at absolute deadlines ``start + n * 20 ms`` of
+  ``time.monotonic()``, the way a device's callback thread behaves (tests that want a device's
+  threading without a device). After a stall of more than :data:`MAX_LAG_S` (a suspended
+  machine) the schedule restarts instead of bursting.
 - ``pace="manual"``: nothing happens by itself; the caller drives frames with :meth:`tick`
   (tests in simulated time, benchmarks).
 """
@@ -28,14 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Final, Literal
 
+from messenger_tui.media.pacing import MAX_LAG_S, LoopPacer
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, AudioUnavailable
 
-Pace = Literal["realtime", "manual"]
+Pace = Literal["loop", "thread", "manual"]
+_PACES: Final = ("loop", "thread", "manual")
 AtEnd = Literal["silence", "stop"]
 
 _FRAME_S: Final = FRAME_MS / 1000
-#: A realtime thread this far behind its schedule restarts it rather than catching up.
-MAX_LAG_S: Final = 0.2
 _SILENCE: Final = bytes(FRAME_BYTES)
 CONVERT_HINT: Final = "convert it: sox input.wav -r 48000 -c 1 -b 16 output.wav"
 
@@ -76,7 +81,7 @@ def _steps(step: Callable[[], bool], frames: int) -> int:
     return done
 
 
-class _Pacer:
+class _ThreadPacer:
     """A daemon thread calling ``step()`` once per 20 ms at absolute monotonic deadlines,
     until ``step`` returns False or :meth:`stop`."""
 
@@ -108,6 +113,16 @@ class _Pacer:
             self._thread.join()
 
 
+def _pacer(pace: Pace, name: str, step: Callable[[], bool]) -> _ThreadPacer | LoopPacer | None:
+    """The started pacer of one end (None for manual pacing)."""
+    pacer: _ThreadPacer | LoopPacer
+    if pace == "manual":
+        return None
+    pacer = LoopPacer(step) if pace == "loop" else _ThreadPacer(name, step)
+    pacer.start()
+    return pacer
+
+
 class WavSource:
     """Plays a WAV file into a call, one 20 ms frame at a time (see the module doc).
 
@@ -122,12 +137,12 @@ class WavSource:
         path: str | Path,
         *,
         loop_audio: bool = False,
-        pace: Pace = "realtime",
+        pace: Pace = "loop",
         at_end: AtEnd = "silence",
         on_end: Callable[[], None] | None = None,
     ) -> None:
-        if pace not in ("realtime", "manual"):
-            raise ValueError("pace is 'realtime' or 'manual'")
+        if pace not in _PACES:
+            raise ValueError("pace is 'loop', 'thread' or 'manual'")
         if at_end not in ("silence", "stop"):
             raise ValueError("at_end is 'silence' or 'stop'")
         self.path = Path(path)
@@ -138,7 +153,7 @@ class WavSource:
         self._on_end = on_end
         self._on_frame: Callable[[bytes], None] | None = None
         self._position = 0
-        self._pacer: _Pacer | None = None
+        self._pacer: _ThreadPacer | LoopPacer | None = None
         self._lock = threading.RLock()  # serialises delivery with stop()
         self.frames_delivered = 0
         self.finished = False
@@ -152,9 +167,7 @@ class WavSource:
         if self._on_frame is not None:
             raise RuntimeError("WavSource already started")
         self._on_frame = on_frame
-        if self.pace == "realtime":
-            self._pacer = _Pacer(f"wav-source:{self.path.name}", self._deliver)
-            self._pacer.start()
+        self._pacer = _pacer(self.pace, f"wav-source:{self.path.name}", self._deliver)
 
     def tick(self, frames: int = 1) -> int:
         """Manual pacing: deliver up to ``frames`` frames now; returns how many were."""
@@ -198,18 +211,19 @@ class WavSource:
 
 class WavSink:
     """Records what a call plays into a 48 kHz mono 16-bit WAV file: pulls one frame per 20 ms
-    (realtime thread, or :meth:`tick` with ``pace="manual"``) and writes it. The file is
+    (on the loop, on its own thread, or at each :meth:`tick` with ``pace="manual"``) and
+    writes it. The file is
     complete and closed when :meth:`stop` returns."""
 
-    def __init__(self, path: str | Path, *, pace: Pace = "realtime") -> None:
-        if pace not in ("realtime", "manual"):
-            raise ValueError("pace is 'realtime' or 'manual'")
+    def __init__(self, path: str | Path, *, pace: Pace = "loop") -> None:
+        if pace not in _PACES:
+            raise ValueError("pace is 'loop', 'thread' or 'manual'")
         self.path = Path(path)
         self.pace: Pace = pace
         self._pull: Callable[[], bytes] | None = None
         self._writer: wave.Wave_write | None = None
         self._file: BinaryIO | None = None
-        self._pacer: _Pacer | None = None
+        self._pacer: _ThreadPacer | LoopPacer | None = None
         self._lock = threading.RLock()  # serialises writing with stop()
         self.frames_written = 0
 
@@ -227,9 +241,7 @@ class WavSink:
         writer.setframerate(SAMPLE_RATE)
         self._writer = writer
         self._pull = pull
-        if self.pace == "realtime":
-            self._pacer = _Pacer(f"wav-sink:{self.path.name}", self._write_one)
-            self._pacer.start()
+        self._pacer = _pacer(self.pace, f"wav-sink:{self.path.name}", self._write_one)
 
     def tick(self, frames: int = 1) -> int:
         """Manual pacing: pull and write ``frames`` frames now; returns how many were."""

@@ -249,8 +249,8 @@ class MediaSession:
         return self._identity
 
     def deliver(self, data: bytes) -> bool:
-        """Frame a media frame for this leg, unless its transport buffer (what the kernel
-        did not take) is over the limit.
+        """Frame a media frame for this leg, unless what waits for it (the transport buffer
+        the kernel did not take, plus the frames framed this turn) is over the limit.
 
         The frame goes to the transport at the end of the current event-loop turn, together
         with the others forwarded to this leg in the same turn (one write, one syscall,
@@ -260,7 +260,7 @@ class MediaSession:
             self._closing
             or self._protocol.state is not State.OPEN
             or self._transport.is_closing()
-            or self._transport.get_write_buffer_size() > limit
+            or self._transport.get_write_buffer_size() + self._pending_bytes > limit
         ):
             return False
         self._protocol.send_binary(data)

@@ -70,8 +70,8 @@ from messenger_tui.core.wire import (
 from messenger_tui.transport.backoff import Backoff
 from messenger_tui.transport.dialer import (
     authenticate,
+    connection_class,
     open_socket,
-    pinned_connection_class,
 )
 from messenger_tui.transport.errors import (
     NotConnected,
@@ -197,7 +197,7 @@ class RelayClient:
         if len(identity_public) != KEY_LEN:
             raise ValueError(f"identity_public must be {KEY_LEN} bytes")
         self.endpoint: RelayEndpoint = parse_relay_url(url)
-        self._pinned_class: type[ClientConnection] | None = None
+        self._conn_class: type[ClientConnection] | None = None
         self.set_url(url)
         self._identity = bytes(identity_public)
         self._sign = sign
@@ -232,7 +232,7 @@ class RelayClient:
         :meth:`start` again."""
         endpoint = parse_relay_url(url)
         self.endpoint = endpoint
-        self._pinned_class = pinned_connection_class(endpoint)
+        self._conn_class = connection_class(endpoint)
 
     # ------------------------------------------------------------------ properties
 
@@ -595,7 +595,7 @@ class RelayClient:
             close_timeout=CLOSE_TIMEOUT,
             ssl_context=self._ssl_context,
             proxy=self._proxy,
-            pinned_class=self._pinned_class,
+            conn_class=self._conn_class,
         )
 
     def _activate(self, link: _Link) -> None:

@@ -57,8 +57,8 @@ __all__ = [
     "USER_AGENT",
     "PinnedClientConnection",
     "authenticate",
+    "connection_class",
     "open_socket",
-    "pinned_connection_class",
 ]
 
 USER_AGENT = "messenger-tui"
@@ -80,13 +80,19 @@ class PinnedClientConnection(ClientConnection):
         await super().handshake(*args, **kwargs)
 
 
-def pinned_connection_class(endpoint: RelayEndpoint) -> type[ClientConnection] | None:
-    """The connection class that enforces ``endpoint``'s pin (None when it has none)."""
-    if endpoint.pin_sha256 is None:
-        return None
+def connection_class(
+    endpoint: RelayEndpoint, base: type[ClientConnection] | None = None
+) -> type[ClientConnection] | None:
+    """The websocket connection class for ``endpoint``: ``base`` (None: websockets' own),
+    made to enforce the endpoint's pin when it has one. Pass it to :func:`open_socket`."""
+    if endpoint.pin_sha256 is None or not endpoint.tls:
+        return base
+    bases: tuple[type[ClientConnection], ...] = (PinnedClientConnection,)
+    if base is not None and not issubclass(PinnedClientConnection, base):
+        bases = (base, PinnedClientConnection)
     return type(
         "PinnedClientConnection",
-        (PinnedClientConnection,),
+        bases,
         {"pin": endpoint.pin_sha256, "display": endpoint.display},
     )
 
@@ -102,10 +108,11 @@ async def open_socket(
     close_timeout: float,
     ssl_context: ssl.SSLContext | None = None,
     proxy: str | bool | None = None,
-    pinned_class: type[ClientConnection] | None = None,
+    conn_class: type[ClientConnection] | None = None,
     connect_url: str | None = None,
 ) -> ClientConnection:
-    """Open the websocket to ``connect_url`` (default ``endpoint.connect_url``).
+    """Open the websocket to ``connect_url`` (default ``endpoint.connect_url``) as a
+    ``conn_class`` (from :func:`connection_class`; made here when not given).
 
     Raises RelayUnreachable, TlsError, PinMismatch or RelayProtocolError.
     """
@@ -121,10 +128,15 @@ async def open_socket(
         "proxy": proxy,
         "user_agent_header": USER_AGENT,
     }
+    if conn_class is None:
+        conn_class = connection_class(ep)
+    if conn_class is not None:
+        kwargs["create_connection"] = conn_class
     if ep.tls:
         if ep.pin_sha256 is not None:
+            if conn_class is None or not issubclass(conn_class, PinnedClientConnection):
+                raise ValueError("a pinned endpoint needs its connection_class()")
             kwargs["ssl"] = pinned_ssl_context()
-            kwargs["create_connection"] = pinned_class or pinned_connection_class(ep)
         else:
             kwargs["ssl"] = ssl_context or default_ssl_context()
     try:

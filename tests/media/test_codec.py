@@ -76,7 +76,8 @@ def _loud_frames(clean: list[bytes]) -> list[int]:
 def test_settings_reach_libopus() -> None:
     encoder = OpusEncoder()
     assert encoder.bitrate == 24_000
-    assert encoder.constant_bitrate
+    assert not encoder.constant_bitrate  # VBR under a packet limit; the session pads
+    assert OpusEncoder(OpusSettings(constant_bitrate=True)).constant_bitrate
     assert encoder.inband_fec
     assert encoder.packet_loss_percent == 10
     assert encoder.lookahead_samples == 312  # 6.5 ms: part of the 26.5 ms codec delay
@@ -98,18 +99,25 @@ def test_bandwidth_cap_reaches_libopus() -> None:
 
 @pytest.mark.parametrize(("bitrate", "size"), [(24_000, 60), (32_000, 80)])
 def test_constant_bitrate_packets_all_have_one_size(bitrate: int, size: int) -> None:
-    """Speech, noise and silence alike: sizes say nothing about what is said."""
-    encoder = OpusEncoder(OpusSettings(bitrate=bitrate))
+    """libopus's CBR mode: speech, noise and silence alike give one size."""
+    settings = OpusSettings(bitrate=bitrate, constant_bitrate=True)
+    assert settings.packet_limit == size  # bitrate * 20 ms / 8
+    encoder = OpusEncoder(settings)
     sizes = {len(encoder.encode(frame)) for frame in FRAMES}
-    assert sizes == {size}  # bitrate * 20 ms / 8
+    assert sizes == {size}
 
 
-def test_variable_bitrate_would_leak_through_sizes() -> None:
-    """The control for the test above: with VBR the sizes follow the signal."""
-    encoder = OpusEncoder(OpusSettings(constant_bitrate=False))
+@pytest.mark.parametrize(("bitrate", "limit"), [(24_000, 75), (32_000, 100)])
+def test_variable_bitrate_packets_stay_under_the_limit(bitrate: int, limit: int) -> None:
+    """The default: sizes follow the signal (which is why the session pads every frame to
+    the limit's payload size) but never pass the limit, even on noise."""
+    settings = OpusSettings(bitrate=bitrate)
+    assert settings.packet_limit == limit  # 1.25 x bitrate * 20 ms / 8
+    encoder = OpusEncoder(settings)
     assert not encoder.constant_bitrate
     sizes = [len(encoder.encode(frame)) for frame in FRAMES]
-    assert len(set(sizes)) > 5
+    assert len(set(sizes)) > 5  # unpadded, sizes would leak what is said
+    assert max(sizes) <= limit
 
 
 def test_decode_reproduces_the_signal() -> None:

@@ -81,3 +81,14 @@ def test_meter_attacks_at_once_releases_slowly_and_holds_its_peak() -> None:
     assert 0.0 < level <= peak <= 1.0
     meter.reset()
     assert meter.bar() == (0.0, 0.0)
+
+
+def test_a_strided_level_reads_like_the_full_one() -> None:
+    """The call meters read every 4th sample: the same level for speech-band signals."""
+    for freq, amplitude in ((1000, 0.5), (440, 0.1), (3000, 0.8)):
+        frame = sine(freq, amplitude)
+        assert frame_level(frame, 4) == pytest.approx(frame_level(frame), rel=0.03)
+    assert frame_level(bytes(FRAME_BYTES), 4) == 0.0
+    assert frame_level(pcm([16384] * 10), 4) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        frame_level(bytes(FRAME_BYTES), 0)

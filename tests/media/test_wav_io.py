@@ -92,10 +92,10 @@ def test_manual_sink_records_every_pulled_frame(tmp_path: Path) -> None:
     assert got == [frames[0], frames[1], (b"short" + bytes(FRAME_BYTES))[:FRAME_BYTES], frames[3]]
 
 
-def test_realtime_source_keeps_absolute_deadlines(tmp_path: Path) -> None:
+def test_thread_paced_source_keeps_absolute_deadlines(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "a.wav", b"".join(numbered_frames(10)))
     times: list[float] = []
-    source = WavSource(path)  # realtime; silence after the file
+    source = WavSource(path, pace="thread")  # silence after the file
     start = time.monotonic()
     source.start(lambda frame: times.append(time.monotonic()))
     time.sleep(0.61)
@@ -110,14 +110,14 @@ def test_realtime_source_keeps_absolute_deadlines(tmp_path: Path) -> None:
     assert abs(late[-1] - late[0]) < 0.015
 
 
-def test_realtime_sink_pulls_on_its_own_thread_and_closes_the_file(tmp_path: Path) -> None:
+def test_thread_paced_sink_pulls_on_its_own_thread_and_closes_the_file(tmp_path: Path) -> None:
     threads: set[int] = set()
 
     def pull() -> bytes:
         threads.add(threading.get_ident())
         return b"\x01\x00" * (FRAME_BYTES // 2)
 
-    sink = WavSink(tmp_path / "out.wav")
+    sink = WavSink(tmp_path / "out.wav", pace="thread")
     sink.start(pull)
     time.sleep(0.3)
     sink.stop()

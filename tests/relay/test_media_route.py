@@ -209,6 +209,50 @@ async def test_slow_reader_gets_drops_and_the_other_direction_stays_fast(
     callee.ws.transport.abort()  # a stalled reader would hold the relay's close for 5 s
 
 
+async def test_a_backed_up_leg_never_holds_more_than_the_write_limit() -> None:
+    """What waits for a leg (the transport's buffer plus the frames framed this loop turn)
+    stays within ``media_write_limit`` plus one frame: a stalled reader cannot build up
+    seconds of voice at the relay."""
+    from types import SimpleNamespace
+
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    from messenger_tui.relay.media_route import MediaSession
+
+    class StalledTransport:
+        """The kernel takes nothing: every write stays in the buffer."""
+
+        def __init__(self) -> None:
+            self.buffered = 0
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return self.buffered
+
+        def write(self, data: bytes) -> None:
+            self.buffered += len(data)
+
+    config = RelayConfig(data_dir=Path("unused"))
+    protocol = ServerProtocol()
+    protocol.state = State.OPEN
+    transport = StalledTransport()
+    connection = SimpleNamespace(protocol=protocol, transport=transport)
+    router = SimpleNamespace(stats=None)
+    leg = MediaSession(connection, SimpleNamespace(config=config), router)  # type: ignore[arg-type]
+    frame = media_frame(b"x", size=1000)
+    limit = config.media_write_limit
+    transport.buffered = limit - 100  # the kernel stopped taking just below the limit
+    accepted = 0
+    for _ in range(3):  # three loop turns of a flood
+        accepted += sum(leg.deliver(frame) for _ in range(20))
+        await asyncio.sleep(0)  # the turn ends: what was framed is written
+    assert transport.buffered <= limit + len(frame) + 16  # + one frame and its framing
+    assert accepted == 1
+
+
 async def test_oversized_frames_are_dropped_then_the_connection_closed(
     make_relay: RelayFactory,
 ) -> None:

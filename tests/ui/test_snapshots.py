@@ -79,6 +79,13 @@ def _settle(facade: SnapshotFacade, *steps: Step) -> Callable[[Pilot[object]], A
         )
         for step in steps:
             await step(pilot, screen)
+        # app.focused changes at once, the widget's has_focus (which draws the composer's
+        # cursor) one message later: on a loaded machine the screenshot could come between
+        await wait_until(
+            pilot,
+            lambda: app.focused is None or app.focused.has_focus,
+            what="the focused widget to know it",
+        )
         for stacked in app.screen_stack:
             for widget in stacked.query("TextArea, Input"):
                 assert isinstance(widget, TextArea | Input)

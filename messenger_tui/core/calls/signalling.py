@@ -21,9 +21,12 @@ Design rules
    is answered ``busy`` (and reported as :class:`~.effects.BusyRejected`), glare excepted.
 5. **Glare** (we call a peer who is calling us): both sides see both offers, so both apply the
    same rule to the same data: *the offer with the lower call id (bytewise) wins*. The side
-   whose offer lost abandons it and accepts the winning offer (both users asked for this call,
-   so it connects without ringing); the winning side ignores the losing offer and sends its own
-   again, in case the first copy was lost. A call id tie (2**-128) leaves both ringing.
+   whose offer lost withdraws it (a hangup for it) and accepts the winning offer (both users
+   asked for this call, so it connects without ringing); the winning side ignores the losing
+   offer and sends its own again, in case the first copy was lost. The withdrawal matters when
+   the two sides did *not* see the same pair of offers: the peer hung up and called again
+   before our offer reached it, so it judges our offer against its new one, may adopt it, and
+   must then learn that we gave it up. A call id tie (2**-128) leaves both ringing.
 6. **Stale offers never ring.** An offer whose ``created_ms`` is more than
    ``max_offer_age_ms`` (30 s) away from our clock, either way, is dropped silently; so is any
    offer whose call id we have seen before (duplicates, our own calls, answered ones).
@@ -156,6 +159,7 @@ class Action(Enum):
     SEND_ACCEPT = "send_accept"
     SEND_DECLINE = "send_decline"
     SEND_HANGUP = "send_hangup"  # with the transition's reason
+    WITHDRAW_OFFER = "withdraw_offer"  # a hangup for our own call, which lost glare
     SEND_BUSY = "send_busy"  # to the rejected offer's sender, not the current peer
     START_MEDIA = "start_media"
     STOP_MEDIA = "stop_media"
@@ -210,7 +214,9 @@ TRANSITIONS: Final[Mapping[CallState, Mapping[Event, Transition]]] = {
         Event.PEER_BUSY: _T(S.ENDED, (), EndReason.BUSY),
         Event.PEER_HANGUP: _T(S.ENDED, peer_reason=True),
         Event.PEER_OFFER_GLARE_WON: _T(S.OUTGOING_RINGING, (A.SEND_OFFER,)),
-        Event.PEER_OFFER_GLARE_LOST: _T(S.CONNECTING, (A.ADOPT_OFFER, *_ACCEPT_STEPS)),
+        Event.PEER_OFFER_GLARE_LOST: _T(
+            S.CONNECTING, (A.WITHDRAW_OFFER, A.ADOPT_OFFER, *_ACCEPT_STEPS)
+        ),
         Event.PEER_OFFER_WHILE_BUSY: _busy_in(S.OUTGOING_RINGING),
         Event.RING_TIMEOUT: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.NO_ANSWER),
     },
@@ -523,6 +529,8 @@ class CallSignalling:
             assert row.reason is not None
             reason = _HANGUP_REASONS[row.reason]
             out.append(SendSignal(info.peer, CallHangup(info.call_id, reason=reason)))
+        elif action is A.WITHDRAW_OFFER:
+            out.append(SendSignal(info.peer, CallHangup(info.call_id, reason="hung_up")))
         elif action is A.START_MEDIA:
             assert call.keys is not None
             out.append(StartMedia(info.call_id, info.peer, info.role, call.keys))

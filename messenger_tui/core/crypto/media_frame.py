@@ -42,7 +42,12 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from messenger_tui.core.crypto.primitives import AEAD_KEY_LEN, aead_decrypt, aead_encrypt
+from messenger_tui.core.crypto.primitives import (
+    AEAD_KEY_LEN,
+    KeyedAead,
+    aead_decrypt,
+    aead_encrypt,
+)
 from messenger_tui.core.errors import CryptoError, DecryptionFailed
 
 #: First byte of every media frame.
@@ -143,12 +148,16 @@ class MediaFrame:
     payload: bytes
 
 
+def _nonce_prefix(direction: MediaDirection, control: bool) -> bytes:
+    return bytes([int(direction), int(control)]) + bytes(14)
+
+
 def media_nonce(direction: MediaDirection, sequence: int, *, control: bool = False) -> bytes:
     """The 24-byte nonce of frame ``sequence`` of the audio (or ``control``) stream travelling
     in ``direction``."""
     if not 0 <= sequence <= MAX_SEQUENCE:
         raise ValueError("sequence out of range")
-    return bytes([int(direction), int(control)]) + bytes(14) + sequence.to_bytes(8, "big")
+    return _nonce_prefix(direction, control) + sequence.to_bytes(8, "big")
 
 
 def _check_key(key: bytes) -> None:
@@ -209,10 +218,12 @@ class MediaFrameSealer:
         control: bool = False,
     ) -> None:
         _check_key(key)
-        self._key = key
+        self._aead = KeyedAead(key, MAX_MEDIA_PAYLOAD)
         self._direction = direction
         self._next = first_sequence
         self._control = control
+        self._flags = FLAG_CONTROL if control else 0
+        self._nonce_prefix = _nonce_prefix(direction, control)
 
     @property
     def next_sequence(self) -> int:
@@ -230,14 +241,22 @@ class MediaFrameSealer:
         """Seal ``payload`` as the next frame of this stream (``payload_type`` defaults to
         ``OPUS``, or ``REPORT`` on the control stream). Raises ``OverflowError`` after 2**32
         frames and ``ValueError`` for a payload type of the other stream."""
-        if self._next > MAX_SEQUENCE:
+        sequence = self._next
+        if sequence > MAX_SEQUENCE:
             raise OverflowError("media sequence numbers exhausted; end the call")
         if payload_type is None:
             payload_type = PayloadType.REPORT if self._control else PayloadType.OPUS
-        flags = FLAG_CONTROL if self._control else 0
-        header = MediaFrameHeader(self._next, timestamp & 0xFFFFFFFF, payload_type, flags)
-        frame = seal_media_frame(self._key, self._direction, header, payload)
-        self._next += 1
+        elif self._control != (payload_type in _CONTROL_TYPES):
+            raise ValueError("flags and payload type disagree (reports use the control stream)")
+        if len(payload) > MAX_MEDIA_PAYLOAD:
+            raise ValueError(f"media payload over {MAX_MEDIA_PAYLOAD} bytes")
+        # the same bytes as seal_media_frame(), without building a header object per frame
+        ad = _HEADER.pack(
+            MEDIA_FRAME_VERSION, self._flags, payload_type, sequence, timestamp & 0xFFFFFFFF
+        )
+        nonce = self._nonce_prefix + sequence.to_bytes(8, "big")
+        frame = ad + self._aead.encrypt(nonce, payload, ad)
+        self._next = sequence + 1
         return frame
 
     def skip(self, frames: int = 1) -> None:
@@ -317,8 +336,9 @@ class MediaFrameOpener:
         self, key: bytes, direction: MediaDirection, *, window: int = DEFAULT_REPLAY_WINDOW
     ) -> None:
         _check_key(key)
-        self._key = key
+        self._aead = KeyedAead(key, MAX_MEDIA_PAYLOAD)
         self._direction = direction
+        self._nonce_prefixes = (_nonce_prefix(direction, False), _nonce_prefix(direction, True))
         self._windows = (ReplayWindow(window), ReplayWindow(window))  # audio, control
         self.counters = MediaFrameCounters()
 
@@ -331,7 +351,7 @@ class MediaFrameOpener:
         counters = self.counters
         counters.received += 1
         try:
-            frame = open_media_frame(self._key, self._direction, data)
+            frame = self._open(data)
         except MalformedMediaFrame:
             counters.malformed += 1
             if strict:
@@ -359,6 +379,19 @@ class MediaFrameOpener:
         if control:
             counters.control += 1
         return frame
+
+    def _open(self, data: bytes) -> MediaFrame:
+        """As :func:`open_media_frame` with this opener's key."""
+        header = MediaFrameHeader.unpack(data)
+        if len(data) < MEDIA_HEADER_LEN + MEDIA_TAG_LEN:
+            raise MalformedMediaFrame("shorter than header and tag")
+        if len(data) > MEDIA_HEADER_LEN + MAX_MEDIA_PAYLOAD + MEDIA_TAG_LEN:
+            raise MalformedMediaFrame("media frame too large")
+        nonce = self._nonce_prefixes[header.flags & FLAG_CONTROL] + header.sequence.to_bytes(
+            8, "big"
+        )
+        ad = data[:MEDIA_HEADER_LEN]
+        return MediaFrame(header, self._aead.decrypt(nonce, data[MEDIA_HEADER_LEN:], ad))
 
     def __repr__(self) -> str:  # never print the key
         return f"MediaFrameOpener(direction={self._direction.name}, counters={self.counters})"

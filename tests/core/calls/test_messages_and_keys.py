@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from messenger_tui.core.calls.audio_payload import pack_audio, unpack_audio
+from messenger_tui.core.calls.audio_payload import audio_payload_size, pack_audio, unpack_audio
 from messenger_tui.core.calls.media_keys import (
     MEDIA_KEYS_INFO,
     CallKeyPair,
@@ -161,13 +161,42 @@ def test_key_reprs_hide_secrets() -> None:
 
 
 def test_audio_payload_layouts() -> None:
-    assert pack_audio(b"primary") == (PayloadType.OPUS, b"primary")
-    assert unpack_audio(PayloadType.OPUS, b"primary") == (b"primary", None)
+    """Byte-exact layouts (docs/protocol.md, "Audio payload")."""
+    assert pack_audio(b"primary") == (PayloadType.OPUS, b"\x00\x07primary")
+    assert unpack_audio(PayloadType.OPUS, b"\x00\x07primary") == (b"primary", None)
     ptype, payload = pack_audio(b"p" * 60, b"r" * 60)
-    assert ptype is PayloadType.OPUS_RED and len(payload) == 122
+    assert ptype is PayloadType.OPUS_RED and payload == b"\x00\x3c\x00\x3c" + b"p" * 60 + b"r" * 60
     assert unpack_audio(ptype, payload) == (b"p" * 60, b"r" * 60)
     ptype, payload = pack_audio(b"first", b"")  # the first frame has no previous one
+    assert payload == b"\x00\x05\x00\x00first"
     assert unpack_audio(ptype, payload) == (b"first", None)
-    for bad in (b"", b"\x00", b"\x00\x09short"):
+
+
+def test_audio_payloads_are_padded_to_one_size() -> None:
+    """Whatever the packets' sizes, every payload of a call has the same length."""
+    size = audio_payload_size(75, redundancy=True)
+    assert size == 4 + 2 * 75
+    for primary, redundant in ((b"a" * 75, b"b" * 75), (b"a" * 3, b""), (b"a" * 40, b"b" * 75)):
+        ptype, payload = pack_audio(primary, redundant, size)
+        assert len(payload) == size
+        assert unpack_audio(ptype, payload) == (primary, redundant or None)
+    ptype, payload = pack_audio(b"x" * 10, None, audio_payload_size(75, redundancy=False))
+    assert (ptype, len(payload)) == (PayloadType.OPUS, 77)
+    assert unpack_audio(ptype, payload) == (b"x" * 10, None)
+    with pytest.raises(ValueError, match="do not fit"):
+        pack_audio(b"a" * 76, b"b" * 75, size)
+
+
+def test_malformed_audio_payloads_are_refused() -> None:
+    for ptype, bad in (
+        (PayloadType.OPUS_RED, b""),
+        (PayloadType.OPUS_RED, b"\x00\x01\x00"),  # lengths cut short
+        (PayloadType.OPUS_RED, b"\x00\x09\x00\x00short"),  # shorter than its length
+        (PayloadType.OPUS_RED, b"\x00\x01\x00\x05abc"),  # redundant cut short
+        (PayloadType.OPUS, b"\x00"),
+        (PayloadType.OPUS, b"\x00\x00"),  # an empty packet
+        (PayloadType.OPUS, b"\x00\x01a\x00\x01"),  # padding that is not zero
+        (PayloadType.REPORT, b"\x00\x01a"),  # not audio
+    ):
         with pytest.raises(MalformedMediaFrame):
-            unpack_audio(PayloadType.OPUS_RED, bad)
+            unpack_audio(ptype, bad)

@@ -258,6 +258,28 @@ def test_glare_when_the_first_winning_offer_is_lost() -> None:
     assert net[ALICE].machine.state is net[BOB].machine.state is S.CONNECTING
 
 
+def test_glare_against_a_redial_never_leaves_two_calls() -> None:
+    """Found by the interleaving property test: Bob calls Alice while her call to him is in
+    flight, hangs up and calls again. Alice judges her offer against Bob's first one, Bob
+    judges it against his second: they pick different winners. Alice's withdrawal of the
+    offer she gave up is what stops Bob from connecting to it while she connects to his."""
+    net = PhoneNetwork(ALICE, BOB, seed=b"\x01")
+    net.act(ALICE, lambda m: m.place_call(BOB, net.now))
+    net.act(BOB, lambda m: m.place_call(ALICE, net.now))
+    net.act(BOB, lambda m: m.hang_up(net.now))
+    net.act(BOB, lambda m: m.place_call(ALICE, net.now))
+    net.deliver(ALICE)  # glare against Bob's first call, then its hangup, then the redial
+    withdrawn = [e.message for e in net[ALICE].of(SendSignal) if isinstance(e.message, CallHangup)]
+    assert len(withdrawn) == 1 and withdrawn[0].call_id != net[ALICE].machine.call.call_id  # type: ignore[union-attr]
+    net.act(ALICE, lambda m: m.accept(net.now))
+    net.deliver(BOB)
+    a, b = net[ALICE].machine, net[BOB].machine
+    assert not (a.state is S.CONNECTING and b.state is S.CONNECTING)
+    net.settle()
+    for name in (ALICE, BOB):
+        assert net[name].machine.state is S.ENDED
+
+
 def test_calling_back_a_ringing_caller_answers() -> None:
     net = PhoneNetwork(ALICE, BOB)
     net.act(ALICE, lambda m: m.place_call(BOB, net.now))

@@ -16,6 +16,7 @@ from messenger_tui.core.crypto.identity import (
     x25519_from_identity,
 )
 from messenger_tui.core.crypto.primitives import (
+    KeyedAead,
     aead_decrypt,
     aead_encrypt,
     hkdf_sha256,
@@ -147,6 +148,51 @@ def test_aead_matches_independent_xchacha(key: bytes, nonce: bytes, pt: bytes, a
     ours = aead_encrypt(key, nonce, pt, ad)
     assert ours == ref_xchacha_encrypt(key, nonce, pt, ad)
     assert ref_xchacha_decrypt(key, nonce, ours, ad) == pt
+
+
+@FAST
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    messages=st.lists(
+        st.tuples(
+            st.binary(min_size=24, max_size=24), st.binary(max_size=300), st.binary(max_size=20)
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_keyed_aead_is_byte_identical_to_the_bindings(
+    key: bytes, messages: list[tuple[bytes, bytes, bytes]]
+) -> None:
+    """The media path's KeyedAead (one reused buffer) against PyNaCl's bindings, message after
+    message: a longer earlier message must not leak into a shorter later one."""
+    keyed = KeyedAead(key, max_plaintext=300)
+    for nonce, pt, ad in messages:
+        sealed = keyed.encrypt(nonce, pt, ad)
+        assert sealed == aead_encrypt(key, nonce, pt, ad)
+        assert keyed.decrypt(nonce, sealed, ad) == pt == aead_decrypt(key, nonce, sealed, ad)
+
+
+def test_keyed_aead_refuses_tampering_wrong_keys_and_sizes() -> None:
+    key, nonce = bytes(range(32)), bytes(24)
+    keyed = KeyedAead(key, max_plaintext=64)
+    ct = keyed.encrypt(nonce, b"secret", b"ad")
+    for bit in range(len(ct) * 8):
+        with pytest.raises(DecryptionFailed):
+            keyed.decrypt(nonce, flip_bit(ct, bit), b"ad")
+    with pytest.raises(DecryptionFailed):
+        KeyedAead(bytes(32), max_plaintext=64).decrypt(nonce, ct, b"ad")
+    with pytest.raises(DecryptionFailed):
+        keyed.decrypt(nonce, ct[:15], b"ad")
+    with pytest.raises(DecryptionFailed):
+        keyed.decrypt(nonce, bytes(64 + 17), b"ad")  # longer than any message it seals
+    with pytest.raises(ValueError):
+        keyed.encrypt(nonce, bytes(65), b"ad")
+    with pytest.raises(CryptoError):
+        keyed.encrypt(bytes(23), b"x", b"ad")
+    with pytest.raises(CryptoError):
+        KeyedAead(bytes(31), max_plaintext=64)
+    assert key.hex() not in repr(keyed)
 
 
 def test_aead_rejects_tampering() -> None:
