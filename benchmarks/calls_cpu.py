@@ -303,6 +303,55 @@ def _measure_call(
     return out
 
 
+def _bare_media(workdir: Path, measure_s: float) -> dict[str, Any]:
+    """Two ``benchmarks.bare_media_client`` processes through the bare forwarder: the CPU of
+    moving a call's frames in Python with nothing else (the floor under the real client)."""
+    token = os.urandom(32).hex()
+    with ServerProcess.forwarder(workdir) as forwarder:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bare_media_client",
+                    forwarder.url,
+                    str(leg),
+                    token,
+                    f"{measure_s + WARMUP_S + 1:.1f}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=cli_env(),
+            )
+            for leg in (0, 1)
+        ]
+        try:
+            for proc in procs:
+                assert proc.stdout is not None
+                if proc.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"bare media client failed: {proc.stderr.read()}")
+            time.sleep(WARMUP_S)
+            before = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
+            t0 = time.monotonic()
+            time.sleep(measure_s)
+            after = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
+            wall = time.monotonic() - t0
+            outs = [p.communicate(timeout=30)[0] for p in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    usages = [_usage(b, a, wall) for b, a in zip(before, after, strict=True)]
+    return {
+        "cpu_pct": round(sum(u["cpu_pct"] for u in usages) / 2, 2),
+        "main_thread_pct": round(sum(u["main_thread_pct"] for u in usages) / 2, 2),
+        "other_threads_pct": round(sum(u["other_threads_pct"] for u in usages) / 2, 2),
+        "received": [o.strip().splitlines()[-1] for o in outs],
+    }
+
+
 def run(settings: Settings) -> dict[str, Any]:
     idle_s = 3.0 if settings.quick else 10.0
     measure_s = 6.0 if settings.quick else 20.0
@@ -329,6 +378,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 out.update(result)
             else:
                 out["asyncio_loop"] = result
+    out["bare_media"] = _bare_media(workdir, measure_s)
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -365,6 +415,17 @@ def render(result: dict[str, Any]) -> str:
                 total,
                 fmt(r["main_thread_pct"], 2, " %"),
                 fmt(r["other_threads_pct"], 2, " %"),
+            ]
+        )
+    bare = result.get("bare_media")
+    if bare is not None:
+        rows.append(
+            [
+                "baseline: bare websockets client moving the same frames (no codec, crypto, "
+                "jitter buffer or service), per client",
+                fmt(bare["cpu_pct"], 2, " %"),
+                fmt(bare["main_thread_pct"], 2, " %"),
+                fmt(bare["other_threads_pct"], 2, " %"),
             ]
         )
     sess = result.get("session_alone")

@@ -49,7 +49,7 @@ import numpy as np
 
 from benchmarks.common import Settings, fmt, md_table
 from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess, machine_busy_seconds
-from messenger_tui.media.ports import FRAME_SAMPLES, SAMPLE_RATE
+from messenger_tui.media.ports import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.wav_io import WavSink, WavSource
 
 NAME = "calls_delay"
@@ -208,8 +208,20 @@ def _merge(*raws: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- stamping audio
 
 
+#: The environment variable that gives a child's WAV sink its phase (seconds).
+PHASE_ENV = "BENCH_SINK_PHASE_S"
+
+
+def sink_phases(call: int, calls: int) -> tuple[float, float]:
+    """The two sinks' phases in call ``call`` of ``calls``: together the calls' 2 x ``calls``
+    sinks sit evenly over one 20 ms frame, so the delay is measured over every phase a pair
+    of device clocks can have (not only the worst one, which the shared grid would give)."""
+    frame_s = FRAME_MS / 1000
+    return tuple((2 * call + k + 0.5) / (2 * calls) * frame_s for k in range(2))  # type: ignore[return-value]
+
+
 class StampedSource(WavSource):
-    """A realtime WAV source that stamps (monotonic) each frame as it hands it over."""
+    """A loop-paced WAV source that stamps (monotonic) each frame as it hands it over."""
 
     def __init__(self, path: Path, stamps: list[float]) -> None:
         super().__init__(path)
@@ -224,10 +236,12 @@ class StampedSource(WavSource):
 
 
 class StampedSink(WavSink):
-    """A realtime WAV sink that stamps (monotonic) each frame once ``pull()`` returned it."""
+    """A loop-paced WAV sink that stamps (monotonic) each frame once ``pull()`` returned it."""
 
-    def __init__(self, path: Path, stamps: list[float]) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, stamps: list[float], phase_s: float = 0.0) -> None:
+        # on the shared loop grid every process would tick at the same instants; two real
+        # devices' clocks have some phase between them, which the delay depends on
+        super().__init__(path, phase_s=phase_s)
         self.stamps = stamps
 
     def _write_one(self) -> bool:
@@ -251,14 +265,15 @@ def child(argv: list[str]) -> int:
     stamps_path = Path(argv[0])
     stamps: dict[str, list[float]] = {"capture": [], "play": []}
 
-    def factory(args: Any) -> Any:
-        def make() -> tuple[Any, Any]:
-            source = call_cmd._StartsWhenConnected(StampedSource(args.play, stamps["capture"]))
-            return source, StampedSink(args.record, stamps["play"])
+    class StampedAudio(call_cmd.HeadlessAudio):
+        def _wav_ends(self) -> tuple[Any, Any]:
+            assert self._play is not None and self._record is not None
+            gate = call_cmd._GatedSource(StampedSource(self._play, stamps["capture"]))
+            self._gates.append(gate)
+            phase = float(os.environ.get(PHASE_ENV, "0"))
+            return gate, StampedSink(self._record, stamps["play"], phase)
 
-        return make
-
-    call_cmd.audio_factory = factory  # type: ignore[assignment]
+    call_cmd.HeadlessAudio = StampedAudio  # type: ignore[misc]
     try:
         return main(argv[1:])
     finally:
@@ -335,9 +350,14 @@ class _DirectCarrier:
 
 
 async def in_memory(
-    wav: Path, source: np.ndarray, onsets: list[int], workdir: Path
+    wav: Path,
+    source: np.ndarray,
+    onsets: list[int],
+    workdir: Path,
+    phases: tuple[float, float] = (0.0, 0.0),
 ) -> dict[str, Any]:
-    """Two MediaSessions in this process, joined by a direct carrier, realtime WAV audio."""
+    """Two MediaSessions in this process, joined by a direct carrier, loop-paced WAV audio
+    (the sinks ``phases`` off the grid)."""
     from messenger_tui.media.session import MediaSession
 
     loop = asyncio.get_running_loop()
@@ -351,7 +371,7 @@ async def in_memory(
                 keys[i],
                 carriers[i],
                 StampedSource(wav, stamps[i]["capture"]),
-                StampedSink(workdir / f"mem-{i}.wav", stamps[i]["play"]),
+                StampedSink(workdir / f"mem-{i}.wav", stamps[i]["play"], phases[i]),
                 loop=loop,
             )
         )
@@ -419,11 +439,19 @@ def cli_env() -> dict[str, str]:
 
 
 def real_call(
-    workdir: Path, relay_url: str, wav: Path, source: np.ndarray, onsets: list[int]
+    workdir: Path,
+    relay_url: str,
+    wav: Path,
+    source: np.ndarray,
+    onsets: list[int],
+    phases: tuple[float, float],
 ) -> dict[str, Any]:
-    """alice calls bob through the relay, both CLI processes play and record."""
+    """alice calls bob through the relay, both CLI processes play and record; their sinks
+    tick ``phases`` (alice, bob) off the shared 20 ms grid."""
     alice, bob = make_pair(workdir, relay_url)
     env = cli_env()
+    alice_env = {**env, PHASE_ENV: repr(phases[0])}
+    bob_env = {**env, PHASE_ENV: repr(phases[1])}
     files = {
         who: (workdir / f"{who}.stamps.json", workdir / f"{who}-heard.wav")
         for who in ("alice", "bob")
@@ -435,7 +463,7 @@ def real_call(
         files["bob"][0],
         ["answer", "--home", str(bob), "--play", str(wav), "--record", str(files["bob"][1]),
          "--timeout", "60"],
-        env,
+        bob_env,
     )  # fmt: skip
     assert answer.stderr is not None
     line = answer.stderr.readline()
@@ -446,7 +474,7 @@ def real_call(
         files["alice"][0],
         ["call", "--home", str(alice), "bob", "--play", str(wav), "--record",
          str(files["alice"][1]), "--duration", f"{talk:.1f}"],
-        env,
+        alice_env,
     )  # fmt: skip
     try:
         _, alice_err = call.communicate(timeout=talk + 60)
@@ -514,13 +542,13 @@ def run(settings: Settings) -> dict[str, Any]:
     for i in range(calls):
         d = workdir / f"mem{i}"
         d.mkdir()
-        memory.append(asyncio.run(in_memory(wav, source, onsets, d)))
+        memory.append(asyncio.run(in_memory(wav, source, onsets, d, sink_phases(i, calls))))
     relayed = []
     with ServerProcess.relay(workdir, RELAY_BENCH_ARGS) as relay:
         for i in range(calls):
             d = workdir / f"call{i}"
             d.mkdir()
-            relayed.append(real_call(d, relay.url, wav, source, onsets))
+            relayed.append(real_call(d, relay.url, wav, source, onsets, sink_phases(i, calls)))
             relay.check_alive()
     out["in_memory"] = _combine(memory)
     out["relay"] = _combine(relayed)
@@ -589,9 +617,11 @@ def render(result: dict[str, Any]) -> str:
         "(frame pulled and decoded); the CLI processes run `messenger-tui`'s own `main` with "
         "those stamping WAV classes (`python -m benchmarks.calls_delay child`). Included: "
         f"20 ms capture framing, Opus lookahead ({lookahead:g} ms), encode/seal, websocket "
-        "and relay on loopback, jitter buffer, playout framing (the sink's 20 ms clock is "
-        "not synchronised with the sender's, so each call gets its own phase: the spread "
-        "between calls). Excluded: device buffers (WAV has none; real devices add theirs). "
+        "and relay on loopback, jitter buffer, playout framing. The WAV ends tick on the "
+        "event loop's shared 20 ms grid; the delay depends on the phase between the sender's "
+        "capture clock and the receiver's playout clock, so each sink is shifted off the grid "
+        "by its own phase, the calls' sinks spread evenly over one frame (the spread within a "
+        "path is that phase). Excluded: device buffers (WAV has none; real devices add theirs). "
         f"Jitter-buffer delay at the end of each call (the clients' summaries): {jb}. Load "
         f"average (1 min) before / after: {loads}; machine busy during each call: {busy} "
         "cores."

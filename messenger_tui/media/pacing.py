@@ -36,8 +36,13 @@ class LoopPacer:
     exclude a step in flight holds its own lock in ``step`` and in its stop path.
     """
 
-    def __init__(self, step: Callable[[], object]) -> None:
+    def __init__(self, step: Callable[[], object], *, phase_s: float = 0.0) -> None:
+        """``phase_s`` (0 to 20 ms) shifts this pacer's slots off the shared grid: an end with
+        a clock of its own phase, as a real device has (the delay benchmark draws one)."""
+        if not 0.0 <= phase_s < FRAME_S:
+            raise ValueError("phase_s must be within one frame")
         self._step = step
+        self._phase = phase_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._slot = 0
@@ -53,7 +58,7 @@ class LoopPacer:
         if self._loop is not None:
             raise RuntimeError("LoopPacer already started")
         self._loop = loop or asyncio.get_running_loop()
-        self._slot = math.floor(self._loop.time() / FRAME_S) + 1
+        self._slot = math.floor((self._loop.time() - self._phase) / FRAME_S) + 1
         self._schedule()
 
     def _schedule(self) -> None:
@@ -61,13 +66,13 @@ class LoopPacer:
         assert loop is not None
         with self._guard:
             if not self._stopped:
-                self._handle = loop.call_at(self._slot * FRAME_S, self._fire)
+                self._handle = loop.call_at(self._slot * FRAME_S + self._phase, self._fire)
 
     def _fire(self) -> None:
         loop = self._loop
         if self._stopped or loop is None:
             return
-        now = loop.time()
+        now = loop.time() - self._phase
         if now - self._slot * FRAME_S > MAX_LAG_S:
             self._slot = math.floor(now / FRAME_S)  # stalled: rejoin the grid, no burst
         if self._step() is False:

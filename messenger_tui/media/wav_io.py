@@ -113,12 +113,14 @@ class _ThreadPacer:
             self._thread.join()
 
 
-def _pacer(pace: Pace, name: str, step: Callable[[], bool]) -> _ThreadPacer | LoopPacer | None:
+def _pacer(
+    pace: Pace, name: str, step: Callable[[], bool], phase_s: float = 0.0
+) -> _ThreadPacer | LoopPacer | None:
     """The started pacer of one end (None for manual pacing)."""
     pacer: _ThreadPacer | LoopPacer
     if pace == "manual":
         return None
-    pacer = LoopPacer(step) if pace == "loop" else _ThreadPacer(name, step)
+    pacer = LoopPacer(step, phase_s=phase_s) if pace == "loop" else _ThreadPacer(name, step)
     pacer.start()
     return pacer
 
@@ -215,11 +217,14 @@ class WavSink:
     writes it. The file is
     complete and closed when :meth:`stop` returns."""
 
-    def __init__(self, path: str | Path, *, pace: Pace = "loop") -> None:
+    def __init__(self, path: str | Path, *, pace: Pace = "loop", phase_s: float = 0.0) -> None:
+        """``phase_s``: with ``pace="loop"``, shift the pulls off the shared 20 ms grid (see
+        :class:`~messenger_tui.media.pacing.LoopPacer`)."""
         if pace not in _PACES:
             raise ValueError("pace is 'loop', 'thread' or 'manual'")
         self.path = Path(path)
         self.pace: Pace = pace
+        self.phase_s = phase_s
         self._pull: Callable[[], bytes] | None = None
         self._writer: wave.Wave_write | None = None
         self._file: BinaryIO | None = None
@@ -241,7 +246,7 @@ class WavSink:
         writer.setframerate(SAMPLE_RATE)
         self._writer = writer
         self._pull = pull
-        self._pacer = _pacer(self.pace, f"wav-sink:{self.path.name}", self._write_one)
+        self._pacer = _pacer(self.pace, f"wav-sink:{self.path.name}", self._write_one, self.phase_s)
 
     def tick(self, frames: int = 1) -> int:
         """Manual pacing: pull and write ``frames`` frames now; returns how many were."""
