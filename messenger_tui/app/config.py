@@ -19,6 +19,9 @@ Example::
     read_receipts = true
     typing = true
 
+    [calls]
+    bitrate_kbps = 24        # Opus bitrate of what you send, 12-64 kb/s
+
 The ``[keymap]`` is the user's: the app never writes this file. The other sections give
 defaults for the settings the settings screen changes; a value changed there is stored in the
 profile and wins from then on.
@@ -45,7 +48,12 @@ SETTING_SECTIONS: dict[str, dict[str, type]] = {
     "ui": {"theme": str},
     "notifications": {"toasts": bool, "bell": bool, "desktop": bool, "private": bool},
     "messaging": {"read_receipts": bool, "typing": bool},
+    "calls": {"bitrate_kbps": int},
 }
+#: Options whose setting has another name in the app (section, option) -> setting.
+SETTING_NAMES: dict[tuple[str, str], str] = {("calls", "bitrate_kbps"): "call_bitrate_kbps"}
+#: Whole-number options' ranges (inclusive), as the app checks them.
+INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {("calls", "bitrate_kbps"): (12, 64)}
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class Config:
     path: Path
     keymap: dict[str, str] = field(default_factory=dict)
     #: Setting name (as in :class:`~messenger_tui.app.models.Settings`) -> default value.
-    defaults: dict[str, bool | str] = field(default_factory=dict)
+    defaults: dict[str, bool | str | int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
 
@@ -146,13 +154,21 @@ def parse_config(
                     known = ", ".join(options)
                     problems.append(f"{at}: unknown option {name!r} in [{section}] "
                                     f"(known: {known}); ignored")  # fmt: skip
-                elif not isinstance(value, kind):
-                    what = "true or false" if kind is bool else "a quoted name"
+                elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    what = {bool: "true or false", int: "a whole number"}.get(kind, "a quoted name")
                     problems.append(f"{at}: [{section}] {name} must be {what}; ignored")
                 elif isinstance(value, str) and (not value.strip() or len(value) > 64):
                     problems.append(f"{at}: [{section}] {name} must be a short name; ignored")
+                elif (
+                    isinstance(value, int)
+                    and (section, name) in INT_RANGES
+                    and not (INT_RANGES[section, name][0] <= value <= INT_RANGES[section, name][1])
+                ):
+                    low, high = INT_RANGES[section, name]
+                    problems.append(f"{at}: [{section}] {name} must be {low}-{high}; ignored")
                 else:
-                    defaults[name] = value.strip() if isinstance(value, str) else value
+                    setting = SETTING_NAMES.get((section, name), name)
+                    defaults[setting] = value.strip() if isinstance(value, str) else value
         else:
             known = ", ".join(["keymap", *SETTING_SECTIONS])
             problems.append(f"{where(section)}: unknown section [{section}] (known: {known}); "

@@ -121,6 +121,9 @@ class Settings:
     #: The call microphone and speaker, by PortAudio device name ("" = the system default).
     microphone: str = ""
     speaker: str = ""
+    #: The Opus bitrate of the audio this client sends in a call (kb/s, 12-64); every frame
+    #: is padded to the size this rate allows, so the rate also sets the call's bandwidth.
+    call_bitrate_kbps: int = 24
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,9 @@ class MessengerService:
             audio_factory=self.chosen_devices,
         )
         self.last_error: str | None = None
+        #: Opus kb/s for the next calls, over the settings' (a headless ``--bitrate``; never
+        #: stored). None: the settings decide.
+        self.call_bitrate_override: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -717,14 +720,18 @@ class MessengerService:
         on_connected: Callable[[], None],
         on_lost: Callable[[str], None],
     ) -> MediaSessionLike:
-        from messenger_tui.media.session import MediaSession
+        from messenger_tui.media.codec import OpusSettings
+        from messenger_tui.media.session import DEFAULT_COMPLEXITY, MediaSession
 
+        kbps = self.call_bitrate_override or self._settings.current().call_bitrate_kbps
+        bitrate = kbps * 1000
         return MediaSession(
             keys,
             carrier,
             source,
             sink,
             loop=asyncio.get_running_loop(),
+            settings=OpusSettings(bitrate=bitrate, complexity=DEFAULT_COMPLEXITY),
             on_connected=on_connected,
             on_lost=on_lost,
         )
@@ -735,12 +742,12 @@ class MessengerService:
         """The profile's settings (the settings screen shows and changes them)."""
         return self._settings.current()
 
-    def update_settings(self, **changes: bool | str) -> Settings:
+    def update_settings(self, **changes: bool | str | int) -> Settings:
         """Change and store settings by name (``read_receipts=False``, ``theme="nord"``);
         :class:`BadInput` for an unknown name or a wrong type (nothing is stored then)."""
         return self._settings.update(changes)
 
-    def set_setting_defaults(self, defaults: dict[str, bool | str]) -> None:
+    def set_setting_defaults(self, defaults: dict[str, bool | str | int]) -> None:
         """Defaults (from the config file) for settings the profile does not store yet."""
         self._settings.set_defaults(defaults)
 

@@ -35,12 +35,19 @@ STORED_KEYS: dict[str, str] = {
     "theme": "ui.theme",
     "microphone": "audio.microphone",
     "speaker": "audio.speaker",
+    "call_bitrate_kbps": "audio.call_bitrate_kbps",
 }
-#: Settings that are names (the rest are booleans), and how long each may be.
+#: Settings that are names, and how long each may be.
 TEXT_SETTINGS: dict[str, int] = {"theme": 64, "microphone": 256, "speaker": 256}
-BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k not in TEXT_SETTINGS)
+#: Settings that are whole numbers, and their range (inclusive).
+INT_SETTINGS: dict[str, tuple[int, int]] = {
+    # Opus's useful range for speech: below 12 kb/s wideband speech degrades fast; above
+    # 64 kb/s mono speech gains nothing audible (every frame is padded to its rate's size)
+    "call_bitrate_kbps": (12, 64),
+}
+BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k not in TEXT_SETTINGS | INT_SETTINGS)
 MAX_THEME_LEN = TEXT_SETTINGS["theme"]
-DefaultValue = bool | str
+DefaultValue = bool | str | int
 
 
 def check_setting(name: str, value: object) -> DefaultValue:
@@ -52,9 +59,28 @@ def check_setting(name: str, value: object) -> DefaultValue:
         if not isinstance(value, bool):
             raise BadInput(f"setting {name!r} is true or false, not {value!r}")
         return value
+    if name in INT_SETTINGS:
+        low, high = INT_SETTINGS[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise BadInput(
+                f"setting {name!r} is a whole number from {low} to {high}, not {value!r}"
+            )
+        return value
     if not isinstance(value, str) or len(value) > TEXT_SETTINGS[name] or not value.isprintable():
         raise BadInput(f"setting {name!r} must be a short name, not {value!r}")
     return value.strip()
+
+
+def _from_stored(name: str, text: str, default: DefaultValue) -> DefaultValue:
+    """A stored setting's text as its value (the default if it no longer checks out)."""
+    if name in BOOL_SETTINGS:
+        return text == "1"
+    if name in INT_SETTINGS:
+        try:
+            return check_setting(name, int(text))
+        except (ValueError, BadInput):
+            return default
+    return text
 
 
 def check_relay_url(url: str) -> str:
@@ -94,7 +120,7 @@ class ProfileSettings:
         for name, key in STORED_KEYS.items():
             stored = get(key)
             if stored is not None:
-                values[name] = stored == "1" if name in BOOL_SETTINGS else stored
+                values[name] = _from_stored(name, stored, getattr(base, name))
             elif name in self._defaults:
                 values[name] = self._defaults[name]
             else:
@@ -113,6 +139,7 @@ class ProfileSettings:
             theme=str(values["theme"]),
             microphone=str(values["microphone"]),
             speaker=str(values["speaker"]),
+            call_bitrate_kbps=int(values["call_bitrate_kbps"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )
@@ -122,7 +149,7 @@ class ProfileSettings:
         checked = {name: check_setting(name, value) for name, value in changes.items()}
         with self._store.db.transaction():
             for name, value in checked.items():
-                text = ("1" if value else "0") if isinstance(value, bool) else value
+                text = ("1" if value else "0") if isinstance(value, bool) else str(value)
                 self._store.settings.set(STORED_KEYS[name], text)
         self._cache = None
         return self.current()

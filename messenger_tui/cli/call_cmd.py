@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.config import load_config
 from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.profile import default_home, open_profile
@@ -69,7 +70,24 @@ def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_answer)
 
 
+def _bitrate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of kb/s") from None
+    if not 12 <= value <= 64:
+        raise argparse.ArgumentTypeError("the call bitrate is 12-64 kb/s")
+    return value
+
+
 def _audio_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bitrate",
+        type=_bitrate,
+        metavar="KBPS",
+        help="Opus bitrate of what this side sends, 12-64 kb/s, for this call only "
+        "(default: the settings, 24)",
+    )
     p.add_argument("--play", type=Path, help="WAV file to send instead of the microphone")
     p.add_argument("--record", type=Path, help="WAV file to write what the peer sends")
     p.add_argument(
@@ -185,8 +203,18 @@ class _GatedSource:
 
 
 def _open(args: argparse.Namespace) -> MessengerService:
+    """The profile's service, with the config file's setting defaults (its problems are
+    printed) and ``--bitrate`` for this call only (never stored)."""
     home = Path(args.home).expanduser() if args.home else default_home()
-    return MessengerService(open_profile(home, passphrase_for(args, home)))
+    service = MessengerService(open_profile(home, passphrase_for(args, home)))
+    config = load_config(home)
+    for problem in config.problems:
+        _say(f"warning: {problem}")
+    defaults = dict(config.defaults)
+    service.set_setting_defaults(defaults)
+    if args.bitrate is not None:
+        service.call_bitrate_override = args.bitrate
+    return service
 
 
 async def _connect(service: MessengerService, timeout: float = 10.0) -> None:

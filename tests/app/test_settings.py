@@ -80,6 +80,46 @@ async def test_config_defaults_apply_until_changed_in_the_app(pair):
         alice.set_setting_defaults({"nope": True})
 
 
+async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair):
+    """The bitrate sets the Opus rate and, with it, the one size of every frame sent."""
+    from messenger_tui.core.calls.media_keys import CallRole, derive_media_keys
+    from tests.core.calls.test_messages_and_keys import CALL_ID, CALLEE, CALLER
+
+    alice, _bob = pair
+    assert alice.settings().call_bitrate_kbps == 24
+    for bad in (11, 65, "32", True, 24.0):
+        with pytest.raises(BadInput, match="call_bitrate_kbps"):
+            alice.update_settings(call_bitrate_kbps=bad)
+    alice.set_setting_defaults({"call_bitrate_kbps": 16})
+    assert alice.settings().call_bitrate_kbps == 16
+    assert alice.update_settings(call_bitrate_kbps=40).call_bitrate_kbps == 40
+
+    keys = derive_media_keys(
+        call_id=CALL_ID, role=CallRole.CALLER, own=CALLER, peer_public=CALLEE.public
+    )
+
+    class Nothing:
+        def start(self, _callback: object) -> None: ...
+        def stop(self) -> None: ...
+        def send(self, _frame: bytes) -> bool:
+            return True
+
+    def session():
+        return alice._make_media_session(keys, Nothing(), Nothing(), Nothing(), print, print)
+
+    s = session()
+    assert s.settings.bitrate == 40_000 and s.payload_size == 4 + 2 * 125  # 1.25 x 100 B
+    alice.call_bitrate_override = 12  # headless --bitrate: this call only
+    assert session().payload_size == 4 + 2 * 38
+    assert alice.settings().call_bitrate_kbps == 40
+    await alice.close()
+    again = _reopen(alice)
+    try:
+        assert again.settings().call_bitrate_kbps == 40
+    finally:
+        again.profile.close()
+
+
 async def test_read_receipts_off_keeps_the_local_read_state_but_sends_nothing(pair):
     alice, _bob = pair
     _incoming(alice, "Bob", "one")

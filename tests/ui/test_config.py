@@ -32,13 +32,28 @@ def test_a_full_config_file() -> None:
         '[keymap]\n"contacts.add" = "f6"\n"composer.send" = "ctrl+s, f5"\n\n'
         '[ui]\ntheme = "nord"\n\n[notifications]\ntoasts = false\nbell = true\n'
         "desktop = true\nprivate = true\n\n[messaging]\nread_receipts = false\ntyping = false\n"
+        "\n[calls]\nbitrate_kbps = 32\n"
     )
     assert config.problems == []
     assert config.keymap == {"contacts.add": "f6", "composer.send": "ctrl+s,f5"}
     assert config.defaults == {
         "theme": "nord", "toasts": False, "bell": True, "desktop": True, "private": True,
-        "read_receipts": False, "typing": False,
+        "read_receipts": False, "typing": False, "call_bitrate_kbps": 32,
     }  # fmt: skip
+
+
+def test_call_bitrate_must_be_a_whole_number_in_range() -> None:
+    for value, expected in (
+        ("8", "bitrate_kbps must be 12-64"),
+        ("65", "bitrate_kbps must be 12-64"),
+        ('"24"', "bitrate_kbps must be a whole number"),
+        ("true", "bitrate_kbps must be a whole number"),
+        ("24.5", "bitrate_kbps must be a whole number"),
+    ):
+        config = _parse(f"[calls]\nbitrate_kbps = {value}\n")
+        assert config.defaults == {}
+        assert len(config.problems) == 1 and "line 2:" in config.problems[0]
+        assert expected in config.problems[0], config.problems
 
 
 def test_problems_name_the_line_and_the_entry() -> None:
