@@ -489,6 +489,7 @@ def call_stats(stats: MediaStats) -> CallStats:
         dropped_frames=stats.auth_failed + stats.replayed + stats.malformed,
         concealed_frames=stats.concealed_redundancy + stats.concealed_fec + stats.concealed_plc,
         capturing=stats.capturing,
+        audio_problem=stats.audio_problem,
         sending=stats.sending,
         peer_receiving=stats.peer_receiving,
         peer_playing=stats.peer_playing,

@@ -89,6 +89,8 @@ class CallStats:
     sending: bool
     peer_receiving: bool
     peer_playing: bool
+    #: Why our microphone or speaker stopped mid-call, if it did (shown on the health line).
+    audio_problem: str | None = None
     #: Recent history (one sample a second, oldest first) for sparklines.
     rtt_history: tuple[float, ...] = ()
     jitter_history: tuple[float, ...] = ()

@@ -85,10 +85,10 @@ _FRESH_S: Final = 0.5
 _REPORT_STALE_INTERVALS: Final = 2.5
 #: Weight of a new peer loss report in the encoder's loss hint (exponential smoothing).
 _LOSS_SMOOTHING: Final = 0.5
-#: Opus complexity of calls when no settings are given. Measured here (libopus 1.3.1, capped at
-#: wideband, 24 kb/s): 9 (libopus's default) ~550 us per frame and WB-PESQ 3.95; 7 ~390 us,
-#: 3.82; 6 ~370 us, 3.82 (the same SILK settings as 7, without the tonality analysis that a
-#: voice-only, bandwidth-capped stream does not use); 5 ~245 us, 3.57 (docs/notes/calls.md).
+#: Opus complexity of calls when no settings are given. Measured here (libopus 1.3.1, 24 kb/s
+#: VBR under the 75-byte limit, wideband), encode per frame and WB-PESQ: 8: 255 us, 4.1;
+#: 7: 190 us, 4.0; 6: 173 us, 4.0 (the same SILK settings as 7, without the tonality analysis
+#: a voice-only, bandwidth-capped stream does not use); 5: 124 us, 3.7 (docs/notes/calls.md).
 DEFAULT_COMPLEXITY: Final = 6
 #: The jitter buffer of calls: it starts at 40 ms (not 60) and trusts its statistics after
 #: 10 arrivals (not 25), so it settles within the first ~300 ms of a call, before anyone
@@ -582,6 +582,8 @@ class MediaSession:
             peer_receiving=fresh_peer and peer is not None and peer.has(ReportFlags.RECEIVING),
             peer_playing=fresh_peer and peer is not None and peer.has(ReportFlags.PLAYING),
             peer_muted=fresh_peer and peer is not None and peer.has(ReportFlags.MUTED),
+            audio_problem=_device_problem(self._source, "microphone")
+            or _device_problem(self._sink, "speaker"),
             history=MediaHistory(
                 rtt_ms=tuple(self._rtt_history),
                 jitter_ms=tuple(history["jitter_ms"]),
@@ -595,6 +597,22 @@ class MediaSession:
     def __repr__(self) -> str:  # never print keys
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"MediaSession({state}, sent={self._frames_sent}, received={self._frames_received})"
+
+
+def _device_problem(end: object, kind: str) -> str | None:
+    """Why a device end stopped by itself (PortAudio devices report it in their
+    ``stats()``; WAV files and loops have no such thing)."""
+    stats = getattr(end, "stats", None)
+    if not callable(stats):
+        return None
+    try:
+        snapshot = stats()
+    except Exception:  # a device's bookkeeping must never break the call's statistics
+        return None
+    if not getattr(snapshot, "device_lost", False):
+        return None
+    reason = getattr(snapshot, "last_error", None)
+    return str(reason) if reason else f"the {kind} stopped"
 
 
 def _us(seconds: float) -> int:

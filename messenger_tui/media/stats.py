@@ -89,6 +89,9 @@ class MediaStats:
     peer_playing: bool = False
     #: The peer's report says its microphone is muted.
     peer_muted: bool = False
+    #: Why our microphone or speaker stopped mid-call (a device that went away), if it did:
+    #: the reason behind a "capturing ✗".
+    audio_problem: str | None = None
     history: MediaHistory = field(default_factory=MediaHistory)
 
     @property

@@ -372,3 +372,40 @@ async def test_realtime_call_on_an_event_loop(tmp_path: Path, speech: tuple[Path
     assert b.remote_level > 0 or b.mic_level > 0
     recorded = WavSource(tmp_path / "b.wav", pace="manual")
     assert 100 <= recorded.duration_s * 50 <= 140
+
+
+# ---------------------------------------------------------------- a device that goes away
+
+
+def test_a_microphone_that_stops_mid_call_says_why_on_the_health_line() -> None:
+    """A PortAudio device that went away reports it in its stats; the call's statistics
+    carry the reason, so "capturing ✗" comes with an explanation, not a guess."""
+    from messenger_tui.app.calls import call_stats
+    from messenger_tui.media.audio_io import DeviceStats
+    from messenger_tui.ui.widgets.call_pane import health_line
+
+    class DyingMic(FrameSource):
+        lost = False
+
+        def stats(self) -> DeviceStats:
+            return DeviceStats(
+                device="USB mic",
+                device_lost=self.lost,
+                last_error="the microphone stopped unexpectedly" if self.lost else None,
+            )
+
+    mic = DyingMic(tone)
+    with make_call(alice_source=mic) as call:
+        call.start()
+        call.sim.run_for(1.0)
+        healthy = call.alice.session.stats()
+        mic.lost = True
+        mic.stop()  # PortAudio stopped calling back
+        call.sim.run_for(1.0)
+        broken = call.alice.session.stats()
+    assert healthy.capturing and healthy.audio_problem is None
+    assert not broken.capturing
+    assert broken.audio_problem == "the microphone stopped unexpectedly"
+    line = health_line(call_stats(broken), muted=False).plain
+    assert "capturing ✗" in line and "⚠ the microphone stopped unexpectedly" in line
+    assert "⚠" not in health_line(call_stats(healthy), muted=False).plain

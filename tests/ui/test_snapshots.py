@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -48,6 +49,22 @@ SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "160x50"])
 
 SnapCompare = Callable[..., bool]
 Step = Callable[[Pilot[object], MainScreen], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def no_blinking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cursors never blink, from construction on. Turned off only before the screenshot, a
+    TextArea could keep a line it rendered in a hidden blink phase (its line cache does not
+    key on focus with blinking off), and on a loaded machine the composer's cursor cell was
+    then missing from the screenshot."""
+    for cls in (TextArea, Input):
+        original = cls.__init__
+
+        def init(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
+            __original(self, *args, **kwargs)
+            self.cursor_blink = False
+
+        monkeypatch.setattr(cls, "__init__", init)
 
 
 @pytest.fixture(autouse=True)
@@ -93,9 +110,27 @@ def _settle(facade: SnapshotFacade, *steps: Step) -> Callable[[Pilot[object]], A
                 # The blink phase when blinking stops depends on timing: fix it (hidden, as
                 # in the baselines) so a loaded machine cannot flip one cell.
                 widget._cursor_visible = False
-        await pilot.pause()
+        await _layout_settled(pilot)
 
     return run_before
+
+
+async def _layout_settled(pilot: Pilot[object]) -> None:
+    """Pause until no widget moved or resized between two pauses: a label change (a button
+    that now says "Stop test") relayouts a moment later, and on a loaded machine the
+    screenshot could come in between."""
+    previous: object = None
+    for _ in range(100):
+        await pilot.pause()
+        layout = [
+            (id(widget), widget.region, widget.size)
+            for screen in pilot.app.screen_stack
+            for widget in screen.walk_children()
+        ]
+        if layout == previous:
+            return
+        previous = layout
+    raise AssertionError("the layout never settled")
 
 
 async def open_first(pilot: Pilot[object], screen: MainScreen) -> None:

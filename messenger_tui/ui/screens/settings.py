@@ -110,6 +110,10 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         height: 1;
         margin-top: 1;
     }
+    /* wide enough for both labels: the meter beside it does not jump when the test starts */
+    SettingsScreen #mic-test {
+        width: 17;
+    }
     SettingsScreen .error {
         color: $error;
         height: auto;

@@ -106,6 +106,8 @@ def health_line(stats: CallStats | None, muted: bool, width: int = 200) -> Text:
         cells.append(cell)
     if muted:
         cells.append(Text("(muted: they hear silence)", style="yellow"))
+    if stats is not None and stats.audio_problem:
+        cells.append(Text(f"⚠ {stats.audio_problem}", style="bold red"))
     return pack(cells, width, " ")
 
 
