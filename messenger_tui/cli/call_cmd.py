@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -178,28 +179,33 @@ class _LoopEnd:
 
 
 class _GatedSource:
-    """A WAV source that sends silence until :meth:`open`, then the file."""
+    """A WAV source that sends silence until :meth:`open`, then the file. :meth:`stop` may
+    come from another thread (the media session stops its ends off the loop): the lock keeps
+    an ``open`` racing it from starting the file after the stop."""
 
     def __init__(self, source: AudioSource) -> None:
         self._source = source
         self._silence = _LoopEnd(lambda on_frame: on_frame(_SILENCE))
         self._on_frame: Callable[[bytes], None] | None = None
+        self._lock = threading.Lock()
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         self._on_frame = on_frame
         self._silence.start(on_frame)
 
     def open(self) -> None:
-        on_frame, self._on_frame = self._on_frame, None
-        if on_frame is None:
-            return
-        self._silence.stop()
-        self._source.start(on_frame)
+        with self._lock:
+            on_frame, self._on_frame = self._on_frame, None
+            if on_frame is None:  # stopped, or already open
+                return
+            self._silence.stop()
+            self._source.start(on_frame)
 
     def stop(self) -> None:
-        self._on_frame = None
-        self._silence.stop()
-        self._source.stop()
+        with self._lock:
+            self._on_frame = None
+            self._silence.stop()
+            self._source.stop()
 
 
 def _open(args: argparse.Namespace) -> MessengerService:
