@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -244,16 +245,13 @@ class StampedSink(WavSink):
         super().__init__(path, phase_s=phase_s)
         self.stamps = stamps
 
-    def _write_one(self) -> bool:
-        with self._lock:
-            pull, writer = self._pull, self._writer
-            if pull is None or writer is None:
-                return False
+    def start(self, pull: Callable[[], bytes]) -> None:
+        def stamped() -> bytes:
             pcm = pull()
             self.stamps.append(time.monotonic())
-            writer.writeframesraw(pcm)
-            self.frames_written += 1
-            return True
+            return pcm
+
+        super().start(stamped)
 
 
 def child(argv: list[str]) -> int:

@@ -29,7 +29,7 @@ from messenger_tui.app.profile import default_home, open_profile
 from messenger_tui.app.service import MessengerService, device_audio
 from messenger_tui.cli.passphrase import passphrase_for
 from messenger_tui.media.pacing import LoopPacer
-from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, AudioSink, AudioSource
+from messenger_tui.media.ports import FRAME_MS, SILENCE, AudioSink, AudioSource
 
 #: Not answered: declined, busy, no answer.
 EXIT_NOT_ANSWERED = 11
@@ -146,7 +146,7 @@ class HeadlessAudio:
             self._gates.append(gate)
             source = gate
         else:
-            source = _LoopEnd(lambda on_frame: on_frame(_SILENCE))
+            source = _LoopEnd(lambda on_frame: on_frame(SILENCE))
         sink: AudioSink = (
             WavSink(self._record) if self._record is not None else _LoopEnd(lambda pull: pull())
         )
@@ -156,9 +156,6 @@ class HeadlessAudio:
         for gate in self._gates:
             gate.open()
         self._gates.clear()
-
-
-_SILENCE = bytes(FRAME_BYTES)
 
 
 class _LoopEnd:
@@ -185,7 +182,7 @@ class _GatedSource:
 
     def __init__(self, source: AudioSource) -> None:
         self._source = source
-        self._silence = _LoopEnd(lambda on_frame: on_frame(_SILENCE))
+        self._silence = _LoopEnd(lambda on_frame: on_frame(SILENCE))
         self._on_frame: Callable[[bytes], None] | None = None
         self._lock = threading.Lock()
 

@@ -39,7 +39,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from messenger_tui.media.jitter_buffer import Playout, PlayoutKind
-from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, SILENCE
 
 CHANNELS: Final = 1
 #: Largest Opus packet for one frame (RFC 6716 section 3.2.1).
@@ -48,7 +48,6 @@ DEFAULT_BITRATE: Final = 24_000
 #: Largest variable-bitrate packet as a multiple of the average one: room for the encoder to
 #: spend more on hard frames (at 1.0 libopus re-encodes to fit as often as in CBR mode).
 VBR_HEADROOM: Final = 1.25
-_SILENCE: Final = bytes(FRAME_BYTES)
 
 
 class CodecUnavailable(RuntimeError):
@@ -284,7 +283,7 @@ def decode_playout(decoder: OpusDecoder, playout: Playout) -> bytes:
     packet libopus refuses (only an authenticated but buggy peer sends one) is concealed."""
     kind = playout.kind
     if kind is PlayoutKind.SILENCE:
-        return _SILENCE
+        return SILENCE
     try:
         if playout.packet is not None and kind in (PlayoutKind.FRAME, PlayoutKind.REDUNDANT):
             return decoder.decode(playout.packet)

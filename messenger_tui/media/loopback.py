@@ -14,9 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from messenger_tui.media.pacing import LoopPacer
-from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS
-
-_SILENCE = bytes(FRAME_BYTES)
+from messenger_tui.media.ports import FRAME_MS, SILENCE
 
 
 class DelayLoop:
@@ -59,7 +57,7 @@ class DelayLoop:
         if pull is None or on_frame is None:
             return
         self._line.append(pull())
-        out = self._line.popleft() if len(self._line) > self.delay_frames else _SILENCE
+        out = self._line.popleft() if len(self._line) > self.delay_frames else SILENCE
         on_frame(out)
 
 

@@ -26,6 +26,8 @@ FRAME_MS: Final = 20
 FRAME_SAMPLES: Final = SAMPLE_RATE * FRAME_MS // 1000
 #: Bytes of 16-bit mono PCM in one frame.
 FRAME_BYTES: Final = FRAME_SAMPLES * 2
+#: One frame of silence.
+SILENCE: Final = bytes(FRAME_BYTES)
 
 
 class AudioSource(Protocol):

@@ -67,6 +67,7 @@ from messenger_tui.media.levels import frame_level
 from messenger_tui.media.ports import (
     FRAME_BYTES,
     FRAME_SAMPLES,
+    SILENCE,
     AudioSink,
     AudioSource,
     MediaCarrier,
@@ -75,7 +76,6 @@ from messenger_tui.media.stats import HISTORY_LEN, MediaHistory, MediaStats
 
 log = logging.getLogger(__name__)
 
-_SILENCE: Final = bytes(FRAME_BYTES)
 _U32: Final = 0xFFFFFFFF
 #: How often the loop timer runs :meth:`MediaSession.poll` (reports are once a second).
 _POLL_INTERVAL_S: Final = 0.25
@@ -301,13 +301,13 @@ class MediaSession:
         now = self._clock()
         if len(pcm) != FRAME_BYTES:
             self._bad_frames += 1
-            pcm = (pcm + _SILENCE)[:FRAME_BYTES]
+            pcm = (pcm + SILENCE)[:FRAME_BYTES]
         self._captured += 1
         self._last_capture_at = now
         if self._captured % _LEVEL_EVERY == 1:
             self._mic_level = frame_level(pcm, _LEVEL_STRIDE)
         if self._muted:
-            pcm = _SILENCE
+            pcm = SILENCE
         packet = self._encoder.encode(pcm)
         redundant = (self._previous_packet or b"") if self._redundancy else None
         self._previous_packet = packet
@@ -401,7 +401,7 @@ class MediaSession:
     def _pull(self) -> bytes:
         """The sink's callback: one frame to play, at once (maybe on a device thread)."""
         if not self._started:
-            return _SILENCE
+            return SILENCE
         try:
             now_ms = self._clock() * 1000.0
             with self._lock:
@@ -409,7 +409,7 @@ class MediaSession:
             self._pulls += 1
             if playout.kind is PlayoutKind.SILENCE:
                 self._remote_level = 0.0
-                return _SILENCE
+                return SILENCE
             pcm = decode_playout(self._decoder, playout)
             if playout.kind in _PLAYED_KINDS:
                 self._peer_frames_played += 1
@@ -419,8 +419,8 @@ class MediaSession:
             self._playout_errors += 1
             if self._playout_errors == 1:
                 log.exception("media playout failed (further failures are counted)")
-            return _SILENCE
-        return pcm if len(pcm) == FRAME_BYTES else _SILENCE
+            return SILENCE
+        return pcm if len(pcm) == FRAME_BYTES else SILENCE
 
     # ------------------------------------------------------------------ housekeeping
 

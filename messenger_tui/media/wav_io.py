@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import BinaryIO, Final, Literal
 
 from messenger_tui.media.pacing import MAX_LAG_S, LoopPacer
-from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, AudioUnavailable
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_MS, SAMPLE_RATE, SILENCE, AudioUnavailable
 
 Pace = Literal["loop", "thread", "manual"]
 _PACES: Final = ("loop", "thread", "manual")
 AtEnd = Literal["silence", "stop"]
 
 _FRAME_S: Final = FRAME_MS / 1000
-_SILENCE: Final = bytes(FRAME_BYTES)
 CONVERT_HINT: Final = "convert it: sox input.wav -r 48000 -c 1 -b 16 output.wav"
 
 
@@ -189,7 +188,7 @@ class WavSource:
         if self.loop_audio and self._frames:
             self._position = 1
             return self._frames[0]
-        return _SILENCE if self.at_end == "silence" else None
+        return SILENCE if self.at_end == "silence" else None
 
     def _deliver(self) -> bool:
         with self._lock:
@@ -261,7 +260,7 @@ class WavSink:
                 return False
             pcm = pull()
             if len(pcm) != FRAME_BYTES:  # a misbehaving pull must not shift the recording
-                pcm = (pcm + _SILENCE)[:FRAME_BYTES]
+                pcm = (pcm + SILENCE)[:FRAME_BYTES]
             writer.writeframesraw(pcm)
             self.frames_written += 1
             return True
