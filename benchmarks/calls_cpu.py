@@ -303,9 +303,10 @@ def _measure_call(
     return out
 
 
-def _bare_media(workdir: Path, measure_s: float) -> dict[str, Any]:
+def _bare_media(workdir: Path, measure_s: float, framing: str) -> dict[str, Any]:
     """Two ``benchmarks.bare_media_client`` processes through the bare forwarder: the CPU of
-    moving a call's frames in Python with nothing else (the floor under the real client)."""
+    moving a call's frames in Python with nothing else (the floor under the real client),
+    framed by websockets or as the media leg frames them (``framing``)."""
     token = os.urandom(32).hex()
     with ServerProcess.forwarder(workdir) as forwarder:
         procs = [
@@ -318,6 +319,7 @@ def _bare_media(workdir: Path, measure_s: float) -> dict[str, Any]:
                     str(leg),
                     token,
                     f"{measure_s + WARMUP_S + 1:.1f}",
+                    framing,
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -378,7 +380,8 @@ def run(settings: Settings) -> dict[str, Any]:
                 out.update(result)
             else:
                 out["asyncio_loop"] = result
-    out["bare_media"] = _bare_media(workdir, measure_s)
+    out["bare_media"] = _bare_media(workdir, measure_s, "websockets")
+    out["bare_media_framing"] = _bare_media(workdir, measure_s, "media")
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -417,17 +420,28 @@ def render(result: dict[str, Any]) -> str:
                 fmt(r["other_threads_pct"], 2, " %"),
             ]
         )
-    bare = result.get("bare_media")
-    if bare is not None:
-        rows.append(
-            [
-                "baseline: bare websockets client moving the same frames (no codec, crypto, "
-                "jitter buffer or service), per client",
-                fmt(bare["cpu_pct"], 2, " %"),
-                fmt(bare["main_thread_pct"], 2, " %"),
-                fmt(bare["other_threads_pct"], 2, " %"),
-            ]
-        )
+    for key, label in (
+        (
+            "bare_media",
+            "baseline: bare websockets client moving the same frames (no codec, crypto, "
+            "jitter buffer or service), websockets' framing, per client",
+        ),
+        (
+            "bare_media_framing",
+            "the same bare client with the media leg's own framing (as the call frames), "
+            "per client",
+        ),
+    ):
+        bare = result.get(key)
+        if bare is not None:
+            rows.append(
+                [
+                    label,
+                    fmt(bare["cpu_pct"], 2, " %"),
+                    fmt(bare["main_thread_pct"], 2, " %"),
+                    fmt(bare["other_threads_pct"], 2, " %"),
+                ]
+            )
     sess = result.get("session_alone")
     if sess is not None:
         rows.append(

@@ -41,6 +41,7 @@ _PACES: Final = ("loop", "thread", "manual")
 AtEnd = Literal["silence", "stop"]
 
 _FRAME_S: Final = FRAME_MS / 1000
+_WRITE_BUFFER: Final = 256 * 1024
 CONVERT_HINT: Final = "convert it: sox input.wav -r 48000 -c 1 -b 16 output.wav"
 
 
@@ -235,7 +236,8 @@ class WavSink:
         if self._pull is not None or self._writer is not None:
             raise RuntimeError("WavSink already started")
         try:
-            file = self.path.open("wb")
+            # a write system call every few seconds of audio rather than every 4 frames
+            file = self.path.open("wb", buffering=_WRITE_BUFFER)
         except OSError as exc:
             raise AudioUnavailable(f"cannot write {self.path}: {exc}") from exc
         writer = wave.open(file, "wb")  # noqa: SIM115 - closed in stop()

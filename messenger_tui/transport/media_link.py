@@ -62,6 +62,12 @@ from messenger_tui.transport.errors import (
     TlsError,
     TransportError,
 )
+from messenger_tui.transport.media_frames import (
+    MaskKeys,
+    ServerFrameSplitter,
+    client_binary_frame,
+    parser_between_frames,
+)
 from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
 
 __all__ = [
@@ -110,13 +116,53 @@ class MediaLinkCounters:
 
 
 class MediaConnection(ClientConnection):
-    """The media leg's websocket: once :attr:`on_media_frame` is set, each incoming media
-    frame goes to it straight from the socket's ``data_received``, instead of through
-    websockets' message queue and a wake-up of the task reading it (two loop steps and a
-    future per frame, 50 times a second). Control frames, pings and close are untouched.
-    The handler runs inside the protocol callback: it must not block or raise."""
+    """The media leg's websocket. Once :attr:`on_media_frame` is set, incoming media frames go
+    to it straight from the socket's ``data_received``, not through websockets' message queue
+    and a wake-up of the task reading it; while websockets' parser is between frames, a
+    :class:`~messenger_tui.transport.media_frames.ServerFrameSplitter` also takes them out of
+    the byte stream before websockets parses them (every other frame still goes through
+    websockets: pings, pongs, close, control messages). The handler runs inside the protocol
+    callback: it must not block or raise."""
 
     on_media_frame: Callable[[bytes], None] | None = None
+    _splitter: ServerFrameSplitter | None = None
+    #: Media frames the splitter delivered (the rest came through websockets' parser).
+    split_frames = 0
+
+    def data_received(self, data: bytes) -> None:
+        splitter = self._splitter
+        if splitter is None:
+            if self.on_media_frame is None or not parser_between_frames(self.protocol):
+                super().data_received(data)
+                return
+            splitter = self._splitter = ServerFrameSplitter(
+                self._split_media,
+                self._split_other,
+                max_size=MAX_MESSAGE,
+                media_first_byte=MEDIA_FRAME_FIRST_BYTE,
+            )
+        rest = splitter.feed(data)
+        if rest is not None:  # gave up: websockets judges the rest; maybe a new one later
+            self._splitter = None
+            if rest:
+                super().data_received(rest)
+
+    def _split_media(self, frame: bytes) -> None:
+        handler = self.on_media_frame
+        if handler is None:  # detached mid-stream: frames go nowhere, as through process_event
+            return
+        self.split_frames += 1
+        handler(frame)
+
+    def _split_other(self, frame: bytes) -> bool:
+        super().data_received(frame)
+        return self.protocol.state is State.OPEN
+
+    def eof_received(self) -> None:
+        splitter, self._splitter = self._splitter, None
+        if splitter is not None and (rest := splitter.take_pending()):
+            super().data_received(rest)  # a frame cut short: websockets reports it
+        super().eof_received()
 
     def process_event(self, event: object) -> None:
         handler = self.on_media_frame
@@ -199,6 +245,7 @@ class MediaLink:
         self._ended = asyncio.Event()
         self._closed = False
         self._frame_errors = 0
+        self._masks = MaskKeys()
         self.counters = MediaLinkCounters()
         #: Why the link is (or was last) down; set when LOST. Never contains secrets.
         self.error: str | None = None
@@ -291,8 +338,8 @@ class MediaLink:
         ):
             self.counters.dropped += 1
             return False
-        protocol.send_binary(frame)
-        transport.write(b"".join(protocol.data_to_send()))
+        # framed here rather than by websockets: see transport/media_frames.py
+        transport.write(client_binary_frame(frame, self._masks.next()))
         self.counters.sent += 1
         return True
 

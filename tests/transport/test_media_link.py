@@ -16,7 +16,12 @@ import pytest
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.server import RelayServer
 from messenger_tui.transport import Backoff, BadRelayUrl
-from messenger_tui.transport.media_link import MediaLink, MediaLinkState, media_endpoint
+from messenger_tui.transport.media_link import (
+    MediaConnection,
+    MediaLink,
+    MediaLinkState,
+    media_endpoint,
+)
 from messenger_tui.transport.urls import parse_relay_url
 from tests.relay.media_legs import RawLeg, media_frame
 from tests.transport.conftest import Identity
@@ -107,6 +112,8 @@ async def test_two_links_pair_and_exchange_frames(relay: RelayServer, make_leg) 
     await wait_for(lambda: len(callee.frames) == 50 and len(caller.frames) == 50)
     assert callee.frames == up and caller.frames == down
     assert caller.link.sent == 50 and caller.link.received == 50 and caller.link.dropped == 1
+    for leg in (caller, callee):  # all of them taken out of the byte stream by hand
+        assert isinstance(leg.link._ws, MediaConnection) and leg.link._ws.split_frames == 50
     assert caller.states == [MediaLinkState.JOINED]
     with pytest.raises(ValueError):
         caller.link.send(b"\x82not media")
