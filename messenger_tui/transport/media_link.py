@@ -149,7 +149,7 @@ class MediaConnection(ClientConnection):
 
     def _split_media(self, frame: bytes) -> None:
         handler = self.on_media_frame
-        if handler is None:  # detached mid-stream: frames go nowhere, as through process_event
+        if handler is None:  # the link is dropping this connection: voice is never queued
             return
         self.split_frames += 1
         handler(frame)
