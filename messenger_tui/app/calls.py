@@ -63,7 +63,7 @@ class MediaSessionLike(Protocol):
 
     muted: bool
 
-    def start(self) -> None: ...
+    async def start_async(self) -> None: ...
     def receive(self, frame: bytes) -> None: ...
     async def stop(self) -> None: ...
     def stats(self) -> MediaStats: ...
@@ -356,17 +356,29 @@ class CallManager:
         try:
             source, sink = self.audio_factory()
             session = self._make_session(effect.keys, link, source, sink, on_connected, on_lost)
-            session.muted = self._muted
-            session.start()
         except (AudioUnavailable, CodecUnavailable) as exc:
-            self._problem = exc.reason + (f" ({exc.fix})" if exc.fix else "")
-            log.warning("call audio unavailable: %s", exc.reason)
-            self._run(self._machine.media_failed(call_id, self._now_ms()))
+            self._media_failed(call_id, exc)
             return
+        session.muted = self._muted
         media.session = session
+        # The link connects while the devices open (off the loop: a first PortAudio open
+        # takes ~50 ms here, seconds on some hosts).
         self._spawn(link.start())
+        self._spawn(self._start_session(media, session))
         if self._stats_task is None or self._stats_task.done():
             self._stats_task = asyncio.get_running_loop().create_task(self._stats_loop())
+
+    async def _start_session(self, media: _Media, session: MediaSessionLike) -> None:
+        try:
+            await session.start_async()
+        except (AudioUnavailable, CodecUnavailable) as exc:
+            if self._media is media:  # not hung up while the devices opened
+                self._media_failed(media.call_id, exc)
+
+    def _media_failed(self, call_id: bytes, exc: AudioUnavailable | CodecUnavailable) -> None:
+        self._problem = exc.reason + (f" ({exc.fix})" if exc.fix else "")
+        log.warning("call audio unavailable: %s", exc.reason)
+        self._run(self._machine.media_failed(call_id, self._now_ms()))
 
     def _detach_media(self) -> _Media | None:
         media, self._media = self._media, None

@@ -197,6 +197,9 @@ _OTHER_FLAGS = ("input_underflow", "output_overflow", "priming_output")
 
 class _DeviceStream:
     direction: Direction
+    #: start() blocks (loads PortAudio, lists devices, opens the stream): the media session
+    #: runs it on a worker thread (MediaSession.start_async).
+    opens_slowly = True
 
     def __init__(self, device: str | None = None, *, latency: str | float = "low") -> None:
         self.requested = device

@@ -31,7 +31,10 @@ SILENCE: Final = bytes(FRAME_BYTES)
 
 
 class AudioSource(Protocol):
-    """Captured audio, one frame at a time."""
+    """Captured audio, one frame at a time.
+
+    An end whose ``start`` blocks (a device) has a true ``opens_slowly`` attribute (sources
+    and sinks alike); the media session then starts it on a worker thread."""
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         """Begin capturing; call ``on_frame`` with each :data:`FRAME_BYTES`-byte frame.

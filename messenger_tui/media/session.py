@@ -155,6 +155,7 @@ class MediaSession:
         self._opener = MediaFrameOpener(keys.receive_key, keys.receive_direction)
         self._jb = JitterBuffer(jitter_config or DEFAULT_JITTER_CONFIG)
         self._lock = threading.Lock()  # guards self._jb: push (loop) vs pull (sink thread)
+        self._ends_lock = threading.Lock()  # starting vs stopping source and sink
 
         self._started = False
         self._stopped = False
@@ -224,7 +225,27 @@ class MediaSession:
 
     def start(self) -> None:
         """Start the sink and the source (call on the loop). Raises what they raise
-        (:class:`~messenger_tui.media.ports.AudioUnavailable`), having stopped what started."""
+        (:class:`~messenger_tui.media.ports.AudioUnavailable`), having stopped what started.
+        With devices, prefer :meth:`start_async` (their open blocks)."""
+        self._begin()
+        self._start_ends()
+        self._arm_timer()
+
+    async def start_async(self) -> None:
+        """:meth:`start`, with ends that open slowly (``opens_slowly``: PortAudio devices,
+        whose first open loads PortAudio and lists every device, ~50 ms here and seconds on
+        some hosts) opened on a worker thread, so the loop (the UI) does not stall. Raises
+        what :meth:`start` raises. Stopped meanwhile (:meth:`stop`), the session closes the
+        ends as soon as they are open and returns without raising."""
+        self._begin()
+        if _opens_slowly(self._source) or _opens_slowly(self._sink):
+            await asyncio.to_thread(self._start_ends)
+        else:
+            self._start_ends()
+        if self._started:
+            self._arm_timer()
+
+    def _begin(self) -> None:
         if self._started or self._stopped:
             raise RuntimeError("a media session starts once")
         self._loop_thread = threading.get_ident()
@@ -233,12 +254,20 @@ class MediaSession:
         self._interval_start = now
         self._next_report_at = now + self._report_interval_s
         self._started = True
+
+    def _start_ends(self) -> None:
+        """Start the sink and the source (any thread); on failure, close the session."""
         try:
-            self._sink.start(self._pull)
-            self._source.start(self._on_source_frame)
+            with self._ends_lock:  # close() waits for an open in progress, then stops it
+                if not self._started:
+                    return
+                self._sink.start(self._pull)
+                self._source.start(self._on_source_frame)
         except BaseException:
             self.close()
             raise
+
+    def _arm_timer(self) -> None:
         self._timer = self._loop.call_later(_POLL_INTERVAL_S, self._on_timer)
 
     def close(self) -> None:
@@ -252,11 +281,12 @@ class MediaSession:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for part in (self._source, self._sink):
-            try:
-                part.stop()
-            except Exception:  # a device that fails to close must not keep the other open
-                log.exception("stopping %s failed", type(part).__name__)
+        with self._ends_lock:
+            for part in (self._source, self._sink):
+                try:
+                    part.stop()
+                except Exception:  # a device that fails to close must not keep the other open
+                    log.exception("stopping %s failed", type(part).__name__)
 
     async def stop(self) -> None:
         """:meth:`close` without blocking the loop: the session stops at once (nothing more
@@ -432,7 +462,7 @@ class MediaSession:
             self.poll()
         finally:
             if self._started:
-                self._timer = self._loop.call_later(_POLL_INTERVAL_S, self._on_timer)
+                self._arm_timer()
 
     def poll(self, now: float | None = None) -> None:
         """Send the receiver report when one is due and check for a lost peer. Runs on the
@@ -597,6 +627,10 @@ class MediaSession:
     def __repr__(self) -> str:  # never print keys
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"MediaSession({state}, sent={self._frames_sent}, received={self._frames_received})"
+
+
+def _opens_slowly(end: object) -> bool:
+    return bool(getattr(end, "opens_slowly", False))
 
 
 def _device_problem(end: object, kind: str) -> str | None:

@@ -47,8 +47,15 @@ class FakeSession:
         self.keys, self.on_connected, self.on_lost = keys, on_connected, on_lost
         self.muted = False
         self.started = self.stopped = False
+        self.start_error: AudioUnavailable | None = None
+        self.opening: asyncio.Event | None = None  # set: the devices finished opening
 
-    def start(self) -> None:
+    async def start_async(self) -> None:
+        await asyncio.sleep(0)  # the real one may hop to a worker thread
+        if self.opening is not None:
+            await self.opening.wait()
+        if self.start_error is not None:
+            raise self.start_error
         self.started = True
 
     def receive(self, frame: bytes) -> None:
@@ -81,6 +88,8 @@ class Phone:
     manager: CallManager | None = None
     audio_error: AudioUnavailable | None = None
     session_error: Exception | None = None
+    start_error: AudioUnavailable | None = None
+    opening: asyncio.Event | None = None
     deliver_signals: bool = True
 
     def build(self, timeouts: CallTimeouts | None = None) -> CallManager:
@@ -113,6 +122,7 @@ class Phone:
             if self.session_error is not None:
                 raise self.session_error
             session = FakeSession(keys, on_connected, on_lost)
+            session.start_error, session.opening = self.start_error, self.opening
             self.sessions.append(session)
             return session
 
@@ -269,6 +279,37 @@ async def test_missing_audio_device_fails_the_call_with_the_reason() -> None:
     assert view is not None and view.state == "ended" and view.end_reason == "failed"
     assert view.problem == "no microphone found (connect one)"
     assert not alice.sessions
+
+
+async def test_a_device_that_fails_to_open_fails_the_call_with_the_reason() -> None:
+    alice, bob = pair()
+    alice.start_error = AudioUnavailable("the microphone is busy", "close the other app")
+    alice.m.place_call(bob_contact(alice))
+    await until(lambda: bob.m.current() is not None)
+    bob.m.accept()
+    await until(lambda: bob.m.current().state == "ended")  # type: ignore[union-attr]
+    view = alice.m.current()
+    assert view is not None and view.end_reason == "failed"
+    assert view.problem == "the microphone is busy (close the other app)"
+    await until(lambda: alice.sessions[0].stopped and alice.links[0].closed)
+
+
+async def test_hanging_up_while_the_devices_open_stops_the_session_and_the_link() -> None:
+    alice, bob = pair()
+    alice.opening = asyncio.Event()
+    alice.m.place_call(bob_contact(alice))
+    await until(lambda: bob.m.current() is not None)
+    bob.m.accept()
+    await until(lambda: bool(alice.sessions))
+    await settle()
+    assert alice.m.current().state in ("connecting", "active")  # type: ignore[union-attr]
+    alice.m.hang_up()  # the UI stays live while the devices open: hanging up works
+    await until(lambda: alice.sessions[0].stopped and alice.links[0].closed)
+    alice.opening.set()  # the open finishes after the hang-up: no failure, no problem
+    await settle()
+    view = alice.m.current()
+    assert view is not None and view.end_reason == "hung_up" and view.problem is None
+    await until(lambda: bob.m.current().state == "ended")  # type: ignore[union-attr]
 
 
 async def test_missing_libopus_fails_the_call_with_the_reason_not_a_crash() -> None:

@@ -8,6 +8,7 @@ import array
 import asyncio
 import math
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from messenger_tui.core.crypto.media_frame import (
     MediaFrameSealer,
 )
 from messenger_tui.media.levels import frame_level
-from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, AudioUnavailable
 from messenger_tui.media.session import MediaSession
 from messenger_tui.media.wav_io import WavSink, WavSource
 from tests.helpers.speech import SENTENCES, pesq_wb, speech_wav
@@ -372,6 +373,83 @@ async def test_realtime_call_on_an_event_loop(tmp_path: Path, speech: tuple[Path
     assert b.remote_level > 0 or b.mic_level > 0
     recorded = WavSource(tmp_path / "b.wav", pace="manual")
     assert 100 <= recorded.duration_s * 50 <= 140
+
+
+# ---------------------------------------------------------------- devices that open slowly
+
+
+class SlowDevice:
+    """A device end whose start blocks until ``release`` is set (PortAudio's first open loads
+    the library and lists every device), recording which thread started and stopped it."""
+
+    opens_slowly = True
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.release = threading.Event()
+        self.fail = fail
+        self.started_on: int | None = None
+        self.running = False
+        self.stops = 0
+
+    def start(self, callback: object) -> None:
+        assert self.release.wait(5.0)
+        if self.fail is not None:
+            raise AudioUnavailable(self.fail, "plug it in")
+        self.started_on = threading.get_ident()
+        self.running = True
+
+    def stop(self) -> None:
+        self.stops += 1
+        self.running = False
+
+
+def slow_session(source: SlowDevice, sink: SlowDevice) -> MediaSession:
+    keys, _ = call_keys()
+    return MediaSession(keys, LoopCarrier(asyncio.get_running_loop()), source, sink,
+                        loop=asyncio.get_running_loop())  # fmt: skip
+
+
+async def test_devices_open_on_a_worker_thread_while_the_loop_runs() -> None:
+    source, sink = SlowDevice(), SlowDevice()
+    session = slow_session(source, sink)
+    opening = asyncio.ensure_future(session.start_async())
+    ticks = 0
+    while ticks < 5:  # the loop keeps running while start() blocks on the worker thread
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert not opening.done() and not source.running
+    source.release.set()
+    sink.release.set()
+    await asyncio.wait_for(opening, 5.0)
+    assert source.running and sink.running and session.running
+    assert source.started_on != threading.get_ident() and sink.started_on == source.started_on
+    await session.stop()
+    assert not source.running and not sink.running
+
+
+async def test_hanging_up_while_the_devices_open_closes_them_once_open() -> None:
+    source, sink = SlowDevice(), SlowDevice()
+    session = slow_session(source, sink)
+    opening = asyncio.ensure_future(session.start_async())
+    await asyncio.sleep(0.02)  # the worker thread now waits inside sink.start()
+    stopping = asyncio.ensure_future(session.stop())
+    await asyncio.sleep(0.02)
+    assert not stopping.done()  # stop waits for the open in progress...
+    sink.release.set()
+    source.release.set()
+    await asyncio.wait_for(asyncio.gather(opening, stopping), 5.0)
+    assert not sink.running and not source.running  # ...then closes what it opened
+    assert not session.running and session._timer is None
+
+
+async def test_a_device_that_fails_to_open_raises_its_reason_and_closes_the_other() -> None:
+    source, sink = SlowDevice(fail="no microphone found"), SlowDevice()
+    source.release.set()
+    sink.release.set()
+    session = slow_session(source, sink)
+    with pytest.raises(AudioUnavailable, match="no microphone found"):
+        await session.start_async()
+    assert sink.stops >= 1 and not sink.running and not session.running
 
 
 # ---------------------------------------------------------------- a device that goes away
