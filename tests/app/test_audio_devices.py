@@ -19,10 +19,8 @@ from messenger_tui.app.service import MessengerService, device_audio
 from messenger_tui.media import audio_io
 from messenger_tui.media.ports import AudioUnavailable
 from tests.helpers.clients import make_service
-from tests.helpers.pulseaudio import PulseServer, pulse_server
+from tests.helpers.pulseaudio import PulseServer
 from tests.helpers.speech import speech_wav
-
-__all__ = ["pulse_server"]
 
 OFFLINE_URL = "ws://127.0.0.1:9"
 _names = itertools.count()

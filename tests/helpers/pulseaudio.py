@@ -64,6 +64,7 @@ from __future__ import annotations
 import array
 import contextlib
 import glob
+import itertools
 import math
 import os
 import select
@@ -143,11 +144,14 @@ class PipeSource:
     """A virtual microphone: what :meth:`feed_pcm` queues comes out of the source in real
     time; silence otherwise. Create with :meth:`PulseServer.add_pipe_source`."""
 
-    def __init__(self, server: PulseServer, name: str, fifo: Path, module: int) -> None:
+    def __init__(
+        self, server: PulseServer, name: str, fifo: Path, module: int, loopback: int
+    ) -> None:
         self.server = server
         self.name = name
         self.fifo = fifo
         self.module = module
+        self.modules = (loopback, module)  # unloaded in this order by PulseServer.remove
         self._pending = bytearray()
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
@@ -245,6 +249,7 @@ class PipeSink:
         self.name = name
         self.fifo = fifo
         self.module = module
+        self.modules = (module,)
         self._data = bytearray()
         self._lock = threading.Lock()
         self._grew = threading.Condition(self._lock)
@@ -339,6 +344,7 @@ class PulseServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.sources: dict[str, PipeSource] = {}
         self.sinks: dict[str, PipeSink] = {}
+        self._fifo_numbers = itertools.count()  # never reused: a removed pipe's FIFO may stay
 
     # -- lifecycle
 
@@ -459,7 +465,7 @@ class PulseServer:
         """A new source ``name`` (48 kHz mono) fed by the returned :class:`PipeSource`."""
         if name in self.sources:
             raise ValueError(f"source {name!r} exists")
-        fifo = self.dir / f"src-{len(self.sources)}.fifo"
+        fifo = self.dir / f"src-{next(self._fifo_numbers)}.fifo"
         module = int(
             self.pactl(
                 "load-module", "module-pipe-source", f"source_name={name}", f"file={fifo}",
@@ -468,11 +474,13 @@ class PulseServer:
         )  # fmt: skip
         # module-pipe-source reads its FIFO only while someone records: keep it recording
         # (into the null sink) so fed audio flows in real time and never backs up.
-        self.pactl(
-            "load-module", "module-loopback", f"source={name}", "sink=test-null",
-            "source_dont_move=true", "sink_dont_move=true", "latency_msec=20",
+        loopback = int(
+            self.pactl(
+                "load-module", "module-loopback", f"source={name}", "sink=test-null",
+                "source_dont_move=true", "sink_dont_move=true", "latency_msec=20",
+            ).strip()
         )  # fmt: skip
-        source = PipeSource(self, name, fifo, module)
+        source = PipeSource(self, name, fifo, module, loopback)
         self.sources[name] = source
         return source
 
@@ -481,7 +489,7 @@ class PulseServer:
         :class:`PipeSink`. Its monitor source is ``{name}.monitor``."""
         if name in self.sinks:
             raise ValueError(f"sink {name!r} exists")
-        fifo = self.dir / f"sink-{len(self.sinks)}.fifo"
+        fifo = self.dir / f"sink-{next(self._fifo_numbers)}.fifo"
         module = int(
             self.pactl(
                 "load-module", "module-pipe-sink", f"sink_name={name}", f"file={fifo}",
@@ -492,6 +500,21 @@ class PulseServer:
         sink = PipeSink(self, name, fifo, module)
         self.sinks[name] = sink
         return sink
+
+    def remove(self, pipe: PipeSource | PipeSink) -> None:
+        """Stop ``pipe``'s thread and unload its modules. A pipe left in place keeps a thread
+        feeding or recording it in real time (and a recording that grows by 96 kB a second)
+        until the server stops: a session-wide server must not collect them. Idempotent."""
+        table: dict[str, PipeSource] | dict[str, PipeSink] = (
+            self.sources if isinstance(pipe, PipeSource) else self.sinks
+        )
+        if table.get(pipe.name) is not pipe:
+            return
+        del table[pipe.name]
+        pipe.close()
+        if self.proc is not None and self.proc.poll() is None:
+            for module in pipe.modules:
+                self._pactl_ok("unload-module", str(module))
 
     # -- environments
 
@@ -548,13 +571,24 @@ def no_audio_env(base_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def pulse_server() -> Iterator[PulseServer]:
-    """One private PulseAudio server for the test session. Fails (never skips) when
-    PulseAudio is not installed. Import it into a conftest to use it:
-    ``from tests.helpers.pulseaudio import pulse_server  # noqa: F401``."""
+def pulse_session() -> Iterator[PulseServer]:
+    """One private PulseAudio server for the whole test session (tests use
+    :func:`pulse_server`). Fails (never skips) when PulseAudio is not installed."""
     try:
         server = PulseServer()
     except PulseAudioMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     with server:
         yield server
+
+
+@pytest.fixture
+def pulse_server(pulse_session: PulseServer) -> Iterator[PulseServer]:
+    """The session's PulseAudio server; the pipe sources and sinks a test adds are removed
+    after it (each would otherwise keep a real-time thread and a growing recording for the
+    rest of the session). Defined in tests/conftest.py for every test."""
+    before = {*pulse_session.sources.values(), *pulse_session.sinks.values()}
+    yield pulse_session
+    for pipe in [*pulse_session.sources.values(), *pulse_session.sinks.values()]:
+        if pipe not in before:
+            pulse_session.remove(pipe)

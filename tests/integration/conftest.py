@@ -1,5 +1,5 @@
-"""Fixtures: real relay processes (the bare relay, and `messenger-tui relay --echo`), and a
-private PulseAudio server for calls through real PortAudio devices (``pulse_server``)."""
+"""Fixtures: real relay processes (the bare relay, and `messenger-tui relay --echo`); the
+PulseAudio server for calls through real PortAudio devices is tests/conftest.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import cli_env
-from tests.helpers.pulseaudio import pulse_server  # noqa: F401  (a fixture)
 from tests.helpers.relay_process import RelayProcess
 
 

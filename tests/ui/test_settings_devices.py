@@ -20,12 +20,10 @@ from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.settings import SYSTEM_DEFAULT, SettingsScreen
 from tests.helpers.clients import make_service
-from tests.helpers.pulseaudio import PulseServer, pulse_server
+from tests.helpers.pulseaudio import PulseServer
 from tests.helpers.speech import speech_wav
 
 from .conftest import LARGE, OFFLINE_URL, wait_until
-
-__all__ = ["pulse_server"]
 
 _names = itertools.count()
 
