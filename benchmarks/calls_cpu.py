@@ -354,6 +354,32 @@ def _bare_media(workdir: Path, measure_s: float, framing: str) -> dict[str, Any]
     }
 
 
+def _wakeups_alone(measure_s: float, wakes: int = 1) -> dict[str, Any]:
+    """A ``benchmarks.wakeups`` process: an event loop that wakes ``wakes`` times per 20 ms
+    and does nothing else (what the wake-ups of a call cost on this machine)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.wakeups", f"{measure_s + WARMUP_S + 1:.1f}",
+         str(wakes)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"wake-up baseline failed: {proc.communicate()[1]}")
+        time.sleep(WARMUP_S)
+        before = (cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid))
+        t0 = time.monotonic()
+        time.sleep(measure_s)
+        after = (cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid))
+        wall = time.monotonic() - t0
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return {"wakes_per_frame": wakes, **_usage(before, after, wall)}
+
+
 def run(settings: Settings) -> dict[str, Any]:
     idle_s = 3.0 if settings.quick else 10.0
     measure_s = 6.0 if settings.quick else 20.0
@@ -382,6 +408,7 @@ def run(settings: Settings) -> dict[str, Any]:
                 out["asyncio_loop"] = result
     out["bare_media"] = _bare_media(workdir, measure_s, "websockets")
     out["bare_media_framing"] = _bare_media(workdir, measure_s, "media")
+    out["wakeups"] = _wakeups_alone(measure_s)
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -442,6 +469,17 @@ def render(result: dict[str, Any]) -> str:
                     fmt(bare["other_threads_pct"], 2, " %"),
                 ]
             )
+    wakeups = result.get("wakeups")
+    if wakeups is not None:
+        rows.append(
+            [
+                "baseline: an event loop that wakes once per 20 ms and does nothing else "
+                "(the least a 20 ms audio client pays on this machine)",
+                fmt(wakeups["cpu_pct"], 2, " %"),
+                fmt(wakeups["main_thread_pct"], 2, " %"),
+                fmt(wakeups["other_threads_pct"], 2, " %"),
+            ]
+        )
     sess = result.get("session_alone")
     if sess is not None:
         rows.append(

@@ -240,6 +240,8 @@ def machine_info() -> dict[str, object]:
         "cpu_model": model,
         "memory": mem_total,
         "python": platform.python_version(),
+        # which build: Debian's (PGO + LTO) and a plain source build differ by 20-30 %
+        "python_executable": os.path.realpath(sys.executable),
         "implementation": platform.python_implementation(),
         "websockets": ws_version,
         "kernel": platform.release(),

@@ -186,7 +186,8 @@ def _render_section(data: dict[str, Any]) -> str:
     machine = data["machine"]
     parts = [
         f"_Updated {data['finished']}; machine: {machine['nproc']} cores "
-        f"({machine['cpu_model']}, {machine['memory']} RAM), Python {machine['python']}, "
+        f"({machine['cpu_model']}, {machine['memory']} RAM), Python {machine['python']}"
+        f"{' (' + machine['python_executable'] + ')' if 'python_executable' in machine else ''}, "
         f"websockets {machine['websockets']}, Linux {machine['kernel']}._",
     ]
     for name, module in BENCHMARKS.items():
