@@ -100,8 +100,10 @@ they assert nothing (tests assert behaviour).
   direct in-memory carrier. *CPU per call* (`calls_cpu`): user + system CPU time
   (`/proc/PID/stat`) of each real headless client over a steady stretch of a call with speech
   both ways, as % of one core; baselines: the same `answer` process connected and idle before
-  the call, two media sessions in one process without transport (with the CPU time of each
-  stage per frame), and Opus encode + decode alone.
+  the call, the same call on asyncio's own loop, two media sessions in one process without
+  transport (with the CPU time of each stage per frame), a bare client that only moves the
+  call's frames, an event loop that only wakes once per 20 ms (what the machine charges
+  before any work: `benchmarks/wakeups.py`), and Opus encode + decode alone.
 - **The Textual UI.** Each measured app runs in a fresh child process
   (`python -m benchmarks.ui_<name> child ...`), headless, with a real profile (built through
   the storage layer in a temporary directory) and the real `MessengerService`.
