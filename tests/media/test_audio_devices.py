@@ -260,6 +260,27 @@ def test_sink_writes_exactly_what_the_host_asks_for() -> None:
     assert stats.bad_pulls == 1 and stats.xruns == 1
 
 
+def test_removed_pipes_stop_their_threads_and_leave_the_server() -> None:
+    """The harness itself: a removed pipe's thread ends and its modules are unloaded, so a
+    session-wide server does not pile up real-time threads (they once slowed the UI tests
+    after them tenfold)."""
+    with PulseServer() as server:
+        mic = server.add_pipe_source("mic")
+        speaker = server.add_pipe_sink("speaker")
+        threads = [mic._thread, speaker._thread]
+        assert all(t.is_alive() for t in threads)
+        for pipe in (mic, speaker):
+            server.remove(pipe)
+            server.remove(pipe)  # idempotent
+        assert not any(t.is_alive() for t in threads)
+        assert not server.sources and not server.sinks
+        modules = server.pactl("list", "short", "modules")
+        assert "module-pipe-source" not in modules and "module-pipe-sink" not in modules
+        assert "module-loopback" not in modules
+        again = server.add_pipe_source("mic")  # the name is free again
+        assert again._thread.is_alive()
+
+
 def test_a_server_that_dies_mid_stream_is_reported_not_hung() -> None:
     with PulseServer() as server:
         server.add_pipe_source("mic")
