@@ -303,49 +303,53 @@ def _measure_call(
     return out
 
 
+def _measure_children(
+    cmds: list[list[str]], measure_s: float, what: str
+) -> tuple[list[dict[str, float]], list[str]]:
+    """Start ``cmds`` (each prints ``ready`` once started), let them warm up, and return the
+    CPU usage of each over ``measure_s`` (as :func:`_usage`) and what each printed after."""
+    procs = [
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+        )
+        for cmd in cmds
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{what} failed: {proc.communicate()[1]}")
+        time.sleep(WARMUP_S)
+        before = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
+        t0 = time.monotonic()
+        time.sleep(measure_s)
+        after = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
+        wall = time.monotonic() - t0
+        outs = [p.communicate(timeout=30)[0] for p in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return [_usage(b, a, wall) for b, a in zip(before, after, strict=True)], outs
+
+
 def _bare_media(workdir: Path, measure_s: float, framing: str) -> dict[str, Any]:
     """Two ``benchmarks.bare_media_client`` processes through the bare forwarder: the CPU of
     moving a call's frames in Python with nothing else (the floor under the real client),
     framed by websockets or as the media leg frames them (``framing``)."""
     token = os.urandom(32).hex()
+    seconds = f"{measure_s + WARMUP_S + 1:.1f}"
     with ServerProcess.forwarder(workdir) as forwarder:
-        procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.bare_media_client",
-                    forwarder.url,
-                    str(leg),
-                    token,
-                    f"{measure_s + WARMUP_S + 1:.1f}",
-                    framing,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=cli_env(),
-            )
-            for leg in (0, 1)
-        ]
-        try:
-            for proc in procs:
-                assert proc.stdout is not None
-                if proc.stdout.readline().strip() != "ready":
-                    raise RuntimeError(f"bare media client failed: {proc.stderr.read()}")
-            time.sleep(WARMUP_S)
-            before = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
-            t0 = time.monotonic()
-            time.sleep(measure_s)
-            after = [(cpu_seconds(p.pid), cpu_seconds(p.pid, p.pid)) for p in procs]
-            wall = time.monotonic() - t0
-            outs = [p.communicate(timeout=30)[0] for p in procs]
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    usages = [_usage(b, a, wall) for b, a in zip(before, after, strict=True)]
+        usages, outs = _measure_children(
+            [
+                [sys.executable, "-m", "benchmarks.bare_media_client", forwarder.url,
+                 str(leg), token, seconds, framing]
+                for leg in (0, 1)
+            ],
+            measure_s,
+            "bare media client",
+        )  # fmt: skip
     return {
         "cpu_pct": round(sum(u["cpu_pct"] for u in usages) / 2, 2),
         "main_thread_pct": round(sum(u["main_thread_pct"] for u in usages) / 2, 2),
@@ -357,27 +361,13 @@ def _bare_media(workdir: Path, measure_s: float, framing: str) -> dict[str, Any]
 def _wakeups_alone(measure_s: float, wakes: int = 1) -> dict[str, Any]:
     """A ``benchmarks.wakeups`` process: an event loop that wakes ``wakes`` times per 20 ms
     and does nothing else (what the wake-ups of a call cost on this machine)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.wakeups", f"{measure_s + WARMUP_S + 1:.1f}",
-         str(wakes)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"wake-up baseline failed: {proc.communicate()[1]}")
-        time.sleep(WARMUP_S)
-        before = (cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid))
-        t0 = time.monotonic()
-        time.sleep(measure_s)
-        after = (cpu_seconds(proc.pid), cpu_seconds(proc.pid, proc.pid))
-        wall = time.monotonic() - t0
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return {"wakes_per_frame": wakes, **_usage(before, after, wall)}
+    seconds = f"{measure_s + WARMUP_S + 1:.1f}"
+    [usage], _ = _measure_children(
+        [[sys.executable, "-m", "benchmarks.wakeups", seconds, str(wakes)]],
+        measure_s,
+        "wake-up baseline",
+    )
+    return {"wakes_per_frame": wakes, **usage}
 
 
 def run(settings: Settings) -> dict[str, Any]:
