@@ -66,3 +66,25 @@ class CorruptSession(CryptoError):
 
 class CorruptKeyFile(CryptoError):
     """A stored identity key file that is damaged or not a key file of this program."""
+
+
+class NoSenderKey(CryptoError):
+    """A group message under a sender key we do not hold (its distribution message has not
+    arrived, or the key was evicted): hold the message and ask the sender to resend the key."""
+
+    def __init__(self, message: str, *, group_id: bytes, key_id: int) -> None:
+        super().__init__(message)
+        self.group_id = group_id
+        self.key_id = key_id
+
+
+class NotGroupMember(CoreError):
+    """A group message or membership change whose author is not a member: dropped, counted."""
+
+
+class MembershipDenied(CoreError):
+    """A membership change its author has no right to make (e.g. a non-admin adding someone)."""
+
+
+class InvalidMembershipChange(CoreError):
+    """A membership change that is malformed, for another group, or inconsistent with its base."""
