@@ -30,8 +30,8 @@ Design rules
 5. **Joining.** A member added by a change it did not see grow (it was not in the group) is
    *welcomed*: the adder sends it the change that added it over the pairwise channel, and a
    member without a log for the group (or whose head says it was removed, when the change
-   is newer) accepts a change as its root if the change's state lists it as a member and
-   the author as an admin (it trusts the contact that added it).
+   is a newer ``add`` of it) accepts a change as its root if the change's state lists it as
+   a member and the author as an admin (it trusts the contact that added it).
 6. **Sizes.** At most :data:`MAX_GROUP_MEMBERS` members; a name of 1 to
    :data:`MAX_NAME_LEN` characters; if the last admin leaves, the member with the smallest
    identity key becomes admin (deterministic, so every member agrees); ``demote`` may not
@@ -342,7 +342,12 @@ def receive_change(log: GroupLog | None, data: bytes, me: bytes) -> tuple[GroupL
         return log, Outcome.STALE
     parent = next((node for node in log.nodes if node.digest == change.parent), None)
     if parent is None:
-        if not log.state.is_member(me) and change.version > log.head_change.version:
+        if (
+            change.op is Op.ADD
+            and me in change.targets
+            and not log.state.is_member(me)
+            and change.version > log.head_change.version
+        ):
             return _welcome(change, digest, me), Outcome.APPLIED  # added again (rule 5)
         if data in log.orphans:
             return log, Outcome.DUPLICATE
