@@ -41,6 +41,9 @@ MAX_PENDING_BYTES: Final = 4 * 1024 * 1024
 OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
 #: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
 MAX_ACK_IDS: Final = 4096
+#: Sends refused for a full request quota before the connection is closed (1008): once a
+#: stranger's requests are refused, everything more it sends is pure cost to the relay.
+MAX_QUOTA_REFUSALS: Final = 20
 #: Tell an online owner its one-time prekeys run low (``Ok(ref=0, prekeys_remaining)``) when
 #: a fetch leaves this many or fewer (clients top up below 25).
 PREKEY_LOW_NOTIFY: Final = 25
@@ -105,6 +108,7 @@ class RelaySession:
         self._pusher_task: asyncio.Task[None] | None = None
         self._resume = Wakeup()
         self._malformed = 0
+        self._quota_refusals = 0
         self._closing = False
         self._handshake_io = _SessionHandshake(self)
 
@@ -336,6 +340,11 @@ class RelaySession:
             self._error(ErrorCode.INTERNAL, "relay storage fault; retry", envelope.msg_id)
         elif result.outcome in _REFUSALS:
             self._error(ErrorCode.MAILBOX_FULL, _REFUSALS[result.outcome], envelope.msg_id)
+            if result.request:
+                self._quota_refusals += 1
+                if self._quota_refusals == MAX_QUOTA_REFUSALS:
+                    self._s.log.info("%s: closed after refused message requests", self._label)
+                    _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
         else:
             self._outbox.put(
                 wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
