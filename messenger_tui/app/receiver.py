@@ -39,6 +39,7 @@ from messenger_tui.core.calls.messages import (
 from messenger_tui.core.crypto import prekeys as pk
 from messenger_tui.core.crypto import session as cs
 from messenger_tui.core.crypto.identity import IdentityKeyPair
+from messenger_tui.core.delivery_access import ACCESS_SECRET_LEN
 from messenger_tui.core.errors import (
     CryptoError,
     DuplicateMessage,
@@ -242,6 +243,8 @@ class Receiver:
             )
             if stored is None:
                 return None  # the same message id again (resent under a new envelope)
+            if payload.access is not None and len(payload.access) == ACCESS_SECRET_LEN:
+                self._store.contacts.set_delivery_access(row.identity, payload.access)
             events.append(ev.MessageReceived(contact, message_model(stored)))
             return payload.id
         if isinstance(payload, pl.Receipt):

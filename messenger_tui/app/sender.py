@@ -110,6 +110,7 @@ class OutboxSender:
     async def _drain(self) -> None:
         after = 0
         stalled: set[bytes] = set()  # recipients whose keys we could not get this pass
+        access: dict[bytes, bytes | None] = {}  # recipient -> its delivery secret, this pass
         while self._client.connected and not self._paused():
             page = self._store.outbox.pending(after_seq=after, limit=PAGE)
             if not page:
@@ -136,8 +137,12 @@ class OutboxSender:
                 if self._paused():
                     self._in_flight.release()
                     return
+                if row.recipient not in access:
+                    access[row.recipient] = self._store.contacts.delivery_access(row.recipient)
                 try:
-                    future = self._client.submit_envelope(row.envelope_id, row.recipient, body)
+                    future = self._client.submit_envelope(
+                        row.envelope_id, row.recipient, body, access[row.recipient]
+                    )
                 except BaseException:
                     self._in_flight.release()
                     raise

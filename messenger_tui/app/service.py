@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
@@ -129,6 +130,8 @@ class MessengerService:
         self._directory = ContactDirectory(self.store.contacts)
         self._settings = ProfileSettings(self.store, DEFAULT_RELAY_URL, profile.paths.identity)
         self._receiver = Receiver(self.store, self.identity, self._directory, self._now_ms)
+        self._access = AccessKeys(self.store)
+        self._access_task: asyncio.Task[None] | None = None
         self._sender = OutboxSender(
             self.store,
             self.identity,
@@ -328,6 +331,13 @@ class MessengerService:
         contact = self.contact(name)
         with self.store.db.transaction():
             self.store.contacts.set_blocked(contact.id, blocked)
+        if blocked and not contact.blocked:
+            # Their copy of our delivery secret stops working (docs/threat-model.md).
+            self._access.rotate()
+            if self._client.connected:
+                self._access_task = asyncio.get_running_loop().create_task(
+                    self._register_access_safely()
+                )
         self._directory.invalidate()
         self._sender.wake()
         updated = self.contact(name)
@@ -470,7 +480,13 @@ class MessengerService:
         message_id = os.urandom(16)
         try:
             body = pl.encode_payload(
-                pl.Text(id=message_id, text=text, sent_at_ms=now, sender_name=self.name)
+                pl.Text(
+                    id=message_id,
+                    text=text,
+                    sent_at_ms=now,
+                    sender_name=self.name,
+                    access=self._access.own_secret(),
+                )
             )
         except ValueError as exc:
             raise BadInput(str(exc)) from None
@@ -798,6 +814,7 @@ class MessengerService:
         try:
             async with self._setup_lock:
                 await self._maintain_prekeys(auth.prekeys_remaining, auth.signed_prekey_id)
+                await self._access.register(self._client)
                 identities = [c.identity for c in self.store.contacts.all()]
                 if identities:
                     await self._client.subscribe(identities)
@@ -838,6 +855,8 @@ class MessengerService:
             row = self._directory.by_identity(frame.identity)
             if row is not None:
                 self._emit(ev.PresenceChanged(contact_model(row), frame.online))
+        elif isinstance(frame, wire.Ok) and frame.prekeys_remaining is not None:
+            self._schedule_prekey_refresh()  # the relay says our one-time prekeys run low
         elif isinstance(frame, wire.Error):
             self.last_error = f"{frame.code}: {frame.message}"
             log.warning("relay error %s: %s", frame.code, frame.message)
@@ -929,6 +948,12 @@ class MessengerService:
             await self._refresh_prekeys()
         except (TransportError, OSError) as exc:
             log.warning("prekey refresh failed: %s", type(exc).__name__)
+
+    async def _register_access_safely(self) -> None:
+        try:
+            await self._access.register(self._client)
+        except (TransportError, OSError) as exc:
+            log.warning("delivery verifier registration failed: %s", type(exc).__name__)
 
     async def _maintenance_loop(self) -> None:
         """Long-running clients (the UI, Echo): rotate prekeys and prune hourly."""

@@ -34,6 +34,9 @@ class Text(_Payload, tag="text", frozen=True):
     sent_at_ms: int
     #: The sender's display name; lets a recipient label a sender it has not added yet.
     sender_name: str | None = None
+    #: The sender's delivery secret (core/delivery_access.py): the recipient presents it to
+    #: the relay when writing back, so its messages pass the sender's stranger quota.
+    access: bytes | None = None
 
 
 class Receipt(_Payload, tag="receipt", frozen=True):

@@ -79,10 +79,13 @@ class AuthOk(_Frame, tag="auth_ok", frozen=True):
 
 
 class Stored(_Frame, tag="stored", frozen=True):
-    """The envelope ``id`` sent to ``to`` is durably stored (or was already: idempotent)."""
+    """The envelope ``id`` sent to ``to`` is durably stored (or was already: idempotent).
+    ``request``: it went to the recipient's message-request quota (the delivery secret was
+    missing or wrong), not to its contact quota."""
 
     id: bytes
     to: bytes
+    request: bool = False
 
 
 class Deliver(_Frame, tag="deliver", frozen=True):
@@ -159,11 +162,14 @@ class Auth(_Frame, tag="auth", frozen=True):
 
 
 class Send(_Frame, tag="send", frozen=True):
-    """Store ``body`` in ``to``'s mailbox under the client-chosen ``id`` (idempotent)."""
+    """Store ``body`` in ``to``'s mailbox under the client-chosen ``id`` (idempotent).
+    ``access`` is ``to``'s delivery secret when the sender learned it (a contact); without
+    it, or with a wrong one, the envelope is a message request (a small separate quota)."""
 
     id: bytes
     to: bytes
     body: bytes
+    access: bytes | None = None
 
 
 class Ack(_Frame, tag="ack", frozen=True):
@@ -196,6 +202,15 @@ class FetchBundle(_Frame, tag="fetch_bundle", frozen=True):
     identity: bytes
 
 
+class SetDeliveryVerifier(_Frame, tag="set_delivery_verifier", frozen=True):
+    """Register (or rotate to) the caller's delivery verifier, the SHA-256 of its delivery
+    secret (:func:`messenger_tui.core.delivery_access.delivery_verifier`); answered by
+    :class:`Ok`. Sends presenting the matching secret count as a contact's."""
+
+    ref: int
+    verifier: bytes
+
+
 class Subscribe(_Frame, tag="subscribe", frozen=True):
     """Receive :class:`Presence` for these identities (replaces earlier subscriptions)."""
 
@@ -220,7 +235,9 @@ RelayFrame = (
     | Presence
     | (SignalDeliver | Error)
 )
-ClientFrame = Auth | Send | Ack | PublishPrekeys | FetchBundle | Subscribe | Signal
+ClientFrame = (
+    Auth | Send | Ack | PublishPrekeys | FetchBundle | Subscribe | Signal | SetDeliveryVerifier
+)
 
 T = TypeVar("T")
 

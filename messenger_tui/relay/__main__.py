@@ -19,6 +19,7 @@ from pathlib import Path
 
 from messenger_tui.core import wire
 from messenger_tui.relay.config import DAY_SECONDS, RateLimit, RelayConfig
+from messenger_tui.relay.quota_args import add_quota_arguments, quota_config
 from messenger_tui.relay.server import RelayServer, run_relay
 
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--media-alone-timeout", type=float, default=60.0, help="seconds a call leg may wait alone"
     )
+    add_quota_arguments(p)
     p.add_argument("--durable-fsync", action="store_true", help="fsync every commit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -73,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         echo_identity=echo,
         media_rate_limit=RateLimit(args.media_rate, args.media_burst),
         media_alone_timeout_s=args.media_alone_timeout,
+        **quota_config(args),
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from messenger_tui.core.media_wire import MAX_MEDIA_FRAME
 from messenger_tui.core.wire import KEY_LEN, MAX_ENVELOPE, MAX_FRAME
+from messenger_tui.relay.quotas import MailboxQuota
 
 DAY_SECONDS = 24 * 60 * 60
 
@@ -42,8 +43,22 @@ class RelayConfig:
     max_envelope: int = MAX_ENVELOPE
     #: Largest websocket message accepted; bigger ones close that connection with 1009.
     max_frame: int = MAX_FRAME
-    #: Envelopes one mailbox may hold; more are refused with ``mailbox_full``.
+    #: Contact envelopes one mailbox may hold; more are refused with ``mailbox_full``.
     mailbox_limit: int = 100_000
+    # ---- mailbox quotas: see docs/protocol.md, "Delivery access and mailbox quotas"
+    #: Body bytes of contact envelopes one mailbox may hold.
+    mailbox_bytes: int = 1024 * 1024 * 1024
+    #: Message requests (envelopes without the recipient's delivery secret) one mailbox may
+    #: hold in total, their body bytes, and how many may come from one sender.
+    request_limit: int = 1_000
+    request_bytes: int = 16 * 1024 * 1024
+    request_per_sender: int = 20
+    #: New identities (the relay's first sight of one) per source address (IPv6: per /64).
+    new_identity_limit: RateLimit = field(default_factory=lambda: RateLimit(10 / 3600, 10))
+    #: One-time prekeys handed out per (requester, target) pair and per target; a fetch over
+    #: either budget gets the bundle without a one-time prekey.
+    prekey_pair_limit: RateLimit = field(default_factory=lambda: RateLimit(1 / 600, 2))
+    prekey_target_limit: RateLimit = field(default_factory=lambda: RateLimit(60 / 3600, 20))
     #: One-time prekeys held per identity; extra ones in a publish are dropped.
     max_one_time_prekeys: int = 200
     #: Identities one connection may watch with Subscribe.
@@ -92,7 +107,16 @@ class RelayConfig:
             raise ValueError(f"max_envelope must be in 1..{MAX_ENVELOPE}")
         if self.max_frame < self.max_envelope:
             raise ValueError("max_frame must be at least max_envelope")
-        for name in ("ttl_seconds", "mailbox_limit", "delivery_window", "max_malformed"):
+        for name in (
+            "ttl_seconds",
+            "mailbox_limit",
+            "delivery_window",
+            "max_malformed",
+            "mailbox_bytes",
+            "request_limit",
+            "request_bytes",
+            "request_per_sender",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         if self.max_one_time_prekeys < 0 or self.max_subscriptions < 0:
@@ -108,6 +132,17 @@ class RelayConfig:
     def tls(self) -> bool:
         """Whether the relay serves wss:// (TLS certificate and key configured)."""
         return self.tls_cert is not None
+
+    @property
+    def mailbox_quota(self) -> MailboxQuota:
+        """The per-recipient quotas as the store applies them."""
+        return MailboxQuota(
+            contact_count=self.mailbox_limit,
+            contact_bytes=self.mailbox_bytes,
+            request_count=self.request_limit,
+            request_bytes=self.request_bytes,
+            request_per_sender=self.request_per_sender,
+        )
 
     @property
     def ttl_ms(self) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from messenger_tui.relay.clock import Clock
+from messenger_tui.relay.quotas import MailboxQuota
 from messenger_tui.relay.store import (
     AckRequest,
     InsertOutcome,
@@ -47,6 +48,7 @@ class Mailboxes:
         clock: Clock,
         ttl_ms: int,
         mailbox_limit: int,
+        quota: MailboxQuota | None = None,
         on_stored: Callable[[StoredEnvelope], None],
         on_batch_end: Callable[[], None] | None = None,
     ) -> None:
@@ -54,6 +56,7 @@ class Mailboxes:
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._limit = mailbox_limit
+        self._quota = quota
         self._on_stored = on_stored
         self._on_batch_end = on_batch_end
         self._inserts: list[NewEnvelope] = []
@@ -68,6 +71,7 @@ class Mailboxes:
         self.stored = 0
         self.duplicates = 0
         self.refused_full = 0
+        self.refused_requests = 0
 
     def start(self) -> None:
         """Start the committing task (call once, from the event loop)."""
@@ -131,6 +135,7 @@ class Mailboxes:
                 now_ms=self._clock(),
                 ttl_ms=self._ttl_ms,
                 mailbox_limit=self._limit,
+                quota=self._quota,
             )
         except Exception:
             log.exception(
@@ -157,8 +162,10 @@ class Mailboxes:
                     log.exception("routing a stored envelope failed")
             elif result.outcome is InsertOutcome.DUPLICATE:
                 self.duplicates += 1
-            else:
+            elif result.outcome is InsertOutcome.MAILBOX_FULL:
                 self.refused_full += 1
+            else:
+                self.refused_requests += 1
         if self._on_batch_end is not None:
             try:
                 self._on_batch_end()

@@ -5,6 +5,12 @@ with the crypto layer's own :func:`messenger_tui.core.crypto.prekeys.verify_bund
 Ed25519 signature by the identity over ``SPK_SIGNATURE_CONTEXT || spk``) and
 :meth:`PrekeyDirectory.fetch` for FetchBundle. Refusals raise :class:`PrekeyRejected` carrying
 the wire error code; the session turns it into an Error frame.
+
+One-time prekeys are a scarce resource of their owner, so handing one out has a budget: a
+token bucket per (requester, target) pair and one per target. A fetch within both gets a
+one-time prekey (while any is left); a fetch over either gets the signed-prekey-only bundle,
+which X3DH allows (the session is a little weaker against a later compromise of the signed
+prekey). The fetch itself still succeeds, so nobody is locked out of starting a session.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from messenger_tui.core.crypto import prekeys as crypto_prekeys
 from messenger_tui.core.crypto.primitives import X25519_KEY_LEN
 from messenger_tui.core.errors import CoreError
 from messenger_tui.relay.clock import Clock
+from messenger_tui.relay.config import RateLimit
+from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.store import (
     OneTimePrekey,
     PrekeyBundle,
@@ -34,10 +42,23 @@ class PrekeyRejected(Exception):
 class PrekeyDirectory:
     """Signed and one-time prekeys per identity, behind a :class:`PrekeyStore`."""
 
-    def __init__(self, store: PrekeyStore, *, max_one_time: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: PrekeyStore,
+        *,
+        max_one_time: int,
+        clock: Clock,
+        pair_limit: RateLimit | None = None,
+        target_limit: RateLimit | None = None,
+    ) -> None:
+        """Without ``pair_limit``/``target_limit`` one-time prekeys have no budget."""
         self._store = store
         self._max_one_time = max_one_time
         self._clock = clock
+        self._pair = None if pair_limit is None else RateLimiter(pair_limit, clock)
+        self._target = None if target_limit is None else RateLimiter(target_limit, clock)
+        #: Fetches answered without a one-time prekey because of the budget.
+        self.over_budget = 0
 
     async def publish(self, identity: bytes, frame: wire.PublishPrekeys) -> int:
         """Verify and store ``identity``'s prekeys; return the one-time prekeys now held.
@@ -76,8 +97,9 @@ class PrekeyDirectory:
             now_ms=self._clock(),
         )
 
-    async def fetch(self, identity: bytes) -> PrekeyBundle:
-        """Hand out ``identity``'s bundle, consuming one one-time prekey if any is left.
+    async def fetch(self, identity: bytes, requester: bytes | None = None) -> PrekeyBundle:
+        """Hand out ``identity``'s bundle, consuming one one-time prekey if any is left and
+        the fetch is within the budget of (``requester``, ``identity``) and of ``identity``.
 
         Raises :class:`PrekeyRejected` (not_found) when the identity never published.
         """
@@ -85,10 +107,23 @@ class PrekeyDirectory:
             raise PrekeyRejected(
                 wire.ErrorCode.BAD_REQUEST, "identity must be a 32-byte Ed25519 public key"
             )
-        bundle = await self._store.take_bundle(identity)
+        one_time = self._within_budget(identity, requester)
+        if not one_time:
+            self.over_budget += 1
+        bundle = await self._store.take_bundle(identity, one_time=one_time)
         if bundle is None:
             raise PrekeyRejected(wire.ErrorCode.NOT_FOUND, "no prekeys published for that identity")
         return bundle
+
+    def _within_budget(self, identity: bytes, requester: bytes | None) -> bool:
+        pair = self._pair
+        if pair is not None and requester is not None and not pair.allow(requester + identity):
+            return False
+        return self._target is None or self._target.allow(identity)
+
+    def prune(self) -> int:
+        """Forget refilled budget buckets; return how many were dropped."""
+        return sum(limiter.prune() for limiter in (self._pair, self._target) if limiter)
 
     async def status(self, identity: bytes) -> PrekeyStatus:
         """One-time prekeys held and the signed prekey id, for AuthOk and Ok replies."""

@@ -268,15 +268,23 @@ class RelayServer:
                 clock=clock,
                 ttl_ms=config.ttl_ms,
                 mailbox_limit=config.mailbox_limit,
+                quota=config.mailbox_quota,
                 on_stored=route_stored,
                 on_batch_end=batch_end,
             ),
-            prekeys=PrekeyDirectory(store, max_one_time=config.max_one_time_prekeys, clock=clock),
+            prekeys=PrekeyDirectory(
+                store,
+                max_one_time=config.max_one_time_prekeys,
+                clock=clock,
+                pair_limit=config.prekey_pair_limit,
+                target_limit=config.prekey_target_limit,
+            ),
             presence=presence,
             limits=RateLimiters(
                 send=RateLimiter(config.send_limit, clock),
                 signal=RateLimiter(config.signal_limit, clock),
                 fetch_bundle=RateLimiter(config.fetch_bundle_limit, clock),
+                new_identity=RateLimiter(config.new_identity_limit, clock),
             ),
             log=relay_log,
         )
@@ -303,6 +311,7 @@ class RelayServer:
             except Exception:
                 relay_log.exception("purging expired envelopes failed")
             services.limits.prune()
+            services.prekeys.prune()
             relay_log.debug(
                 "stats: %d online, %d commits, %d stored, %d duplicates",
                 services.presence.online_count,

@@ -20,15 +20,21 @@ from messenger_tui.relay.store import RelayStore
 
 @dataclass
 class RateLimiters:
-    """One per-identity limiter per request kind."""
+    """One per-identity limiter per request kind, and new identities per source address."""
 
     send: RateLimiter
     signal: RateLimiter
     fetch_bundle: RateLimiter
+    #: Keyed by source address (see :func:`messenger_tui.relay.access_gate.address_key`);
+    #: None: no limit.
+    new_identity: RateLimiter | None = None
 
     def prune(self) -> int:
         """Forget refilled buckets; return how many were dropped."""
-        return self.send.prune() + self.signal.prune() + self.fetch_bundle.prune()
+        pruned = self.send.prune() + self.signal.prune() + self.fetch_bundle.prune()
+        if self.new_identity is not None:
+            pruned += self.new_identity.prune()
+        return pruned
 
 
 @dataclass
@@ -38,6 +44,7 @@ class RelayCounters:
     connections: int = 0
     authenticated: int = 0
     auth_failures: int = 0
+    new_identities_refused: int = 0
     malformed: int = 0
     signals_forwarded: int = 0
     signals_dropped: int = 0

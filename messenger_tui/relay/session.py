@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.relay.access_gate import admit_identity, set_verifier
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
@@ -40,6 +41,23 @@ MAX_PENDING_BYTES: Final = 4 * 1024 * 1024
 OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
 #: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
 MAX_ACK_IDS: Final = 4096
+#: Sends refused for a full request quota before the connection is closed (1008): once a
+#: stranger's requests are refused, everything more it sends is pure cost to the relay.
+MAX_QUOTA_REFUSALS: Final = 20
+#: Tell an online owner its one-time prekeys run low (``Ok(ref=0, prekeys_remaining)``) when
+#: a fetch leaves this many or fewer (clients top up below 25).
+PREKEY_LOW_NOTIFY: Final = 25
+_REFUSALS: Final = {
+    InsertOutcome.MAILBOX_FULL: "the recipient's mailbox is full",
+    InsertOutcome.REQUESTS_FULL: (
+        "the recipient's message requests are full (you are not among its contacts: it has "
+        "not given you its delivery secret); retry later"
+    ),
+    InsertOutcome.SENDER_REQUESTS_FULL: (
+        "you have too many unread message requests waiting for this recipient; retry after "
+        "it reads them"
+    ),
+}
 ErrorCode = wire.ErrorCode
 
 _background: set[asyncio.Task[Any]] = set()
@@ -90,6 +108,7 @@ class RelaySession:
         self._pusher_task: asyncio.Task[None] | None = None
         self._resume = Wakeup()
         self._malformed = 0
+        self._quota_refusals = 0
         self._closing = False
         self._handshake_io = _SessionHandshake(self)
 
@@ -141,6 +160,15 @@ class RelaySession:
         try:
             identity = await self._authenticate()
             if identity is None:
+                return
+            if not await admit_identity(self._s, identity, self._conn.remote_address):
+                label = short_fingerprint(identity)
+                self._s.log.info("%s: refused, too many new identities", label)
+                self._error(
+                    ErrorCode.RATE_LIMITED,
+                    "too many new identities from your network address; retry in an hour",
+                )
+                await self._close(CLOSE_POLICY, "too many new identities from this address")
                 return
             await self._start_authenticated(identity)
             await self._serve()
@@ -265,6 +293,8 @@ class RelaySession:
                 await self._on_publish_prekeys(frame)
             elif isinstance(frame, wire.Subscribe):
                 self._on_subscribe(frame)
+            elif isinstance(frame, wire.SetDeliveryVerifier):
+                await self._on_set_verifier(frame)
             else:  # a second Auth
                 self._error(ErrorCode.BAD_REQUEST, "already authenticated")
 
@@ -297,7 +327,8 @@ class RelaySession:
             self._pending_inserts += 1
             self._pending_bytes += len(frame.body)
             self._s.mailboxes.submit(
-                NewEnvelope(frame.to, self.identity, frame.id, frame.body), self._insert_done
+                NewEnvelope(frame.to, self.identity, frame.id, frame.body, frame.access),
+                self._insert_done,
             )
 
     def _insert_done(self, envelope: NewEnvelope, result: InsertResult | None) -> None:
@@ -307,10 +338,17 @@ class RelaySession:
             self._resume.set()
         if result is None:
             self._error(ErrorCode.INTERNAL, "relay storage fault; retry", envelope.msg_id)
-        elif result.outcome is InsertOutcome.MAILBOX_FULL:
-            self._error(ErrorCode.MAILBOX_FULL, "the recipient's mailbox is full", envelope.msg_id)
+        elif result.outcome in _REFUSALS:
+            self._error(ErrorCode.MAILBOX_FULL, _REFUSALS[result.outcome], envelope.msg_id)
+            if result.request:
+                self._quota_refusals += 1
+                if self._quota_refusals == MAX_QUOTA_REFUSALS:
+                    self._s.log.info("%s: closed after refused message requests", self._label)
+                    _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
         else:
-            self._outbox.put(wire.Stored(id=envelope.msg_id, to=envelope.recipient))
+            self._outbox.put(
+                wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
+            )
 
     def _on_ack(self, frame: wire.Ack) -> None:
         ids = frame.ids
@@ -350,11 +388,13 @@ class RelaySession:
             self._error(ErrorCode.RATE_LIMITED, "too many bundle fetches; retry later", frame.ref)
             return
         try:
-            bundle = await self._s.prekeys.fetch(frame.identity)
+            bundle = await self._s.prekeys.fetch(frame.identity, self.identity)
         except PrekeyRejected as exc:
             self._error(exc.code, str(exc), frame.ref)
             return
         opk = bundle.one_time
+        if opk is not None:
+            await self._notify_prekeys_low(frame.identity)
         self._outbox.put(
             wire.Bundle(
                 ref=frame.ref,
@@ -381,6 +421,21 @@ class RelaySession:
             remaining,
         )
         self._outbox.put(wire.Ok(ref=frame.ref, prekeys_remaining=remaining))
+
+    async def _notify_prekeys_low(self, owner: bytes) -> None:
+        owner_peer = self._s.presence.peer_for(owner)
+        if owner_peer is None:
+            return
+        remaining = (await self._s.prekeys.status(owner)).one_time_remaining
+        if remaining <= PREKEY_LOW_NOTIFY:
+            owner_peer.try_send_frame(wire.Ok(ref=0, prekeys_remaining=remaining))
+
+    async def _on_set_verifier(self, frame: wire.SetDeliveryVerifier) -> None:
+        problem = await set_verifier(self._s, self.identity, frame.verifier)
+        if problem is not None:
+            self._error(ErrorCode.BAD_REQUEST, problem, frame.ref)
+        else:
+            self._outbox.put(wire.Ok(ref=frame.ref))
 
     def _on_subscribe(self, frame: wire.Subscribe) -> None:
         limit = self._config.max_subscriptions

@@ -23,9 +23,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from messenger_tui.core.delivery_access import access_matches
+from messenger_tui.relay.quotas import MailboxQuota, MailboxUsage, admit
 from messenger_tui.relay.store import (
     AckRequest,
     InsertOutcome,
@@ -39,10 +42,10 @@ from messenger_tui.relay.store import (
 )
 
 DB_FILE: Final = "relay.db"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _MAX_CACHED_COUNTS: Final = 100_000
 _PURGE_CHUNK: Final = 2_000
-_LOOKUP_CHUNK: Final = 500
+_MAX_CACHED_VERIFIERS: Final = 100_000
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS envelopes (
@@ -50,12 +53,16 @@ CREATE TABLE IF NOT EXISTS envelopes (
     recipient BLOB NOT NULL,
     sender BLOB NOT NULL,
     msg_id BLOB NOT NULL,
-    body BLOB NOT NULL,               -- opaque end-to-end ciphertext
+    request INTEGER NOT NULL,         -- 1: a message request (stranger quota), 0: a contact's
+    size INTEGER NOT NULL,            -- length(body), for the byte quotas
     stored_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL
+    expires_at_ms INTEGER NOT NULL,
+    body BLOB NOT NULL                -- opaque end-to-end ciphertext; last, so reading the
+                                      -- other columns never walks its overflow pages
 );
--- (recipient, msg_id, sender) is unique: enforced by SqliteStore._insert_all.
-CREATE INDEX IF NOT EXISTS envelopes_by_msg_id ON envelopes (msg_id);
+-- (recipient, msg_id, sender) is unique: enforced by SqliteStore._insert_all, which looks a
+-- key up in this index alone (no table row, no body); acks delete by its prefix.
+CREATE INDEX IF NOT EXISTS envelopes_by_key ON envelopes (recipient, msg_id, sender);
 CREATE INDEX IF NOT EXISTS envelopes_by_recipient ON envelopes (recipient, seq);
 CREATE TABLE IF NOT EXISTS signed_prekeys (
     identity BLOB PRIMARY KEY,
@@ -70,12 +77,41 @@ CREATE TABLE IF NOT EXISTS one_time_prekeys (
     key BLOB NOT NULL,
     PRIMARY KEY (identity, opk_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delivery_verifiers (
+    identity BLOB PRIMARY KEY,
+    verifier BLOB NOT NULL,           -- SHA-256 of the delivery secret (core/delivery_access)
+    updated_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identities (
+    identity BLOB PRIMARY KEY,        -- every identity that authenticated (new-identity limit)
+    first_seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 """
+
+#: Schema 1 -> 2: envelopes get their quota class and size (body moved last), the msg_id
+#: index becomes the (recipient, msg_id, sender) key, and the identities that published
+#: prekeys count as already seen.
+_UPGRADE_1_TO_2: Final = (
+    "ALTER TABLE envelopes RENAME TO envelopes_v1",
+    "DROP INDEX IF EXISTS envelopes_by_msg_id",
+    "DROP INDEX IF EXISTS envelopes_by_recipient",
+    _SCHEMA,
+    "INSERT INTO envelopes (seq, recipient, sender, msg_id, request, size, stored_at_ms, "
+    "expires_at_ms, body) SELECT seq, recipient, sender, msg_id, 0, length(body), stored_at_ms, "
+    "expires_at_ms, body FROM envelopes_v1",
+    "DROP TABLE envelopes_v1",
+    "INSERT OR IGNORE INTO identities (identity, first_seen_ms) "
+    "SELECT identity, published_at_ms FROM signed_prekeys",
+)
 
 _INSERT: Final = (
     "INSERT INTO envelopes "
-    "(seq, recipient, sender, msg_id, body, stored_at_ms, expires_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "(seq, recipient, sender, msg_id, request, size, stored_at_ms, expires_at_ms, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_FIND_KEY: Final = (
+    "SELECT seq FROM envelopes INDEXED BY envelopes_by_key "
+    "WHERE recipient=? AND msg_id=? AND sender=?"
 )
 
 #: Seconds between background WAL checkpoints.
@@ -127,9 +163,11 @@ class SqliteStore:
         # ack is never reused while this process runs, and delivery cursors live only as long
         # as a connection, so "after cursor" stays exact.
         self._next_seq = 1
-        # recipient -> rows held (expired-but-unpurged included); exact because this store is
-        # the only writer (the data directory is locked by the server).
-        self._counts: dict[bytes, int] = {}
+        # recipient -> what its mailbox holds by quota class (expired-but-unpurged included);
+        # exact because this store is the only writer (the data directory is locked).
+        self._usage: dict[bytes, MailboxUsage] = {}
+        # recipient -> its delivery verifier (None: registered none), loaded on first use.
+        self._verifiers: dict[bytes, bytes | None] = {}
 
     @classmethod
     async def open(cls, path: Path, *, durable_fsync: bool = False) -> SqliteStore:
@@ -178,22 +216,45 @@ class SqliteStore:
                     f"{self.path} has schema version {version}; this relay knows up to "
                     f"{SCHEMA_VERSION}: run a newer relay"
                 )
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version == 1:
+                db.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    + ";\n".join(_UPGRADE_1_TO_2)
+                    + f";\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
+                )
+            else:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.close()
             raise
         self._db = db
         self._next_seq = self._max_seq() + 1
 
-    def _held(self, recipient: bytes) -> int:
-        n = self._counts.get(recipient)
-        if n is None:
-            (n,) = self._conn.execute(
-                "SELECT COUNT(*) FROM envelopes WHERE recipient=?", (recipient,)
-            ).fetchone()
-            self._counts[recipient] = n
-        return n
+    def _held(self, recipient: bytes) -> MailboxUsage:
+        usage = self._usage.get(recipient)
+        if usage is None:
+            usage = MailboxUsage()
+            for sender, request, count, size in self._conn.execute(
+                "SELECT sender, request, COUNT(*), SUM(size) FROM envelopes "
+                "INDEXED BY envelopes_by_recipient WHERE recipient=? GROUP BY sender, request",
+                (recipient,),
+            ):
+                usage.add(request=bool(request), sender=sender, size=int(size), count=int(count))
+            self._usage[recipient] = usage
+        return usage
+
+    def _verifier(self, recipient: bytes) -> bytes | None:
+        if recipient in self._verifiers:
+            return self._verifiers[recipient]
+        if len(self._verifiers) >= _MAX_CACHED_VERIFIERS:
+            self._verifiers.clear()
+        row = self._conn.execute(
+            "SELECT verifier FROM delivery_verifiers WHERE identity=?", (recipient,)
+        ).fetchone()
+        verifier = None if row is None else bytes(row[0])
+        self._verifiers[recipient] = verifier
+        return verifier
 
     def _write_sync(
         self,
@@ -201,80 +262,86 @@ class SqliteStore:
         acks: Sequence[AckRequest],
         now_ms: int,
         ttl_ms: int,
-        mailbox_limit: int,
+        quota: MailboxQuota,
     ) -> list[InsertResult]:
         db = self._conn
-        if len(self._counts) >= _MAX_CACHED_COUNTS:
-            self._counts.clear()
+        if len(self._usage) >= _MAX_CACHED_COUNTS:
+            self._usage.clear()
         db.execute("BEGIN IMMEDIATE")
         try:
-            if inserts:
-                results = self._insert_all(inserts, now_ms, now_ms + ttl_ms, mailbox_limit)
-            else:
-                results = []
+            results = self._insert_all(inserts, now_ms, now_ms + ttl_ms, quota)
             for ack in acks:
-                if not ack.msg_ids:
-                    continue
-                cur = db.executemany(
-                    "DELETE FROM envelopes INDEXED BY envelopes_by_msg_id "
-                    "WHERE msg_id=? AND recipient=?",
-                    [(msg_id, ack.recipient) for msg_id in ack.msg_ids],
-                )
-                if cur.rowcount > 0 and ack.recipient in self._counts:
-                    self._counts[ack.recipient] -= cur.rowcount
+                usage = self._usage.get(ack.recipient)
+                for msg_id in ack.msg_ids:
+                    for sender, request, size in db.execute(
+                        "DELETE FROM envelopes INDEXED BY envelopes_by_key "
+                        "WHERE recipient=? AND msg_id=? RETURNING sender, request, size",
+                        (ack.recipient, msg_id),
+                    ).fetchall():
+                        if usage is not None:
+                            usage.remove(request=bool(request), sender=sender, size=int(size))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            self._counts.clear()
+            self._usage.clear()
             self._next_seq = self._max_seq() + 1
             raise
         return results
 
     def _insert_all(
-        self, inserts: Sequence[NewEnvelope], now_ms: int, expires: int, limit: int
+        self, inserts: Sequence[NewEnvelope], now_ms: int, expires: int, quota: MailboxQuota
     ) -> list[InsertResult]:
         """Insert inside the caller's transaction; one result per envelope.
 
-        Idempotency is checked here rather than by a UNIQUE constraint: one indexed lookup
-        of the batch's message ids, then one executemany. A 16-byte id index is much cheaper
-        to maintain than an 80-byte (recipient, msg_id, sender) one, and this store is the
-        database's only writer, with one writing thread.
+        Idempotency is checked here rather than by a UNIQUE constraint (this store is the
+        database's only writer, with one writing thread): one lookup of the exact
+        (recipient, msg_id, sender) key in its index per envelope, which reads neither the
+        table nor any body, so rows other senders stored under the same id cost nothing.
+        Only a duplicate's own row is read (the contract returns the original).
         """
-        existing: dict[tuple[bytes, bytes, bytes], StoredEnvelope] = {}
-        for start in range(0, len(inserts), _LOOKUP_CHUNK):
-            chunk = inserts[start : start + _LOOKUP_CHUNK]
-            rows = self._conn.execute(
-                "SELECT seq, recipient, sender, msg_id, body, stored_at_ms "
-                "FROM envelopes INDEXED BY envelopes_by_msg_id "
-                f"WHERE msg_id IN ({','.join('?' * len(chunk))})",
-                [env.msg_id for env in chunk],
-            ).fetchall()
-            for row in rows:
-                found = StoredEnvelope(row[0], row[1], row[2], row[3], row[4], row[5])
-                existing[(found.recipient, found.msg_id, found.sender)] = found
+        db = self._conn
+        batch: dict[tuple[bytes, bytes, bytes], StoredEnvelope] = {}
         results: list[InsertResult] = []
-        new_rows: list[tuple[int, bytes, bytes, bytes, bytes, int, int]] = []
+        new_rows: list[tuple[int, bytes, bytes, bytes, int, int, int, int, bytes]] = []
         for env in inserts:
             key = (env.recipient, env.msg_id, env.sender)
-            old = existing.get(key)
+            verifier = self._verifier(env.recipient)
+            # A recipient that registered no verifier (an older client) has one quota: all
+            # of its envelopes count as a contact's, as before delivery access existed.
+            request = verifier is not None and not access_matches(verifier, env.access)
+            old = batch.get(key)
+            if old is None:
+                found = db.execute(_FIND_KEY, key).fetchone()
+                if found is not None:
+                    old = self._row_by_seq(int(found[0]))
             if old is not None:
-                results.append(InsertResult(InsertOutcome.DUPLICATE, old))
+                results.append(InsertResult(InsertOutcome.DUPLICATE, old, request))
                 continue
-            held = self._held(env.recipient)
-            if held >= limit:
-                results.append(InsertResult(InsertOutcome.MAILBOX_FULL, None))
+            usage = self._held(env.recipient)
+            size = len(env.body)
+            outcome = admit(usage, quota, request=request, sender=env.sender, size=size)
+            if outcome is not InsertOutcome.STORED:
+                results.append(InsertResult(outcome, None, request))
                 continue
             seq = self._next_seq
             self._next_seq += 1
-            self._counts[env.recipient] = held + 1
+            usage.add(request=request, sender=env.sender, size=size)
             new = StoredEnvelope(seq, env.recipient, env.sender, env.msg_id, env.body, now_ms)
-            existing[key] = new
-            new_rows.append((seq, env.recipient, env.sender, env.msg_id, env.body, now_ms, expires))
-            results.append(InsertResult(InsertOutcome.STORED, new))
+            batch[key] = new
+            row = (seq, env.recipient, env.sender, env.msg_id, int(request), size, now_ms, expires)
+            new_rows.append((*row, env.body))
+            results.append(InsertResult(InsertOutcome.STORED, new, request))
         if new_rows:
-            self._conn.executemany(_INSERT, new_rows)
+            db.executemany(_INSERT, new_rows)
         return results
+
+    def _row_by_seq(self, seq: int) -> StoredEnvelope:
+        row = self._conn.execute(
+            "SELECT seq, recipient, sender, msg_id, body, stored_at_ms FROM envelopes WHERE seq=?",
+            (seq,),
+        ).fetchone()
+        return StoredEnvelope(row[0], row[1], row[2], row[3], row[4], row[5])
 
     def _max_seq(self) -> int:
         (max_seq,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM envelopes").fetchone()
@@ -316,7 +383,7 @@ class SqliteStore:
                     db.execute("ROLLBACK")
                 raise
             finally:
-                self._counts.clear()
+                self._usage.clear()
         if len(expired) < len(rows) or len(rows) < _PURGE_CHUNK:
             return len(expired), None
         return len(expired), int(rows[-1][0])
@@ -362,7 +429,7 @@ class SqliteStore:
         ).fetchone()
         return int(n)
 
-    def _take_bundle_sync(self, identity: bytes) -> PrekeyBundle | None:
+    def _take_bundle_sync(self, identity: bytes, with_one_time: bool) -> PrekeyBundle | None:
         db = self._conn
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -373,10 +440,13 @@ class SqliteStore:
                 db.execute("ROLLBACK")
                 return None
             signed = SignedPrekey(row[0], row[1], row[2])
-            opk_row = db.execute(
-                "SELECT opk_id, key FROM one_time_prekeys WHERE identity=? ORDER BY opk_id LIMIT 1",
-                (identity,),
-            ).fetchone()
+            opk_row = None
+            if with_one_time:
+                opk_row = db.execute(
+                    "SELECT opk_id, key FROM one_time_prekeys WHERE identity=? "
+                    "ORDER BY opk_id LIMIT 1",
+                    (identity,),
+                ).fetchone()
             one_time = None
             if opk_row is not None:
                 one_time = OneTimePrekey(opk_row[0], opk_row[1])
@@ -407,9 +477,11 @@ class SqliteStore:
         now_ms: int,
         ttl_ms: int,
         mailbox_limit: int,
+        quota: MailboxQuota | None = None,
     ) -> list[InsertResult]:
         """See :meth:`messenger_tui.relay.store.MailboxStore.write`."""
-        return self._write_sync(inserts, acks, now_ms, ttl_ms, mailbox_limit)
+        limits = replace(quota or MailboxQuota(), contact_count=mailbox_limit)
+        return self._write_sync(inserts, acks, now_ms, ttl_ms, limits)
 
     async def fetch_after(
         self, recipient: bytes, after_seq: int, limit: int, *, now_ms: int
@@ -450,10 +522,43 @@ class SqliteStore:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.put_prekeys`."""
         return self._put_prekeys_sync(identity, signed, one_time, max_one_time, now_ms)
 
-    async def take_bundle(self, identity: bytes) -> PrekeyBundle | None:
+    async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.take_bundle`."""
-        return self._take_bundle_sync(identity)
+        return self._take_bundle_sync(identity, one_time)
 
     async def prekey_status(self, identity: bytes) -> PrekeyStatus:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.prekey_status`."""
         return self._prekey_status_sync(identity)
+
+    async def set_delivery_verifier(self, identity: bytes, verifier: bytes, *, now_ms: int) -> None:
+        """See :meth:`messenger_tui.relay.store.AccessStore.set_delivery_verifier`."""
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO delivery_verifiers (identity, verifier, updated_at_ms) "
+                "VALUES (?, ?, ?) ON CONFLICT (identity) DO UPDATE SET "
+                "verifier=excluded.verifier, updated_at_ms=excluded.updated_at_ms",
+                (identity, verifier, now_ms),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            self._verifiers.pop(identity, None)
+            raise
+        self._verifiers[identity] = verifier
+
+    async def identity_known(self, identity: bytes) -> bool:
+        """See :meth:`messenger_tui.relay.store.AccessStore.identity_known`."""
+        row = self._conn.execute(
+            "SELECT 1 FROM identities WHERE identity=?", (identity,)
+        ).fetchone()
+        return row is not None
+
+    async def record_identity(self, identity: bytes, *, now_ms: int) -> None:
+        """See :meth:`messenger_tui.relay.store.AccessStore.record_identity`."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO identities (identity, first_seen_ms) VALUES (?, ?)",
+            (identity, now_ms),
+        )

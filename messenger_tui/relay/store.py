@@ -13,17 +13,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from messenger_tui.relay.quotas import MailboxQuota
 
 
 @dataclass(frozen=True, slots=True)
 class NewEnvelope:
-    """An envelope a sender asks the relay to store for ``recipient``."""
+    """An envelope a sender asks the relay to store for ``recipient``. ``access`` is the
+    delivery secret the sender presented (None: a message request, see
+    :mod:`messenger_tui.core.delivery_access`)."""
 
     recipient: bytes
     sender: bytes
     msg_id: bytes
     body: bytes
+    access: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +51,21 @@ class InsertOutcome(enum.Enum):
 
     STORED = "stored"  # new row, committed
     DUPLICATE = "duplicate"  # (recipient, sender, msg_id) was already there; kept as it was
-    MAILBOX_FULL = "mailbox_full"  # refused: the recipient's mailbox is at its bound
+    MAILBOX_FULL = "mailbox_full"  # refused: the recipient's contact quota is at its bound
+    REQUESTS_FULL = "requests_full"  # refused: the recipient's message-request quota is full
+    #: refused: this sender's message requests to this recipient are at their bound
+    SENDER_REQUESTS_FULL = "sender_requests_full"
 
 
 @dataclass(frozen=True, slots=True)
 class InsertResult:
     """Result of one insert. ``envelope`` is the stored row for STORED and DUPLICATE (the
-    original row for a duplicate), ``None`` for MAILBOX_FULL."""
+    original row for a duplicate), ``None`` for a refusal. ``request`` tells whether the
+    envelope went (or would have gone) to the message-request quota."""
 
     outcome: InsertOutcome
     envelope: StoredEnvelope | None
+    request: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +121,20 @@ class MailboxStore(Protocol):
         now_ms: int,
         ttl_ms: int,
         mailbox_limit: int,
+        quota: MailboxQuota | None = None,
     ) -> list[InsertResult]:
         """Apply inserts and acks in ONE durable transaction; return one result per insert.
 
         Inserts are idempotent by (recipient, sender, msg_id): a duplicate keeps its original
-        position, body and time and reports DUPLICATE (even when the mailbox is full). A new
-        envelope gets ``seq`` greater than every seq ever assigned and expires at
-        ``now_ms + ttl_ms``. An ack deletes only rows of its own ``recipient``. When this
-        returns, every result is durable (survives a process kill); on an exception nothing
-        of the batch was applied.
+        position, body and time and reports DUPLICATE (even when the mailbox is full); the
+        lookup must not read other mailboxes' rows or any body but the duplicate's. A new
+        envelope is a contact envelope when its ``access`` matches the recipient's delivery
+        verifier, else a request; it must fit its class's budget in ``quota``
+        (:func:`messenger_tui.relay.quotas.admit`; ``mailbox_limit`` replaces
+        ``quota.contact_count``; None: the default quota). It gets ``seq`` greater than every
+        seq ever assigned and expires at ``now_ms + ttl_ms``. An ack deletes only rows of its
+        own ``recipient``. When this returns, every result is durable (survives a process
+        kill); on an exception nothing of the batch was applied.
         """
         ...
 
@@ -159,10 +175,12 @@ class PrekeyStore(Protocol):
         kept as it was). Atomic. Return the one-time prekeys now held."""
         ...
 
-    async def take_bundle(self, identity: bytes) -> PrekeyBundle | None:
+    async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
         """Return the bundle with the lowest-id one-time prekey, deleting that prekey in the
         same transaction (so each is handed out exactly once), or without one when none is
-        left. ``None`` when the identity never published a signed prekey."""
+        left or ``one_time`` is False (the fetch is over its budget: a signed-prekey-only
+        bundle, which X3DH allows). ``None`` when the identity never published a signed
+        prekey."""
         ...
 
     async def prekey_status(self, identity: bytes) -> PrekeyStatus:
@@ -170,7 +188,24 @@ class PrekeyStore(Protocol):
         ...
 
 
-class RelayStore(MailboxStore, PrekeyStore, Protocol):
+class AccessStore(Protocol):
+    """Delivery verifiers and the identities the relay has seen."""
+
+    async def set_delivery_verifier(self, identity: bytes, verifier: bytes, *, now_ms: int) -> None:
+        """Register (or rotate to) ``identity``'s delivery verifier; durable on return.
+        Envelopes already stored keep their class."""
+        ...
+
+    async def identity_known(self, identity: bytes) -> bool:
+        """Whether the relay has seen ``identity`` authenticate before."""
+        ...
+
+    async def record_identity(self, identity: bytes, *, now_ms: int) -> None:
+        """Remember that ``identity`` authenticated (its first sight; idempotent)."""
+        ...
+
+
+class RelayStore(MailboxStore, PrekeyStore, AccessStore, Protocol):
     """A complete backend: open it with the backend's own constructor, ``close()`` it last."""
 
     async def close(self) -> None:

@@ -124,5 +124,18 @@ class Contacts:
         """Muted: no notifications for their messages (unread counts still update)."""
         self._db.execute("UPDATE contacts SET muted = ? WHERE id = ?", (int(muted), contact_id))
 
+    def delivery_access(self, identity: bytes) -> bytes | None:
+        """The delivery secret ``identity`` gave us (presented when sending to it), if any."""
+        row = self._db.execute(
+            "SELECT delivery_access FROM contacts WHERE identity = ?", (identity,)
+        ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
+
+    def set_delivery_access(self, identity: bytes, secret: bytes) -> None:
+        """Remember the delivery secret ``identity`` sent us (its latest one wins)."""
+        self._db.execute(
+            "UPDATE contacts SET delivery_access = ? WHERE identity = ?", (secret, identity)
+        )
+
     def delete(self, contact_id: int) -> None:
         self._db.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))

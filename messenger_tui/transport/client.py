@@ -426,7 +426,9 @@ class RelayClient:
             raise ValueError("Auth frames are sent by the client itself during connect")
         self._require_link().enqueue(encode(frame))
 
-    def submit_envelope(self, id: bytes, to: bytes, body: bytes) -> asyncio.Future[Stored]:
+    def submit_envelope(
+        self, id: bytes, to: bytes, body: bytes, access: bytes | None = None
+    ) -> asyncio.Future[Stored]:
         """Send an envelope; the returned future resolves with the relay's Stored frame.
 
         The future fails with :class:`RelayRequestError` if the relay refuses it (an Error
@@ -435,7 +437,8 @@ class RelayClient:
         dedupes by id). Await the future or add a done callback. Raises NotConnected at
         once when offline, ValueError for a bad id/recipient length or an oversized body.
         Submitting an id that is still in flight returns the existing future. Any number
-        of envelopes may be in flight at once.
+        of envelopes may be in flight at once. ``access`` is the recipient's delivery secret
+        when we have it (see :mod:`messenger_tui.core.delivery_access`).
         """
         link = self._require_link()
         if len(id) != MESSAGE_ID_LEN:
@@ -452,7 +455,7 @@ class RelayClient:
             return existing
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         link.stored[id] = future
-        link.enqueue(encode(Send(id=id, to=to, body=body)))
+        link.enqueue(encode(Send(id=id, to=to, body=body, access=access)))
         return future
 
     async def request(self, frame: Any, timeout: float = 10.0) -> RelayFrame:
@@ -670,6 +673,8 @@ class RelayClient:
             answer = link.requests.pop(frame.ref, None)
             if answer is not None and not answer.done():
                 answer.set_result(frame)
+            elif isinstance(frame, Ok) and frame.ref == 0:
+                await self._deliver(frame)  # unsolicited: "your one-time prekeys run low"
             else:
                 logger.debug("ignoring a %s for a request no longer pending", _tag(frame))
         elif isinstance(frame, Error):

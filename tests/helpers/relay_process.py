@@ -9,7 +9,9 @@ Usage::
         relay.restart()                      # same data dir and (by default) same port
 
 ``RelayProcess(data_dir=..., extra_args=["--send-rate", "5"])`` passes options through to
-``python -m messenger_tui.relay``. The relay's stderr goes to ``relay.stderr`` next to the
+``python -m messenger_tui.relay``. Unless ``extra_args`` sets ``--new-identities-per-hour``,
+the relay admits any number of new identities (tests make many from loopback; the attack
+tests set the limit they check). The relay's stderr goes to ``relay.stderr`` next to the
 data directory's log (``stderr_text()`` returns it, handy in assertion messages).
 """
 
@@ -53,6 +55,8 @@ class RelayProcess:
         self.host = host
         self._requested_port = port
         self.extra_args = list(extra_args)
+        if "--new-identities-per-hour" not in self.extra_args:
+            self.extra_args += ["--new-identities-per-hour", "1000000"]
         self.startup_timeout = startup_timeout
         self.env = env
         self.proc: subprocess.Popen[str] | None = None

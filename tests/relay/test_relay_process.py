@@ -372,10 +372,11 @@ async def test_prekeys_published_and_each_one_time_key_handed_out_once(
     frame = publish_frame(identity, ref=2, opk_count=5)
     await owner.send(frame)
     assert await owner.expect(wire.Ok) == wire.Ok(ref=2, prekeys_remaining=5)
-    fetchers = [await online(relay) for _ in range(2)]
+    # One fetch per requester: each pair's one-time-prekey budget is 2 (see test_prekey_budget).
+    fetchers = [await online(relay) for _ in range(7)]
     for ref in range(7):
-        await fetchers[ref % 2].send(wire.FetchBundle(ref=ref, identity=identity.public))
-    bundles = [await fetchers[ref % 2].expect(wire.Bundle) for ref in range(7)]
+        await fetchers[ref].send(wire.FetchBundle(ref=ref, identity=identity.public))
+    bundles = [await fetchers[ref].expect(wire.Bundle) for ref in range(7)]
     assert sorted(b.ref for b in bundles) == list(range(7))
     handed = [b.opk_id for b in bundles if b.opk_id is not None]
     assert sorted(handed) == [1, 2, 3, 4, 5]  # each exactly once
