@@ -468,15 +468,21 @@ class MessengerService:
             raise BadInput("an empty message is not sent")
         now = self._now_ms()
         message_id = os.urandom(16)
-        try:
-            body = pl.encode_payload(
-                pl.Text(id=message_id, text=text, sent_at_ms=now, sender_name=self.name)
-            )
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
+        if len(text.encode("utf-8")) > pl.MAX_TEXT_BYTES:
+            raise BadInput(f"message too long: at most {pl.MAX_TEXT_BYTES // 1024} KiB of text")
         with self.store.db.transaction():
+            seq = self.store.contacts.next_send_seq(contact.id, now)
+            body = pl.encode_payload(
+                pl.Text(id=message_id, text=text, sent_at_ms=now, sender_name=self.name, seq=seq)
+            )
             row = self.store.messages.insert(
-                contact.id, message_id, outgoing=True, body=text, sent_at_ms=now, state="queued"
+                contact.id,
+                message_id,
+                outgoing=True,
+                body=text,
+                sent_at_ms=now,
+                state="queued",
+                seq=seq,
             )
             assert row is not None
             self.store.outbox.enqueue(
