@@ -245,6 +245,15 @@ class Messages:
         ).fetchall()
         return [_row(r) for r in rows]
 
+    def mark_seen_if_unread(self, row_id: int) -> bool:
+        """Mark one incoming message seen; False if it was not unread."""
+        cur = self._db.execute(
+            "UPDATE messages SET state = 'seen' WHERE id = ? AND outgoing = 0 "
+            "AND state = 'received'",
+            (row_id,),
+        )
+        return cur.rowcount > 0
+
     def mark_seen(self, row_ids: list[int]) -> None:
         self._db.executemany(
             "UPDATE messages SET state = 'seen' WHERE id = ?", [(i,) for i in row_ids]

@@ -29,8 +29,12 @@ def test_both_ways_then_offline_backlog_in_order_with_receipts(pair: tuple[User,
     assert {"id", "from", "text", "sent_at"} <= set(got[0])
 
     bob.run("send", "alice", "hi alice")
-    got = alice.run("receive", "--json").json_lines()
+    lines = alice.run("receive", "--json").json_lines()
+    got = [m for m in lines if m["type"] == "message"]
     assert [(m["from"], m["text"]) for m in got] == [("bob", "hi alice")]
+    # bob's client stored and read "hello bob": receipts are JSON objects too
+    receipts = [(r["state"], r["text"]) for r in lines if r["type"] == "receipt"]
+    assert ("delivered", "hello bob") in receipts and ("read", "hello bob") in receipts
 
     # bob is offline (no process of his runs) while alice sends 20 messages
     texts = [f"offline message {i:02d}" for i in range(20)]
