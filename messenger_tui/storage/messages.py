@@ -60,6 +60,19 @@ def fts_query(text: str) -> str | None:
     return " ".join(quoted)
 
 
+#: The position of a paging anchor (a message row id). For a row id that is not in the
+#: conversation (deleted, or a "newest" sentinel above every id): the position of the last
+#: message stored before it, so paging still means "before/after that point".
+_ANCHOR = (
+    "(SELECT coalesce((SELECT pos FROM messages WHERE id = ? AND contact_id = ?), "
+    "(SELECT coalesce(max(pos), 0) FROM messages WHERE contact_id = ? AND id < ?)))"
+)
+
+
+def _anchor_args(contact_id: int, row_id: int) -> tuple[int, int, int, int]:
+    return (row_id, contact_id, contact_id, row_id)
+
+
 def _row(r: tuple[object, ...]) -> MessageRow:
     return MessageRow(
         id=int(r[0]),  # type: ignore[call-overload]
@@ -178,8 +191,9 @@ class Messages:
         else:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND pos < "
-                "(SELECT pos FROM messages WHERE id = ?) ORDER BY pos DESC LIMIT ?",
-                (contact_id, before_id, limit),
+                f"{_ANCHOR} + 1 - (SELECT count(*) FROM messages WHERE id = ? AND contact_id = ?) "
+                "ORDER BY pos DESC LIMIT ?",
+                (contact_id, *_anchor_args(contact_id, before_id), before_id, contact_id, limit),
             ).fetchall()
         return [_row(r) for r in reversed(rows)]
 
@@ -193,9 +207,8 @@ class Messages:
     ) -> list[MessageRow]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND pos "
-            f"{'>=' if inclusive else '>'} (SELECT pos FROM messages WHERE id = ?) "
-            "ORDER BY pos LIMIT ?",
-            (contact_id, row_id, limit),
+            f"{'>=' if inclusive else '>'} {_ANCHOR} ORDER BY pos LIMIT ?",
+            (contact_id, *_anchor_args(contact_id, row_id), limit),
         ).fetchall()
         return [_row(r) for r in rows]
 

@@ -43,12 +43,6 @@ LOAD_MARGIN = 3
 NAME_WIDTH = 10
 OWN_NAME = "you"
 
-
-def _display_order(m: Message) -> tuple[int, int]:
-    """Where a message sits in the conversation (its stored position; the row id breaks ties)."""
-    return (m.pos, m.id)
-
-
 Loader = Callable[[int, int], list[Message]]  # (before_id, limit) -> page, oldest first
 NewerLoader = Callable[[int, int], list[Message]]  # (after_id, limit) -> page, oldest first
 #: ``before_id`` that loads the newest page.
@@ -313,10 +307,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             return  # a window before the newest: they load when the user scrolls down
         follow = self.is_vertical_scroll_end
         was_empty = not self._messages
-        fresh.sort(key=_display_order)
-        if self._messages and _display_order(fresh[0]) < _display_order(self._messages[-1]):
-            # Out of order (rare: a late message placed by its sender's sequence): merge.
-            self._messages = sorted([*self._messages, *fresh], key=_display_order)
+        fresh.sort(key=lambda m: m.id)
+        if self._messages and fresh[0].id < self._messages[-1].id:
+            # Out of order (rare): merge and rebuild.
+            self._messages = sorted([*self._messages, *fresh], key=lambda m: m.id)
             self._reindex()
             self._relayout(keep="end" if follow else "top")
             return
