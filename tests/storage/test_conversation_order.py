@@ -112,6 +112,9 @@ def test_paging_and_unread_follow_the_display_order(store: Store) -> None:
         "in 4",
         "in 5",
     ]
+    # An anchor that is no row of the conversation (the view's "newest page" sentinel).
+    newest = store.messages.history(cid, limit=2, before_id=2**62)
+    assert [m.body for m in newest] == ["in 4", "in 5"]
     around = store.messages.history_around(cid, three.id, limit=3)
     assert [m.body for m in around] == ["in 2", "in 3", "in 4"]
     assert [m.body for m in store.messages.unread_incoming(cid)] == [m.body for m in rows]
