@@ -35,6 +35,9 @@ class Message:
     sent_at_ms: int
     received_at_ms: int | None
     state: str
+    #: Display position in the conversation (the sender's order; not the arrival order of
+    #: ``id``). 0 when unknown: then ``id`` orders.
+    pos: int = 0
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,7 @@ class Receiver:
                 sent_at_ms=payload.sent_at_ms,
                 received_at_ms=now,
                 state="received",
+                seq=payload.seq or None,
             )
             if stored is None:
                 return None  # the same message id again (resent under a new envelope)

@@ -32,4 +32,5 @@ def message_model(row: MessageRow) -> Message:
         sent_at_ms=row.sent_at_ms,
         received_at_ms=row.received_at_ms,
         state=row.state,
+        pos=row.pos,
     )

@@ -34,7 +34,9 @@ MAX_IN_FLIGHT = 512
 #: Outbox rows read (and sealed) per pass.
 PAGE = 500
 #: After the relay refuses an envelope for now (rate limit, full mailbox, fault): pause
-#: submitting, then resend from the oldest unsent row, so the conversation stays in order.
+#: submitting until every envelope in flight was answered (the relay refuses the ones behind
+#: the refused one: relay/send_order.py) and at least this long, then resend from the oldest
+#: unsent row, so the conversation stays in order.
 RETRY_AFTER_S = 1.0
 
 
@@ -77,6 +79,10 @@ class OutboxSender:
         self._stored: list[OutboxRow] = []
         self._stored_scheduled = False
         self._paused_until = 0.0
+        #: Envelopes submitted and not answered yet.
+        self._outstanding = 0
+        #: A refusal came; no submitting until every envelope in flight was answered.
+        self._refused = False
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -84,6 +90,7 @@ class OutboxSender:
     def reset(self) -> None:
         """A new connection: everything not yet Stored is submitted again."""
         self._submitted.clear()
+        self._refused = False  # the old connection's envelopes all fail (NotConnected)
 
     def bundle_problem(self, identity: bytes) -> str | None:
         return self._bundle_errors.get(identity)
@@ -105,7 +112,7 @@ class OutboxSender:
                 self._wakeup.set()
 
     def _paused(self) -> bool:
-        return asyncio.get_running_loop().time() < self._paused_until
+        return self._refused or asyncio.get_running_loop().time() < self._paused_until
 
     async def _drain(self) -> None:
         after = 0
@@ -147,6 +154,7 @@ class OutboxSender:
                     self._in_flight.release()
                     raise
                 self._submitted.add(row.seq)
+                self._outstanding += 1
                 future.add_done_callback(functools.partial(self._on_stored, row))
 
     def _may_send_to(self, recipient: bytes) -> bool:
@@ -221,6 +229,18 @@ class OutboxSender:
 
     def _on_stored(self, row: OutboxRow, future: asyncio.Future[wire.Stored]) -> None:
         self._in_flight.release()
+        self._outstanding -= 1
+        try:
+            self._answered(row, future)
+        finally:
+            if self._refused and self._outstanding <= 0:
+                # Every envelope behind the refused one was answered: resend in order after
+                # the pause.
+                self._refused = False
+                loop = asyncio.get_running_loop()
+                loop.call_later(max(0.0, self._paused_until - loop.time()), self._wakeup.set)
+
+    def _answered(self, row: OutboxRow, future: asyncio.Future[wire.Stored]) -> None:
         if future.cancelled():
             self._submitted.discard(row.seq)
             return
@@ -234,13 +254,12 @@ class OutboxSender:
         self._submitted.discard(row.seq)
         if isinstance(exc, RelayRequestError) and exc.code == wire.ErrorCode.TOO_LARGE:
             self._fail(row, str(exc))
-        elif isinstance(exc, RelayRequestError):
+        elif isinstance(exc, RelayRequestError) and not self._refused:
             # Rate limited, mailbox full, relay fault: stop submitting (the relay refuses what
-            # is already in flight behind this one too) and resend in order shortly.
-            loop = asyncio.get_running_loop()
-            if not self._paused():
-                self._paused_until = loop.time() + RETRY_AFTER_S
-                loop.call_later(RETRY_AFTER_S, self._wakeup.set)
+            # is already in flight behind this one too) and, once all of it was answered and
+            # the pause is over, resend from the oldest unsent row.
+            self._refused = True
+            self._paused_until = asyncio.get_running_loop().time() + RETRY_AFTER_S
 
     def _flush_stored(self) -> None:
         """Commit the Stored answers of this event-loop turn together."""

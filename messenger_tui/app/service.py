@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import time
@@ -446,15 +447,43 @@ class MessengerService:
         return hits
 
     def unread(self) -> list[tuple[Contact, Message]]:
-        """Incoming messages not yet shown to the user, oldest first."""
-        out: list[tuple[Contact, Message]] = []
+        """Incoming messages not yet shown to the user: each conversation in its display
+        order (the sender's), conversations merged by arrival."""
+        per_contact: list[list[tuple[Contact, Message]]] = []
         for row in self.store.contacts.all():
             contact = contact_model(row)
-            out.extend(
-                (contact, message_model(m)) for m in self.store.messages.unread_incoming(row.id)
-            )
-        out.sort(key=lambda cm: cm[1].id)
-        return out
+            rows = self.store.messages.unread_incoming(row.id)
+            per_contact.append([(contact, message_model(m)) for m in rows])
+        return list(heapq.merge(*per_contact, key=lambda cm: cm[1].id))
+
+    def message(self, row_id: int) -> Message | None:
+        """One message by its local row id (None if it is gone)."""
+        row = self.store.messages.by_id(row_id)
+        return message_model(row) if row is not None else None
+
+    def mark_shown(self, message: Message) -> bool:
+        """Mark one incoming message seen, durably, without a read receipt (see
+        :meth:`send_read_receipt`): what ``receive`` does right after printing it. False if
+        it was not unread."""
+        with self.store.db.transaction():
+            return self.store.messages.mark_seen_if_unread(message.id)
+
+    def send_read_receipt(self, name: str, message_ids: list[bytes]) -> None:
+        """Queue a read receipt for these incoming messages (the same rules as
+        :meth:`mark_read`: none to blocked contacts, message requests, or when read receipts
+        are off)."""
+        contact = self.contact(name)
+        if (
+            not message_ids
+            or contact.blocked
+            or contact.auto_added
+            or not self._settings.current().read_receipts
+        ):
+            return
+        with self.store.db.transaction():
+            enqueue_receipt(self.store, contact.identity, "read", message_ids, self._now_ms())
+        self._sender.wake()
+        self._outbox_changed_soon()
 
     def outbox_count(self) -> int:
         return self.store.outbox.count()
@@ -478,7 +507,10 @@ class MessengerService:
             raise BadInput("an empty message is not sent")
         now = self._now_ms()
         message_id = os.urandom(16)
-        try:
+        if len(text.encode("utf-8")) > pl.MAX_TEXT_BYTES:
+            raise BadInput(f"message too long: at most {pl.MAX_TEXT_BYTES // 1024} KiB of text")
+        with self.store.db.transaction():
+            seq = self.store.contacts.next_send_seq(contact.id, now)
             body = pl.encode_payload(
                 pl.Text(
                     id=message_id,
@@ -486,13 +518,17 @@ class MessengerService:
                     sent_at_ms=now,
                     sender_name=self.name,
                     access=self._access.own_secret(),
+                    seq=seq,
                 )
             )
-        except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        with self.store.db.transaction():
             row = self.store.messages.insert(
-                contact.id, message_id, outgoing=True, body=text, sent_at_ms=now, state="queued"
+                contact.id,
+                message_id,
+                outgoing=True,
+                body=text,
+                sent_at_ms=now,
+                state="queued",
+                seq=seq,
             )
             assert row is not None
             self.store.outbox.enqueue(

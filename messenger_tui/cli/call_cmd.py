@@ -23,6 +23,7 @@ from typing import Any
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.config import load_config
+from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.profile import default_home, open_profile
@@ -232,12 +233,20 @@ async def _connect(service: MessengerService, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def _talk_time(args: argparse.Namespace) -> float | None:
+def _talk_time(args: argparse.Namespace, echo: bool = False) -> float | None:
+    """Seconds of active talk before hanging up: --duration, else the --play file plus a
+    tail; calling Echo, the tail also waits for Echo's delayed answer of the file's end."""
     if args.duration is not None:
         return float(args.duration)
     if args.play is not None:
-        return wav_seconds(args.play) + PLAY_TAIL_S
+        return wav_seconds(args.play) + PLAY_TAIL_S + (ECHO_CALL_DELAY_S if echo else 0.0)
     return None
+
+
+def _is_echo(service: MessengerService, name: str) -> bool:
+    """Whether ``name`` is the relay's Echo participant (known once connected)."""
+    echo = service.relay_echo_identity
+    return echo is not None and service.contact(name).identity == echo
 
 
 async def _follow(
@@ -325,10 +334,9 @@ async def cmd_call(args: argparse.Namespace) -> int:
         queue = service.subscribe()
         await _connect(service)
         service.place_call(args.name)
+        talk_s = _talk_time(args, echo=_is_echo(service, args.name))
         try:
-            return await _follow(
-                service, queue, _talk_time(args), audio.connected, args.ring_timeout
-            )
+            return await _follow(service, queue, talk_s, audio.connected, args.ring_timeout)
         except (asyncio.CancelledError, KeyboardInterrupt):
             service.hang_up()
             raise

@@ -118,6 +118,18 @@ def _message_json(contact: Contact, m: Message) -> dict[str, Any]:
     }
 
 
+def _receipt_json(contact: Contact, m: Message, state: str) -> dict[str, Any]:
+    """A delivery or read receipt for one of our messages, as ``receive --json`` prints it."""
+    return {
+        "type": "receipt",
+        "state": state,
+        "id": m.message_id.hex(),
+        "contact": contact.name,
+        "text": m.text,
+        "sent_at_ms": m.sent_at_ms,
+    }
+
+
 def terminal_safe(text: str) -> str:
     """Text from a peer, made harmless for a terminal: control characters (ESC sequences that
     could clear the screen, retitle the window or write the clipboard) become visible escapes;
@@ -296,18 +308,24 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             return
         printed.add(m.id)
         if args.json:
-            _out(json.dumps(_message_json(contact, m)))
+            _out(json.dumps({"type": "message", **_message_json(contact, m)}))
         else:
             _print_message(contact, m)
 
     async def show_unread() -> int:
+        # At least once: each line is printed (and flushed) first, then its message is marked
+        # seen in its own commit. A crash between the two prints that one line again on the
+        # next run, with the same `id`; nothing is marked seen unprinted. Read receipts go per
+        # conversation after the batch (a crash before that loses only the receipt).
         names: set[str] = set()
+        read: dict[str, list[bytes]] = {}
         for contact, m in service.unread():
             show(contact, m)
             names.add(contact.name)
-        if not args.no_read:
-            for name in names:
-                await service.mark_read(name)
+            if not args.no_read and service.mark_shown(m):
+                read.setdefault(contact.name, []).append(m.message_id)
+        for name, ids in read.items():
+            service.send_read_receipt(name, ids)
         return len(names)
 
     def report(event: ev.Event) -> None:
@@ -324,12 +342,13 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 _err(f"relay connection lost{why}; retrying in {event.retry_in or 0:.1f} s")
             elif event.state == "connected":
                 _err("connected to the relay")
-        elif (
-            isinstance(event, ev.MessageStateChanged)
-            and not args.json
-            and event.state in ("delivered", "read")
-        ):
-            _err(f"{terminal_safe(event.contact.name)}: message {event.state}")
+        elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
+            if not args.json:
+                _err(f"{terminal_safe(event.contact.name)}: message {event.state}")
+                return
+            message = service.message(event.message_row)
+            if message is not None:
+                _out(json.dumps(_receipt_json(event.contact, message, event.state)))
 
     try:
         try:
@@ -493,7 +512,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "receive", parents=[common], help="fetch, decrypt, store, ack and print queued messages"
     )
-    p.add_argument("--json", action="store_true", help="one JSON object per message line")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "one JSON object per line: messages (type message), receipts for your messages "
+            "(type receipt: delivered/read) and dropped messages (type error). Messages are "
+            "printed at least once: after a crash the last line may come again on the next "
+            "run with the same id; dedupe by `id`"
+        ),
+    )
     p.add_argument("--follow", action="store_true", help="keep listening")
     p.add_argument(
         "--timeout", type=float, default=0.0, help="wait up to S seconds when nothing is queued yet"

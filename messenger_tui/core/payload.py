@@ -8,7 +8,7 @@ timing. Encode with :func:`encode_payload`; :func:`decode_payload` raises
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -37,6 +37,10 @@ class Text(_Payload, tag="text", frozen=True):
     #: The sender's delivery secret (core/delivery_access.py): the recipient presents it to
     #: the relay when writing back, so its messages pass the sender's stranger quota.
     access: bytes | None = None
+    #: The sender's per-conversation sequence: strictly rising in the order the sender wrote
+    #: (see docs/protocol.md "Order"). The recipient orders the conversation by it, whatever
+    #: the order of arrival. 0: not given (a sender before this field existed).
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
 
 
 class Receipt(_Payload, tag="receipt", frozen=True):

@@ -25,6 +25,7 @@ from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
 from messenger_tui.relay.prekey_directory import PrekeyRejected
+from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
 from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoredEnvelope
 from messenger_tui.relay.wakeup import Wakeup
@@ -111,6 +112,8 @@ class RelaySession:
         self._quota_refusals = 0
         self._closing = False
         self._handshake_io = _SessionHandshake(self)
+        #: Refuses the sends that follow a send refused for now (see relay/send_order.py).
+        self._send_gate = SendGate()
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
 
@@ -321,7 +324,12 @@ class RelaySession:
                 f"envelope is {len(frame.body)} bytes, the limit is {self._config.max_envelope}",
                 frame.id,
             )
+        elif (held := self._send_gate.admit(frame.id)) is not None:
+            self._error(
+                held, "an earlier message on this connection was refused; resend in order", frame.id
+            )
         elif not self._s.limits.send.allow(self.identity):
+            self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
             self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
         else:
             self._pending_inserts += 1
@@ -337,8 +345,10 @@ class RelaySession:
         if self._pending_inserts < MAX_PENDING_INSERTS and self._pending_bytes < MAX_PENDING_BYTES:
             self._resume.set()
         if result is None:
+            self._send_gate.refused(envelope.msg_id, ErrorCode.INTERNAL)
             self._error(ErrorCode.INTERNAL, "relay storage fault; retry", envelope.msg_id)
         elif result.outcome in _REFUSALS:
+            self._send_gate.refused(envelope.msg_id, ErrorCode.MAILBOX_FULL)
             self._error(ErrorCode.MAILBOX_FULL, _REFUSALS[result.outcome], envelope.msg_id)
             if result.request:
                 self._quota_refusals += 1

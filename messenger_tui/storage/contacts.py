@@ -137,5 +137,17 @@ class Contacts:
             "UPDATE contacts SET delivery_access = ? WHERE identity = ?", (secret, identity)
         )
 
+    def next_send_seq(self, contact_id: int, now_ms: int) -> int:
+        """The sequence for the next message to this contact: above the last one and at least
+        the clock (ms), so it keeps rising after the contact is deleted and added again or
+        the profile is made anew. Call inside the transaction that queues the message."""
+        row = self._db.execute(
+            "UPDATE contacts SET send_seq = max(send_seq + 1, ?) WHERE id = ? RETURNING send_seq",
+            (now_ms, contact_id),
+        ).fetchone()
+        if row is None:
+            raise KeyError(contact_id)
+        return int(row[0])
+
     def delete(self, contact_id: int) -> None:
         self._db.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))

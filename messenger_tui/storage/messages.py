@@ -9,6 +9,13 @@ from messenger_tui.storage.db import Database
 
 #: Outgoing states in the order they advance; a receipt never moves a message backwards.
 OUTGOING_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+#: Distance between the positions of messages stored one after the other: room for a late
+#: message between them (halved each time one is placed in the same gap; then the tail moves).
+POS_GAP = 1 << 20
+#: How many of a conversation's newest messages a late incoming message may move back past.
+#: Relay refusals and retries make a message late by at most one send window (512); the bound
+#: stops a peer's low ``seq`` from burying a new message deep in the history.
+REORDER_WINDOW = 2000
 
 
 @dataclass(frozen=True)
@@ -22,9 +29,15 @@ class MessageRow:
     sent_at_ms: int
     received_at_ms: int | None
     state: str
+    #: Display order within the conversation (see :meth:`Messages.insert`).
+    pos: int = 0
+    #: The sender's per-conversation sequence (None: the sender did not give one).
+    seq: int | None = None
 
 
-_COLUMNS = "id, contact_id, message_id, outgoing, kind, body, sent_at_ms, received_at_ms, state"
+_COLUMNS = (
+    "id, contact_id, message_id, outgoing, kind, body, sent_at_ms, received_at_ms, state, pos, seq"
+)
 _M_COLUMNS = ", ".join("m." + c.strip() for c in _COLUMNS.split(","))
 #: Marks around the matched terms in :meth:`Messages.search_text` snippets.
 MATCH_START = "\x02"
@@ -47,6 +60,19 @@ def fts_query(text: str) -> str | None:
     return " ".join(quoted)
 
 
+#: The position of a paging anchor (a message row id). For a row id that is not in the
+#: conversation (deleted, or a "newest" sentinel above every id): the position of the last
+#: message stored before it, so paging still means "before/after that point".
+_ANCHOR = (
+    "(SELECT coalesce((SELECT pos FROM messages WHERE id = ? AND contact_id = ?), "
+    "(SELECT coalesce(max(pos), 0) FROM messages WHERE contact_id = ? AND id < ?)))"
+)
+
+
+def _anchor_args(contact_id: int, row_id: int) -> tuple[int, int, int, int]:
+    return (row_id, contact_id, contact_id, row_id)
+
+
 def _row(r: tuple[object, ...]) -> MessageRow:
     return MessageRow(
         id=int(r[0]),  # type: ignore[call-overload]
@@ -58,6 +84,8 @@ def _row(r: tuple[object, ...]) -> MessageRow:
         sent_at_ms=int(r[6]),  # type: ignore[call-overload]
         received_at_ms=int(r[7]) if r[7] is not None else None,  # type: ignore[call-overload]
         state=str(r[8]),
+        pos=int(r[9]),  # type: ignore[call-overload]
+        seq=int(r[10]) if r[10] is not None else None,  # type: ignore[call-overload]
     )
 
 
@@ -76,16 +104,75 @@ class Messages:
         state: str,
         received_at_ms: int | None = None,
         kind: str = "text",
+        seq: int | None = None,
     ) -> MessageRow | None:
-        """Insert; returns None if this (contact, direction, id) is already stored."""
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO messages (contact_id, message_id, outgoing, kind, body, "
-            "sent_at_ms, received_at_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (contact_id, message_id, int(outgoing), kind, body, sent_at_ms, received_at_ms, state),
-        )
-        if cur.rowcount == 0:
+        """Insert; returns None if this (contact, direction, id) is already stored.
+
+        The message goes after the conversation's last one, except an incoming one with a
+        sender sequence ``seq`` that arrives after messages its sender sent later (a higher
+        ``seq``, among the newest :data:`REORDER_WINDOW`): it is placed just before the first
+        of those, where it belongs in the sender's order. Call inside a transaction."""
+        if self._db.execute(
+            "SELECT 1 FROM messages WHERE contact_id = ? AND outgoing = ? AND message_id = ?",
+            (contact_id, int(outgoing), message_id),
+        ).fetchone():
             return None
+        pos = self._position(contact_id, None if outgoing else seq)
+        cur = self._db.execute(
+            "INSERT INTO messages (contact_id, message_id, outgoing, kind, body, "
+            "sent_at_ms, received_at_ms, state, pos, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                contact_id,
+                message_id,
+                int(outgoing),
+                kind,
+                body,
+                sent_at_ms,
+                received_at_ms,
+                state,
+                pos,
+                seq,
+            ),
+        )
         return self.by_id(int(cur.lastrowid or 0))
+
+    def _position(self, contact_id: int, seq: int | None) -> int:
+        """Where a new message goes: after the last one, or (a late incoming message with
+        sender sequence ``seq``) just before the first newer-sequenced one in the window."""
+        last = self._db.execute(
+            "SELECT max(pos) FROM messages WHERE contact_id = ?", (contact_id,)
+        ).fetchone()[0]
+        if last is None:
+            return POS_GAP
+        if seq is None:
+            return int(last) + POS_GAP
+        newest = self._db.execute(
+            "SELECT seq FROM messages WHERE contact_id = ? AND outgoing = 0 AND seq IS NOT NULL "
+            "ORDER BY pos DESC LIMIT 1",
+            (contact_id,),
+        ).fetchone()
+        if newest is None or int(newest[0]) < seq:
+            return int(last) + POS_GAP  # the usual case: in order
+        successor = self._db.execute(
+            "SELECT min(pos) FROM (SELECT pos, seq, outgoing FROM messages WHERE contact_id = ? "
+            "ORDER BY pos DESC LIMIT ?) WHERE outgoing = 0 AND seq > ?",
+            (contact_id, REORDER_WINDOW, seq),
+        ).fetchone()[0]
+        if successor is None:
+            return int(last) + POS_GAP
+        after = int(successor)
+        before_row = self._db.execute(
+            "SELECT max(pos) FROM messages WHERE contact_id = ? AND pos < ?", (contact_id, after)
+        ).fetchone()[0]
+        before = int(before_row) if before_row is not None else 0
+        if after - before < 2:
+            # No room left in this gap: move the tail up by one gap.
+            self._db.execute(
+                "UPDATE messages SET pos = pos + ? WHERE contact_id = ? AND pos >= ?",
+                (POS_GAP, contact_id, after),
+            )
+            after += POS_GAP
+        return (before + after) // 2
 
     def by_id(self, row_id: int) -> MessageRow | None:
         r = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row_id,)).fetchone()
@@ -94,19 +181,34 @@ class Messages:
     def history(
         self, contact_id: int, *, limit: int = 50, before_id: int | None = None
     ) -> list[MessageRow]:
-        """The newest ``limit`` messages before ``before_id``, oldest first (one page)."""
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND id < ? "
-            "ORDER BY id DESC LIMIT ?",
-            (contact_id, before_id if before_id is not None else 2**62, limit),
-        ).fetchall()
+        """The newest ``limit`` messages before message row ``before_id`` in display order,
+        oldest first (one page)."""
+        if before_id is None:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? ORDER BY pos DESC LIMIT ?",
+                (contact_id, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND pos < "
+                f"{_ANCHOR} + 1 - (SELECT count(*) FROM messages WHERE id = ? AND contact_id = ?) "
+                "ORDER BY pos DESC LIMIT ?",
+                (contact_id, *_anchor_args(contact_id, before_id), before_id, contact_id, limit),
+            ).fetchall()
         return [_row(r) for r in reversed(rows)]
 
     def history_after(self, contact_id: int, after_id: int, *, limit: int = 50) -> list[MessageRow]:
-        """The oldest ``limit`` messages after ``after_id``, oldest first (the next page)."""
+        """The oldest ``limit`` messages after message row ``after_id`` in display order,
+        oldest first (the next page)."""
+        return self._from(contact_id, after_id, limit, inclusive=False)
+
+    def _from(
+        self, contact_id: int, row_id: int, limit: int, *, inclusive: bool
+    ) -> list[MessageRow]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (contact_id, after_id, limit),
+            f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND pos "
+            f"{'>=' if inclusive else '>'} {_ANCHOR} ORDER BY pos LIMIT ?",
+            (contact_id, *_anchor_args(contact_id, row_id), limit),
         ).fetchall()
         return [_row(r) for r in rows]
 
@@ -114,7 +216,7 @@ class Messages:
         """A page of about ``limit`` messages with ``row_id`` in the middle, oldest first:
         where a search result opens. Empty if the row is not in this conversation."""
         before = self.history(contact_id, limit=max(1, limit // 2), before_id=row_id)
-        after = self.history_after(contact_id, row_id - 1, limit=max(1, limit - len(before)))
+        after = self._from(contact_id, row_id, max(1, limit - len(before)), inclusive=True)
         if not after or after[0].id != row_id:
             return []
         return before + after
@@ -151,10 +253,19 @@ class Messages:
     def unread_incoming(self, contact_id: int) -> list[MessageRow]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND outgoing = 0 "
-            "AND kind = 'text' AND state = 'received' ORDER BY id",
+            "AND kind = 'text' AND state = 'received' ORDER BY pos",
             (contact_id,),
         ).fetchall()
         return [_row(r) for r in rows]
+
+    def mark_seen_if_unread(self, row_id: int) -> bool:
+        """Mark one incoming message seen; False if it was not unread."""
+        cur = self._db.execute(
+            "UPDATE messages SET state = 'seen' WHERE id = ? AND outgoing = 0 "
+            "AND state = 'received'",
+            (row_id,),
+        )
+        return cur.rowcount > 0
 
     def mark_seen(self, row_ids: list[int]) -> None:
         self._db.executemany(

@@ -141,6 +141,39 @@ def test_echo_plays_your_voice_back_after_a_delay(relay_with_echo, tmp_path: Pat
     assert score >= 3.0  # two passes through the codec
 
 
+def test_echo_call_with_play_waits_for_the_echo_of_the_files_end(relay_with_echo, tmp_path):
+    """Without --duration the headless call hangs up only after Echo answered the whole file:
+    the echo of its last spoken 0.5 s is in the recording (it used to be cut 1 s after the
+    file ended, while Echo answers 1.5 s late)."""
+    echo_relay, echo_address = relay_with_echo
+    me = User(tmp_path, "me")
+    me.init(echo_relay.url)
+    me.run("contacts", "add", echo_address, "--name", "Echo")
+    src = speech_wav(tmp_path, ALICE_SAYS, voice="en")
+    heard = tmp_path / "echo-whole.wav"
+    proc = subprocess.run(
+        cli_command(me.home, "call", "Echo", "--play", str(src), "--record", str(heard)),
+        capture_output=True, text=True, timeout=90, env=cli_env(), stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sent, rate = read_pcm(src)
+    got, _ = read_pcm(heard)
+    step = rate // 100  # 10 ms envelopes
+    env_sent = np.abs(sent[: len(sent) // step * step]).reshape(-1, step).mean(axis=1)
+    env_got = np.abs(got[: len(got) // step * step]).reshape(-1, step).mean(axis=1)
+    corr = np.correlate(env_got - env_got.mean(), env_sent - env_sent.mean(), mode="valid")
+    delay = int(np.argmax(corr))  # in 10 ms steps
+    assert 145 <= delay <= 190, delay
+    voiced = np.nonzero(env_sent > 0.1 * env_sent.max())[0]
+    last = int(voiced[-1]) + 1  # end of the last spoken 10 ms
+    tail_sent = env_sent[last - 50 : last].mean()
+    tail_got = env_got[delay + last - 50 : delay + last]
+    print(f"echo delay {delay * 10} ms; recording {len(env_got) * 10} ms, speech ends at "
+          f"{last * 10} ms: echo tail {tail_got.mean():.0f} vs sent {tail_sent:.0f}")  # fmt: skip
+    assert len(tail_got) == 50, "the recording ends before the echo of the file's end"
+    assert tail_got.mean() >= 0.3 * tail_sent
+
+
 def test_offline_peer_never_rings_and_the_call_is_logged_unanswered(
     pair: tuple[User, User],
 ) -> None:

@@ -29,15 +29,25 @@ def test_both_ways_then_offline_backlog_in_order_with_receipts(pair: tuple[User,
     assert {"id", "from", "text", "sent_at"} <= set(got[0])
 
     bob.run("send", "alice", "hi alice")
-    got = alice.run("receive", "--json").json_lines()
+    lines = alice.run("receive", "--json").json_lines()
+    got = [m for m in lines if m["type"] == "message"]
     assert [(m["from"], m["text"]) for m in got] == [("bob", "hi alice")]
+    # bob's client stored and read "hello bob": receipts are JSON objects too
+    receipts = [(r["state"], r["text"]) for r in lines if r["type"] == "receipt"]
+    assert ("delivered", "hello bob") in receipts and ("read", "hello bob") in receipts
 
     # bob is offline (no process of his runs) while alice sends 20 messages
     texts = [f"offline message {i:02d}" for i in range(20)]
     for text in texts:
         alice.run("send", "bob", text)
-    got = bob.run("receive", "--json").json_lines()
+    lines = bob.run("receive", "--json").json_lines()
+    got = [m for m in lines if m["type"] == "message"]
     assert [m["text"] for m in got] == texts  # all 20, in order, exactly once
+    # and alice's receipts for "hi alice", as JSON objects beside the messages
+    assert {(r["state"], r["text"]) for r in lines if r["type"] == "receipt"} == {
+        ("delivered", "hi alice"),
+        ("read", "hi alice"),
+    }
     assert len({m["id"] for m in got}) == 20
     assert bob.run("receive", "--json").json_lines() == []  # nothing shown twice
 
@@ -80,5 +90,7 @@ def test_echo_contact_replies(tmp_path: Path, relay_with_echo) -> None:
     me.init(relay.url)
     me.run("contacts", "add", echo_address, "--name", "Echo")
     me.run("send", "Echo", "ping through the ratchet")
-    got = me.run("receive", "--json", "--timeout", "20").json_lines()
+    lines = me.run("receive", "--json", "--timeout", "20").json_lines()
+    got = [m for m in lines if m["type"] == "message"]
     assert [m["text"] for m in got] == ["echo: ping through the ratchet"]
+    assert all(r["type"] == "receipt" for r in lines if r not in got)
