@@ -5,21 +5,24 @@ See :mod:`messenger_tui.core.delivery_access` for the scheme. The rules here:
 * Our secret is created on first use (32 random bytes, setting ``delivery_secret``) and its
   verifier is registered with the relay after every connect (:meth:`AccessKeys.register`), so
   a new relay or a restored profile is always in step.
-* It travels only inside texts we write (``Text.access``): writing to someone is what makes
-  them a contact. Receipts, typing and calls never carry it, so a stranger who writes to us
-  learns nothing until we answer.
+* It travels inside texts we write (``Text.access``: writing to someone is what makes them a
+  contact), and in an ``Access`` payload queued when we add or unblock a contact (adding
+  someone is the other way to make them one) and after a rotation. Receipts, typing and calls
+  never carry it, so a stranger who writes to us learns nothing until we answer or add them.
 * A contact's secret arrives in its texts and is stored on its contact row (the latest wins);
   the sender presents it in every Send to that contact.
 * Blocking a contact rotates our secret (:meth:`AccessKeys.rotate`) and registers the new
   verifier: the blocked contact's old secret is refused from then on (its sends become message
-  requests). The remaining contacts learn the new secret with the next text we send them;
-  until then their messages are message requests too, delivered within the stranger quota.
+  requests). Every remaining added contact is sent the new secret at once (an ``Access``
+  payload through the outbox); until it arrives their messages are message requests,
+  delivered within the stranger quota.
 """
 
 from __future__ import annotations
 
 import os
 
+from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.delivery_access import ACCESS_SECRET_LEN, delivery_verifier
 from messenger_tui.storage.store import Store
@@ -61,6 +64,20 @@ class AccessKeys:
         """A text from ``identity`` carried its secret (call inside the receive transaction)."""
         if secret is not None and len(secret) == ACCESS_SECRET_LEN:
             self._store.contacts.set_delivery_access(identity, secret)
+
+    def share_with(self, identities: list[bytes], now_ms: int) -> None:
+        """Queue our current secret to each of ``identities`` (call inside a transaction; wake
+        the sender after it commits)."""
+        body = pl.encode_payload(pl.Access(secret=self.own_secret()))
+        for identity in identities:
+            self._store.outbox.enqueue(identity, os.urandom(16), body, "access", now_ms)
+
+    def share_with_all(self, now_ms: int) -> None:
+        """After a rotation: queue the new secret to every added, unblocked contact."""
+        self.share_with(
+            [c.identity for c in self._store.contacts.all() if not c.blocked and not c.auto_added],
+            now_ms,
+        )
 
     async def register(self, client: RelayClient) -> None:
         """Register our verifier with the relay (raises the client's transport errors)."""

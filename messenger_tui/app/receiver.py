@@ -63,6 +63,9 @@ class Outcome:
     events: list[ev.Event] = field(default_factory=list)
     used_prekey: bool = False
     queued_receipts: bool = False
+    #: A peer started a session with us: messages queued for it while it had no published
+    #: keys can go now (the sender skips such recipients until woken).
+    new_session: bool = False
 
 
 def enqueue_receipt(store: Store, recipient: bytes, kind: str, ids: list[bytes], now: int) -> None:
@@ -155,14 +158,19 @@ class Receiver:
             out.acks.append(frame.id)
             return
         events: list[ev.Event] = []
-        if row is None:
+        # Someone who added us before we added them sends a delivery-access grant: of no use
+        # until we write to them, and it must not show up as an empty message request. The
+        # session it started is kept; the grant is dropped.
+        unsolicited_grant = row is None and isinstance(payload, pl.Access)
+        if row is None and not unsolicited_grant:
             row = self._auto_contact(sender, payload, now)
             events.append(ev.ContactChanged(contact_model(row)))
         if envelope.prekey is not None:
             self._store.sessions.remember_accepted(sender, session.base_key, now)
+            out.new_session = True
         if used_opk is not None:
             self._store.prekeys.delete_one_time(used_opk)
-        delivered_id = self._apply(row, payload, now, events)
+        delivered_id = None if row is None else self._apply(row, payload, now, events)
         received.record(sender, frame.id, now)
         book.put(sender, session)  # last: only once every write above succeeded
         if delivered_id is not None:
@@ -254,6 +262,8 @@ class Receiver:
                 events.append(ev.MessageStateChanged(contact, row_id, state))
         elif isinstance(payload, pl.Typing):
             events.append(ev.TypingChanged(contact, payload.active))
+        elif isinstance(payload, pl.Access) and len(payload.secret) == ACCESS_SECRET_LEN:
+            self._store.contacts.set_delivery_access(row.identity, payload.secret)
         return None
 
     def _record_failure(

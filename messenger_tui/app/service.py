@@ -307,8 +307,12 @@ class MessengerService:
                 )
             else:
                 row = self.store.contacts.insert(name, identity, self._now_ms())
-        assert row is not None
+            assert row is not None
+            if not row.blocked:
+                # Adding someone grants them delivery access (docs/protocol.md).
+                self._access.share_with([row.identity], self._now_ms())
         self._directory.invalidate()
+        self._sender.wake()
         contact = contact_model(row)
         self._emit(ev.ContactChanged(contact))
         return contact
@@ -332,13 +336,17 @@ class MessengerService:
         contact = self.contact(name)
         with self.store.db.transaction():
             self.store.contacts.set_blocked(contact.id, blocked)
-        if blocked and not contact.blocked:
-            # Their copy of our delivery secret stops working (docs/threat-model.md).
-            self._access.rotate()
-            if self._client.connected:
-                self._access_task = asyncio.get_running_loop().create_task(
-                    self._register_access_safely()
-                )
+            if blocked and not contact.blocked:
+                # Their copy of our delivery secret stops working (docs/threat-model.md);
+                # every other added contact is sent the new one.
+                self._access.rotate()
+                self._access.share_with_all(self._now_ms())
+            elif not blocked and contact.blocked:
+                self._access.share_with([contact.identity], self._now_ms())
+        if blocked and not contact.blocked and self._client.connected:
+            self._access_task = asyncio.get_running_loop().create_task(
+                self._register_access_safely()
+            )
         self._directory.invalidate()
         self._sender.wake()
         updated = self.contact(name)
@@ -908,7 +916,7 @@ class MessengerService:
             self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks_soon())
         for event in outcome.events:
             self._emit(event)
-        if outcome.queued_receipts:
+        if outcome.queued_receipts or outcome.new_session:
             self._sender.wake()
         if outcome.used_prekey:
             self._schedule_prekey_refresh()

@@ -56,7 +56,16 @@ class Typing(_Payload, tag="typing", frozen=True):
     active: bool
 
 
-Payload = Text | Receipt | Typing
+class Access(_Payload, tag="access", frozen=True):
+    """The sender's delivery secret (core/delivery_access.py), given to a contact the sender
+    added, unblocked, or re-keyed after a rotation: the recipient presents it to the relay
+    when writing back, so its messages pass the sender's stranger quota. Sent through the
+    outbox like a receipt; never shown."""
+
+    secret: bytes
+
+
+Payload = Text | Receipt | Typing | Access
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Payload] = msgspec.msgpack.Decoder(Payload)

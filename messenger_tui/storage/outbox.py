@@ -75,7 +75,10 @@ class Outbox:
         self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        """Rows waiting, less the delivery-access grants (control rows the user never sees)."""
+        return int(
+            self._db.execute("SELECT count(*) FROM outbox WHERE kind != 'access'").fetchone()[0]
+        )
 
     def drop_recipient(self, recipient: bytes) -> None:
         self._db.execute("DELETE FROM outbox WHERE recipient = ?", (recipient,))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from messenger_tui.app import events as ev
+from messenger_tui.core.address import decode_address
 from tests.helpers.cli import User, cli_command, cli_env
 from tests.helpers.clients import assert_no_plaintext, client, introduce, wait_for
 
@@ -82,6 +83,12 @@ async def test_receiver_sigkill_mid_receive_then_ratchet_continues(tmp_path: Pat
         alice.add_contact(bob_addr, "bob")
         bob_user.run("contacts", "add", alice.address, "--name", "alice")
         await alice.connect(timeout=10)
+        # Bob's client hands alice his delivery secret the next time it connects (adding a
+        # contact grants it); without it her burst would be a message request, held by the
+        # relay's small stranger quota until bob reads.
+        bob_user.run("receive", "--timeout", "5")
+        bob_id = decode_address(bob_addr)
+        await wait_for(lambda: alice.store.contacts.delivery_access(bob_id) is not None, 30)
         for text in texts:
             await alice.send_text("bob", text)
         await wait_for(lambda: alice.outbox_count() == 0, timeout=60)
