@@ -77,6 +77,13 @@ def add_relay_arguments(p: argparse.ArgumentParser) -> None:
         help="concurrent connections one source address (IPv6: one /64) may hold; more are "
         "refused with HTTP 429 (default 64; 0 = no cap)",
     )
+    p.add_argument(
+        "--max-malformed",
+        type=int,
+        default=20,
+        metavar="N",
+        help="malformed frames one connection may send before it is closed (default 20)",
+    )
     p.add_argument("--durable-fsync", action="store_true", help="fsync every commit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -112,6 +119,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         media_rate_limit=RateLimit(args.media_rate, args.media_burst),
         media_alone_timeout_s=args.media_alone_timeout,
         max_connections_per_address=args.max_connections_per_address,
+        max_malformed=args.max_malformed,
     )
 
 
