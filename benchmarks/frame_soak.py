@@ -7,8 +7,9 @@ authentication) and the media route (after authentication and after the join) se
 malformed frames in all, as fast as the relay answers: random bytes, truncated and bit-flipped
 valid frames, wrong types, unknown tags, nesting past the recursion limit (1,100 to 5,000
 levels), huge integers. Each side reads the relay's answers concurrently. Reports
-frames/s, the relay's RSS before / peak / after, and crashes: the process dying, a close other than 1000/1008, an answer other than an
-Error, or a traceback in relay.log or stderr. Exit status 1 on any crash.
+frames/s, the relay's RSS before / peak / after, and crashes: the process dying, a close
+other than 1000/1008, an answer other than an Error,
+or a traceback in relay.log or stderr. Exit status 1 on any crash.
 """
 
 from __future__ import annotations
