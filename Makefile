@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := libopus0 libportaudio2 sqlite3 tmux pulseaudio libasound2-plugins espeak-ng sox \
 	python3-venv python3-dev gcc
 
-.PHONY: run test setup system-deps lint bench clean
+.PHONY: run test setup system-deps lint bench fuzz clean
 
 run: setup
 	$(BIN)/messenger-tui
@@ -30,6 +30,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+
+# A soak of 1,000,000 malformed frames against a real relay process (docs/performance.md).
+fuzz: setup
+	$(BIN)/python -m benchmarks.frame_soak
 
 setup: system-deps $(STAMP)
 

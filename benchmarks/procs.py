@@ -64,7 +64,17 @@ class ServerProcess:
         python = [sys.executable]
         if profile_to is not None:
             python += ["-m", "cProfile", "-o", str(profile_to)]
-        cmd = [*python, "-m", "messenger_tui.relay", "--port", "0", "--data", str(data)]
+        cmd = [
+            *python,
+            "-m",
+            "messenger_tui.relay",
+            "--port",
+            "0",
+            "--max-connections-per-address",
+            "0",
+            "--data",
+            str(data),
+        ]
         return cls("relay", [*cmd, *extra], _RELAY_READY, workdir)
 
     @classmethod

@@ -535,13 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("relay", parents=[common], help="run a relay server")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=47800)
-    p.add_argument("--data", help="relay data directory (default: <user data dir>/relay)")
-    p.add_argument("--echo", action="store_true", help="also run the Echo contact")
-    p.add_argument("--tls-cert", help="PEM certificate: serve wss://")
-    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p = sub.add_parser(
+        "relay",
+        parents=[common],
+        help="run a relay server",
+        description="Run a relay until SIGTERM/SIGINT (clients get close code 1001). "
+        "`python -m messenger_tui.relay` is the same command without --echo.",
+    )
+    from messenger_tui.cli.relay_cmd import add_relay_command_arguments
+
+    add_relay_command_arguments(p)
     p.set_defaults(func=cmd_relay)
 
     p = sub.add_parser(

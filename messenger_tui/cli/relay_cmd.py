@@ -9,17 +9,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import platformdirs
-
 from messenger_tui.app.echo import ensure_echo_profile, run_echo
-from messenger_tui.app.errors import AppError
 from messenger_tui.core.address import encode_address
+from messenger_tui.relay.command import (
+    EXIT_START_FAILED,
+    add_relay_arguments,
+    config_from_args,
+    error_line,
+    serve,
+)
 from messenger_tui.relay.config import RelayConfig
-from messenger_tui.relay.server import RelayServer
+from messenger_tui.relay.errors import RelayStartError
+from messenger_tui.relay.server import RelayServer, prepare_data_dir
 
 
 def certificate_pin(cert_path: Path) -> str:
@@ -35,45 +42,31 @@ def loopback_url(server: RelayServer, config: RelayConfig) -> str:
     return f"ws://127.0.0.1:{server.port}"
 
 
-async def serve_relay(
-    config: RelayConfig, *, echo_home: Path | None, announce: bool = True
-) -> None:
-    """Run the relay (and Echo) until cancelled."""
-    server = RelayServer(config)
-    try:
-        await server.start()
-    except OSError as exc:
-        raise AppError(
-            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; is another "
-            "relay running there? pick another --port"
-        ) from None
-    echo_task: asyncio.Task[None] | None = None
-    try:
-        if announce:
-            print(f"relay listening on {server.url} relay_key={server.relay_key.hex()}", flush=True)
-            print(f"relay data: {config.data_dir}", flush=True)
-        if echo_home is not None:
-            ready = asyncio.Event()
-            echo_task = asyncio.create_task(
-                run_echo(echo_home, loopback_url(server, config), ready)
-            )
+def echo_companion(
+    config: RelayConfig, echo_home: Path
+) -> Callable[[RelayServer], Awaitable[None]]:
+    """Echo as the relay command's companion: it starts once the relay listens, announces
+    its address, and runs until the relay stops."""
+
+    async def run(server: RelayServer) -> None:
+        ready = asyncio.Event()
+        echo_task = asyncio.create_task(run_echo(echo_home, loopback_url(server, config), ready))
+        try:
             await asyncio.wait(
-                [asyncio.create_task(ready.wait()), echo_task], return_when=asyncio.FIRST_COMPLETED
+                [asyncio.create_task(ready.wait()), echo_task],
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if echo_task.done():
                 echo_task.result()
-            if announce and config.echo_identity is not None:
+            if config.echo_identity is not None:
                 print(f"echo contact: {encode_address(config.echo_identity)}", flush=True)
-        if echo_task is not None:
-            await asyncio.gather(server.serve_forever(), echo_task)
-        else:
-            await server.serve_forever()
-    finally:
-        if echo_task is not None:
+            await echo_task
+        finally:
             echo_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await echo_task
-        await server.stop()
+
+    return run
 
 
 def relay_config(
@@ -91,17 +84,27 @@ def relay_config(
     )
 
 
+def add_relay_command_arguments(p: argparse.ArgumentParser) -> None:
+    """``messenger-tui relay``: the relay command's options plus ``--echo``."""
+    add_relay_arguments(p)
+    p.add_argument("--echo", action="store_true", help="also run the Echo contact")
+
+
 async def run_relay_command(args: argparse.Namespace) -> int:
-    data = (
-        Path(args.data).expanduser()
-        if args.data
-        else Path(platformdirs.user_data_dir("messenger-tui")) / "relay"
-    )
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise AppError("--tls-cert and --tls-key go together")
-    echo_home = data / "echo" if args.echo else None
-    config = relay_config(
-        data, args.host, args.port, echo_home=echo_home, cert=args.tls_cert, key=args.tls_key
-    )
-    await serve_relay(config, echo_home=echo_home)
-    return 0
+    """The relay command (:func:`messenger_tui.relay.command.serve`), with Echo if asked."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        error_line(str(exc))
+        return 2
+    companion = None
+    if args.echo:
+        try:
+            prepare_data_dir(config.data_dir)
+        except RelayStartError as exc:
+            error_line(str(exc))
+            return EXIT_START_FAILED
+        echo_home = config.data_dir / "echo"
+        config = dataclasses.replace(config, echo_identity=ensure_echo_profile(echo_home))
+        companion = echo_companion(config, echo_home)
+    return await serve(config, companion=companion)

@@ -26,7 +26,7 @@ import msgspec
 
 from messenger_tui.core.crypto.media_frame import MEDIA_FRAME_VERSION
 from messenger_tui.core.errors import MalformedFrame
-from messenger_tui.core.wire import Error
+from messenger_tui.core.wire import Error, decode_bounded
 
 #: Request path of the media route (the message link is any other path, normally ``/``).
 MEDIA_PATH: Final = "/media"
@@ -134,7 +134,4 @@ def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes | str) -> T:
         raise MalformedFrame("text frames are not part of the protocol; send binary frames")
     if data[:1] == bytes([MEDIA_FRAME_FIRST_BYTE]):
         raise MalformedFrame("a media frame is not a control frame")
-    try:
-        return decoder.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass
-        raise MalformedFrame(f"undecodable control frame: {exc}") from None
+    return decode_bounded(decoder, data, "control frame")

@@ -84,3 +84,5 @@ def decode_payload(data: bytes) -> Payload:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MalformedPayload(f"unreadable payload: {exc}") from None
+    except RecursionError:  # an unknown field nested deeper than the recursion limit
+        raise MalformedPayload("unreadable payload: nested too deeply") from None

@@ -264,10 +264,25 @@ def decode_client_frame(data: bytes | str) -> ClientFrame:
 def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes | str) -> T:
     if isinstance(data, str):
         raise MalformedFrame("text frames are not part of the protocol; send binary frames")
+    return decode_bounded(decoder, data, "frame")
+
+
+def decode_bounded(decoder: msgspec.msgpack.Decoder[T], data: bytes, what: str) -> T:
+    """Decode untrusted bytes with a typed decoder; every failure is :class:`MalformedFrame`.
+
+    No frame nests deeper than 3 levels, but msgspec skips the value of an unknown field
+    (kept for forward compatibility) by recursing into it, and a 128 KiB message can nest
+    130,000 levels. msgspec checks the interpreter's recursion limit at every level and
+    raises RecursionError (the C stack stays safe); that is turned into ``malformed`` here,
+    so the depth an attacker reaches is bounded by the recursion limit (1,000) and costs one
+    linear pass over the message (docs/threat-model.md, "Deeply nested frames").
+    """
     try:
         return decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
-        raise MalformedFrame(f"undecodable frame: {exc}") from None
+        raise MalformedFrame(f"undecodable {what}: {exc}") from None
+    except RecursionError:
+        raise MalformedFrame(f"undecodable {what}: nested too deeply") from None
 
 
 def auth_message(relay_key: bytes, nonce: bytes, identity: bytes, time_ms: int) -> bytes:

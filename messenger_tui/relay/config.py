@@ -70,6 +70,9 @@ class RelayConfig:
     fetch_bundle_limit: RateLimit = field(default_factory=lambda: RateLimit(20.0, 200))
     #: Malformed frames tolerated on one connection before it is closed.
     max_malformed: int = 20
+    #: Concurrent connections one source address (IPv6: one /64) may hold; more are refused
+    #: with HTTP 429 (docs/threat-model.md). 0 = no cap (load tests from one address).
+    max_connections_per_address: int = 64
     #: Seconds a connection may stay unauthenticated before it is closed.
     auth_timeout_s: float = 30.0
     #: Websocket keepalive: ping interval and pong deadline (seconds).
@@ -90,6 +93,9 @@ class RelayConfig:
     #: Bytes waiting in a leg's transport buffer above which frames to it are dropped
     #: (4 KiB is about 0.25 s of both-way 149-byte frames): voice is dropped, never queued.
     media_write_limit: int = 4 * 1024
+    #: Bytes waiting for a leg above which control frames are not written: an error reply is
+    #: dropped, a frame the client must see (media_peer, media_joined) closes the leg.
+    media_control_limit: int = 32 * 1024
     #: Kernel send buffer (SO_SNDBUF) requested for media connections, so a slow leg cannot
     #: hide seconds of voice in the socket; 0 keeps the OS default.
     media_socket_sndbuf: int = 16 * 1024
@@ -119,13 +125,21 @@ class RelayConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if self.max_one_time_prekeys < 0 or self.max_subscriptions < 0:
+        if (
+            self.max_one_time_prekeys < 0
+            or self.max_subscriptions < 0
+            or self.max_connections_per_address < 0
+        ):
             raise ValueError("bounds must not be negative")
         if self.media_alone_timeout_s <= 0:
             raise ValueError("media_alone_timeout_s must be positive")
         if not 0 < self.media_max_frame <= MAX_MEDIA_FRAME:
             raise ValueError(f"media_max_frame must be in 1..{MAX_MEDIA_FRAME}")
-        if self.media_write_limit < 0 or self.media_socket_sndbuf < 0:
+        if (
+            self.media_write_limit < 0
+            or self.media_socket_sndbuf < 0
+            or self.media_control_limit < 0
+        ):
             raise ValueError("media buffer sizes must not be negative")
 
     @property

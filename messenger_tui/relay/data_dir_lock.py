@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Final
 
+from messenger_tui.relay.errors import DataDirError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on POSIX
@@ -19,7 +21,7 @@ except ImportError:  # pragma: no cover - not on POSIX
 LOCK_FILE: Final = "relay.lock"
 
 
-class DataDirLocked(Exception):
+class DataDirLocked(DataDirError):
     """Another relay process is using this data directory."""
 
 

@@ -26,6 +26,15 @@ relay_log = logging.getLogger(LOGGER_NAME)
 websockets_log = logging.getLogger(LOGGER_NAME + ".websockets")
 
 
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose every file, the ones rotation creates included, is 0600."""
+
+    def _open(self):  # type: ignore[no-untyped-def]  # the stdlib's signature is untyped
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        return super()._open()
+
+
 def _ensure_levels() -> None:
     if relay_log.level == logging.NOTSET:
         relay_log.setLevel(logging.INFO)
@@ -39,7 +48,7 @@ def attach_file_log(data_dir: Path) -> logging.Handler:
     path = data_dir / LOG_FILE
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
-    handler = logging.handlers.RotatingFileHandler(
+    handler = _PrivateRotatingFileHandler(
         path, maxBytes=_MAX_BYTES, backupCount=_BACKUPS, encoding="utf-8"
     )
     handler.setFormatter(logging.Formatter(_FORMAT))

@@ -21,6 +21,14 @@ absent, its transport holds more than ``media_write_limit`` bytes, the frame is 
 ``media_max_frame``, or the sending leg is over its rate limit. A leg alone for
 ``media_alone_timeout_s`` is closed (``alone_timeout``, close 4001).
 
+Control frames (challenge, errors, media_joined, media_peer) all go through one bounded path,
+:meth:`MediaSession._send_control`: when more than ``media_control_limit`` bytes already wait
+for a leg that does not read, an error reply is dropped (counted in
+``MediaStats.dropped_control``) and a frame the client must see closes the leg (1008), so a
+client that sends requests and never reads cannot make the relay buffer its answers. Every
+request after the join (a second ``media_join`` included) counts as an abuse strike like a
+malformed frame: ``max_malformed`` of them close the leg.
+
 Logs carry metadata only: identity fingerprints, leg, an 8-hex-digit hash prefix of the token
 and counts; never the token or any frame byte.
 """
@@ -99,6 +107,9 @@ class MediaStats:
     dropped_rate_limited: int = 0
     dropped_not_joined: int = 0  # media frames before a successful join
     malformed: int = 0
+    strikes: int = 0  # abuse strikes: malformed, oversized, or a request after the join
+    dropped_control: int = 0  # error replies dropped: the leg did not read its answers
+    closed_not_reading: int = 0  # legs closed: a frame they must see did not fit
 
     @property
     def dropped(self) -> int:
@@ -234,6 +245,7 @@ class MediaSession:
         self._alone: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._pending_bytes = 0  # framed by deliver() and not yet written
+        self._control_limit = services.config.media_control_limit
         self._flush_scheduled = False
         self.forwarded = 0
         self.dropped = 0
@@ -306,23 +318,38 @@ class MediaSession:
 
     # ---------------------------------------------------------------------------- writing
 
-    def _write(self, data: bytes) -> None:
-        """One binary message straight to the transport (no await, no queue), as
-        websockets' broadcast() does."""
-        protocol = self._protocol
-        protocol.send_binary(data)
-        self._transport.write(b"".join(protocol.data_to_send()))
-
-    def _send_control(self, frame: wire.RelayFrame | media_wire.MediaRelayFrame) -> None:
-        """A control frame (always written: they are few and small)."""
+    def _send_control(
+        self, frame: wire.RelayFrame | media_wire.MediaRelayFrame, *, droppable: bool = False
+    ) -> bool:
+        """Write a control frame now, unless more than ``media_control_limit`` bytes already
+        wait for this leg (it does not read): then a ``droppable`` frame (an error reply) is
+        dropped and counted, any other closes the leg (1008). The only path by which this
+        session writes anything but forwarded media; True when written."""
         if self._closing or self._protocol.state is not State.OPEN:
-            return
-        if self._transport.is_closing():
-            return
-        self._write(_encode(frame))
+            return False
+        transport = self._transport
+        if transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() + self._pending_bytes > self._control_limit:
+            if droppable:
+                self._stats.dropped_control += 1
+                return False
+            self._stats.closed_not_reading += 1
+            self._s.log.info(
+                "media %s (%s): closed, it does not read what the relay sends",
+                token_label(self._token) if self._token else "-",
+                self._label,
+            )
+            _spawn(self._close(CLOSE_POLICY, "not reading"))
+            return False
+        protocol = self._protocol
+        protocol.send_binary(_encode(frame))
+        self._pending_bytes = 0  # data_to_send() takes deliver()'s frames along
+        transport.write(b"".join(protocol.data_to_send()))
+        return True
 
     def _error(self, code: str, message: str) -> None:
-        self._send_control(wire.Error(code=code, message=message))
+        self._send_control(wire.Error(code=code, message=message), droppable=True)
 
     async def _close(self, code: int, reason: str) -> None:
         if self._closing:
@@ -498,7 +525,9 @@ class MediaSession:
             except MalformedFrame as exc:
                 await self._malformed(exc)
                 continue
-            self._error(ErrorCode.BAD_REQUEST, "already joined; open a new connection to rejoin")
+            await self._abuse_strike(
+                ErrorCode.BAD_REQUEST, "already joined; open a new connection to rejoin"
+            )
 
     async def _malformed(self, exc: MalformedFrame) -> None:
         self._stats.malformed += 1
@@ -507,12 +536,15 @@ class MediaSession:
     async def _abuse_strike(self, code: str, message: str) -> None:
         """Answer a bad frame with an error; close 1008 after ``max_malformed`` of them."""
         self._abuse += 1
+        self._stats.strikes += 1
         self._error(code, message)
         if self._abuse >= self._config.max_malformed:
             self._s.log.info(
-                "media %s: closed after %d malformed or oversized frames", self._label, self._abuse
+                "media %s: closed after %d malformed, oversized or repeated requests",
+                self._label,
+                self._abuse,
             )
-            await self._close(CLOSE_POLICY, "too many malformed or oversized frames")
+            await self._close(CLOSE_POLICY, "too many malformed, oversized or repeated requests")
             raise _Closing
 
     # ---------------------------------------------------------------------- alone timer
@@ -557,7 +589,7 @@ class _MediaHandshake:
         return await self._session._conn.recv()
 
     def send(self, frame: wire.RelayFrame) -> None:
-        self._session._send_control(frame)
+        self._session._send_control(frame, droppable=isinstance(frame, wire.Error))
 
     async def close(self, code: int, reason: str) -> None:
         await self._session._close(code, reason)

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sqlite3
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.relay.clock import Clock, wall_clock_ms
 from messenger_tui.relay.config import RelayConfig
-from messenger_tui.relay.data_dir_lock import DataDirLock
+from messenger_tui.relay.connection_cap import SourceCap, counted_connection_class
+from messenger_tui.relay.data_dir_lock import DataDirLock, DataDirLocked
+from messenger_tui.relay.errors import DataDirError, ListenError, TlsSetupError
 from messenger_tui.relay.logs import (
     attach_file_log,
     attach_stderr_log,
@@ -39,7 +45,7 @@ from messenger_tui.relay.media_route import MediaRouter, MediaSession, is_media_
 from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import Peer, PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter
-from messenger_tui.relay.relay_key import load_or_create_relay_key
+from messenger_tui.relay.relay_key import RelayKeyError, load_or_create_relay_key
 from messenger_tui.relay.services import RateLimiters, RelayServices
 from messenger_tui.relay.session import RelaySession
 from messenger_tui.relay.sqlite_store import DB_FILE, SqliteStore
@@ -51,6 +57,50 @@ MAX_QUEUE: Final = (32, 8)
 WRITE_LIMIT: Final = (64 * 1024, 16 * 1024)
 CLOSE_TIMEOUT_S: Final = 5.0
 OPEN_TIMEOUT_S: Final = 10.0
+CLOSE_INTERNAL: Final = 1011
+#: Unexpected connection failures logged per minute (one line each, no traceback); more are
+#: counted and summed up in the next line, so a flood cannot rotate the log away.
+MAX_FAILURE_LINES_PER_MIN: Final = 10
+#: Files of the relay's SQLite database, created or restricted to 0600 before it opens.
+_DB_FILES: Final = (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm", DB_FILE + "-journal")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def prepare_data_dir(path: os.PathLike[str]) -> None:
+    """Create the data directory (0700) or check it is a writable directory.
+
+    Raises :class:`DataDirError` with a one-line reason."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise DataDirError(f"the data directory {path} is a file; pass a directory to --data")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirError(f"cannot create the data directory {path}: {_reason(exc)}") from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise DataDirError(f"the data directory {path} is not writable by this user")
+
+
+def restrict_db_files(data_dir: os.PathLike[str]) -> None:
+    """Create the database file 0600 before SQLite opens it (SQLite gives its -wal and -shm
+    the database's mode) and restrict files an older relay left readable."""
+    base = os.fspath(data_dir)
+    fd = os.open(os.path.join(base, DB_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for name in _DB_FILES:
+        try:
+            os.chmod(os.path.join(base, name), 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def build_ssl_context(config: RelayConfig) -> ssl.SSLContext | None:
@@ -85,6 +135,10 @@ class RelayServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._media = MediaRouter()
+        self._source_cap = SourceCap(config.max_connections_per_address, relay_log)
+        self._failures = 0  # unexpected connection failures since start
+        self._failures_unlogged = 0
+        self._failure_window = (0.0, 0)  # (minute start, lines logged in it)
 
     # --------------------------------------------------------------------------- properties
 
@@ -120,6 +174,16 @@ class RelayServer:
         return self._services
 
     @property
+    def source_cap(self) -> SourceCap:
+        """Open connections per source address and the refusals of the cap."""
+        return self._source_cap
+
+    @property
+    def failures(self) -> int:
+        """Connections that ended with an unexpected error (closed 1011) since start."""
+        return self._failures
+
+    @property
     def media(self) -> MediaRouter:
         """The call media route: routes by join token and ``media.stats`` (counters)."""
         return self._media
@@ -129,41 +193,67 @@ class RelayServer:
     async def start(self) -> None:
         """Open the data directory, the store and the listening socket.
 
-        Raises ``DataDirLocked`` if another relay uses the data directory, ``OSError`` if
-        the port is taken, ``ssl.SSLError`` for a bad certificate; nothing is left running.
+        Raises a :class:`~messenger_tui.relay.errors.RelayStartError` naming the cause in one
+        line: ``TlsSetupError`` (certificate or key), ``DataDirError`` (``DataDirLocked`` when
+        another relay uses the data directory), ``ListenError`` (port in use); nothing is
+        left running.
         """
         if self._server is not None:
             raise RuntimeError("the relay is already started")
         config = self.config
-        config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock.acquire()
-        handler = attach_file_log(config.data_dir)
-        self._log_handler = handler
+        try:
+            ssl_context = build_ssl_context(config)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise TlsSetupError(
+                f"cannot load the TLS certificate {config.tls_cert} or key {config.tls_key}: "
+                f"{_reason(exc)}"
+            ) from None
+        prepare_data_dir(config.data_dir)
+        handler: logging.Handler | None = None
         store: RelayStore | None = None
         try:
-            # The relay signs nothing yet: only the public half is kept.
-            self._relay_key = bytes(load_or_create_relay_key(config.data_dir).verify_key)
-            ssl_context = build_ssl_context(config)
-            store = self._custom_store or await SqliteStore.open(
-                config.data_dir / DB_FILE, durable_fsync=config.durable_fsync
-            )
+            try:
+                self._lock.acquire()
+                handler = attach_file_log(config.data_dir)
+                self._log_handler = handler
+                # The relay signs nothing yet: only the public half is kept.
+                self._relay_key = bytes(load_or_create_relay_key(config.data_dir).verify_key)
+                if self._custom_store is None:
+                    restrict_db_files(config.data_dir)
+                store = self._custom_store or await SqliteStore.open(
+                    config.data_dir / DB_FILE, durable_fsync=config.durable_fsync
+                )
+            except DataDirLocked:
+                raise
+            except (OSError, sqlite3.Error, RelayKeyError) as exc:
+                raise DataDirError(
+                    f"cannot use the data directory {config.data_dir}: {_reason(exc)}"
+                ) from None
             self._services = self._build_services(store)
             self._services.mailboxes.start()
-            self._server = await serve(
-                self._handle,
-                config.host,
-                config.port,
-                ssl=ssl_context,
-                compression=None,
-                max_size=config.max_frame,
-                max_queue=MAX_QUEUE,
-                write_limit=WRITE_LIMIT,
-                ping_interval=config.ping_interval_s,
-                ping_timeout=config.ping_timeout_s,
-                open_timeout=OPEN_TIMEOUT_S,
-                close_timeout=CLOSE_TIMEOUT_S,
-                logger=websockets_log,
-            )
+            try:
+                self._server = await serve(
+                    self._handle,
+                    config.host,
+                    config.port,
+                    ssl=ssl_context,
+                    compression=None,
+                    max_size=config.max_frame,
+                    max_queue=MAX_QUEUE,
+                    write_limit=WRITE_LIMIT,
+                    ping_interval=config.ping_interval_s,
+                    ping_timeout=config.ping_timeout_s,
+                    open_timeout=OPEN_TIMEOUT_S,
+                    close_timeout=CLOSE_TIMEOUT_S,
+                    logger=websockets_log,
+                    process_request=self._source_cap.process_request,
+                    create_connection=counted_connection_class(self._source_cap),
+                )
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {config.host}:{config.port}: {_reason(exc)}; is another "
+                    "relay running there? pick another --port"
+                ) from None
         except BaseException:
             if self._services is not None:
                 await self._services.mailboxes.stop()
@@ -293,10 +383,37 @@ class RelayServer:
         services = self._services
         if services is None:  # stopping
             return
-        if is_media_path(connection.request.path if connection.request else "/"):
-            await MediaSession(connection, services, self._media).run()
-        else:
-            await RelaySession(connection, services).run()
+        try:
+            if is_media_path(connection.request.path if connection.request else "/"):
+                await MediaSession(connection, services, self._media).run()
+            else:
+                await RelaySession(connection, services).run()
+        except Exception as exc:
+            # A bug, not the client's fault; but a client may be able to trigger it on every
+            # connection, so it costs one bounded log line, never a traceback per connection.
+            self._connection_failed(exc)
+            await connection.close(CLOSE_INTERNAL, "internal error")
+
+    def _connection_failed(self, exc: Exception) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        start, lines = self._failure_window
+        if now - start >= 60.0:
+            start, lines = now, 0
+        if lines >= MAX_FAILURE_LINES_PER_MIN:
+            self._failures_unlogged += 1
+            self._failure_window = (start, lines)
+            return
+        relay_log.error(
+            "connection failed (closed 1011): %s: %s (%d failures since start, %d not logged)",
+            type(exc).__name__,
+            str(exc)[:200],
+            self._failures,
+            self._failures_unlogged,
+        )
+        relay_log.debug("connection failure details", exc_info=exc)
+        self._failures_unlogged = 0
+        self._failure_window = (start, lines + 1)
 
     async def _maintain(self) -> None:
         """Purge expired envelopes and forget idle rate-limit buckets, periodically."""
@@ -327,12 +444,15 @@ async def run_relay(
     on_ready: Callable[[RelayServer], None] | None = None,
     *,
     clock: Clock = wall_clock_ms,
+    companion: Callable[[RelayServer], Awaitable[None]] | None = None,
 ) -> None:
     """Run a relay until SIGTERM/SIGINT or cancellation, then stop it cleanly.
 
     ``on_ready`` runs once the relay listens (read ``server.url`` and ``server.relay_key``
-    there). Logs go to ``relay.log`` in the data directory, and to stderr unless the process
-    already configured logging.
+    there). ``companion`` (the CLI's Echo contact) runs beside the relay once it listens; if
+    it fails, the relay stops and its exception propagates. Logs go to ``relay.log`` in the
+    data directory, and to stderr unless the process already configured logging. Raises
+    :class:`~messenger_tui.relay.errors.RelayStartError` when the relay cannot start.
     """
     stderr_handler = attach_stderr_log()
     server = RelayServer(config, clock=clock)
@@ -347,14 +467,35 @@ async def run_relay(
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or no signal support: cancellation still works
+        side: asyncio.Task[None] | None = None
         try:
             if on_ready is not None:
                 on_ready(server)
-            await stop.wait()
+            stopping = loop.create_task(stop.wait())
+            waits: set[asyncio.Future[Any]] = {stopping}
+            if companion is not None:
+                side = loop.create_task(_run_companion(companion, server))
+                waits.add(side)
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if side is not None and side.done():
+                side.result()  # a failed companion ends the relay with its error
             relay_log.info("stop signal received")
         finally:
             for signum in installed:
                 loop.remove_signal_handler(signum)
+            if side is not None and not side.done():
+                side.cancel()
+                await asyncio.gather(side, return_exceptions=True)
             await asyncio.shield(server.stop())
     finally:
         detach_log(stderr_handler)
+
+
+async def _run_companion(
+    companion: Callable[[RelayServer], Awaitable[None]], server: RelayServer
+) -> None:
+    await companion(server)
+    await asyncio.Event().wait()  # a companion that returns leaves the relay running

@@ -9,12 +9,19 @@ certificate against the system trust store and the host name.
 from __future__ import annotations
 
 import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass
 
 from messenger_tui.transport.errors import BadRelayUrl, format_fingerprint
 
 __all__ = ["RelayEndpoint", "parse_relay_url"]
+
+#: Longest relay URL accepted (a host of 253, a port, a path and a pin fit easily).
+MAX_URL_LEN = 2048
+#: Longest host name (RFC 1035: 253 characters in text form) and label (63).
+MAX_HOST_LEN = 253
+MAX_LABEL_LEN = 63
 
 _PIN_RE = re.compile(r"^sha256=([0-9a-f:]+)$", re.IGNORECASE)
 
@@ -41,8 +48,18 @@ def parse_relay_url(url: str) -> RelayEndpoint:
     text = url.strip()
     if not text:
         raise BadRelayUrl("relay URL is empty; expected ws://host:port or wss://host:port")
+    if len(text) > MAX_URL_LEN:
+        raise BadRelayUrl(
+            f"relay URL is {len(text):,} characters long; at most {MAX_URL_LEN:,} are accepted"
+        )
     if any(c.isspace() for c in text):
         raise BadRelayUrl(f"relay URL {text!r} contains white space")
+    control = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if control is not None:
+        raise BadRelayUrl(
+            f"relay URL {text!r} contains the control or invisible character "
+            f"U+{ord(control):04X}; remove it"
+        )
     if "://" not in text:
         raise BadRelayUrl(f"relay URL {text!r} has no scheme; write ws://{text} or wss://{text}")
     try:
@@ -65,6 +82,16 @@ def parse_relay_url(url: str) -> RelayEndpoint:
     host = parts.hostname
     if not host:
         raise BadRelayUrl(f"relay URL {text!r} has no host name")
+    if len(host) > MAX_HOST_LEN:
+        raise BadRelayUrl(
+            f"relay URL host name is {len(host):,} characters long; a DNS name has at most "
+            f"{MAX_HOST_LEN} (RFC 1035)"
+        )
+    if any(len(label) > MAX_LABEL_LEN for label in host.split(".")):
+        raise BadRelayUrl(
+            f"relay URL host name {host[:80]!r} has a label longer than {MAX_LABEL_LEN} "
+            "characters (RFC 1035)"
+        )
     try:
         port = parts.port
     except ValueError:

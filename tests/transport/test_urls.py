@@ -78,3 +78,29 @@ def test_bad_urls(url: str, needle: str) -> None:
         parse_relay_url(url)
     assert needle in str(info.value)
     assert isinstance(info.value, TransportError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("ws://relay\x00.example:1", "control or invisible character U+0000"),
+        ("ws://relay.example:1/\x00", "U+0000"),
+        ("ws://relay\x7f.example", "U+007F"),
+        ("ws://relay\u200b.example", "U+200B"),  # zero-width space: looks like another host
+        ("ws://relay\u202e.example", "U+202E"),  # right-to-left override
+        ("ws://" + "a" * 70_000 + ":1", "at most 2,048 are accepted"),
+        ("ws://" + "a." * 130 + "com", "at most 253 (RFC 1035)"),
+        ("ws://" + "a" * 64 + ".example", "longer than 63"),
+    ],
+)
+def test_control_characters_and_overlong_hosts_are_refused(url: str, needle: str) -> None:
+    with pytest.raises(BadRelayUrl) as info:
+        parse_relay_url(url)
+    assert needle in str(info.value)
+    assert len(str(info.value)) < 400  # the message never echoes a 70,000-character host
+
+
+def test_longest_valid_host_is_accepted() -> None:
+    host = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, labels of at most 63
+    assert len(host) == 253
+    assert parse_relay_url(f"ws://{host}:1").host == host

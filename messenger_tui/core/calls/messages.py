@@ -88,3 +88,5 @@ def decode_call_message(data: bytes) -> CallMessage:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MalformedCallMessage(f"unreadable call message: {exc}") from None
+    except RecursionError:  # msgspec's bound on nesting (an unknown field skipped)
+        raise MalformedCallMessage("unreadable call message: nested too deeply") from None

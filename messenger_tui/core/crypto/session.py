@@ -169,12 +169,16 @@ def parse_envelope(data: bytes) -> Envelope:
         version = _version_decoder.decode(data).version
     except msgspec.DecodeError as exc:
         raise MalformedEnvelope(f"not an envelope: {exc}") from None
+    except RecursionError:  # msgspec's bound on nesting (an unknown field skipped)
+        raise MalformedEnvelope("not an envelope: nested too deeply") from None
     if version != ENVELOPE_VERSION:
         raise MalformedEnvelope(f"unknown envelope version {version}")
     try:
         return _envelope_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise MalformedEnvelope(f"malformed envelope: {exc}") from None
+    except RecursionError:
+        raise MalformedEnvelope("malformed envelope: nested too deeply") from None
 
 
 def envelope_session_key(envelope: Envelope) -> bytes | None:
