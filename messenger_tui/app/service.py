@@ -219,6 +219,12 @@ class MessengerService:
         self._drainer = self._maintenance = self._prekey_task = None
         await self._client.close()
 
+    def reconnect_now(self) -> bool:
+        """Connect to the relay at once instead of waiting out the retry delay, and restart
+        the backoff. True if an attempt started; False when connected, already connecting,
+        or not started."""
+        return self._client.reconnect_now()
+
     def subscribe(self) -> asyncio.Queue[ev.Event]:
         """A queue receiving every event from now on. Read it promptly (it is unbounded)."""
         queue: asyncio.Queue[ev.Event] = asyncio.Queue()
