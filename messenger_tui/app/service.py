@@ -702,7 +702,6 @@ class MessengerService:
         self,
         join_token: bytes,
         leg: int,
-        on_frame: Callable[[bytes], None],
         on_state: Callable[[str], None],
     ) -> MediaCarrierLink:
         from messenger_tui.transport.media_link import MediaLink
@@ -713,7 +712,6 @@ class MessengerService:
             self.identity.sign,
             join_token=join_token,
             leg=leg,
-            on_frame=on_frame,
             on_state=lambda state: on_state(state.name.lower()),
         )
 

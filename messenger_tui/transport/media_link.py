@@ -5,14 +5,15 @@ transport does not import media). Lifecycle::
 
     CONNECTING -> JOINED <-> RECONNECTING -> ... -> LOST        (close() -> CLOSED from anywhere)
 
-* :meth:`MediaLink.start` returns at once; the link connects in the background: TCP/TLS/pin and
-  the relay's Challenge -> Auth -> AuthOk exactly as the message link
+* :meth:`MediaLink.start` (``on_frame``) returns at once; the link connects in the
+  background: TCP/TLS/pin and the relay's Challenge -> Auth -> AuthOk exactly as the message link
   (:mod:`messenger_tui.transport.dialer`), then ``media_join(token, leg)`` -> ``media_joined``.
 * :meth:`MediaLink.send` never blocks: it writes the frame straight to the socket, or drops it
   (returns False, counted) when the link is not joined or the socket's write buffer holds more
   than ``send_buffer_limit`` bytes. Voice is never queued for later.
-* Incoming media frames go to ``on_frame`` (synchronously, in arrival order; it must not
-  block), the other leg's presence to ``on_peer``, state changes to ``on_state``.
+* Incoming media frames go to ``on_frame`` (given to :meth:`MediaLink.start`, or to the
+  constructor; synchronously, in arrival order; it must not block), the other leg's presence
+  to ``on_peer``, state changes to ``on_state``.
 * When the link drops, it reconnects with a short backoff and re-joins the same leg (the relay
   lets the same identity replace its own stale connection). If it is not joined again within
   ``reconnect_window_s`` (counted from the drop; for the first join, from :meth:`start`), or
@@ -198,7 +199,7 @@ class MediaLink:
         *,
         join_token: bytes,
         leg: int,
-        on_frame: Callable[[bytes], None],
+        on_frame: Callable[[bytes], None] | None = None,
         on_peer: Callable[[bool], None] | None = None,
         on_state: Callable[[MediaLinkState], None] | None = None,
         reconnect_window_s: float = 10.0,
@@ -292,8 +293,12 @@ class MediaLink:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Connect and join in the background (returns at once; no-op when started)."""
+    def start(self, on_frame: Callable[[bytes], None] | None = None) -> None:
+        """Connect and join in the background (returns at once; no-op when started or
+        closed). Media frames from the peer go to ``on_frame`` (the constructor's when None):
+        the media session's receive path, called straight from the socket's callback."""
+        if on_frame is not None:
+            self._on_frame = on_frame
         if self._machine.phase is MediaPhase.NEW:
             self._feed(self._machine.start(self._now()))
 
@@ -521,8 +526,11 @@ class MediaLink:
 
     def _frame_in(self, data: bytes) -> None:
         self.counters.received += 1
+        on_frame = self._on_frame
+        if on_frame is None:
+            return
         try:
-            self._on_frame(data)
+            on_frame(data)
         except Exception:
             self._frame_errors += 1
             if self._frame_errors == 1:
