@@ -65,6 +65,7 @@ from messenger_tui.core.crypto.safety import (
     safety_qr_payload,
 )
 from messenger_tui.core.errors import AddressError
+from messenger_tui.core.turns import OncePerTurn
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
@@ -142,10 +143,10 @@ class MessengerService:
         self._maintenance: asyncio.Task[None] | None = None
         self._prekey_task: asyncio.Task[None] | None = None
         self._deliveries: list[wire.Deliver] = []
-        self._deliveries_scheduled = False
+        self._deliveries_soon = OncePerTurn(self._process_deliveries, asyncio.get_running_loop)
         self._pending_acks: list[bytes] = []
         self._ack_task: asyncio.Task[None] | None = None
-        self._outbox_event_pending = False
+        self._outbox_event_soon = OncePerTurn(self._emit_outbox_changed, asyncio.get_running_loop)
         self._drained = asyncio.Event()
         self._setup_lock = asyncio.Lock()
         self._setup_done = asyncio.Event()
@@ -250,12 +251,10 @@ class MessengerService:
 
     def _outbox_changed_soon(self) -> None:
         """One OutboxChanged per event-loop turn, however many rows a burst stored."""
-        if not self._outbox_event_pending and self._subscribers:
-            self._outbox_event_pending = True
-            asyncio.get_running_loop().call_soon(self._emit_outbox_changed)
+        if self._subscribers:
+            self._outbox_event_soon.request()
 
     def _emit_outbox_changed(self) -> None:
-        self._outbox_event_pending = False
         self._emit(ev.OutboxChanged(self.store.outbox.count()))
 
     # ------------------------------------------------------------------ contacts
@@ -820,9 +819,8 @@ class MessengerService:
                 # The reader would go on with the next buffered frames in this same turn;
                 # let the UI (and timers) in between batches of a backlog.
                 await asyncio.sleep(0)
-            elif not self._deliveries_scheduled:
-                self._deliveries_scheduled = True
-                asyncio.get_running_loop().call_soon(self._process_deliveries)
+            else:
+                self._deliveries_soon.request()
             return
         self._process_deliveries()  # keep the relay's order for every other frame
         if isinstance(frame, wire.Drained):
@@ -847,7 +845,6 @@ class MessengerService:
             log.warning("relay error %s: %s", frame.code, frame.message)
 
     def _process_deliveries(self) -> None:
-        self._deliveries_scheduled = False
         frames, self._deliveries = self._deliveries, []
         if not frames:
             return

@@ -56,6 +56,7 @@ from messenger_tui.core.media_wire import (
     JOIN_TOKEN_LEN,
     MAX_MEDIA_FRAME,
     MEDIA_FRAME_FIRST_BYTE,
+    MEDIA_FRAME_PREFIX,
     Leg,
     MediaErrorCode,
     MediaJoin,
@@ -167,7 +168,7 @@ class MediaConnection(ClientConnection):
             and isinstance(event, Frame)
             and event.opcode is Opcode.BINARY
             and event.fin
-            and event.data[:1] == b"\x01"
+            and event.data[:1] == MEDIA_FRAME_PREFIX
         ):
             handler(bytes(event.data))
             return
@@ -346,7 +347,10 @@ class MediaLink:
             self.counters.dropped += 1
             return False
         if not frame or frame[0] != MEDIA_FRAME_FIRST_BYTE:
-            raise ValueError("a media frame starts with the media frame version byte 0x01")
+            raise ValueError(
+                f"a media frame starts with the media frame version byte "
+                f"{MEDIA_FRAME_FIRST_BYTE:#04x}"
+            )
         transport = ws.transport
         protocol = ws.protocol
         if (
@@ -549,7 +553,7 @@ class MediaLink:
                     data = await ws.recv()
                 except ConnectionClosed as exc:
                     return self._close_reason(exc, refusal)
-                if type(data) is bytes and data[:1] == b"\x01":
+                if type(data) is bytes and data[:1] == MEDIA_FRAME_PREFIX:
                     self._frame_in(data)
                     continue
                 try:
