@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from messenger_tui.core.links.media_rejoin import MediaPhase
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.server import RelayServer
 from messenger_tui.transport import Backoff, BadRelayUrl
@@ -185,7 +186,8 @@ async def test_reconnects_after_a_relay_restart_within_the_window(tmp_path: Path
     await relay.stop()
     await wait_for(lambda: caller.link.state is MediaLinkState.RECONNECTING)
     assert caller.link.send(media_frame()) is False
-    await asyncio.sleep(0.2)
+    # at least one attempt failed while the relay is down (then it waits its backoff)
+    await wait_for(lambda: caller.link.lifecycle.phase is MediaPhase.BACKING_OFF)
     again = RelayServer(RelayConfig(data_dir=tmp_path / "relay", port=port))
     await again.start()
     try:
