@@ -19,8 +19,11 @@ DEB_PACKAGES := libopus0 libportaudio2 sqlite3 tmux pulseaudio libasound2-plugin
 run: setup
 	$(BIN)/messenger-tui
 
+# Line coverage of messenger_tui is measured on the way (pytest-cov) and printed as one line
+# at the end; `.venv/bin/coverage report` lists it per file afterwards.
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --cov --cov-report=
+	@echo "line coverage of messenger_tui: $$($(BIN)/coverage report --format=total) %"
 
 lint: setup
 	$(BIN)/ruff check .

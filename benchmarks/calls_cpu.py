@@ -112,7 +112,8 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
     sink): process CPU per session, and the thread CPU time of each stage per 20 ms frame
     (read-only wrappers timing with ``time.thread_time_ns``)."""
     from benchmarks.calls_delay import _DirectCarrier, call_keys
-    from messenger_tui.media import session as session_module
+    from messenger_tui.media import receive_path as receive_path_module
+    from messenger_tui.media import send_path as send_path_module
     from messenger_tui.media.session import MediaSession
     from messenger_tui.media.wav_io import WavSink, WavSource
 
@@ -141,14 +142,17 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
         for i in range(2)
     ]
     for s in sessions:
-        s._on_captured = timed("send path (encode, pack, seal, send)", s._on_captured)  # type: ignore[method-assign]
-        s._encoder.encode = timed("  of which Opus encode", s._encoder.encode)
-        s.receive = timed("receive (open, unpack, jitter buffer push)", s.receive)  # type: ignore[method-assign]
-        s._pull = timed("playout pull (jitter buffer, decode)", s._pull)  # type: ignore[method-assign]
-        s._decoder.decode = timed("  of which Opus decode", s._decoder.decode)
-    carriers[0].peer, carriers[1].peer = sessions[1], sessions[0]
-    level = session_module.frame_level
-    session_module.frame_level = timed("levels", level)  # type: ignore[attr-defined]
+        send, rx = s._send, s._rx
+        send.on_captured = timed("send path (encode, pack, seal, send)", send.on_captured)  # type: ignore[method-assign]
+        send.encoder.encode = timed("  of which Opus encode", send.encoder.encode)
+        s.receive = timed("receive (open, unpack, jitter buffer push)", s.receive)
+        rx.pull = timed("playout pull (jitter buffer, decode)", rx.pull)  # type: ignore[method-assign]
+        rx.decoder.decode = timed("  of which Opus decode", rx.decoder.decode)
+    carriers[0].peer, carriers[1].peer = carriers[1], carriers[0]
+    level = send_path_module.frame_level
+    levels = timed("levels", level)
+    send_path_module.frame_level = levels  # type: ignore[attr-defined]
+    receive_path_module.frame_level = levels  # type: ignore[attr-defined]
     try:
         for s in sessions:
             s.start()
@@ -162,7 +166,8 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
         for s in sessions:
             await s.stop()
     finally:
-        session_module.frame_level = level  # type: ignore[attr-defined]
+        send_path_module.frame_level = level  # type: ignore[attr-defined]
+        receive_path_module.frame_level = level  # type: ignore[attr-defined]
     wall = t1 - t0
     frames = wall / (FRAME_MS / 1000)
     usage = _usage((c0, m0), (c1, m1), wall)

@@ -298,7 +298,7 @@ def session_codec() -> tuple[Any, Any]:
         )
     finally:
         loop.close()
-    return session._encoder, session._decoder
+    return session._send.encoder, session._rx.decoder
 
 
 class _Nothing:
@@ -338,12 +338,18 @@ def codec_alone(source: np.ndarray, onsets: list[int]) -> dict[str, Any]:
 
 
 class _DirectCarrier:
+    """Hands each frame to the other carrier's ``on_frame`` (its session's receive path)."""
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.peer: Any = None
+        self.on_frame: Any = None
+
+    def start(self, on_frame: Any) -> None:
+        self.on_frame = on_frame
 
     def send(self, frame: bytes) -> bool:
-        self._loop.call_soon(self.peer.receive, frame)
+        self._loop.call_soon(self.peer.on_frame, frame)
         return True
 
 
@@ -373,7 +379,7 @@ async def in_memory(
                 loop=loop,
             )
         )
-    carriers[0].peer, carriers[1].peer = sessions[1], sessions[0]
+    carriers[0].peer, carriers[1].peer = carriers[1], carriers[0]
     for s in sessions:
         s.start()
     await asyncio.sleep(len(source) / SAMPLE_RATE + 0.8)

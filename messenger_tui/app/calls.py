@@ -51,10 +51,11 @@ STATS_INTERVAL_S = 1.0
 
 
 class MediaCarrierLink(Protocol):
-    """What the manager needs of a media link (see transport/media_link.py)."""
+    """What the manager needs of a media link (see transport/media_link.py); the media
+    session starts it with its receive path (``start(on_frame)``)."""
 
     def send(self, frame: bytes) -> bool: ...
-    async def start(self) -> None: ...
+    def start(self, on_frame: Callable[[bytes], None]) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -64,17 +65,14 @@ class MediaSessionLike(Protocol):
     muted: bool
 
     async def start_async(self) -> None: ...
-    def receive(self, frame: bytes) -> None: ...
     async def stop(self) -> None: ...
     def stats(self) -> MediaStats: ...
 
 
-#: ``open_link(join_token, leg, on_frame, on_state)``: a media link, not yet started.
-#: ``on_state`` gets the link state's name in lower case (connecting, joined, reconnecting,
-#: lost, closed).
-LinkFactory = Callable[
-    [bytes, int, Callable[[bytes], None], Callable[[str], None]], MediaCarrierLink
-]
+#: ``open_link(join_token, leg, on_state)``: a media link, not yet started (the session
+#: starts it). ``on_state`` gets the link state's name in lower case (connecting, joined,
+#: reconnecting, lost, closed).
+LinkFactory = Callable[[bytes, int, Callable[[str], None]], MediaCarrierLink]
 #: ``make_session(keys, carrier, source, sink, on_connected, on_lost)``.
 SessionFactory = Callable[
     [
@@ -325,11 +323,6 @@ class CallManager:
         call_id = effect.call_id
         leg = 0 if effect.role is CallRole.CALLER else 1
 
-        def on_frame(frame: bytes) -> None:
-            media = self._media
-            if media is not None and media.call_id == call_id and media.session is not None:
-                media.session.receive(frame)
-
         def on_link_state(state: str) -> None:
             media = self._media
             if media is None or media.call_id != call_id:
@@ -340,7 +333,7 @@ class CallManager:
             else:
                 self._changed()
 
-        link = self._open_link(effect.keys.join_token, leg, on_frame, on_link_state)
+        link = self._open_link(effect.keys.join_token, leg, on_link_state)
         media = _Media(call_id, link)
         self._media = media
 
@@ -361,9 +354,9 @@ class CallManager:
             return
         session.muted = self._muted
         media.session = session
-        # The link connects while the devices open (off the loop: a first PortAudio open
-        # takes ~50 ms here, seconds on some hosts).
-        self._spawn(link.start())
+        # The session starts the link (its frames go straight to the session's receive path),
+        # which connects while the devices open (off the loop: a first PortAudio open takes
+        # ~50 ms here, seconds on some hosts).
         self._spawn(self._start_session(media, session))
         if self._stats_task is None or self._stats_task.done():
             self._stats_task = asyncio.get_running_loop().create_task(self._stats_loop())

@@ -22,6 +22,7 @@ from messenger_tui.core.crypto import prekeys as pk
 from messenger_tui.core.crypto import session as cs
 from messenger_tui.core.crypto.identity import IdentityKeyPair
 from messenger_tui.core.errors import CryptoError
+from messenger_tui.core.turns import OncePerTurn
 from messenger_tui.storage.outbox import OutboxRow
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
@@ -77,7 +78,7 @@ class OutboxSender:
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._bundle_errors: dict[bytes, str] = {}
         self._stored: list[OutboxRow] = []
-        self._stored_scheduled = False
+        self._stored_soon = OncePerTurn(self._flush_stored, asyncio.get_running_loop)
         self._paused_until = 0.0
         #: Envelopes submitted and not answered yet.
         self._outstanding = 0
@@ -247,9 +248,7 @@ class OutboxSender:
         exc = future.exception()
         if exc is None:
             self._stored.append(row)
-            if not self._stored_scheduled:
-                self._stored_scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush_stored)
+            self._stored_soon.request()
             return
         self._submitted.discard(row.seq)
         if isinstance(exc, RelayRequestError) and exc.code == wire.ErrorCode.TOO_LARGE:
@@ -263,7 +262,6 @@ class OutboxSender:
 
     def _flush_stored(self) -> None:
         """Commit the Stored answers of this event-loop turn together."""
-        self._stored_scheduled = False
         rows, self._stored = self._stored, []
         events: list[ev.Event] = []
         with self._store.db.transaction():

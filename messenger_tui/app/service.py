@@ -67,6 +67,7 @@ from messenger_tui.core.crypto.safety import (
     safety_qr_payload,
 )
 from messenger_tui.core.errors import AddressError
+from messenger_tui.core.turns import OncePerTurn
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
@@ -146,10 +147,10 @@ class MessengerService:
         self._maintenance: asyncio.Task[None] | None = None
         self._prekey_task: asyncio.Task[None] | None = None
         self._deliveries: list[wire.Deliver] = []
-        self._deliveries_scheduled = False
+        self._deliveries_soon = OncePerTurn(self._process_deliveries, asyncio.get_running_loop)
         self._pending_acks: list[bytes] = []
         self._ack_task: asyncio.Task[None] | None = None
-        self._outbox_event_pending = False
+        self._outbox_event_soon = OncePerTurn(self._emit_outbox_changed, asyncio.get_running_loop)
         self._drained = asyncio.Event()
         self._setup_lock = asyncio.Lock()
         self._setup_done = asyncio.Event()
@@ -223,6 +224,12 @@ class MessengerService:
         self._drainer = self._maintenance = self._prekey_task = None
         await self._client.close()
 
+    def reconnect_now(self) -> bool:
+        """Connect to the relay at once instead of waiting out the retry delay, and restart
+        the backoff. True if an attempt started; False when connected, already connecting,
+        or not started."""
+        return self._client.reconnect_now()
+
     def subscribe(self) -> asyncio.Queue[ev.Event]:
         """A queue receiving every event from now on. Read it promptly (it is unbounded)."""
         queue: asyncio.Queue[ev.Event] = asyncio.Queue()
@@ -248,12 +255,10 @@ class MessengerService:
 
     def _outbox_changed_soon(self) -> None:
         """One OutboxChanged per event-loop turn, however many rows a burst stored."""
-        if not self._outbox_event_pending and self._subscribers:
-            self._outbox_event_pending = True
-            asyncio.get_running_loop().call_soon(self._emit_outbox_changed)
+        if self._subscribers:
+            self._outbox_event_soon.request()
 
     def _emit_outbox_changed(self) -> None:
-        self._outbox_event_pending = False
         self._emit(ev.OutboxChanged(self.store.outbox.count()))
 
     # ------------------------------------------------------------------ contacts
@@ -756,7 +761,6 @@ class MessengerService:
         self,
         join_token: bytes,
         leg: int,
-        on_frame: Callable[[bytes], None],
         on_state: Callable[[str], None],
     ) -> MediaCarrierLink:
         from messenger_tui.transport.media_link import MediaLink
@@ -767,7 +771,6 @@ class MessengerService:
             self.identity.sign,
             join_token=join_token,
             leg=leg,
-            on_frame=on_frame,
             on_state=lambda state: on_state(state.name.lower()),
         )
 
@@ -877,9 +880,8 @@ class MessengerService:
                 # The reader would go on with the next buffered frames in this same turn;
                 # let the UI (and timers) in between batches of a backlog.
                 await asyncio.sleep(0)
-            elif not self._deliveries_scheduled:
-                self._deliveries_scheduled = True
-                asyncio.get_running_loop().call_soon(self._process_deliveries)
+            else:
+                self._deliveries_soon.request()
             return
         self._process_deliveries()  # keep the relay's order for every other frame
         if isinstance(frame, wire.Drained):
@@ -906,7 +908,6 @@ class MessengerService:
             log.warning("relay error %s: %s", frame.code, frame.message)
 
     def _process_deliveries(self) -> None:
-        self._deliveries_scheduled = False
         frames, self._deliveries = self._deliveries, []
         if not frames:
             return

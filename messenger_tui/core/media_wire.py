@@ -34,6 +34,8 @@ MEDIA_PATH: Final = "/media"
 JOIN_TOKEN_LEN: Final = 32
 #: First byte of every media frame; control frames never start with it.
 MEDIA_FRAME_FIRST_BYTE: Final = MEDIA_FRAME_VERSION
+#: The same as a one-byte prefix, for ``data[:1] == MEDIA_FRAME_PREFIX`` on hot paths.
+MEDIA_FRAME_PREFIX: Final = bytes([MEDIA_FRAME_FIRST_BYTE])
 #: Largest media frame the relay forwards (a 20 ms Opus frame with redundancy is ~150 bytes).
 MAX_MEDIA_FRAME: Final = 1500
 
@@ -132,6 +134,6 @@ def decode_media_relay_frame(data: bytes | str) -> MediaRelayFrame:
 def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes | str) -> T:
     if isinstance(data, str):
         raise MalformedFrame("text frames are not part of the protocol; send binary frames")
-    if data[:1] == bytes([MEDIA_FRAME_FIRST_BYTE]):
+    if data[:1] == MEDIA_FRAME_PREFIX:
         raise MalformedFrame("a media frame is not a control frame")
     return decode_bounded(decoder, data, "control frame")

@@ -5,7 +5,8 @@ every pacer of the process: multiples of 20 ms of ``loop.time()``. A headless ca
 source and WAV sink therefore fire in the same loop iteration, so the call wakes the process
 once per 20 ms for both instead of once per end, and no frame crosses a thread (no
 ``call_soon_threadsafe``, no GIL hand-off), with no thread of its own (measured: a small part
-of a call's CPU, docs/notes/calls.md §10; the codec and the per-frame Python are the rest).
+of a call's CPU, docs/performance.md, History, "Calls 10"; the codec and the per-frame Python
+are the rest).
 
 Absolute deadlines keep scheduling jitter from accumulating into drift. After a stall longer
 than :data:`MAX_LAG_S` (a suspended machine, a blocked loop) the pacer rejoins the grid at the

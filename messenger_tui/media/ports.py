@@ -66,7 +66,13 @@ class AudioSink(Protocol):
 
 
 class MediaCarrier(Protocol):
-    """Takes sealed media frames towards the peer."""
+    """Takes sealed media frames towards the peer, and brings the peer's to ``on_frame``."""
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        """Begin carrying (a network carrier connects in the background; returns at once) and
+        hand each frame from the peer to ``on_frame`` on the loop, in arrival order. Called
+        once, by the media session when it starts. ``on_frame`` must not block."""
+        ...
 
     def send(self, frame: bytes) -> bool:
         """Queue one sealed frame without blocking; False when it was dropped (link down or

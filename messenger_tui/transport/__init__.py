@@ -3,7 +3,7 @@
 Connects and authenticates (challenge-response with the identity key), verifies TLS or a
 certificate pin, keeps the connection alive with pings, reconnects with exponential backoff
 and full jitter, and correlates requests with their answers. The app layer uses
-:class:`RelayClient`; see docs/notes/transport.md.
+:class:`RelayClient`; see docs/protocol.md §6.
 """
 
 from messenger_tui.transport.backoff import Backoff

@@ -1,6 +1,9 @@
 """The relay client: one authenticated websocket to the relay, kept alive with reconnects.
 
-Lifecycle (see docs/notes/transport.md)::
+The lifecycle (connect, wait with backoff, connected, healthy, replaced, closing) is the
+transition table of :mod:`messenger_tui.core.links.relay_link`, with its rules; this module
+only drives it: it carries out the table's effects (start an attempt, arm a timer, report a
+state) and feeds it what happened (authenticated, failed, round trip, dropped, timer)::
 
     OFFLINE -> CONNECTING -> CONNECTED -> (drop) -> RECONNECTING(retry_in) -> CONNECTING -> ...
                     \\-> (failure) -> RECONNECTING(retry_in) -> CONNECTING -> ...
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import itertools
 import logging
 import ssl
@@ -40,7 +42,17 @@ from websockets.exceptions import (
     ConnectionClosed,
 )
 
+from messenger_tui.core.close_codes import CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.links.effects import Abort, Connect, Report
+from messenger_tui.core.links.relay_link import (
+    REPLACED_RETRY_S,
+    STABLE_AFTER,
+    ConnectionState,
+    LinkEffect,
+    LinkPhase,
+    RelayLink,
+)
 from messenger_tui.core.wire import (
     KEY_LEN,
     MAX_FRAME,
@@ -87,6 +99,7 @@ __all__ = [
     "MAX_QUEUE",
     "PING_INTERVAL",
     "PING_TIMEOUT",
+    "REPLACED_RETRY_S",
     "STABLE_AFTER",
     "ConnectionState",
     "RelayClient",
@@ -101,25 +114,10 @@ PING_INTERVAL = 20.0
 PING_TIMEOUT = 20.0
 #: Incoming frames buffered before the socket stops reading (backpressure on a slow app).
 MAX_QUEUE = 32
-#: Seconds a connection must have lasted for its drop to restart backoff from the base.
-STABLE_AFTER = 10.0
 #: Seconds to wait for the relay's answer to our close frame.
 CLOSE_TIMEOUT = 2.0
 #: Largest number of ids in one Ack frame (16-byte ids stay far below MAX_FRAME).
 ACK_CHUNK = 4096
-#: Close code the relay uses when a newer connection of the same identity replaces this one.
-CLOSE_REPLACED = 4000
-#: Wait before reconnecting after being replaced (avoids two instances evicting each other).
-REPLACED_RETRY_S = 60.0
-
-
-class ConnectionState(enum.Enum):
-    """Where the client is in its connection lifecycle."""
-
-    OFFLINE = "offline"  # not connected and not trying (before start, after close)
-    CONNECTING = "connecting"  # an attempt is in progress
-    CONNECTED = "connected"  # authenticated; sends are accepted
-    RECONNECTING = "reconnecting"  # waiting ``retry_in`` seconds before the next attempt
 
 
 @dataclass(frozen=True)
@@ -204,16 +202,16 @@ class RelayClient:
         self._on_frame = on_frame
         self._on_state = on_state
         self._on_connected = on_connected
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._machine = RelayLink(
+            backoff if backoff is not None else Backoff(), stable_after=stable_after
+        )
         self._connect_timeout = connect_timeout
         self._clock = clock
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
-        self._stable_after = stable_after
         self._ssl_context = ssl_context
         self._proxy = proxy
 
-        self._state = ConnectionState.OFFLINE
         self._link: _Link | None = None
         self._challenge: Challenge | None = None
         self._auth: AuthOk | None = None
@@ -224,7 +222,8 @@ class RelayClient:
         self._run_done: asyncio.Future[None] | None = None
         self._stop: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._attempt: asyncio.Task[_Link] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def set_url(self, url: str) -> None:
         """Use the relay at ``url`` from the next connection on (:class:`BadRelayUrl` for an
@@ -238,7 +237,12 @@ class RelayClient:
 
     @property
     def state(self) -> ConnectionState:
-        return self._state
+        return self._machine.state
+
+    @property
+    def lifecycle(self) -> RelayLink:
+        """The lifecycle table's machine (read its phase; drive it only through this class)."""
+        return self._machine
 
     @property
     def connected(self) -> bool:
@@ -280,13 +284,21 @@ class RelayClient:
             return self._link.auth
         if self._run_active:
             raise RuntimeError("run() manages this connection; use wait_connected() instead")
+        phase = self._machine.phase
+        if phase is LinkPhase.CLOSING:
+            raise NotConnected(f"the client of relay {self.endpoint.display} is closing")
+        if phase is not LinkPhase.ONCE_CONNECTING:
+            self._feed(self._machine.connect_once(self._now()))
+        attempt = self._attempt
+        assert attempt is not None
         try:
-            link = await self._connect()
-        except Exception as exc:
-            self._set_state(ConnectionState.OFFLINE, error=str(exc))
-            raise
-        except BaseException:  # cancelled, e.g. by the caller's own timeout
-            self._set_state(ConnectionState.OFFLINE, error="connection attempt cancelled")
+            link = await attempt
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if attempt.cancelled() and task is not None and not task.cancelling():
+                raise NotConnected(
+                    f"connection attempt to relay {self.endpoint.display} cancelled by close()"
+                ) from None
             raise
         return link.auth
 
@@ -295,9 +307,9 @@ class RelayClient:
 
         Each failed attempt or dropped connection emits ``StateChange(RECONNECTING,
         retry_in=..., error=...)`` and waits a :class:`Backoff` delay; the backoff restarts
-        from the base after a connection lasted ``stable_after`` seconds. Returns after
-        :meth:`close`; on return the connection is closed and pending futures have failed
-        with :class:`NotConnected`.
+        from the base when a healthy connection drops (rules in
+        :mod:`messenger_tui.core.links.relay_link`). Returns after :meth:`close`; on return
+        the connection is closed and pending futures have failed with :class:`NotConnected`.
         """
         if self._run_active:
             raise RuntimeError("RelayClient.run() is already running")
@@ -305,56 +317,31 @@ class RelayClient:
         self._run_active = True
         self._stop = loop.create_future()
         self._run_done = loop.create_future()
-        stop = self._stop
         try:
-            while not stop.done():
-                if self._link is not None and self._link.alive:
-                    # Adopt the connection connect_once() made: a second one would replace
-                    # it on the relay (one live connection per identity).
-                    attempt: asyncio.Future[_Link] = loop.create_future()
-                    attempt.set_result(self._link)
-                else:
-                    attempt = asyncio.ensure_future(self._connect())
-                if not await self._race(attempt, stop):
-                    break
-                error: str
-                try:
-                    link = attempt.result()
-                except TransportError as exc:
-                    error = str(exc)
-                except Exception as exc:
-                    logger.exception(
-                        "unexpected failure connecting to relay %s", self.endpoint.display
-                    )
-                    error = f"unexpected error: {exc!r}"
-                else:
-                    started = loop.time()
-                    waiting: list[asyncio.Future[Any]] = [link.lost, stop]
-                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                    if stop.done():
-                        break
-                    error = link.lost.result()
-                    if loop.time() - started >= self._stable_after:
-                        self._backoff.reset()
-                    if link.replaced:
-                        # Reconnecting at once would evict the other instance, which would
-                        # evict us again: wait long, and let the user see why.
-                        delay = REPLACED_RETRY_S
-                        self._set_state(ConnectionState.RECONNECTING, retry_in=delay, error=error)
-                        await asyncio.wait([stop], timeout=delay)
-                        continue
-                delay = self._backoff.next_delay()
-                self._set_state(ConnectionState.RECONNECTING, retry_in=delay, error=error)
-                await asyncio.wait([stop], timeout=delay)
+            # Adopts a link connect_once() made: a second one would replace it on the relay.
+            self._feed(self._machine.start(self._now()))
+            await self._stop
         finally:
+            self._feed(self._machine.stop(self._now()))
+            await self._end_attempt()
             current = self._link
             if current is not None:
                 self._link_lost(current, "client stopped")
                 await self._close_ws(current.ws)
             self._run_active = False
-            self._set_state(ConnectionState.OFFLINE)
+            self._finish_stop()
             if not self._run_done.done():
                 self._run_done.set_result(None)
+
+    def reconnect_now(self) -> bool:
+        """Connect at once instead of waiting for the retry timer, and restart the backoff
+        (the user's "reconnect now"). True if an attempt started; False while connected, while
+        an attempt is already in flight, or when :meth:`run` is not active."""
+        if not self._run_active or self._machine.phase is LinkPhase.CLOSING:
+            return False
+        effects = self._machine.reconnect_now(self._now())
+        self._feed(effects)
+        return any(isinstance(effect, Connect) for effect in effects)
 
     async def start(self) -> None:
         """Run :meth:`run` as a background task (no-op when already running). Use
@@ -388,7 +375,7 @@ class RelayClient:
 
         Safe to call more than once; :meth:`start` or :meth:`connect_once` may be used again
         afterwards."""
-        self._closing = True
+        self._feed(self._machine.stop(self._now()))
         try:
             if self._stop is not None and not self._stop.done():
                 self._stop.set_result(None)
@@ -410,8 +397,8 @@ class RelayClient:
                 except Exception:
                     logger.exception("relay client run() ended with an error")
         finally:
-            self._closing = False
-        self._set_state(ConnectionState.OFFLINE)
+            await self._end_attempt()
+            self._finish_stop()
 
     # ------------------------------------------------------------------ sending
 
@@ -537,41 +524,77 @@ class RelayClient:
             raise NotConnected(f"not connected to relay {self.endpoint.display}")
         return link
 
-    def _set_state(
-        self, state: ConnectionState, retry_in: float | None = None, error: str | None = None
-    ) -> None:
-        if state is ConnectionState.OFFLINE and self._state is state and error is None:
-            return
-        self._state = state
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _feed(self, effects: list[LinkEffect]) -> None:
+        """Carry out the lifecycle table's effects, then arm its timer."""
+        for effect in effects:
+            if isinstance(effect, Report):
+                self._report(effect)
+            elif isinstance(effect, Connect):
+                attempt = asyncio.get_running_loop().create_task(
+                    self._connect(), name="relay-connect"
+                )
+                attempt.add_done_callback(_retrieve)
+                self._attempt = attempt
+            elif isinstance(effect, Abort) and self._attempt is not None:
+                self._attempt.cancel()
+            # Wait: the timer below follows the machine's deadline
+        deadline = self._machine.next_deadline
+        timer = self._timer
+        if timer is not None and (deadline is None or timer.when() != deadline):
+            timer.cancel()
+            self._timer = timer = None
+        if deadline is not None and timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(deadline, self._on_timer, deadline)
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer = None
+        self._feed(self._machine.poll(max(self._now(), deadline)))
+
+    def _report(self, report: Report[ConnectionState]) -> None:
         if self._on_state is None:
             return
         try:
-            self._on_state(StateChange(state, retry_in, error))
+            self._on_state(StateChange(report.state, report.retry_in, report.error))
         except Exception:
             logger.exception("on_state handler failed")
 
-    @staticmethod
-    async def _race(task: asyncio.Future[Any], stop: asyncio.Future[None]) -> bool:
-        """Wait for ``task`` unless ``stop`` completes first (then cancel it): True if the
-        task finished."""
-        try:
-            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        if task.cancelled():
-            return False
-        if stop.done():
-            # A link may have been activated at the same instant; run() tears it down.
-            task.exception()  # mark retrieved
-            return False
-        return True
+    def _finish_stop(self) -> None:
+        if self._machine.phase is LinkPhase.CLOSING:
+            self._feed(self._machine.closed(self._now()))
+
+    async def _end_attempt(self) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None and not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
 
     async def _connect(self) -> _Link:
-        self._set_state(ConnectionState.CONNECTING)
-        link = await self._open()
+        """One attempt (the table's Connect): its outcome goes back to the table."""
+        managed = self._machine.phase is LinkPhase.CONNECTING
+        try:
+            link = await self._open()
+        except asyncio.CancelledError:
+            self._feed(self._machine.failed(self._now(), "connection attempt cancelled"))
+            raise
+        except TransportError as exc:
+            self._feed(self._machine.failed(self._now(), str(exc)))
+            raise
+        except Exception as exc:
+            error = str(exc)
+            if managed:
+                logger.exception("unexpected failure connecting to relay %s", self.endpoint.display)
+                error = f"unexpected error: {exc!r}"
+            self._feed(self._machine.failed(self._now(), error))
+            raise
+        if self._machine.phase not in (LinkPhase.CONNECTING, LinkPhase.ONCE_CONNECTING):
+            # stopped while the handshake finished: the table no longer wants this link
+            link.ws.transport.abort()
+            raise NotConnected(f"connection to relay {self.endpoint.display} no longer wanted")
         self._activate(link)
         return link
 
@@ -611,7 +634,7 @@ class RelayClient:
             link.enqueue(encode(Subscribe(identities=self._subscription)))
         self._connected_event.set()
         logger.info("connected to relay %s (%d queued)", self.endpoint.display, link.auth.queued)
-        self._set_state(ConnectionState.CONNECTED)
+        self._feed(self._machine.authenticated(self._now()))
         if self._on_connected is not None:
             link.on_connected = asyncio.create_task(
                 self._run_on_connected(link), name="relay-on-connected"
@@ -665,6 +688,13 @@ class RelayClient:
             self._link_lost(link, reason)
 
     async def _dispatch(self, link: _Link, frame: RelayFrame) -> None:
+        if (
+            self._machine.phase is LinkPhase.CONNECTED
+            and link is self._link
+            and isinstance(frame, Drained | Stored | Bundle | Ok)
+        ):
+            # the relay answered on this connection: it is healthy (the table's rule 4)
+            self._feed(self._machine.round_trip(self._now()))
         if isinstance(frame, Stored):
             stored = link.stored.pop(frame.id, None)
             if stored is not None and not stored.done():
@@ -743,8 +773,7 @@ class RelayClient:
         if not link.lost.done():
             link.lost.set_result(reason)
         logger.info("disconnected from relay %s: %s", self.endpoint.display, reason)
-        if not self._run_active and not self._closing:
-            self._set_state(ConnectionState.OFFLINE, error=reason)
+        self._feed(self._machine.dropped(self._now(), reason, replaced=link.replaced))
 
     @staticmethod
     async def _flush_link(link: _Link, timeout: float) -> bool:
@@ -768,3 +797,9 @@ class RelayClient:
 
 def _tag(frame: object) -> str:
     return type(frame).__name__
+
+
+def _retrieve(task: asyncio.Task[_Link]) -> None:
+    """Mark an attempt's exception retrieved: its outcome already went to the table."""
+    if not task.cancelled():
+        task.exception()

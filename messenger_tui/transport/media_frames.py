@@ -4,8 +4,8 @@ websockets' sans-I/O protocol costs about 100 us of a call's CPU per 20 ms frame
 design's 2-core reference machine (a generator-based parser with several Python frames per
 websocket frame, a ``Frame`` object and a buffer copy each way): measured with two clients that
 only move call-sized frames, 1.4 % of a core with websockets' framing against 1.0 % with the
-helpers below (docs/notes/calls.md section 11). A call's budget is 3 %. So, on the media leg
-only, and only once websockets' connection is open:
+helpers below (docs/performance.md, History, "Calls 11"). A call's budget is 3 %. So, on the
+media leg only, and only once websockets' connection is open:
 
 - :func:`client_binary_frame` writes a media frame as a masked, final binary websocket frame
   (RFC 6455 section 5.2), byte for byte what websockets writes for the same payload and mask.

@@ -5,20 +5,23 @@ transport does not import media). Lifecycle::
 
     CONNECTING -> JOINED <-> RECONNECTING -> ... -> LOST        (close() -> CLOSED from anywhere)
 
-* :meth:`MediaLink.start` returns at once; the link connects in the background: TCP/TLS/pin and
-  the relay's Challenge -> Auth -> AuthOk exactly as the message link
+* :meth:`MediaLink.start` (``on_frame``) returns at once; the link connects in the
+  background: TCP/TLS/pin and the relay's Challenge -> Auth -> AuthOk exactly as the message link
   (:mod:`messenger_tui.transport.dialer`), then ``media_join(token, leg)`` -> ``media_joined``.
 * :meth:`MediaLink.send` never blocks: it writes the frame straight to the socket, or drops it
   (returns False, counted) when the link is not joined or the socket's write buffer holds more
   than ``send_buffer_limit`` bytes. Voice is never queued for later.
-* Incoming media frames go to ``on_frame`` (synchronously, in arrival order; it must not
-  block), the other leg's presence to ``on_peer``, state changes to ``on_state``.
+* Incoming media frames go to ``on_frame`` (given to :meth:`MediaLink.start`, or to the
+  constructor; synchronously, in arrival order; it must not block), the other leg's presence
+  to ``on_peer``, state changes to ``on_state``.
 * When the link drops, it reconnects with a short backoff and re-joins the same leg (the relay
   lets the same identity replace its own stale connection). If it is not joined again within
   ``reconnect_window_s`` (counted from the drop; for the first join, from :meth:`start`), or
   the relay refuses for good (authentication failed, leg held by another identity, this leg
   taken over by another connection of ours, peer never came), the state becomes LOST and
-  :attr:`MediaLink.error` says why: the call ends with reason ``connection_lost``.
+  :attr:`MediaLink.error` says why: the call ends with reason ``connection_lost``. These
+  rules are the transition table of :mod:`messenger_tui.core.links.media_rejoin`; this class
+  drives it (attempts, timers, reports) and classifies what happened.
 
 Nothing logged contains the join token, keys or frame bytes.
 """
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import ssl
 import time
@@ -41,11 +43,20 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from messenger_tui.core import media_wire
+from messenger_tui.core.close_codes import CLOSE_ALONE, CLOSE_POLICY, CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.links.effects import Abort, Connect, Report
+from messenger_tui.core.links.media_rejoin import (
+    MediaLinkState,
+    MediaPhase,
+    MediaRejoin,
+    RejoinEffect,
+)
 from messenger_tui.core.media_wire import (
     JOIN_TOKEN_LEN,
     MAX_MEDIA_FRAME,
     MEDIA_FRAME_FIRST_BYTE,
+    MEDIA_FRAME_PREFIX,
     Leg,
     MediaErrorCode,
     MediaJoin,
@@ -89,20 +100,6 @@ CLOSE_TIMEOUT = 1.0
 MAX_QUEUE = 64
 #: Largest incoming websocket message (media frames are at most 1,500 bytes).
 MAX_MESSAGE = 8 * 1024
-#: Relay close codes of the media route (relay/media_route.py).
-CLOSE_POLICY = 1008
-CLOSE_REPLACED = 4000
-CLOSE_ALONE = 4001
-
-
-class MediaLinkState(enum.Enum):
-    """Where a media link is."""
-
-    CONNECTING = "connecting"  # first connection attempt(s), before the first join
-    JOINED = "joined"  # joined the call's route: frames flow (if the peer is present)
-    RECONNECTING = "reconnecting"  # the link dropped; re-joining within the window
-    LOST = "lost"  # could not (re)join in time, or refused for good: end the call
-    CLOSED = "closed"  # close() was called
 
 
 @dataclass
@@ -171,7 +168,7 @@ class MediaConnection(ClientConnection):
             and isinstance(event, Frame)
             and event.opcode is Opcode.BINARY
             and event.fin
-            and event.data[:1] == b"\x01"
+            and event.data[:1] == MEDIA_FRAME_PREFIX
         ):
             handler(bytes(event.data))
             return
@@ -203,7 +200,7 @@ class MediaLink:
         *,
         join_token: bytes,
         leg: int,
-        on_frame: Callable[[bytes], None],
+        on_frame: Callable[[bytes], None] | None = None,
         on_peer: Callable[[bool], None] | None = None,
         on_state: Callable[[MediaLinkState], None] | None = None,
         reconnect_window_s: float = 10.0,
@@ -228,11 +225,13 @@ class MediaLink:
         self._on_frame = on_frame
         self._on_peer = on_peer
         self._on_state = on_state
-        #: Seconds to (re)join after a drop before LOST; a change applies from the next drop.
-        self.reconnect_window_s = reconnect_window_s
+        self._machine = MediaRejoin(
+            backoff if backoff is not None else Backoff(base=0.05, cap=1.0),
+            display=self.endpoint.display,
+            window_s=reconnect_window_s,
+        )
         self._connect_timeout = connect_timeout
         self._send_limit = send_buffer_limit
-        self._backoff = backoff if backoff is not None else Backoff(base=0.05, cap=1.0)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._ssl_context = ssl_context
@@ -240,15 +239,14 @@ class MediaLink:
         self._state = MediaLinkState.CONNECTING
         self._ws: ClientConnection | None = None
         self._peer = False
-        self._task: asyncio.Task[None] | None = None
+        self._attempt: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._joined = asyncio.Event()
         self._ended = asyncio.Event()
-        self._closed = False
         self._frame_errors = 0
         self._masks = MaskKeys()
         self.counters = MediaLinkCounters()
-        #: Why the link is (or was last) down; set when LOST. Never contains secrets.
-        self.error: str | None = None
         #: What the relay said in media_joined (alone timeout, max frame), once joined.
         self.joined_info: MediaJoined | None = None
 
@@ -257,6 +255,25 @@ class MediaLink:
     @property
     def state(self) -> MediaLinkState:
         return self._state
+
+    @property
+    def reconnect_window_s(self) -> float:
+        """Seconds to (re)join after a drop before LOST; a change applies from the next drop."""
+        return self._machine.window_s
+
+    @reconnect_window_s.setter
+    def reconnect_window_s(self, seconds: float) -> None:
+        self._machine.window_s = seconds
+
+    @property
+    def error(self) -> str | None:
+        """Why the link is (or was last) down; None while joined. Never contains secrets."""
+        return self._machine.error
+
+    @property
+    def lifecycle(self) -> MediaRejoin:
+        """The lifecycle table's machine (read it; drive it only through this class)."""
+        return self._machine
 
     @property
     def peer_present(self) -> bool:
@@ -277,11 +294,14 @@ class MediaLink:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Connect and join in the background (returns at once; no-op when started)."""
-        if self._task is not None or self._closed:
-            return
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="media-link")
+    def start(self, on_frame: Callable[[bytes], None] | None = None) -> None:
+        """Connect and join in the background (returns at once; no-op when started or
+        closed). Media frames from the peer go to ``on_frame`` (the constructor's when None):
+        the media session's receive path, called straight from the socket's callback."""
+        if on_frame is not None:
+            self._on_frame = on_frame
+        if self._machine.phase is MediaPhase.NEW:
+            self._feed(self._machine.start(self._now()))
 
     async def wait_joined(self, timeout: float) -> bool:
         """Wait until the link is joined; False on timeout or when it ended (LOST/CLOSED)."""
@@ -305,15 +325,15 @@ class MediaLink:
 
     async def close(self) -> None:
         """Leave the call: close the connection; the state becomes CLOSED. Idempotent."""
-        if self._closed:
+        if self._machine.phase is MediaPhase.CLOSED:
             return
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
+        self._feed(self._machine.close(self._now()))
+        tasks = [t for t in (self._attempt, self._reader) if t is not None and not t.done()]
+        self._attempt = self._reader = None
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._drop_socket()
-        self._set_state(MediaLinkState.CLOSED)
         self._ended.set()
 
     # ------------------------------------------------------------------ sending
@@ -327,7 +347,10 @@ class MediaLink:
             self.counters.dropped += 1
             return False
         if not frame or frame[0] != MEDIA_FRAME_FIRST_BYTE:
-            raise ValueError("a media frame starts with the media frame version byte 0x01")
+            raise ValueError(
+                f"a media frame starts with the media frame version byte "
+                f"{MEDIA_FRAME_FIRST_BYTE:#04x}"
+            )
         transport = ws.transport
         protocol = ws.protocol
         if (
@@ -369,77 +392,85 @@ class MediaLink:
             except Exception:
                 logger.exception("media link on_peer handler failed")
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        display = self.endpoint.display
-        deadline = loop.time() + self.reconnect_window_s
-        error = "not connected yet"
-        # Whether an attempt in this window failed for a reason of its own: then an attempt
-        # the window's end cut short does not replace that reason.
-        attempt_failed = False
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    window = self.reconnect_window_s
-                    self._lose(f"no media connection within {window:g} s ({error})")
-                    return
-                try:
-                    async with asyncio.timeout(remaining):
-                        ws = await self._connect_and_join()
-                except (
-                    _Refused,
-                    RelayAuthFailed,
-                    RelayProtocolError,
-                    PinMismatch,
-                    TlsError,
-                ) as exc:
-                    self._lose(str(exc))
-                    return
-                except TimeoutError:
-                    if not attempt_failed:
-                        error = f"relay {display} did not answer in time"
-                    continue
-                except TransportError as exc:
-                    error = str(exc)
-                    attempt_failed = True
-                    delay = min(self._backoff.next_delay(), max(0.0, deadline - loop.time()))
-                    await asyncio.sleep(delay)
-                    continue
-                self._backoff.reset()
-                self._ws = ws
-                self.counters.joins += 1
-                self.error = None
-                self._set_state(MediaLinkState.JOINED)
-                if self.joined_info is not None:
-                    self._set_peer(self.joined_info.peer)
-                logger.info("media link leg %d joined via %s", self.leg, display)
-                reason, fatal = await self._read(ws)
-                self._ws = None
-                self._set_peer(False)
-                if fatal:
-                    self._lose(reason)
-                    return
-                logger.info("media link leg %d dropped (%s); rejoining", self.leg, reason)
-                error = reason
-                attempt_failed = False
-                self.error = reason
-                self._set_state(MediaLinkState.RECONNECTING)
-                deadline = loop.time() + self.reconnect_window_s
-        finally:
-            await self._drop_socket()
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
-    def _lose(self, reason: str) -> None:
-        self.error = reason
-        logger.info("media link leg %d lost: %s", self.leg, reason)
+    def _feed(self, effects: list[RejoinEffect]) -> None:
+        """Carry out the lifecycle table's effects, then follow its deadline."""
+        loop = asyncio.get_running_loop()
+        for effect in effects:
+            if isinstance(effect, Report):
+                self._report(effect.state)
+            elif isinstance(effect, Connect):
+                self._attempt = loop.create_task(self._attempt_join(), name="media-link")
+            elif isinstance(effect, Abort) and self._attempt is not None:
+                self._attempt.cancel()
+        deadline = self._machine.next_deadline
+        timer = self._timer
+        if timer is not None and (deadline is None or timer.when() != deadline):
+            timer.cancel()
+            self._timer = timer = None
+        if deadline is not None and timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer, deadline)
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer = None
+        self._feed(self._machine.poll(max(self._now(), deadline)))
+
+    def _report(self, state: MediaLinkState) -> None:
+        if state is MediaLinkState.LOST:
+            logger.info("media link leg %d lost: %s", self.leg, self._machine.error)
+            self._set_peer(False)
+        self._set_state(state)
+        if state is MediaLinkState.LOST or state is MediaLinkState.CLOSED:
+            self._ended.set()
+
+    async def _attempt_join(self) -> None:
+        """One attempt (the table's Connect); its outcome goes back to the table."""
+        try:
+            ws = await self._connect_and_join()
+        except (_Refused, RelayAuthFailed, RelayProtocolError, PinMismatch, TlsError) as exc:
+            self._feed(self._machine.refused(self._now(), str(exc)))
+            return
+        except TransportError as exc:
+            self._feed(self._machine.attempt_failed(self._now(), str(exc)))
+            return
+        except asyncio.CancelledError:
+            raise  # aborted: the window ended, or close()
+        except Exception as exc:
+            logger.exception("unexpected failure joining the call's media")
+            self._feed(self._machine.refused(self._now(), f"unexpected error: {exc!r}"))
+            return
+        if self._machine.phase is not MediaPhase.DIALING:
+            ws.transport.abort()  # the window ended at the same instant: not wanted any more
+            return
+        self._ws = ws
+        self.counters.joins += 1
+        self._feed(self._machine.joined(self._now()))
+        if self.joined_info is not None:
+            self._set_peer(self.joined_info.peer)
+        logger.info("media link leg %d joined via %s", self.leg, self.endpoint.display)
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read_until_dropped(ws), name="media-link-reader"
+        )
+
+    async def _read_until_dropped(self, ws: ClientConnection) -> None:
+        reason, fatal = await self._read(ws)
+        self._ws = None
         self._set_peer(False)
-        self._set_state(MediaLinkState.LOST)
-        self._ended.set()
+        if not fatal:
+            logger.info("media link leg %d dropped (%s); rejoining", self.leg, reason)
+        self._feed(self._machine.dropped(self._now(), reason, for_good=fatal))
+        if fatal:
+            await self._drop_socket_of(ws)
 
     async def _drop_socket(self) -> None:
         ws, self._ws = self._ws, None
-        if ws is None:
-            return
+        if ws is not None:
+            await self._drop_socket_of(ws)
+
+    @staticmethod
+    async def _drop_socket_of(ws: ClientConnection) -> None:
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await ws.close()
@@ -499,8 +530,11 @@ class MediaLink:
 
     def _frame_in(self, data: bytes) -> None:
         self.counters.received += 1
+        on_frame = self._on_frame
+        if on_frame is None:
+            return
         try:
-            self._on_frame(data)
+            on_frame(data)
         except Exception:
             self._frame_errors += 1
             if self._frame_errors == 1:
@@ -519,7 +553,7 @@ class MediaLink:
                     data = await ws.recv()
                 except ConnectionClosed as exc:
                     return self._close_reason(exc, refusal)
-                if type(data) is bytes and data[:1] == b"\x01":
+                if type(data) is bytes and data[:1] == MEDIA_FRAME_PREFIX:
                     self._frame_in(data)
                     continue
                 try:

@@ -34,6 +34,8 @@ class MessengerApp(App[None], inherit_bindings=False):
                 tooltip="Quit messenger-tui (queued messages are kept and sent next time)"),
         Binding("ctrl+c", "help_quit", show=False, system=True, id="app.ctrl_c",
                 tooltip="Tells how to quit (Ctrl+Q)"),
+        Binding("f8", "reconnect", "Reconnect", show=False, priority=True, id="app.reconnect",
+                tooltip="Reconnect to the relay now instead of waiting for the next retry"),
     ]  # fmt: skip
 
     def __init__(
@@ -167,10 +169,27 @@ class MessengerApp(App[None], inherit_bindings=False):
             except AppError as exc:
                 self.notify(str(exc), severity="error", markup=False)
 
+    def action_reconnect(self) -> None:
+        """Connect to the relay now (the retry delay after a relay restart can reach 30 s)."""
+        service = self.service
+        if service is None or self.main_screen is None:
+            return
+        if service.reconnect_now():
+            self.notify("Reconnecting to the relay now", markup=False)
+        elif service.connected:
+            self.notify("Already connected to the relay", markup=False)
+        else:
+            self.notify("Already connecting to the relay", markup=False)
+
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         main = self.main_screen
         if main is not None:
+            yield SystemCommand(
+                "Reconnect now",
+                "Connect to the relay at once instead of waiting for the next retry (F8)",
+                self.action_reconnect,
+            )
             yield SystemCommand(
                 "Add contact", "Add a contact by their address (Ctrl+N)", main.action_add_contact
             )

@@ -25,8 +25,9 @@ from messenger_tui.media.stats import MediaHistory, MediaStats
 
 
 class FakeLink:
-    def __init__(self, token: bytes, leg: int, on_frame, on_state) -> None:
-        self.token, self.leg, self.on_frame, self.on_state = token, leg, on_frame, on_state
+    def __init__(self, token: bytes, leg: int, on_state) -> None:
+        self.token, self.leg, self.on_state = token, leg, on_state
+        self.on_frame = None
         self.sent: list[bytes] = []
         self.started = self.closed = False
 
@@ -34,7 +35,8 @@ class FakeLink:
         self.sent.append(frame)
         return True
 
-    async def start(self) -> None:
+    def start(self, on_frame) -> None:
+        self.on_frame = on_frame
         self.started = True
         self.on_state("joined")
 
@@ -43,14 +45,16 @@ class FakeLink:
 
 
 class FakeSession:
-    def __init__(self, keys: MediaKeys, on_connected, on_lost) -> None:
+    def __init__(self, keys: MediaKeys, carrier: FakeLink, on_connected, on_lost) -> None:
         self.keys, self.on_connected, self.on_lost = keys, on_connected, on_lost
+        self.carrier = carrier
         self.muted = False
         self.started = self.stopped = False
         self.start_error: AudioUnavailable | None = None
         self.opening: asyncio.Event | None = None  # set: the devices finished opening
 
     async def start_async(self) -> None:
+        self.carrier.start(self.receive)  # as the real one: the link connects meanwhile
         await asyncio.sleep(0)  # the real one may hop to a worker thread
         if self.opening is not None:
             await self.opening.wait()
@@ -113,15 +117,15 @@ class Phone:
                 len(self.log), info.call_id, 1, info.outgoing, "call", text, 0, 0, "seen"
             )
 
-        def open_link(token, leg, on_frame, on_state) -> FakeLink:
-            link = FakeLink(token, leg, on_frame, on_state)
+        def open_link(token, leg, on_state) -> FakeLink:
+            link = FakeLink(token, leg, on_state)
             self.links.append(link)
             return link
 
         def make_session(keys, carrier, source, sink, on_connected, on_lost) -> FakeSession:
             if self.session_error is not None:
                 raise self.session_error
-            session = FakeSession(keys, on_connected, on_lost)
+            session = FakeSession(keys, carrier, on_connected, on_lost)
             session.start_error, session.opening = self.start_error, self.opening
             self.sessions.append(session)
             return session

@@ -240,7 +240,7 @@ async def test_a_relay_dying_mid_handshake_is_retried_not_fatal() -> None:
     )
     try:
         started = time.monotonic()
-        await link.start()
+        link.start()
         assert await link.wait_ended(timeout=5)
         elapsed = time.monotonic() - started
     finally:

@@ -45,8 +45,8 @@ async def test_media_through_a_relay_process_survives_a_restart(tmp_path: Path) 
         caller = make_link(relay.url, token, 0, got_caller, window=8.0)
         callee = make_link(relay.url, token, 1, got_callee, window=8.0)
         try:
-            await caller.start()
-            await callee.start()
+            caller.start()
+            callee.start()
             assert await caller.wait_joined(5) and await callee.wait_joined(5)
             await wait_for(lambda: caller.peer_present and callee.peer_present)
             for i in range(20):

@@ -74,6 +74,12 @@ class SimLink:
     #: Rewrites (or drops, with None) each frame in flight, e.g. to tamper.
     mangle: Callable[[bytes], bytes | None] | None = None
     lost: int = 0
+    #: The other direction: where the peer's frames come from (its ``deliver`` is ours).
+    inbound: SimLink | None = None
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        if self.inbound is not None:
+            self.inbound.deliver = on_frame
 
     def send(self, frame: bytes) -> bool:
         if not self.up:
@@ -259,8 +265,7 @@ def make_call(
         )
         legs.append(Leg(session, source, sink, link, connected, lost))
     alice, bob = legs
-    link_ab.deliver = bob.session.receive
-    link_ba.deliver = alice.session.receive
+    link_ab.inbound, link_ba.inbound = link_ba, link_ab  # each session starts its inbound
     call = Call(sim, alice, bob, loop)
     try:
         yield call

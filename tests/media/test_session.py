@@ -9,6 +9,7 @@ import asyncio
 import math
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -316,7 +317,7 @@ def test_close_is_idempotent_and_silences_everything() -> None:
     with make_call(alice_source=FrameSource(tone), bob_sink=sink) as call:
         call.start()
         call.sim.run_for(1.0)
-        pull = call.bob.session._pull
+        pull = call.bob.session._rx.pull
         call.bob.session.close()
         call.bob.session.close()
         assert pull() == bytes(FRAME_BYTES)
@@ -335,12 +336,16 @@ class LoopCarrier:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.peer: MediaSession | None = None
+        self.peer: LoopCarrier | None = None  # the other session's carrier
+        self.on_frame: Callable[[bytes], None] | None = None
+
+    def start(self, on_frame: Callable[[bytes], None]) -> None:
+        self.on_frame = on_frame
 
     def send(self, frame: bytes) -> bool:
         peer = self.peer
-        if peer is not None:
-            self.loop.call_soon(peer.receive, frame)
+        if peer is not None and peer.on_frame is not None:
+            self.loop.call_soon(peer.on_frame, frame)
         return True
 
 
@@ -358,7 +363,7 @@ async def test_realtime_call_on_an_event_loop(tmp_path: Path, speech: tuple[Path
         bob_keys, to_alice, WavSource(speech[1]), WavSink(tmp_path / "b.wav"), loop=loop,
         on_connected=connected.set,
     )  # fmt: skip
-    to_bob.peer, to_alice.peer = bob, alice
+    to_bob.peer, to_alice.peer = to_alice, to_bob  # each delivers to the other's on_frame
     alice.start()
     bob.start()
     await asyncio.wait_for(connected.wait(), 2.0)

@@ -227,5 +227,8 @@ async def test_replaced_connection_waits_instead_of_evicting_back(
     change = next(c for c in first_rec.states if c.state is ConnectionState.RECONNECTING)
     assert change.retry_in == REPLACED_RETRY_S
     assert "another instance" in (change.error or "")
-    await asyncio.sleep(0.5)  # the small test backoff would have reconnected by now
+    # the next attempt is 60 s away (the small test backoff would have made it already)
+    deadline = first.lifecycle.next_deadline
+    assert deadline is not None
+    assert deadline - asyncio.get_running_loop().time() > REPLACED_RETRY_S - 5
     assert second.connected and not first.connected

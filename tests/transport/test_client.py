@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from messenger_tui.core import wire
+from messenger_tui.core.links.relay_link import LinkPhase
 from messenger_tui.transport import (
     ConnectionState,
     NotConnected,
@@ -438,16 +439,20 @@ async def test_run_retries_with_backoff_until_the_relay_appears(make_client) -> 
     assert rec.states[-1].state is ConnectionState.OFFLINE
 
 
-async def test_backoff_grows_while_failing_and_resets_after_stable_connection(
+async def test_backoff_resets_when_a_healthy_connection_drops(
     relay: StubRelay, make_client
 ) -> None:
+    """The relay's Drained (a round trip) proves the connection healthy at once; every row of
+    the lifecycle, with the stable timer, is in tests/core/links/test_relay_link.py."""
     from messenger_tui.transport import Backoff
 
     backoff = Backoff(base=0.01, cap=0.04)
-    client, rec = make_client(relay.url, backoff=backoff, stable_after=0.1)
+    client, rec = make_client(relay.url, backoff=backoff, stable_after=3600)
     await client.start()
     assert await client.wait_connected(2)
-    await asyncio.sleep(0.15)  # stable
+    async with asyncio.timeout(2):
+        while client.lifecycle.phase is not LinkPhase.HEALTHY:
+            await asyncio.sleep(0.005)
     backoff._attempt = 5  # as if earlier attempts had failed
     relay.drop_all()
     async with asyncio.timeout(3):
@@ -485,9 +490,10 @@ async def test_close_fails_pending_and_stops_run(relay: StubRelay, make_client) 
         await future
     assert client.state is ConnectionState.OFFLINE and not client.connected
     assert rec.states[-1].state is ConnectionState.OFFLINE
-    count = len(rec.states)
-    await asyncio.sleep(0.1)
-    assert len(rec.states) == count  # no reconnect attempts after close
+    # no reconnect attempt after close: no attempt in flight, no timer armed
+    assert client.lifecycle.phase is LinkPhase.OFFLINE
+    assert client.lifecycle.next_deadline is None and client._timer is None
+    assert client._attempt is None
     await client.close()  # idempotent
 
 
@@ -499,7 +505,7 @@ async def test_close_interrupts_a_pending_connect(make_client) -> None:
     async with raw_server(mute) as port:
         client, _ = make_client(f"ws://127.0.0.1:{port}", connect_timeout=5)
         await client.start()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # run() starts the attempt
         assert client.state is ConnectionState.CONNECTING
         started = time.monotonic()
         await client.close()
@@ -536,7 +542,8 @@ async def test_run_adopts_the_connection_of_connect_once(relay: StubRelay, make_
     client, rec = make_client(relay.url)
     await client.connect_once()
     await client.start()
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # run() adopts the link
+    assert client.lifecycle.phase is LinkPhase.CONNECTED
     assert client.connected
     assert relay.handshakes == 1  # no second connection replacing the first
     assert len(rec.connected) == 1

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from messenger_tui.core.links.media_rejoin import MediaPhase
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.server import RelayServer
 from messenger_tui.transport import Backoff, BadRelayUrl
@@ -96,12 +97,12 @@ async def test_two_links_pair_and_exchange_frames(relay: RelayServer, make_leg) 
     caller = make_leg(relay.url, token, 0)
     assert caller.link.send(media_frame()) is False  # not joined yet: dropped, counted
     assert caller.link.dropped == 1
-    await caller.link.start()
+    caller.link.start()
     assert caller.link.state is MediaLinkState.CONNECTING
     assert await caller.link.wait_joined(3)
     assert caller.link.peer_present is False
     callee = make_leg(relay.url, token, 1)
-    await callee.link.start()
+    callee.link.start()
     assert await callee.link.wait_joined(3)
     await wait_for(lambda: caller.link.peer_present)
     assert callee.peers == [True] and caller.peers == [True]
@@ -126,7 +127,7 @@ async def test_two_links_pair_and_exchange_frames(relay: RelayServer, make_leg) 
 
 async def test_send_drops_when_the_socket_buffer_is_full(relay: RelayServer, make_leg) -> None:
     leg = make_leg(relay.url, os.urandom(32), 0, send_buffer_limit=1000)
-    await leg.link.start()
+    leg.link.start()
     assert await leg.link.wait_joined(3)
     ws = leg.link._ws
     assert ws is not None
@@ -145,10 +146,10 @@ async def test_send_drops_when_the_socket_buffer_is_full(relay: RelayServer, mak
 async def test_leg_held_by_another_identity_is_lost(relay: RelayServer, make_leg) -> None:
     token = os.urandom(32)
     owner = make_leg(relay.url, token, 0)
-    await owner.link.start()
+    owner.link.start()
     assert await owner.link.wait_joined(3)
     intruder = make_leg(relay.url, token, 0)
-    await intruder.link.start()
+    intruder.link.start()
     assert await intruder.link.wait_ended(3)
     assert intruder.link.state is MediaLinkState.LOST
     assert "leg_taken" in (intruder.link.error or "")
@@ -161,10 +162,10 @@ async def test_same_identity_takes_over_and_the_old_link_is_lost(
     token = os.urandom(32)
     me = Identity.generate()
     old = make_leg(relay.url, token, 1, who=me)
-    await old.link.start()
+    old.link.start()
     assert await old.link.wait_joined(3)
     new = make_leg(relay.url, token, 1, who=me)
-    await new.link.start()
+    new.link.start()
     assert await new.link.wait_joined(3)
     assert await old.link.wait_ended(3)
     assert old.link.state is MediaLinkState.LOST
@@ -179,13 +180,14 @@ async def test_reconnects_after_a_relay_restart_within_the_window(tmp_path: Path
     token = os.urandom(32)
     caller = make_leg(relay.url, token, 0, reconnect_window_s=5.0)
     callee = make_leg(relay.url, token, 1, reconnect_window_s=5.0)
-    await caller.link.start()
-    await callee.link.start()
+    caller.link.start()
+    callee.link.start()
     assert await caller.link.wait_joined(3) and await callee.link.wait_joined(3)
     await relay.stop()
     await wait_for(lambda: caller.link.state is MediaLinkState.RECONNECTING)
     assert caller.link.send(media_frame()) is False
-    await asyncio.sleep(0.2)
+    # at least one attempt failed while the relay is down (then it waits its backoff)
+    await wait_for(lambda: caller.link.lifecycle.phase is MediaPhase.BACKING_OFF)
     again = RelayServer(RelayConfig(data_dir=tmp_path / "relay", port=port))
     await again.start()
     try:
@@ -208,7 +210,7 @@ async def test_lost_when_the_relay_stays_down(tmp_path: Path, make_leg) -> None:
     relay = RelayServer(RelayConfig(data_dir=tmp_path / "relay"))
     await relay.start()
     leg = make_leg(relay.url, os.urandom(32), 0, reconnect_window_s=0.5)
-    await leg.link.start()
+    leg.link.start()
     assert await leg.link.wait_joined(3)
     await relay.stop()
     started = asyncio.get_running_loop().time()
@@ -225,7 +227,7 @@ async def test_never_reachable_is_lost_after_the_window(make_leg) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     leg = make_leg(f"ws://127.0.0.1:{port}", os.urandom(32), 0, reconnect_window_s=0.3)
-    await leg.link.start()
+    leg.link.start()
     assert await leg.link.wait_ended(2)
     assert leg.link.state is MediaLinkState.LOST
     assert "connection refused" in (leg.link.error or "")
@@ -236,7 +238,7 @@ async def test_peer_frames_reach_a_link_from_a_raw_leg(relay: RelayServer, make_
     token = os.urandom(32)
     raw = await RawLeg.connect(relay.url, token=token, leg=0)
     leg = make_leg(relay.url, token, 1)
-    await leg.link.start()
+    leg.link.start()
     assert await leg.link.wait_joined(3)
     assert leg.link.peer_present and leg.peers == [True]
     await raw.send_media(media_frame(b"raw"))

@@ -185,6 +185,9 @@ class SnapshotFacade:
     def connection_state(self) -> str:
         return self.connection if self.started else "offline"
 
+    def reconnect_now(self) -> bool:
+        return False
+
     async def start(self) -> None:
         """Announce the connection and the presence of the online contacts (as the real
         service does after connecting), in a fixed order."""

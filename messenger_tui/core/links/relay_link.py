@@ -1,0 +1,339 @@
+"""The relay connection's lifecycle (the message link), its behaviour as a table.
+
+Design rules
+============
+
+1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(phase, event)`` to a
+   :class:`Transition`: the next phase and the named :class:`Step` s to run, in order. The
+   driver (``messenger_tui.transport.client.RelayClient``) only *classifies* what happened
+   into an :class:`Event` (a drop with close code 4000 is ``DROPPED_REPLACED``) and *carries
+   out* the effects (:mod:`.effects`). The table has no conditions in it.
+2. **Sans-I/O.** Inputs are method calls that carry ``now`` (seconds, monotonic); outputs
+   are lists of effects. Timers are deadlines: read :attr:`RelayLink.next_deadline` and call
+   :meth:`RelayLink.poll` when it has passed. Retry delays come from an injected
+   :class:`~.effects.DelayPolicy` (exponential backoff with full jitter).
+3. **Two ways to be connected.** ``run`` keeps the link up forever (the managed phases:
+   CONNECTING, CONNECTED, HEALTHY, WAITING); ``connect_once`` makes one attempt and a drop
+   simply ends it (ONCE_CONNECTING, ONCE_CONNECTED). ``run`` adopts a link that
+   ``connect_once`` made instead of opening a second one (the relay keeps one connection per
+   identity, so a second would replace the first).
+4. **Healthy.** A connection is *healthy* once it is authenticated and either lasted
+   ``stable_after`` seconds (10 s) or completed a round trip after authentication (the relay
+   answered: ``Drained``, which it sends after the initial backlog, or any answer to a
+   request). A healthy connection's drop restarts the backoff from its base, so a client that
+   was online retries within half a second; a connection that drops before it proved healthy
+   (a relay that accepts and then fails) keeps the backoff growing.
+5. **Replaced.** A drop with close code 4000 means another instance of this identity took
+   over: wait ``replaced_retry_s`` (60 s) instead of the backoff, or the two instances would
+   evict each other forever; the report says why.
+6. **Reconnect now** (the user's "reconnect" key) ends a wait at once and restarts the
+   backoff; while an attempt is in flight or the link is up it changes nothing.
+7. **Stopping** goes through CLOSING: drops, failures and timers that arrive while the
+   driver tears the connection down are ignored; ``closed`` ends in OFFLINE.
+8. **Local events the table does not list are errors** (:class:`LinkStateError`: the driver
+   asked for something impossible, e.g. ``start`` twice). Connection and timer events it does
+   not list are ignored (a late outcome of an attempt that was aborted is normal).
+9. **Reports.** The public :class:`ConnectionState` of a phase is in :data:`PUBLIC_STATE`
+   (CLOSING keeps the last one shown). A ``REPORT`` step emits :class:`~.effects.Report`
+   when the public state changes or when it carries an error or a retry delay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from messenger_tui.core.errors import CoreError
+from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
+
+__all__ = [
+    "PUBLIC_STATE",
+    "REPLACED_RETRY_S",
+    "STABLE_AFTER",
+    "TRANSITIONS",
+    "ConnectionState",
+    "Event",
+    "LinkEffect",
+    "LinkPhase",
+    "LinkStateError",
+    "RelayLink",
+    "Step",
+    "Transition",
+]
+
+#: Seconds a connection must have lasted to count as healthy without a round trip (rule 4).
+STABLE_AFTER: Final = 10.0
+#: Wait before reconnecting after being replaced (rule 5).
+REPLACED_RETRY_S: Final = 60.0
+
+
+class ConnectionState(Enum):
+    """Where the client is, as shown to the user (``StateChange.state``)."""
+
+    OFFLINE = "offline"  # not connected and not trying (before start, after close)
+    CONNECTING = "connecting"  # an attempt is in progress
+    CONNECTED = "connected"  # authenticated; sends are accepted
+    RECONNECTING = "reconnecting"  # waiting ``retry_in`` seconds before the next attempt
+
+
+class LinkStateError(CoreError):
+    """The driver asked for something the current phase does not allow."""
+
+
+class LinkPhase(Enum):
+    OFFLINE = "offline"
+    CONNECTING = "connecting"  # run(): an attempt is in flight
+    CONNECTED = "connected"  # run(): authenticated, not yet healthy
+    HEALTHY = "healthy"  # run(): authenticated and proven (rule 4)
+    WAITING = "waiting"  # run(): a retry timer is armed
+    ONCE_CONNECTING = "once_connecting"  # connect_once(): the attempt is in flight
+    ONCE_CONNECTED = "once_connected"  # connect_once(): authenticated
+    CLOSING = "closing"  # stop requested; the driver is tearing down (rule 7)
+
+
+class Event(Enum):
+    # the driver's own calls (local: unlisted ones are errors)
+    START = "start"
+    CONNECT_ONCE = "connect_once"
+    RECONNECT_NOW = "reconnect_now"
+    STOP = "stop"
+    CLOSED = "closed"
+    # the connection
+    AUTHENTICATED = "authenticated"
+    FAILED = "failed"
+    ROUND_TRIP = "round_trip"
+    DROPPED = "dropped"
+    DROPPED_REPLACED = "dropped_replaced"
+    # deadlines
+    STABLE_TIMEOUT = "stable_timeout"
+    RETRY_DUE = "retry_due"
+
+
+_LOCAL_EVENTS: Final = frozenset(
+    {Event.START, Event.CONNECT_ONCE, Event.RECONNECT_NOW, Event.STOP, Event.CLOSED}
+)
+
+
+class Step(Enum):
+    """Named steps a transition runs, in order (see ``RelayLink._run``)."""
+
+    CONNECT = "connect"  # effect Connect
+    ABORT = "abort"  # effect Abort
+    ARM_STABLE_TIMER = "arm_stable_timer"  # healthy after stable_after seconds (rule 4)
+    RESET_BACKOFF = "reset_backoff"
+    WAIT_BACKOFF = "wait_backoff"  # arm the retry timer with the next backoff delay
+    WAIT_REPLACED = "wait_replaced"  # arm the retry timer with replaced_retry_s (rule 5)
+    REPORT = "report"  # effect Report (rule 9)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of the table."""
+
+    target: LinkPhase
+    steps: tuple[Step, ...] = ()
+
+
+P = LinkPhase
+E = Event
+St = Step
+_T = Transition
+
+_STOP: Final = _T(P.CLOSING, (St.ABORT,))
+_DROP: Final = _T(P.WAITING, (St.WAIT_BACKOFF, St.REPORT))
+_DROP_HEALTHY: Final = _T(P.WAITING, (St.RESET_BACKOFF, St.WAIT_BACKOFF, St.REPORT))
+_REPLACED: Final = _T(P.WAITING, (St.WAIT_REPLACED, St.REPORT))
+_STAY_CONNECTING: Final = _T(P.CONNECTING)
+
+#: The whole lifecycle: ``TRANSITIONS[phase][event]``. Missing pairs: rule 8.
+TRANSITIONS: Final[Mapping[LinkPhase, Mapping[Event, Transition]]] = {
+    P.OFFLINE: {
+        E.START: _T(P.CONNECTING, (St.CONNECT, St.REPORT)),
+        E.CONNECT_ONCE: _T(P.ONCE_CONNECTING, (St.CONNECT, St.REPORT)),
+        E.STOP: _T(P.CLOSING),
+    },
+    P.CONNECTING: {
+        E.AUTHENTICATED: _T(P.CONNECTED, (St.ARM_STABLE_TIMER, St.REPORT)),
+        E.FAILED: _T(P.WAITING, (St.WAIT_BACKOFF, St.REPORT)),
+        E.RECONNECT_NOW: _STAY_CONNECTING,
+        E.STOP: _STOP,
+    },
+    P.CONNECTED: {
+        E.ROUND_TRIP: _T(P.HEALTHY),
+        E.STABLE_TIMEOUT: _T(P.HEALTHY),
+        E.DROPPED: _DROP,
+        E.DROPPED_REPLACED: _REPLACED,
+        E.RECONNECT_NOW: _T(P.CONNECTED),
+        E.STOP: _T(P.CLOSING),
+    },
+    P.HEALTHY: {
+        E.DROPPED: _DROP_HEALTHY,
+        E.DROPPED_REPLACED: _T(P.WAITING, (St.RESET_BACKOFF, St.WAIT_REPLACED, St.REPORT)),
+        E.RECONNECT_NOW: _T(P.HEALTHY),
+        E.STOP: _T(P.CLOSING),
+    },
+    P.WAITING: {
+        E.RETRY_DUE: _T(P.CONNECTING, (St.CONNECT, St.REPORT)),
+        E.RECONNECT_NOW: _T(P.CONNECTING, (St.RESET_BACKOFF, St.CONNECT, St.REPORT)),
+        E.STOP: _T(P.CLOSING),
+    },
+    P.ONCE_CONNECTING: {
+        E.START: _STAY_CONNECTING,  # run() takes the attempt over (rule 3)
+        E.AUTHENTICATED: _T(P.ONCE_CONNECTED, (St.REPORT,)),
+        E.FAILED: _T(P.OFFLINE, (St.REPORT,)),
+        E.RECONNECT_NOW: _T(P.ONCE_CONNECTING),
+        E.STOP: _STOP,
+    },
+    P.ONCE_CONNECTED: {
+        E.START: _T(P.CONNECTED, (St.ARM_STABLE_TIMER,)),  # run() adopts the link (rule 3)
+        E.DROPPED: _T(P.OFFLINE, (St.REPORT,)),
+        E.DROPPED_REPLACED: _T(P.OFFLINE, (St.REPORT,)),
+        E.RECONNECT_NOW: _T(P.ONCE_CONNECTED),
+        E.STOP: _T(P.CLOSING),
+    },
+    P.CLOSING: {
+        E.STOP: _T(P.CLOSING),
+        E.CLOSED: _T(P.OFFLINE, (St.REPORT,)),
+    },
+}
+
+#: What the user sees in each phase (rule 9); CLOSING keeps the last state shown.
+PUBLIC_STATE: Final[Mapping[LinkPhase, ConnectionState]] = {
+    P.OFFLINE: ConnectionState.OFFLINE,
+    P.CONNECTING: ConnectionState.CONNECTING,
+    P.CONNECTED: ConnectionState.CONNECTED,
+    P.HEALTHY: ConnectionState.CONNECTED,
+    P.WAITING: ConnectionState.RECONNECTING,
+    P.ONCE_CONNECTING: ConnectionState.CONNECTING,
+    P.ONCE_CONNECTED: ConnectionState.CONNECTED,
+}
+
+LinkEffect = Connect | Abort | Wait | Report[ConnectionState]
+
+
+@dataclass(slots=True)
+class _Input:
+    event: Event
+    error: str | None = None
+    effects: list[LinkEffect] = field(default_factory=list)
+    retry_in: float | None = None
+
+
+class RelayLink:
+    """The relay link's lifecycle. Drive it with the methods below and carry out the effects
+    each returns, in order."""
+
+    def __init__(
+        self,
+        backoff: DelayPolicy,
+        *,
+        stable_after: float = STABLE_AFTER,
+        replaced_retry_s: float = REPLACED_RETRY_S,
+    ) -> None:
+        self.backoff = backoff
+        self.stable_after = stable_after
+        self.replaced_retry_s = replaced_retry_s
+        self._phase = LinkPhase.OFFLINE
+        self._shown = ConnectionState.OFFLINE
+        self._deadline: float | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def phase(self) -> LinkPhase:
+        return self._phase
+
+    @property
+    def state(self) -> ConnectionState:
+        """The state last reported (rule 9)."""
+        return self._shown
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next be called (``None``: no timer running)."""
+        return self._deadline
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self, now: float) -> list[LinkEffect]:
+        """``run`` begins: connect (or adopt the ``connect_once`` link)."""
+        return self._apply(_Input(E.START), now)
+
+    def connect_once(self, now: float) -> list[LinkEffect]:
+        """One attempt, no retries."""
+        return self._apply(_Input(E.CONNECT_ONCE), now)
+
+    def reconnect_now(self, now: float) -> list[LinkEffect]:
+        """The user asked to reconnect (rule 6); an error while OFFLINE or CLOSING."""
+        return self._apply(_Input(E.RECONNECT_NOW), now)
+
+    def stop(self, now: float) -> list[LinkEffect]:
+        """``close`` or the end of ``run``: ignore the connection from now on (rule 7)."""
+        return self._apply(_Input(E.STOP), now)
+
+    def closed(self, now: float) -> list[LinkEffect]:
+        """The driver finished tearing down after :meth:`stop`."""
+        return self._apply(_Input(E.CLOSED), now)
+
+    def authenticated(self, now: float) -> list[LinkEffect]:
+        return self._apply(_Input(E.AUTHENTICATED), now)
+
+    def failed(self, now: float, error: str) -> list[LinkEffect]:
+        """The attempt failed (unreachable, TLS, pin, authentication, cancelled)."""
+        return self._apply(_Input(E.FAILED, error=error), now)
+
+    def round_trip(self, now: float) -> list[LinkEffect]:
+        """The relay answered something on this connection after authentication (rule 4)."""
+        return self._apply(_Input(E.ROUND_TRIP), now)
+
+    def dropped(self, now: float, reason: str, *, replaced: bool = False) -> list[LinkEffect]:
+        """The connection ended; ``replaced``: the relay closed it with 4000 (rule 5)."""
+        event = E.DROPPED_REPLACED if replaced else E.DROPPED
+        return self._apply(_Input(event, error=reason), now)
+
+    def poll(self, now: float) -> list[LinkEffect]:
+        """Fire the deadline if it has passed; call it at :attr:`next_deadline`."""
+        if self._deadline is None or now < self._deadline:
+            return []
+        event = E.RETRY_DUE if self._phase is P.WAITING else E.STABLE_TIMEOUT
+        return self._apply(_Input(event), now)
+
+    # ------------------------------------------------------------------ the engine
+
+    def _apply(self, inp: _Input, now: float) -> list[LinkEffect]:
+        previous = self._phase
+        row = TRANSITIONS[previous].get(inp.event)
+        if row is None:
+            if inp.event in _LOCAL_EVENTS:
+                raise LinkStateError(f"cannot {inp.event.value} while {previous.value}")
+            return []  # rule 8
+        if row.target is not previous:
+            self._deadline = None  # every timer belongs to one phase
+        self._phase = row.target
+        for step in row.steps:
+            self._run(step, inp, now)
+        return inp.effects
+
+    def _run(self, step: Step, inp: _Input, now: float) -> None:
+        if step is St.CONNECT:
+            inp.effects.append(Connect())
+        elif step is St.ABORT:
+            inp.effects.append(Abort())
+        elif step is St.ARM_STABLE_TIMER:
+            self._deadline = now + self.stable_after
+        elif step is St.RESET_BACKOFF:
+            self.backoff.reset()
+        elif step is St.WAIT_BACKOFF or step is St.WAIT_REPLACED:
+            delay = self.backoff.next_delay() if step is St.WAIT_BACKOFF else self.replaced_retry_s
+            self._deadline = now + delay
+            inp.retry_in = delay
+            inp.effects.append(Wait(delay))
+        elif step is St.REPORT:
+            shown = PUBLIC_STATE[self._phase]
+            if shown is not self._shown or inp.error is not None or inp.retry_in is not None:
+                self._shown = shown
+                inp.effects.append(Report(shown, inp.retry_in, inp.error))
+        else:  # pragma: no cover - every Step is handled above
+            raise AssertionError(f"unhandled step {step}")
