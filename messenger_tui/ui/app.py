@@ -91,6 +91,18 @@ class MessengerApp(App[None], inherit_bindings=False):
         else:
             self.push_screen(HelpScreen())
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C does not quit (in a text field it copies): say which key does, as plain text
+        (Textual's own notice carries markup, which this app's toasts show as typed)."""
+        from messenger_tui.ui.screens.help import key_label
+
+        for key, active in self.active_bindings.items():
+            if active.binding.action in ("quit", "app.quit"):
+                self.notify(
+                    f"Press {key_label(key)} to quit the app.", title="Do you want to quit?"
+                )
+                return
+
     async def _entered(self, service: MessengerFacade | None) -> None:
         if service is not None:
             await self.enter(service)
