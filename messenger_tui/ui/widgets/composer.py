@@ -99,6 +99,13 @@ class Composer(TextArea):
         """Put back a message that was not sent (before anything typed since)."""
         self.load_draft(text + self.text)
 
+    def action_undo(self) -> None:
+        """Undo the last edit. The cursor moves to the start first: Textual 8.2's undo measures
+        the text again while the cursor is still where the undone edit left it, which raises
+        (ValueError, the app ends) after a multi-line paste that showed the scrollbar."""
+        self.move_cursor((0, 0))
+        self.undo()
+
     def action_clear_text(self) -> None:
         """Empty the composer as one edit that Ctrl+Z undoes."""
         if self.text:
