@@ -238,10 +238,16 @@ def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:
         )  # fmt: skip
         yield SystemCommand(
             "Unblock contact" if contact.blocked else "Block contact",
-            (f"Receive messages from {contact.name} again (Alt+B)" if contact.blocked
-             else f"Drop {contact.name}'s messages unseen; no writing to them (Alt+B)"),
+            (f"Receive messages from {contact.name} again (Alt+X)" if contact.blocked
+             else f"Drop {contact.name}'s messages unseen; no writing to them (Alt+X)"),
             main.action_toggle_block,
         )  # fmt: skip
+        if contact.auto_added and not contact.blocked:
+            yield SystemCommand(
+                "Accept message request",
+                f"Make {contact.name} a contact (they get read receipts) (Alt+A)",
+                main.action_accept_request,
+            )
         yield SystemCommand(
             "Delete contact",
             f"Delete {contact.name} and the conversation, after asking (Alt+D)",

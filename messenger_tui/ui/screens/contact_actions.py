@@ -40,6 +40,13 @@ def add(screen: MainScreen) -> None:
     screen.app.push_screen(AddContactScreen(screen.service), added)
 
 
+def own_address(screen: MainScreen) -> None:
+    """Our address and its QR code, to give to someone who adds us."""
+    from messenger_tui.ui.screens.own_address import OwnAddressScreen
+
+    screen.app.push_screen(OwnAddressScreen(screen.service))
+
+
 def safety_number(screen: MainScreen) -> None:
     from messenger_tui.ui.screens.safety import SafetyNumberScreen
 

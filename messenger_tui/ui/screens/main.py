@@ -20,10 +20,10 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
 from messenger_tui.app.models import CallView, Contact, Message
-from messenger_tui.ui.notify import DesktopNotifier, announce
+from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
-from messenger_tui.ui.screens.main_fold import FoldState, fold
+from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 from messenger_tui.ui.typing_notices import TypingNotices
 from messenger_tui.ui.widgets.call_pane import CallPane
 from messenger_tui.ui.widgets.chat_header import (
@@ -68,7 +68,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         self._filter = ""
         self._queue: asyncio.Queue[ev.Event] | None = events
         #: Desktop notifications, written to the real terminal (tests swap ``write``).
-        self.notifier = DesktopNotifier(self._write_to_terminal)
+        self.notifier = DesktopNotifier(lambda text: write_to_terminal(self.app, text))
 
     # ------------------------------------------------------------------ layout
 
@@ -138,8 +138,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
     async def apply_events(self, batch: list[ev.Event]) -> None:
         """Apply a burst of service events with one refresh of each affected widget (what to
         do is decided by :func:`~messenger_tui.ui.screens.main_fold.fold`)."""
-        view = self.view
-        update = fold(batch, FoldState(self.current, self.reading_allowed, view.has_newer))
+        update = fold(batch, FoldState(self.current, self.reading_allowed, self.view.has_newer))
         for cid, active in update.typing.items():
             self.typing.set(cid, active)
         self.presence.update(update.presence)
@@ -147,6 +146,21 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self.status.set_connection(update.connection)
         if update.outbox_waiting is not None:
             self.status.outbox_waiting = update.outbox_waiting
+        await self._apply_to_view(update)
+        if update.announce:
+            self._announce(update.announce)
+        if update.call is not None:
+            self._call_changed(update.call)
+        if update.stats is not None:  # after the call: a new call resets the pane's stats
+            self.query_one(CallPane).show_stats(update.stats)
+        await self._apply_to_list(update)
+        if update.header:
+            self.refresh_header()
+        if update.status:
+            self.status.redraw()
+
+    async def _apply_to_view(self, update: ScreenUpdate) -> None:
+        view = self.view
         if update.current is not None:
             self.current = update.current
             view.set_their_name(update.current.name)
@@ -162,12 +176,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
             view.update_states(update.states)
         if update.new_for_view and self.reading_allowed:
             await self.mark_current_read()
-        if update.announce:
-            self._announce(update.announce)
-        if update.call is not None:
-            self._call_changed(update.call)
-        if update.stats is not None:  # after the call: a new call resets the pane's stats
-            self.query_one(CallPane).show_stats(update.stats)
+
+    async def _apply_to_list(self, update: ScreenUpdate) -> None:
         if update.all_contacts:
             known = set(self._summaries)
             self.refresh_all_summaries()
@@ -177,10 +187,6 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self.refresh_summaries(update.touched)
         elif update.relist:
             self._show_summaries()
-        if update.header:
-            self.refresh_header()
-        if update.status:
-            self.status.redraw()
 
     def _announce(self, items: list[tuple[Contact, Message]]) -> None:
         """Toasts, the bell and desktop notifications for new messages outside the visible
@@ -192,12 +198,6 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def _is_muted(self, contact: Contact) -> bool:
         summary = self._summaries.get(contact.id)
         return summary.contact.muted if summary is not None else contact.muted
-
-    def _write_to_terminal(self, text: str) -> None:
-        driver = self.app._driver
-        if driver is not None:
-            driver.write(text)
-            driver.flush()
 
     # ------------------------------------------------------------------ conversations
 
@@ -434,9 +434,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         contact_actions.add(self)
 
     def action_own_address(self) -> None:
-        from messenger_tui.ui.screens.own_address import OwnAddressScreen
-
-        self.app.push_screen(OwnAddressScreen(self.service))
+        contact_actions.own_address(self)
 
     def action_safety_number(self) -> None:
         contact_actions.safety_number(self)
