@@ -93,6 +93,18 @@ class MessengerApp(App[None], inherit_bindings=False):
         else:
             self.push_screen(HelpScreen())
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C does not quit (in a text field it copies): say which key does, as plain text
+        (Textual's own notice carries markup, which this app's toasts show as typed)."""
+        from messenger_tui.ui.screens.help import key_label
+
+        for key, active in self.active_bindings.items():
+            if active.binding.action in ("quit", "app.quit"):
+                self.notify(
+                    f"Press {key_label(key)} to quit the app.", title="Do you want to quit?"
+                )
+                return
+
     async def _entered(self, service: MessengerFacade | None) -> None:
         if service is not None:
             await self.enter(service)
@@ -245,10 +257,16 @@ def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:
         )  # fmt: skip
         yield SystemCommand(
             "Unblock contact" if contact.blocked else "Block contact",
-            (f"Receive messages from {contact.name} again (Alt+B)" if contact.blocked
-             else f"Drop {contact.name}'s messages unseen; no writing to them (Alt+B)"),
+            (f"Receive messages from {contact.name} again (Alt+X)" if contact.blocked
+             else f"Drop {contact.name}'s messages unseen; no writing to them (Alt+X)"),
             main.action_toggle_block,
         )  # fmt: skip
+        if contact.auto_added and not contact.blocked:
+            yield SystemCommand(
+                "Accept message request",
+                f"Make {contact.name} a contact (they get read receipts) (Alt+A)",
+                main.action_accept_request,
+            )
         yield SystemCommand(
             "Delete contact",
             f"Delete {contact.name} and the conversation, after asking (Alt+D)",

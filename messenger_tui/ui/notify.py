@@ -91,6 +91,14 @@ def _spawn_detached(argv: list[str]) -> None:
         pass
 
 
+def write_to_terminal(app: App[object], text: str) -> None:
+    """Write an escape sequence to the app's real terminal (nothing in a headless test)."""
+    driver = app._driver
+    if driver is not None:
+        driver.write(text)
+        driver.flush()
+
+
 @dataclass
 class DesktopNotifier:
     """Sends desktop notifications. ``write`` puts text on the real terminal (the app's

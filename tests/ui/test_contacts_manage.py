@@ -74,7 +74,7 @@ async def test_block_and_unblock_with_the_key(offline_pair):
         screen = main_screen(app)
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.focused is screen.composer)
-        await pilot.press("alt+b")  # works from the composer (priority binding)
+        await pilot.press("alt+x")  # works from the composer (priority binding)
         await wait_until(pilot, lambda: alice.contact_by_id(bob_id).blocked, what="blocked")
         await wait_shown(pilot, "⊘ Bob")  # the list
         assert "blocked" in screen.header_text
@@ -83,7 +83,7 @@ async def test_block_and_unblock_with_the_key(offline_pair):
         await pilot.press(*"hello?", "enter")
         await wait_until(pilot, lambda: screen.composer.text == "hello?", what="text kept")
         assert alice.history("Bob") == []
-        await pilot.press("alt+b")
+        await pilot.press("alt+x")
         await wait_until(pilot, lambda: not alice.contact_by_id(bob_id).blocked, what="unblocked")
         await wait_until(pilot, lambda: "blocked" not in screen.header_text)
         assert "⊘" not in screen_text(app)
@@ -164,13 +164,13 @@ async def test_a_blocked_contacts_messages_are_not_shown_or_announced(online_pai
     async with app.run_test(size=SMALL) as pilot:
         assert main_screen(app) is app.screen
         await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected")
-        await pilot.press("alt+b")  # nothing open: the highlighted contact (Bob)
+        await pilot.press("alt+x")  # nothing open: the highlighted contact (Bob)
         await wait_until(pilot, lambda: alice.contact("Bob").blocked, what="blocked")
         message = await bob.send_text("Alice", "can you read this?")
         assert await bob.wait_outbox_empty(10, message_row=message.id)
         # Alice unblocks and Bob writes again: only the second message arrives, so the first
         # was dropped (not just late).
-        await pilot.press("alt+b")
+        await pilot.press("alt+x")
         await wait_until(pilot, lambda: not alice.contact("Bob").blocked, what="unblocked")
         second = await bob.send_text("Alice", "and this?")
         assert await bob.wait_outbox_empty(10, message_row=second.id)

@@ -88,6 +88,20 @@ def test_make_run_style_session_talks_to_echo(tmp_path: Path) -> None:
         assert "you" in screen and "Echo" in screen
         composer = [line for line in screen.splitlines() if "next one" in line]
         assert composer and "▊" in composer[0]  # still in the composer, not sent
+        # Contact keys as tmux delivers them (Alt+B never arrived: tests/ui/test_key_reach.py),
+        # from the composer, which must not type their letters.
+        tmux.run("send-keys", "-t", "app", "M-x")
+        tmux.wait_for("⊘ blocked (Alt+X)")
+        tmux.wait_for("⊘ Echo")  # the list
+        tmux.run("send-keys", "-t", "app", "M-x")
+        screen = tmux.wait_for("Echo is unblocked")
+        tmux.run("send-keys", "-t", "app", "M-m")
+        screen = tmux.wait_for("· muted")
+        assert "blocked (Alt+X)" not in screen
+        composer = [line for line in screen.splitlines() if "next one" in line]
+        assert composer and "next onex" not in screen and "next onem" not in screen
+        tmux.run("send-keys", "-t", "app", "M-m")
+        tmux.wait_for("Echo unmuted")
         tmux.run("send-keys", "-t", "app", "C-q")
         deadline = time.monotonic() + 15
         while not (tmp_path / "exit").exists() and time.monotonic() < deadline:

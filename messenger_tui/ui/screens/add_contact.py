@@ -14,6 +14,9 @@ from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.models import Contact
 from messenger_tui.ui.bindings import focus_bindings
 
+#: Where the other person finds their address (F3 shows it in full, with a QR code).
+ADDRESS_HINT = "Their address: they press F3 to show it (and a QR code)"
+
 
 class AddContactScreen(ModalScreen[Contact | None], inherit_bindings=False):
     BINDINGS = [
@@ -29,9 +32,7 @@ class AddContactScreen(ModalScreen[Contact | None], inherit_bindings=False):
     def compose(self) -> ComposeResult:
         with Vertical(id="add-contact", classes="dialog"):
             yield Static("Add a contact", classes="dialog-title")
-            yield Label(
-                "Their address (they find it in the status line or with `messenger-tui id`)"
-            )
+            yield Label(ADDRESS_HINT, id="address-hint")
             yield Input(placeholder="mt1…", id="address", compact=True)
             yield Label("Name")
             yield Input(placeholder="what to call them", id="name", compact=True)

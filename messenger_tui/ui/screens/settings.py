@@ -240,7 +240,8 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
     def on_mount(self) -> None:
         self._show_passphrase_fields(self.service.settings())
         self.query_one("#set-toasts", Checkbox).focus()
-        self.run_worker(self.load_devices(), group="audio-devices", exclusive=True)
+        # Re-scanned: a sound server or headset may have appeared since the app started.
+        self.run_worker(self.load_devices(rescan=True), group="audio-devices", exclusive=True)
 
     def on_unmount(self) -> None:
         self.stop_mic_test(show=False)

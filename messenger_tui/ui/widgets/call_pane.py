@@ -142,10 +142,16 @@ def _stat(label: str, value: str, history: tuple[float, ...] | None = None) -> T
     return cell
 
 
-def stats_lines(stats: CallStats, width: int = 200) -> Text:
-    """The level meters, then the statistics with their sparklines, packed into ``width``."""
+def stats_lines(stats: CallStats, width: int = 200, *, muted: bool = False) -> Text:
+    """The level meters, then the statistics with their sparklines, packed into ``width``.
+    While ``muted`` the mic meter is empty: the other side hears silence, whatever the
+    microphone picks up."""
     levels = Text("mic ", style="dim")
-    levels.append(meter(stats.mic_level), style="green")
+    if muted:
+        levels.append(meter(0.0), style="dim")
+        levels.append(" muted", style="yellow")
+    else:
+        levels.append(meter(stats.mic_level), style="green")
     levels.append("  them ", style="dim")
     levels.append(meter(stats.remote_level), style="cyan")
     rtt = f"{stats.rtt_ms:.0f} ms" if stats.rtt_ms is not None else "?"
@@ -225,7 +231,7 @@ class CallPane(Static):
         if call.state in ("connecting", "active"):
             text.append("\n")
             if self.stats is not None:
-                text.append_text(stats_lines(self.stats, width))
+                text.append_text(stats_lines(self.stats, width, muted=call.muted))
                 text.append("\n")
             text.append_text(health_line(self.stats, call.muted, width))
         self.update(text)

@@ -1,4 +1,5 @@
-"""The composer: a multi-line text area where Enter sends and Ctrl+J inserts a newline.
+"""The composer: a multi-line text area where Enter sends and Ctrl+J inserts a newline; Ctrl+L
+empties it and Ctrl+Z undoes the last edit (a paste is one edit).
 
 Typing notifications are throttled here: ``Typing(active=True)`` at most every
 :data:`TYPING_REFRESH_S` while the user types, ``Typing(active=False)`` after
@@ -32,6 +33,11 @@ class Composer(TextArea):
                 key_display="^j", id="composer.newline",
                 tooltip="Insert a line break (Ctrl+J works in every terminal; Alt+Enter and "
                         "Shift+Enter where the terminal reports them)"),
+        Binding("ctrl+l", "clear_text", "Clear", show=False, id="composer.clear",
+                tooltip="Empty the composer, e.g. after a paste that went wrong (Ctrl+Z "
+                        "brings the text back)"),
+        Binding("ctrl+z", "undo", "Undo", show=False, id="composer.undo",
+                tooltip="Undo the last edit: a whole paste, a clear, or what was typed last"),
     ]  # fmt: skip
 
     DEFAULT_CSS = """
@@ -92,6 +98,19 @@ class Composer(TextArea):
     def restore(self, text: str) -> None:
         """Put back a message that was not sent (before anything typed since)."""
         self.load_draft(text + self.text)
+
+    def action_undo(self) -> None:
+        """Undo the last edit. The cursor moves to the start first: Textual 8.2's undo measures
+        the text again while the cursor is still where the undone edit left it, which raises
+        (ValueError, the app ends) after a multi-line paste that showed the scrollbar."""
+        self.move_cursor((0, 0))
+        self.undo()
+
+    def action_clear_text(self) -> None:
+        """Empty the composer as one edit that Ctrl+Z undoes."""
+        if self.text:
+            self.history.checkpoint()
+            self.clear()
 
     def action_newline(self) -> None:
         start, end = self.selection

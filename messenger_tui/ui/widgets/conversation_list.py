@@ -173,12 +173,14 @@ class ConversationList(OptionList, inherit_bindings=False):
             body = Text(preview("blocked", room), self._style("conversations--warning"))
         elif c.id in self._typing:
             body = Text(preview("typing…", room), self._style("conversations--typing"))
+        elif c.auto_added:  # a stranger wrote: marked until accepted (Alt+A) or blocked
+            last = s.last_message.text if s.last_message is not None else ""
+            text = f"request: {last}" if last else "message request"
+            body = Text(preview(text, room), self._style("conversations--warning"))
         elif s.last_message is not None:
             m = s.last_message
             prefix = "you: " if m.outgoing else ""
             body = Text(preview(prefix + m.text, room), self._style("conversations--preview"))
-        elif c.auto_added:
-            body = Text(preview("message request", room), self._style("conversations--warning"))
         else:
             body = Text(preview("no messages yet", room), self._style("conversations--preview"))
         line2 = Text("  ") + body

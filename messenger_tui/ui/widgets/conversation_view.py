@@ -135,6 +135,9 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._lines: list[Strip] = []
         self._line_owner: list[int | None] = []  # message row id per line (None: separator)
         self._unread_from: int | None = None  # "new messages" line before this row
+        #: The view shows the newest line and keeps doing so when its height changes (a call
+        #: pane opens or closes, the terminal is resized): set by scrolling, read on resize.
+        self._following = True
 
     # ------------------------------------------------------------------ public API
 
@@ -305,7 +308,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         fresh = [m for m in messages if m.id not in self._pos]
         if not fresh or self._has_newer:
             return  # a window before the newest: they load when the user scrolls down
-        follow = self.is_vertical_scroll_end
+        follow = self.following
         was_empty = not self._messages
         fresh.sort(key=lambda m: m.id)
         if self._messages and fresh[0].id < self._messages[-1].id:
@@ -370,7 +373,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             self._cache.clear()
             self._relayout(keep="same")
             return
-        follow = self.is_vertical_scroll_end
+        follow = self.following
         self._messages = list(page)
         self._reindex()
         self._has_more = self._loader is not None and len(page) >= page_size
@@ -492,11 +495,20 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             strip = Strip.blank(width, self.rich_style)
         return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
+    @property
+    def following(self) -> bool:
+        """Whether the view sticks to the newest message (it was at the end before any
+        change of its size)."""
+        return self._following or self.is_vertical_scroll_end
+
     def on_resize(self) -> None:
         width = self.scrollable_content_region.width
+        follow = self._following and not self._has_newer
         if width != self._width:
             self._cache.clear()
-            self._relayout(keep="same")
+            self._relayout(keep="end" if follow else "same")
+        elif follow and not self.is_vertical_scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -506,6 +518,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
+        self._following = new_value >= self.max_scroll_y
         if new_value < LOAD_MARGIN and self._has_more and not self._loading:
             self.call_later(self._load_older_if_near_top)
         if self._has_newer and not self._loading and new_value > self.max_scroll_y - LOAD_MARGIN:
