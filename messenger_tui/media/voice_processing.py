@@ -1,0 +1,379 @@
+"""Echo cancellation, noise suppression and gain control on a call's capture path.
+
+:class:`VoiceProcessor` takes each played frame (:meth:`~VoiceProcessor.played`: the far end's
+audio as it went to the speaker, from the sink's ``pull``) and each captured frame
+(:meth:`~VoiceProcessor.process`), both 20 ms of 48 kHz mono int16, and returns the captured
+frame with the echo of the played audio removed, the background noise suppressed and the
+level evened out. The engine is SpeexDSP (:mod:`messenger_tui.media.speex_dsp`).
+
+Choices (measured in docs/performance.md, "Echo cancellation and noise suppression"):
+
+- **Frames of 10 ms, two per call frame.** SpeexDSP's filter adapts once per frame; 10 ms
+  frames (480 samples) converge faster than 20 ms ones and cost about a third more.
+- **A 250 ms filter** (12,000 taps at 48 kHz): a living room's echo tail (RT60 0.2-0.4 s;
+  the tail below -30 dB matters little once the preprocessor suppresses the residual) plus
+  the :data:`DELAY_MARGIN_MS` safety margin of the alignment below.
+- **The delay is estimated, not assumed.** Played and captured audio are counted sample by
+  sample from the start of the call, so with one duplex stream (one clock) the echo of played
+  sample ``n`` reaches the microphone at captured sample ``n + d`` for a fixed device delay
+  ``d``. :class:`DelayEstimator` finds ``d`` by cross-correlating the two signals' envelopes
+  (2 ms blocks, mean removed, normalised) over the last few seconds; a reference delay line
+  then hands the canceller the played audio from ``d - margin`` samples earlier, so the filter
+  sees aligned signals and its taps cover the room. Two clocks (separate devices) drift apart
+  by tens of ppm: the estimate is renewed every few seconds and the delay line follows it.
+- **Residual echo suppression**: the preprocessor is given the canceller's state
+  (``SPEEX_PREPROCESS_SET_ECHO_STATE``) and removes what the linear filter left (soft clipping
+  in a small loudspeaker is not linear).
+- **No allocation per frame**: the ring, the sub-frame buffers and the output are ctypes
+  buffers created once; :meth:`~VoiceProcessor.process` returns a view of the output buffer.
+
+Each stage is a setting (:class:`VoiceSettings`): echo cancellation, noise suppression and
+gain control, all on by default. Without libspeexdsp, :func:`open_voice_processor` returns a
+pass-through processor whose :attr:`~PassThrough.status` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+from operator import mul
+from typing import Final, Protocol
+
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from messenger_tui.media.speex_dsp import (
+    SPEEX_PREPROCESS_SET_AGC,
+    SPEEX_PREPROCESS_SET_AGC_MAX_GAIN,
+    SPEEX_PREPROCESS_SET_AGC_TARGET,
+    SPEEX_PREPROCESS_SET_DENOISE,
+    SPEEX_PREPROCESS_SET_DEREVERB,
+    SPEEX_PREPROCESS_SET_ECHO_SUPPRESS,
+    SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE,
+    SPEEX_PREPROCESS_SET_NOISE_SUPPRESS,
+    EchoCanceller,
+    Preprocessor,
+    VoiceProcessingUnavailable,
+)
+
+SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100  # 10 ms
+SUBFRAMES: Final = FRAME_SAMPLES // SUBFRAME_SAMPLES
+FILTER_MS: Final = 250
+#: The reference is handed over this much earlier than the estimated delay, so a small
+#: estimation error or drift never puts the echo before the reference (the filter cannot
+#: cancel an echo that precedes its reference).
+DELAY_MARGIN_MS: Final = 30
+#: A new estimate moves the delay line only when the echo would fall outside the first
+#: this-many ms of the filter (or before it): each move costs the filter its convergence, and
+#: an echo anywhere in that stretch leaves the rest of the filter for the room's tail.
+COVERED_MS: Final = 80
+#: Largest device delay (playback to capture) the delay line can hold.
+MAX_DELAY_MS: Final = 500
+#: Envelope block: one value per 2 ms.
+ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
+ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    """Which stages run; all on by default."""
+
+    echo_cancellation: bool = True
+    noise_suppression: bool = True
+    gain_control: bool = True
+    #: Deepest noise attenuation (dB, negative), SpeexDSP's default.
+    noise_suppress_db: int = -15
+    #: Residual echo attenuation (dB, negative) in single talk and while the near end talks.
+    echo_suppress_db: int = -40
+    echo_suppress_active_db: int = -15
+    #: The level automatic gain control aims for (int16 RMS, about -18 dBFS).
+    agc_target: int = 4000
+    #: Largest gain it applies (dB), for quiet microphones.
+    agc_max_gain_db: int = 20
+    #: The device delay to assume until the first estimate (ms).
+    initial_delay_ms: int = 0
+
+
+class CaptureProcessor(Protocol):
+    """What the media session calls on each frame (a :class:`VoiceProcessor` or a
+    :class:`PassThrough`)."""
+
+    status: str
+
+    def played(self, frame: bytes) -> None: ...
+
+    def process(self, frame: bytes) -> bytes | memoryview: ...
+
+    def close(self) -> None: ...
+
+
+class PassThrough:
+    """No processing (libspeexdsp missing, or every stage off); :attr:`status` says why."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    def played(self, frame: bytes) -> None:
+        pass
+
+    def process(self, frame: bytes) -> bytes | memoryview:
+        return frame
+
+    def close(self) -> None:
+        pass
+
+
+def open_voice_processor(settings: VoiceSettings | None = None) -> CaptureProcessor:
+    """A :class:`VoiceProcessor` for ``settings``, or a :class:`PassThrough` saying why not."""
+    settings = settings or VoiceSettings()
+    if not (settings.echo_cancellation or settings.noise_suppression or settings.gain_control):
+        return PassThrough("voice processing off (settings)")
+    try:
+        return VoiceProcessor(settings)
+    except VoiceProcessingUnavailable as exc:
+        return PassThrough(str(exc))
+
+
+class DelayEstimator:
+    """Estimates the delay from played audio to its echo in the captured audio.
+
+    Both signals are reduced to envelopes (mean absolute value per :data:`ENVELOPE_BLOCK`
+    samples, every second sample), kept for ``window_s`` seconds. :meth:`estimate`
+    cross-correlates the mean-removed envelopes for every lag from 0 to ``max_delay_ms`` and
+    returns the best lag in samples when its normalised correlation is at least
+    ``min_correlation`` and the far end spoke (else ``None``: keep the previous estimate).
+    Pure Python on 500 envelope values a second: about 20 ms of CPU per estimate over 4 s with
+    a 500 ms search, run every few seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 4.0,
+        max_delay_ms: int = MAX_DELAY_MS,
+        min_correlation: float = 0.3,
+    ) -> None:
+        self._size = int(window_s * SAMPLE_RATE) // ENVELOPE_BLOCK
+        self._max_lag = max_delay_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
+        self._min_correlation = min_correlation
+        self._played: list[float] = []
+        self._captured: list[float] = []
+        self.last_correlation = 0.0
+
+    @staticmethod
+    def _envelope(frame: bytes | memoryview, out: list[float]) -> None:
+        samples = memoryview(frame).cast("h")
+        for start in range(0, len(samples), ENVELOPE_BLOCK):
+            block = samples[start : start + ENVELOPE_BLOCK : 2]
+            out.append(sum(map(abs, block)) / len(block))
+
+    def add(self, played: bytes | memoryview, captured: bytes | memoryview) -> None:
+        """The played and captured frames of the same 20 ms of the stream counters."""
+        self._envelope(played, self._played)
+        self._envelope(captured, self._captured)
+        excess = len(self._played) - self._size
+        if excess > 0:
+            del self._played[:excess]
+            del self._captured[:excess]
+
+    def estimate(self) -> int | None:
+        """The delay in samples, or ``None`` when the recent audio does not say."""
+        played, captured = self._played, self._captured
+        n = len(captured) - self._max_lag
+        if n < self._max_lag:
+            return None
+        # captured[i] ~ played[i - lag]: compare the newest n captured values with played
+        # values lag blocks earlier
+        cap = captured[-n:]
+        cap_mean = sum(cap) / n
+        cap = [v - cap_mean for v in cap]
+        cap_energy = math.fsum(map(mul, cap, cap))
+        end = len(played)
+        ref_all = played[end - n - self._max_lag :]
+        best_lag, best = -1, 0.0
+        for lag in range(self._max_lag + 1):
+            start = self._max_lag - lag
+            ref = ref_all[start : start + n]
+            mean = sum(ref) / n
+            energy = math.fsum(map(mul, ref, ref)) - n * mean * mean
+            if energy <= 0.0 or cap_energy <= 0.0:
+                continue
+            # sum((r - mean) * c) == sum(r * c) since sum(c) == 0
+            score = sum(map(mul, ref, cap)) / math.sqrt(energy * cap_energy)
+            if score > best:
+                best_lag, best = lag, score
+        self.last_correlation = best
+        if best_lag < 0 or best < self._min_correlation:
+            return None
+        return best_lag * ENVELOPE_BLOCK
+
+
+class VoiceProcessor:
+    """SpeexDSP echo canceller + preprocessor for 20 ms frames of 48 kHz mono int16.
+
+    Call :meth:`played` with every frame the sink plays, in order, and :meth:`process` with
+    every captured frame, in order. Both count samples from the start; the estimated delay
+    maps one count onto the other.
+    """
+
+    def __init__(
+        self,
+        settings: VoiceSettings | None = None,
+        *,
+        estimate_every_s: float = 2.0,
+        estimator: DelayEstimator | None = None,
+    ) -> None:
+        self.settings = settings = settings or VoiceSettings()
+        rate = SAMPLE_RATE
+        self._canceller: EchoCanceller | None = None
+        if settings.echo_cancellation:
+            self._canceller = EchoCanceller(SUBFRAME_SAMPLES, rate * FILTER_MS // 1000, rate)
+        self._preprocessor: Preprocessor | None = None
+        if settings.noise_suppression or settings.gain_control or self._canceller:
+            pre = Preprocessor(SUBFRAME_SAMPLES, rate)
+            pre.set_int(SPEEX_PREPROCESS_SET_DENOISE, int(settings.noise_suppression))
+            pre.set_int(SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, settings.noise_suppress_db)
+            pre.set_int(SPEEX_PREPROCESS_SET_AGC, int(settings.gain_control))
+            if settings.gain_control:
+                pre.set_int(SPEEX_PREPROCESS_SET_AGC_TARGET, settings.agc_target)
+                pre.set_int(SPEEX_PREPROCESS_SET_AGC_MAX_GAIN, settings.agc_max_gain_db)
+            pre.set_int(SPEEX_PREPROCESS_SET_DEREVERB, 0)
+            if self._canceller is not None:
+                pre.set_echo_state(self._canceller)
+                pre.set_int(SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, settings.echo_suppress_db)
+                pre.set_int(
+                    SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, settings.echo_suppress_active_db
+                )
+            self._preprocessor = pre
+        # the played audio, as a ring of int16 samples indexed by the played-sample count
+        self._ring_samples = (MAX_DELAY_MS * rate // 1000 // FRAME_SAMPLES + 4) * FRAME_SAMPLES
+        self._ring = (ctypes.c_int16 * self._ring_samples)()
+        self._ring_address = ctypes.addressof(self._ring)
+        self._ring_bytes = memoryview(self._ring).cast("B")
+        self._played_count = 0
+        self._captured_count = 0
+        self._delay = settings.initial_delay_ms * rate // 1000
+        self._margin = DELAY_MARGIN_MS * rate // 1000
+        self._covered = COVERED_MS * rate // 1000
+        self._capture = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._reference = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._out = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._capture_address = ctypes.addressof(self._capture)
+        self._reference_address = ctypes.addressof(self._reference)
+        self._out_address = ctypes.addressof(self._out)
+        self._out_view = memoryview(self._out).cast("B")
+        self._reference_view = memoryview(self._reference).cast("B")
+        self._estimator = estimator if estimator is not None else DelayEstimator()
+        self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
+        self._frames_since_estimate = 0
+        self.status = self._describe()
+
+    def _describe(self) -> str:
+        stages = [
+            name
+            for name, on in (
+                ("echo cancellation", self._canceller is not None),
+                ("noise suppression", self.settings.noise_suppression),
+                ("gain control", self.settings.gain_control),
+            )
+            if on
+        ]
+        return "voice processing: " + ", ".join(stages) + " (SpeexDSP)"
+
+    @property
+    def delay_samples(self) -> int:
+        """The delay the reference line applies now (the estimate, before the margin)."""
+        return self._delay
+
+    def set_delay(self, samples: int) -> None:
+        """Align the reference to a delay of ``samples`` (clamped to what the ring holds)."""
+        limit = self._ring_samples - 2 * FRAME_SAMPLES
+        self._delay = max(0, min(samples, limit))
+
+    def played(self, frame: bytes) -> None:
+        """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes)."""
+        if len(frame) != FRAME_BYTES:
+            raise ValueError(f"a played frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
+        start = self._played_count % self._ring_samples
+        # the ring is a whole number of frames, so a frame never wraps
+        ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
+        self._played_count += FRAME_SAMPLES
+
+    def _fill_reference(self) -> None:
+        """Copy the played samples aligned with the captured frame into the reference."""
+        first = self._captured_count - max(0, self._delay - self._margin)
+        address = self._reference_address
+        filled = 0
+        while filled < FRAME_SAMPLES:
+            index = first + filled
+            if index < 0 or index >= self._played_count:
+                # not played (yet): silence
+                run = FRAME_SAMPLES - filled if index >= self._played_count else -index
+                run = min(run, FRAME_SAMPLES - filled)
+                ctypes.memset(address + 2 * filled, 0, 2 * run)
+            else:
+                if index < self._played_count - self._ring_samples:
+                    # overwritten already (a delay beyond the ring): silence
+                    run = min(
+                        FRAME_SAMPLES - filled, self._played_count - self._ring_samples - index
+                    )
+                    ctypes.memset(address + 2 * filled, 0, 2 * run)
+                else:
+                    position = index % self._ring_samples
+                    run = min(
+                        FRAME_SAMPLES - filled,
+                        self._ring_samples - position,
+                        self._played_count - index,
+                    )
+                    ctypes.memmove(address + 2 * filled, self._ring_address + 2 * position, 2 * run)
+            filled += run
+
+    def process(self, frame: bytes) -> memoryview:
+        """The captured ``frame`` processed: a view of an internal buffer, valid until the
+        next call (copy it to keep it)."""
+        if len(frame) != FRAME_BYTES:
+            raise ValueError(f"a captured frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
+        ctypes.memmove(self._capture_address, frame, FRAME_BYTES)
+        canceller, pre = self._canceller, self._preprocessor
+        if canceller is not None:
+            self._fill_reference()
+            self._estimate_delay(frame)
+            for k in range(SUBFRAMES):
+                offset = 2 * k * SUBFRAME_SAMPLES
+                canceller.cancel(
+                    self._capture_address + offset,
+                    self._reference_address + offset,
+                    self._out_address + offset,
+                )
+        else:
+            ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
+        if pre is not None:
+            for k in range(SUBFRAMES):
+                pre.run(self._out_address + 2 * k * SUBFRAME_SAMPLES)
+        self._captured_count += FRAME_SAMPLES
+        return self._out_view
+
+    def _estimate_delay(self, frame: bytes) -> None:
+        """Feed the estimator the played audio at the same count as ``frame`` (no delay), and
+        every few seconds re-align the delay line to its estimate."""
+        start = self._captured_count
+        if start + FRAME_SAMPLES > self._played_count or start < (
+            self._played_count - self._ring_samples
+        ):
+            return
+        position = start % self._ring_samples
+        same_time = self._ring_bytes[2 * position : 2 * (position + FRAME_SAMPLES)]
+        self._estimator.add(same_time, frame)
+        self._frames_since_estimate += 1
+        if self._frames_since_estimate >= self._estimate_every:
+            self._frames_since_estimate = 0
+            estimate = self._estimator.estimate()
+            if estimate is not None:
+                lead = estimate - max(0, self._delay - self._margin)
+                if not self._margin // 3 <= lead <= self._covered:
+                    self.set_delay(estimate)
+
+    def close(self) -> None:
+        if self._preprocessor is not None:
+            self._preprocessor.close()
+        if self._canceller is not None:
+            self._canceller.close()

@@ -1,0 +1,236 @@
+"""The kitty keyboard protocol's key releases: the parser never raises and yields no stray
+keys on any kitty sequence; and through a real pty, a Textual app on our driver pushes the
+flags and sees presses, releases and the flags reply as the terminal sends them."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from textual import events
+from textual._xterm_parser import XTermParser
+from textual.message import Message
+
+from messenger_tui.ui.kitty_keys import (
+    HOLD_TO_TALK_FLAGS,
+    KeyboardFlags,
+    KeyPress,
+    KeyRelease,
+    KittyKeyParser,
+)
+
+SENTINEL = "z"
+#: Textual gives up on an escape sequence after 32 characters and re-issues it as keys;
+#: our flags (no alternate keys) with at most two text code points stay within it.
+TEXTUAL_SEQUENCE_LIMIT = 32
+
+codepoints = st.one_of(
+    st.integers(0, 0x10FFFF),
+    st.integers(57344, 57454),  # kitty's functional keys
+    st.integers(0x110000, 9_999_999),  # past Unicode: must not raise either
+)
+
+
+@st.composite
+def kitty_sequences(draw: st.DrawFn) -> tuple[str, int | None, int]:
+    """A kitty key sequence, its event type and its number of text code points."""
+    code = draw(st.one_of(st.none(), codepoints))
+    code_field = "" if code is None else str(code)
+    if draw(st.booleans()):  # alternate keys (flag 4)
+        alternates = draw(st.lists(st.one_of(st.none(), codepoints), min_size=1, max_size=2))
+        code_field += "".join(":" + ("" if a is None else str(a)) for a in alternates)
+    final = draw(st.sampled_from("u~ABCDEFHPQRS"))
+    event = draw(st.one_of(st.none(), st.integers(0, 9)))
+    text = draw(st.lists(codepoints, max_size=3))
+    mods = draw(st.one_of(st.none(), st.integers(0, 256)))
+    sequence = f"\x1b[{code_field}"
+    if mods is not None or event is not None or text:
+        sequence += ";" + ("" if mods is None else str(mods))
+        if event is not None:
+            sequence += f":{event}"
+        if text:
+            sequence += ";" + ":".join(map(str, text))
+    return sequence + final, event, len(text)
+
+
+def feed_all(parser: XTermParser, data: str) -> list[Message]:
+    return list(parser.feed(data))
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kitty_sequences())
+def test_parser_never_raises_and_yields_no_stray_keys(case: tuple[str, int | None, int]) -> None:
+    sequence, event, texts = case
+    parser = KittyKeyParser()
+    messages = feed_all(parser, sequence + SENTINEL)
+    keys = [m for m in messages if isinstance(m, events.Key)]
+    releases = [m for m in messages if isinstance(m, KeyRelease)]
+    presses = [m for m in messages if isinstance(m, KeyPress)]
+    # the parser is still alive: the next key after the sequence is itself
+    assert keys and keys[-1].key == SENTINEL, messages
+    if len(sequence) > TEXTUAL_SEQUENCE_LIMIT:
+        return  # Textual re-issued it as keys; what matters here is that nothing raised
+    before = keys[:-1]
+    if event == 3:
+        assert before == [] and len(releases) == 1 and presses == [], messages
+    else:
+        assert releases == []
+        assert len(before) <= max(1, texts), messages
+        assert len(presses) == (1 if before else 0), messages
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.integers(0, 10**9)), st.integers(1, 31))
+def test_flags_reply_is_a_message_not_keys(flags: int | None, split: int) -> None:
+    parser = KittyKeyParser()
+    reply = f"\x1b[?{'' if flags is None else flags}u"
+    split = min(split, len(reply))
+    # the reply may arrive in two reads
+    messages = feed_all(parser, reply[:split]) + feed_all(parser, reply[split:] + SENTINEL)
+    assert [type(m) for m in messages] == [KeyboardFlags, events.Key]
+    assert isinstance(messages[0], KeyboardFlags)
+    assert messages[0].flags == (flags or 0)
+    assert messages[-1].key == SENTINEL  # type: ignore[attr-defined]
+
+
+def test_release_of_space_is_a_release_and_textual_alone_breaks() -> None:
+    messages = feed_all(KittyKeyParser(), "\x1b[32;1:1;32u\x1b[32;1:2;32u\x1b[32;1:3u")
+    names = [type(m).__name__ for m in messages]
+    assert names == ["KeyPress", "Key", "KeyPress", "Key", "KeyRelease"]
+    assert [m.repeat for m in messages if isinstance(m, KeyPress)] == [False, True]
+    release = messages[-1]
+    assert isinstance(release, KeyRelease)
+    assert (release.key, release.code) == ("space", 32)
+    # the bug this module exists for: Textual's own parser dies on the release
+    with pytest.raises(ValueError, match="1:3"):
+        feed_all(XTermParser(), "\x1b[32;1:3u")
+
+
+def test_plain_keys_are_untouched() -> None:
+    ours = [
+        m for m in feed_all(KittyKeyParser(), "ab\x1b[A\x1b[97;5u\r") if isinstance(m, events.Key)
+    ]
+    theirs = feed_all(XTermParser(), "ab\x1b[A\x1b[97;5u\r")
+    assert [(k.key, k.character) for k in ours] == [(k.key, k.character) for k in theirs]  # type: ignore[attr-defined]
+
+
+APP = textwrap.dedent(
+    """
+    import sys
+    from textual.app import App
+    from textual import events
+    from messenger_tui.ui.kitty_keys import KittyLinuxDriver, KeyPress, KeyRelease, KeyboardFlags
+
+    log = open(sys.argv[1], "a", buffering=1)
+
+    class Probe(App[None]):
+        def on_mount(self) -> None:
+            driver = self._driver
+            assert isinstance(driver, KittyLinuxDriver)
+            driver.push_key_releases()
+            driver.query_keyboard_flags()
+            log.write("ready\\n")
+
+        def on_key(self, event: events.Key) -> None:
+            if event.key == "q":
+                self.exit()
+
+        def on_key_press(self, event: KeyPress) -> None:
+            log.write(f"press {event.key} {event.code} {event.repeat}\\n")
+
+        def on_key_release(self, event: KeyRelease) -> None:
+            log.write(f"release {event.key} {event.code}\\n")
+
+        def on_keyboard_flags(self, event: KeyboardFlags) -> None:
+            log.write(f"flags {event.flags}\\n")
+
+    Probe(driver_class=KittyLinuxDriver).run()
+    log.write("exited\\n")
+    """
+)
+
+
+class Pty:
+    """A child process on a pty: what it writes is collected, ``send`` types to it."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True
+        )
+        os.close(slave)
+        self.output = b""
+
+    def pump(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:
+                    return
+
+    def send(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        os.close(self.master)
+
+
+def wait_for(path: Path, term: Pty, line: str, timeout: float = 20.0) -> list[str]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        term.pump(0.05)
+        lines = path.read_text().splitlines() if path.exists() else []
+        if line in lines:
+            return lines
+    raise AssertionError(f"no {line!r} in {path.read_text() if path.exists() else ''!r}")
+
+
+@pytest.mark.slow
+def test_hold_and_release_through_a_pty(tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(APP)
+    log = tmp_path / "events.log"
+    repo = Path(__file__).resolve().parents[2]
+    term = Pty([sys.executable, str(script), str(log)], cwd=repo)
+    try:
+        wait_for(log, term, "ready")
+        term.pump(0.2)
+        # the app pushed Textual's flags plus event types, and asked which are on
+        assert f"\x1b[>{HOLD_TO_TALK_FLAGS}u".encode() in term.output
+        assert b"\x1b[?u" in term.output
+        # what a kitty terminal answers, then a hold of the space bar: press, repeat, release
+        term.send(f"\x1b[?{HOLD_TO_TALK_FLAGS}u")
+        term.send("\x1b[32;1;32u")
+        term.send("\x1b[32;1:2;32u")
+        term.send("\x1b[32;1:3u")
+        term.send("\x1b[113;1;113u")
+        lines = wait_for(log, term, "exited")
+        assert lines[1:] == [
+            f"flags {HOLD_TO_TALK_FLAGS}",
+            "press space 32 False",
+            "press space 32 True",
+            "release space 32",
+            "press q 113 False",
+            "exited",
+        ]
+        # on the way out it popped its flags before Textual popped its own
+        tail = term.output[term.output.rindex(b"\x1b[>") :]
+        assert tail.count(b"\x1b[<u") == 2
+    finally:
+        term.close()
