@@ -1,0 +1,559 @@
+"""Chunked attachment encryption: a STREAM construction on XChaCha20-Poly1305.
+
+A file becomes a *blob* that the relay stores and serves by id. The blob is::
+
+    header (21 bytes) || chunk 0 || chunk 1 || ... || chunk n-1
+
+- The plaintext is the file followed by zero bytes up to :func:`padded_size` (the relay sees
+  only the bucket). It is cut into chunks of ``chunk_size`` bytes (64 KiB; a power of two
+  between 1 KiB and 4 MiB, named in the pointer and the header); the last chunk may be
+  shorter; there is always at least one.
+- Header: ``b"MTAT"``, version ``1``, ``log2(chunk_size)`` (one byte each after the magic),
+  then a 15-byte random nonce prefix.
+- Chunk ``i`` is ``XChaCha20-Poly1305-IETF(key, nonce_i, plaintext_i, ad=header)``: the
+  plaintext and a 16-byte tag, with ``nonce_i = prefix || u64be(i) || last`` where ``last``
+  is ``0x01`` for the final chunk and ``0x00`` otherwise (Hoang, Reyhanitabar, Rogaway and
+  Vizar's STREAM). A flipped byte, a chunk moved to another place, a chunk of another file
+  and a blob cut at a chunk boundary all fail that chunk's tag (the cut one because no chunk
+  but the last is sealed as last).
+- Digest (in the pointer, checked at the end): a SHA-256 chain over the blob,
+  ``d = SHA-256("messenger-tui attachment digest v1" || header)`` then
+  ``d = SHA-256(d || chunk_i)`` for each chunk. It commits the pointer to one exact blob:
+  the per-chunk tags prove "encrypted by someone with the key", the digest proves "this
+  encryption", so every member of a group gets byte-identical content, and a sender cannot
+  make one blob that different keys open differently.
+
+Design choices (docs/protocol.md "Attachments"):
+
+- **Independent chunks, not libsodium's secretstream.** Chunk ``i`` is a pure function of the
+  key, the header, ``i`` and its plaintext. secretstream's state after chunk ``k`` depends on
+  every earlier tag and lives inside PyNaCl's object (no supported way to save it), so a
+  transfer could not resume after a restart. With STREAM, an upload re-seals any chunk from
+  the file (:meth:`AttachmentEncryptor.seal_chunk`: identical bytes, so a relay holding part
+  of a chunk can take the rest), and a download resumes at any chunk boundary.
+- **A digest chain, not SHA-256 of the blob.** ``hashlib`` cannot save a hash's midstate, so a
+  plain SHA-256 would need the whole blob again after a restart. The chain's state is one
+  32-byte value, saved in :meth:`~AttachmentEncryptor.snapshot`; it is as collision resistant
+  as SHA-256 (a collision of two blobs gives a collision of SHA-256 at some step).
+- **Deterministic sealing has one hazard:** sealing chunk ``i`` twice with *different*
+  plaintext under one key leaks their XOR. Chunks are only re-sealed from the same file; a
+  caller resuming an upload must check the file did not change (size and modification time,
+  kept beside the snapshot) and otherwise start over with a fresh key
+  (:class:`~messenger_tui.core.errors.AttachmentSourceChanged` catches a size change).
+
+Both directions are driven one *unit* at a time: unit ``i`` is the blob's bytes of chunk ``i``
+(unit 0 begins with the header). :class:`BlobLayout` gives every unit's offset and size, so a
+transport can resume at any unit. Snapshots (msgpack) hold the file key: store them as secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from messenger_tui.core.attachments.padding import MAX_ATTACHMENT_SIZE, padded_size
+from messenger_tui.core.crypto.primitives import (
+    AEAD_KEY_LEN,
+    AEAD_TAG_LEN,
+    KeyedAead,
+    Rng,
+    default_rng,
+)
+from messenger_tui.core.errors import (
+    AttachmentSourceChanged,
+    CorruptTransferState,
+    DecryptionFailed,
+    DigestMismatch,
+    TamperedAttachment,
+    TruncatedAttachment,
+)
+
+MAGIC: Final = b"MTAT"
+VERSION: Final = 1
+NONCE_PREFIX_LEN: Final = 15
+HEADER_LEN: Final = len(MAGIC) + 2 + NONCE_PREFIX_LEN
+KEY_LEN: Final = AEAD_KEY_LEN
+DIGEST_LEN: Final = 32
+TAG_LEN: Final = AEAD_TAG_LEN
+DEFAULT_CHUNK_SIZE: Final = 64 * 1024
+MIN_CHUNK_SIZE: Final = 1024
+MAX_CHUNK_SIZE: Final = 4 * 1024 * 1024
+DIGEST_LABEL: Final = b"messenger-tui attachment digest v1"
+_LAST: Final = b"\x01"
+_NOT_LAST: Final = b"\x00"
+_INDEX: Final = struct.Struct(">Q")
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """``log2(chunk_size)``; ValueError unless a power of two in the allowed range."""
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE or chunk_size & (chunk_size - 1):
+        raise ValueError(
+            f"chunk size must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes"
+        )
+    return chunk_size.bit_length() - 1
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLayout:
+    """Where everything is in the blob of a ``size``-byte file."""
+
+    size: int
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.size <= MAX_ATTACHMENT_SIZE:
+            raise ValueError(f"attachment size must be 0 to {MAX_ATTACHMENT_SIZE} bytes")
+        check_chunk_size(self.chunk_size)
+
+    @property
+    def padded_size(self) -> int:
+        return padded_size(self.size)
+
+    @property
+    def chunk_count(self) -> int:
+        return max(1, -(-self.padded_size // self.chunk_size))
+
+    @property
+    def blob_size(self) -> int:
+        """The blob's length: what the relay stores and sees."""
+        return HEADER_LEN + self.padded_size + self.chunk_count * TAG_LEN
+
+    def chunk_plaintext_len(self, index: int) -> int:
+        """Padded plaintext bytes in chunk ``index``."""
+        self._check(index)
+        return min(self.chunk_size, self.padded_size - index * self.chunk_size)
+
+    def real_len(self, index: int) -> int:
+        """Bytes of the file (not padding) in chunk ``index``."""
+        self._check(index)
+        return max(0, min(self.chunk_size, self.size - index * self.chunk_size))
+
+    def unit_start(self, index: int) -> int:
+        """Blob offset where unit ``index`` starts (0 for the first: it holds the header);
+        ``unit_start(chunk_count)`` is the blob's size."""
+        if not 0 <= index <= self.chunk_count:
+            raise IndexError(f"chunk {index} of {self.chunk_count}")
+        if index == self.chunk_count:
+            return self.blob_size
+        return 0 if index == 0 else HEADER_LEN + index * (self.chunk_size + TAG_LEN)
+
+    def unit_len(self, index: int) -> int:
+        """Bytes of unit ``index`` (with the header for unit 0)."""
+        extra = HEADER_LEN if index == 0 else 0
+        return extra + self.chunk_plaintext_len(index) + TAG_LEN
+
+    def unit_at(self, offset: int) -> int:
+        """The unit holding blob byte ``offset`` (``chunk_count`` at the end of the blob):
+        where to resume when the relay holds ``offset`` bytes."""
+        if not 0 <= offset <= self.blob_size:
+            raise ValueError(f"offset {offset} outside a blob of {self.blob_size} bytes")
+        if offset == self.blob_size:
+            return self.chunk_count
+        if offset < HEADER_LEN:
+            return 0
+        return min(self.chunk_count, (offset - HEADER_LEN) // (self.chunk_size + TAG_LEN))
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.chunk_count:
+            raise IndexError(f"chunk {index} of {self.chunk_count}")
+
+
+def _header(chunk_size: int, prefix: bytes) -> bytes:
+    return MAGIC + bytes([VERSION, check_chunk_size(chunk_size)]) + prefix
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + _INDEX.pack(index) + (_LAST if last else _NOT_LAST)
+
+
+def _chain_start(header: bytes) -> bytes:
+    return hashlib.sha256(DIGEST_LABEL + header).digest()
+
+
+def _chain_step(chain: bytes, chunk: bytes) -> bytes:
+    h = hashlib.sha256(chain)
+    h.update(chunk)
+    return h.digest()
+
+
+class _EncryptorState(msgspec.Struct, frozen=True, tag="attachment-encryptor/1"):
+    key: bytes
+    header: bytes
+    size: int
+    next_index: int
+    chain: bytes
+
+
+class _DecryptorState(msgspec.Struct, frozen=True, tag="attachment-decryptor/1"):
+    key: bytes
+    digest: bytes
+    size: int
+    chunk_size: int
+    next_index: int
+    header: bytes | None
+    chain: bytes | None
+    plaintext_offset: int
+
+
+_ENC_STATE = msgspec.msgpack.Decoder(_EncryptorState)
+_DEC_STATE = msgspec.msgpack.Decoder(_DecryptorState)
+_STATE_ENCODER = msgspec.msgpack.Encoder()
+
+
+class AttachmentEncryptor:
+    """Encrypts one file into its blob, one unit at a time::
+
+        enc = AttachmentEncryptor.start(size)
+        while not enc.done:
+            upload(enc.encrypt_next(file.read(enc.next_real_len)))
+        pointer fields: enc.key, enc.digest, enc.size, enc.padded_size
+
+    :meth:`snapshot` saves the state between units; :meth:`restore` continues from it (seek
+    the file to :attr:`plaintext_offset`) with byte-identical output.
+    """
+
+    def __init__(self, key: bytes, header: bytes, size: int, next_index: int, chain: bytes):
+        self.layout = BlobLayout(size, _parse_header(header)[0])
+        self._key = key
+        self.header = header
+        self._prefix = header[-NONCE_PREFIX_LEN:]
+        self._aead = KeyedAead(key, self.layout.chunk_size)
+        self._next = next_index
+        self._chain = chain
+
+    @classmethod
+    def start(
+        cls, size: int, *, chunk_size: int = DEFAULT_CHUNK_SIZE, rng: Rng = default_rng
+    ) -> AttachmentEncryptor:
+        """A new encryption of a ``size``-byte file under a fresh random key."""
+        BlobLayout(size, chunk_size)  # validates
+        header = _header(chunk_size, rng(NONCE_PREFIX_LEN))
+        return cls(rng(KEY_LEN), header, size, 0, _chain_start(header))
+
+    @property
+    def key(self) -> bytes:
+        return self._key
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def padded_size(self) -> int:
+        return self.layout.padded_size
+
+    @property
+    def chunk_size(self) -> int:
+        return self.layout.chunk_size
+
+    @property
+    def next_index(self) -> int:
+        return self._next
+
+    @property
+    def done(self) -> bool:
+        return self._next >= self.layout.chunk_count
+
+    @property
+    def next_real_len(self) -> int:
+        """Bytes of the file the next unit takes (0 for a unit of padding only)."""
+        return 0 if self.done else self.layout.real_len(self._next)
+
+    @property
+    def plaintext_offset(self) -> int:
+        """Bytes of the file sealed so far: where to read next."""
+        return min(self.size, self._next * self.chunk_size)
+
+    @property
+    def ciphertext_offset(self) -> int:
+        """Bytes of the blob produced so far."""
+        return self.layout.unit_start(self._next)
+
+    @property
+    def digest(self) -> bytes:
+        """The blob's digest (for the pointer); only once :attr:`done`."""
+        if not self.done:
+            raise RuntimeError("the digest is known only after the last chunk")
+        return self._chain
+
+    def seal_chunk(self, index: int, real: bytes) -> bytes:
+        """Unit ``index`` for the file's bytes ``real`` of that chunk, without advancing: to
+        re-send a unit the relay lost or half-received (the bytes are identical as long as
+        the file is)."""
+        layout = self.layout
+        want = layout.real_len(index)
+        if len(real) != want:
+            raise ValueError(f"chunk {index} takes {want} bytes of the file, not {len(real)}")
+        plain_len = layout.chunk_plaintext_len(index)
+        if plain_len > want:
+            real = bytes(real) + bytes(plain_len - want)
+        last = index == layout.chunk_count - 1
+        sealed = self._aead.encrypt(_nonce(self._prefix, index, last), real, self.header)
+        return self.header + sealed if index == 0 else sealed
+
+    def encrypt_next(self, real: bytes) -> bytes:
+        """The next unit, for exactly :attr:`next_real_len` bytes of the file."""
+        if self.done:
+            raise RuntimeError("every chunk is already encrypted")
+        unit = self.seal_chunk(self._next, real)
+        self._chain = _chain_step(self._chain, unit[HEADER_LEN:] if self._next == 0 else unit)
+        self._next += 1
+        return unit
+
+    def snapshot(self) -> bytes:
+        """The state between units, to persist (it holds the key: store it as a secret)."""
+        state = _EncryptorState(self._key, self.header, self.size, self._next, self._chain)
+        return _STATE_ENCODER.encode(state)
+
+    @classmethod
+    def restore(cls, snapshot: bytes) -> AttachmentEncryptor:
+        """An encryptor continuing from :meth:`snapshot`. Raises
+        :class:`~messenger_tui.core.errors.CorruptTransferState`."""
+        try:
+            state = _ENC_STATE.decode(snapshot)
+            _check_key_chain(state.key, state.chain)
+            layout = BlobLayout(state.size, _parse_header(state.header)[0])
+            if not 0 <= state.next_index <= layout.chunk_count:
+                raise ValueError("chunk index out of range")
+            return cls(state.key, state.header, state.size, state.next_index, state.chain)
+        except (msgspec.DecodeError, ValueError, TamperedAttachment) as exc:
+            raise CorruptTransferState(f"unreadable encryptor state: {exc}") from None
+
+    def __repr__(self) -> str:  # never print the key
+        return f"AttachmentEncryptor(size={self.size}, next_index={self._next})"
+
+
+class AttachmentDecryptor:
+    """Checks and decrypts one blob, one unit at a time; nothing of a unit is returned unless
+    it authenticated::
+
+        dec = AttachmentDecryptor(key, digest, size)
+        while not dec.done:
+            tmp.write(dec.decrypt_next(download(dec.next_unit_len)))
+        dec.finish()              # DigestMismatch / TruncatedAttachment
+        rename tmp to its final name
+
+    A failed unit raises :class:`~messenger_tui.core.errors.TamperedAttachment` (or
+    :class:`~messenger_tui.core.errors.TruncatedAttachment` if it is short) and changes
+    nothing. Since the digest is known only at the end, the caller writes to a temporary
+    file and renames it only after :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        digest: bytes,
+        size: int,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        _check_key_chain(key, digest)
+        self.layout = BlobLayout(size, chunk_size)
+        self._key = key
+        self._digest = digest
+        self._aead = KeyedAead(key, chunk_size)
+        self._next = 0
+        self._header: bytes | None = None
+        self._chain: bytes | None = None
+        self._released = 0
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def next_index(self) -> int:
+        return self._next
+
+    @property
+    def done(self) -> bool:
+        """Every unit authenticated (:meth:`finish` still checks the digest)."""
+        return self._next >= self.layout.chunk_count
+
+    @property
+    def next_unit_len(self) -> int:
+        """Bytes :meth:`decrypt_next` wants next (0 when done)."""
+        return 0 if self.done else self.layout.unit_len(self._next)
+
+    @property
+    def ciphertext_offset(self) -> int:
+        """Bytes of the blob verified so far: where to resume the download."""
+        return self.layout.unit_start(self._next)
+
+    @property
+    def plaintext_offset(self) -> int:
+        """Bytes of the file released so far (truncate a resumed temporary file to this)."""
+        return self._released
+
+    def decrypt_next(self, unit: bytes) -> bytes:
+        """The file's bytes in the next unit (padding removed), once it authenticated."""
+        if self.done:
+            raise TamperedAttachment(
+                f"data after the final chunk ({len(unit)} bytes past {self.layout.blob_size})"
+            )
+        index, layout = self._next, self.layout
+        want = layout.unit_len(index)
+        if len(unit) < want:
+            raise TruncatedAttachment(
+                f"the attachment ends inside chunk {index + 1} of {layout.chunk_count} "
+                f"({len(unit)} of its {want} bytes)"
+            )
+        if len(unit) > want:
+            raise ValueError(f"unit {index} is {want} bytes; pass exactly next_unit_len")
+        header, chain = self._header, self._chain
+        body = unit
+        if index == 0:
+            header = bytes(unit[:HEADER_LEN])
+            if _parse_header(header)[0] != layout.chunk_size:
+                raise TamperedAttachment("the blob's header names another chunk size")
+            chain = _chain_start(header)
+            body = unit[HEADER_LEN:]
+        assert header is not None and chain is not None  # set by unit 0 (restore keeps them)
+        prefix = header[-NONCE_PREFIX_LEN:]
+        last = index == layout.chunk_count - 1
+        try:
+            plain = self._aead.decrypt(_nonce(prefix, index, last), bytes(body), header)
+        except DecryptionFailed:
+            raise TamperedAttachment(
+                f"chunk {index + 1} of {layout.chunk_count} failed authentication: changed, "
+                "moved, cut short or not part of this attachment"
+            ) from None
+        real_len = layout.real_len(index)
+        if real_len < len(plain) and plain[real_len:] != bytes(len(plain) - real_len):
+            raise TamperedAttachment(f"chunk {index + 1} has non-zero padding past the file")
+        self._header, self._chain = header, _chain_step(chain, bytes(body))
+        self._next += 1
+        self._released += real_len
+        return plain[:real_len] if real_len < len(plain) else plain
+
+    def finish(self) -> None:
+        """Raises :class:`~messenger_tui.core.errors.TruncatedAttachment` if units are
+        missing, :class:`~messenger_tui.core.errors.DigestMismatch` if the blob is not the
+        one the pointer names. Returns only when the file is complete and right."""
+        if not self.done:
+            raise TruncatedAttachment(
+                f"the attachment ended after {self._next} of {self.layout.chunk_count} chunks "
+                f"({self.ciphertext_offset} of {self.layout.blob_size} bytes)"
+            )
+        if self._chain != self._digest:
+            raise DigestMismatch(
+                "every chunk authenticated, but the blob's digest differs from the one in "
+                "the message (the sender's file was encrypted more than once?)"
+            )
+
+    def snapshot(self) -> bytes:
+        """The state between units, to persist (it holds the key: store it as a secret)."""
+        state = _DecryptorState(
+            self._key,
+            self._digest,
+            self.size,
+            self.layout.chunk_size,
+            self._next,
+            self._header,
+            self._chain,
+            self._released,
+        )
+        return _STATE_ENCODER.encode(state)
+
+    @classmethod
+    def restore(cls, snapshot: bytes) -> AttachmentDecryptor:
+        """A decryptor continuing from :meth:`snapshot`. Raises
+        :class:`~messenger_tui.core.errors.CorruptTransferState`."""
+        try:
+            state = _DEC_STATE.decode(snapshot)
+            dec = cls(state.key, state.digest, state.size, chunk_size=state.chunk_size)
+            layout = dec.layout
+            if not 0 <= state.next_index <= layout.chunk_count:
+                raise ValueError("chunk index out of range")
+            if (state.header is None) != (state.next_index == 0) or (
+                (state.chain is None) != (state.header is None)
+            ):
+                raise ValueError("header and chain must be present after the first chunk")
+            if state.header is not None:
+                if _parse_header(state.header)[0] != layout.chunk_size:
+                    raise ValueError("header of another chunk size")
+                _check_key_chain(state.key, state.chain)
+            released = min(layout.size, state.next_index * layout.chunk_size)
+            if state.plaintext_offset != released:
+                raise ValueError("released bytes do not match the chunk index")
+        except (msgspec.DecodeError, ValueError, TamperedAttachment) as exc:
+            raise CorruptTransferState(f"unreadable decryptor state: {exc}") from None
+        dec._next, dec._header, dec._chain = state.next_index, state.header, state.chain
+        dec._released = released
+        return dec
+
+    def __repr__(self) -> str:  # never print the key
+        return f"AttachmentDecryptor(size={self.size}, next_index={self._next})"
+
+
+def _check_key_chain(key: bytes, chain: bytes | None) -> None:
+    if len(key) != KEY_LEN:
+        raise ValueError(f"an attachment key is {KEY_LEN} bytes")
+    if chain is None or len(chain) != DIGEST_LEN:
+        raise ValueError(f"an attachment digest is {DIGEST_LEN} bytes")
+
+
+def _parse_header(header: bytes) -> tuple[int, bytes]:
+    """(chunk size, nonce prefix) of a blob header, or :class:`TamperedAttachment`."""
+    if len(header) != HEADER_LEN or header[: len(MAGIC)] != MAGIC:
+        raise TamperedAttachment("the blob does not start with an attachment header")
+    version, log2 = header[len(MAGIC)], header[len(MAGIC) + 1]
+    if version != VERSION:
+        raise TamperedAttachment(f"attachment format version {version} is not supported")
+    chunk_size = 1 << log2
+    try:
+        check_chunk_size(chunk_size)
+    except ValueError as exc:
+        raise TamperedAttachment(f"the blob header's chunk size is invalid: {exc}") from None
+    return chunk_size, header[-NONCE_PREFIX_LEN:]
+
+
+def encrypt_pieces(encryptor: AttachmentEncryptor, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The blob's remaining units from the file's remaining bytes in pieces of any size (from
+    :attr:`~AttachmentEncryptor.plaintext_offset` on). After the last unit,
+    ``encryptor.digest`` is set. Raises
+    :class:`~messenger_tui.core.errors.AttachmentSourceChanged` if the pieces add up to more
+    or less than the announced size."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        while not encryptor.done and len(buffer) >= encryptor.next_real_len > 0:
+            take = encryptor.next_real_len
+            yield encryptor.encrypt_next(bytes(buffer[:take]))
+            del buffer[:take]
+        if buffer and encryptor.next_real_len == 0:
+            break  # longer than announced
+    if buffer or encryptor.next_real_len > 0:
+        extra = len(buffer) - encryptor.next_real_len
+        raise AttachmentSourceChanged(
+            f"the file is {abs(extra)} bytes {'longer' if extra > 0 else 'shorter'} than the "
+            f"{encryptor.size} announced when its upload started; start again"
+        )
+    while not encryptor.done:  # chunks of padding only
+        yield encryptor.encrypt_next(b"")
+
+
+def decrypt_pieces(decryptor: AttachmentDecryptor, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The file's bytes, unit by unit as each authenticates, from the blob's remaining bytes
+    in pieces of any size (from :attr:`~AttachmentDecryptor.ciphertext_offset` on). Buffers at
+    most one unit. Raises as :meth:`AttachmentDecryptor.decrypt_next`, and
+    :class:`~messenger_tui.core.errors.TruncatedAttachment` if the pieces end inside a unit.
+    Call :meth:`AttachmentDecryptor.finish` after it."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        while buffer:
+            want = decryptor.next_unit_len
+            if want == 0:
+                decryptor.decrypt_next(bytes(buffer))  # raises: data after the final chunk
+            if len(buffer) < want:
+                break
+            yield decryptor.decrypt_next(bytes(buffer[:want]))
+            del buffer[:want]
+    if buffer:
+        decryptor.decrypt_next(bytes(buffer))  # raises TruncatedAttachment
