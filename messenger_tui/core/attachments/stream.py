@@ -51,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -104,19 +104,18 @@ class BlobLayout:
 
     size: int
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    #: The plaintext's size after padding (derived).
+    padded_size: int = field(init=False)
+    #: Chunks in the blob, at least one (derived).
+    chunk_count: int = field(init=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.size <= MAX_ATTACHMENT_SIZE:
             raise ValueError(f"attachment size must be 0 to {MAX_ATTACHMENT_SIZE} bytes")
         check_chunk_size(self.chunk_size)
-
-    @property
-    def padded_size(self) -> int:
-        return padded_size(self.size)
-
-    @property
-    def chunk_count(self) -> int:
-        return max(1, -(-self.padded_size // self.chunk_size))
+        padded = padded_size(self.size)
+        object.__setattr__(self, "padded_size", padded)
+        object.__setattr__(self, "chunk_count", max(1, -(-padded // self.chunk_size)))
 
     @property
     def blob_size(self) -> int:
@@ -518,21 +517,32 @@ def encrypt_pieces(encryptor: AttachmentEncryptor, pieces: Iterable[bytes]) -> I
     :attr:`~AttachmentEncryptor.plaintext_offset` on). After the last unit,
     ``encryptor.digest`` is set. Raises
     :class:`~messenger_tui.core.errors.AttachmentSourceChanged` if the pieces add up to more
-    or less than the announced size."""
-    buffer = bytearray()
+    or less than the announced size. Holds at most one chunk of the file besides a piece."""
+    carry = b""  # the start of the next chunk, when a piece ended inside it
+    extra = 0
     for piece in pieces:
-        buffer += piece
-        while not encryptor.done and len(buffer) >= encryptor.next_real_len > 0:
-            take = encryptor.next_real_len
-            yield encryptor.encrypt_next(bytes(buffer[:take]))
-            del buffer[:take]
-        if buffer and encryptor.next_real_len == 0:
-            break  # longer than announced
-    if buffer or encryptor.next_real_len > 0:
-        extra = len(buffer) - encryptor.next_real_len
+        view, position = memoryview(piece), 0
+        if carry:
+            position = min(len(view), encryptor.next_real_len - len(carry))
+            carry += view[:position]
+            if len(carry) < encryptor.next_real_len:
+                continue
+            yield encryptor.encrypt_next(carry)
+            carry = b""
+        while 0 < (want := encryptor.next_real_len) <= len(view) - position:
+            yield encryptor.encrypt_next(bytes(view[position : position + want]))
+            position += want
+        if position < len(view):
+            if encryptor.next_real_len == 0:
+                extra = len(view) - position
+                break
+            carry = bytes(view[position:])
+    missing = encryptor.next_real_len - len(carry)
+    if extra or missing:
+        word = "longer" if extra else "shorter"
         raise AttachmentSourceChanged(
-            f"the file is {abs(extra)} bytes {'longer' if extra > 0 else 'shorter'} than the "
-            f"{encryptor.size} announced when its upload started; start again"
+            f"the file is {extra or missing} bytes {word} than the {encryptor.size} announced "
+            "when its upload started; start again"
         )
     while not encryptor.done:  # chunks of padding only
         yield encryptor.encrypt_next(b"")
@@ -540,20 +550,26 @@ def encrypt_pieces(encryptor: AttachmentEncryptor, pieces: Iterable[bytes]) -> I
 
 def decrypt_pieces(decryptor: AttachmentDecryptor, pieces: Iterable[bytes]) -> Iterator[bytes]:
     """The file's bytes, unit by unit as each authenticates, from the blob's remaining bytes
-    in pieces of any size (from :attr:`~AttachmentDecryptor.ciphertext_offset` on). Buffers at
-    most one unit. Raises as :meth:`AttachmentDecryptor.decrypt_next`, and
+    in pieces of any size (from :attr:`~AttachmentDecryptor.ciphertext_offset` on). Holds at
+    most one unit besides a piece. Raises as :meth:`AttachmentDecryptor.decrypt_next`, and
     :class:`~messenger_tui.core.errors.TruncatedAttachment` if the pieces end inside a unit.
     Call :meth:`AttachmentDecryptor.finish` after it."""
-    buffer = bytearray()
+    carry = b""
     for piece in pieces:
-        buffer += piece
-        while buffer:
-            want = decryptor.next_unit_len
-            if want == 0:
-                decryptor.decrypt_next(bytes(buffer))  # raises: data after the final chunk
-            if len(buffer) < want:
-                break
-            yield decryptor.decrypt_next(bytes(buffer[:want]))
-            del buffer[:want]
-    if buffer:
-        decryptor.decrypt_next(bytes(buffer))  # raises TruncatedAttachment
+        view, position = memoryview(piece), 0
+        if carry:
+            position = min(len(view), decryptor.next_unit_len - len(carry))
+            carry += view[:position]
+            if len(carry) < decryptor.next_unit_len:
+                continue
+            yield decryptor.decrypt_next(carry)
+            carry = b""
+        while 0 < (want := decryptor.next_unit_len) <= len(view) - position:
+            yield decryptor.decrypt_next(bytes(view[position : position + want]))
+            position += want
+        if position < len(view):
+            if decryptor.done:
+                decryptor.decrypt_next(bytes(view[position:]))  # raises: after the final chunk
+            carry = bytes(view[position:])
+    if carry:
+        decryptor.decrypt_next(carry)  # raises TruncatedAttachment
