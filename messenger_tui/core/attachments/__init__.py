@@ -2,6 +2,7 @@
 pointer the end-to-end message carries, and safe file names (docs/protocol.md
 "Attachments: chunk format and pointer")."""
 
+from messenger_tui.core.attachments.layout import DEFAULT_CHUNK_SIZE, BlobLayout
 from messenger_tui.core.attachments.names import pick_free_name, sanitize_filename
 from messenger_tui.core.attachments.padding import MAX_ATTACHMENT_SIZE, padded_size
 from messenger_tui.core.attachments.pointer import (
@@ -10,10 +11,8 @@ from messenger_tui.core.attachments.pointer import (
     encode_pointer,
 )
 from messenger_tui.core.attachments.stream import (
-    DEFAULT_CHUNK_SIZE,
     AttachmentDecryptor,
     AttachmentEncryptor,
-    BlobLayout,
     decrypt_pieces,
     encrypt_pieces,
 )

@@ -16,14 +16,14 @@ from typing import Final
 
 import msgspec
 
-from messenger_tui.core.attachments.padding import MAX_ATTACHMENT_SIZE, padded_size
-from messenger_tui.core.attachments.stream import (
+from messenger_tui.core.attachments.layout import (
     DEFAULT_CHUNK_SIZE,
     DIGEST_LEN,
     KEY_LEN,
     BlobLayout,
     check_chunk_size,
 )
+from messenger_tui.core.attachments.padding import MAX_ATTACHMENT_SIZE, padded_size
 from messenger_tui.core.errors import MalformedAttachmentPointer
 
 MIN_BLOB_ID_LEN: Final = 16

@@ -1,29 +1,8 @@
-"""Chunked attachment encryption: a STREAM construction on XChaCha20-Poly1305.
+"""Chunked attachment encryption: a STREAM construction on XChaCha20-Poly1305, driven one
+unit at a time, resumable from saved state. The format is in
+:mod:`messenger_tui.core.attachments.layout` (and docs/protocol.md "Attachments").
 
-A file becomes a *blob* that the relay stores and serves by id. The blob is::
-
-    header (21 bytes) || chunk 0 || chunk 1 || ... || chunk n-1
-
-- The plaintext is the file followed by zero bytes up to :func:`padded_size` (the relay sees
-  only the bucket). It is cut into chunks of ``chunk_size`` bytes (64 KiB; a power of two
-  between 1 KiB and 4 MiB, named in the pointer and the header); the last chunk may be
-  shorter; there is always at least one.
-- Header: ``b"MTAT"``, version ``1``, ``log2(chunk_size)`` (one byte each after the magic),
-  then a 15-byte random nonce prefix.
-- Chunk ``i`` is ``XChaCha20-Poly1305-IETF(key, nonce_i, plaintext_i, ad=header)``: the
-  plaintext and a 16-byte tag, with ``nonce_i = prefix || u64be(i) || last`` where ``last``
-  is ``0x01`` for the final chunk and ``0x00`` otherwise (Hoang, Reyhanitabar, Rogaway and
-  Vizar's STREAM). A flipped byte, a chunk moved to another place, a chunk of another file
-  and a blob cut at a chunk boundary all fail that chunk's tag (the cut one because no chunk
-  but the last is sealed as last).
-- Digest (in the pointer, checked at the end): a SHA-256 chain over the blob,
-  ``d = SHA-256("messenger-tui attachment digest v1" || header)`` then
-  ``d = SHA-256(d || chunk_i)`` for each chunk. It commits the pointer to one exact blob:
-  the per-chunk tags prove "encrypted by someone with the key", the digest proves "this
-  encryption", so every member of a group gets byte-identical content, and a sender cannot
-  make one blob that different keys open differently.
-
-Design choices (docs/protocol.md "Attachments"):
+Design choices:
 
 - **Independent chunks, not libsodium's secretstream.** Chunk ``i`` is a pure function of the
   key, the header, ``i`` and its plaintext. secretstream's state after chunk ``k`` depends on
@@ -48,22 +27,24 @@ transport can resume at any unit. Snapshots (msgpack) hold the file key: store t
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Final
 
 import msgspec
 
-from messenger_tui.core.attachments.padding import MAX_ATTACHMENT_SIZE, padded_size
-from messenger_tui.core.crypto.primitives import (
-    AEAD_KEY_LEN,
-    AEAD_TAG_LEN,
-    KeyedAead,
-    Rng,
-    default_rng,
+from messenger_tui.core.attachments.layout import (
+    DEFAULT_CHUNK_SIZE,
+    HEADER_LEN,
+    KEY_LEN,
+    NONCE_PREFIX_LEN,
+    BlobLayout,
+    build_header,
+    check_key_and_digest,
+    chunk_nonce,
+    digest_start,
+    digest_step,
+    parse_header,
 )
+from messenger_tui.core.crypto.primitives import KeyedAead, Rng, default_rng
 from messenger_tui.core.errors import (
     AttachmentSourceChanged,
     CorruptTransferState,
@@ -72,112 +53,6 @@ from messenger_tui.core.errors import (
     TamperedAttachment,
     TruncatedAttachment,
 )
-
-MAGIC: Final = b"MTAT"
-VERSION: Final = 1
-NONCE_PREFIX_LEN: Final = 15
-HEADER_LEN: Final = len(MAGIC) + 2 + NONCE_PREFIX_LEN
-KEY_LEN: Final = AEAD_KEY_LEN
-DIGEST_LEN: Final = 32
-TAG_LEN: Final = AEAD_TAG_LEN
-DEFAULT_CHUNK_SIZE: Final = 64 * 1024
-MIN_CHUNK_SIZE: Final = 1024
-MAX_CHUNK_SIZE: Final = 4 * 1024 * 1024
-DIGEST_LABEL: Final = b"messenger-tui attachment digest v1"
-_LAST: Final = b"\x01"
-_NOT_LAST: Final = b"\x00"
-_INDEX: Final = struct.Struct(">Q")
-
-
-def check_chunk_size(chunk_size: int) -> int:
-    """``log2(chunk_size)``; ValueError unless a power of two in the allowed range."""
-    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE or chunk_size & (chunk_size - 1):
-        raise ValueError(
-            f"chunk size must be a power of two from {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes"
-        )
-    return chunk_size.bit_length() - 1
-
-
-@dataclass(frozen=True, slots=True)
-class BlobLayout:
-    """Where everything is in the blob of a ``size``-byte file."""
-
-    size: int
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    #: The plaintext's size after padding (derived).
-    padded_size: int = field(init=False)
-    #: Chunks in the blob, at least one (derived).
-    chunk_count: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.size <= MAX_ATTACHMENT_SIZE:
-            raise ValueError(f"attachment size must be 0 to {MAX_ATTACHMENT_SIZE} bytes")
-        check_chunk_size(self.chunk_size)
-        padded = padded_size(self.size)
-        object.__setattr__(self, "padded_size", padded)
-        object.__setattr__(self, "chunk_count", max(1, -(-padded // self.chunk_size)))
-
-    @property
-    def blob_size(self) -> int:
-        """The blob's length: what the relay stores and sees."""
-        return HEADER_LEN + self.padded_size + self.chunk_count * TAG_LEN
-
-    def chunk_plaintext_len(self, index: int) -> int:
-        """Padded plaintext bytes in chunk ``index``."""
-        self._check(index)
-        return min(self.chunk_size, self.padded_size - index * self.chunk_size)
-
-    def real_len(self, index: int) -> int:
-        """Bytes of the file (not padding) in chunk ``index``."""
-        self._check(index)
-        return max(0, min(self.chunk_size, self.size - index * self.chunk_size))
-
-    def unit_start(self, index: int) -> int:
-        """Blob offset where unit ``index`` starts (0 for the first: it holds the header);
-        ``unit_start(chunk_count)`` is the blob's size."""
-        if not 0 <= index <= self.chunk_count:
-            raise IndexError(f"chunk {index} of {self.chunk_count}")
-        if index == self.chunk_count:
-            return self.blob_size
-        return 0 if index == 0 else HEADER_LEN + index * (self.chunk_size + TAG_LEN)
-
-    def unit_len(self, index: int) -> int:
-        """Bytes of unit ``index`` (with the header for unit 0)."""
-        extra = HEADER_LEN if index == 0 else 0
-        return extra + self.chunk_plaintext_len(index) + TAG_LEN
-
-    def unit_at(self, offset: int) -> int:
-        """The unit holding blob byte ``offset`` (``chunk_count`` at the end of the blob):
-        where to resume when the relay holds ``offset`` bytes."""
-        if not 0 <= offset <= self.blob_size:
-            raise ValueError(f"offset {offset} outside a blob of {self.blob_size} bytes")
-        if offset == self.blob_size:
-            return self.chunk_count
-        if offset < HEADER_LEN:
-            return 0
-        return min(self.chunk_count, (offset - HEADER_LEN) // (self.chunk_size + TAG_LEN))
-
-    def _check(self, index: int) -> None:
-        if not 0 <= index < self.chunk_count:
-            raise IndexError(f"chunk {index} of {self.chunk_count}")
-
-
-def _header(chunk_size: int, prefix: bytes) -> bytes:
-    return MAGIC + bytes([VERSION, check_chunk_size(chunk_size)]) + prefix
-
-
-def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
-    return prefix + _INDEX.pack(index) + (_LAST if last else _NOT_LAST)
-
-
-def _chain_start(header: bytes) -> bytes:
-    return hashlib.sha256(DIGEST_LABEL + header).digest()
-
-
-def _chain_step(chain: bytes, chunk: bytes) -> bytes:
-    h = hashlib.sha256(chain)
-    h.update(chunk)
-    return h.digest()
 
 
 class _EncryptorState(msgspec.Struct, frozen=True, tag="attachment-encryptor/1"):
@@ -213,11 +88,12 @@ class AttachmentEncryptor:
         pointer fields: enc.key, enc.digest, enc.size, enc.padded_size
 
     :meth:`snapshot` saves the state between units; :meth:`restore` continues from it (seek
-    the file to :attr:`plaintext_offset`) with byte-identical output.
+    the file to :attr:`plaintext_offset`) with byte-identical output. Not thread-safe (one
+    output buffer is reused): one encryptor per thread.
     """
 
     def __init__(self, key: bytes, header: bytes, size: int, next_index: int, chain: bytes):
-        self.layout = BlobLayout(size, _parse_header(header)[0])
+        self.layout = BlobLayout(size, parse_header(header)[0])
         self._key = key
         self.header = header
         self._prefix = header[-NONCE_PREFIX_LEN:]
@@ -231,8 +107,8 @@ class AttachmentEncryptor:
     ) -> AttachmentEncryptor:
         """A new encryption of a ``size``-byte file under a fresh random key."""
         BlobLayout(size, chunk_size)  # validates
-        header = _header(chunk_size, rng(NONCE_PREFIX_LEN))
-        return cls(rng(KEY_LEN), header, size, 0, _chain_start(header))
+        header = build_header(chunk_size, rng(NONCE_PREFIX_LEN))
+        return cls(rng(KEY_LEN), header, size, 0, digest_start(header))
 
     @property
     def key(self) -> bytes:
@@ -292,7 +168,7 @@ class AttachmentEncryptor:
         if plain_len > want:
             real = bytes(real) + bytes(plain_len - want)
         last = index == layout.chunk_count - 1
-        sealed = self._aead.encrypt(_nonce(self._prefix, index, last), real, self.header)
+        sealed = self._aead.encrypt(chunk_nonce(self._prefix, index, last), real, self.header)
         return self.header + sealed if index == 0 else sealed
 
     def encrypt_next(self, real: bytes) -> bytes:
@@ -300,7 +176,7 @@ class AttachmentEncryptor:
         if self.done:
             raise RuntimeError("every chunk is already encrypted")
         unit = self.seal_chunk(self._next, real)
-        self._chain = _chain_step(self._chain, unit[HEADER_LEN:] if self._next == 0 else unit)
+        self._chain = digest_step(self._chain, unit[HEADER_LEN:] if self._next == 0 else unit)
         self._next += 1
         return unit
 
@@ -315,8 +191,8 @@ class AttachmentEncryptor:
         :class:`~messenger_tui.core.errors.CorruptTransferState`."""
         try:
             state = _ENC_STATE.decode(snapshot)
-            _check_key_chain(state.key, state.chain)
-            layout = BlobLayout(state.size, _parse_header(state.header)[0])
+            check_key_and_digest(state.key, state.chain)
+            layout = BlobLayout(state.size, parse_header(state.header)[0])
             if not 0 <= state.next_index <= layout.chunk_count:
                 raise ValueError("chunk index out of range")
             return cls(state.key, state.header, state.size, state.next_index, state.chain)
@@ -340,7 +216,7 @@ class AttachmentDecryptor:
     A failed unit raises :class:`~messenger_tui.core.errors.TamperedAttachment` (or
     :class:`~messenger_tui.core.errors.TruncatedAttachment` if it is short) and changes
     nothing. Since the digest is known only at the end, the caller writes to a temporary
-    file and renames it only after :meth:`finish`.
+    file and renames it only after :meth:`finish`. Not thread-safe, like the encryptor.
     """
 
     def __init__(
@@ -351,7 +227,7 @@ class AttachmentDecryptor:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
     ) -> None:
-        _check_key_chain(key, digest)
+        check_key_and_digest(key, digest)
         self.layout = BlobLayout(size, chunk_size)
         self._key = key
         self._digest = digest
@@ -408,15 +284,15 @@ class AttachmentDecryptor:
         body = unit
         if index == 0:
             header = bytes(unit[:HEADER_LEN])
-            if _parse_header(header)[0] != layout.chunk_size:
+            if parse_header(header)[0] != layout.chunk_size:
                 raise TamperedAttachment("the blob's header names another chunk size")
-            chain = _chain_start(header)
+            chain = digest_start(header)
             body = unit[HEADER_LEN:]
         assert header is not None and chain is not None  # set by unit 0 (restore keeps them)
         prefix = header[-NONCE_PREFIX_LEN:]
         last = index == layout.chunk_count - 1
         try:
-            plain = self._aead.decrypt(_nonce(prefix, index, last), bytes(body), header)
+            plain = self._aead.decrypt(chunk_nonce(prefix, index, last), bytes(body), header)
         except DecryptionFailed:
             raise TamperedAttachment(
                 f"chunk {index + 1} of {layout.chunk_count} failed authentication: changed, "
@@ -425,7 +301,7 @@ class AttachmentDecryptor:
         real_len = layout.real_len(index)
         if real_len < len(plain) and plain[real_len:] != bytes(len(plain) - real_len):
             raise TamperedAttachment(f"chunk {index + 1} has non-zero padding past the file")
-        self._header, self._chain = header, _chain_step(chain, bytes(body))
+        self._header, self._chain = header, digest_step(chain, bytes(body))
         self._next += 1
         self._released += real_len
         return plain[:real_len] if real_len < len(plain) else plain
@@ -474,9 +350,9 @@ class AttachmentDecryptor:
             ):
                 raise ValueError("header and chain must be present after the first chunk")
             if state.header is not None:
-                if _parse_header(state.header)[0] != layout.chunk_size:
+                if parse_header(state.header)[0] != layout.chunk_size:
                     raise ValueError("header of another chunk size")
-                _check_key_chain(state.key, state.chain)
+                check_key_and_digest(state.key, state.chain)
             released = min(layout.size, state.next_index * layout.chunk_size)
             if state.plaintext_offset != released:
                 raise ValueError("released bytes do not match the chunk index")
@@ -488,28 +364,6 @@ class AttachmentDecryptor:
 
     def __repr__(self) -> str:  # never print the key
         return f"AttachmentDecryptor(size={self.size}, next_index={self._next})"
-
-
-def _check_key_chain(key: bytes, chain: bytes | None) -> None:
-    if len(key) != KEY_LEN:
-        raise ValueError(f"an attachment key is {KEY_LEN} bytes")
-    if chain is None or len(chain) != DIGEST_LEN:
-        raise ValueError(f"an attachment digest is {DIGEST_LEN} bytes")
-
-
-def _parse_header(header: bytes) -> tuple[int, bytes]:
-    """(chunk size, nonce prefix) of a blob header, or :class:`TamperedAttachment`."""
-    if len(header) != HEADER_LEN or header[: len(MAGIC)] != MAGIC:
-        raise TamperedAttachment("the blob does not start with an attachment header")
-    version, log2 = header[len(MAGIC)], header[len(MAGIC) + 1]
-    if version != VERSION:
-        raise TamperedAttachment(f"attachment format version {version} is not supported")
-    chunk_size = 1 << log2
-    try:
-        check_chunk_size(chunk_size)
-    except ValueError as exc:
-        raise TamperedAttachment(f"the blob header's chunk size is invalid: {exc}") from None
-    return chunk_size, header[-NONCE_PREFIX_LEN:]
 
 
 def encrypt_pieces(encryptor: AttachmentEncryptor, pieces: Iterable[bytes]) -> Iterator[bytes]:

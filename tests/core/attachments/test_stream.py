@@ -12,13 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from messenger_tui.core.attachments.layout import DIGEST_LABEL, HEADER_LEN, BlobLayout
 from messenger_tui.core.attachments.padding import padded_size
 from messenger_tui.core.attachments.stream import (
-    DIGEST_LABEL,
-    HEADER_LEN,
     AttachmentDecryptor,
     AttachmentEncryptor,
-    BlobLayout,
     decrypt_pieces,
     encrypt_pieces,
 )
