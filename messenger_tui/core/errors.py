@@ -88,3 +88,38 @@ class MembershipDenied(CoreError):
 
 class InvalidMembershipChange(CoreError):
     """A membership change that is malformed, for another group, or inconsistent with its base."""
+
+
+class AttachmentError(CoreError):
+    """Base of attachment failures (core/attachments): a pointer, a blob or a transfer state."""
+
+
+class MalformedAttachmentPointer(AttachmentError, ValueError):
+    """An attachment pointer with a missing, oversized or inconsistent field."""
+
+
+class CorruptTransferState(AttachmentError):
+    """Persisted encryptor or decryptor state that does not decode to a valid state."""
+
+
+class AttachmentIntegrityError(AttachmentError, CryptoError):
+    """A downloaded blob failed a check; nothing of it may be kept (write to a temporary file
+    and rename it only after the decryptor's ``finish`` returns)."""
+
+
+class TamperedAttachment(AttachmentIntegrityError):
+    """A chunk (or the blob header) did not authenticate: changed, swapped or not this file."""
+
+
+class TruncatedAttachment(AttachmentIntegrityError):
+    """The blob ended before its final chunk."""
+
+
+class DigestMismatch(AttachmentIntegrityError):
+    """Every chunk authenticated, but the blob is not the one the pointer names (its digest
+    differs): the sender encrypted the file twice, or the pointer's digest is wrong."""
+
+
+class AttachmentSourceChanged(AttachmentError):
+    """The file being encrypted was shorter or longer than the size announced at the start
+    (it changed while being sent): start again with a fresh key."""
