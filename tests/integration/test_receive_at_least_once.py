@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from messenger_tui.core.address import decode_address
 from tests.helpers.cli import User, cli_command, cli_env
 from tests.helpers.clients import client, wait_for
 
@@ -62,6 +63,11 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Pa
         alice.add_contact(bob_addr, "bob")
         bob.run("contacts", "add", alice.address, "--name", "alice")
         await alice.connect(timeout=10)
+        # Bob's client grants alice his delivery secret when it next connects (see
+        # test_crash_safety.py); without it her burst would wait as a message request.
+        bob.run("receive", "--timeout", "5")
+        bob_id = decode_address(bob_addr)
+        await wait_for(lambda: alice.store.contacts.delivery_access(bob_id) is not None, 30)
         for text in texts:
             await alice.send_text("bob", text)
         await wait_for(lambda: alice.outbox_count() == 0, timeout=60)

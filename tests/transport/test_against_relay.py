@@ -133,10 +133,13 @@ async def test_prekeys_publish_fetch_and_not_found(
     )
     assert ok.prekeys_remaining == 3
 
-    other_client, _ = make_client(real_relay.url, who=Identity.generate())
-    await other_client.connect_once()
+    # One fetcher per fetch: the relay hands one requester at most 2 one-time prekeys of a
+    # target in a burst (docs/protocol.md, "Delivery access and mailbox quotas").
+    fetchers = [make_client(real_relay.url, who=Identity.generate())[0] for _ in range(4)]
+    for fetcher in fetchers:
+        await fetcher.connect_once()
     bundles = await asyncio.gather(
-        *(other_client.fetch_bundle(identity.public, timeout=5) for _ in range(4))
+        *(fetcher.fetch_bundle(identity.public, timeout=5) for fetcher in fetchers)
     )
     assert all(b.spk == spk and b.spk_id == 1 for b in bundles)
     opk_ids = [b.opk_id for b in bundles]
