@@ -27,11 +27,10 @@ from messenger_tui.app.profile import (
     DEFAULT_RELAY_URL,
     create_profile,
     default_home,
-    open_profile,
 )
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.call_cmd import add_call_parsers
-from messenger_tui.cli.passphrase import passphrase_for, read_passphrase_file
+from messenger_tui.cli.passphrase import open_for_command, read_passphrase_file
 from messenger_tui.cli.ui_cmd import add_ui_parser
 from messenger_tui.storage.errors import StorageError
 
@@ -80,9 +79,7 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _service(args: argparse.Namespace) -> MessengerService:
-    home = _home(args)
-    profile = open_profile(home, passphrase_for(args, home))
-    return MessengerService(profile)
+    return MessengerService(open_for_command(args, _home(args)))
 
 
 async def _close(service: MessengerService) -> None:
