@@ -19,9 +19,11 @@ profile's; the other is removed. Typing the old passphrase works until the datab
 re-encrypted, the new one from then on, and the other one gets a message saying so. Files are
 only changed once the typed passphrase opened the database (a wrong one changes nothing).
 
-A key file without a passphrase "unlocks" with anything; it is only taken as a candidate when
-the passphrase typed unlocks an encrypted candidate too, or when no candidate is encrypted, so
-that a passphrase that unlocks nothing never completes a half-done change.
+A key file without a passphrase "unlocks" with anything. ``identity.json`` without one is the
+profile's state until a change commits, so it is always a candidate; a pending
+``identity.json.next`` without one (a removal) is only taken when the passphrase typed unlocks
+``identity.json``, so that a passphrase that unlocks nothing never completes a half-done
+change.
 
 The previous release's database (plain SQLite) is re-encrypted here on first open, under the
 key of ``identity.json``.
@@ -116,8 +118,10 @@ def _unlocked(
                 "it from a backup"
             ) from None
         unlocked.append((c, identity, key))
-    if any(c.encrypted for c, _, _ in unlocked) or not any(c.encrypted for c in candidates):
-        return unlocked
+    proven = any(c.encrypted for c, _, _ in unlocked)
+    usable = [u for u in unlocked if u[0].encrypted or u[0].path == key_file or proven]
+    if usable:
+        return usable
     if passphrase is None:
         raise PassphraseProblem(
             "this profile's key is protected by a passphrase; pass --passphrase-file FILE "
