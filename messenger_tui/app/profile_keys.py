@@ -150,6 +150,11 @@ def open_store(
             continue
         except StorageError as exc:
             raise StorageProblem(str(exc)) from None
+        except OSError as exc:
+            raise StorageProblem(
+                f"cannot re-encrypt the database {database}: {exc}. The unencrypted file was "
+                "kept; free some space (or fix the permissions) and retry"
+            ) from None
         try:
             if candidate.path == pending:
                 os.replace(pending, key_file)  # the database is under the new key already
@@ -157,6 +162,8 @@ def open_store(
             elif pending.exists():
                 pending.unlink()  # the change did not reach the database: undone
                 cipher.fsync_dir(key_file.parent)
+            for tmp in (key_file, pending):  # write_key_file's, from an interrupted write
+                tmp.with_name(tmp.name + ".tmp").unlink(missing_ok=True)
             cipher.tidy(database)
         except OSError as exc:
             store.close()
@@ -218,9 +225,12 @@ def commit_change(key_file: Path, store: Store, new_key: bytes) -> None:
     pending = pending_key_file(key_file)
     try:
         store.db.rekey(new_key)
-    except StorageError as exc:
+    except (StorageError, OSError) as exc:
         if not store.db.has_key(new_key):
             pending.unlink(missing_ok=True)
-        raise StorageProblem(f"could not re-encrypt the database: {exc}") from None
+            raise StorageProblem(
+                f"could not re-encrypt the database: {exc}; the passphrase is unchanged"
+            ) from None
+        # re-encrypted: only removing the old file failed (the next open retries): commit
     os.replace(pending, key_file)
     cipher.fsync_dir(key_file.parent)

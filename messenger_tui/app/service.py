@@ -769,7 +769,7 @@ class MessengerService:
         key). ``current`` must unlock the file if it has a passphrase
         (:class:`PassphraseProblem` otherwise; nothing changes). The key derivation runs off
         the event loop; the re-encryption runs on it (it needs the database to itself: about
-        0.5 s per 100,000 messages), see :mod:`messenger_tui.app.profile_keys`."""
+        0.3 s per 100,000 messages here), see :mod:`messenger_tui.app.profile_keys`."""
         key_file = self.profile.paths.identity
         new_key = await asyncio.to_thread(
             profile_keys.prepare_change, key_file, self.identity, current, new

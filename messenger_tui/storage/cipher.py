@@ -136,16 +136,22 @@ def reencrypt(
         _unlink(target)
         raise
     conn.close()
-    on_step("exported")
-    _fsync_file(target)
-    on_step("synced")
-    for leftover in (path.name + "-wal", path.name + "-shm"):
-        # Empty after the checkpoint; removed so they are never matched to the new file.
-        _unlink(path.with_name(leftover))
-    if not backup.exists():
-        os.link(path, backup)
-    fsync_dir(path.parent)
-    on_step("backed-up")
+    try:
+        on_step("exported")
+        _fsync_file(target)
+        on_step("synced")
+        for leftover in (path.name + "-wal", path.name + "-shm"):
+            # Empty after the checkpoint; removed so they are never matched to the new file.
+            _unlink(path.with_name(leftover))
+        if not backup.exists():
+            os.link(path, backup)
+        fsync_dir(path.parent)
+        on_step("backed-up")
+    except BaseException:
+        _unlink(target)  # the old file is whole and still in place
+        if backup.exists() and os.path.samefile(backup, path):
+            _unlink(backup)  # a link to the old file: not needed
+        raise
     os.replace(target, path)
     fsync_dir(path.parent)
     on_step("swapped")

@@ -281,3 +281,39 @@ async def test_the_app_says_in_use_before_its_unlock_screen(tmp_path: Path) -> N
         await launcher.open("wrong")
     service = await launcher.open(OLD)  # the lock was kept for the second try
     await launcher.release(service)
+
+
+async def test_a_failed_re_encryption_leaves_the_passphrase_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from messenger_tui.app.errors import StorageProblem
+    from messenger_tui.app.service import MessengerService
+    from messenger_tui.storage import cipher
+
+    home = tmp_path / "alice"
+    _profile(home, OLD)
+    original = cipher.reencrypt
+
+    def disk_full(*args, **kw):  # type: ignore[no-untyped-def]
+        def on_step(name: str) -> None:
+            if name == "exported":
+                raise OSError(28, "No space left on device")
+
+        return original(*args, on_step=on_step)
+
+    service = MessengerService(open_profile(home, OLD))
+    try:
+        monkeypatch.setattr(cipher, "reencrypt", disk_full)
+        with pytest.raises(StorageProblem, match="passphrase is unchanged"):
+            await service.change_passphrase(OLD, NEW)
+        monkeypatch.setattr(cipher, "reencrypt", original)
+        assert len(service.search("canary")) == 20  # the open profile keeps working
+        assert service.settings().passphrase_set
+    finally:
+        await service.close()
+        service.profile.close()
+    assert sorted(p.name for p in home.iterdir()) == ["identity.json", "messenger.db",
+                                                      "profile.lock"]  # fmt: skip
+    assert _count(home, OLD) == 20
+    with pytest.raises(PassphraseProblem):
+        open_profile(home, NEW)
