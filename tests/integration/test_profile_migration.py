@@ -185,10 +185,8 @@ def test_sigkill_at_random_times_during_a_large_migration(tmp_path: Path) -> Non
     alice, _ = previous_release_profiles(root)
     _grow_previous_release_database(alice / "messenger.db", rows)
     pp = root / "pp.txt"
-    rng = random.Random(11)
-    killed_mid = 0
-    for trial in range(6):
-        home = tmp_path / f"trial-{trial}"
+
+    def start(home: Path) -> subprocess.Popen[bytes]:
         home.mkdir(mode=0o700)
         for path in alice.iterdir():
             (home / path.name).write_bytes(path.read_bytes())
@@ -197,12 +195,27 @@ def test_sigkill_at_random_times_during_a_large_migration(tmp_path: Path) -> Non
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env(),
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        # the export has begun once the new file exists: kill somewhere in or after it
+        # the export has begun once the new file exists
         deadline = time.monotonic() + 60
         while not (home / "messenger.db.rekey").exists() and proc.poll() is None:
             assert time.monotonic() < deadline, "the migration never started"
-            time.sleep(0.001)
-        time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(0.0005)
+        return proc
+
+    # How long a migration runs here, from the new file's creation to the backup's removal.
+    home = tmp_path / "calibration"
+    proc = start(home)
+    t0 = time.monotonic()
+    while (home / "messenger.db.rekey").exists() or (home / "messenger.db.backup").exists():
+        time.sleep(0.0005)
+    duration = time.monotonic() - t0
+    proc.wait(60)
+    rng = random.Random(11)
+    killed_mid = 0
+    for trial in range(6):
+        home = tmp_path / f"trial-{trial}"
+        proc = start(home)
+        time.sleep(rng.uniform(0.0, 1.2 * duration))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         leftovers = {p.name for p in home.iterdir()}
@@ -212,5 +225,5 @@ def test_sigkill_at_random_times_during_a_large_migration(tmp_path: Path) -> Non
         assert len(texts) == rows + 7, f"trial {trial}: {len(texts)} messages"
         assert texts[-1] == "only in the wal"
         _assert_migrated(home)
-    print(f"{killed_mid} of 6 kills landed before the migration finished")
+    print(f"migration {1000 * duration:.0f} ms; {killed_mid} of 6 kills landed in it")
     assert killed_mid >= 2, "too few kills landed during the re-encryption"
