@@ -34,6 +34,7 @@ from benchmarks import (
     full_stack,
     idle_memory,
     relay_throughput,
+    sqlcipher_cost,
     ui_backlog_stall,
     ui_cold_start,
     ui_open_conversation,
@@ -54,6 +55,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         ui_backlog_stall,
         ui_cold_start,
         attachment_crypto,
+        sqlcipher_cost,
     )
 }
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +130,12 @@ they assert nothing (tests assert behaviour).
   (`core/attachments`) encrypting and decrypting 128 MiB held in memory, as CPU throughput,
   beside bare libsodium loops over the same 64 KiB chunks in the same process: secretstream
   push and pull, one XChaCha20-Poly1305 call per chunk, and that plus a SHA-256 of the output.
+- **SQLCipher's cost** (`sqlcipher_cost`): the client database is SQLCipher; the same
+  profile decrypted into plain SQLite (the previous release's format) is the baseline, in the
+  same run, child processes interleaved: opening a 100,000-message conversation (first paint,
+  as `ui_open_conversation`), ingesting a 5,000-message backlog through a relay subprocess
+  (the service alone), full-text search over 100,000 messages (first query after opening and
+  repeated), and cold start to the main screen, also with a passphrase (one argon2id run).
 
 Every figure stands beside a baseline measured in the same run on the same machine: absolute
 times drift on shared machines, ratios much less. Everything runs on 127.0.0.1, the load

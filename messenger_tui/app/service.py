@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 
 from messenger_tui.app import events as ev
+from messenger_tui.app import profile_keys
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
@@ -54,7 +55,7 @@ from messenger_tui.app.profile import DEFAULT_RELAY_URL, Profile, validate_name
 from messenger_tui.app.receiver import Receiver, enqueue_receipt, insert_notice
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.sender import OutboxSender
-from messenger_tui.app.settings import ProfileSettings, reseal_identity
+from messenger_tui.app.settings import ProfileSettings
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import decode_address, encode_address
@@ -826,12 +827,17 @@ class MessengerService:
         return self._settings.current()
 
     async def change_passphrase(self, current: str | None, new: str | None) -> Settings:
-        """Re-seal the identity key file under ``new`` (None or "": remove the passphrase).
-        ``current`` must unlock the file if it has a passphrase (:class:`PassphraseProblem`
-        otherwise; nothing changes). The key derivation runs off the event loop."""
-        await asyncio.to_thread(
-            reseal_identity, self.profile.paths.identity, self.identity, current, new
+        """Re-seal the identity key file and re-encrypt the database under ``new`` (None or
+        "": remove the passphrase; the database is then under a key stored with the identity
+        key). ``current`` must unlock the file if it has a passphrase
+        (:class:`PassphraseProblem` otherwise; nothing changes). The key derivation runs off
+        the event loop; the re-encryption runs on it (it needs the database to itself: about
+        0.3 s per 100,000 messages here), see :mod:`messenger_tui.app.profile_keys`."""
+        key_file = self.profile.paths.identity
+        new_key = await asyncio.to_thread(
+            profile_keys.prepare_change, key_file, self.identity, current, new
         )
+        profile_keys.commit_change(key_file, self.store, new_key)
         self._settings.forget()
         return self._settings.current()
 

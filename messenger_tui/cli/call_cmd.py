@@ -26,9 +26,9 @@ from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
-from messenger_tui.app.profile import default_home, open_profile
+from messenger_tui.app.profile import default_home
 from messenger_tui.app.service import MessengerService, device_audio
-from messenger_tui.cli.passphrase import passphrase_for
+from messenger_tui.cli.passphrase import open_for_command
 from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_MS, SILENCE, AudioSink, AudioSource
 
@@ -210,7 +210,7 @@ def _open(args: argparse.Namespace) -> MessengerService:
     """The profile's service, with the config file's setting defaults (its problems are
     printed) and ``--bitrate`` for this call only (never stored)."""
     home = Path(args.home).expanduser() if args.home else default_home()
-    service = MessengerService(open_profile(home, passphrase_for(args, home)))
+    service = MessengerService(open_for_command(args, home))
     config = load_config(home)
     for problem in config.problems:
         _say(f"warning: {problem}")

@@ -31,7 +31,11 @@ from messenger_tui.app.profile import (
 )
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.call_cmd import add_call_parsers
-from messenger_tui.cli.passphrase import passphrase_for, read_passphrase_file
+from messenger_tui.cli.passphrase import (
+    claim_then_passphrase,
+    open_for_command,
+    read_passphrase_file,
+)
 from messenger_tui.cli.ui_cmd import add_ui_parser
 from messenger_tui.storage.errors import StorageError
 
@@ -80,9 +84,7 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _service(args: argparse.Namespace) -> MessengerService:
-    home = _home(args)
-    profile = open_profile(home, passphrase_for(args, home))
-    return MessengerService(profile)
+    return MessengerService(open_for_command(args, _home(args)))
 
 
 async def _close(service: MessengerService) -> None:
@@ -398,6 +400,49 @@ async def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_search(args: argparse.Namespace) -> int:
+    """Full-text search of the stored messages (the database is decrypted in memory only)."""
+    service = _service(args)
+    try:
+        for hit in service.search(args.text, name=args.contact, limit=args.limit):
+            if args.json:
+                _out(
+                    json.dumps({**_message_json(hit.contact, hit.message), "snippet": hit.snippet})
+                )
+            else:
+                _print_message(hit.contact, hit.message)
+    finally:
+        await _close(service)
+    return 0
+
+
+async def cmd_passphrase(args: argparse.Namespace) -> int:
+    """Set, change or remove the passphrase: the identity key file is sealed again and the
+    database re-encrypted under the new key (a crash leaves the old or the new state)."""
+    home = _home(args)
+    lock, current = claim_then_passphrase(args, home)
+    try:
+        profile = open_profile(home, current, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    service = MessengerService(profile)
+    try:
+        new = None if args.remove else read_passphrase_file(args.new_passphrase_file)
+        settings = await service.change_passphrase(current, new)
+        if settings.passphrase_set:
+            _err("passphrase set: the identity key and the database are encrypted under it")
+        else:
+            _err(
+                "passphrase removed: the database key is stored with the identity key, and "
+                "only the files' permissions protect them"
+            )
+    finally:
+        await _close(service)
+    return 0
+
+
 async def cmd_relay(args: argparse.Namespace) -> int:
     from messenger_tui.cli.relay_cmd import run_relay_command
 
@@ -534,6 +579,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("search", parents=[common], help="search the stored messages (newest first)")
+    p.add_argument("text", help="words to find (the last one also matches as a prefix)")
+    p.add_argument("--contact", metavar="NAME", help="only in this conversation")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "passphrase",
+        parents=[common],
+        help="set, change or remove the passphrase (the current one from --passphrase-file)",
+    )
+    new = p.add_mutually_exclusive_group(required=True)
+    new.add_argument("--new-passphrase-file", metavar="FILE", help="file holding the new one")
+    new.add_argument("--remove", action="store_true", help="remove the passphrase")
+    p.set_defaults(func=cmd_passphrase)
 
     p = sub.add_parser(
         "relay",

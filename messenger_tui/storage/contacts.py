@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from messenger_tui.storage.db import Database
@@ -29,7 +28,7 @@ _COLUMNS = (
 )
 
 
-def _row(r: sqlite3.Row | tuple[object, ...] | None) -> ContactRow | None:
+def _row(r: tuple[object, ...] | None) -> ContactRow | None:
     if r is None:
         return None
     return ContactRow(

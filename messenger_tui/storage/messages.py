@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from messenger_tui.storage.db import Database
+from messenger_tui.storage.db import Database, OperationalError
 
 #: Outgoing states in the order they advance; a receipt never moves a message backwards.
 OUTGOING_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -309,7 +308,7 @@ class Messages:
         params.append(limit)
         try:
             rows = self._db.execute(sql, tuple(params)).fetchall()
-        except sqlite3.OperationalError:  # defensive: the query is quoted, this should not be
+        except OperationalError:  # defensive: the query is quoted, this should not be
             return []
         return [(_row(r[:-1]), str(r[-1])) for r in rows]
 

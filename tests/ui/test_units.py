@@ -122,7 +122,7 @@ def test_the_cli_does_not_load_textual_for_other_commands() -> None:
 def test_the_ui_loads_no_transport_or_storage() -> None:
     code = (
         "import sys, messenger_tui.ui; "
-        "print(sorted(m for m in ('websockets', 'sqlite3', 'sounddevice', "
+        "print(sorted(m for m in ('websockets', 'sqlite3', 'sqlcipher3', 'sounddevice', "
         "'messenger_tui.transport', 'messenger_tui.storage') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
