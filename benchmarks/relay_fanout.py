@@ -228,6 +228,5 @@ def render(result: dict[str, Any]) -> str:
     return (
         f"{result['members']} recipients, {result['body_bytes']}-byte bodies, "
         f"{result['messages_per_round']} messages x {result['rounds']} alternating rounds per "
-        f"mode; every Deliver acked at once. Aim: group/1:1 ≥ {result['aim_ratio']}.\n\n"
-        + table
+        f"mode; every Deliver acked at once. Aim: group/1:1 ≥ {result['aim_ratio']}.\n\n" + table
     )
