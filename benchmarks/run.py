@@ -33,6 +33,7 @@ from benchmarks import (
     calls_relay,
     full_stack,
     idle_memory,
+    relay_fanout,
     relay_throughput,
     sqlcipher_cost,
     ui_backlog_stall,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m
     for m in (
         relay_throughput,
+        relay_fanout,
         idle_memory,
         full_stack,
         calls_relay,
@@ -83,6 +85,11 @@ they assert nothing (tests assert behaviour).
   in flight per sender. Saturation rounds alternate
   between the two servers; delivered msgs/s and the latency from send to Deliver received are
   reported, plus the latency under a light open-loop load.
+- **Relay fan-out** (`relay_fanout`): one relay subprocess, one sender and 256 recipient
+  connections in this process, 200-byte bodies; the sender uploads each message once with
+  `SendMulti` to all 256, or sends it to each with `Send` (the same deliveries in flight),
+  alternating rounds; every Deliver is acked at once. Deliveries per second (first send to
+  last delivery), relay CPU per delivery and the sender's bytes uploaded per message.
 - **Memory per idle connection.** 2,000 authenticated idle connections to a fresh relay
   process; growth of its VmRSS divided by 2,000, beside the same with the bare forwarder.
 - **One client, full stack.** Two real `MessengerService` instances through a relay

@@ -32,7 +32,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,8 @@ from messenger_tui.core.links.relay_link import (
 from messenger_tui.core.wire import (
     KEY_LEN,
     MAX_FRAME,
+    MAX_MULTI_HEADER,
+    MAX_MULTI_RECIPIENTS,
     MESSAGE_ID_LEN,
     Ack,
     Auth,
@@ -67,14 +69,17 @@ from messenger_tui.core.wire import (
     Drained,
     Error,
     FetchBundle,
+    MultiRecipient,
     Ok,
     Presence,
     PublishPrekeys,
     RelayFrame,
     Send,
+    SendMulti,
     Signal,
     SignalDeliver,
     Stored,
+    StoredMulti,
     Subscribe,
     decode_relay_frame,
     encode,
@@ -148,6 +153,7 @@ class _Link:
         self.idle = asyncio.Event()  # set while nothing is queued or being written
         self.idle.set()
         self.stored: dict[bytes, asyncio.Future[Stored]] = {}
+        self.stored_multi: dict[bytes, asyncio.Future[StoredMulti]] = {}
         self.requests: dict[int, asyncio.Future[RelayFrame]] = {}
         self.lost: asyncio.Future[str] = loop.create_future()
         #: The relay closed us with 4000: another instance of this identity took over.
@@ -445,6 +451,47 @@ class RelayClient:
         link.enqueue(encode(Send(id=id, to=to, body=body, access=access)))
         return future
 
+    def submit_multi(
+        self, id: bytes, body: bytes, recipients: Sequence[MultiRecipient]
+    ) -> asyncio.Future[StoredMulti]:
+        """Upload ``body`` once for every recipient (a group message; docs/protocol.md,
+        "Multi-recipient send"); the future resolves with the relay's StoredMulti, which
+        reports each recipient (retry the refused ones later with the same ``id``).
+
+        Fails as :meth:`submit_envelope` does (RelayRequestError when the whole frame is
+        refused, NotConnected on a drop); ValueError at once for a bad id, no or too many
+        recipients, one named twice, a bad identity, an oversized header, body or frame.
+        """
+        link = self._require_link()
+        if len(id) != MESSAGE_ID_LEN:
+            raise ValueError(f"message id must be {MESSAGE_ID_LEN} bytes, got {len(id)}")
+        if not 1 <= len(recipients) <= MAX_MULTI_RECIPIENTS:
+            raise ValueError(f"1 to {MAX_MULTI_RECIPIENTS} recipients, got {len(recipients)}")
+        if any(len(r.to) != KEY_LEN for r in recipients):
+            raise ValueError(f"recipient identities must be {KEY_LEN} bytes")
+        if len({r.to for r in recipients}) != len(recipients):
+            raise ValueError("a recipient is named twice")
+        if any(len(r.header) > MAX_MULTI_HEADER for r in recipients):
+            raise ValueError(f"a recipient header is over {MAX_MULTI_HEADER} bytes")
+        if len(body) > link.challenge.max_envelope:
+            raise ValueError(
+                f"body of {len(body)} bytes exceeds the relay's limit of "
+                f"{link.challenge.max_envelope} bytes"
+            )
+        existing = link.stored_multi.get(id)
+        if existing is not None:
+            return existing
+        data = encode(SendMulti(id=id, body=body, to=list(recipients)))
+        if len(data) > MAX_FRAME:
+            raise ValueError(
+                f"the send is {len(data)} bytes with its {len(recipients)} recipients, over the "
+                f"frame limit of {MAX_FRAME}: send a smaller body or split the recipients"
+            )
+        future: asyncio.Future[StoredMulti] = asyncio.get_running_loop().create_future()
+        link.stored_multi[id] = future
+        link.enqueue(data)
+        return future
+
     async def request(self, frame: Any, timeout: float = 10.0) -> RelayFrame:
         """Send a frame that carries ``ref`` (FetchBundle, PublishPrekeys) and return the
         relay's answer (Bundle or Ok) with the same ref.
@@ -691,7 +738,7 @@ class RelayClient:
         if (
             self._machine.phase is LinkPhase.CONNECTED
             and link is self._link
-            and isinstance(frame, Drained | Stored | Bundle | Ok)
+            and isinstance(frame, Drained | Stored | StoredMulti | Bundle | Ok)
         ):
             # the relay answered on this connection: it is healthy (the table's rule 4)
             self._feed(self._machine.round_trip(self._now()))
@@ -699,6 +746,10 @@ class RelayClient:
             stored = link.stored.pop(frame.id, None)
             if stored is not None and not stored.done():
                 stored.set_result(frame)
+        elif isinstance(frame, StoredMulti):
+            multi = link.stored_multi.pop(frame.id, None)
+            if multi is not None and not multi.done():
+                multi.set_result(frame)
         elif isinstance(frame, Bundle | Ok):
             answer = link.requests.pop(frame.ref, None)
             if answer is not None and not answer.done():
@@ -712,6 +763,8 @@ class RelayClient:
             waiter: asyncio.Future[Any] | None = None
             if isinstance(ref, bytes):
                 waiter = link.stored.pop(ref, None)
+                if waiter is None:
+                    waiter = link.stored_multi.pop(ref, None)
             elif isinstance(ref, int) and not isinstance(ref, bool):
                 waiter = link.requests.pop(ref, None)
             if waiter is not None:
@@ -759,8 +812,13 @@ class RelayClient:
             f"connection to relay {self.endpoint.display} lost before the answer arrived "
             f"({reason}); retry after reconnecting"
         )
-        pending: list[asyncio.Future[Any]] = [*link.stored.values(), *link.requests.values()]
+        pending: list[asyncio.Future[Any]] = [
+            *link.stored.values(),
+            *link.stored_multi.values(),
+            *link.requests.values(),
+        ]
         link.stored.clear()
+        link.stored_multi.clear()
         link.requests.clear()
         for future in pending:
             if not future.done():
