@@ -80,10 +80,10 @@ def test_nothing_readable_at_rest_and_search_still_works(tmp_path: Path, relay) 
     to_alice = [f"yak{run} from bob {i}" for i in range(5)]
     for text in to_bob:
         alice.run("send", "bob", text)
-    assert [m["text"] for m in bob.run("receive", "--json").json_lines()] == to_bob
+    assert [m["text"] for m in bob.run("receive", "--json").message_lines()] == to_bob
     for text in to_alice:
         bob.run("send", "alice", text)
-    assert [m["text"] for m in alice.run("receive", "--json").json_lines()] == to_alice
+    assert [m["text"] for m in alice.run("receive", "--json").message_lines()] == to_alice
 
     # A call attempt (bob is offline: it is logged, unanswered)
     call = alice.run("call", "bob", "--ring-timeout", "1", "--record",

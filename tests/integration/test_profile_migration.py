@@ -99,10 +99,10 @@ async def test_migrated_sessions_keep_talking(tmp_path: Path, relay) -> None:
             await service.close()
             service.profile.close()
     run_cli(alice, "send", "bob", "after the upgrade", "--passphrase-file", str(pp))
-    got = run_cli(bob, "receive", "--json").json_lines()
+    got = run_cli(bob, "receive", "--json").message_lines()
     assert [m["text"] for m in got] == ["after the upgrade"]
     run_cli(bob, "send", "alice", "heard you")
-    got = run_cli(alice, "receive", "--json", "--passphrase-file", str(pp)).json_lines()
+    got = run_cli(alice, "receive", "--json", "--passphrase-file", str(pp)).message_lines()
     assert [m["text"] for m in got] == ["heard you"]
 
 
