@@ -4,18 +4,13 @@ It owns the profile's store, the relay connection and the crypto sessions, and w
 parts that do the work; its methods check their arguments and forward. Callers use its
 async methods (``send_text``, ``mark_read``, ...) and read its events (:meth:`subscribe`).
 
-The parts, one job each:
-
-* :mod:`~messenger_tui.app.inbound`: frames from the relay (delivery batches, ack
-  coalescing, signals, presence) over :mod:`~messenger_tui.app.receiver`.
-* :mod:`~messenger_tui.app.sender`: the outbox drained in order.
-* :mod:`~messenger_tui.app.prekey_upkeep`: prekey rotation and top-up (a pure ``plan``),
-  pruning, the hourly loop.
-* :mod:`~messenger_tui.app.contact_book`: contact changes, one transaction → invalidate →
-  re-read → ``ContactChanged`` path; :mod:`~messenger_tui.app.access_keys`: delivery access.
-* :mod:`~messenger_tui.app.message_log`: history pages, search, unread.
-* :mod:`~messenger_tui.app.calls` with :mod:`~messenger_tui.app.call_ports`; audio devices
-  and the mic test in :mod:`~messenger_tui.app.audio_setup`.
+The parts, one job each: :mod:`.inbound` (frames from the relay: delivery batches, ack
+coalescing, signals) over :mod:`.receiver`; :mod:`.outgoing` (texts, receipts, typing) and
+:mod:`.sender` (the outbox drained in order); :mod:`.prekey_upkeep` (rotation and top-up by a
+pure ``plan``, pruning); :mod:`.contact_book` (one transaction → invalidate → re-read →
+``ContactChanged`` path) and :mod:`.access_keys` (delivery access); :mod:`.message_log`
+(history, search, unread); :mod:`.calls` with :mod:`.call_ports`; :mod:`.audio_setup`
+(devices, the mic test); :mod:`.event_bus` (subscribers).
 
 Delivery guarantees, and where they come from:
 
@@ -47,6 +42,7 @@ from messenger_tui.app.contact_book import ContactBook, SafetyNumber
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.errors import RelayUnavailable, TimedOut
+from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.inbound import Inbound, InboundHooks
 from messenger_tui.app.message_log import MessageLog
@@ -59,7 +55,6 @@ from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings, reseal_identity
 from messenger_tui.core import wire
 from messenger_tui.core.address import encode_address
-from messenger_tui.core.turns import OncePerTurn
 from messenger_tui.media.ports import AudioSink, AudioSource
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
@@ -84,7 +79,6 @@ class MessengerService:
         self.store = store = profile.store
         self.identity = identity = profile.identity
         self._clock = clock
-        self._subscribers: list[asyncio.Queue[ev.Event]] = []
         self.last_error: str | None = None
         #: Opus kb/s for the next calls, over the settings' (a headless ``--bitrate``; never
         #: stored). None: the settings decide.
@@ -93,20 +87,23 @@ class MessengerService:
             profile.relay_url,
             identity.public,
             identity.sign,
-            on_frame=self._on_frame,
+            on_frame=lambda frame: self._inbound.on_frame(frame),
             on_state=self._on_state,
             on_connected=self._on_connected,
             connect_timeout=connect_timeout,
         )
         self._directory = directory = ContactDirectory(store.contacts)
         self._settings = ProfileSettings(store, DEFAULT_RELAY_URL, profile.paths.identity)
+        self._events = events = EventBus(
+            lambda: self._settings.current().typing, store.outbox.count
+        )
+        self._emit = events.emit
         self._receiver = Receiver(store, identity, directory, self._now_ms)
         self._access = AccessKeys(store)
         self._sender = sender = OutboxSender(
-            store, identity, client, directory, self._now_ms, self._emit, self._outbox_changed_soon
+            store, identity, client, directory, self._now_ms, self._emit, events.outbox_changed_soon
         )
         self._drainer: asyncio.Task[None] | None = None
-        self._outbox_event_soon = OncePerTurn(self._emit_outbox_changed, asyncio.get_running_loop)
         self._upkeep = PrekeyUpkeep(store, identity, client, self._now_ms)
         self._setup_done = asyncio.Event()
         self._echo_identity: bytes | None = None
@@ -129,7 +126,7 @@ class MessengerService:
             now_ms=self._now_ms,
             own_name=lambda: self.name,
             settings=self._settings.current,
-            outbox_changed=self._outbox_changed_soon,
+            outbox_changed=events.outbox_changed_soon,
         )
         self._call_ports = CallPorts(
             store=store,
@@ -139,7 +136,9 @@ class MessengerService:
             directory=directory,
             now_ms=self._now_ms,
             relay_url=lambda: self.profile.relay_url,
-            bitrate_kbps=self._call_bitrate_kbps,
+            bitrate_kbps=lambda: (
+                self.call_bitrate_override or self._settings.current().call_bitrate_kbps
+            ),
         )
         self.calls = make_call_manager(
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices
@@ -217,19 +216,10 @@ class MessengerService:
 
     def subscribe(self) -> asyncio.Queue[ev.Event]:
         """A queue receiving every event from now on. Read it promptly (it is unbounded)."""
-        queue: asyncio.Queue[ev.Event] = asyncio.Queue()
-        self._subscribers.append(queue)
-        return queue
+        return self._events.subscribe()
 
     def unsubscribe(self, queue: asyncio.Queue[ev.Event]) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscribers.remove(queue)
-
-    def _emit(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TypingChanged) and not self._settings.current().typing:
-            return  # typing notices turned off: neither sent nor shown
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        self._events.unsubscribe(queue)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -237,14 +227,6 @@ class MessengerService:
     def _ensure_drainer(self) -> None:
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._sender.run())
-
-    def _outbox_changed_soon(self) -> None:
-        """One OutboxChanged per event-loop turn, however many rows a burst stored."""
-        if self._subscribers:
-            self._outbox_event_soon.request()
-
-    def _emit_outbox_changed(self) -> None:
-        self._emit(ev.OutboxChanged(self.store.outbox.count()))
 
     # ------------------------------------------------------------------ contacts
 
@@ -398,15 +380,13 @@ class MessengerService:
         return audio_setup.settings_audio(self._settings.current())
 
     async def audio_devices(self, *, rescan: bool = False) -> AudioDevices:
-        """The input and output devices PortAudio reports, or why there are none (never
-        raises); see :func:`~messenger_tui.app.audio_setup.scan_devices`."""
+        """The devices PortAudio reports, or why there are none (:mod:`.audio_setup`)."""
         return await audio_setup.scan_devices(rescan=rescan)
 
     async def start_mic_test(
         self, device: str | None, on_level: Callable[[float], None]
     ) -> MicLevelTest:
-        """Report the level of microphone ``device`` (None: the default) to ``on_level``
-        until ``stop()``; see :func:`~messenger_tui.app.audio_setup.start_mic_test`."""
+        """Report microphone ``device``'s level to ``on_level`` (:mod:`.audio_setup`)."""
         return await audio_setup.start_mic_test(device, on_level)
 
     def place_call(self, name: str) -> CallView:
@@ -449,9 +429,6 @@ class MessengerService:
 
     def call_stats(self) -> CallStats | None:
         return self.calls.stats()
-
-    def _call_bitrate_kbps(self) -> int:
-        return self.call_bitrate_override or self._settings.current().call_bitrate_kbps
 
     # ------------------------------------------------------------------ settings
 
@@ -501,7 +478,7 @@ class MessengerService:
     async def _on_connected(self, auth: wire.AuthOk, challenge: wire.Challenge) -> None:
         self._echo_identity = challenge.echo
         self._sender.reset()
-        self.prune()
+        self._upkeep.prune()
         try:
             async with self._upkeep.lock:
                 await self._upkeep.maintain(auth.prekeys_remaining, auth.signed_prekey_id)
@@ -515,12 +492,5 @@ class MessengerService:
             self._setup_done.set()
             self._sender.wake()
 
-    async def _on_frame(self, frame: wire.RelayFrame) -> None:
-        await self._inbound.on_frame(frame)
-
     def _relay_error(self, text: str) -> None:
         self.last_error = text
-
-    def prune(self) -> None:
-        """Forget dedupe records older than the relay can redeliver."""
-        self._upkeep.prune()
