@@ -31,6 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from messenger_tui.app import audio_setup
 from messenger_tui.app import events as ev
@@ -494,3 +495,10 @@ class MessengerService:
 
     def _relay_error(self, text: str) -> None:
         self.last_error = text
+
+
+if TYPE_CHECKING:
+    from messenger_tui.app.facade import MessengerFacade
+
+    #: The UI is typed against the facade protocol; mypy checks the service satisfies it.
+    _conforms: type[MessengerFacade] = MessengerService
