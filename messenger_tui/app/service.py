@@ -60,8 +60,6 @@ from messenger_tui.media.ports import AudioSink, AudioSource
 from messenger_tui.transport.client import ConnectionState, RelayClient, StateChange
 from messenger_tui.transport.errors import NotConnected, TransportError
 
-__all__ = ["MessengerService", "MicLevelTest", "SafetyNumber", "device_audio"]
-
 log = logging.getLogger(__name__)
 
 
@@ -210,9 +208,8 @@ class MessengerService:
         await self._client.close()
 
     def reconnect_now(self) -> bool:
-        """Connect to the relay at once instead of waiting out the retry delay, and restart
-        the backoff. True if an attempt started; False when connected, already connecting,
-        or not started."""
+        """Connect to the relay now instead of waiting out the retry delay, and restart the
+        backoff. True if an attempt started; False if connected, connecting or not started."""
         return self._client.reconnect_now()
 
     def subscribe(self) -> asyncio.Queue[ev.Event]:
@@ -371,9 +368,8 @@ class MessengerService:
         self._receiver.calls_from_strangers = accept
 
     def set_audio(self, factory: AudioFactory) -> None:
-        """Where calls take and play audio: ``factory()`` returns a (source, sink) pair per
-        call. Defaults to the devices chosen in the settings (:meth:`chosen_devices`);
-        :func:`device_audio` means those too."""
+        """Where calls take and play audio: ``factory()`` returns a (source, sink) per call;
+        the default, :meth:`chosen_devices` (also meant by :func:`device_audio`)."""
         self.calls.audio_factory = self.chosen_devices if factory is device_audio else factory
 
     def chosen_devices(self) -> tuple[AudioSource, AudioSink]:
@@ -497,8 +493,7 @@ class MessengerService:
         self.last_error = text
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the UI is typed against the facade protocol: the service satisfies it
     from messenger_tui.app.facade import MessengerFacade
 
-    #: The UI is typed against the facade protocol; mypy checks the service satisfies it.
     _conforms: type[MessengerFacade] = MessengerService
