@@ -105,7 +105,7 @@ async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair
             return True
 
     def session():
-        return alice._make_media_session(keys, Nothing(), Nothing(), Nothing(), print, print)
+        return alice._call_ports.make_session(keys, Nothing(), Nothing(), Nothing(), print, print)
 
     s = session()
     assert s.settings.bitrate == 40_000 and s.payload_size == 4 + 2 * 125  # 1.25 x 100 B

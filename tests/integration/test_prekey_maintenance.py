@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from messenger_tui.app import events as ev
-from messenger_tui.app import service as service_module
+from messenger_tui.app import prekey_upkeep as service_module
 from tests.helpers.clients import client, introduce, next_event, wait_for
 
 pytestmark = pytest.mark.slow

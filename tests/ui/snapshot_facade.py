@@ -361,8 +361,8 @@ class SnapshotFacade:
     def settings(self) -> Settings:
         return self.current_settings
 
-    def update_settings(self, **changes: bool | str) -> Settings:
-        self.current_settings = dataclasses.replace(self.current_settings, **changes)
+    def update_settings(self, **changes: bool | str | int) -> Settings:
+        self.current_settings = dataclasses.replace(self.current_settings, **changes)  # type: ignore[arg-type]
         return self.current_settings
 
     async def set_relay_url(self, url: str) -> Settings:
