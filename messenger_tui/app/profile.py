@@ -129,10 +129,8 @@ def create_profile(
         lock.release()
         raise ProfileExists(f"a profile already exists in {home}; use it, or pick another --home")
     identity = IdentityKeyPair.generate()
-    extra = {}
-    if kdf_limits is not None:
-        extra = {"opslimit": kdf_limits[0], "memlimit": kdf_limits[1]}
-    sealed = keystore.seal_identity(identity.seed, passphrase, **extra)
+    ops, mem = kdf_limits or (keystore.DEFAULT_OPSLIMIT, keystore.DEFAULT_MEMLIMIT)
+    sealed = keystore.seal_identity(identity.seed, passphrase, opslimit=ops, memlimit=mem)
     # Write-then-rename so a crash never leaves a half-written key file.
     tmp = paths.identity.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

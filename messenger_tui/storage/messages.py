@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from messenger_tui.storage.db import Database
 
@@ -73,19 +74,19 @@ def _anchor_args(contact_id: int, row_id: int) -> tuple[int, int, int, int]:
     return (row_id, contact_id, contact_id, row_id)
 
 
-def _row(r: tuple[object, ...]) -> MessageRow:
+def _row(r: tuple[Any, ...]) -> MessageRow:
     return MessageRow(
-        id=int(r[0]),  # type: ignore[call-overload]
-        contact_id=int(r[1]),  # type: ignore[call-overload]
-        message_id=bytes(r[2]),  # type: ignore[arg-type]
+        id=int(r[0]),
+        contact_id=int(r[1]),
+        message_id=bytes(r[2]),
         outgoing=bool(r[3]),
         kind=str(r[4]),
         body=str(r[5]),
-        sent_at_ms=int(r[6]),  # type: ignore[call-overload]
-        received_at_ms=int(r[7]) if r[7] is not None else None,  # type: ignore[call-overload]
+        sent_at_ms=int(r[6]),
+        received_at_ms=int(r[7]) if r[7] is not None else None,
         state=str(r[8]),
-        pos=int(r[9]),  # type: ignore[call-overload]
-        seq=int(r[10]) if r[10] is not None else None,  # type: ignore[call-overload]
+        pos=int(r[9]),
+        seq=int(r[10]) if r[10] is not None else None,
     )
 
 
