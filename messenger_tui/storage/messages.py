@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from messenger_tui.core.message_states import MessageState, is_message_state
 from messenger_tui.storage.db import Database
 
 #: Outgoing states in the order they advance; a receipt never moves a message backwards.
@@ -29,7 +30,7 @@ class MessageRow:
     body: str
     sent_at_ms: int
     received_at_ms: int | None
-    state: str
+    state: MessageState
     #: Display order within the conversation (see :meth:`Messages.insert`).
     pos: int = 0
     #: The sender's per-conversation sequence (None: the sender did not give one).
@@ -84,7 +85,7 @@ def _row(r: tuple[Any, ...]) -> MessageRow:
         body=str(r[5]),
         sent_at_ms=int(r[6]),
         received_at_ms=int(r[7]) if r[7] is not None else None,
-        state=str(r[8]),
+        state=r[8] if is_message_state(r[8]) else "error",
         pos=int(r[9]),
         seq=int(r[10]) if r[10] is not None else None,
     )
@@ -102,7 +103,7 @@ class Messages:
         outgoing: bool,
         body: str,
         sent_at_ms: int,
-        state: str,
+        state: MessageState,
         received_at_ms: int | None = None,
         kind: str = "text",
         seq: int | None = None,
@@ -222,10 +223,12 @@ class Messages:
             return []
         return before + after
 
-    def set_state(self, row_id: int, state: str) -> None:
+    def set_state(self, row_id: int, state: MessageState) -> None:
         self._db.execute("UPDATE messages SET state = ? WHERE id = ?", (state, row_id))
 
-    def advance_outgoing(self, contact_id: int, message_ids: list[bytes], state: str) -> list[int]:
+    def advance_outgoing(
+        self, contact_id: int, message_ids: list[bytes], state: MessageState
+    ) -> list[int]:
         """Move own messages forward to ``state`` (never backwards); returns changed row ids."""
         rank = OUTGOING_ORDER[state]
         lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
@@ -240,7 +243,7 @@ class Messages:
             changed.extend(int(r[0]) for r in rows)
         return changed
 
-    def advance_outgoing_row(self, row_id: int, state: str) -> bool:
+    def advance_outgoing_row(self, row_id: int, state: MessageState) -> bool:
         """Move one own message forward to ``state``; False if it was already further."""
         rank = OUTGOING_ORDER[state]
         lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
