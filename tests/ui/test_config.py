@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from messenger_tui.app.config import parse_config
+from messenger_tui.app.config import Config, parse_config
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.ui_cmd import load_ui_config
 from messenger_tui.ui import make_app
@@ -22,7 +22,7 @@ def _write(home: Path, text: str) -> None:
     (home / "config.toml").write_text(text, encoding="utf-8")
 
 
-def _parse(text: str):
+def _parse(text: str) -> Config:
     return parse_config(
         text.encode(), Path("config.toml"), binding_ids=binding_ids(), key_problem=key_problem
     )
