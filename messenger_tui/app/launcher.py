@@ -62,7 +62,7 @@ class Launcher:
         *,
         embedded: EmbeddedRelay | None = None,
         kdf_limits: tuple[int, int] | None = None,
-        setting_defaults: dict[str, bool | str] | None = None,
+        setting_defaults: dict[str, bool | str | int] | None = None,
     ) -> None:
         """``setting_defaults``: settings the profile does not store yet (the config file's,
         see app.config), handed to every service opened here."""

@@ -146,10 +146,8 @@ def create_profile(
             "another --home) and retry"
         )
     identity = IdentityKeyPair.generate()
-    extra = {}
-    if kdf_limits is not None:
-        extra = {"opslimit": kdf_limits[0], "memlimit": kdf_limits[1]}
-    sealed = keystore.seal_identity(identity.seed, passphrase, **extra)
+    ops, mem = kdf_limits or (keystore.DEFAULT_OPSLIMIT, keystore.DEFAULT_MEMLIMIT)
+    sealed = keystore.seal_identity(identity.seed, passphrase, opslimit=ops, memlimit=mem)
     _, db_key = keystore.unlock(sealed, passphrase)
     try:
         # Write-then-rename so a crash never leaves a half-written key file.

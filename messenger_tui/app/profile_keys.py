@@ -209,10 +209,8 @@ def prepare_change(
             raise StorageProblem(f"cannot read the identity key {key_file}: {exc}") from None
         if opened.public != identity.public:
             raise StorageProblem(f"the identity key {key_file} is not this profile's key")
-    extra = {}
-    if kdf_limits is not None:
-        extra = {"opslimit": kdf_limits[0], "memlimit": kdf_limits[1]}
-    sealed = keystore.seal_identity(identity.seed, new or None, **extra)
+    ops, mem = kdf_limits or (keystore.DEFAULT_OPSLIMIT, keystore.DEFAULT_MEMLIMIT)
+    sealed = keystore.seal_identity(identity.seed, new or None, opslimit=ops, memlimit=mem)
     _, new_key = keystore.unlock(sealed, new or None)
     write_key_file(pending_key_file(key_file), sealed)
     return new_key

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.audio_setup import device_audio
 from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.profile import default_home
-from messenger_tui.app.service import MessengerService, device_audio
+from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.passphrase import open_for_command
 from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_MS, SILENCE, AudioSink, AudioSource

@@ -108,7 +108,8 @@ def translate_error(path: Path, exc: sqlite3.Error) -> Exception:
             "is kept separately in identity.json. Move the damaged file aside and run "
             "`messenger-tui doctor` for recovery steps"
         )
-    return exc
+    error: Exception = exc
+    return error
 
 
 class Database:

@@ -9,12 +9,13 @@ import pytest
 from messenger_tui.app import events as ev
 from messenger_tui.app import prekey_upkeep as service_module
 from tests.helpers.clients import client, introduce, next_event, wait_for
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
 
 async def test_prekeys_are_replenished_while_connected(
-    tmp_path: Path, relay, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, relay: RelayProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Treat "fewer than 100 left on the relay" as low, so the first handshake triggers it.
     monkeypatch.setattr(service_module, "PREKEY_LOW_WATER", 100)

@@ -21,6 +21,7 @@ import pytest
 
 from messenger_tui.core.crypto import keystore
 from tests.helpers.cli import User, cli_command, cli_env
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,9 @@ def _scan(home: Path, texts: list[str], secrets: dict[str, bytes]) -> list[str]:
     return names
 
 
-def test_nothing_readable_at_rest_and_search_still_works(tmp_path: Path, relay) -> None:
+def test_nothing_readable_at_rest_and_search_still_works(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     run = uuid.uuid4().hex[:10]
     alice = Person(tmp_path, "alice", f"alice passphrase {run}")
     bob = Person(tmp_path, "bob", f"bob passphrase {run}")
@@ -153,7 +156,7 @@ def test_nothing_readable_at_rest_and_search_still_works(tmp_path: Path, relay) 
     assert sorted(h["text"] for h in hits) == sorted(live)
 
 
-async def test_the_app_searches_the_encrypted_database(tmp_path: Path, relay) -> None:
+async def test_the_app_searches_the_encrypted_database(tmp_path: Path, relay: RelayProcess) -> None:
     """The search the app's search screen runs (the facade's), on a profile with a passphrase
     opened as the app opens it."""
     from messenger_tui.app.launcher import Launcher

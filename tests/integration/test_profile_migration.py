@@ -26,6 +26,7 @@ from tests.helpers.profile_db import (
     previous_release_profiles,
     snapshot,
 )
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_previous_release_profiles_migrate_once_and_keep_everything(tmp_path: Pa
     assert "bob" in contacts.out
 
 
-async def test_migrated_sessions_keep_talking(tmp_path: Path, relay) -> None:
+async def test_migrated_sessions_keep_talking(tmp_path: Path, relay: RelayProcess) -> None:
     from messenger_tui.app.profile import open_profile
     from messenger_tui.app.service import MessengerService
 

@@ -17,6 +17,7 @@ import pytest
 from messenger_tui.core.address import decode_address
 from tests.helpers.cli import User, cli_command, cli_env
 from tests.helpers.clients import client, wait_for
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 COUNT = 1500
@@ -55,7 +56,9 @@ def _read_lines_then_kill(home: Path, kill_after: int) -> tuple[list[dict[str, o
     return lines, killed
 
 
-async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Path, relay) -> None:
+async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     texts = [f"line {i:04d}" for i in range(COUNT)]
     bob = User(tmp_path, "bob")
     async with client(tmp_path, "alice", relay.url) as alice:
@@ -99,7 +102,9 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Pa
     assert bob.run("receive", "--json").json_lines() == []  # all marked read now
 
 
-def test_receive_json_reports_delivered_and_read_receipts(tmp_path: Path, relay) -> None:
+def test_receive_json_reports_delivered_and_read_receipts(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
     alice.run("contacts", "add", b_addr, "--name", "bob")

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 
 import messenger_tui.ui
+from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.main import build_parser
 from messenger_tui.ui.formatting import (
     clean_text,
@@ -51,7 +52,9 @@ def test_text_helpers() -> None:
     assert len(rows) == 3 and all(len(r.split()) == 4 for r in rows)
 
 
-async def test_conversation_summaries_count_unread_after_the_last_seen(offline_pair) -> None:
+async def test_conversation_summaries_count_unread_after_the_last_seen(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     bob_id = alice.contact("Bob").id
     summary = alice.conversation(bob_id)

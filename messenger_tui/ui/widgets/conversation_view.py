@@ -30,6 +30,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from messenger_tui.app.models import Message
+from messenger_tui.core.message_states import MessageState
 from messenger_tui.ui.formatting import STATE_MARKS, clean_text, clock, day_label, local_dt
 
 #: Messages per page loaded from the store.
@@ -353,7 +354,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             self.refresh()
 
-    def update_states(self, states: dict[int, str]) -> None:
+    def update_states(self, states: dict[int, MessageState]) -> None:
         """Own messages moved to a new delivery state (row id -> state)."""
         changed = False
         for row_id, state in states.items():
