@@ -37,7 +37,7 @@ MAX_BLOB_CHUNK: Final = 256 * 1024
 #: Largest websocket message on a blob connection: a chunk and its framing.
 MAX_BLOB_MESSAGE: Final = MAX_BLOB_CHUNK + 1024
 #: Unacknowledged chunks a client may have in flight (the relay says it in blob_created).
-DEFAULT_BLOB_WINDOW: Final = 4
+DEFAULT_BLOB_WINDOW: Final = 8
 
 
 class BlobErrorCode:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from messenger_tui.core.attachments.layout import MIN_CHUNK_SIZE, BlobLayout
-from messenger_tui.core.blob_wire import DEFAULT_BLOB_WINDOW, BlobErrorCode
+from messenger_tui.core.blob_wire import DEFAULT_BLOB_WINDOW, MAX_BLOB_CHUNK, BlobErrorCode
 from messenger_tui.core.wire import ErrorCode
 
 MIB: Final = 1024 * 1024
@@ -50,6 +50,10 @@ class BlobConfig:
     fsync_bytes: int = 8 * MIB
     #: Unacknowledged chunks a client may send ahead.
     window: int = DEFAULT_BLOB_WINDOW
+    #: Chunk size the relay asks uploads to use and sends downloads in (at most
+    #: MAX_BLOB_CHUNK): smaller chunks keep each turn of the event loop short, so a chat
+    #: frame never waits long behind one.
+    chunk_size: int = 64 * 1024
     #: Where blobs live; None: ``<data dir>/blobs``.
     dir: Path | None = None
 
@@ -62,11 +66,14 @@ class BlobConfig:
             "total_bytes",
             "fsync_bytes",
             "window",
+            "chunk_size",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"blob {name} must be positive")
         if min(self.ttl_s, self.partial_ttl_s, self.sweep_interval_s) <= 0:
             raise ValueError("blob lifetimes and the sweep interval must be positive")
+        if self.chunk_size > MAX_BLOB_CHUNK:
+            raise ValueError(f"blob chunk_size must be at most {MAX_BLOB_CHUNK}")
         BlobLayout(self.max_file_size, MIN_CHUNK_SIZE)  # within the format's bound
 
     @property

@@ -40,7 +40,6 @@ from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.blob_wire import (
     BLOB_ID_LEN,
     BLOB_PATH,
-    MAX_BLOB_CHUNK,
     MAX_BLOB_MESSAGE,
     BlobAck,
     BlobChunk,
@@ -317,7 +316,7 @@ class BlobSession:
                 ref=frame.ref,
                 id=entry.id,
                 offset=0,
-                max_chunk=MAX_BLOB_CHUNK,
+                max_chunk=self._blobs.config.chunk_size,
                 window=blobs.config.window,
             )
         )
@@ -335,7 +334,7 @@ class BlobSession:
                     offset=entry.offset,
                     size=entry.size,
                     complete=entry.complete,
-                    max_chunk=MAX_BLOB_CHUNK,
+                    max_chunk=self._blobs.config.chunk_size,
                     window=self._blobs.config.window,
                 )
             )
@@ -425,12 +424,13 @@ class BlobSession:
             return
         blobs = self._blobs
         blobs.stats.downloads += 1
+        chunk_size = blobs.config.chunk_size
         try:
             self._send(BlobInfo(ref=frame.ref, id=entry.id, size=entry.size))
             offset = frame.offset
             while offset < entry.size:
                 data = await asyncio.to_thread(
-                    self._files.read, fd, offset, min(MAX_BLOB_CHUNK, entry.size - offset)
+                    self._files.read, fd, offset, min(chunk_size, entry.size - offset)
                 )
                 if not data:
                     raise OSError("the blob file is shorter than its size")
