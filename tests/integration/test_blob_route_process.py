@@ -126,12 +126,17 @@ async def test_client_restart_resumes_with_the_saved_state(tmp_path: Path) -> No
     with RelayProcess(tmp_path / "relay-data") as relay:
         states: list[BlobUploadState] = []
         halfway = asyncio.Event()
+
+        def at_half(done: int, total: int) -> None:
+            if done >= total // 2:
+                halfway.set()
+
         first = make_link(relay.url, who)
         task = asyncio.create_task(
             first.upload(
                 src,
                 on_state=states.append,
-                on_progress=lambda d, t: d >= t // 2 and halfway.set(),
+                on_progress=at_half,
             )
         )
         await asyncio.wait_for(halfway.wait(), 30)
@@ -157,9 +162,12 @@ async def test_relay_sigkill_mid_upload_resumes_after_restart(tmp_path: Path) ->
     with RelayProcess(tmp_path / "relay-data") as relay:
         link = make_link(relay.url, window=30.0)
         killed = asyncio.Event()
-        task = asyncio.create_task(
-            link.upload(src, on_progress=lambda d, t: d >= t * 0.4 and killed.set())
-        )
+
+        def at_forty_percent(done: int, total: int) -> None:
+            if done >= total * 0.4:
+                killed.set()
+
+        task = asyncio.create_task(link.upload(src, on_progress=at_forty_percent))
         await asyncio.wait_for(killed.wait(), 30)
         relay.kill()
         await asyncio.sleep(0.3)

@@ -107,7 +107,7 @@ def test_frames_are_validated() -> None:
     assert blob_id_from_text(blob_id_text(blob_id)) == blob_id
     with pytest.raises(ValueError):
         blob_id_from_text("../" + blob_id_text(blob_id)[3:])
-    bad = [
+    bad: list[BlobGet | BlobCreate | BlobChunk] = [
         BlobGet(ref=1, id=b"short"),
         BlobCreate(ref=1, size=0),
         BlobChunk(id=blob_id, offset=-1, data=b"x"),
@@ -119,7 +119,8 @@ def test_frames_are_validated() -> None:
             decode_blob_client_frame(encode_blob_frame(frame))
     with pytest.raises(MalformedFrame):
         decode_blob_client_frame("text")
-    assert decode_blob_client_frame(encode_blob_frame(BlobGet(ref=1, id=blob_id))).id == blob_id
+    got = decode_blob_client_frame(encode_blob_frame(BlobGet(ref=1, id=blob_id)))
+    assert isinstance(got, BlobGet) and got.id == blob_id
 
 
 def test_relay_flags_set_the_blob_limits(tmp_path: Path) -> None:
