@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.helpers.interpreter import run_python
 
 FORBIDDEN = [
     "asyncio",
@@ -25,7 +24,5 @@ def test_core_imports_no_io_modules() -> None:
         f"bad = [m for m in {FORBIDDEN!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    out = run_python(code)
     assert out == "", f"core loaded I/O modules: {out}"

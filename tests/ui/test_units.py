@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-import subprocess
-import sys
 from datetime import date, datetime
 
 from textual.binding import Binding
@@ -24,6 +22,7 @@ from messenger_tui.ui.formatting import (
     preview,
 )
 from messenger_tui.ui.screens.safety import safety_rows
+from tests.helpers.interpreter import run_python
 
 from .conftest import seed_messages
 
@@ -118,8 +117,7 @@ def test_the_cli_does_not_load_textual_for_other_commands() -> None:
     code = (
         "import sys, messenger_tui.cli.main as m; m.build_parser(); print('textual' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert run_python(code) == "False"
 
 
 def test_the_ui_loads_no_transport_or_storage() -> None:
@@ -128,5 +126,4 @@ def test_the_ui_loads_no_transport_or_storage() -> None:
         "print(sorted(m for m in ('websockets', 'sqlite3', 'sqlcipher3', 'sounddevice', "
         "'messenger_tui.transport', 'messenger_tui.storage') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert run_python(code) == "[]"
