@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
-from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
+from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.service import MessengerService, device_audio
 from messenger_tui.cli.output import err
@@ -319,13 +320,24 @@ def _describe(call: CallView) -> str:
     return call.state
 
 
-async def cmd_call(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def _calling(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[MessengerService, HeadlessAudio, asyncio.Queue[ev.Event]]]:
+    """The service connected with the headless audio, its event queue; closed afterwards."""
     service = _open(args)
     try:
         audio = HeadlessAudio(args)
         service.set_audio(audio.factory)
         queue = service.subscribe()
         await _connect(service)
+        yield service, audio, queue
+    finally:
+        await close_service(service, quiet=True)
+
+
+async def cmd_call(args: argparse.Namespace) -> int:
+    async with _calling(args) as (service, audio, queue):
         service.place_call(args.name)
         talk_s = _talk_time(args, echo=_is_echo(service, args.name))
         try:
@@ -333,17 +345,10 @@ async def cmd_call(args: argparse.Namespace) -> int:
         except (asyncio.CancelledError, KeyboardInterrupt):
             service.hang_up()
             raise
-    finally:
-        await close_service(service, quiet=True)
 
 
 async def cmd_answer(args: argparse.Namespace) -> int:
-    service = _open(args)
-    try:
-        audio = HeadlessAudio(args)
-        service.set_audio(audio.factory)
-        queue = service.subscribe()
-        await _connect(service)
+    async with _calling(args) as (service, audio, queue):
         err("waiting for a call…")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout
@@ -360,7 +365,3 @@ async def cmd_answer(args: argparse.Namespace) -> int:
                 service.accept_call()
                 break
         return await _follow(service, queue, _talk_time(args), audio.connected)
-    except AppError:
-        raise
-    finally:
-        await close_service(service, quiet=True)

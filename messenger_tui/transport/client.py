@@ -47,6 +47,7 @@ from messenger_tui.core.wire import (
     encode,
 )
 from messenger_tui.transport.backoff import Backoff
+from messenger_tui.transport.deadline import follow_deadline
 from messenger_tui.transport.dialer import (
     authenticate,
     connection_class,
@@ -342,14 +343,7 @@ class RelayClient(RelayRequests):
             elif isinstance(effect, Abort) and self._attempt is not None:
                 self._attempt.cancel()
             # Wait: the timer below follows the machine's deadline
-        deadline = self._machine.next_deadline
-        timer = self._timer
-        if timer is not None and (deadline is None or timer.when() != deadline):
-            timer.cancel()
-            self._timer = timer = None
-        if deadline is not None and timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(deadline, self._on_timer, deadline)
+        self._timer = follow_deadline(self._timer, self._machine.next_deadline, self._on_timer)
 
     def _on_timer(self, deadline: float) -> None:
         self._timer = None

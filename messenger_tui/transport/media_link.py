@@ -63,6 +63,7 @@ from messenger_tui.core.media_wire import (
 )
 from messenger_tui.core.wire import KEY_LEN, Error
 from messenger_tui.transport.backoff import Backoff
+from messenger_tui.transport.deadline import follow_deadline
 from messenger_tui.transport.dialer import connection_class, open_socket
 from messenger_tui.transport.errors import (
     PinMismatch,
@@ -326,13 +327,7 @@ class MediaLink:
                 self._attempt = loop.create_task(self._attempt_join(), name="media-link")
             elif isinstance(effect, Abort) and self._attempt is not None:
                 self._attempt.cancel()
-        deadline = self._machine.next_deadline
-        timer = self._timer
-        if timer is not None and (deadline is None or timer.when() != deadline):
-            timer.cancel()
-            self._timer = timer = None
-        if deadline is not None and timer is None:
-            self._timer = loop.call_at(deadline, self._on_timer, deadline)
+        self._timer = follow_deadline(self._timer, self._machine.next_deadline, self._on_timer)
 
     def _on_timer(self, deadline: float) -> None:
         self._timer = None
