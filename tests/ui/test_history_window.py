@@ -39,12 +39,12 @@ def test_open_newest_pages_back_to_the_first_message() -> None:
     window = HistoryWindow()
     window.open_newest(store.before(NEWEST, PAGE_SIZE), store.before, None, page_size=PAGE_SIZE)
     assert [m.id for m in window.messages] == list(range(151, 251))
-    assert window.has_more and not window.has_newer
+    assert (window.has_more, window.has_newer) == (True, False)
     loaded = window.older()
     assert loaded is not None and loaded[0][0].id == 51 and loaded[1] == []
     loaded = window.older()
     assert loaded is not None and len(loaded[0]) == 50
-    assert not window.has_more  # a short page: the first message is loaded
+    assert window.has_more is False  # a short page: the first message is loaded
     assert window.older() is None
     assert [m.id for m in window.messages] == list(range(1, 251))
 
@@ -67,14 +67,14 @@ def test_a_window_around_a_message_drops_the_far_end_when_paging() -> None:
     window = HistoryWindow()
     target = PAGE_SIZE + 1
     window.open_around(store.rows[:PAGE_SIZE * 2], store.before, store.after)  # fmt: skip
-    assert window.has_newer and not window.has_more
+    assert (window.has_newer, window.has_more) == (True, False)
     assert target in window
     pages = 0
     while window.newer() is not None:
         pages += 1
         assert len(window.messages) <= MAX_LOADED
     assert pages == (MAX_LOADED + PAGE_SIZE) // PAGE_SIZE
-    assert not window.has_newer and window.has_more  # the oldest rows went
+    assert (window.has_newer, window.has_more) == (False, True)  # the oldest rows went
     assert window.messages[-1].id == store.rows[-1].id
     assert window.back_to_newest() is False  # it reaches the newest now
 
