@@ -47,7 +47,6 @@ from messenger_tui.core.wire import (
     encode,
 )
 from messenger_tui.transport.backoff import Backoff
-from messenger_tui.transport.deadline import follow_deadline
 from messenger_tui.transport.dialer import (
     authenticate,
     connection_class,
@@ -59,6 +58,7 @@ from messenger_tui.transport.errors import (
 )
 from messenger_tui.transport.relay_connection import FrameHandler, RelayConnection
 from messenger_tui.transport.relay_requests import ACK_CHUNK, RelayRequests
+from messenger_tui.transport.table_driver import TableDriver
 from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
 
 __all__ = [
@@ -98,7 +98,7 @@ StateHandler = Callable[[StateChange], None]
 ConnectedHandler = Callable[[AuthOk, Challenge], Awaitable[None]]
 
 
-class RelayClient(RelayRequests):
+class RelayClient(RelayRequests, TableDriver[RelayLink]):
     """Client side of the relay protocol over one websocket.
 
     Either call :meth:`start` (or await :meth:`run`) to stay connected with automatic
@@ -157,7 +157,6 @@ class RelayClient(RelayRequests):
         self._stop: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[None] | None = None
         self._attempt: asyncio.Task[RelayConnection] | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     def set_url(self, url: str) -> None:
         """Use the relay at ``url`` from the next connection on (:class:`BadRelayUrl` for an
@@ -326,9 +325,6 @@ class RelayClient(RelayRequests):
 
     # ------------------------------------------------------------------ internals
 
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
     def _feed(self, effects: list[LinkEffect]) -> None:
         """Carry out the lifecycle table's effects, then arm its timer."""
         for effect in effects:
@@ -343,11 +339,7 @@ class RelayClient(RelayRequests):
             elif isinstance(effect, Abort) and self._attempt is not None:
                 self._attempt.cancel()
             # Wait: the timer below follows the machine's deadline
-        self._timer = follow_deadline(self._timer, self._machine.next_deadline, self._on_timer)
-
-    def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._feed(self._machine.poll(max(self._now(), deadline)))
+        self._follow_deadline()
 
     def _report(self, report: Report[ConnectionState]) -> None:
         if self._on_state is None:

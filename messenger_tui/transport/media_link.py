@@ -63,7 +63,6 @@ from messenger_tui.core.media_wire import (
 )
 from messenger_tui.core.wire import KEY_LEN, Error
 from messenger_tui.transport.backoff import Backoff
-from messenger_tui.transport.deadline import follow_deadline
 from messenger_tui.transport.dialer import connection_class, open_socket
 from messenger_tui.transport.errors import (
     PinMismatch,
@@ -78,6 +77,7 @@ from messenger_tui.transport.media_frames import (
 )
 from messenger_tui.transport.media_join import JoinRefused, close_reason, join_media, media_endpoint
 from messenger_tui.transport.media_socket import MAX_MESSAGE, MediaConnection
+from messenger_tui.transport.table_driver import TableDriver
 from messenger_tui.transport.urls import parse_relay_url
 
 __all__ = [
@@ -111,7 +111,7 @@ class MediaLinkCounters:
     joins: int = 0  # successful joins (1 + reconnects)
 
 
-class MediaLink:
+class MediaLink(TableDriver[MediaRejoin]):
     """One call leg's media connection to the relay. See the module docstring."""
 
     def __init__(
@@ -163,7 +163,6 @@ class MediaLink:
         self._peer = False
         self._attempt: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._joined = asyncio.Event()
         self._ended = asyncio.Event()
         self._frame_errors = 0
@@ -314,9 +313,6 @@ class MediaLink:
             except Exception:
                 logger.exception("media link on_peer handler failed")
 
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
     def _feed(self, effects: list[RejoinEffect]) -> None:
         """Carry out the lifecycle table's effects, then follow its deadline."""
         loop = asyncio.get_running_loop()
@@ -327,11 +323,7 @@ class MediaLink:
                 self._attempt = loop.create_task(self._attempt_join(), name="media-link")
             elif isinstance(effect, Abort) and self._attempt is not None:
                 self._attempt.cancel()
-        self._timer = follow_deadline(self._timer, self._machine.next_deadline, self._on_timer)
-
-    def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._feed(self._machine.poll(max(self._now(), deadline)))
+        self._follow_deadline()
 
     def _report(self, state: MediaLinkState) -> None:
         if state is MediaLinkState.LOST:
