@@ -294,7 +294,7 @@ def session_codec() -> tuple[Any, Any]:
             _DirectCarrier(loop),
             _Nothing(),
             _Nothing(),
-            loop=loop,  # type: ignore[arg-type]
+            loop=loop,
         )
     finally:
         loop.close()

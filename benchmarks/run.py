@@ -33,7 +33,9 @@ from benchmarks import (
     calls_relay,
     full_stack,
     idle_memory,
+    relay_fanout,
     relay_throughput,
+    sqlcipher_cost,
     ui_backlog_stall,
     ui_cold_start,
     ui_open_conversation,
@@ -45,6 +47,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m
     for m in (
         relay_throughput,
+        relay_fanout,
         idle_memory,
         full_stack,
         calls_relay,
@@ -54,6 +57,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         ui_backlog_stall,
         ui_cold_start,
         attachment_crypto,
+        sqlcipher_cost,
     )
 }
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +85,11 @@ they assert nothing (tests assert behaviour).
   in flight per sender. Saturation rounds alternate
   between the two servers; delivered msgs/s and the latency from send to Deliver received are
   reported, plus the latency under a light open-loop load.
+- **Relay fan-out** (`relay_fanout`): one relay subprocess, one sender and 256 recipient
+  connections in this process, 200-byte bodies; the sender uploads each message once with
+  `SendMulti` to all 256, or sends it to each with `Send` (the same deliveries in flight),
+  alternating rounds; every Deliver is acked at once. Deliveries per second (first send to
+  last delivery), relay CPU per delivery and the sender's bytes uploaded per message.
 - **Memory per idle connection.** 2,000 authenticated idle connections to a fresh relay
   process; growth of its VmRSS divided by 2,000, beside the same with the bare forwarder.
 - **One client, full stack.** Two real `MessengerService` instances through a relay
@@ -128,6 +137,12 @@ they assert nothing (tests assert behaviour).
   (`core/attachments`) encrypting and decrypting 128 MiB held in memory, as CPU throughput,
   beside bare libsodium loops over the same 64 KiB chunks in the same process: secretstream
   push and pull, one XChaCha20-Poly1305 call per chunk, and that plus a SHA-256 of the output.
+- **SQLCipher's cost** (`sqlcipher_cost`): the client database is SQLCipher; the same
+  profile decrypted into plain SQLite (the previous release's format) is the baseline, in the
+  same run, child processes interleaved: opening a 100,000-message conversation (first paint,
+  as `ui_open_conversation`), ingesting a 5,000-message backlog through a relay subprocess
+  (the service alone), full-text search over 100,000 messages (first query after opening and
+  repeated), and cold start to the main screen, also with a passphrase (one argon2id run).
 
 Every figure stands beside a baseline measured in the same run on the same machine: absolute
 times drift on shared machines, ratios much less. Everything runs on 127.0.0.1, the load

@@ -20,6 +20,8 @@ See :mod:`messenger_tui.core.delivery_access` for the scheme. The rules here:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 
 from messenger_tui.core import payload as pl
@@ -27,7 +29,9 @@ from messenger_tui.core import wire
 from messenger_tui.core.delivery_access import ACCESS_SECRET_LEN, delivery_verifier
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
+from messenger_tui.transport.errors import TransportError
 
+log = logging.getLogger(__name__)
 _SETTING = "delivery_secret"
 
 
@@ -36,6 +40,7 @@ class AccessKeys:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._register_task: asyncio.Task[None] | None = None
 
     def own_secret(self) -> bytes:
         """Our current delivery secret (created and stored on first use)."""
@@ -83,3 +88,16 @@ class AccessKeys:
         """Register our verifier with the relay (raises the client's transport errors)."""
         verifier = delivery_verifier(self.own_secret())
         await client.request(wire.SetDeliveryVerifier(ref=0, verifier=verifier))
+
+    def register_soon(self, client: RelayClient) -> None:
+        """After a rotation: register the new verifier in the background if connected (a
+        failure is logged; the next connect registers it anyway)."""
+        if client.connected:
+            loop = asyncio.get_running_loop()
+            self._register_task = loop.create_task(self._register_safely(client))
+
+    async def _register_safely(self, client: RelayClient) -> None:
+        try:
+            await self.register(client)
+        except (TransportError, OSError) as exc:
+            log.warning("delivery verifier registration failed: %s", type(exc).__name__)

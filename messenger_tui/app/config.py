@@ -44,7 +44,7 @@ CONFIG_FILE = "config.toml"
 MAX_CONFIG_BYTES = 256 * 1024
 
 #: Section -> {option -> type} of the settings a file may give defaults for.
-SETTING_SECTIONS: dict[str, dict[str, type]] = {
+SETTING_SECTIONS: dict[str, dict[str, type[bool | int | str]]] = {
     "ui": {"theme": str},
     "notifications": {"toasts": bool, "bell": bool, "desktop": bool, "private": bool},
     "messaging": {"read_receipts": bool, "typing": bool},
@@ -120,7 +120,7 @@ def parse_config(
         return f"{path} line {line}" if line else str(path)
 
     keymap: dict[str, str] = {}
-    defaults: dict[str, bool | str] = {}
+    defaults: dict[str, bool | str | int] = {}
     for section, body in doc.items():
         if not isinstance(body, dict):
             problems.append(f"{where(None, section)}: {section!r} should be a [section]; "
@@ -167,7 +167,7 @@ def parse_config(
                     low, high = INT_RANGES[section, name]
                     problems.append(f"{at}: [{section}] {name} must be {low}-{high}; ignored")
                 else:
-                    setting = SETTING_NAMES.get((section, name), name)
+                    setting = SETTING_NAMES.get((section, name), str(name))
                     defaults[setting] = value.strip() if isinstance(value, str) else value
         else:
             known = ", ".join(["keymap", *SETTING_SECTIONS])

@@ -11,6 +11,7 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.profile import ProfilePaths, open_profile, profile_exists
 from messenger_tui.app.service import MessengerService
 from messenger_tui.media.audio_io import probe_audio, probe_opus
+from messenger_tui.storage.profile_lock import ProfileLock
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ def check_libraries() -> list[Finding]:
     return findings
 
 
-async def check_profile(home: Path, passphrase: str | None) -> list[Finding]:
+async def check_profile(
+    home: Path, passphrase: str | None, *, lock: ProfileLock | None = None
+) -> list[Finding]:
     if not profile_exists(home):
         return [
             Finding(
@@ -56,7 +59,7 @@ async def check_profile(home: Path, passphrase: str | None) -> list[Finding]:
         ]
     findings = [Finding("profile", True, str(home))]
     try:
-        profile = open_profile(home, passphrase)
+        profile = open_profile(home, passphrase, lock=lock)
     except AppError as exc:
         return [*findings, Finding("profile", False, str(exc), None)]
     try:
@@ -68,8 +71,8 @@ async def check_profile(home: Path, passphrase: str | None) -> list[Finding]:
                 f"{ProfilePaths(home).database}: integrity {check}",
                 None
                 if check == "ok"
-                else "back up the file, then export what you can with "
-                "`sqlite3 messenger.db .recover`",
+                else "back up the file (it is encrypted: only messenger-tui, with your "
+                "passphrase, reads it) and report the problem",
             )
         )
         service = MessengerService(profile)
@@ -113,6 +116,8 @@ def print_findings(findings: list[Finding]) -> int:
     return worst
 
 
-async def diagnose(home: Path, passphrase: str | None) -> list[Finding]:
+async def diagnose(
+    home: Path, passphrase: str | None, *, lock: ProfileLock | None = None
+) -> list[Finding]:
     libraries = await asyncio.to_thread(check_libraries)
-    return libraries + await check_profile(home, passphrase)
+    return libraries + await check_profile(home, passphrase, lock=lock)

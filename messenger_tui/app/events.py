@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from messenger_tui.app.models import CallStats, CallView, Contact, Message
+from messenger_tui.core.message_states import MessageState
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class MessageStateChanged:
 
     contact: Contact
     message_row: int
-    state: str
+    state: MessageState
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.profile import (
     DEFAULT_RELAY_URL,
     Profile,
+    claim_profile,
     create_profile,
     is_key_encrypted,
     open_profile,
@@ -29,6 +30,7 @@ from messenger_tui.app.profile import (
 from messenger_tui.app.service import MessengerService
 from messenger_tui.app.settings import check_relay_url
 from messenger_tui.core.address import encode_address
+from messenger_tui.storage.profile_lock import ProfileLock
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Launcher:
         *,
         embedded: EmbeddedRelay | None = None,
         kdf_limits: tuple[int, int] | None = None,
-        setting_defaults: dict[str, bool | str] | None = None,
+        setting_defaults: dict[str, bool | str | int] | None = None,
     ) -> None:
         """``setting_defaults``: settings the profile does not store yet (the config file's,
         see app.config), handed to every service opened here."""
@@ -68,6 +70,7 @@ class Launcher:
         self.embedded = embedded
         self._kdf_limits = kdf_limits
         self._setting_defaults = dict(setting_defaults or {})
+        self._lock: ProfileLock | None = None
 
     def _service(self, profile: Profile) -> MessengerService:
         service = MessengerService(profile)
@@ -106,9 +109,25 @@ class Launcher:
         )
         return self._service(profile)
 
+    def claim(self) -> None:
+        """Take the profile's lock now, before asking for the passphrase:
+        :class:`ProfileBusy` when another process has the profile open. :meth:`open` uses it."""
+        if self._lock is None:
+            self._lock = claim_profile(self.home)
+
+    def unclaim(self) -> None:
+        """Give the lock back if :meth:`claim` took it and no profile was opened with it."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
     async def open(self, passphrase: str | None = None) -> MessengerService:
-        """Open the existing profile; :class:`PassphraseProblem` on a wrong passphrase."""
-        profile = await asyncio.to_thread(open_profile, self.home, passphrase or None)
+        """Open the existing profile; :class:`PassphraseProblem` on a wrong passphrase (the
+        lock :meth:`claim` took is kept, to ask again)."""
+        profile = await asyncio.to_thread(
+            open_profile, self.home, passphrase or None, lock=self._lock
+        )
+        self._lock = None  # the profile holds it now
         return self._service(profile)
 
     async def prepare(self, service: MessengerFacade) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from messenger_tui.core.address import encode_address
+from messenger_tui.core.message_states import MessageState
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Message:
     text: str
     sent_at_ms: int
     received_at_ms: int | None
-    state: str
+    state: MessageState
     #: Display position in the conversation (the sender's order; not the arrival order of
     #: ``id``). 0 when unknown: then ``id`` orders.
     pos: int = 0

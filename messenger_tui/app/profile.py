@@ -1,5 +1,10 @@
 """Profiles: a directory holding one user's identity key, database and lock.
 
+The directory is mode 0700 and every file in it 0600. The database is SQLCipher, under a key
+that comes with the identity key file (:mod:`messenger_tui.app.profile_keys`): with a
+passphrase, the passphrase protects both; without one, the database key is derived from the
+plain identity key beside it, and only the files' permissions protect them.
+
 ``--home DIR`` (or ``MESSENGER_TUI_HOME``) picks the directory, so several users can live on one
 machine. Create with :func:`create_profile`, open with :func:`open_profile`; close the returned
 :class:`Profile` when done (it releases the process lock).
@@ -14,17 +19,16 @@ from pathlib import Path
 
 import platformdirs
 
+from messenger_tui.app import profile_keys
 from messenger_tui.app.errors import (
     BadInput,
     NotInitialized,
-    PassphraseProblem,
     ProfileBusy,
     ProfileExists,
     StorageProblem,
 )
 from messenger_tui.core.crypto import keystore
 from messenger_tui.core.crypto.identity import IdentityKeyPair
-from messenger_tui.core.errors import CryptoError, WrongPassphrase
 from messenger_tui.storage.errors import ProfileInUse, StorageError
 from messenger_tui.storage.profile_lock import ProfileLock
 from messenger_tui.storage.store import Store
@@ -95,7 +99,11 @@ def validate_name(name: str) -> str:
     return cleaned
 
 
-def _lock(home: Path) -> ProfileLock:
+def claim_profile(home: Path) -> ProfileLock:
+    """Take the profile's process lock (:class:`ProfileBusy` if another process has it).
+
+    Front ends take it before asking for the passphrase, so that a second instance says the
+    profile is in use instead of asking first; hand it to :func:`open_profile`."""
     lock = ProfileLock(home)
     try:
         lock.acquire()
@@ -104,12 +112,14 @@ def _lock(home: Path) -> ProfileLock:
     return lock
 
 
-def _open_store(paths: ProfilePaths, lock: ProfileLock) -> Store:
+def _private_dir(home: Path) -> None:
+    """Mode 0700 for the profile directory (the previous release left an existing one as it
+    was)."""
     try:
-        return Store.open(paths.database)
-    except StorageError as exc:
-        lock.release()
-        raise StorageProblem(str(exc)) from None
+        if home.stat().st_mode & 0o077:
+            os.chmod(home, 0o700)
+    except OSError:
+        pass  # not ours to change (e.g. another owner): the files are 0600 anyway
 
 
 def create_profile(
@@ -124,24 +134,28 @@ def create_profile(
     paths = ProfilePaths(home)
     name = validate_name(name)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock = _lock(home)
+    _private_dir(home)
+    lock = claim_profile(home)
     if paths.identity.exists():
         lock.release()
         raise ProfileExists(f"a profile already exists in {home}; use it, or pick another --home")
+    if paths.database.exists():
+        lock.release()
+        raise ProfileExists(
+            f"{paths.database} is there without an identity key: move it aside (or pick "
+            "another --home) and retry"
+        )
     identity = IdentityKeyPair.generate()
-    extra = {}
-    if kdf_limits is not None:
-        extra = {"opslimit": kdf_limits[0], "memlimit": kdf_limits[1]}
-    sealed = keystore.seal_identity(identity.seed, passphrase, **extra)
-    # Write-then-rename so a crash never leaves a half-written key file.
-    tmp = paths.identity.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(sealed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, paths.identity)
-    store = _open_store(paths, lock)
+    ops, mem = kdf_limits or (keystore.DEFAULT_OPSLIMIT, keystore.DEFAULT_MEMLIMIT)
+    sealed = keystore.seal_identity(identity.seed, passphrase, opslimit=ops, memlimit=mem)
+    _, db_key = keystore.unlock(sealed, passphrase)
+    try:
+        # Write-then-rename so a crash never leaves a half-written key file.
+        profile_keys.write_key_file(paths.identity, sealed)
+        store = Store.open(paths.database, db_key)
+    except (StorageError, OSError) as exc:
+        lock.release()
+        raise StorageProblem(f"cannot create the profile in {home}: {exc}") from None
     with store.db.transaction():
         store.settings.set("name", name)
         store.settings.set("relay_url", relay_url)
@@ -153,35 +167,31 @@ def profile_exists(home: Path) -> bool:
     return ProfilePaths(home).identity.exists()
 
 
-def open_profile(home: Path, passphrase: str | None) -> Profile:
-    """Open an existing profile; typed errors name the problem and the way out."""
+def open_profile(home: Path, passphrase: str | None, *, lock: ProfileLock | None = None) -> Profile:
+    """Open an existing profile; typed errors name the problem and the way out.
+
+    ``lock``: the profile's lock, already taken with :func:`claim_profile` (the caller keeps
+    it when opening fails, e.g. to ask for the passphrase again; the profile owns it once
+    open). The previous release's plain database is re-encrypted here, once."""
     paths = ProfilePaths(home)
     if not paths.identity.exists():
         raise NotInitialized(
             f"no profile in {home}; create one with `messenger-tui init --name NAME`"
             + (" (with the same --home)" if os.environ.get("MESSENGER_TUI_HOME") is None else "")
         )
-    lock = _lock(home)
+    own_lock = lock is None
+    if lock is None:
+        lock = claim_profile(home)
     try:
-        data = paths.identity.read_bytes()
-        identity = keystore.open_identity(data, passphrase)
-    except WrongPassphrase as exc:
-        lock.release()
-        if passphrase is None:
-            raise PassphraseProblem(
-                "this profile's key is protected by a passphrase; pass --passphrase-file FILE "
-                "(or set MESSENGER_TUI_PASSPHRASE_FILE)"
-            ) from None
-        raise PassphraseProblem(f"wrong passphrase: {exc}") from None
-    except (CryptoError, OSError) as exc:
-        lock.release()
-        raise StorageProblem(
-            f"cannot read the identity key {paths.identity}: {exc}. It was not modified; "
-            "restore it from a backup"
-        ) from None
-    store = _open_store(paths, lock)
+        identity, store = profile_keys.open_store(paths.identity, paths.database, passphrase)
+    except BaseException:
+        if own_lock:
+            lock.release()
+        raise
+    _private_dir(home)
     return Profile(paths, identity, store, lock)
 
 
 def is_key_encrypted(home: Path) -> bool:
-    return keystore.is_encrypted(ProfilePaths(home).identity.read_bytes())
+    """Whether opening the profile needs its passphrase."""
+    return profile_keys.needs_passphrase(ProfilePaths(home).identity)

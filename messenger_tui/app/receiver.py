@@ -48,6 +48,7 @@ from messenger_tui.core.errors import (
     TooManySkipped,
     UnknownPrekey,
 )
+from messenger_tui.core.message_states import MessageState
 from messenger_tui.storage.contacts import ContactRow
 from messenger_tui.storage.errors import StorageError
 from messenger_tui.storage.store import Store
@@ -257,7 +258,7 @@ class Receiver:
             events.append(ev.MessageReceived(contact, message_model(stored)))
             return payload.id
         if isinstance(payload, pl.Receipt):
-            state = "read" if payload.kind == "read" else "delivered"
+            state: MessageState = "read" if payload.kind == "read" else "delivered"
             for row_id in self._store.messages.advance_outgoing(row.id, payload.ids, state):
                 events.append(ev.MessageStateChanged(contact, row_id, state))
         elif isinstance(payload, pl.Typing):

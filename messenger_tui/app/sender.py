@@ -285,5 +285,5 @@ class OutboxSender:
         with self._store.db.transaction():
             self._store.outbox.remove(row.seq)
             if row.message_row is not None:
-                self._store.messages.set_state(row.message_row, "failed")
+                self._store.messages.set_state(row.message_row, "error")
         log.warning("relay refused an envelope: %s", reason)

@@ -5,21 +5,18 @@ values not stored yet come from ``defaults`` (the ``config.toml`` of the profile
 :mod:`messenger_tui.app.config`), then from :class:`~messenger_tui.app.models.Settings`.
 A value changed in the app is stored and wins over the file from then on.
 
-Also here: checking a relay URL, and re-sealing the identity key file under another
-passphrase (:func:`reseal_identity`).
+Also here: checking a relay URL. Changing the passphrase is :mod:`messenger_tui.app.profile_keys`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from messenger_tui.app.errors import BadInput, PassphraseProblem, StorageProblem
+from messenger_tui.app.errors import BadInput
 from messenger_tui.app.models import Settings
 from messenger_tui.core.crypto import keystore
-from messenger_tui.core.crypto.identity import IdentityKeyPair
-from messenger_tui.core.errors import CryptoError, WrongPassphrase
+from messenger_tui.core.errors import CryptoError
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.errors import BadRelayUrl
 from messenger_tui.transport.urls import parse_relay_url
@@ -164,43 +161,3 @@ class ProfileSettings:
     def forget(self) -> None:
         """Read again on the next :meth:`current` (e.g. after the key file changed)."""
         self._cache = None
-
-
-def reseal_identity(
-    key_file: Path, identity: IdentityKeyPair, current: str | None, new: str | None
-) -> None:
-    """Seal the identity key file under ``new`` (None or "": no passphrase), after checking
-    ``current`` when the file has one. Blocking (argon2id): run it in a thread.
-
-    :class:`PassphraseProblem` when ``current`` is missing or wrong; the file is unchanged.
-    The new file is written next to the old one and renamed over it, so a crash leaves
-    either the old or the new key file, never a broken one."""
-    try:
-        data = key_file.read_bytes()
-        encrypted = keystore.is_encrypted(data)
-    except (OSError, CryptoError) as exc:
-        raise StorageProblem(f"cannot read the identity key {key_file}: {exc}") from None
-    if encrypted:
-        if not current:
-            raise PassphraseProblem("enter the current passphrase")
-        try:
-            opened = keystore.open_identity(data, current)
-        except WrongPassphrase:
-            raise PassphraseProblem("the current passphrase is wrong") from None
-        except CryptoError as exc:
-            raise StorageProblem(f"cannot read the identity key {key_file}: {exc}") from None
-        if opened.public != identity.public:
-            raise StorageProblem(f"the identity key {key_file} is not this profile's key")
-    sealed = keystore.seal_identity(identity.seed, new or None)
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(sealed)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, key_file)
-    dir_fd = os.open(key_file.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

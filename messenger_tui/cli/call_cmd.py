@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.audio_setup import device_audio
 from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
-from messenger_tui.app.service import MessengerService, device_audio
+from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.output import err
 from messenger_tui.cli.profile_service import close_service, home_dir, open_service
 from messenger_tui.media.pacing import LoopPacer

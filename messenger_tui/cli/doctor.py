@@ -6,8 +6,13 @@ import argparse
 from pathlib import Path
 
 from messenger_tui.app.diagnostics import diagnose, print_findings
-from messenger_tui.cli.passphrase import passphrase_for
+from messenger_tui.cli.passphrase import claim_then_passphrase
 
 
 async def run_doctor(home: Path, args: argparse.Namespace) -> int:
-    return print_findings(await diagnose(home, passphrase_for(args, home)))
+    lock, passphrase = claim_then_passphrase(args, home)
+    try:
+        return print_findings(await diagnose(home, passphrase, lock=lock))
+    finally:
+        if lock is not None:
+            lock.release()

@@ -1,4 +1,5 @@
-"""``messenger-tui init`` and ``messenger-tui id``: create the identity, print the address."""
+"""``messenger-tui init``, ``id`` and ``passphrase``: create the identity, print the address,
+set, change or remove the passphrase."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import argparse
 from typing import Any
 
 from messenger_tui.app.errors import AppError
-from messenger_tui.app.profile import DEFAULT_RELAY_URL, create_profile
+from messenger_tui.app.profile import DEFAULT_RELAY_URL, create_profile, open_profile
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.output import err, out
-from messenger_tui.cli.passphrase import read_passphrase_file
+from messenger_tui.cli.passphrase import claim_then_passphrase, read_passphrase_file
 from messenger_tui.cli.profile_service import close_service, home_dir, open_service
 
 
@@ -27,6 +28,19 @@ def add_identity_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("id", parents=[common], help="print your address")
     p.add_argument("--qr", action="store_true", help="also draw it as a QR code")
     p.set_defaults(func=cmd_id)
+
+
+def add_passphrase_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``passphrase`` (called from main.build_parser, after the message commands)."""
+    p = sub.add_parser(
+        "passphrase",
+        parents=[common],
+        help="set, change or remove the passphrase (the current one from --passphrase-file)",
+    )
+    new = p.add_mutually_exclusive_group(required=True)
+    new.add_argument("--new-passphrase-file", metavar="FILE", help="file holding the new one")
+    new.add_argument("--remove", action="store_true", help="remove the passphrase")
+    p.set_defaults(func=cmd_passphrase)
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
@@ -56,6 +70,33 @@ async def cmd_id(args: argparse.Namespace) -> int:
             import segno
 
             segno.make(service.address, error="m").terminal(compact=True)
+    finally:
+        await close_service(service)
+    return 0
+
+
+async def cmd_passphrase(args: argparse.Namespace) -> int:
+    """Set, change or remove the passphrase: the identity key file is sealed again and the
+    database re-encrypted under the new key (a crash leaves the old or the new state)."""
+    home = home_dir(args)
+    lock, current = claim_then_passphrase(args, home)
+    try:
+        profile = open_profile(home, current, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    service = MessengerService(profile)
+    try:
+        new = None if args.remove else read_passphrase_file(args.new_passphrase_file)
+        settings = await service.change_passphrase(current, new)
+        if settings.passphrase_set:
+            err("passphrase set: the identity key and the database are encrypted under it")
+        else:
+            err(
+                "passphrase removed: the database key is stored with the identity key, and "
+                "only the files' permissions protect them"
+            )
     finally:
         await close_service(service)
     return 0

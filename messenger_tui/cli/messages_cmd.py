@@ -1,4 +1,4 @@
-"""``messenger-tui send``, ``receive`` and ``history``: messages without the UI."""
+"""``messenger-tui send``, ``receive``, ``history`` and ``search``: messages without the UI."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from messenger_tui.cli.profile_service import close_service, open_service
 
 
 def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``send``, ``receive`` and ``history`` (called from main.build_parser)."""
+    """Register ``send``, ``receive``, ``history`` and ``search`` (called from
+    main.build_parser)."""
     p = sub.add_parser(
         "send",
         parents=[common],
@@ -64,6 +65,13 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("search", parents=[common], help="search the stored messages (newest first)")
+    p.add_argument("text", help="words to find (the last one also matches as a prefix)")
+    p.add_argument("--contact", metavar="NAME", help="only in this conversation")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_search)
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
@@ -196,6 +204,20 @@ async def cmd_history(args: argparse.Namespace) -> int:
                 out(json.dumps(message_json(contact, m)))
             else:
                 print_message(contact, m)
+    finally:
+        await close_service(service)
+    return 0
+
+
+async def cmd_search(args: argparse.Namespace) -> int:
+    """Full-text search of the stored messages (the database is decrypted in memory only)."""
+    service = open_service(args)
+    try:
+        for hit in service.search(args.text, name=args.contact, limit=args.limit):
+            if args.json:
+                out(json.dumps({**message_json(hit.contact, hit.message), "snippet": hit.snippet}))
+            else:
+                print_message(hit.contact, hit.message)
     finally:
         await close_service(service)
     return 0

@@ -6,9 +6,9 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from messenger_tui.app.profile import default_home, open_profile
+from messenger_tui.app.profile import default_home
 from messenger_tui.app.service import MessengerService
-from messenger_tui.cli.passphrase import passphrase_for
+from messenger_tui.cli.passphrase import open_for_command
 
 
 def home_dir(args: argparse.Namespace) -> Path:
@@ -18,10 +18,10 @@ def home_dir(args: argparse.Namespace) -> Path:
 
 
 def open_service(args: argparse.Namespace) -> MessengerService:
-    """The service on the profile in ``--home`` (the passphrase from ``--passphrase-file``,
-    the environment, or a prompt)."""
-    home = home_dir(args)
-    return MessengerService(open_profile(home, passphrase_for(args, home)))
+    """The service on the profile in ``--home``: its lock taken first (a second process says
+    "in use" before asking), then the passphrase from ``--passphrase-file``, the
+    environment, or a prompt."""
+    return MessengerService(open_for_command(args, home_dir(args)))
 
 
 async def close_service(service: MessengerService, *, quiet: bool = False) -> None:

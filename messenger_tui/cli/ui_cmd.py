@@ -112,7 +112,10 @@ def _log_to_file(home: Path, verbose: bool) -> Iterator[None]:
     for handler in saved:
         root.removeHandler(handler)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handler = logging.FileHandler(home / LOG_FILE, encoding="utf-8")
+    log_file = home / LOG_FILE
+    os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(log_file, 0o600)  # every profile file is the user's only (older ones were 0644)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     root.addHandler(handler)

@@ -27,6 +27,10 @@ MAX_FRAME: Final = 128 * 1024
 MESSAGE_ID_LEN: Final = 16
 #: Ed25519 public key length: identities on the wire.
 KEY_LEN: Final = 32
+#: Most recipients one :class:`SendMulti` may name (a group's member bound).
+MAX_MULTI_RECIPIENTS: Final = 256
+#: Largest per-recipient header of a :class:`SendMulti` (room for a pairwise-sealed key).
+MAX_MULTI_HEADER: Final = 128
 #: Domain separation for the authentication signature.
 AUTH_CONTEXT: Final = b"messenger-tui/auth/v1\x00"
 #: Largest clock difference the relay tolerates in an authentication timestamp.
@@ -88,15 +92,38 @@ class Stored(_Frame, tag="stored", frozen=True):
     request: bool = False
 
 
+class StoredMulti(_Frame, tag="stored_multi", frozen=True):
+    """Answer to :class:`SendMulti` ``id``: one :class:`MultiOutcome` per recipient, in the
+    order of the request's ``to``. A refused recipient does not block the others."""
+
+    id: bytes
+    results: list[MultiOutcome]
+
+
+class MultiOutcome(msgspec.Struct, frozen=True, array_like=True):
+    """One recipient's outcome of a :class:`SendMulti`. ``code`` None: stored (or already
+    stored: idempotent per recipient); else the :class:`ErrorCode` it was refused with
+    (``mailbox_full``: retry that recipient later). ``request`` as in :class:`Stored`."""
+
+    to: bytes
+    code: str | None = None
+    request: bool = False
+
+
 class Deliver(_Frame, tag="deliver", frozen=True):
     """A stored envelope for the authenticated identity. Acknowledge with :class:`Ack`
     only after the plaintext and ratchet state are durably stored; until then the relay
-    redelivers it on every new connection."""
+    redelivers it on every new connection.
+
+    ``header`` is None for a 1:1 envelope (:class:`Send`). For a multi-recipient one
+    (:class:`SendMulti`) it is this recipient's own header (possibly empty) and ``body`` the
+    shared body: the two fields are exactly what the sender put in the request."""
 
     id: bytes
     sender: bytes
     body: bytes
     stored_at_ms: int
+    header: bytes | None = None
 
 
 class Drained(_Frame, tag="drained", frozen=True):
@@ -172,6 +199,27 @@ class Send(_Frame, tag="send", frozen=True):
     access: bytes | None = None
 
 
+class MultiRecipient(msgspec.Struct, frozen=True, array_like=True):
+    """One recipient of a :class:`SendMulti`: its identity, its own header (at most
+    :data:`MAX_MULTI_HEADER` bytes; empty for a group message, whose sender-key ciphertext
+    is the shared body) and its delivery secret as in :class:`Send`."""
+
+    to: bytes
+    header: bytes = b""
+    access: bytes | None = None
+
+
+class SendMulti(_Frame, tag="send_multi", frozen=True):
+    """Store ``body`` once for every recipient in ``to`` (1 to :data:`MAX_MULTI_RECIPIENTS`,
+    each named once) under the client-chosen ``id``, idempotent per recipient as
+    :class:`Send`. Answered by one :class:`StoredMulti`, or one :class:`Error` (ref ``id``)
+    when the whole frame is refused (bad fields, too large, rate limited)."""
+
+    id: bytes
+    body: bytes
+    to: list[MultiRecipient]
+
+
 class Ack(_Frame, tag="ack", frozen=True):
     """Delete these envelopes from the caller's own mailbox."""
 
@@ -228,6 +276,7 @@ RelayFrame = (
     Challenge
     | AuthOk
     | Stored
+    | StoredMulti
     | Deliver
     | Drained
     | Bundle
@@ -236,7 +285,15 @@ RelayFrame = (
     | (SignalDeliver | Error)
 )
 ClientFrame = (
-    Auth | Send | Ack | PublishPrekeys | FetchBundle | Subscribe | Signal | SetDeliveryVerifier
+    Auth
+    | Send
+    | SendMulti
+    | Ack
+    | PublishPrekeys
+    | FetchBundle
+    | Subscribe
+    | Signal
+    | SetDeliveryVerifier
 )
 
 T = TypeVar("T")

@@ -191,7 +191,7 @@ class OpusEncoder:
         size: int = self._encode(self._state, pcm, FRAME_SAMPLES, self._out, self._limit)
         if size < 0:
             raise CodecError(f"Opus encode failed: {_error_text(self._lib, size)}")
-        packet: bytes = self._out[:size]
+        packet = ctypes.string_at(self._out, size)
         return packet
 
     def set_packet_loss_percent(self, percent: int) -> None:

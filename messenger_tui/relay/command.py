@@ -28,6 +28,7 @@ from typing import Final
 import platformdirs
 
 from messenger_tui.core import wire
+from messenger_tui.relay.blob_args import add_blob_arguments, blob_config
 from messenger_tui.relay.config import DAY_SECONDS, RateLimit, RelayConfig
 from messenger_tui.relay.errors import RelayStartError
 from messenger_tui.relay.logs import relay_log
@@ -86,6 +87,7 @@ def add_relay_arguments(p: argparse.ArgumentParser) -> None:
         help="malformed frames one connection may send before it is closed (default 20)",
     )
     add_quota_arguments(p)
+    add_blob_arguments(p)
     p.add_argument("--durable-fsync", action="store_true", help="fsync every commit")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
@@ -122,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         media_alone_timeout_s=args.media_alone_timeout,
         max_connections_per_address=args.max_connections_per_address,
         max_malformed=args.max_malformed,
+        blob=blob_config(args),
         **quota_config(args),
     )
 

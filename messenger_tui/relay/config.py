@@ -12,6 +12,7 @@ from pathlib import Path
 
 from messenger_tui.core.media_wire import MAX_MEDIA_FRAME
 from messenger_tui.core.wire import KEY_LEN, MAX_ENVELOPE, MAX_FRAME
+from messenger_tui.relay.blob_index import BlobConfig
 from messenger_tui.relay.quotas import MailboxQuota
 
 DAY_SECONDS = 24 * 60 * 60
@@ -103,6 +104,8 @@ class RelayConfig:
     media_max_frame: int = MAX_MEDIA_FRAME
     #: Media frames per second one leg may send (a call sends 50); more are dropped.
     media_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(200.0, 400))
+    #: The blob route (attachments): see docs/protocol.md, "Attachments: blob route".
+    blob: BlobConfig = field(default_factory=BlobConfig)
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -147,5 +147,6 @@ class DeliveryPusher:
                 sender=envelope.sender,
                 body=envelope.body,
                 stored_at_ms=envelope.stored_at_ms,
+                header=envelope.header,
             )
         )

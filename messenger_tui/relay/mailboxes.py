@@ -122,10 +122,18 @@ class Mailboxes:
                 self._idle.set()
 
     async def _commit_one_batch(self) -> None:
-        inserts = self._inserts[:MAX_BATCH]
-        callbacks = self._callbacks[:MAX_BATCH]
-        del self._inserts[:MAX_BATCH]
-        del self._callbacks[:MAX_BATCH]
+        cut = MAX_BATCH
+        pending = self._inserts
+        # Never split one multi-recipient upload: its references share one body row per
+        # transaction (so a batch may exceed MAX_BATCH by one upload's recipients).
+        while 0 < cut < len(pending) and (
+            pending[cut].upload is not None and pending[cut].upload is pending[cut - 1].upload
+        ):
+            cut += 1
+        inserts = pending[:cut]
+        callbacks = self._callbacks[:cut]
+        del self._inserts[:cut]
+        del self._callbacks[:cut]
         acks = [AckRequest(recipient, ids) for recipient, ids in self._acks.items()]
         self._acks = {}
         try:

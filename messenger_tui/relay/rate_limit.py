@@ -64,13 +64,14 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[bytes, TokenBucket] = {}
 
-    def allow(self, identity: bytes) -> bool:
-        """Spend one token of ``identity``'s bucket; False means refuse the request."""
+    def allow(self, identity: bytes, tokens: float = 1.0) -> bool:
+        """Spend ``tokens`` (default one) of ``identity``'s bucket; False means refuse the
+        request. Ask at most the burst: a larger cost is never allowed."""
         now = self._clock()
         bucket = self._buckets.get(identity)
         if bucket is None:
             bucket = self._buckets[identity] = TokenBucket(self.limit, now)
-        return bucket.take(now)
+        return bucket.take(now, tokens)
 
     def prune(self) -> int:
         """Forget buckets that are full again; return how many were dropped."""

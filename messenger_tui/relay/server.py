@@ -28,6 +28,7 @@ from typing import Any, Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from messenger_tui.core.address import short_fingerprint
+from messenger_tui.relay.blob_route import BlobService, BlobSession, is_blob_path
 from messenger_tui.relay.clock import Clock, wall_clock_ms
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.connection_cap import SourceCap, counted_connection_class
@@ -135,6 +136,7 @@ class RelayServer:
         self._maintenance: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._media = MediaRouter()
+        self._blobs: BlobService | None = None
         self._source_cap = SourceCap(config.max_connections_per_address, relay_log)
         self._failures = 0  # unexpected connection failures since start
         self._failures_unlogged = 0
@@ -188,6 +190,13 @@ class RelayServer:
         """The call media route: routes by join token and ``media.stats`` (counters)."""
         return self._media
 
+    @property
+    def blobs(self) -> BlobService:
+        """The blob route (attachments): index, files and ``blobs.stats``; only once started."""
+        if self._blobs is None:
+            raise RuntimeError("the relay is not started")
+        return self._blobs
+
     # ---------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
@@ -231,6 +240,16 @@ class RelayServer:
                 ) from None
             self._services = self._build_services(store)
             self._services.mailboxes.start()
+            blobs = BlobService(
+                config.blob, config.blob.directory(config.data_dir), self._clock, relay_log
+            )
+            try:
+                await blobs.start()
+            except OSError as exc:
+                raise DataDirError(
+                    f"cannot use the blob directory {blobs.files.dir}: {_reason(exc)}"
+                ) from None
+            self._blobs = blobs
             try:
                 self._server = await serve(
                     self._handle,
@@ -255,6 +274,9 @@ class RelayServer:
                     "relay running there? pick another --port"
                 ) from None
         except BaseException:
+            if self._blobs is not None:
+                await self._blobs.stop()
+                self._blobs = None
             if self._services is not None:
                 await self._services.mailboxes.stop()
                 self._services = None
@@ -286,6 +308,8 @@ class RelayServer:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
             self._maintenance = None
+        if self._blobs is not None:
+            await self._blobs.stop()
         services, self._services = self._services, None
         if services is not None:
             await services.mailboxes.stop()
@@ -384,8 +408,11 @@ class RelayServer:
         if services is None:  # stopping
             return
         try:
-            if is_media_path(connection.request.path if connection.request else "/"):
+            path = connection.request.path if connection.request else "/"
+            if is_media_path(path):
                 await MediaSession(connection, services, self._media).run()
+            elif is_blob_path(path) and self._blobs is not None:
+                await BlobSession(connection, services, self._blobs).run()
             else:
                 await RelaySession(connection, services).run()
         except Exception as exc:

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.relay import fanout
 from messenger_tui.relay.access_gate import admit_identity, set_verifier
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
@@ -286,6 +287,8 @@ class RelaySession:
                 continue
             if isinstance(frame, wire.Send):
                 self._on_send(frame)
+            elif isinstance(frame, wire.SendMulti):
+                self._on_send_multi(frame)
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
             elif isinstance(frame, wire.Signal):
@@ -359,6 +362,42 @@ class RelaySession:
             self._outbox.put(
                 wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
             )
+
+    def _on_send_multi(self, frame: wire.SendMulti) -> None:
+        """One upload for many recipients (relay/fanout.py has the rules)."""
+        refusal = fanout.check_send_multi(frame, self._config.max_envelope)
+        limiter = self._s.limits.send
+        if refusal is not None:
+            self._error(refusal.code, refusal.message, frame.id)
+        elif (held := self._send_gate.admit(frame.id)) is not None:
+            self._error(
+                held, "an earlier message on this connection was refused; resend in order", frame.id
+            )
+        elif not limiter.allow(self.identity, fanout.rate_cost(len(frame.to), limiter.limit.burst)):
+            self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
+            self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
+        else:
+            self._pending_inserts += len(frame.to)
+            self._pending_bytes += fanout.upload_size(frame)
+            results = fanout.MultiResults(frame, self._multi_done)
+            for envelope in fanout.envelopes(frame, self.identity):
+                self._s.mailboxes.submit(envelope, results.done)
+
+    def _multi_done(
+        self, frame: wire.SendMulti, outcomes: list[wire.MultiOutcome], refused_requests: int
+    ) -> None:
+        self._pending_inserts -= len(frame.to)
+        self._pending_bytes -= fanout.upload_size(frame)
+        if self._pending_inserts < MAX_PENDING_INSERTS and self._pending_bytes < MAX_PENDING_BYTES:
+            self._resume.set()
+        # A refused recipient does not close the send gate: it must not hold up the group's
+        # other members or later messages (the client retries that recipient; docs/protocol.md).
+        if refused_requests:  # one strike per frame, however many strangers it named
+            self._quota_refusals += 1
+            if self._quota_refusals == MAX_QUOTA_REFUSALS:
+                self._s.log.info("%s: closed after refused message requests", self._label)
+                _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
+        self._outbox.put(wire.StoredMulti(id=frame.id, results=outcomes))
 
     def _on_ack(self, frame: wire.Ack) -> None:
         ids = frame.ids

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Final
 
 from messenger_tui.core.delivery_access import access_matches
+from messenger_tui.relay import fanout_store
+from messenger_tui.relay.fanout_store import SharedBodyWriter
 from messenger_tui.relay.quotas import MailboxQuota, MailboxUsage, admit
 from messenger_tui.relay.store import (
     AckRequest,
@@ -42,12 +44,13 @@ from messenger_tui.relay.store import (
 )
 
 DB_FILE: Final = "relay.db"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _MAX_CACHED_COUNTS: Final = 100_000
 _PURGE_CHUNK: Final = 2_000
 _MAX_CACHED_VERIFIERS: Final = 100_000
 
-_SCHEMA: Final = """
+_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS envelopes (
     seq INTEGER PRIMARY KEY,          -- assigned by the store, increasing (see _next_seq)
     recipient BLOB NOT NULL,
@@ -57,7 +60,9 @@ CREATE TABLE IF NOT EXISTS envelopes (
     size INTEGER NOT NULL,            -- length(body), for the byte quotas
     stored_at_ms INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL,
-    body BLOB NOT NULL                -- opaque end-to-end ciphertext; last, so reading the
+    body_id INTEGER,                  -- NULL: 1:1; else a shared_bodies row (fanout_store)
+    body BLOB NOT NULL                -- opaque end-to-end ciphertext (a multi-recipient
+                                      -- envelope: its header); last, so reading the
                                       -- other columns never walks its overflow pages
 );
 -- (recipient, msg_id, sender) is unique: enforced by SqliteStore._insert_all, which looks a
@@ -87,7 +92,10 @@ CREATE TABLE IF NOT EXISTS identities (
     first_seen_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+    + fanout_store.SHARED_BODIES_SCHEMA
+)
 
+#: Schema 1 -> 3 in one go (the current schema script makes the v3 table).
 #: Schema 1 -> 2: envelopes get their quota class and size (body moved last), the msg_id
 #: index becomes the (recipient, msg_id, sender) key, and the identities that published
 #: prekeys count as already seen.
@@ -104,10 +112,16 @@ _UPGRADE_1_TO_2: Final = (
     "SELECT identity, published_at_ms FROM signed_prekeys",
 )
 
+#: Schema 2 -> 3: envelopes get ``body_id`` for multi-recipient envelopes (fanout_store).
+_UPGRADE_2_TO_3: Final = (
+    *fanout_store.UPGRADE_2_TO_3_BEFORE,
+    _SCHEMA,
+    *fanout_store.UPGRADE_2_TO_3_AFTER,
+)
+
 _INSERT: Final = (
-    "INSERT INTO envelopes "
-    "(seq, recipient, sender, msg_id, request, size, stored_at_ms, expires_at_ms, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO envelopes (seq, recipient, sender, msg_id, request, size, stored_at_ms, "
+    "expires_at_ms, body_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _FIND_KEY: Final = (
     "SELECT seq FROM envelopes INDEXED BY envelopes_by_key "
@@ -216,10 +230,10 @@ class SqliteStore:
                     f"{self.path} has schema version {version}; this relay knows up to "
                     f"{SCHEMA_VERSION}: run a newer relay"
                 )
-            if version == 1:
+            if version in (1, 2):
                 db.executescript(
                     "BEGIN IMMEDIATE;\n"
-                    + ";\n".join(_UPGRADE_1_TO_2)
+                    + ";\n".join(_UPGRADE_1_TO_2 if version == 1 else _UPGRADE_2_TO_3)
                     + f";\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
                 )
             else:
@@ -270,16 +284,19 @@ class SqliteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             results = self._insert_all(inserts, now_ms, now_ms + ttl_ms, quota)
+            released: list[int | None] = []
             for ack in acks:
                 usage = self._usage.get(ack.recipient)
                 for msg_id in ack.msg_ids:
-                    for sender, request, size in db.execute(
+                    for sender, request, size, body_id in db.execute(
                         "DELETE FROM envelopes INDEXED BY envelopes_by_key "
-                        "WHERE recipient=? AND msg_id=? RETURNING sender, request, size",
+                        "WHERE recipient=? AND msg_id=? RETURNING sender, request, size, body_id",
                         (ack.recipient, msg_id),
                     ).fetchall():
+                        released.append(body_id)
                         if usage is not None:
                             usage.remove(request=bool(request), sender=sender, size=int(size))
+            fanout_store.release(db, released)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -303,7 +320,8 @@ class SqliteStore:
         db = self._conn
         batch: dict[tuple[bytes, bytes, bytes], StoredEnvelope] = {}
         results: list[InsertResult] = []
-        new_rows: list[tuple[int, bytes, bytes, bytes, int, int, int, int, bytes]] = []
+        new_rows: list[tuple[int, bytes, bytes, bytes, int, int, int, int, int | None, bytes]] = []
+        bodies = SharedBodyWriter(db, expires)
         for env in inserts:
             key = (env.recipient, env.msg_id, env.sender)
             verifier = self._verifier(env.recipient)
@@ -319,7 +337,7 @@ class SqliteStore:
                 results.append(InsertResult(InsertOutcome.DUPLICATE, old, request))
                 continue
             usage = self._held(env.recipient)
-            size = len(env.body)
+            size = env.size
             outcome = admit(usage, quota, request=request, sender=env.sender, size=size)
             if outcome is not InsertOutcome.STORED:
                 results.append(InsertResult(outcome, None, request))
@@ -327,21 +345,25 @@ class SqliteStore:
             seq = self._next_seq
             self._next_seq += 1
             usage.add(request=request, sender=env.sender, size=size)
-            new = StoredEnvelope(seq, env.recipient, env.sender, env.msg_id, env.body, now_ms)
+            new = StoredEnvelope(
+                seq, env.recipient, env.sender, env.msg_id, env.body, now_ms, env.header
+            )
             batch[key] = new
             row = (seq, env.recipient, env.sender, env.msg_id, int(request), size, now_ms, expires)
-            new_rows.append((*row, env.body))
+            if env.upload is None:
+                new_rows.append((*row, None, env.body))
+            else:  # a reference to the upload's one body row, holding only its header
+                body_id = bodies.reference(env.upload, env.body)
+                new_rows.append((*row, body_id, env.header or b""))
             results.append(InsertResult(InsertOutcome.STORED, new, request))
         if new_rows:
             db.executemany(_INSERT, new_rows)
+        bodies.finish()
         return results
 
     def _row_by_seq(self, seq: int) -> StoredEnvelope:
-        row = self._conn.execute(
-            "SELECT seq, recipient, sender, msg_id, body, stored_at_ms FROM envelopes WHERE seq=?",
-            (seq,),
-        ).fetchone()
-        return StoredEnvelope(row[0], row[1], row[2], row[3], row[4], row[5])
+        row = self._conn.execute(fanout_store.SELECT_ENVELOPE + "WHERE e.seq=?", (seq,)).fetchone()
+        return _envelope(row)
 
     def _max_seq(self) -> int:
         (max_seq,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM envelopes").fetchone()
@@ -351,11 +373,12 @@ class SqliteStore:
         self, recipient: bytes, after_seq: int, limit: int, now_ms: int
     ) -> list[StoredEnvelope]:
         rows = self._conn.execute(
-            "SELECT seq, sender, msg_id, body, stored_at_ms FROM envelopes "
-            "WHERE recipient=? AND seq>? AND expires_at_ms>? ORDER BY seq LIMIT ?",
+            fanout_store.SELECT_ENVELOPE
+            + "WHERE e.recipient=? AND e.seq>? AND e.expires_at_ms>? ORDER BY e.seq LIMIT ?",
             (recipient, after_seq, now_ms, limit),
         ).fetchall()
-        return [StoredEnvelope(r[0], recipient, r[1], r[2], r[3], r[4]) for r in rows]
+        # A reference whose body is gone is expired (bodies go at their TTL): skip it.
+        return [_envelope(r) for r in rows if r[6] is None or r[7] is not None]
 
     def _count_sync(self, recipient: bytes, now_ms: int) -> int:
         (n,) = self._conn.execute(
@@ -369,14 +392,15 @@ class SqliteStore:
         and where to continue (None: reached an unexpired row or the end)."""
         db = self._conn
         rows = db.execute(
-            "SELECT seq, expires_at_ms FROM envelopes WHERE seq>? ORDER BY seq LIMIT ?",
+            "SELECT seq, expires_at_ms, body_id FROM envelopes WHERE seq>? ORDER BY seq LIMIT ?",
             (after, _PURGE_CHUNK),
         ).fetchall()
-        expired = [(seq,) for seq, expires in rows if expires <= now_ms]
+        expired = [(seq,) for seq, expires, _ in rows if expires <= now_ms]
         if expired:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("DELETE FROM envelopes WHERE seq=?", expired)
+                fanout_store.release(db, [b for _, expires, b in rows if expires <= now_ms])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -508,6 +532,15 @@ class SqliteStore:
             count, after = self._purge_chunk_sync(now_ms, after)
             purged += count
             await asyncio.sleep(0)
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fanout_store.purge_expired_bodies(db, now_ms)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
         return purged
 
     async def put_prekeys(
@@ -562,3 +595,16 @@ class SqliteStore:
             "INSERT OR IGNORE INTO identities (identity, first_seen_ms) VALUES (?, ?)",
             (identity, now_ms),
         )
+
+
+def _envelope(row: tuple[object, ...]) -> StoredEnvelope:
+    """A :data:`fanout_store.SELECT_ENVELOPE` row as an envelope (a multi-recipient one: the
+    shared body as ``body``, the row's own bytes as ``header``)."""
+    seq, recipient, sender, msg_id, own, stored_at_ms, body_id, shared = row
+    assert isinstance(seq, int) and isinstance(stored_at_ms, int)
+    assert isinstance(recipient, bytes) and isinstance(sender, bytes)
+    assert isinstance(msg_id, bytes) and isinstance(own, bytes)
+    if body_id is None:
+        return StoredEnvelope(seq, recipient, sender, msg_id, own, stored_at_ms)
+    assert isinstance(shared, bytes)
+    return StoredEnvelope(seq, recipient, sender, msg_id, shared, stored_at_ms, own)

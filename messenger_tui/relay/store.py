@@ -19,17 +19,36 @@ if TYPE_CHECKING:
     from messenger_tui.relay.quotas import MailboxQuota
 
 
+class SharedUpload:
+    """Identity token of one multi-recipient upload (a ``SendMulti``): the envelopes of one
+    write that carry the same token share one stored body. Compared by identity only."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class NewEnvelope:
     """An envelope a sender asks the relay to store for ``recipient``. ``access`` is the
     delivery secret the sender presented (None: a message request, see
-    :mod:`messenger_tui.core.delivery_access`)."""
+    :mod:`messenger_tui.core.delivery_access`).
+
+    A multi-recipient envelope has ``upload`` set (the same object for every recipient of
+    one upload, all with the same ``body``) and ``header`` its recipient's own header
+    (bytes, possibly empty); a 1:1 envelope has both None."""
 
     recipient: bytes
     sender: bytes
     msg_id: bytes
     body: bytes
     access: bytes | None = None
+    header: bytes | None = None
+    upload: SharedUpload | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes this envelope costs its recipient's quota (the shared body counts fully
+        for each recipient, as each would pay for it alone)."""
+        return len(self.body) + (0 if self.header is None else len(self.header))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,9 @@ class StoredEnvelope:
     msg_id: bytes
     body: bytes
     stored_at_ms: int
+    #: None for a 1:1 envelope; this recipient's header for a multi-recipient one, whose
+    #: ``body`` is then the shared body.
+    header: bytes | None = None
 
 
 class InsertOutcome(enum.Enum):
@@ -133,8 +155,16 @@ class MailboxStore(Protocol):
         (:func:`messenger_tui.relay.quotas.admit`; ``mailbox_limit`` replaces
         ``quota.contact_count``; None: the default quota). It gets ``seq`` greater than every
         seq ever assigned and expires at ``now_ms + ttl_ms``. An ack deletes only rows of its
-        own ``recipient``. When this returns, every result is durable (survives a process
-        kill); on an exception nothing of the batch was applied.
+        own ``recipient``.
+
+        Multi-recipient envelopes (``upload`` set) are decided per recipient like the others
+        (idempotency, quotas with :attr:`NewEnvelope.size`), but the envelopes of one
+        ``upload`` that are stored hold ONE copy of the body between them: each is a
+        reference to it plus its own header. An ack deletes the reference, and the body goes
+        with its last reference (or at its TTL, the same as its references').
+
+        When this returns, every result is durable (survives a process kill); on an
+        exception nothing of the batch was applied.
         """
         ...
 

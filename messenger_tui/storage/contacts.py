@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from messenger_tui.storage.db import Database
 
@@ -29,16 +29,16 @@ _COLUMNS = (
 )
 
 
-def _row(r: sqlite3.Row | tuple[object, ...] | None) -> ContactRow | None:
+def _row(r: tuple[Any, ...] | None) -> ContactRow | None:
     if r is None:
         return None
     return ContactRow(
-        id=int(r[0]),  # type: ignore[call-overload]
+        id=int(r[0]),
         name=str(r[1]),
-        identity=bytes(r[2]),  # type: ignore[arg-type]
-        added_at_ms=int(r[3]),  # type: ignore[call-overload]
+        identity=bytes(r[2]),
+        added_at_ms=int(r[3]),
         verified=bool(r[4]),
-        previous_identity=bytes(r[5]) if r[5] is not None else None,  # type: ignore[arg-type]
+        previous_identity=bytes(r[5]) if r[5] is not None else None,
         key_changed=bool(r[6]),
         blocked=bool(r[7]),
         auto_added=bool(r[8]),

@@ -11,6 +11,11 @@ class CorruptDatabase(StorageError):
     """The database file is damaged or not a database. Nothing was written to it."""
 
 
+class WrongDatabaseKey(StorageError):
+    """The encrypted database does not open with the key given (or is damaged: SQLCipher
+    cannot tell the two apart). Nothing was written to it."""
+
+
 class DatabaseLocked(StorageError):
     """Another program holds a lock on the database longer than the busy timeout."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
-from messenger_tui.storage.db import Database
+from messenger_tui.core.message_states import MessageState, is_message_state
+from messenger_tui.storage.db import Database, OperationalError
 
 #: Outgoing states in the order they advance; a receipt never moves a message backwards.
 OUTGOING_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
@@ -28,7 +29,7 @@ class MessageRow:
     body: str
     sent_at_ms: int
     received_at_ms: int | None
-    state: str
+    state: MessageState
     #: Display order within the conversation (see :meth:`Messages.insert`).
     pos: int = 0
     #: The sender's per-conversation sequence (None: the sender did not give one).
@@ -73,19 +74,19 @@ def _anchor_args(contact_id: int, row_id: int) -> tuple[int, int, int, int]:
     return (row_id, contact_id, contact_id, row_id)
 
 
-def _row(r: tuple[object, ...]) -> MessageRow:
+def _row(r: tuple[Any, ...]) -> MessageRow:
     return MessageRow(
-        id=int(r[0]),  # type: ignore[call-overload]
-        contact_id=int(r[1]),  # type: ignore[call-overload]
-        message_id=bytes(r[2]),  # type: ignore[arg-type]
+        id=int(r[0]),
+        contact_id=int(r[1]),
+        message_id=bytes(r[2]),
         outgoing=bool(r[3]),
         kind=str(r[4]),
         body=str(r[5]),
-        sent_at_ms=int(r[6]),  # type: ignore[call-overload]
-        received_at_ms=int(r[7]) if r[7] is not None else None,  # type: ignore[call-overload]
-        state=str(r[8]),
-        pos=int(r[9]),  # type: ignore[call-overload]
-        seq=int(r[10]) if r[10] is not None else None,  # type: ignore[call-overload]
+        sent_at_ms=int(r[6]),
+        received_at_ms=int(r[7]) if r[7] is not None else None,
+        state=r[8] if is_message_state(r[8]) else "error",
+        pos=int(r[9]),
+        seq=int(r[10]) if r[10] is not None else None,
     )
 
 
@@ -101,7 +102,7 @@ class Messages:
         outgoing: bool,
         body: str,
         sent_at_ms: int,
-        state: str,
+        state: MessageState,
         received_at_ms: int | None = None,
         kind: str = "text",
         seq: int | None = None,
@@ -221,10 +222,12 @@ class Messages:
             return []
         return before + after
 
-    def set_state(self, row_id: int, state: str) -> None:
+    def set_state(self, row_id: int, state: MessageState) -> None:
         self._db.execute("UPDATE messages SET state = ? WHERE id = ?", (state, row_id))
 
-    def advance_outgoing(self, contact_id: int, message_ids: list[bytes], state: str) -> list[int]:
+    def advance_outgoing(
+        self, contact_id: int, message_ids: list[bytes], state: MessageState
+    ) -> list[int]:
         """Move own messages forward to ``state`` (never backwards); returns changed row ids."""
         rank = OUTGOING_ORDER[state]
         lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
@@ -239,7 +242,7 @@ class Messages:
             changed.extend(int(r[0]) for r in rows)
         return changed
 
-    def advance_outgoing_row(self, row_id: int, state: str) -> bool:
+    def advance_outgoing_row(self, row_id: int, state: MessageState) -> bool:
         """Move one own message forward to ``state``; False if it was already further."""
         rank = OUTGOING_ORDER[state]
         lower = [s for s, r in OUTGOING_ORDER.items() if r < rank]
@@ -248,7 +251,7 @@ class Messages:
             f"UPDATE messages SET state = ? WHERE id = ? AND state IN ({marks})",
             (state, row_id, *lower),
         )
-        return cur.rowcount > 0
+        return int(cur.rowcount) > 0
 
     def unread_incoming(self, contact_id: int) -> list[MessageRow]:
         rows = self._db.execute(
@@ -265,7 +268,7 @@ class Messages:
             "AND state = 'received'",
             (row_id,),
         )
-        return cur.rowcount > 0
+        return int(cur.rowcount) > 0
 
     def mark_seen(self, row_ids: list[int]) -> None:
         self._db.executemany(
@@ -309,7 +312,7 @@ class Messages:
         params.append(limit)
         try:
             rows = self._db.execute(sql, tuple(params)).fetchall()
-        except sqlite3.OperationalError:  # defensive: the query is quoted, this should not be
+        except OperationalError:  # defensive: the query is quoted, this should not be
             return []
         return [(_row(r[:-1]), str(r[-1])) for r in rows]
 

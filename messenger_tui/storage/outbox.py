@@ -8,6 +8,7 @@ the relay answers Stored, so a retry can never advance the ratchet twice or dupl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from messenger_tui.storage.db import Database
 
@@ -26,14 +27,14 @@ class OutboxRow:
 _COLUMNS = "seq, recipient, envelope_id, payload, body, message_row, kind"
 
 
-def _row(r: tuple[object, ...]) -> OutboxRow:
+def _row(r: tuple[Any, ...]) -> OutboxRow:
     return OutboxRow(
-        seq=int(r[0]),  # type: ignore[call-overload]
-        recipient=bytes(r[1]),  # type: ignore[arg-type]
-        envelope_id=bytes(r[2]),  # type: ignore[arg-type]
-        payload=bytes(r[3]),  # type: ignore[arg-type]
-        body=bytes(r[4]) if r[4] is not None else None,  # type: ignore[arg-type]
-        message_row=int(r[5]) if r[5] is not None else None,  # type: ignore[call-overload]
+        seq=int(r[0]),
+        recipient=bytes(r[1]),
+        envelope_id=bytes(r[2]),
+        payload=bytes(r[3]),
+        body=bytes(r[4]) if r[4] is not None else None,
+        message_row=int(r[5]) if r[5] is not None else None,
         kind=str(r[6]),
     )
 
@@ -68,7 +69,8 @@ class Outbox:
     def seal(self, seq: int, body: bytes) -> bool:
         """Store the sealed body; False if the row no longer exists."""
         return (
-            self._db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (body, seq)).rowcount > 0
+            int(self._db.execute("UPDATE outbox SET body = ? WHERE seq = ?", (body, seq)).rowcount)
+            > 0
         )
 
     def remove(self, seq: int) -> None:

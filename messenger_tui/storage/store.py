@@ -28,8 +28,9 @@ class Store:
         self.received = ReceivedEnvelopes(db)
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        return cls(Database.open(path))
+    def open(cls, path: Path, key: bytes | None = None) -> Store:
+        """Open the database at ``path`` under ``key`` (see :meth:`Database.open`)."""
+        return cls(Database.open(path, key))
 
     def close(self) -> None:
         self.db.close()

@@ -39,6 +39,7 @@ from messenger_tui.core.wire import (
     RelayFrame,
     SignalDeliver,
     Stored,
+    StoredMulti,
     decode_relay_frame,
 )
 from messenger_tui.transport.pending_answers import PendingAnswers
@@ -171,10 +172,10 @@ class RelayConnection:
             self._on_lost(self, reason)
 
     async def _dispatch(self, frame: RelayFrame) -> None:
-        if isinstance(frame, Drained | Stored | Bundle | Ok):
+        if isinstance(frame, Drained | Stored | StoredMulti | Bundle | Ok):
             self._on_answer(self)  # the relay answered on this connection
-        if isinstance(frame, Stored | Bundle | Ok):
-            if self.pending.answer(frame) or isinstance(frame, Stored):
+        if isinstance(frame, Stored | StoredMulti | Bundle | Ok):
+            if self.pending.answer(frame) or isinstance(frame, Stored | StoredMulti):
                 return
             if isinstance(frame, Ok) and frame.ref == 0:
                 await self._deliver(frame)  # unsolicited: "your one-time prekeys run low"

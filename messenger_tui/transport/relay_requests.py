@@ -1,5 +1,6 @@
 """What the client can ask of the relay over its current connection: queue a frame, submit
-an envelope (answered by ``Stored``), make a ``ref``-matched request (FetchBundle,
+an envelope (answered by ``Stored``) or one body to many recipients (answered by
+``StoredMulti``), make a ``ref``-matched request (FetchBundle,
 PublishPrekeys), ack, subscribe to presence, forward a signal.
 
 :class:`RelayRequests` is the request side of
@@ -12,25 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from messenger_tui.core.wire import (
     KEY_LEN,
+    MAX_FRAME,
+    MAX_MULTI_HEADER,
+    MAX_MULTI_RECIPIENTS,
     MESSAGE_ID_LEN,
     Ack,
     Auth,
     Bundle,
     ClientFrame,
     FetchBundle,
+    MultiRecipient,
     Ok,
     PublishPrekeys,
     RelayFrame,
     Send,
+    SendMulti,
     Signal,
     Stored,
+    StoredMulti,
     Subscribe,
     encode,
 )
@@ -101,6 +108,46 @@ class RelayRequests:
         future, new = link.pending.envelope(id)
         if new:
             link.enqueue(encode(Send(id=id, to=to, body=body, access=access)))
+        return future
+
+    def submit_multi(
+        self, id: bytes, body: bytes, recipients: Sequence[MultiRecipient]
+    ) -> asyncio.Future[StoredMulti]:
+        """Upload ``body`` once for every recipient (a group message; docs/protocol.md,
+        "Multi-recipient send"); the future resolves with the relay's StoredMulti, which
+        reports each recipient (retry the refused ones later with the same ``id``).
+
+        Fails as :meth:`submit_envelope` does (RelayRequestError when the whole frame is
+        refused, NotConnected on a drop); ValueError at once for a bad id, no or too many
+        recipients, one named twice, a bad identity, an oversized header, body or frame.
+        """
+        link = self._require_link()
+        if len(id) != MESSAGE_ID_LEN:
+            raise ValueError(f"message id must be {MESSAGE_ID_LEN} bytes, got {len(id)}")
+        if not 1 <= len(recipients) <= MAX_MULTI_RECIPIENTS:
+            raise ValueError(f"1 to {MAX_MULTI_RECIPIENTS} recipients, got {len(recipients)}")
+        if any(len(r.to) != KEY_LEN for r in recipients):
+            raise ValueError(f"recipient identities must be {KEY_LEN} bytes")
+        if len({r.to for r in recipients}) != len(recipients):
+            raise ValueError("a recipient is named twice")
+        if any(len(r.header) > MAX_MULTI_HEADER for r in recipients):
+            raise ValueError(f"a recipient header is over {MAX_MULTI_HEADER} bytes")
+        if len(body) > link.challenge.max_envelope:
+            raise ValueError(
+                f"body of {len(body)} bytes exceeds the relay's limit of "
+                f"{link.challenge.max_envelope} bytes"
+            )
+        existing = link.pending.stored_multi.get(id)
+        if existing is not None:
+            return existing
+        data = encode(SendMulti(id=id, body=body, to=list(recipients)))
+        if len(data) > MAX_FRAME:
+            raise ValueError(
+                f"the send is {len(data)} bytes with its {len(recipients)} recipients, over the "
+                f"frame limit of {MAX_FRAME}: send a smaller body or split the recipients"
+            )
+        future, _ = link.pending.multi(id)
+        link.enqueue(data)
         return future
 
     async def request(self, frame: Any, timeout: float = 10.0) -> RelayFrame:

@@ -74,6 +74,12 @@ class MessengerApp(App[None], inherit_bindings=False):
         if self.launcher.needs_onboarding:
             await self.push_screen(OnboardingScreen(self.launcher), self._entered)
         elif self.launcher.needs_passphrase:
+            try:
+                self.launcher.claim()  # "in use" comes before the passphrase prompt
+            except AppError as exc:
+                self.startup_error = exc
+                self.exit(return_code=exc.exit_code)
+                return
             await self.push_screen(UnlockScreen(self.launcher), self._entered)
         else:
             try:
@@ -148,6 +154,8 @@ class MessengerApp(App[None], inherit_bindings=False):
         """Close the service and its profile if they came from the launcher (opened by the
         app, or by the CLI through the same launcher)."""
         service, self.service = self.service, None
+        if service is None and self.launcher is not None:
+            self.launcher.unclaim()  # quit at the unlock screen
         if service is None or not self._owns_service or self.launcher is None:
             return
         await self.launcher.release(service)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from messenger_tui.app.audio_setup import device_audio
 from messenger_tui.app.errors import AudioProblem
 from messenger_tui.app.profile import open_profile
-from messenger_tui.app.service import MessengerService, device_audio
+from messenger_tui.app.service import MessengerService
 from messenger_tui.media import audio_io
 from messenger_tui.media.ports import AudioUnavailable
 from tests.helpers.clients import make_service

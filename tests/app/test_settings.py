@@ -48,7 +48,7 @@ def _incoming(service: MessengerService, name: str, text: str) -> None:
         )  # fmt: skip
 
 
-async def test_defaults_update_and_survive_a_restart(pair):
+async def test_defaults_update_and_survive_a_restart(pair) -> None:
     alice, _bob = pair
     s = alice.settings()
     assert s == Settings(relay_url=OFFLINE_URL, passphrase_set=False)
@@ -70,7 +70,7 @@ async def test_defaults_update_and_survive_a_restart(pair):
         again.profile.close()
 
 
-async def test_config_defaults_apply_until_changed_in_the_app(pair):
+async def test_config_defaults_apply_until_changed_in_the_app(pair) -> None:
     alice, _bob = pair
     alice.set_setting_defaults({"theme": "gruvbox", "private": True})
     assert alice.settings().theme == "gruvbox" and alice.settings().private
@@ -80,7 +80,7 @@ async def test_config_defaults_apply_until_changed_in_the_app(pair):
         alice.set_setting_defaults({"nope": True})
 
 
-async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair):
+async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair) -> None:
     """The bitrate sets the Opus rate and, with it, the one size of every frame sent."""
     from messenger_tui.core.calls.media_keys import CallRole, derive_media_keys
     from tests.core.calls.test_messages_and_keys import CALL_ID, CALLEE, CALLER
@@ -105,7 +105,7 @@ async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair
             return True
 
     def session():
-        return alice._make_media_session(keys, Nothing(), Nothing(), Nothing(), print, print)
+        return alice._call_ports.make_session(keys, Nothing(), Nothing(), Nothing(), print, print)
 
     s = session()
     assert s.settings.bitrate == 40_000 and s.payload_size == 4 + 2 * 125  # 1.25 x 100 B
@@ -120,7 +120,7 @@ async def test_call_bitrate_is_checked_stored_and_reaches_the_media_session(pair
         again.profile.close()
 
 
-async def test_read_receipts_off_keeps_the_local_read_state_but_sends_nothing(pair):
+async def test_read_receipts_off_keeps_the_local_read_state_but_sends_nothing(pair) -> None:
     alice, _bob = pair
     _incoming(alice, "Bob", "one")
     before = alice.outbox_count()
@@ -134,7 +134,7 @@ async def test_read_receipts_off_keeps_the_local_read_state_but_sends_nothing(pa
     assert alice.outbox_count() == before + 1
 
 
-async def test_typing_off_neither_shows_nor_sends(pair):
+async def test_typing_off_neither_shows_nor_sends(pair) -> None:
     alice, _bob = pair
     events = alice.subscribe()
     bob = alice.contact("Bob")
@@ -146,7 +146,7 @@ async def test_typing_off_neither_shows_nor_sends(pair):
     assert isinstance(events.get_nowait(), ev.TypingChanged)
 
 
-async def test_relay_url_is_checked_and_stored(pair):
+async def test_relay_url_is_checked_and_stored(pair) -> None:
     alice, _bob = pair
     with pytest.raises(BadInput):
         await alice.set_relay_url("http://example.org")
@@ -158,7 +158,7 @@ async def test_relay_url_is_checked_and_stored(pair):
     assert alice._client.endpoint.connect_url.startswith("ws://127.0.0.1:10")
 
 
-async def test_passphrase_set_change_remove(pair):
+async def test_passphrase_set_change_remove(pair) -> None:
     alice, _bob = pair
     home = alice.profile.paths.home
     s = await alice.change_passphrase(None, "first secret")
@@ -185,7 +185,7 @@ async def test_passphrase_set_change_remove(pair):
     open_profile(home, None).close()
 
 
-async def test_mute_is_stored_and_announced(pair):
+async def test_mute_is_stored_and_announced(pair) -> None:
     alice, _bob = pair
     events = alice.subscribe()
     muted = alice.set_muted("Bob", True)

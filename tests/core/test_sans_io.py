@@ -5,7 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-FORBIDDEN = ["asyncio", "sqlite3", "socket", "websockets", "textual", "sounddevice", "opuslib"]
+FORBIDDEN = [
+    "asyncio",
+    "sqlite3",
+    "sqlcipher3",
+    "socket",
+    "websockets",
+    "textual",
+    "sounddevice",
+    "opuslib",
+]
 
 
 def test_core_imports_no_io_modules() -> None:

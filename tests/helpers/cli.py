@@ -20,6 +20,10 @@ class Result:
     def json_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
 
+    def message_lines(self) -> list[dict[str, Any]]:
+        """The ``receive --json`` lines that are messages (not receipts)."""
+        return [m for m in self.json_lines() if m.get("type") == "message"]
+
 
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)

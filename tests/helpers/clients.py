@@ -33,12 +33,20 @@ async def client(root: Path, name: str, relay_url: str) -> AsyncIterator[Messeng
 
 
 async def introduce(a: MessengerService, b: MessengerService) -> None:
-    """Each adds the other, and both publish their prekeys on the relay."""
+    """Each adds the other, both publish their prekeys on the relay, and each holds the
+    other's delivery secret (adding a contact grants it: docs/protocol.md), so the relay
+    counts their messages as a contact's, not as message requests."""
     a.add_contact(b.address, b.name)
     b.add_contact(a.address, a.name)
     for s in (a, b):
         if not s.connected:
             await s.connect(timeout=10)
+    await wait_for(lambda: holds_grant(a, b) and holds_grant(b, a), timeout=30)
+
+
+def holds_grant(holder: MessengerService, owner: MessengerService) -> bool:
+    """``holder`` has ``owner``'s delivery secret."""
+    return holder.store.contacts.delivery_access(owner.identity.public) is not None
 
 
 async def wait_for(

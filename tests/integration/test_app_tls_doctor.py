@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers.certs import make_self_signed
 from tests.helpers.cli import User, cli_env, run_cli
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +112,7 @@ def test_tls_relay_with_pinned_certificate(tmp_path: Path) -> None:
         _stop(proc)
 
 
-def test_doctor_reports_each_problem_with_a_fix(tmp_path: Path, relay) -> None:
+def test_doctor_reports_each_problem_with_a_fix(tmp_path: Path, relay: RelayProcess) -> None:
     res = run_cli(tmp_path / "none", "doctor", check=False)
     assert res.code == 1
     assert "no profile" in res.out and "fix: create one" in res.out

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from tests.helpers.cli import User, cli_command, cli_env
+from tests.helpers.relay_process import RelayProcess
 from tests.helpers.speech import SENTENCES, pesq_wb, speech_wav
+
+from .conftest import EchoRelay
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +24,7 @@ ALICE_SAYS, BOB_SAYS = SENTENCES
 
 
 @pytest.fixture
-def pair(tmp_path: Path, relay) -> tuple[User, User]:
+def pair(tmp_path: Path, relay: RelayProcess) -> tuple[User, User]:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr = alice.init(relay.url)
     b_addr = bob.init(relay.url)
@@ -57,7 +60,9 @@ def start_answer(user: User, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def test_call_both_ways_through_the_relay_scores_pesq(pair: tuple[User, User], tmp_path: Path):
+def test_call_both_ways_through_the_relay_scores_pesq(
+    pair: tuple[User, User], tmp_path: Path
+) -> None:
     alice, bob = pair
     alice_src = speech_wav(tmp_path, ALICE_SAYS, voice="en")
     bob_src = speech_wav(tmp_path, BOB_SAYS, voice="en")
@@ -103,7 +108,9 @@ def test_unknown_contact_is_bad_input(pair: tuple[User, User]) -> None:
     assert proc.returncode == 4 and "nobody" in proc.stderr
 
 
-def test_echo_plays_your_voice_back_after_a_delay(relay_with_echo, tmp_path: Path):
+def test_echo_plays_your_voice_back_after_a_delay(
+    relay_with_echo: tuple[EchoRelay, str], tmp_path: Path
+) -> None:
     echo_relay, echo_address = relay_with_echo
     me = User(tmp_path, "me")
     me.init(echo_relay.url)
@@ -141,7 +148,9 @@ def test_echo_plays_your_voice_back_after_a_delay(relay_with_echo, tmp_path: Pat
     assert score >= 3.0  # two passes through the codec
 
 
-def test_echo_call_with_play_waits_for_the_echo_of_the_files_end(relay_with_echo, tmp_path):
+def test_echo_call_with_play_waits_for_the_echo_of_the_files_end(
+    relay_with_echo: tuple[EchoRelay, str], tmp_path: Path
+) -> None:
     """Without --duration the headless call hangs up only after Echo answered the whole file:
     the echo of its last spoken 0.5 s is in the recording (it used to be cut 1 s after the
     file ended, while Echo answers 1.5 s late)."""

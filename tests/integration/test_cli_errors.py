@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import User, cli_command, cli_env, run_cli
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_not_initialized_and_double_init(tmp_path: Path) -> None:
     assert res.code == 3 and "already exists" in res.err
 
 
-def test_relay_down_queues_then_sends_later(tmp_path: Path, relay) -> None:
+def test_relay_down_queues_then_sends_later(tmp_path: Path, relay: RelayProcess) -> None:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
     alice.run("contacts", "add", b_addr, "--name", "bob")
@@ -92,7 +93,7 @@ def test_corrupt_database_is_reported_and_left_intact(tmp_path: Path) -> None:
     assert db.read_bytes() == before
 
 
-def test_second_process_on_the_same_profile(tmp_path: Path, relay) -> None:
+def test_second_process_on_the_same_profile(tmp_path: Path, relay: RelayProcess) -> None:
     me = User(tmp_path, "me")
     me.init(relay.url)
     follower = subprocess.Popen(

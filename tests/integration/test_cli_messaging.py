@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import User
+from tests.helpers.relay_process import RelayProcess
+
+from .conftest import EchoRelay
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pair(tmp_path: Path, relay) -> tuple[User, User]:
+def pair(tmp_path: Path, relay: RelayProcess) -> tuple[User, User]:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr = alice.init(relay.url)
     b_addr = bob.init(relay.url)
@@ -61,7 +64,7 @@ def test_both_ways_then_offline_backlog_in_order_with_receipts(pair: tuple[User,
     assert [m["text"] for m in bob_history if m["direction"] == "in"] == ["hello bob", *texts]
 
 
-def test_message_request_from_unknown_sender(tmp_path: Path, relay) -> None:
+def test_message_request_from_unknown_sender(tmp_path: Path, relay: RelayProcess) -> None:
     alice, carol = User(tmp_path, "alice"), User(tmp_path, "carol")
     a_addr = alice.init(relay.url)
     carol.init(relay.url)
@@ -84,7 +87,7 @@ def test_message_request_from_unknown_sender(tmp_path: Path, relay) -> None:
     assert states == ["delivered", "read"]
 
 
-def test_echo_contact_replies(tmp_path: Path, relay_with_echo) -> None:
+def test_echo_contact_replies(tmp_path: Path, relay_with_echo: tuple[EchoRelay, str]) -> None:
     relay, echo_address = relay_with_echo
     me = User(tmp_path, "me")
     me.init(relay.url)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from sqlcipher3 import dbapi2 as sqlcipher
 
 from messenger_tui.app import events as ev
 from messenger_tui.core.address import decode_address
 from tests.helpers.cli import User, cli_command, cli_env
 from tests.helpers.clients import assert_no_plaintext, client, introduce, wait_for
+from tests.helpers.profile_db import read_only
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 BURST = 1000
@@ -30,7 +32,9 @@ def _texts(tag: str) -> list[str]:
     return [f"{tag} {i:04d} secret-{run}" for i in range(BURST)]
 
 
-async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path, relay) -> None:
+async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     texts = _texts("burst")
     async with (
         client(tmp_path, "alice", relay.url) as alice,
@@ -75,7 +79,9 @@ async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(tmp_path: Path
     assert_no_plaintext(relay.data_dir, texts[:50] + texts[-50:])
 
 
-async def test_receiver_sigkill_mid_receive_then_ratchet_continues(tmp_path: Path, relay) -> None:
+async def test_receiver_sigkill_mid_receive_then_ratchet_continues(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     texts = _texts("backlog")
     bob_user = User(tmp_path, "bob")
     async with client(tmp_path, "alice", relay.url) as alice:
@@ -127,14 +133,14 @@ async def test_receiver_sigkill_mid_receive_then_ratchet_continues(tmp_path: Pat
 
 def _count_incoming(db: Path) -> int:
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)
+        conn = read_only(db.parent)
         try:
             return conn.execute(
                 "SELECT count(*) FROM messages WHERE outgoing = 0 AND kind = 'text'"
             ).fetchone()[0]
         finally:
             conn.close()
-    except sqlite3.Error:
+    except (sqlcipher.Error, OSError):
         return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from messenger_tui.app.service import MessengerService
 from messenger_tui.core.delivery_access import ACCESS_SECRET_LEN
 from tests.helpers.clients import client, introduce, wait_for
 from tests.helpers.relay_process import RelayProcess
@@ -31,8 +32,8 @@ async def test_adding_shares_the_secret_and_blocking_rekeys_the_others(tmp_path:
             for s in (alice, bob, carol):
                 await s.start()
 
-            def held(holder: object, owner: bytes) -> bytes | None:
-                return holder.store.contacts.delivery_access(owner)  # type: ignore[attr-defined]
+            def held(holder: MessengerService, owner: bytes) -> bytes | None:
+                return holder.store.contacts.delivery_access(owner)
 
             alice_id = alice.identity.public
             # No text was written: adding each other was enough.

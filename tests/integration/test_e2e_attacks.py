@@ -15,6 +15,7 @@ from messenger_tui.app.sender import prekey_bundle
 from messenger_tui.core import payload as pl
 from messenger_tui.core.crypto import session as cs
 from tests.helpers.clients import client, introduce, next_event, wait_for
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def bob_key(alice) -> bytes:
 
 
 async def test_tampered_ciphertext_is_refused_visibly_and_changes_nothing(
-    tmp_path: Path, relay
+    tmp_path: Path, relay: RelayProcess
 ) -> None:
     async with (
         client(tmp_path, "alice", relay.url) as alice,
@@ -62,7 +63,7 @@ async def test_tampered_ciphertext_is_refused_visibly_and_changes_nothing(
         assert _texts(bob) == ["first", "second"]
 
 
-async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay) -> None:
+async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay: RelayProcess) -> None:
     async with (
         client(tmp_path, "alice", relay.url) as alice,
         client(tmp_path, "bob", relay.url) as bob,
@@ -86,7 +87,9 @@ async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay) -> None:
         assert not [m for m in bob.history("alice") if m.kind == "notice"]
 
 
-async def test_impersonation_in_the_handshake_is_refused(tmp_path: Path, relay) -> None:
+async def test_impersonation_in_the_handshake_is_refused(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     async with (
         client(tmp_path, "alice", relay.url) as alice,
         client(tmp_path, "bob", relay.url) as bob,
@@ -113,7 +116,9 @@ async def test_impersonation_in_the_handshake_is_refused(tmp_path: Path, relay) 
         assert bob.store.contacts.by_identity(mallory.identity.public) is None
 
 
-async def test_key_change_blocks_sending_until_accepted(tmp_path: Path, relay) -> None:
+async def test_key_change_blocks_sending_until_accepted(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     async with (
         client(tmp_path, "alice", relay.url) as alice,
         client(tmp_path, "bob", relay.url) as bob,
@@ -139,7 +144,7 @@ async def test_key_change_blocks_sending_until_accepted(tmp_path: Path, relay) -
 
 
 async def test_replayed_handshake_after_session_eviction_is_not_shown_again(
-    tmp_path: Path, relay
+    tmp_path: Path, relay: RelayProcess
 ) -> None:
     """A handshake without a one-time prekey stays valid while the signed prekey lives; the
     relay replaying it later (under a new id) must neither resurrect the message nor rewind

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from messenger_tui.core.address import decode_address
 from tests.helpers.cli import User, cli_command, cli_env
 from tests.helpers.clients import client, wait_for
+from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 COUNT = 1500
@@ -54,7 +56,9 @@ def _read_lines_then_kill(home: Path, kill_after: int) -> tuple[list[dict[str, o
     return lines, killed
 
 
-async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Path, relay) -> None:
+async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     texts = [f"line {i:04d}" for i in range(COUNT)]
     bob = User(tmp_path, "bob")
     async with client(tmp_path, "alice", relay.url) as alice:
@@ -62,6 +66,11 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Pa
         alice.add_contact(bob_addr, "bob")
         bob.run("contacts", "add", alice.address, "--name", "alice")
         await alice.connect(timeout=10)
+        # Bob's client grants alice his delivery secret when it next connects (see
+        # test_crash_safety.py); without it her burst would wait as a message request.
+        bob.run("receive", "--timeout", "5")
+        bob_id = decode_address(bob_addr)
+        await wait_for(lambda: alice.store.contacts.delivery_access(bob_id) is not None, 30)
         for text in texts:
             await alice.send_text("bob", text)
         await wait_for(lambda: alice.outbox_count() == 0, timeout=60)
@@ -93,7 +102,9 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(tmp_path: Pa
     assert bob.run("receive", "--json").json_lines() == []  # all marked read now
 
 
-def test_receive_json_reports_delivered_and_read_receipts(tmp_path: Path, relay) -> None:
+def test_receive_json_reports_delivered_and_read_receipts(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
     alice.run("contacts", "add", b_addr, "--name", "bob")

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import User
+from tests.helpers.relay_process import RelayProcess
 
 
 @pytest.mark.slow
-def test_receive_and_history_print_escapes_not_control_bytes(tmp_path: Path, relay) -> None:
+def test_receive_and_history_print_escapes_not_control_bytes(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
     a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
     alice.run("contacts", "add", b_addr, "--name", "bob")

@@ -107,7 +107,7 @@ def test_random_loss_5_percent_is_repaired_from_the_next_packet() -> None:
     assert s.lost == len(lost) and s.late == 0
     # each repaired slot played exactly the lost frame's copy
     for p in r.kinds(PlayoutKind.REDUNDANT):
-        assert p.sequence in lost and p.packet == packet(p.sequence)  # type: ignore[arg-type]
+        assert p.sequence in lost and p.packet == packet(p.sequence)
 
 
 def test_without_redundancy_the_next_packet_fec_is_used() -> None:

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlcipher3 import dbapi2 as sqlcipher
 
 from messenger_tui.storage.db import SCHEMA_VERSION, Database
 from messenger_tui.storage.errors import (
@@ -66,7 +67,9 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_locked_database_is_a_typed_error(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "m.db")
-    other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    # the same SQLite library as the store's (two copies of SQLite in one process do not
+    # see each other's POSIX locks)
+    other = sqlcipher.connect(tmp_path / "m.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     s.db.execute("PRAGMA busy_timeout = 50")
     with pytest.raises(DatabaseLocked, match="locked"), s.db.transaction():

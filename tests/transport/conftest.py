@@ -263,6 +263,10 @@ class Recorder:
         return [s.state.name for s in self.states]
 
 
+#: What the ``make_client`` fixture yields: make_client(url, who=None, **kwargs).
+MakeClient = Callable[..., tuple[RelayClient, "Recorder"]]
+
+
 @pytest.fixture
 def identity() -> Identity:
     return Identity.generate()
@@ -271,7 +275,7 @@ def identity() -> Identity:
 @pytest.fixture
 async def make_client(
     identity: Identity,
-) -> AsyncIterator[Callable[..., tuple[RelayClient, Recorder]]]:
+) -> AsyncIterator[MakeClient]:
     """make_client(url, who=None, **kwargs) -> (client, recorder); all closed afterwards."""
     made: list[RelayClient] = []
 

@@ -22,7 +22,7 @@ from messenger_tui.transport import (
 from tests.helpers.certs import make_self_signed
 from tests.helpers.relay_process import RelayProcess
 
-from .conftest import Identity
+from .conftest import Identity, MakeClient
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
 
 
 async def test_auth_against_the_real_relay(
-    real_relay: RelayProcess, make_client, identity: Identity
+    real_relay: RelayProcess, make_client: MakeClient, identity: Identity
 ) -> None:
     client, rec = make_client(real_relay.url)
     auth = await client.connect_once()
@@ -62,7 +62,9 @@ async def test_auth_against_the_real_relay(
     assert rec.state_names() == ["CONNECTING", "CONNECTED"]
 
 
-async def test_submit_deliver_ack(real_relay: RelayProcess, make_client, identity) -> None:
+async def test_submit_deliver_ack(
+    real_relay: RelayProcess, make_client: MakeClient, identity: Identity
+) -> None:
     bob = Identity.generate()
     alice_client, _ = make_client(real_relay.url)
     await alice_client.connect_once()
@@ -96,7 +98,9 @@ async def test_submit_deliver_ack(real_relay: RelayProcess, make_client, identit
     assert [f.id for f in bob_rec.frames if isinstance(f, wire.Deliver)] == ids[30:]
 
 
-async def test_live_delivery_and_signal(real_relay: RelayProcess, make_client, identity) -> None:
+async def test_live_delivery_and_signal(
+    real_relay: RelayProcess, make_client: MakeClient, identity: Identity
+) -> None:
     bob = Identity.generate()
     alice_client, _ = make_client(real_relay.url)
     bob_client, bob_rec = make_client(real_relay.url, who=bob)
@@ -113,7 +117,7 @@ async def test_live_delivery_and_signal(real_relay: RelayProcess, make_client, i
 
 
 async def test_prekeys_publish_fetch_and_not_found(
-    real_relay: RelayProcess, make_client, identity: Identity
+    real_relay: RelayProcess, make_client: MakeClient, identity: Identity
 ) -> None:
     client, _ = make_client(real_relay.url)
     await client.connect_once()
@@ -133,10 +137,13 @@ async def test_prekeys_publish_fetch_and_not_found(
     )
     assert ok.prekeys_remaining == 3
 
-    other_client, _ = make_client(real_relay.url, who=Identity.generate())
-    await other_client.connect_once()
+    # One fetcher per fetch: the relay hands one requester at most 2 one-time prekeys of a
+    # target in a burst (docs/protocol.md, "Delivery access and mailbox quotas").
+    fetchers = [make_client(real_relay.url, who=Identity.generate())[0] for _ in range(4)]
+    for fetcher in fetchers:
+        await fetcher.connect_once()
     bundles = await asyncio.gather(
-        *(other_client.fetch_bundle(identity.public, timeout=5) for _ in range(4))
+        *(fetcher.fetch_bundle(identity.public, timeout=5) for fetcher in fetchers)
     )
     assert all(b.spk == spk and b.spk_id == 1 for b in bundles)
     opk_ids = [b.opk_id for b in bundles]
@@ -144,7 +151,7 @@ async def test_prekeys_publish_fetch_and_not_found(
     assert opk_ids.count(None) == 1
 
 
-async def test_pipelined_throughput(real_relay: RelayProcess, make_client) -> None:
+async def test_pipelined_throughput(real_relay: RelayProcess, make_client: MakeClient) -> None:
     client, _ = make_client(real_relay.url)
     await client.connect_once()
     to = os.urandom(32)
@@ -158,7 +165,7 @@ async def test_pipelined_throughput(real_relay: RelayProcess, make_client) -> No
 
 
 async def test_reconnect_after_relay_killed_and_restarted(
-    real_relay: RelayProcess, make_client
+    real_relay: RelayProcess, make_client: MakeClient
 ) -> None:
     client, rec = make_client(real_relay.url)
     await client.start()
@@ -186,7 +193,7 @@ async def test_reconnect_after_relay_killed_and_restarted(
 
 
 async def test_tls_pin_against_the_real_relay(
-    tmp_path: Path, tls_material: tuple[Path, Path, str], make_client
+    tmp_path: Path, tls_material: tuple[Path, Path, str], make_client: MakeClient
 ) -> None:
     cert, key, pin = tls_material
     proc = RelayProcess(
@@ -209,7 +216,7 @@ async def test_tls_pin_against_the_real_relay(
 
 
 async def test_replaced_connection_waits_instead_of_evicting_back(
-    real_relay: RelayProcess, make_client, identity: Identity
+    real_relay: RelayProcess, make_client: MakeClient, identity: Identity
 ) -> None:
     """Two instances of one identity: the evicted one must not reconnect at once (that would
     evict the other, and so on); it waits long and says why."""

@@ -24,7 +24,7 @@ from messenger_tui.transport import (
     RequestTimeout,
 )
 
-from .conftest import Identity, StubRelay, raw_server
+from .conftest import Identity, MakeClient, StubRelay, raw_server
 
 
 def new_id() -> bytes:
@@ -40,7 +40,7 @@ def free_port() -> int:
 # ------------------------------------------------------------------ authentication
 
 
-async def test_auth_flow(relay: StubRelay, make_client, identity: Identity) -> None:
+async def test_auth_flow(relay: StubRelay, make_client: MakeClient, identity: Identity) -> None:
     client, rec = make_client(relay.url, clock=lambda: 1_700_000_000.123)
     relay.clock_ms = lambda: 1_700_000_000_000
     assert client.state is ConnectionState.OFFLINE and not client.connected
@@ -60,7 +60,9 @@ async def test_auth_flow(relay: StubRelay, make_client, identity: Identity) -> N
     assert len(rec.connected) == 1 and rec.connected[0][0] == auth
 
 
-async def test_rejected_auth_raises_relay_auth_failed(relay: StubRelay, make_client) -> None:
+async def test_rejected_auth_raises_relay_auth_failed(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     relay.auth_mode = "reject"
     client, rec = make_client(relay.url)
     with pytest.raises(RelayAuthFailed) as info:
@@ -72,7 +74,9 @@ async def test_rejected_auth_raises_relay_auth_failed(relay: StubRelay, make_cli
     assert rec.states[-1].error is not None and "auth_failed" in rec.states[-1].error
 
 
-async def test_bad_signature_is_refused_by_the_relay(relay: StubRelay, make_client) -> None:
+async def test_bad_signature_is_refused_by_the_relay(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     other = Identity.generate()
     client, _ = make_client(relay.url, who=other)
     client._sign = lambda message: Identity.generate().sign(message)  # signs with a wrong key
@@ -80,14 +84,16 @@ async def test_bad_signature_is_refused_by_the_relay(relay: StubRelay, make_clie
         await client.connect_once()
 
 
-async def test_relay_confirming_another_identity_is_refused(relay: StubRelay, make_client) -> None:
+async def test_relay_confirming_another_identity_is_refused(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     relay.auth_mode = "wrong_identity"
     client, _ = make_client(relay.url)
     with pytest.raises(RelayAuthFailed, match="different identity"):
         await client.connect_once()
 
 
-async def test_silent_relay_times_out(relay: StubRelay, make_client) -> None:
+async def test_silent_relay_times_out(relay: StubRelay, make_client: MakeClient) -> None:
     relay.auth_mode = "silent"
     client, _ = make_client(relay.url, connect_timeout=0.3)
     started = time.monotonic()
@@ -96,14 +102,14 @@ async def test_silent_relay_times_out(relay: StubRelay, make_client) -> None:
     assert time.monotonic() - started < 2.0
 
 
-async def test_protocol_version_mismatch(relay: StubRelay, make_client) -> None:
+async def test_protocol_version_mismatch(relay: StubRelay, make_client: MakeClient) -> None:
     relay.version = 99
     client, _ = make_client(relay.url)
     with pytest.raises(RelayProtocolError, match="version 99"):
         await client.connect_once()
 
 
-async def test_closed_port_is_unreachable_with_a_readable_message(make_client) -> None:
+async def test_closed_port_is_unreachable_with_a_readable_message(make_client: MakeClient) -> None:
     port = free_port()
     client, rec = make_client(f"ws://127.0.0.1:{port}")
     with pytest.raises(RelayUnreachable) as info:
@@ -114,13 +120,13 @@ async def test_closed_port_is_unreachable_with_a_readable_message(make_client) -
     assert rec.states[-1].state is ConnectionState.OFFLINE
 
 
-async def test_unresolvable_host_is_unreachable(make_client) -> None:
+async def test_unresolvable_host_is_unreachable(make_client: MakeClient) -> None:
     client, _ = make_client("ws://no-such-host.invalid:8765")
     with pytest.raises(RelayUnreachable, match=r"no-such-host\.invalid"):
         await client.connect_once()
 
 
-async def test_tcp_server_that_never_answers_times_out(make_client) -> None:
+async def test_tcp_server_that_never_answers_times_out(make_client: MakeClient) -> None:
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)
         await asyncio.sleep(5)
@@ -132,7 +138,7 @@ async def test_tcp_server_that_never_answers_times_out(make_client) -> None:
             await client.connect_once()
 
 
-async def test_http_server_is_not_a_relay(make_client) -> None:
+async def test_http_server_is_not_a_relay(make_client: MakeClient) -> None:
     async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
@@ -148,7 +154,7 @@ async def test_http_server_is_not_a_relay(make_client) -> None:
 # ------------------------------------------------------------------ sending
 
 
-async def test_send_requires_a_connection(relay: StubRelay, make_client) -> None:
+async def test_send_requires_a_connection(relay: StubRelay, make_client: MakeClient) -> None:
     client, _ = make_client(relay.url)
     with pytest.raises(NotConnected):
         await client.send(wire.Ack(ids=[]))
@@ -158,7 +164,9 @@ async def test_send_requires_a_connection(relay: StubRelay, make_client) -> None
         await client.fetch_bundle(os.urandom(32))
 
 
-async def test_submit_envelope_resolves_with_stored(relay: StubRelay, make_client) -> None:
+async def test_submit_envelope_resolves_with_stored(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, _ = make_client(relay.url)
     await client.connect_once()
     mid, to = new_id(), os.urandom(32)
@@ -168,7 +176,9 @@ async def test_submit_envelope_resolves_with_stored(relay: StubRelay, make_clien
     assert client.pending_envelopes == 0
 
 
-async def test_submit_envelope_validates_arguments(relay: StubRelay, make_client) -> None:
+async def test_submit_envelope_validates_arguments(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, _ = make_client(relay.url)
     await client.connect_once()
     with pytest.raises(ValueError, match="message id"):
@@ -179,7 +189,9 @@ async def test_submit_envelope_validates_arguments(relay: StubRelay, make_client
         client.submit_envelope(new_id(), os.urandom(32), bytes(wire.MAX_ENVELOPE + 1))
 
 
-async def test_same_id_in_flight_shares_one_future(relay: StubRelay, make_client) -> None:
+async def test_same_id_in_flight_shares_one_future(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, _ = make_client(relay.url)
     await client.connect_once()
     mid, to = new_id(), os.urandom(32)
@@ -189,7 +201,7 @@ async def test_same_id_in_flight_shares_one_future(relay: StubRelay, make_client
     assert sum(isinstance(f, wire.Send) and f.id == mid for f in relay.received) == 1
 
 
-async def test_pipelining_thousands_of_envelopes(relay: StubRelay, make_client) -> None:
+async def test_pipelining_thousands_of_envelopes(relay: StubRelay, make_client: MakeClient) -> None:
     client, _ = make_client(relay.url)
     await client.connect_once()
     to = os.urandom(32)
@@ -209,7 +221,9 @@ async def test_pipelining_thousands_of_envelopes(relay: StubRelay, make_client) 
     assert rate > 500
 
 
-async def test_error_frame_for_an_envelope_fails_its_future(relay: StubRelay, make_client) -> None:
+async def test_error_frame_for_an_envelope_fails_its_future(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     relay.send_error = "mailbox_full"
     client, rec = make_client(relay.url)
     await client.connect_once()
@@ -221,7 +235,9 @@ async def test_error_frame_for_an_envelope_fails_its_future(relay: StubRelay, ma
     assert client.connected
 
 
-async def test_unsolicited_error_goes_to_on_frame(relay: StubRelay, make_client, identity) -> None:
+async def test_unsolicited_error_goes_to_on_frame(
+    relay: StubRelay, make_client: MakeClient, identity: Identity
+) -> None:
     client, rec = make_client(relay.url)
     await client.connect_once()
     await relay.push(identity.public, wire.Error(code="rate_limited", message="slow down"))
@@ -232,7 +248,7 @@ async def test_unsolicited_error_goes_to_on_frame(relay: StubRelay, make_client,
 # ------------------------------------------------------------------ requests
 
 
-async def test_fetch_bundle_and_not_found(relay: StubRelay, make_client) -> None:
+async def test_fetch_bundle_and_not_found(relay: StubRelay, make_client: MakeClient) -> None:
     peer = os.urandom(32)
     relay.bundles[peer] = wire.Bundle(
         ref=0, identity=peer, spk_id=7, spk=os.urandom(32), spk_sig=os.urandom(64)
@@ -246,7 +262,9 @@ async def test_fetch_bundle_and_not_found(relay: StubRelay, make_client) -> None
     assert info.value.code == "not_found" and not info.value.retryable
 
 
-async def test_answers_out_of_order_reach_the_right_request(relay: StubRelay, make_client) -> None:
+async def test_answers_out_of_order_reach_the_right_request(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     peers = [os.urandom(32) for _ in range(5)]
     for n, peer in enumerate(peers):
         relay.bundles[peer] = wire.Bundle(
@@ -261,7 +279,7 @@ async def test_answers_out_of_order_reach_the_right_request(relay: StubRelay, ma
     assert len({b.ref for b in bundles}) == 5
 
 
-async def test_publish_prekeys_and_explicit_ref(relay: StubRelay, make_client) -> None:
+async def test_publish_prekeys_and_explicit_ref(relay: StubRelay, make_client: MakeClient) -> None:
     client, _ = make_client(relay.url)
     await client.connect_once()
     frame = wire.PublishPrekeys(
@@ -280,7 +298,7 @@ async def test_publish_prekeys_and_explicit_ref(relay: StubRelay, make_client) -
     assert relay.received[-1].ref == 777  # an explicit ref is kept
 
 
-async def test_request_timeout(relay: StubRelay, make_client) -> None:
+async def test_request_timeout(relay: StubRelay, make_client: MakeClient) -> None:
     relay.answer_requests = False
     client, _ = make_client(relay.url)
     await client.connect_once()
@@ -299,7 +317,7 @@ async def test_request_timeout(relay: StubRelay, make_client) -> None:
 
 
 async def test_backlog_delivered_in_order_then_ack(
-    relay: StubRelay, make_client, identity: Identity
+    relay: StubRelay, make_client: MakeClient, identity: Identity
 ) -> None:
     sender = os.urandom(32)
     backlog = [
@@ -323,7 +341,9 @@ async def test_backlog_delivered_in_order_then_ack(
     assert [f for f in rec.frames if isinstance(f, wire.Deliver)] == backlog[15:]
 
 
-async def test_presence_and_signal_delivery(relay: StubRelay, make_client, identity) -> None:
+async def test_presence_and_signal_delivery(
+    relay: StubRelay, make_client: MakeClient, identity: Identity
+) -> None:
     bob = Identity.generate()
     alice_client, alice = make_client(relay.url)
     bob_client, bob_rec = make_client(relay.url, who=bob)
@@ -338,7 +358,7 @@ async def test_presence_and_signal_delivery(relay: StubRelay, make_client, ident
 
 
 async def test_undecodable_frames_are_skipped(
-    relay: StubRelay, make_client, identity, caplog: pytest.LogCaptureFixture
+    relay: StubRelay, make_client: MakeClient, identity: Identity, caplog: pytest.LogCaptureFixture
 ) -> None:
     client, rec = make_client(relay.url)
     await client.connect_once()
@@ -354,7 +374,7 @@ async def test_undecodable_frames_are_skipped(
 
 
 async def test_failing_on_frame_handler_does_not_kill_the_connection(
-    relay: StubRelay, make_client, identity
+    relay: StubRelay, make_client: MakeClient, identity: Identity
 ) -> None:
     client, _ = make_client(relay.url)
     seen = []
@@ -378,7 +398,7 @@ async def test_failing_on_frame_handler_does_not_kill_the_connection(
 
 
 async def test_drop_fails_pending_futures_and_run_reconnects(
-    relay: StubRelay, make_client, identity
+    relay: StubRelay, make_client: MakeClient, identity: Identity
 ) -> None:
     relay.answer_sends = False
     relay.answer_requests = False
@@ -416,7 +436,7 @@ async def test_drop_fails_pending_futures_and_run_reconnects(
     await asyncio.wait_for(client.submit_envelope(new_id(), to, b"y"), 2)
 
 
-async def test_run_retries_with_backoff_until_the_relay_appears(make_client) -> None:
+async def test_run_retries_with_backoff_until_the_relay_appears(make_client: MakeClient) -> None:
     port = free_port()
     client, rec = make_client(f"ws://127.0.0.1:{port}")
     await client.start()
@@ -440,7 +460,7 @@ async def test_run_retries_with_backoff_until_the_relay_appears(make_client) -> 
 
 
 async def test_backoff_resets_when_a_healthy_connection_drops(
-    relay: StubRelay, make_client
+    relay: StubRelay, make_client: MakeClient
 ) -> None:
     """The relay's Drained (a round trip) proves the connection healthy at once; every row of
     the lifecycle, with the stable timer, is in tests/core/links/test_relay_link.py."""
@@ -462,7 +482,7 @@ async def test_backoff_resets_when_a_healthy_connection_drops(
 
 
 async def test_subscription_is_resent_after_reconnect(
-    relay: StubRelay, make_client, identity
+    relay: StubRelay, make_client: MakeClient, identity: Identity
 ) -> None:
     client, _ = make_client(relay.url)
     watched = [os.urandom(32), os.urandom(32)]
@@ -479,7 +499,7 @@ async def test_subscription_is_resent_after_reconnect(
             await asyncio.sleep(0.01)
 
 
-async def test_close_fails_pending_and_stops_run(relay: StubRelay, make_client) -> None:
+async def test_close_fails_pending_and_stops_run(relay: StubRelay, make_client: MakeClient) -> None:
     relay.answer_sends = False
     client, rec = make_client(relay.url)
     await client.start()
@@ -497,7 +517,7 @@ async def test_close_fails_pending_and_stops_run(relay: StubRelay, make_client) 
     await client.close()  # idempotent
 
 
-async def test_close_interrupts_a_pending_connect(make_client) -> None:
+async def test_close_interrupts_a_pending_connect(make_client: MakeClient) -> None:
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(5)
         writer.close()
@@ -513,7 +533,9 @@ async def test_close_interrupts_a_pending_connect(make_client) -> None:
         assert client.state is ConnectionState.OFFLINE
 
 
-async def test_cancelling_run_closes_the_connection(relay: StubRelay, make_client) -> None:
+async def test_cancelling_run_closes_the_connection(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, rec = make_client(relay.url)
     task = asyncio.create_task(client.run())
     assert await client.wait_connected(2)
@@ -527,7 +549,7 @@ async def test_cancelling_run_closes_the_connection(relay: StubRelay, make_clien
             await asyncio.sleep(0.01)
 
 
-async def test_connect_once_drop_reports_offline(relay: StubRelay, make_client) -> None:
+async def test_connect_once_drop_reports_offline(relay: StubRelay, make_client: MakeClient) -> None:
     client, rec = make_client(relay.url)
     await client.connect_once()
     relay.drop_all()
@@ -538,7 +560,9 @@ async def test_connect_once_drop_reports_offline(relay: StubRelay, make_client) 
     assert rec.states[-1].error
 
 
-async def test_run_adopts_the_connection_of_connect_once(relay: StubRelay, make_client) -> None:
+async def test_run_adopts_the_connection_of_connect_once(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, rec = make_client(relay.url)
     await client.connect_once()
     await client.start()
@@ -552,7 +576,7 @@ async def test_run_adopts_the_connection_of_connect_once(relay: StubRelay, make_
 
 
 async def test_dead_relay_is_detected_by_keepalive(
-    relay: StubRelay, make_client, identity, monkeypatch: pytest.MonkeyPatch
+    relay: StubRelay, make_client: MakeClient, identity: Identity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from messenger_tui.transport import client as client_module
 
@@ -574,7 +598,9 @@ async def test_dead_relay_is_detected_by_keepalive(
         silent.transport.abort()
 
 
-async def test_flush_waits_until_queued_frames_are_written(relay: StubRelay, make_client) -> None:
+async def test_flush_waits_until_queued_frames_are_written(
+    relay: StubRelay, make_client: MakeClient
+) -> None:
     client, _ = make_client(relay.url)
     assert await client.flush(0.1) is False  # offline
     await client.connect_once()

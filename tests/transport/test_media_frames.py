@@ -51,7 +51,9 @@ def parse_client_frame(data: bytes) -> Frame:
 
 
 @pytest.mark.parametrize("size", [1, 125, 126, 181, 1500, 65535])
-def test_client_frame_is_byte_for_byte_websockets(size: int, monkeypatch) -> None:
+def test_client_frame_is_byte_for_byte_websockets(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     payload = b"\x01" + os.urandom(size - 1)
     mask = os.urandom(4)
     monkeypatch.setattr("websockets.frames.secrets.token_bytes", lambda n: mask)

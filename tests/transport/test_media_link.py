@@ -92,7 +92,9 @@ def test_media_endpoint_keeps_host_tls_and_pin() -> None:
         MediaLink("ws://x:1", bytes(32), bytes, join_token=bytes(31), leg=0, on_frame=print)
 
 
-async def test_two_links_pair_and_exchange_frames(relay: RelayServer, make_leg) -> None:
+async def test_two_links_pair_and_exchange_frames(
+    relay: RelayServer, make_leg: Callable[..., Leg]
+) -> None:
     token = os.urandom(32)
     caller = make_leg(relay.url, token, 0)
     assert caller.link.send(media_frame()) is False  # not joined yet: dropped, counted
@@ -125,7 +127,9 @@ async def test_two_links_pair_and_exchange_frames(relay: RelayServer, make_leg) 
     assert relay.media.stats.forwarded == 100
 
 
-async def test_send_drops_when_the_socket_buffer_is_full(relay: RelayServer, make_leg) -> None:
+async def test_send_drops_when_the_socket_buffer_is_full(
+    relay: RelayServer, make_leg: Callable[..., Leg]
+) -> None:
     leg = make_leg(relay.url, os.urandom(32), 0, send_buffer_limit=1000)
     leg.link.start()
     assert await leg.link.wait_joined(3)
@@ -143,7 +147,9 @@ async def test_send_drops_when_the_socket_buffer_is_full(relay: RelayServer, mak
     ws.transport.resume_reading()
 
 
-async def test_leg_held_by_another_identity_is_lost(relay: RelayServer, make_leg) -> None:
+async def test_leg_held_by_another_identity_is_lost(
+    relay: RelayServer, make_leg: Callable[..., Leg]
+) -> None:
     token = os.urandom(32)
     owner = make_leg(relay.url, token, 0)
     owner.link.start()
@@ -157,7 +163,7 @@ async def test_leg_held_by_another_identity_is_lost(relay: RelayServer, make_leg
 
 
 async def test_same_identity_takes_over_and_the_old_link_is_lost(
-    relay: RelayServer, make_leg
+    relay: RelayServer, make_leg: Callable[..., Leg]
 ) -> None:
     token = os.urandom(32)
     me = Identity.generate()
@@ -172,7 +178,9 @@ async def test_same_identity_takes_over_and_the_old_link_is_lost(
     assert "took over" in (old.link.error or "")
 
 
-async def test_reconnects_after_a_relay_restart_within_the_window(tmp_path: Path, make_leg) -> None:
+async def test_reconnects_after_a_relay_restart_within_the_window(
+    tmp_path: Path, make_leg: Callable[..., Leg]
+) -> None:
     config = RelayConfig(data_dir=tmp_path / "relay")
     relay = RelayServer(config)
     await relay.start()
@@ -206,7 +214,7 @@ async def test_reconnects_after_a_relay_restart_within_the_window(tmp_path: Path
         await again.stop()
 
 
-async def test_lost_when_the_relay_stays_down(tmp_path: Path, make_leg) -> None:
+async def test_lost_when_the_relay_stays_down(tmp_path: Path, make_leg: Callable[..., Leg]) -> None:
     relay = RelayServer(RelayConfig(data_dir=tmp_path / "relay"))
     await relay.start()
     leg = make_leg(relay.url, os.urandom(32), 0, reconnect_window_s=0.5)
@@ -222,7 +230,7 @@ async def test_lost_when_the_relay_stays_down(tmp_path: Path, make_leg) -> None:
     assert leg.states == [MediaLinkState.JOINED, MediaLinkState.RECONNECTING, MediaLinkState.LOST]
 
 
-async def test_never_reachable_is_lost_after_the_window(make_leg) -> None:
+async def test_never_reachable_is_lost_after_the_window(make_leg: Callable[..., Leg]) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -234,7 +242,9 @@ async def test_never_reachable_is_lost_after_the_window(make_leg) -> None:
     assert leg.states == [MediaLinkState.LOST]
 
 
-async def test_peer_frames_reach_a_link_from_a_raw_leg(relay: RelayServer, make_leg) -> None:
+async def test_peer_frames_reach_a_link_from_a_raw_leg(
+    relay: RelayServer, make_leg: Callable[..., Leg]
+) -> None:
     token = os.urandom(32)
     raw = await RawLeg.connect(relay.url, token=token, leg=0)
     leg = make_leg(relay.url, token, 1)

@@ -41,3 +41,21 @@ async def test_errors_fail_the_waiter_they_name_and_a_drop_fails_the_rest() -> N
     with pytest.raises(NotConnected, match="gone"):
         request.result()
     assert pending.requests == {}
+
+
+async def test_multi_recipient_sends_wait_by_id_fail_by_ref_and_on_a_drop() -> None:
+    pending = PendingAnswers()
+    first, new = pending.multi(b"m" * 16)
+    again, new_again = pending.multi(b"m" * 16)
+    assert new and not new_again and again is first
+    answer = wire.StoredMulti(id=b"m" * 16, results=[])
+    assert pending.answer(answer) and first.result() is answer
+    refused, _ = pending.multi(b"r" * 16)
+    assert pending.refuse(wire.Error(ref=b"r" * 16, code="too_large", message="no"))
+    with pytest.raises(RelayRequestError):
+        refused.result()
+    dropped, _ = pending.multi(b"d" * 16)
+    pending.fail_all("gone")
+    with pytest.raises(NotConnected, match="gone"):
+        dropped.result()
+    assert pending.stored_multi == {}

@@ -18,7 +18,7 @@ from messenger_tui.transport import (
 )
 from messenger_tui.transport.errors import format_fingerprint
 
-from .conftest import CertFiles, StubRelay
+from .conftest import CertFiles, MakeClient, StubRelay
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def pinned_url(relay: StubRelay, fingerprint: bytes, host: str = "127.0.0.1") ->
 
 
 async def test_pinned_fingerprint_connects(
-    tls_relay: StubRelay, self_signed: CertFiles, make_client
+    tls_relay: StubRelay, self_signed: CertFiles, make_client: MakeClient
 ) -> None:
     fingerprint = hashlib.sha256(self_signed.der).digest()
     # "localhost" is not checked against anything: the pin alone decides
@@ -44,7 +44,7 @@ async def test_pinned_fingerprint_connects(
 
 
 async def test_pin_in_colon_form_connects(
-    tls_relay: StubRelay, self_signed: CertFiles, make_client
+    tls_relay: StubRelay, self_signed: CertFiles, make_client: MakeClient
 ) -> None:
     pin = format_fingerprint(certificate_fingerprint(self_signed.der))
     client, _ = make_client(f"wss://127.0.0.1:{tls_relay.port}/#SHA256={pin}")
@@ -53,7 +53,7 @@ async def test_pin_in_colon_form_connects(
 
 
 async def test_wrong_pin_fails_before_anything_is_sent(
-    tls_relay: StubRelay, self_signed: CertFiles, make_client
+    tls_relay: StubRelay, self_signed: CertFiles, make_client: MakeClient
 ) -> None:
     wrong = bytes(32)
     client, _ = make_client(pinned_url(tls_relay, wrong))
@@ -68,7 +68,9 @@ async def test_wrong_pin_fails_before_anything_is_sent(
     assert not client.connected
 
 
-async def test_unpinned_self_signed_is_a_tls_error(tls_relay: StubRelay, make_client) -> None:
+async def test_unpinned_self_signed_is_a_tls_error(
+    tls_relay: StubRelay, make_client: MakeClient
+) -> None:
     client, _ = make_client(f"wss://127.0.0.1:{tls_relay.port}/")
     with pytest.raises(TlsError) as info:
         await client.connect_once()
@@ -77,7 +79,7 @@ async def test_unpinned_self_signed_is_a_tls_error(tls_relay: StubRelay, make_cl
 
 
 async def test_trusted_via_custom_ca_context(
-    tls_relay: StubRelay, self_signed: CertFiles, make_client
+    tls_relay: StubRelay, self_signed: CertFiles, make_client: MakeClient
 ) -> None:
     ctx = ssl.create_default_context(cafile=str(self_signed.cert))
     client, _ = make_client(f"wss://localhost:{tls_relay.port}/", ssl_context=ctx)
@@ -85,7 +87,9 @@ async def test_trusted_via_custom_ca_context(
     assert client.connected
 
 
-async def test_hostname_is_checked_without_a_pin(other_name_cert: CertFiles, make_client) -> None:
+async def test_hostname_is_checked_without_a_pin(
+    other_name_cert: CertFiles, make_client: MakeClient
+) -> None:
     relay = StubRelay()
     await relay.start(ssl_context=other_name_cert.server_context())
     try:
@@ -99,7 +103,7 @@ async def test_hostname_is_checked_without_a_pin(other_name_cert: CertFiles, mak
         await relay.stop()
 
 
-async def test_tls_client_against_plain_server(relay: StubRelay, make_client) -> None:
+async def test_tls_client_against_plain_server(relay: StubRelay, make_client: MakeClient) -> None:
     client, _ = make_client(f"wss://127.0.0.1:{relay.port}/#sha256={'00' * 32}")
     with pytest.raises((TlsError, RelayUnreachable)) as info:
         await client.connect_once()

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.app import App
@@ -44,14 +45,14 @@ async def offline_pair(tmp_path: Path) -> AsyncIterator[tuple[MessengerService, 
             s.profile.close()
 
 
-def screen_text(app: App[object]) -> str:
+def screen_text(app: App[Any]) -> str:
     """What the active screen shows, as plain text lines (modal screens include what shows
     through from below only as blanks)."""
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 async def wait_until(
-    pilot: Pilot[object],
+    pilot: Pilot[Any],
     predicate: Callable[[], bool],
     *,
     timeout: float = 15.0,
@@ -67,7 +68,9 @@ async def wait_until(
         await pilot.pause(0.02)
 
 
-def seed_messages(service: MessengerService, name: str, texts: list[str], *, outgoing=True) -> None:
+def seed_messages(
+    service: MessengerService, name: str, texts: list[str], *, outgoing: bool = True
+) -> None:
     """Store many messages at once (one transaction), as if exchanged long ago."""
     contact = service.contact(name)
     now = int(time.time() * 1000)
@@ -84,7 +87,7 @@ def seed_messages(service: MessengerService, name: str, texts: list[str], *, out
             )
 
 
-async def wait_shown(pilot: Pilot[object], text: str, *, timeout: float = 15.0) -> None:
+async def wait_shown(pilot: Pilot[Any], text: str, *, timeout: float = 15.0) -> None:
     """Let the app run until ``text`` is on the screen (updates arrive through events)."""
     await wait_until(
         pilot, lambda: text in screen_text(pilot.app), timeout=timeout, what=repr(text)

@@ -19,12 +19,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
 from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
+from messenger_tui.core.message_states import MessageState
 
 #: The wall-clock time every snapshot is taken at: Friday 14 March 2025, 12:00 (UTC).
 FROZEN_NOW = datetime(2025, 3, 14, 12, 0)
@@ -145,7 +146,13 @@ class SnapshotFacade:
         return c
 
     def new_message(
-        self, contact: Contact, when_ms: int, text: str, *, outgoing: bool, state: str = ""
+        self,
+        contact: Contact,
+        when_ms: int,
+        text: str,
+        *,
+        outgoing: bool,
+        state: MessageState | None = None,
     ) -> Message:
         """Add a message (in display order: call oldest first). ``state`` defaults to
         "read" for own messages and "seen" for theirs ("received" = unread)."""
@@ -361,8 +368,9 @@ class SnapshotFacade:
     def settings(self) -> Settings:
         return self.current_settings
 
-    def update_settings(self, **changes: bool | str) -> Settings:
-        self.current_settings = dataclasses.replace(self.current_settings, **changes)
+    def update_settings(self, **changes: bool | str | int) -> Settings:
+        fields: dict[str, Any] = dict(changes)  # names checked by replace() at run time
+        self.current_settings = dataclasses.replace(self.current_settings, **fields)
         return self.current_settings
 
     async def set_relay_url(self, url: str) -> Settings:

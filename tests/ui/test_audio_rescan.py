@@ -17,6 +17,7 @@ from messenger_tui.ui import make_app
 from messenger_tui.ui.screens.settings import SettingsScreen
 from tests.helpers.clients import introduce, make_service
 from tests.helpers.pulseaudio import PulseServer, no_audio_env
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import SMALL, screen_text, wait_until
 
@@ -47,7 +48,7 @@ def no_sound_server(tmp_path: Path) -> Iterator[None]:
 
 
 async def test_a_sound_server_started_later_is_found_by_f5_and_the_settings(
-    tmp_path: Path, relay, pulse_server: PulseServer, no_sound_server: None
+    tmp_path: Path, relay: RelayProcess, pulse_server: PulseServer, no_sound_server: None
 ) -> None:
     alice = make_service(tmp_path, "alice", relay.url)
     bob = make_service(tmp_path, "bob", relay.url)

@@ -31,6 +31,7 @@ from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.widgets.call_pane import CallPane
 from tests.helpers.clients import introduce, make_service
 from tests.helpers.pulseaudio import tone_pcm, write_wav
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import SMALL, wait_until
 
@@ -52,7 +53,9 @@ def wav_audio(tmp: Path, name: str, *, tone: bool) -> Callable[[], tuple[AudioSo
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, relay) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
+async def pair(
+    tmp_path: Path, relay: RelayProcess
+) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
     alice = make_service(tmp_path, "alice", relay.url)
     bob = make_service(tmp_path, "bob", relay.url)
     await introduce(alice, bob)  # both published their prekeys
@@ -112,7 +115,9 @@ async def ringing_at_bob(
     return modal
 
 
-async def test_call_accept_mute_hang_up_and_the_call_log(pair, tmp_path: Path) -> None:
+async def test_call_accept_mute_hang_up_and_the_call_log(
+    pair: tuple[MessengerService, MessengerService], tmp_path: Path
+) -> None:
     alice, bob = pair
     # Bob has another conversation open when the call comes in.
     carol = bob.add_contact(encode_address(os.urandom(32)), "Carol")
@@ -187,7 +192,9 @@ async def test_call_accept_mute_hang_up_and_the_call_log(pair, tmp_path: Path) -
         assert "f6" not in _footer(alice_app) and "f7" not in _footer(alice_app)
 
 
-async def test_decline_shows_declined_on_both_sides(pair) -> None:
+async def test_decline_shows_declined_on_both_sides(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     alice_app, bob_app = make_app(alice), make_app(bob)
     rings: list[int] = []

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from messenger_tui.app.config import parse_config
+from messenger_tui.app.config import Config, parse_config
+from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.ui_cmd import load_ui_config
 from messenger_tui.ui import make_app
 from messenger_tui.ui.keymap import binding_ids, key_problem
@@ -21,7 +22,7 @@ def _write(home: Path, text: str) -> None:
     (home / "config.toml").write_text(text, encoding="utf-8")
 
 
-def _parse(text: str):
+def _parse(text: str) -> Config:
     return parse_config(
         text.encode(), Path("config.toml"), binding_ids=binding_ids(), key_problem=key_problem
     )
@@ -102,7 +103,9 @@ def test_key_names() -> None:
         assert key_problem(bad) is not None, bad
 
 
-async def test_keymap_override_from_the_config_file(offline_pair) -> None:
+async def test_keymap_override_from_the_config_file(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     home = alice.profile.paths.home
     _write(home, '[keymap]\n"contacts.add" = "f12"\n"app.settings" = "ctrl+o"\n')
@@ -125,7 +128,9 @@ async def test_keymap_override_from_the_config_file(offline_pair) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
 
 
-async def test_a_malformed_config_file_gives_a_notice_and_the_defaults(offline_pair) -> None:
+async def test_a_malformed_config_file_gives_a_notice_and_the_defaults(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     home = alice.profile.paths.home
     _write(home, '[keymap]\n"contacts.add" = "f6"\n"contacts.bogus" = "f7"\n[ui\n')

@@ -10,20 +10,24 @@ import pytest
 
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.contact_dialogs import ConfirmScreen, RenameContactScreen
 from messenger_tui.ui.screens.main import MainScreen
 from tests.helpers.clients import introduce, make_service
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import OFFLINE_URL, SMALL, screen_text, seed_messages, wait_shown, wait_until
 
 
-def main_screen(app) -> MainScreen:
+def main_screen(app: MessengerApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
     return screen
 
 
-async def test_rename_through_the_dialog(tmp_path, offline_pair):
+async def test_rename_through_the_dialog(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
+) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -66,7 +70,9 @@ async def test_rename_through_the_dialog(tmp_path, offline_pair):
         carol.profile.close()
 
 
-async def test_block_and_unblock_with_the_key(offline_pair):
+async def test_block_and_unblock_with_the_key(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     bob_id = alice.contact("Bob").id
     app = make_app(alice, start_service=False)
@@ -89,7 +95,7 @@ async def test_block_and_unblock_with_the_key(offline_pair):
         assert "⊘" not in screen_text(app)
 
 
-async def test_delete_asks_first(offline_pair):
+async def test_delete_asks_first(offline_pair: tuple[MessengerService, MessengerService]) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", ["one", "two"])
     bob_id = alice.contact("Bob").id
@@ -123,7 +129,9 @@ async def test_delete_asks_first(offline_pair):
         ("rename contact", lambda alice: True),  # opens the rename dialog
     ],
 )
-async def test_contact_commands_in_the_palette(offline_pair, command, check):
+async def test_contact_commands_in_the_palette(
+    offline_pair: tuple[MessengerService, MessengerService], command, check
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -143,7 +151,7 @@ async def test_contact_commands_in_the_palette(offline_pair, command, check):
 
 @pytest.fixture
 async def online_pair(
-    tmp_path: Path, relay
+    tmp_path: Path, relay: RelayProcess
 ) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
     alice = make_service(tmp_path, "alice", relay.url)
     bob = make_service(tmp_path, "bob", relay.url)
@@ -158,7 +166,9 @@ async def online_pair(
 
 
 @pytest.mark.slow
-async def test_a_blocked_contacts_messages_are_not_shown_or_announced(online_pair):
+async def test_a_blocked_contacts_messages_are_not_shown_or_announced(
+    online_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = online_pair
     app = make_app(alice)
     async with app.run_test(size=SMALL) as pilot:

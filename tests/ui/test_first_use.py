@@ -10,38 +10,43 @@ from pathlib import Path
 
 import pytest
 from textual import events
+from textual.pilot import Pilot
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.add_contact import ADDRESS_HINT, AddContactScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.widgets.call_pane import CallPane, stats_lines
 from messenger_tui.ui.widgets.chat_header import BLOCK_KEY
 from tests.helpers.clients import make_service, next_event
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import SMALL, screen_text, seed_messages, wait_shown, wait_until
 
 
-def main_screen(app) -> MainScreen:
+def main_screen(app: MessengerApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
     return screen
 
 
-def notices(app) -> list[str]:
+def notices(app: MessengerApp) -> list[str]:
     return [n.message for n in app._notifications]
 
 
-async def open_bob(pilot, app) -> MainScreen:
+async def open_bob(pilot: Pilot[None], app: MessengerApp) -> MainScreen:
     screen = main_screen(app)
     await pilot.press("enter")  # Bob: the only conversation
     await wait_until(pilot, lambda: app.focused is screen.composer, what="composer focused")
     return screen
 
 
-async def test_mute_key_works_from_the_composer_and_the_list(offline_pair):
+async def test_mute_key_works_from_the_composer_and_the_list(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     """Alt+M is a priority key: the composer does not type "m", the list does not filter."""
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
@@ -59,7 +64,9 @@ async def test_mute_key_works_from_the_composer_and_the_list(offline_pair):
         assert app.focused is screen.conversation_list
 
 
-async def test_ctrl_c_says_how_to_quit_in_plain_text(offline_pair):
+async def test_ctrl_c_says_how_to_quit_in_plain_text(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -71,7 +78,9 @@ async def test_ctrl_c_says_how_to_quit_in_plain_text(offline_pair):
         assert not any("[" in n for n in notices(app))
 
 
-async def test_the_view_keeps_following_when_its_height_changes(offline_pair):
+async def test_the_view_keeps_following_when_its_height_changes(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     """A call pane opening (or the terminal shrinking) must not leave new replies below the
     fold; a view the user scrolled up stays where it is."""
     alice, _bob = offline_pair
@@ -109,7 +118,9 @@ async def test_the_view_keeps_following_when_its_height_changes(offline_pair):
         assert not view.is_vertical_scroll_end
 
 
-async def test_presence_is_unknown_while_our_link_is_down(offline_pair):
+async def test_presence_is_unknown_while_our_link_is_down(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -128,7 +139,7 @@ async def test_presence_is_unknown_while_our_link_is_down(offline_pair):
         await wait_until(pilot, lambda: "● online" in screen.header_text, what="online again")
 
 
-def test_the_mic_meter_is_empty_while_muted():
+def test_the_mic_meter_is_empty_while_muted() -> None:
     stats = CallStats(
         rtt_ms=40.0, jitter_ms=5.0, loss_percent=0.0, peer_loss_percent=None, late_frames=0,
         buffer_delay_ms=60.0, buffer_target_ms=60.0, send_kbps=27.0, receive_kbps=26.0,
@@ -144,7 +155,9 @@ def test_the_mic_meter_is_empty_while_muted():
     assert "them ███" in muted  # the other side's level still shows
 
 
-async def test_a_big_paste_is_undone_and_the_composer_cleared(offline_pair):
+async def test_a_big_paste_is_undone_and_the_composer_cleared(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -165,7 +178,9 @@ async def test_a_big_paste_is_undone_and_the_composer_cleared(offline_pair):
 
 
 @pytest.mark.parametrize("width", [50, 80, 160])
-async def test_the_add_contact_hint_names_f3_and_is_not_cut(offline_pair, width):
+async def test_the_add_contact_hint_names_f3_and_is_not_cut(
+    offline_pair: tuple[MessengerService, MessengerService], width
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=(width, 24)) as pilot:
@@ -183,7 +198,9 @@ async def test_the_add_contact_hint_names_f3_and_is_not_cut(offline_pair, width)
 
 
 @pytest.fixture
-async def stranger_writes(tmp_path: Path, relay) -> tuple[MessengerService, MessengerService]:
+async def stranger_writes(
+    tmp_path: Path, relay: RelayProcess
+) -> tuple[MessengerService, MessengerService]:
     """Carol writes to Alice, who does not know her: Alice has a message request."""
     alice = make_service(tmp_path, "alice", relay.url)
     carol = make_service(tmp_path, "carol", relay.url)
@@ -202,7 +219,9 @@ async def stranger_writes(tmp_path: Path, relay) -> tuple[MessengerService, Mess
 
 
 @pytest.mark.slow
-async def test_a_message_request_is_marked_with_the_address_and_choices(stranger_writes):
+async def test_a_message_request_is_marked_with_the_address_and_choices(
+    stranger_writes: tuple[MessengerService, MessengerService],
+) -> None:
     alice, carol = stranger_writes
     [request] = [s.contact for s in alice.conversations()]
     assert request.auto_added

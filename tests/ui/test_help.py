@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
 from messenger_tui.ui.screens.help import HelpScreen, help_sections, key_label, ui_classes
 from messenger_tui.ui.screens.main import MainScreen
@@ -11,7 +12,7 @@ from messenger_tui.ui.screens.main import MainScreen
 from .conftest import LARGE, SMALL, screen_text, wait_shown, wait_until
 
 
-def test_key_labels():
+def test_key_labels() -> None:
     assert key_label("ctrl+f") == "Ctrl+F"
     assert key_label("f1") == "F1"
     assert key_label("question_mark") == "?"
@@ -20,7 +21,7 @@ def test_key_labels():
     assert key_label("v") == "v"
 
 
-def test_every_binding_id_is_listed():
+def test_every_binding_id_is_listed() -> None:
     listed = {ident for _, rows in help_sections({}) for _, _, ident in rows}
     declared = {b.id for cls in ui_classes() for b in cls.__dict__.get("BINDINGS", []) if b.id}
     assert declared and declared <= listed
@@ -28,7 +29,9 @@ def test_every_binding_id_is_listed():
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
-async def test_help_lists_the_overridden_key(offline_pair, size):
+async def test_help_lists_the_overridden_key(
+    offline_pair: tuple[MessengerService, MessengerService], size
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False,
                    keymap={"contacts.add": "ctrl+o", "contact.rename": "alt+n"})  # fmt: skip
@@ -54,7 +57,9 @@ async def test_help_lists_the_overridden_key(offline_pair, size):
         await wait_until(pilot, lambda: type(app.screen).__name__ == "AddContactScreen")
 
 
-async def test_question_mark_opens_the_help(offline_pair):
+async def test_question_mark_opens_the_help(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from messenger_tui.app.models import Message
+from messenger_tui.core.message_states import MessageState
 from messenger_tui.ui.widgets.history_window import MAX_LOADED, NEWEST, PAGE_SIZE, HistoryWindow
 
 
-def msg(row: int, state: str = "sent") -> Message:
+def msg(row: int, state: MessageState = "sent") -> Message:
     return Message(
         id=row,
         message_id=row.to_bytes(16, "big"),

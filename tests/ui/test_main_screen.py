@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual import events
 
 from messenger_tui.app.models import Message
+from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.add_contact import AddContactScreen
 from messenger_tui.ui.screens.help import HelpScreen
 from messenger_tui.ui.screens.main import MainScreen
@@ -18,14 +22,16 @@ from tests.helpers.clients import make_service
 from .conftest import LARGE, OFFLINE_URL, SMALL, screen_text, seed_messages, wait_shown, wait_until
 
 
-def main_screen(app) -> MainScreen:
+def main_screen(app: MessengerApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
     return screen
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
-async def test_main_screen_renders_contacts_by_latest_activity(tmp_path, offline_pair, size):
+async def test_main_screen_renders_contacts_by_latest_activity(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService], size
+) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -56,7 +62,7 @@ async def test_main_screen_renders_contacts_by_latest_activity(tmp_path, offline
         carol.profile.close()
 
 
-async def test_empty_profile_shows_how_to_add_a_contact(tmp_path):
+async def test_empty_profile_shows_how_to_add_a_contact(tmp_path: Path) -> None:
     alice = make_service(tmp_path, "alice", OFFLINE_URL)
     try:
         app = make_app(alice, start_service=False)
@@ -70,7 +76,9 @@ async def test_empty_profile_shows_how_to_add_a_contact(tmp_path):
         alice.profile.close()
 
 
-async def test_enter_sends_and_ctrl_j_inserts_a_newline(offline_pair):
+async def test_enter_sends_and_ctrl_j_inserts_a_newline(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -91,7 +99,9 @@ async def test_enter_sends_and_ctrl_j_inserts_a_newline(offline_pair):
         await wait_shown(pilot, "1 waiting to send")
 
 
-async def test_long_lines_wrap_and_day_separators(offline_pair):
+async def test_long_lines_wrap_and_day_separators(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     long_text = "word " * 60
     await alice.send_text("Bob", long_text)
@@ -108,7 +118,9 @@ async def test_long_lines_wrap_and_day_separators(offline_pair):
         assert all(len(line) <= width for line in lines)
 
 
-async def test_scrolling_up_loads_older_pages(offline_pair):
+async def test_scrolling_up_loads_older_pages(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     total = PAGE_SIZE * 2 + 30
     seed_messages(alice, "Bob", [f"message number {i:03d}" for i in range(total)])
@@ -133,7 +145,9 @@ async def test_scrolling_up_loads_older_pages(offline_pair):
         assert view.is_vertical_scroll_end
 
 
-async def test_key_change_blocks_sending_until_accepted(tmp_path, offline_pair):
+async def test_key_change_blocks_sending_until_accepted(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
+) -> None:
     alice, _bob = offline_pair
     bob2 = make_service(tmp_path, "bob-new-device", OFFLINE_URL)
     try:
@@ -182,7 +196,7 @@ async def test_key_change_blocks_sending_until_accepted(tmp_path, offline_pair):
         bob2.profile.close()
 
 
-async def test_add_contact_bad_checksum_is_an_inline_error(tmp_path):
+async def test_add_contact_bad_checksum_is_an_inline_error(tmp_path: Path) -> None:
     alice = make_service(tmp_path, "alice", OFFLINE_URL)
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -219,7 +233,9 @@ async def test_add_contact_bad_checksum_is_an_inline_error(tmp_path):
             s.profile.close()
 
 
-async def test_keymap_override_and_keys_panel(offline_pair):
+async def test_keymap_override_and_keys_panel(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     keymap = {"composer.send": "ctrl+s", "composer.newline": "enter"}
     app = make_app(alice, start_service=False, keymap=keymap)
@@ -240,7 +256,9 @@ async def test_keymap_override_and_keys_panel(offline_pair):
         await wait_until(pilot, lambda: app.screen is screen, what="help closed")
 
 
-async def test_typing_on_the_list_filters_conversations(tmp_path, offline_pair):
+async def test_typing_on_the_list_filters_conversations(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
+) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -269,7 +287,9 @@ async def test_typing_on_the_list_filters_conversations(tmp_path, offline_pair):
         carol.profile.close()
 
 
-async def test_own_address_screen_shows_the_address_and_a_qr_code(offline_pair):
+async def test_own_address_screen_shows_the_address_and_a_qr_code(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -293,7 +313,9 @@ def test_qr_code_encodes_the_address() -> None:
     assert len(lines) <= 17  # fits an 80x24 terminal with room for the address and buttons
 
 
-async def test_drafts_stay_with_their_conversation(tmp_path, offline_pair):
+async def test_drafts_stay_with_their_conversation(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
+) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -321,7 +343,9 @@ async def test_drafts_stay_with_their_conversation(tmp_path, offline_pair):
         carol.profile.close()
 
 
-async def test_a_long_live_stream_keeps_the_view_bounded(offline_pair):
+async def test_a_long_live_stream_keeps_the_view_bounded(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", [f"old {i}" for i in range(10)])
     app = make_app(alice, start_service=False)
@@ -347,7 +371,9 @@ async def test_a_long_live_stream_keeps_the_view_bounded(offline_pair):
         assert view.is_vertical_scroll_end and view.has_more
 
 
-async def test_links_emphasis_and_the_new_messages_line(offline_pair):
+async def test_links_emphasis_and_the_new_messages_line(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", ["read long ago"], outgoing=False)
     contact = alice.contact("Bob")

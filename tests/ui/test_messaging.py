@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, relay) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
+async def pair(
+    tmp_path: Path, relay: RelayProcess
+) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
     alice = make_service(tmp_path, "alice", relay.url)
     bob = make_service(tmp_path, "bob", relay.url)
     await introduce(alice, bob)  # both published their prekeys
@@ -42,7 +44,9 @@ def _state_mark(screen, row: int) -> str:
     return screen.view.text_lines()[last].rstrip().rsplit(" ", 1)[-1]
 
 
-async def test_message_goes_sent_delivered_read_and_replies_appear(pair):
+async def test_message_goes_sent_delivered_read_and_replies_appear(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     bob_events = bob.subscribe()
     app = make_app(alice)
@@ -88,7 +92,9 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(pair):
         assert alice.conversation(alice.contact("Bob").id).unread == 0
 
 
-async def test_read_receipts_wait_for_terminal_focus(pair):
+async def test_read_receipts_wait_for_terminal_focus(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     await bob.start()
     app = make_app(alice)
@@ -117,7 +123,9 @@ async def test_read_receipts_wait_for_terminal_focus(pair):
         assert alice.conversation(screen.current.id).unread == 0
 
 
-async def test_typing_indicator_appears_and_clears_both_ways(pair):
+async def test_typing_indicator_appears_and_clears_both_ways(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     bob_events = bob.subscribe()
     await bob.start()
@@ -157,7 +165,9 @@ async def test_typing_indicator_appears_and_clears_both_ways(pair):
         assert seen[ev.MessageReceived].message.text == "let me think"
 
 
-async def test_lost_relay_shows_reconnecting_and_sends_what_was_typed_meanwhile(tmp_path):
+async def test_lost_relay_shows_reconnecting_and_sends_what_was_typed_meanwhile(
+    tmp_path: Path,
+) -> None:
     with RelayProcess(tmp_path / "own-relay") as own_relay:
         alice = make_service(tmp_path, "alice2", own_relay.url)
         bob = make_service(tmp_path, "bob2", own_relay.url)

@@ -7,10 +7,13 @@ import os
 import time
 
 from textual import events
+from textual.pilot import Pilot
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.rows import message_model
+from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.notify import (
     DesktopNotifier,
     notification_text,
@@ -80,7 +83,7 @@ def _incoming(service, name: str, text: str) -> ev.MessageReceived:
 
 
 class Captured:
-    def __init__(self, app, screen) -> None:
+    def __init__(self, app: MessengerApp, screen) -> None:
         self.written: list[str] = []
         self.bells = 0
         screen.notifier = DesktopNotifier(
@@ -98,7 +101,7 @@ class Captured:
         return [f"{n.title}: {n.message}" for n in self.app._notifications]
 
 
-async def _unfocused_app(pilot, app):
+async def _unfocused_app(pilot: Pilot[None], app: MessengerApp):
     await wait_until(pilot, lambda: app.main_screen is not None)
     screen = app.main_screen
     app.post_message(events.AppBlur())
@@ -106,7 +109,9 @@ async def _unfocused_app(pilot, app):
     return screen, Captured(app, screen)
 
 
-async def test_toast_bell_and_desktop_notification_while_unfocused(offline_pair) -> None:
+async def test_toast_bell_and_desktop_notification_while_unfocused(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     alice.update_settings(desktop=True)
     app = make_app(alice, start_service=False)
@@ -142,7 +147,9 @@ async def test_toast_bell_and_desktop_notification_while_unfocused(offline_pair)
         assert (got.bells, len(got.written)) == (2, 2)
 
 
-async def test_mute_suppresses_notifications_but_counts_unread(offline_pair) -> None:
+async def test_mute_suppresses_notifications_but_counts_unread(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     alice.update_settings(desktop=True)
     app = make_app(alice, start_service=False)

@@ -13,6 +13,7 @@ from messenger_tui.ui import make_app
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.onboarding import OnboardingScreen, UnlockScreen
 from tests.helpers.clients import make_service
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import SMALL, screen_text, wait_shown, wait_until
 
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.slow
 FAST_KDF = (argon2id.OPSLIMIT_MIN, argon2id.MEMLIMIT_MIN)
 
 
-async def test_onboarding_creates_a_profile_on_the_embedded_relay_with_echo(tmp_path, relay):
+async def test_onboarding_creates_a_profile_on_the_embedded_relay_with_echo(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     # The "embedded relay" here is the test's relay process; its Echo is a real participant.
     echo = make_service(tmp_path, "echo-participant", relay.url)
     started: list[bool] = []
@@ -61,7 +64,9 @@ async def test_onboarding_creates_a_profile_on_the_embedded_relay_with_echo(tmp_
         profile.close()
 
 
-async def test_onboarding_with_a_relay_url_and_passphrase_then_unlock(tmp_path, relay):
+async def test_onboarding_with_a_relay_url_and_passphrase_then_unlock(
+    tmp_path: Path, relay: RelayProcess
+) -> None:
     home = tmp_path / "careful-user"
     launcher = Launcher(home, kdf_limits=FAST_KDF)
     app = make_app(launcher=launcher)
@@ -115,7 +120,7 @@ def test_launcher_refuses_a_bad_relay_url(tmp_path: Path) -> None:
         check_relay_url("http://example.org")
 
 
-async def test_a_profile_in_use_elsewhere_is_reported_not_crashed(tmp_path):
+async def test_a_profile_in_use_elsewhere_is_reported_not_crashed(tmp_path: Path) -> None:
     holder = make_service(tmp_path, "busy", "ws://127.0.0.1:9")  # holds the profile lock
     try:
         app = make_app(launcher=Launcher(tmp_path / "busy"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from messenger_tui.app.service import MessengerService
 from messenger_tui.core.crypto.safety import address_stable_id, verify_safety_qr
 from messenger_tui.ui import make_app
 from messenger_tui.ui.screens.own_address import qr_lines
@@ -13,7 +14,9 @@ from messenger_tui.ui.screens.safety import SafetyNumberScreen, safety_rows
 from .conftest import LARGE, SMALL, screen_text, wait_until
 
 
-def test_the_qr_payloads_verify_each_other(offline_pair):
+def test_the_qr_payloads_verify_each_other(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = offline_pair
     a = alice.safety_number("Bob")
     b = bob.safety_number("Alice")
@@ -30,7 +33,9 @@ def test_the_qr_payloads_verify_each_other(offline_pair):
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
-async def test_safety_screen_shows_the_qr_and_everything_else(offline_pair, size):
+async def test_safety_screen_shows_the_qr_and_everything_else(
+    offline_pair: tuple[MessengerService, MessengerService], size
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=size) as pilot:
@@ -61,7 +66,9 @@ async def test_safety_screen_shows_the_qr_and_everything_else(offline_pair, size
         await wait_until(pilot, lambda: alice.contact("Bob").verified, what="verified")
 
 
-async def test_small_terminal_hides_the_qr_until_asked(offline_pair):
+async def test_small_terminal_hides_the_qr_until_asked(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=(70, 20)) as pilot:

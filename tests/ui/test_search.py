@@ -4,10 +4,15 @@ ways and back to the newest)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from textual.pilot import Pilot
+
+from messenger_tui.app.service import MessengerService
 from messenger_tui.storage.messages import fts_query
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.search import SearchScreen
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE
@@ -18,20 +23,22 @@ from .conftest import OFFLINE_URL, SMALL, screen_text, seed_messages, wait_shown
 SPECIAL = ['"', '""', "*", "C++", "a AND", "NEAR(", "(", ")", "^x", "-", ":", "'", "x OR y", "\\"]
 
 
-def main_screen(app) -> MainScreen:
+def main_screen(app: MessengerApp) -> MainScreen:
     screen = app.main_screen
     assert screen is not None
     return screen
 
 
-def test_fts_query_quotes_every_word():
+def test_fts_query_quotes_every_word() -> None:
     assert fts_query("") is None and fts_query("   ") is None
     assert fts_query("hello wor") == '"hello" "wor"*'
     assert fts_query("hello ") == '"hello"'  # a finished word is not a prefix
     assert fts_query('say "hi"') == '"say" """hi"""*'
 
 
-def test_search_text_is_safe_and_highlights(offline_pair):
+def test_search_text_is_safe_and_highlights(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", ['say "hi" now', "C++ AND rust", "naïve café", "hello world"])
     for text in SPECIAL:
@@ -48,7 +55,7 @@ def test_search_text_is_safe_and_highlights(offline_pair):
     assert scoped and all(h.contact.name == "Bob" for h in scoped)
 
 
-def test_history_around_and_after(offline_pair):
+def test_history_around_and_after(offline_pair: tuple[MessengerService, MessengerService]) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", [f"m{i}" for i in range(300)])
     rows = alice.history("Bob", limit=300)
@@ -65,7 +72,9 @@ def test_history_around_and_after(offline_pair):
     assert alice.history_around("Bob", 10**9, limit=100) == []
 
 
-async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(offline_pair):
+async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     texts = [f"filler message number {i}" for i in range(2000)]
     texts[300] = "the needle: meet at the old lighthouse"
@@ -124,7 +133,9 @@ async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(offline_p
         await wait_shown(pilot, "fresh one")
 
 
-async def test_search_across_conversations_and_empty_results(tmp_path, offline_pair):
+async def test_search_across_conversations_and_empty_results(
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
+) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
@@ -179,7 +190,7 @@ async def test_search_across_conversations_and_empty_results(tmp_path, offline_p
         carol.profile.close()
 
 
-async def scroll_until(pilot, key: str, predicate, *, presses: int = 30) -> None:
+async def scroll_until(pilot: Pilot[None], key: str, predicate, *, presses: int = 30) -> None:
     for _ in range(presses):
         if predicate():
             return
@@ -189,7 +200,9 @@ async def scroll_until(pilot, key: str, predicate, *, presses: int = 30) -> None
 
 
 @pytest.mark.parametrize("everywhere", [False, True])
-async def test_search_from_the_command_palette(offline_pair, everywhere):
+async def test_search_from_the_command_palette(
+    offline_pair: tuple[MessengerService, MessengerService], everywhere
+) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", ["findable"])
     app = make_app(alice, start_service=False)

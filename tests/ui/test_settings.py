@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Select
 
 from messenger_tui.app import events as ev
@@ -15,16 +16,20 @@ from messenger_tui.app.launcher import Launcher
 from messenger_tui.app.profile import create_profile
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.onboarding import UnlockScreen
 from messenger_tui.ui.screens.settings import SettingsScreen
 from tests.helpers.clients import introduce, make_service, next_event
+from tests.helpers.relay_process import RelayProcess
 
 from .conftest import LARGE, OFFLINE_URL, SMALL, screen_text, wait_shown, wait_until
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, relay) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
+async def pair(
+    tmp_path: Path, relay: RelayProcess
+) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
     alice = make_service(tmp_path, "alice", relay.url)
     bob = make_service(tmp_path, "bob", relay.url)
     await introduce(alice, bob)
@@ -37,7 +42,7 @@ async def pair(tmp_path: Path, relay) -> AsyncIterator[tuple[MessengerService, M
             s.profile.close()
 
 
-async def open_settings(pilot, app) -> SettingsScreen:
+async def open_settings(pilot: Pilot[None], app: MessengerApp) -> SettingsScreen:
     await wait_until(pilot, lambda: app.main_screen is not None, what="main screen")
     await pilot.press("f9")
     await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
@@ -45,14 +50,16 @@ async def open_settings(pilot, app) -> SettingsScreen:
     return app.screen
 
 
-async def toggle(pilot, screen: SettingsScreen, box_id: str) -> None:
+async def toggle(pilot: Pilot[None], screen: SettingsScreen, box_id: str) -> None:
     box = screen.query_one(f"#{box_id}", Checkbox)
     box.focus()
     await pilot.press("space")
     await pilot.pause()
 
 
-async def test_every_checkbox_changes_its_setting_and_the_palette_opens_it(offline_pair):
+async def test_every_checkbox_changes_its_setting_and_the_palette_opens_it(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
@@ -78,7 +85,9 @@ async def test_every_checkbox_changes_its_setting_and_the_palette_opens_it(offli
 
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
-async def test_everything_is_reachable_at_the_small_size(offline_pair, size):
+async def test_everything_is_reachable_at_the_small_size(
+    offline_pair: tuple[MessengerService, MessengerService], size
+) -> None:
     """Each control scrolls fully into view when focused (Tab order), nothing clipped."""
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
@@ -97,7 +106,9 @@ async def test_everything_is_reachable_at_the_small_size(offline_pair, size):
 
 
 @pytest.mark.slow
-async def test_read_receipts_off_the_peer_never_learns(pair):
+async def test_read_receipts_off_the_peer_never_learns(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     await bob.start()
     app = make_app(alice)
@@ -129,7 +140,9 @@ async def test_read_receipts_off_the_peer_never_learns(pair):
 
 
 @pytest.mark.slow
-async def test_typing_off_neither_sent_nor_shown(pair):
+async def test_typing_off_neither_sent_nor_shown(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, bob = pair
     bob_events = bob.subscribe()
     await bob.start()
@@ -169,7 +182,7 @@ async def test_typing_off_neither_sent_nor_shown(pair):
 
 
 @pytest.mark.slow
-async def test_relay_url_change_reconnects(tmp_path, relay):
+async def test_relay_url_change_reconnects(tmp_path: Path, relay: RelayProcess) -> None:
     alice = make_service(tmp_path, "alice", OFFLINE_URL)
     try:
         app = make_app(alice)
@@ -195,7 +208,7 @@ async def test_relay_url_change_reconnects(tmp_path, relay):
         alice.profile.close()
 
 
-async def test_theme_is_applied_live_and_remembered(tmp_path):
+async def test_theme_is_applied_live_and_remembered(tmp_path: Path) -> None:
     home = tmp_path / "themed"
     create_profile(home, "Tess", OFFLINE_URL, None).close()
     app = make_app(launcher=Launcher(home), start_service=False)
@@ -221,7 +234,7 @@ async def test_theme_is_applied_live_and_remembered(tmp_path):
         await app.close_service()
 
 
-async def test_passphrase_set_change_wrong_and_restart(tmp_path):
+async def test_passphrase_set_change_wrong_and_restart(tmp_path: Path) -> None:
     home = tmp_path / "careful"
     create_profile(home, "Cara", OFFLINE_URL, None).close()
     app = make_app(launcher=Launcher(home), start_service=False)

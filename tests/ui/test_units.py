@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 
 import messenger_tui.ui
+from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.main import build_parser
 from messenger_tui.ui.formatting import (
     clean_text,
@@ -51,7 +52,9 @@ def test_text_helpers() -> None:
     assert len(rows) == 3 and all(len(r.split()) == 4 for r in rows)
 
 
-async def test_conversation_summaries_count_unread_after_the_last_seen(offline_pair) -> None:
+async def test_conversation_summaries_count_unread_after_the_last_seen(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
     alice, _bob = offline_pair
     bob_id = alice.contact("Bob").id
     summary = alice.conversation(bob_id)
@@ -122,7 +125,7 @@ def test_the_cli_does_not_load_textual_for_other_commands() -> None:
 def test_the_ui_loads_no_transport_or_storage() -> None:
     code = (
         "import sys, messenger_tui.ui; "
-        "print(sorted(m for m in ('websockets', 'sqlite3', 'sounddevice', "
+        "print(sorted(m for m in ('websockets', 'sqlite3', 'sqlcipher3', 'sounddevice', "
         "'messenger_tui.transport', 'messenger_tui.storage') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,6 +17,12 @@ still works.
 Plain form (no passphrase): ``"encrypted": false`` and ``"seed": "<64 hex>"`` instead of
 ``kdf``/``cipher``.
 
+The profile database (SQLCipher) has its own 32-byte key, derived here so that unlocking costs
+one argon2id run: with a passphrase it is ``BLAKE2b(key=argon2id output, person="mtui-db-key")``,
+a key of its own (the SecretBox key and the database key do not reveal each other), which changes
+whenever the file is sealed again (new salt); without one it is ``BLAKE2b(key=seed,
+person="mtui-db-plain")``, so that it is exactly as protected as the plain seed beside it.
+
 Default cost: argon2id OPSLIMIT_INTERACTIVE / MEMLIMIT_INTERACTIVE (2 passes, 64 MiB, about
 0.1 s here), because the CLI unlocks the key on every command; users who want more can seal
 with higher limits, up to the SENSITIVE limits (4 passes, 1 GiB). Files asking for more than
@@ -31,7 +37,9 @@ import unicodedata
 from typing import Final
 
 import msgspec
+import nacl.encoding
 import nacl.exceptions
+import nacl.hash
 import nacl.pwhash.argon2id as argon2id
 import nacl.secret
 
@@ -50,6 +58,10 @@ MAX_MEMLIMIT: Final = argon2id.MEMLIMIT_SENSITIVE
 _SALT_LEN: Final = argon2id.SALTBYTES
 _NONCE_LEN: Final = nacl.secret.SecretBox.NONCE_SIZE
 _SEALED_LEN: Final = SEED_LEN + nacl.secret.SecretBox.MACBYTES
+#: Length of the profile database key (SQLCipher's raw AES-256 key).
+DATABASE_KEY_LEN: Final = 32
+_DB_KEY_PERSON: Final = b"mtui-db-key"
+_DB_PLAIN_PERSON: Final = b"mtui-db-plain"
 
 
 class _Kdf(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -176,8 +188,23 @@ def public_key_of(data: bytes) -> bytes:
     return _unhex(_parse(data).public, 32, "public")
 
 
+def _database_key(secret: bytes, person: bytes) -> bytes:
+    return nacl.hash.blake2b(
+        b"",
+        digest_size=DATABASE_KEY_LEN,
+        key=secret,
+        person=person,
+        encoder=nacl.encoding.RawEncoder,
+    )
+
+
 def open_identity(data: bytes, passphrase: str | None) -> IdentityKeyPair:
-    """Unlock a key file.
+    """Unlock a key file (see :func:`unlock`, which also gives the database key)."""
+    return unlock(data, passphrase)[0]
+
+
+def unlock(data: bytes, passphrase: str | None) -> tuple[IdentityKeyPair, bytes]:
+    """Unlock a key file: the identity and the profile database's key (module docstring).
 
     Raises :class:`WrongPassphrase` when the passphrase is wrong or missing (ask again) and
     :class:`CorruptKeyFile` when the file is damaged (restore a backup). A passphrase given for
@@ -189,6 +216,7 @@ def open_identity(data: bytes, passphrase: str | None) -> IdentityKeyPair:
         if doc.seed is None or doc.kdf is not None or doc.cipher is not None:
             raise CorruptKeyFile("plain key file must hold exactly a seed")
         seed = _unhex(doc.seed, SEED_LEN, "seed")
+        db_key = _database_key(seed, _DB_PLAIN_PERSON)
     else:
         if doc.kdf is None or doc.cipher is None or doc.seed is not None:
             raise CorruptKeyFile("encrypted key file must hold kdf and cipher parameters")
@@ -212,10 +240,11 @@ def open_identity(data: bytes, passphrase: str | None) -> IdentityKeyPair:
             seed = nacl.secret.SecretBox(key).decrypt(sealed, nonce)
         except nacl.exceptions.CryptoError:
             raise WrongPassphrase("the passphrase does not unlock this identity key") from None
+        db_key = _database_key(key, _DB_KEY_PERSON)
     try:
         identity = IdentityKeyPair.from_seed(seed)
     except CryptoError:
         raise CorruptKeyFile("stored seed is not usable") from None
     if not hmac.compare_digest(identity.public, public):
         raise CorruptKeyFile("stored public key does not match the stored secret")
-    return identity
+    return identity, db_key

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.models import CallStats, CallView, Contact, Message
+from messenger_tui.core.message_states import MessageState
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ScreenUpdate:
     #: Messages appended to the open view.
     new_for_view: list[Message] = field(default_factory=list)
     #: New states of own messages in the open view (row id -> state).
-    states: dict[int, str] = field(default_factory=dict)
+    states: dict[int, MessageState] = field(default_factory=dict)
     #: The open view is reloaded from the store.
     reload_view: bool = False
     #: The open conversation's contact changed (renamed, blocked...): the new one.

@@ -46,7 +46,12 @@ class OnboardingScreen(Screen[MessengerFacade], inherit_bindings=False):
             )
             yield Label("Display name (shown to people you write to)")
             yield Input(placeholder="your name", id="name", compact=True)
-            yield Label("Passphrase (optional: encrypts your key on disk; asked at start)")
+            yield Label("Passphrase (optional; asked at every start)")
+            yield Static(
+                "It encrypts your whole profile on disk: messages, search index, contacts, "
+                "call log and keys. Without one, only your files' permissions protect them.",
+                classes="explain",
+            )
             yield Input(placeholder="leave empty for none", id="passphrase", password=True,
                         compact=True)  # fmt: skip
             yield Input(placeholder="repeat the passphrase", id="passphrase2", password=True,
@@ -144,8 +149,8 @@ class UnlockScreen(Screen[MessengerFacade], inherit_bindings=False):
         with VerticalScroll(id="unlock", classes="form"):
             yield Static("Unlock messenger-tui", classes="dialog-title")
             yield Static(
-                f"The identity key of the profile in {self.launcher.home} is protected by a "
-                "passphrase.",
+                f"The profile in {self.launcher.home} (messages, contacts, keys) is encrypted "
+                "with a passphrase.",
                 classes="explain",
             )
             yield Label("Passphrase")

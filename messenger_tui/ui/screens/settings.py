@@ -234,8 +234,14 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
     @staticmethod
     def _passphrase_hint(settings: Settings) -> str:
         if settings.passphrase_set:
-            return "Your identity key is protected by a passphrase (asked at every start)."
-        return "Your identity key has no passphrase: anyone who can read your files can use it."
+            return (
+                "A passphrase encrypts your profile on disk (messages, contacts, keys); it is "
+                "asked at every start."
+            )
+        return (
+            "No passphrase: only your files' permissions protect your messages and keys; "
+            "anyone who can read your files can read them."
+        )
 
     def on_mount(self) -> None:
         self._show_passphrase_fields(self.service.settings())
@@ -441,7 +447,7 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         result.update(
             "Passphrase changed: use the new one from the next start."
             if updated.passphrase_set
-            else "Passphrase removed: the key is stored unencrypted."
+            else "Passphrase removed: only your files' permissions protect your profile now."
         )
         self._show_passphrase_fields(updated)
 

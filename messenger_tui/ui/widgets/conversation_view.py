@@ -27,6 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from messenger_tui.app.models import Message
+from messenger_tui.core.message_states import MessageState
 from messenger_tui.ui.widgets.history_window import (
     MAX_LOADED,
     PAGE_SIZE,
@@ -292,13 +293,11 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         else:
             self.refresh()
 
-    def update_states(self, states: dict[int, str]) -> None:
+    def update_states(self, states: dict[int, MessageState]) -> None:
         """Own messages moved to a new delivery state (row id -> state)."""
-        changed = False
-        for row_id, state in states.items():
-            if self._window.set_state(row_id, state):
-                self._cache.pop(row_id, None)
-                changed = True
+        changed = [row for row, state in states.items() if self._window.set_state(row, state)]
+        for row_id in changed:
+            self._cache.pop(row_id, None)
         if changed:
             self._relayout(keep="same")
 

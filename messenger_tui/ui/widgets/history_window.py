@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable
 
 from messenger_tui.app.models import Message
+from messenger_tui.core.message_states import MessageState
 
 #: Messages per page loaded from the store.
 PAGE_SIZE = 100
@@ -124,7 +125,7 @@ class HistoryWindow:
         self.has_more = self.loader is not None
         return [m.id for m in dropped]
 
-    def set_state(self, row_id: int, state: str) -> bool:
+    def set_state(self, row_id: int, state: MessageState) -> bool:
         """An own message moved to a new delivery state; False if not loaded or unchanged."""
         pos = self._pos.get(row_id)
         if pos is None or self.messages[pos].state == state:

@@ -24,7 +24,8 @@ def signal_padded_size(size: int) -> int:
 
 def all_buckets(limit: int) -> list[int]:
     """Every bucket from 541 up to ``limit``, by exact rational powers of 21/20."""
-    out, k = [], 0
+    out: list[int] = []
+    k = 0
     while True:
         value = math.floor(Fraction(21, 20) ** k)
         if value > limit:

@@ -11,7 +11,7 @@ class DoublingDelays:
         self.resets = 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.base * 2**self.attempt)
+        delay: float = min(self.cap, self.base * 2**self.attempt)
         self.attempt += 1
         return delay
 
