@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,11 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.audio_setup import device_audio
 from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
-from messenger_tui.app.errors import AppError, BadInput, RelayUnavailable, TimedOut
+from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
-from messenger_tui.app.profile import default_home
 from messenger_tui.app.service import MessengerService
-from messenger_tui.cli.passphrase import open_for_command
+from messenger_tui.cli.output import err
+from messenger_tui.cli.profile_service import close_service, home_dir, open_service
 from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_MS, SILENCE, AudioSink, AudioSource
 
@@ -98,10 +97,6 @@ def _audio_options(p: argparse.ArgumentParser) -> None:
         type=float,
         help="seconds of talk before hanging up (default: until --play ends, or the peer hangs up)",
     )
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def wav_seconds(path: Path) -> float:
@@ -210,11 +205,10 @@ class _GatedSource:
 def _open(args: argparse.Namespace) -> MessengerService:
     """The profile's service, with the config file's setting defaults (its problems are
     printed) and ``--bitrate`` for this call only (never stored)."""
-    home = Path(args.home).expanduser() if args.home else default_home()
-    service = MessengerService(open_for_command(args, home))
-    config = load_config(home)
+    service = open_service(args)
+    config = load_config(home_dir(args))
     for problem in config.problems:
-        _say(f"warning: {problem}")
+        err(f"warning: {problem}")
     defaults = dict(config.defaults)
     service.set_setting_defaults(defaults)
     if args.bitrate is not None:
@@ -281,7 +275,7 @@ async def _follow(
         call = event.call
         line = _describe(call)
         if line != last:
-            _say(line)
+            err(line)
             last = line
         if call.state == "active" and not was_active:
             was_active = True
@@ -289,7 +283,7 @@ async def _follow(
             hang_up_at = None if talk_s is None else loop.time() + talk_s
         if call.state == "ended" and call.link in ("none", "closed"):
             if stats is not None:
-                _say(stats_summary(stats))
+                err(stats_summary(stats))
             if was_active:
                 return EXIT_CALL_LOST if call.end_reason == "connection_lost" else 0
             if call.end_reason in ("declined", "busy", "no_answer", "hung_up"):
@@ -327,13 +321,24 @@ def _describe(call: CallView) -> str:
     return call.state
 
 
-async def cmd_call(args: argparse.Namespace) -> int:
+@contextlib.asynccontextmanager
+async def _calling(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[MessengerService, HeadlessAudio, asyncio.Queue[ev.Event]]]:
+    """The service connected with the headless audio, its event queue; closed afterwards."""
     service = _open(args)
     try:
         audio = HeadlessAudio(args)
         service.set_audio(audio.factory)
         queue = service.subscribe()
         await _connect(service)
+        yield service, audio, queue
+    finally:
+        await close_service(service, quiet=True)
+
+
+async def cmd_call(args: argparse.Namespace) -> int:
+    async with _calling(args) as (service, audio, queue):
         service.place_call(args.name)
         talk_s = _talk_time(args, echo=_is_echo(service, args.name))
         try:
@@ -341,20 +346,11 @@ async def cmd_call(args: argparse.Namespace) -> int:
         except (asyncio.CancelledError, KeyboardInterrupt):
             service.hang_up()
             raise
-    finally:
-        with contextlib.suppress(Exception):
-            await service.close()
-        service.profile.close()
 
 
 async def cmd_answer(args: argparse.Namespace) -> int:
-    service = _open(args)
-    try:
-        audio = HeadlessAudio(args)
-        service.set_audio(audio.factory)
-        queue = service.subscribe()
-        await _connect(service)
-        _say("waiting for a call…")
+    async with _calling(args) as (service, audio, queue):
+        err("waiting for a call…")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + args.timeout
         while True:
@@ -366,13 +362,7 @@ async def cmd_answer(args: argparse.Namespace) -> int:
             except TimeoutError:
                 continue
             if isinstance(event, ev.CallChanged) and event.call.state == "incoming_ringing":
-                _say(_describe(event.call))
+                err(_describe(event.call))
                 service.accept_call()
                 break
         return await _follow(service, queue, _talk_time(args), audio.connected)
-    except AppError:
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            await service.close()
-        service.profile.close()

@@ -28,6 +28,7 @@ from messenger_tui.app.profile import (
     default_relay_data,
     profile_exists,
 )
+from messenger_tui.cli.profile_service import home_dir
 
 LOG_FILE = "messenger-tui.log"
 
@@ -45,8 +46,7 @@ def add_ui_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def cmd_ui(args: argparse.Namespace) -> int:
-    home = Path(args.home).expanduser() if getattr(args, "home", None) else default_home()
-    return await run_ui(args, home)
+    return await run_ui(args, home_dir(args))
 
 
 class InProcessRelay:

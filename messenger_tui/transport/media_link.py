@@ -23,7 +23,10 @@ transport does not import media). Lifecycle::
   rules are the transition table of :mod:`messenger_tui.core.links.media_rejoin`; this class
   drives it (attempts, timers, reports) and classifies what happened.
 
-Nothing logged contains the join token, keys or frame bytes.
+The join handshake and what a close means are in :mod:`messenger_tui.transport.media_join`;
+the socket that hands media frames over from the transport callback is
+:mod:`messenger_tui.transport.media_socket`. Nothing logged contains the join token, keys or
+frame bytes.
 """
 
 from __future__ import annotations
@@ -33,17 +36,14 @@ import contextlib
 import logging
 import ssl
 import time
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from messenger_tui.core import media_wire
-from messenger_tui.core.close_codes import CLOSE_ALONE, CLOSE_POLICY, CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.core.links.effects import Abort, Connect, Report
 from messenger_tui.core.links.media_rejoin import (
@@ -58,14 +58,12 @@ from messenger_tui.core.media_wire import (
     MEDIA_FRAME_FIRST_BYTE,
     MEDIA_FRAME_PREFIX,
     Leg,
-    MediaErrorCode,
-    MediaJoin,
     MediaJoined,
     MediaPeer,
 )
 from messenger_tui.core.wire import KEY_LEN, Error
 from messenger_tui.transport.backoff import Backoff
-from messenger_tui.transport.dialer import authenticate, connection_class, open_socket
+from messenger_tui.transport.dialer import connection_class, open_socket
 from messenger_tui.transport.errors import (
     PinMismatch,
     RelayAuthFailed,
@@ -75,13 +73,16 @@ from messenger_tui.transport.errors import (
 )
 from messenger_tui.transport.media_frames import (
     MaskKeys,
-    ServerFrameSplitter,
     client_binary_frame,
-    parser_between_frames,
 )
-from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
+from messenger_tui.transport.media_join import JoinRefused, close_reason, join_media, media_endpoint
+from messenger_tui.transport.media_socket import MAX_MESSAGE, MediaConnection
+from messenger_tui.transport.table_driver import TableDriver
+from messenger_tui.transport.urls import parse_relay_url
 
 __all__ = [
+    "MAX_MESSAGE",
+    "MediaConnection",
     "MediaLink",
     "MediaLinkCounters",
     "MediaLinkState",
@@ -98,8 +99,6 @@ PING_TIMEOUT = 3.0
 CLOSE_TIMEOUT = 1.0
 #: Incoming messages buffered before the socket stops reading.
 MAX_QUEUE = 64
-#: Largest incoming websocket message (media frames are at most 1,500 bytes).
-MAX_MESSAGE = 8 * 1024
 
 
 @dataclass
@@ -112,84 +111,7 @@ class MediaLinkCounters:
     joins: int = 0  # successful joins (1 + reconnects)
 
 
-class MediaConnection(ClientConnection):
-    """The media leg's websocket. Once :attr:`on_media_frame` is set, incoming media frames go
-    to it straight from the socket's ``data_received``, not through websockets' message queue
-    and a wake-up of the task reading it; while websockets' parser is between frames, a
-    :class:`~messenger_tui.transport.media_frames.ServerFrameSplitter` also takes them out of
-    the byte stream before websockets parses them (every other frame still goes through
-    websockets: pings, pongs, close, control messages). The handler runs inside the protocol
-    callback: it must not block or raise."""
-
-    on_media_frame: Callable[[bytes], None] | None = None
-    _splitter: ServerFrameSplitter | None = None
-    #: Media frames the splitter delivered (the rest came through websockets' parser).
-    split_frames = 0
-
-    def data_received(self, data: bytes) -> None:
-        splitter = self._splitter
-        if splitter is None:
-            if self.on_media_frame is None or not parser_between_frames(self.protocol):
-                super().data_received(data)
-                return
-            splitter = self._splitter = ServerFrameSplitter(
-                self._split_media,
-                self._split_other,
-                max_size=MAX_MESSAGE,
-                media_first_byte=MEDIA_FRAME_FIRST_BYTE,
-            )
-        rest = splitter.feed(data)
-        if rest is not None:  # gave up: websockets judges the rest; maybe a new one later
-            self._splitter = None
-            if rest:
-                super().data_received(rest)
-
-    def _split_media(self, frame: bytes) -> None:
-        handler = self.on_media_frame
-        if handler is None:  # the link is dropping this connection: voice is never queued
-            return
-        self.split_frames += 1
-        handler(frame)
-
-    def _split_other(self, frame: bytes) -> bool:
-        super().data_received(frame)
-        return self.protocol.state is State.OPEN
-
-    def eof_received(self) -> None:
-        splitter, self._splitter = self._splitter, None
-        if splitter is not None and (rest := splitter.take_pending()):
-            super().data_received(rest)  # a frame cut short: websockets reports it
-        super().eof_received()
-
-    def process_event(self, event: object) -> None:
-        handler = self.on_media_frame
-        if (
-            handler is not None
-            and isinstance(event, Frame)
-            and event.opcode is Opcode.BINARY
-            and event.fin
-            and event.data[:1] == MEDIA_FRAME_PREFIX
-        ):
-            handler(bytes(event.data))
-            return
-        super().process_event(event)  # type: ignore[arg-type]
-
-
-class _Refused(TransportError):
-    """The relay refused the join for good (no retry)."""
-
-
-def media_endpoint(endpoint: RelayEndpoint) -> RelayEndpoint:
-    """The endpoint of the media route beside a message-link endpoint: same scheme, host,
-    port, TLS and pin, with ``/media`` appended to the path (``ws://h:p/`` ->
-    ``ws://h:p/media``, ``wss://h/relay/`` -> ``wss://h/relay/media``)."""
-    parts = urllib.parse.urlsplit(endpoint.connect_url)
-    path = parts.path.rstrip("/") + media_wire.MEDIA_PATH
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-    return replace(endpoint, connect_url=url)
-
-
-class MediaLink:
+class MediaLink(TableDriver[MediaRejoin]):
     """One call leg's media connection to the relay. See the module docstring."""
 
     def __init__(
@@ -241,7 +163,6 @@ class MediaLink:
         self._peer = False
         self._attempt: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._joined = asyncio.Event()
         self._ended = asyncio.Event()
         self._frame_errors = 0
@@ -392,9 +313,6 @@ class MediaLink:
             except Exception:
                 logger.exception("media link on_peer handler failed")
 
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
     def _feed(self, effects: list[RejoinEffect]) -> None:
         """Carry out the lifecycle table's effects, then follow its deadline."""
         loop = asyncio.get_running_loop()
@@ -405,17 +323,7 @@ class MediaLink:
                 self._attempt = loop.create_task(self._attempt_join(), name="media-link")
             elif isinstance(effect, Abort) and self._attempt is not None:
                 self._attempt.cancel()
-        deadline = self._machine.next_deadline
-        timer = self._timer
-        if timer is not None and (deadline is None or timer.when() != deadline):
-            timer.cancel()
-            self._timer = timer = None
-        if deadline is not None and timer is None:
-            self._timer = loop.call_at(deadline, self._on_timer, deadline)
-
-    def _on_timer(self, deadline: float) -> None:
-        self._timer = None
-        self._feed(self._machine.poll(max(self._now(), deadline)))
+        self._follow_deadline()
 
     def _report(self, state: MediaLinkState) -> None:
         if state is MediaLinkState.LOST:
@@ -429,7 +337,7 @@ class MediaLink:
         """One attempt (the table's Connect); its outcome goes back to the table."""
         try:
             ws = await self._connect_and_join()
-        except (_Refused, RelayAuthFailed, RelayProtocolError, PinMismatch, TlsError) as exc:
+        except (JoinRefused, RelayAuthFailed, RelayProtocolError, PinMismatch, TlsError) as exc:
             self._feed(self._machine.refused(self._now(), str(exc)))
             return
         except TransportError as exc:
@@ -489,43 +397,16 @@ class MediaLink:
             ssl_context=self._ssl_context,
             conn_class=self._conn_class,
         )
-        try:
-            await authenticate(
-                ws,
-                self.endpoint,
-                self._identity,
-                self._sign,
-                clock=self._clock,
-                connect_timeout=self._connect_timeout,
-            )
-            async with asyncio.timeout(self._connect_timeout):
-                await ws.send(
-                    media_wire.encode_media_control(MediaJoin(token=self._token, leg=self.leg))
-                )
-                while True:
-                    data = await ws.recv()
-                    if media_wire.is_media_frame(data):
-                        continue
-                    frame = media_wire.decode_media_relay_frame(data)
-                    if isinstance(frame, MediaJoined):
-                        break
-                    if isinstance(frame, Error):
-                        raise _Refused(
-                            f"relay {self.endpoint.display} refused the call's media join "
-                            f"({frame.code}): {frame.message}"
-                        )
-        except ConnectionClosed as exc:
-            ws.transport.abort()
-            raise _DropDuringJoin(self.endpoint.display, exc) from None
-        except MalformedFrame as exc:
-            ws.transport.abort()
-            raise RelayProtocolError(
-                f"relay {self.endpoint.display} sent an undecodable media control frame: {exc}"
-            ) from None
-        except BaseException:
-            ws.transport.abort()
-            raise
-        self.joined_info = frame
+        self.joined_info = await join_media(
+            ws,
+            self.endpoint,
+            self._identity,
+            self._sign,
+            token=self._token,
+            leg=self.leg,
+            connect_timeout=self._connect_timeout,
+            clock=self._clock,
+        )
         return ws
 
     def _frame_in(self, data: bytes) -> None:
@@ -552,7 +433,7 @@ class MediaLink:
                 try:
                     data = await ws.recv()
                 except ConnectionClosed as exc:
-                    return self._close_reason(exc, refusal)
+                    return close_reason(exc, refusal, self.endpoint.display)
                 if type(data) is bytes and data[:1] == MEDIA_FRAME_PREFIX:
                     self._frame_in(data)
                     continue
@@ -573,25 +454,3 @@ class MediaLink:
         finally:
             if isinstance(ws, MediaConnection):
                 ws.on_media_frame = None
-
-    def _close_reason(self, exc: ConnectionClosed, refusal: Error | None) -> tuple[str, bool]:
-        code = exc.rcvd.code if exc.rcvd is not None else None
-        display = self.endpoint.display
-        if code == CLOSE_REPLACED or (refusal and refusal.code == MediaErrorCode.REPLACED):
-            return (
-                f"another connection of this identity took over this call leg at {display}",
-                True,
-            )
-        if code == CLOSE_ALONE:
-            return (f"the other party never joined the call's media at {display}", True)
-        if code == CLOSE_POLICY:
-            detail = f" ({refusal.code}: {refusal.message})" if refusal else ""
-            return (f"relay {display} closed the media connection{detail}", True)
-        return (f"media connection to relay {display} lost: {exc}", False)
-
-
-class _DropDuringJoin(TransportError):
-    """The connection closed before the join completed (retried)."""
-
-    def __init__(self, display: str, exc: ConnectionClosed) -> None:
-        super().__init__(f"media connection to relay {display} closed while joining ({exc})")

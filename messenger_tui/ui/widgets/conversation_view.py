@@ -1,11 +1,12 @@
 """The conversation view: a line-API widget that renders messages from the store, paged.
 
 Never one widget per message: the view keeps the loaded messages (a window of the
-conversation, newest pages first) and a flat list of rendered lines (one :class:`Strip` each),
-and ``render_line`` only picks lines out of it. Each message's lines are rendered once per
-width and cached; a state change re-renders one message. Scrolling near the top loads the
-page before the oldest loaded message through the ``load_older`` callback (the facade's
-``history(before_id=...)``) and keeps what is on screen in place.
+conversation, newest pages first: :class:`~.history_window.HistoryWindow`) and a flat list of
+rendered lines (one :class:`Strip` each, drawn by :mod:`.message_lines`), and ``render_line``
+only picks lines out of it. Each message's lines are rendered once per width and cached; a
+state change re-renders one message. Scrolling near the top loads the page before the oldest
+loaded message through the ``load_older`` callback (the facade's ``history(before_id=...)``)
+and keeps what is on screen in place.
 
 A search result opens the conversation *around* a message (:meth:`ConversationView.show_at`):
 the window then does not reach the newest message, scrolling near the bottom loads the next
@@ -15,15 +16,11 @@ At most :data:`MAX_LOADED` messages stay loaded; the far end is dropped and load
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date
+from typing import ClassVar
 
-from rich.cells import cell_len
-from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
@@ -31,28 +28,29 @@ from textual.strip import Strip
 
 from messenger_tui.app.models import Message
 from messenger_tui.core.message_states import MessageState
-from messenger_tui.ui.formatting import STATE_MARKS, clean_text, clock, day_label, local_dt
+from messenger_tui.ui.widgets.history_window import (
+    MAX_LOADED,
+    PAGE_SIZE,
+    HistoryWindow,
+    Loader,
+    NewerLoader,
+)
+from messenger_tui.ui.widgets.message_lines import (
+    LINE_STYLES,
+    Pen,
+    day_strip,
+    highlighted,
+    hint_strips,
+    message_day,
+    message_strips,
+    unread_strip,
+)
 
-#: Messages per page loaded from the store.
-PAGE_SIZE = 100
-#: While following the newest messages, keep at most this many loaded (older ones are
-#: dropped and load again as pages when the user scrolls up): memory stays bounded.
-MAX_LOADED = 2000
+#: Re-exported: the screen and tests page with these.
+__all__ = ["LOAD_MARGIN", "MAX_LOADED", "PAGE_SIZE", "ConversationView", "Loader", "NewerLoader"]
+
 #: Load the previous page when the top of the view comes this close (in lines).
 LOAD_MARGIN = 3
-#: Width of the name column (longer names are cut).
-NAME_WIDTH = 10
-OWN_NAME = "you"
-
-Loader = Callable[[int, int], list[Message]]  # (before_id, limit) -> page, oldest first
-NewerLoader = Callable[[int, int], list[Message]]  # (after_id, limit) -> page, oldest first
-#: ``before_id`` that loads the newest page.
-NEWEST = 2**62
-
-_URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]]")
-_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]*?\S)\*(?![\w*])")
-_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]*?\S)_(?![\w_])")
-_CODE = re.compile(r"`([^`\n]+)`")
 
 
 class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -74,23 +72,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
                 tooltip="Jump to the newest message"),
     ]  # fmt: skip
 
-    COMPONENT_CLASSES = {
-        "conversation--time",
-        "conversation--own-name",
-        "conversation--their-name",
-        "conversation--own-text",
-        "conversation--their-text",
-        "conversation--notice",
-        "conversation--day",
-        "conversation--mark",
-        "conversation--mark-read",
-        "conversation--mark-error",
-        "conversation--hint",
-        "conversation--unread",
-        "conversation--link",
-        "conversation--code",
-        "conversation--highlight",
-    }
+    COMPONENT_CLASSES: ClassVar[set[str]] = set(LINE_STYLES)
 
     DEFAULT_CSS = """
     ConversationView {
@@ -121,15 +103,9 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self, *, name: str | None = None, id: str | None = None, classes: str | None = None
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self._messages: list[Message] = []
-        self._pos: dict[int, int] = {}
+        self._window = HistoryWindow()
         self._their_name = ""
-        self._loader: Loader | None = None
-        self._newer_loader: NewerLoader | None = None
-        self._has_more = False
-        self._has_newer = False  # the window ends before the newest message (search result)
         self._highlight: int | None = None  # row shown highlighted (a search result)
-        self._loading = False
         self._hint = ""
         self._width = 0
         self._cache: dict[int, list[Strip]] = {}
@@ -145,16 +121,16 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     @property
     def messages(self) -> list[Message]:
         """The loaded messages, oldest first."""
-        return list(self._messages)
+        return list(self._window.messages)
 
     @property
     def has_more(self) -> bool:
-        return self._has_more
+        return self._window.has_more
 
     @property
     def has_newer(self) -> bool:
         """Whether newer messages exist than the loaded ones (after opening a search result)."""
-        return self._has_newer
+        return self._window.has_newer
 
     @property
     def highlighted(self) -> int | None:
@@ -172,8 +148,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         return out
 
     def message(self, row_id: int) -> Message | None:
-        pos = self._pos.get(row_id)
-        return self._messages[pos] if pos is not None else None
+        return self._window.get(row_id)
 
     def text_lines(self) -> list[str]:
         """The rendered lines as plain text (tests, debugging)."""
@@ -182,7 +157,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def set_hint(self, hint: str) -> None:
         """Text shown when there are no messages (an empty state)."""
         self._hint = hint
-        if not self._messages:
+        if not self._window.messages:
             self._relayout(keep="end")
 
     def show(
@@ -196,12 +171,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     ) -> None:
         """Show a conversation: its newest page, scrolled to the end."""
         self._their_name = their_name
-        self._loader = loader
-        self._newer_loader = newer_loader
-        self._messages = list(page)
-        self._reindex()
-        self._has_more = loader is not None and len(page) >= page_size
-        self._has_newer = False
+        self._window.open_newest(page, loader, newer_loader, page_size=page_size)
         self._highlight = None
         self._cache.clear()
         self._unread_from = next(
@@ -224,16 +194,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         holds the messages around it): scrolled to it and highlighted. Older and newer pages
         load as the user scrolls either way."""
         self._their_name = their_name
-        self._loader = loader
-        self._newer_loader = newer_loader
-        self._messages = list(page)
-        self._reindex()
+        self._window.open_around(page, loader, newer_loader)
         self._cache.clear()
         self._unread_from = None
-        self._highlight = target if target in self._pos else None
-        first, last = (page[0].id, page[-1].id) if page else (NEWEST, 0)
-        self._has_more = bool(page) and loader is not None and bool(loader(first, 1))
-        self._has_newer = bool(page) and newer_loader is not None and bool(newer_loader(last, 1))
+        self._highlight = target if target in self._window else None
         self._relayout(keep="none")
         self.scroll_to_row(target)
         self._fill_if_short()
@@ -258,13 +222,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def jump_to_newest(self) -> None:
         """Scroll to the newest message, loading the newest page first when the window does
         not reach it (after a search result)."""
-        if self._has_newer and self._loader is not None:
-            page = self._loader(NEWEST, PAGE_SIZE)
-            self._messages = list(page)
-            self._reindex()
+        if self._window.back_to_newest():
             self._cache.clear()
-            self._has_newer = False
-            self._has_more = len(page) >= PAGE_SIZE
             self._relayout(keep="end")
             return
         self.scroll_end(animate=False, x_axis=False, immediate=True, force=True)
@@ -292,12 +251,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def clear(self, hint: str = "") -> None:
         self._hint = hint
         self._their_name = ""
-        self._loader = None
-        self._newer_loader = None
-        self._messages = []
-        self._pos = {}
-        self._has_more = False
-        self._has_newer = False
+        self._window.clear()
         self._highlight = None
         self._unread_from = None
         self._cache.clear()
@@ -306,47 +260,32 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def append(self, messages: Iterable[Message]) -> None:
         """Add new messages at the end (ignores ones already shown); follows the end if the
         view was at the end."""
-        fresh = [m for m in messages if m.id not in self._pos]
-        if not fresh or self._has_newer:
+        window = self._window
+        fresh = window.fresh(list(messages))
+        if not fresh or window.has_newer:
             return  # a window before the newest: they load when the user scrolls down
         follow = self.following
-        was_empty = not self._messages
-        fresh.sort(key=lambda m: m.id)
-        if self._messages and fresh[0].id < self._messages[-1].id:
+        was_empty = not window.messages
+        if window.messages and fresh[0].id < window.messages[-1].id:
             # Out of order (rare): merge and rebuild.
-            self._messages = sorted([*self._messages, *fresh], key=lambda m: m.id)
-            self._reindex()
+            window.merge(fresh)
             self._relayout(keep="end" if follow else "top")
             return
-        prev_day = self._day(self._messages[-1]) if self._messages else None
-        for m in fresh:
-            self._pos[m.id] = len(self._messages)
-            self._messages.append(m)
-        if follow and len(self._messages) > MAX_LOADED:
-            dropped = self._messages[: len(self._messages) - MAX_LOADED // 2]
-            self._messages = self._messages[len(dropped) :]
-            for m in dropped:
-                self._cache.pop(m.id, None)
-            self._reindex()
-            self._has_more = self._loader is not None
-            self._relayout(keep="end")
-            return
+        prev_day = message_day(window.messages[-1]) if window.messages else None
+        window.extend(fresh)
+        if follow:
+            dropped = window.trim_followed()
+            if dropped is not None:
+                self._forget(dropped)
+                self._relayout(keep="end")
+                return
         if was_empty or not self._width:
             self._relayout(keep="end")
             return
         start = len(self._lines)
-        for m in fresh:
-            day = self._day(m)
-            if day != prev_day:
-                self._lines.append(self._day_strip(day))
-                self._line_owner.append(None)
-                prev_day = day
-            if m.id == self._unread_from:
-                self._lines.append(self._unread_strip())
-                self._line_owner.append(None)
-            block = self._block(m)
-            self._lines.extend(block)
-            self._line_owner.extend([m.id] * len(block))
+        lines, owners = self._draw(fresh, prev_day)
+        self._lines.extend(lines)
+        self._line_owner.extend(owners)
         self.virtual_size = Size(self._width, len(self._lines))
         self.refresh_lines(start, len(self._lines) - start)
         if follow and not self.is_vertical_scrollbar_grabbed:
@@ -356,110 +295,65 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def update_states(self, states: dict[int, MessageState]) -> None:
         """Own messages moved to a new delivery state (row id -> state)."""
-        changed = False
-        for row_id, state in states.items():
-            pos = self._pos.get(row_id)
-            if pos is None or self._messages[pos].state == state:
-                continue
-            self._messages[pos] = dataclasses.replace(self._messages[pos], state=state)
+        changed = [row for row, state in states.items() if self._window.set_state(row, state)]
+        for row_id in changed:
             self._cache.pop(row_id, None)
-            changed = True
         if changed:
             self._relayout(keep="same")
 
     def reload(self, page: list[Message], *, page_size: int) -> None:
         """Replace the content with a fresh newest page (e.g. after a notice was inserted).
         A window before the newest (a search result) stays: it is only drawn again."""
-        if self._has_newer:
+        if self._window.has_newer:
             self._cache.clear()
             self._relayout(keep="same")
             return
         follow = self.following
-        self._messages = list(page)
-        self._reindex()
-        self._has_more = self._loader is not None and len(page) >= page_size
+        self._window.reload(page, page_size=page_size)
         self._cache.clear()
         self._relayout(keep="end" if follow else "same")
 
     def load_older(self) -> bool:
         """Load the page before the oldest loaded message; keep the view where it was.
         Returns whether anything was loaded."""
-        if not self._has_more or self._loader is None or self._loading or not self._messages:
-            return False
-        self._loading = True
-        try:
-            page = [
-                m for m in self._loader(self._messages[0].id, PAGE_SIZE) if m.id not in self._pos
-            ]
-        finally:
-            self._loading = False
-        self._has_more = len(page) >= PAGE_SIZE
-        if not page:
-            return False
-        self._messages = page + self._messages
-        if len(self._messages) > MAX_LOADED and self._newer_loader is not None:
-            self._drop(newest=len(self._messages) - MAX_LOADED)
-        self._reindex()
-        self._relayout_anchored()
-        return True
+        return self._paged(self._window.older())
 
     def load_newer(self) -> bool:
         """Load the page after the newest loaded message (when the window does not reach the
         newest, after a search result); keep the view where it was."""
-        if not self._has_newer or self._newer_loader is None or self._loading or not self._messages:
+        return self._paged(self._window.newer())
+
+    def _paged(self, loaded: tuple[list[Message], list[int]] | None) -> bool:
+        if loaded is None:
             return False
-        self._loading = True
-        try:
-            page = [
-                m
-                for m in self._newer_loader(self._messages[-1].id, PAGE_SIZE)
-                if m.id not in self._pos
-            ]
-        finally:
-            self._loading = False
-        self._has_newer = len(page) >= PAGE_SIZE
-        if not page:
-            return False
-        self._messages = self._messages + page
-        if len(self._messages) > MAX_LOADED and self._loader is not None:
-            self._drop(oldest=len(self._messages) - MAX_LOADED)
-        self._reindex()
+        self._forget(loaded[1])
         self._relayout_anchored()
         return True
 
-    def _drop(self, *, oldest: int = 0, newest: int = 0) -> None:
-        """Forget loaded messages at either end (they load again as pages)."""
-        if oldest:
-            for m in self._messages[:oldest]:
-                self._cache.pop(m.id, None)
-            self._messages = self._messages[oldest:]
-            self._has_more = True
-        if newest:
-            for m in self._messages[len(self._messages) - newest :]:
-                self._cache.pop(m.id, None)
-            self._messages = self._messages[: len(self._messages) - newest]
-            self._has_newer = True
+    def _forget(self, row_ids: list[int]) -> None:
+        """Messages left the window: drop their drawn lines (they load again as pages)."""
+        for row_id in row_ids:
+            self._cache.pop(row_id, None)
 
     def _relayout_anchored(self) -> None:
         """Rebuild the lines keeping the first visible message at the same place on screen."""
+        self._relayout(keep="none", anchor=self._anchor(reach=50))
+
+    def _anchor(self, reach: int) -> tuple[int, int] | None:
+        """The first loaded message drawn within ``reach`` lines from the top of the view, and
+        how far the top stands below its first line."""
         top = int(self.scroll_y)
-        anchor: tuple[int, int] | None = None
-        for y in range(top, min(len(self._line_owner), top + 50)):
+        for y in range(top, min(len(self._line_owner), top + reach)):
             owner = self._line_owner[y]
-            if owner is not None and owner in self._pos:
-                anchor = (owner, top - self._line_owner.index(owner))
-                break
-        self._relayout(keep="none")
-        if anchor is not None:
-            owner, offset = anchor
-            y = self._line_owner.index(owner) + offset
-            self.scroll_to(y=max(0, y), animate=False, immediate=True, force=True)
+            if owner is not None and owner in self._window:
+                return owner, top - self._line_owner.index(owner)
+        return None
 
     def _fill_if_short(self) -> None:
         """Load newer pages while the window does not fill the view (nothing to scroll)."""
         height = self.scrollable_content_region.height
         for _ in range(5):
-            if not self._has_newer or len(self._lines) > height + LOAD_MARGIN:
+            if not self._window.has_newer or len(self._lines) > height + LOAD_MARGIN:
                 return
             if not self.load_newer():
                 return
@@ -504,7 +398,7 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def on_resize(self) -> None:
         width = self.scrollable_content_region.width
-        follow = self._following and not self._has_newer
+        follow = self._following and not self._window.has_newer
         if width != self._width:
             self._cache.clear()
             self._relayout(keep="end" if follow else "same")
@@ -520,9 +414,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
         self._following = new_value >= self.max_scroll_y
-        if new_value < LOAD_MARGIN and self._has_more and not self._loading:
+        window = self._window
+        if new_value < LOAD_MARGIN and window.has_more and not window.loading:
             self.call_later(self._load_older_if_near_top)
-        if self._has_newer and not self._loading and new_value > self.max_scroll_y - LOAD_MARGIN:
+        if window.has_newer and not window.loading and new_value > self.max_scroll_y - LOAD_MARGIN:
             self.call_later(self._load_newer_if_near_bottom)
 
     def _load_older_if_near_top(self) -> None:
@@ -535,187 +430,70 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
 
     # ------------------------------------------------------------------ layout
 
-    def _reindex(self) -> None:
-        self._pos = {m.id: i for i, m in enumerate(self._messages)}
-
-    @staticmethod
-    def _day(m: Message) -> date:
-        return local_dt(m.sent_at_ms).date()
-
-    def _relayout(self, keep: str) -> None:
+    def _relayout(self, keep: str, anchor: tuple[int, int] | None = None) -> None:
         """Rebuild the flat line list. ``keep``: "end" (scroll to the end), "same" (keep the
-        first visible message in place), "top", or "none" (caller scrolls)."""
+        first visible message in place), "top", or "none" (scroll to ``anchor`` if given,
+        else the caller scrolls)."""
         width = self.scrollable_content_region.width
-        anchor: tuple[int, int] | None = None
         if keep == "same" and self._lines and not self.is_vertical_scroll_end:
-            top = int(self.scroll_y)
-            if 0 <= top < len(self._line_owner):
-                owner = self._line_owner[top]
-                if owner is not None:
-                    anchor = (owner, top - self._line_owner.index(owner))
+            anchor = self._anchor(reach=1)
         at_end = self.is_vertical_scroll_end
         self._width = width
-        lines: list[Strip] = []
-        owners: list[int | None] = []
-        if width > 0:
-            prev_day: date | None = None
-            for m in self._messages:
-                day = self._day(m)
-                if day != prev_day:
-                    lines.append(self._day_strip(day))
-                    owners.append(None)
-                    prev_day = day
-                if m.id == self._unread_from:
-                    lines.append(self._unread_strip())
-                    owners.append(None)
-                block = self._block(m)
-                lines.extend(block)
-                owners.extend([m.id] * len(block))
-            if not self._messages and self._hint:
-                lines.extend(self._hint_strips())
-                owners.extend([None] * (len(lines) - len(owners)))
+        lines, owners = self._draw(self._window.messages if width > 0 else [], prev_day=None)
+        if width > 0 and not self._window.messages and self._hint:
+            lines.extend(hint_strips(self._pen(), self._hint))
+            owners.extend([None] * (len(lines) - len(owners)))
         self._lines = lines
         self._line_owner = owners
         self.virtual_size = Size(width, len(lines))
         self.refresh()
         if keep == "end" or (keep == "same" and at_end):
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        elif keep == "top":
-            pass
-        elif anchor is not None:
+        elif anchor is not None:  # ("top" has none: it stays where it is)
             owner, offset = anchor
             try:
                 y = owners.index(owner) + offset
             except ValueError:
                 return
-            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+            self.scroll_to(y=max(0, y), animate=False, immediate=True, force=True)
 
-    # ------------------------------------------------------------------ rendering
+    def _draw(
+        self, messages: list[Message], prev_day: date | None
+    ) -> tuple[list[Strip], list[int | None]]:
+        """The lines of ``messages`` following a message of ``prev_day``: a day separator
+        before each new day, the "new messages" line, each message's (cached) lines; with the
+        owner of each line (a row id, None for separators)."""
+        if not messages:
+            return [], []
+        pen = self._pen()
+        lines: list[Strip] = []
+        owners: list[int | None] = []
+        for m in messages:
+            day = message_day(m)
+            if day != prev_day:
+                lines.append(day_strip(pen, day))
+                owners.append(None)
+                prev_day = day
+            if m.id == self._unread_from:
+                lines.append(unread_strip(pen))
+                owners.append(None)
+            block = self._block(pen, m)
+            lines.extend(block)
+            owners.extend([m.id] * len(block))
+        return lines, owners
+
+    def _pen(self) -> Pen:
+        return Pen(self._width, self.rich_style, self.app.console, self._style)
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(name, partial=True)
 
-    def _to_strip(self, text: Text) -> Strip:
-        base = self.rich_style
-        segments = [
-            Segment(seg.text, base + seg.style if seg.style else base, seg.control)
-            for seg in text.render(self.app.console)
-        ]
-        return Strip(segments, text.cell_len).extend_cell_length(self._width, base)
-
-    def _day_strip(self, day: date) -> Strip:
-        label = f" {day_label(day)} "
-        width = self._width
-        side = max(0, (width - cell_len(label)) // 2)
-        line = "─" * side + label + "─" * max(0, width - side - cell_len(label))
-        return self._to_strip(Text(line[:width] if cell_len(line) > width else line,
-                                   style=self._style("conversation--day")))  # fmt: skip
-
-    def _unread_strip(self) -> Strip:
-        label = " new messages "
-        width = self._width
-        line = (label + "─" * max(0, width - cell_len(label) - 2)).rjust(width, "─")[:width]
-        return self._to_strip(Text(line, style=self._style("conversation--unread")))
-
-    def _decorate(self, body: Text) -> Text:
-        """Links (clickable where the terminal supports OSC 8), *bold*, _italic_, `code`."""
-        plain = body.plain
-        if "://" in plain:
-            link_style = self._style("conversation--link")
-            for match in _URL.finditer(plain):
-                body.stylize(link_style + Style(link=match.group(0)), match.start(), match.end())
-        if "*" in plain:
-            for match in _BOLD.finditer(plain):
-                body.stylize("bold", match.start(1), match.end(1))
-        if "_" in plain:
-            for match in _ITALIC.finditer(plain):
-                body.stylize("italic", match.start(1), match.end(1))
-        if "`" in plain:
-            code_style = self._style("conversation--code")
-            for match in _CODE.finditer(plain):
-                body.stylize(code_style, match.start(1), match.end(1))
-        return body
-
-    def _hint_strips(self) -> list[Strip]:
-        out = [Strip.blank(self._width, self.rich_style)]
-        text = Text(self._hint, style=self._style("conversation--hint"))
-        for line in text.wrap(self.app.console, max(1, self._width - 2)):
-            line.pad_left(1)
-            out.append(self._to_strip(line))
-        return out
-
-    def _block(self, m: Message) -> list[Strip]:
+    def _block(self, pen: Pen, m: Message) -> list[Strip]:
         cached = self._cache.get(m.id)
         if cached is not None:
             return cached
-        block = self._render_message(m)
+        block = message_strips(pen, m, self._their_name)
         if m.id == self._highlight:
-            style = self._style("conversation--highlight")
-            block = [
-                Strip([Segment(t, (st or Style()) + style, c) for t, st, c in strip],
-                      strip.cell_length)
-                for strip in block
-            ]  # fmt: skip
+            block = highlighted(pen, block)
         self._cache[m.id] = block
         return block
-
-    def _render_message(self, m: Message) -> list[Strip]:
-        width = self._width
-        time_text = clock(m.sent_at_ms)
-        console = self.app.console
-        if m.kind in ("notice", "call"):
-            icon = "☏" if m.kind == "call" else "⚠"
-            indent = len(time_text) + 3
-            body = Text(clean_text(m.text), style=self._style("conversation--notice"))
-            wrapped = body.wrap(console, max(1, width - indent), overflow="fold")
-            out = []
-            for i, line in enumerate(wrapped):
-                head = (
-                    Text.assemble((time_text, self._style("conversation--time")), " ",
-                                  (icon, self._style("conversation--notice")), " ")
-                    if i == 0
-                    else Text(" " * indent)
-                )  # fmt: skip
-                out.append(self._to_strip(head + line))
-            return out
-        name = OWN_NAME if m.outgoing else (self._their_name or "them")
-        if cell_len(name) > NAME_WIDTH:
-            name = name[: NAME_WIDTH - 1] + "…"
-        name_style = self._style(
-            "conversation--own-name" if m.outgoing else "conversation--their-name"
-        )
-        text_style = self._style(
-            "conversation--own-text" if m.outgoing else "conversation--their-text"
-        )
-        indent = len(time_text) + 1 + NAME_WIDTH + 1
-        mark_width = 3 if m.outgoing else 0
-        text_width = max(1, width - indent - mark_width)
-        body = self._decorate(Text(clean_text(m.text) or " ", style=text_style))
-        wrapped = body.wrap(console, text_width, overflow="fold")
-        out = []
-        last = len(wrapped) - 1
-        for i, line in enumerate(wrapped):
-            if i == 0:
-                head = Text.assemble(
-                    (time_text, self._style("conversation--time")),
-                    " ",
-                    (name.ljust(NAME_WIDTH), name_style),
-                    " ",
-                )
-            else:
-                head = Text(" " * indent)
-            row = head + line
-            if m.outgoing and i == last:
-                mark = STATE_MARKS.get(m.state, "")
-                mark_style = self._style(
-                    "conversation--mark-read"
-                    if m.state == "read"
-                    else "conversation--mark-error"
-                    if m.state == "error"
-                    else "conversation--mark"
-                )
-                pad = max(1, width - row.cell_len - cell_len(mark))
-                row.append(" " * pad)
-                row.append(mark, mark_style)
-            out.append(self._to_strip(row))
-        return out

@@ -1,0 +1,223 @@
+"""``messenger-tui send``, ``receive``, ``history`` and ``search``: messages without the UI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.errors import AppError
+from messenger_tui.app.models import Contact, Message
+from messenger_tui.cli.output import (
+    err,
+    message_json,
+    out,
+    print_message,
+    receipt_json,
+    terminal_safe,
+)
+from messenger_tui.cli.profile_service import close_service, open_service
+
+
+def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``send``, ``receive``, ``history`` and ``search`` (called from
+    main.build_parser)."""
+    p = sub.add_parser(
+        "send",
+        parents=[common],
+        help="send a message; exits 0 once the relay stored it, or once it is queued when "
+        "the relay is down",
+    )
+    p.add_argument("name")
+    p.add_argument("text")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="keep trying until the relay stores it; exit 5 on timeout",
+    )
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "receive", parents=[common], help="fetch, decrypt, store, ack and print queued messages"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "one JSON object per line: messages (type message), receipts for your messages "
+            "(type receipt: delivered/read) and dropped messages (type error). Messages are "
+            "printed at least once: after a crash the last line may come again on the next "
+            "run with the same id; dedupe by `id`"
+        ),
+    )
+    p.add_argument("--follow", action="store_true", help="keep listening")
+    p.add_argument(
+        "--timeout", type=float, default=0.0, help="wait up to S seconds when nothing is queued yet"
+    )
+    p.add_argument("--no-read", action="store_true", help="do not send read receipts")
+    p.set_defaults(func=cmd_receive)
+
+    p = sub.add_parser("history", parents=[common], help="show a conversation")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("search", parents=[common], help="search the stored messages (newest first)")
+    p.add_argument("text", help="words to find (the last one also matches as a prefix)")
+    p.add_argument("--contact", metavar="NAME", help="only in this conversation")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_search)
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        message = await service.send_text(args.name, args.text)
+        contact = service.contact(args.name)
+        deadline = asyncio.get_running_loop().time() + args.timeout
+        while True:
+            try:
+                await service.connect(timeout=min(5.0, args.timeout))
+                break
+            except AppError as exc:
+                if not args.wait:
+                    err(
+                        f"{exc}\nthe message is queued in the outbox "
+                        f"({service.outbox_count()} waiting) and is sent the next time "
+                        "messenger-tui connects"
+                    )
+                    return 0
+                if asyncio.get_running_loop().time() >= deadline:
+                    err(f"{exc}\nthe message stays queued in the outbox")
+                    return 5
+                await asyncio.sleep(1.0)
+        remaining = max(1.0, deadline - asyncio.get_running_loop().time())
+        if await service.wait_outbox_empty(remaining, message_row=message.id):
+            err(f"sent to {contact.name} (stored by the relay)")
+            # Give receipts and older queued rows a moment to go out too.
+            await service.wait_outbox_empty(2.0)
+            return 0
+        problem = service.bundle_problem(contact.identity) or "the relay did not confirm in time"
+        err(f"queued for {contact.name}, not sent yet: {problem}")
+        return 10 if args.wait else 0
+    finally:
+        await close_service(service)
+
+
+async def cmd_receive(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    queue = service.subscribe()
+    printed: set[int] = set()
+
+    def show(contact: Contact, m: Message) -> None:
+        if m.id in printed:
+            return
+        printed.add(m.id)
+        if args.json:
+            out(json.dumps({"type": "message", **message_json(contact, m)}))
+        else:
+            print_message(contact, m)
+
+    async def show_unread() -> int:
+        # At least once: each line is printed (and flushed) first, then its message is marked
+        # seen in its own commit. A crash between the two prints that one line again on the
+        # next run, with the same `id`; nothing is marked seen unprinted. Read receipts go per
+        # conversation after the batch (a crash before that loses only the receipt).
+        names: set[str] = set()
+        read: dict[str, list[bytes]] = {}
+        for contact, m in service.unread():
+            show(contact, m)
+            names.add(contact.name)
+            if not args.no_read and service.mark_shown(m):
+                read.setdefault(contact.name, []).append(m.message_id)
+        for name, ids in read.items():
+            service.send_read_receipt(name, ids)
+        return len(names)
+
+    def report(event: ev.Event) -> None:
+        if isinstance(event, ev.MessageFailed):
+            who = terminal_safe(event.contact.name) if event.contact else "an unknown sender"
+            text = f"a message from {who} was dropped: {event.reason}"
+            if args.json:
+                out(json.dumps({"type": "error", "from": who, "error": event.reason}))
+            else:
+                err(f"error: {text}")
+        elif isinstance(event, ev.ConnectionChanged) and args.follow and not args.json:
+            if event.state == "reconnecting":
+                why = f" ({event.error})" if event.error else ""
+                err(f"relay connection lost{why}; retrying in {event.retry_in or 0:.1f} s")
+            elif event.state == "connected":
+                err("connected to the relay")
+        elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
+            if not args.json:
+                err(f"{terminal_safe(event.contact.name)}: message {event.state}")
+                return
+            message = service.message(event.message_row)
+            if message is not None:
+                out(json.dumps(receipt_json(event.contact, message, event.state)))
+
+    try:
+        try:
+            await service.connect(timeout=5.0)
+        except AppError as exc:
+            if not args.follow:
+                err(f"{exc}; showing what was already stored")
+                await show_unread()
+                return 0
+            await service.start()
+        else:
+            if args.follow:
+                await service.start()
+        if service.connected:
+            await service.wait_backlog(30.0)
+        while not queue.empty():
+            report(queue.get_nowait())
+        shown = await show_unread()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (args.timeout or 0.0)
+        while args.follow or (shown == 0 and loop.time() < deadline):
+            remaining = None if args.follow else max(0.0, deadline - loop.time())
+            try:
+                event = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                break
+            report(event)
+            if isinstance(event, ev.MessageReceived):
+                shown += await show_unread()
+        await service.wait_outbox_empty(5.0)  # receipts
+        return 0
+    finally:
+        await close_service(service)
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    service = open_service(args)
+    try:
+        contact = service.contact(args.name)
+        for m in service.history(args.name, limit=args.limit):
+            if args.json:
+                out(json.dumps(message_json(contact, m)))
+            else:
+                print_message(contact, m)
+    finally:
+        await close_service(service)
+    return 0
+
+
+async def cmd_search(args: argparse.Namespace) -> int:
+    """Full-text search of the stored messages (the database is decrypted in memory only)."""
+    service = open_service(args)
+    try:
+        for hit in service.search(args.text, name=args.contact, limit=args.limit):
+            if args.json:
+                out(json.dumps({**message_json(hit.contact, hit.message), "snippet": hit.snippet}))
+            else:
+                print_message(hit.contact, hit.message)
+    finally:
+        await close_service(service)
+    return 0
