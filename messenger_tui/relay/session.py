@@ -11,6 +11,7 @@ newer connection of the same identity (close 4000).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Coroutine
 from typing import Any, Final
 
@@ -20,7 +21,8 @@ from websockets.exceptions import ConnectionClosed
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
-from messenger_tui.relay.access_gate import admit_identity, set_verifier
+from messenger_tui.relay.access_gate import address_key, admit_identity, set_verifier
+from messenger_tui.relay.address_pacing import AddressPacer
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
@@ -33,6 +35,10 @@ from messenger_tui.relay.wakeup import Wakeup
 CLOSE_REPLACED: Final = 4000
 CLOSE_POLICY: Final = 1008
 CLOSE_INTERNAL: Final = 1011
+CLOSE_TRY_AGAIN: Final = 1013
+#: Longest wait for a handshake slot of the source address (the client allows 5 s for the
+#: whole handshake); a connection that would wait longer is closed with 1013.
+AUTH_PACING_MAX_WAIT_S: Final = 2.0
 #: Sends awaiting their commit before the session stops reading from the client.
 MAX_PENDING_INSERTS: Final = 1024
 #: Envelope bytes awaiting their commit before the session stops reading from the client.
@@ -111,6 +117,7 @@ class RelaySession:
         self._quota_refusals = 0
         self._closing = False
         self._handshake_io = _SessionHandshake(self)
+        self._address = address_key(connection.remote_address)
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
 
@@ -158,6 +165,10 @@ class RelaySession:
         counters.connections += 1
         writer = asyncio.get_running_loop().create_task(self._outbox.run())
         try:
+            if not await self._paced(self._s.limits.address_auth, AUTH_PACING_MAX_WAIT_S):
+                reason = "too many connections from your network address; retry in a few seconds"
+                await self._close(CLOSE_TRY_AGAIN, reason)
+                return
             identity = await self._authenticate()
             if identity is None:
                 return
@@ -282,6 +293,7 @@ class RelaySession:
                 await self._malformed_frame(exc)
                 continue
             if isinstance(frame, wire.Send):
+                await self._paced(self._s.limits.address_send)
                 self._on_send(frame)
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
@@ -297,6 +309,17 @@ class RelaySession:
                 await self._on_set_verifier(frame)
             else:  # a second Auth
                 self._error(ErrorCode.BAD_REQUEST, "already authenticated")
+
+    async def _paced(self, pacer: AddressPacer | None, max_wait_s: float = math.inf) -> bool:
+        """Wait for this source address's next slot of ``pacer``, reading nothing meanwhile
+        (see relay/address_pacing.py); False, with nothing booked, if that is over
+        ``max_wait_s``."""
+        wait = 0.0 if pacer is None else pacer.reserve(self._address, max_wait_s)
+        if wait is None:
+            return False
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return True
 
     def _error(self, code: str, message: str, ref: int | bytes | None = None) -> None:
         self._outbox.put(wire.Error(code=code, message=message, ref=ref))

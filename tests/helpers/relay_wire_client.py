@@ -75,8 +75,10 @@ class WireClient:
         auth: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
+        source: str | None = None,
     ) -> WireClient:
-        """Connect, read the Challenge and (unless ``auth=False``) authenticate."""
+        """Connect (from the local address ``source``, e.g. another loopback address, if
+        given), read the Challenge and (unless ``auth=False``) authenticate."""
         ws = await connect(
             url,
             compression=None,
@@ -84,6 +86,7 @@ class WireClient:
             ssl=ssl_context,
             open_timeout=timeout,
             ping_interval=None,
+            **({} if source is None else {"local_addr": (source, 0)}),
         )
         first = wire.decode_relay_frame(await asyncio.wait_for(ws.recv(), timeout))
         assert isinstance(first, wire.Challenge), first
