@@ -12,19 +12,32 @@ reading the socket, and TCP pushes back on the sender: an address over its rate 
 relay a timer per paced frame instead of the work (and the refusal) per frame. Since nothing
 is refused, the order of a connection's frames is untouched.
 
+A Send takes one slot per started :data:`SEND_SLOT_BYTES` of body (:func:`send_slots`), so
+the budget bounds bytes too: at the default 200 slots/s an address stores at most 800 KiB/s
+of envelopes, whatever their size.
+
 The schedule is a GCRA (generic cell rate algorithm, the virtual-scheduling form of a token
-bucket): each address has a theoretical arrival time ``tat``; a request at ``now`` may start
-at ``max(tat, now) - tolerance`` (``tolerance`` = ``burst - 1`` intervals) and moves ``tat``
-one interval on. A connection waiting for its slot reads nothing, so it holds at most one
-reservation: the backlog of one address is at most its number of connections.
+bucket): each address has a theoretical arrival time ``tat``; work of ``n`` slots at ``now``
+moves it to ``max(tat, now) + n * interval`` and may start once that is at most ``burst``
+intervals ahead of the clock. A connection waiting for its turn reads nothing, so it holds at
+most one reservation: the backlog of one address is bounded by its number of connections.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from messenger_tui.relay.clock import Clock
 from messenger_tui.relay.config import RateLimit, RelayConfig
+
+#: Body bytes one Send slot covers; bigger envelopes take one slot per started block.
+SEND_SLOT_BYTES: Final = 4096
+
+
+def send_slots(body_len: int) -> int:
+    """Slots a Send of ``body_len`` body bytes takes (at least one)."""
+    return max(1, -(-body_len // SEND_SLOT_BYTES))
 
 
 class AddressPacer:
@@ -34,18 +47,19 @@ class AddressPacer:
         self.limit = limit
         self._clock = clock
         self._interval_ms = 1000.0 / limit.rate_per_s
-        self._tolerance_ms = (limit.burst - 1) * self._interval_ms
+        self._ahead_ms = limit.burst * self._interval_ms
         self._tat: dict[bytes, float] = {}
 
-    def reserve(self, address: bytes, max_wait_s: float = math.inf) -> float | None:
-        """Book ``address``'s next slot and return the seconds to wait for it (0.0: go now);
-        None, with nothing booked, when the wait would exceed ``max_wait_s``."""
+    def reserve(self, address: bytes, max_wait_s: float = math.inf, slots: int = 1) -> float | None:
+        """Book ``slots`` of ``address``'s schedule and return the seconds to wait before the
+        work (0.0: go now); None, with nothing booked, when the wait would exceed
+        ``max_wait_s``."""
         now = float(self._clock())
-        tat = max(self._tat.get(address, now), now)
-        wait_ms = tat - self._tolerance_ms - now
+        tat = max(self._tat.get(address, now), now) + slots * self._interval_ms
+        wait_ms = tat - self._ahead_ms - now
         if wait_ms > max_wait_s * 1000.0:
             return None
-        self._tat[address] = tat + self._interval_ms
+        self._tat[address] = tat
         return max(0.0, wait_ms) / 1000.0
 
     def prune(self) -> int:

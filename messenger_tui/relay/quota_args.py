@@ -53,7 +53,10 @@ def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
         "stops reading from the connection until its turn (docs/threat-model.md)"
     )
     a.add_argument(
-        "--address-send-rate", type=float, default=send.rate_per_s, help="Sends per second"
+        "--address-send-rate",
+        type=float,
+        default=send.rate_per_s,
+        help="Sends per second (a Send takes one slot per started 4 KiB of body)",
     )
     a.add_argument("--address-send-burst", type=int, default=send.burst)
     a.add_argument(

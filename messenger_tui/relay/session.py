@@ -22,7 +22,7 @@ from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.relay.access_gate import address_key, admit_identity, set_verifier
-from messenger_tui.relay.address_pacing import AddressPacer
+from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
@@ -293,7 +293,7 @@ class RelaySession:
                 await self._malformed_frame(exc)
                 continue
             if isinstance(frame, wire.Send):
-                await self._paced(self._s.limits.address_send)
+                await self._paced(self._s.limits.address_send, slots=send_slots(len(frame.body)))
                 self._on_send(frame)
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
@@ -310,11 +310,12 @@ class RelaySession:
             else:  # a second Auth
                 self._error(ErrorCode.BAD_REQUEST, "already authenticated")
 
-    async def _paced(self, pacer: AddressPacer | None, max_wait_s: float = math.inf) -> bool:
-        """Wait for this source address's next slot of ``pacer``, reading nothing meanwhile
-        (see relay/address_pacing.py); False, with nothing booked, if that is over
-        ``max_wait_s``."""
-        wait = 0.0 if pacer is None else pacer.reserve(self._address, max_wait_s)
+    async def _paced(
+        self, pacer: AddressPacer | None, max_wait_s: float = math.inf, slots: int = 1
+    ) -> bool:
+        """Wait for this source address's turn in ``pacer``, reading nothing meanwhile (see
+        relay/address_pacing.py); False, with nothing booked, if that is over ``max_wait_s``."""
+        wait = 0.0 if pacer is None else pacer.reserve(self._address, max_wait_s, slots)
         if wait is None:
             return False
         if wait > 0:

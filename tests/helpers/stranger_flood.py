@@ -169,6 +169,7 @@ class FloodProcess:
         identities: int = 20,
         seconds: float = 60.0,
         source: str | None = None,
+        body: int = 1024,
     ) -> None:
         self._cmd = [
             sys.executable,
@@ -180,6 +181,8 @@ class FloodProcess:
             str(identities),
             "--seconds",
             str(seconds),
+            "--body",
+            str(body),
             *([] if source is None else ["--source", source]),
         ]
         self._proc: subprocess.Popen[str] | None = None
