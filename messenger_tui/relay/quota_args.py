@@ -50,7 +50,7 @@ def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
     assert send is not None and auth is not None
     a = parser.add_argument_group(
         "per source address (IPv6 /64), all identities together; over the rate the relay "
-        "stops reading from the connection until its turn (docs/threat-model.md)"
+        "stops reading from the connection until its turn (docs/protocol.md)"
     )
     a.add_argument(
         "--address-send-rate",

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
+from messenger_tui.relay.__main__ import build_parser, config_from_args
 from messenger_tui.relay.address_pacing import SEND_SLOT_BYTES, AddressPacer, send_slots
 from messenger_tui.relay.clock import ManualClock
 from messenger_tui.relay.config import RateLimit
@@ -65,6 +67,20 @@ def test_prune_forgets_addresses_that_caught_up() -> None:
     assert pacer.prune() == 1 and len(pacer) == 1
     clock.advance(1_000)
     assert pacer.prune() == 1 and len(pacer) == 0
+
+
+def test_the_relay_flags_set_the_pacing(tmp_path: Path) -> None:
+    parser = build_parser()
+    default = config_from_args(parser.parse_args(["--data", str(tmp_path)]))
+    assert default.address_send_limit == RateLimit(200.0, 2_000)
+    assert default.address_auth_limit == RateLimit(5.0, 30)
+    args = ["--data", str(tmp_path), "--address-send-rate", "50", "--address-send-burst", "9"]
+    args += ["--address-auth-rate", "0.5", "--address-auth-burst", "3"]
+    config = config_from_args(parser.parse_args(args))
+    assert config.address_send_limit == RateLimit(50.0, 9)
+    assert config.address_auth_limit == RateLimit(0.5, 3)
+    with pytest.raises(ValueError, match="rate limit"):
+        config_from_args(parser.parse_args([*args, "--address-send-rate", "0"]))
 
 
 # ------------------------------------------------------------------------ real relay process
