@@ -1,7 +1,7 @@
 """A stranger flood in its own process: N fresh identities send message requests to a victim.
 
     python -m tests.helpers.stranger_flood URL VICTIM_HEX [--identities 20] [--seconds 30]
-        [--source 127.0.0.2]
+        [--source 127.0.0.2] [--spread]
 
 Each identity connects (loopback relays only; from the loopback address ``--source``, so the
 relay sees the flood come from one address of its own, as from one attacker), then pipelines
@@ -9,7 +9,8 @@ Sends of ``--body`` bytes to the victim in bursts of 50 every 5 ms, reading ever
 the relay closes the connection it reconnects with the same identity and carries on. Once every
 identity is online the script prints ``ready`` on stdout; it stops after ``--seconds``, or on
 SIGTERM/SIGINT or stdin EOF, and then prints one JSON line: ``{"sent": ..., "connects": ...,
-"refused": ..., "stored": ..., "closed_by_relay": ...}``.
+"refused": ..., "stored": ..., "closed_by_relay": ...}``. With ``--spread`` every Send goes to
+a fresh random recipient instead, so each one is stored: a storage flood.
 
 Tests run it as a subprocess (:class:`FloodProcess`) so the flood competes with the relay, not
 with the probe client in the test's own event loop.
@@ -74,7 +75,7 @@ async def _reader(client: WireClient, stats: FloodStats) -> None:
 async def _flooder(
     url: str,
     source: str | None,
-    victim: bytes,
+    victim: bytes | None,
     body: bytes,
     stats: FloodStats,
     online: asyncio.Event,
@@ -96,7 +97,8 @@ async def _flooder(
         try:
             while not stop.is_set():
                 for _ in range(BURST):
-                    await client.send(wire.Send(id=new_id(), to=victim, body=body))
+                    to = os.urandom(wire.KEY_LEN) if victim is None else victim
+                    await client.send(wire.Send(id=new_id(), to=to, body=body))
                     stats.sent += 1
                 await asyncio.sleep(PAUSE_S)
         except ConnectionClosed:
@@ -108,7 +110,12 @@ async def _flooder(
 
 
 async def flood(
-    url: str, source: str | None, victim: bytes, identities: int, seconds: float, body_len: int
+    url: str,
+    source: str | None,
+    victim: bytes | None,
+    identities: int,
+    seconds: float,
+    body_len: int,
 ) -> None:
     stats = FloodStats()
     stop = asyncio.Event()
@@ -147,13 +154,14 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--body", type=int, default=1024, help="envelope body bytes")
     p.add_argument("--source", help="local loopback address to connect from (127.0.0.2)")
+    p.add_argument("--spread", action="store_true", help="send to random recipients instead")
     args = p.parse_args()
     _loopback_only(urlsplit(args.url).hostname or "", "relay")
     if args.source is not None:
         _loopback_only(args.source, "source address")
     if not 1 <= args.identities <= MAX_IDENTITIES or not 0 < args.seconds <= MAX_SECONDS:
         raise SystemExit(f"stranger_flood: 1..{MAX_IDENTITIES} identities, 0..{MAX_SECONDS} s")
-    victim = bytes.fromhex(args.victim)
+    victim = None if args.spread else bytes.fromhex(args.victim)
     asyncio.run(flood(args.url, args.source, victim, args.identities, args.seconds, args.body))
 
 
@@ -170,6 +178,7 @@ class FloodProcess:
         seconds: float = 60.0,
         source: str | None = None,
         body: int = 1024,
+        spread: bool = False,
     ) -> None:
         self._cmd = [
             sys.executable,
@@ -184,6 +193,7 @@ class FloodProcess:
             "--body",
             str(body),
             *([] if source is None else ["--source", source]),
+            *(["--spread"] if spread else []),
         ]
         self._proc: subprocess.Popen[str] | None = None
         self.stats: FloodStats | None = None

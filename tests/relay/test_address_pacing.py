@@ -1,6 +1,7 @@
 """Pacing per source address: the schedule itself (fake clock), and a real relay process that
 slows an address over its rate down (in order, nothing refused) while another address is not
-slowed, and closes handshakes that would wait too long with 1013."""
+slowed, closes handshakes that would wait too long with 1013, and keeps another user's round
+trip within RTT_FACTOR of idle during a storage flood from one address."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from messenger_tui.core import wire
 from messenger_tui.relay.__main__ import build_parser, config_from_args
 from messenger_tui.relay.address_pacing import SEND_SLOT_BYTES, AddressPacer, send_slots
 from messenger_tui.relay.clock import ManualClock
-from messenger_tui.relay.config import RateLimit
+from messenger_tui.relay.config import RateLimit, RelayConfig
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import WireClient, new_id, new_key
+from tests.helpers.stranger_flood import FloodProcess
+from tests.relay.test_relay_abuse_quotas import RTT_FACTOR, RTT_FLOOR_S
 
 A, B = b"\x7f\x00\x00\x01", b"\x7f\x00\x00\x02"
 
@@ -145,3 +148,45 @@ async def test_handshakes_over_the_address_rate_wait_then_get_1013() -> None:
         assert time.monotonic() - quick < 1.0
         for client in (*first, *waited, other):
             await client.close()
+
+
+async def test_a_storage_flood_from_one_address_does_not_slow_others_down() -> None:
+    """20 identities of one address send stored envelopes to random recipients (nothing is
+    refused, nothing closes their connections): only the Send pacing bounds them. Before it,
+    another user's round trip went from about 1 ms to seconds (the commit queue filled)."""
+    send, auth = RelayConfig(data_dir=Path("unused")).address_send_limit, RateLimit(5.0, 30)
+    assert send is not None
+    args = ["--address-send-rate", str(send.rate_per_s), "--address-send-burst", str(send.burst)]
+    args += ["--address-auth-rate", str(auth.rate_per_s), "--address-auth-burst", str(auth.burst)]
+    with RelayProcess(extra_args=args) as relay:
+        probe = await WireClient.connect(relay.url)
+        to = bytes(new_key().verify_key)
+
+        async def rtts(seconds: float) -> list[float]:
+            out: list[float] = []
+            until = time.monotonic() + seconds
+            while time.monotonic() < until or len(out) < 15:
+                probe_id = new_id()
+                sent = time.perf_counter()
+                await probe.send(wire.Send(id=probe_id, to=to, body=b"p"))
+                while True:
+                    frame = await probe.recv(30.0)
+                    if isinstance(frame, wire.Stored) and frame.id == probe_id:
+                        break
+                out.append(time.perf_counter() - sent)
+                await asyncio.sleep(0.01)
+            return out
+
+        idle = max(statistics.median(await rtts(0.0)), RTT_FLOOR_S)
+        started = time.monotonic()
+        with FloodProcess(relay.url, b"", spread=True, source="127.0.0.2") as flood:
+            await flood.wait_ready()
+            during = statistics.median(await rtts(6.0))
+            stats = flood.stop()
+        elapsed = time.monotonic() - started
+        print(f"storage flood: idle {idle * 1e3:.2f} ms, during {during * 1e3:.2f} ms; {stats}")
+        assert stats.sent > 2 * send.burst, stats  # it pushed past the burst
+        assert stats.stored > send.burst / 2, stats
+        assert stats.stored <= send.burst + send.rate_per_s * elapsed + 10, (stats, elapsed)
+        assert during <= RTT_FACTOR * idle, (idle, during, stats)
+        await probe.close()
