@@ -25,12 +25,21 @@ _RELAY_READY = re.compile(r"^relay listening on (\S+) relay_key=([0-9a-f]{64})$"
 _FORWARDER_READY = re.compile(r"^forwarder listening on (\S+)$")
 
 #: Relay options every benchmark uses. The per-identity Send limit (default 1,000/s, burst
-#: 5,000) is raised because a benchmark pair sends far more than one person types; logging
+#: 5,000) and the per-address pacing of Sends and connections are raised because a benchmark
+#: pair sends far more than one person types, all from loopback; logging
 #: stays at WARNING so per-connection INFO lines do not slow connection setup.
 RELAY_BENCH_ARGS: tuple[str, ...] = (
     "--send-rate",
     "1000000",
     "--send-burst",
+    "1000000",
+    "--address-send-rate",
+    "1000000",
+    "--address-send-burst",
+    "1000000",
+    "--address-auth-rate",
+    "1000000",
+    "--address-auth-burst",
     "1000000",
     "--log-level",
     "WARNING",

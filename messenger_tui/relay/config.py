@@ -67,6 +67,14 @@ class RelayConfig:
     #: Unacknowledged deliveries in flight per connection.
     delivery_window: int = 512
     send_limit: RateLimit = field(default_factory=lambda: RateLimit(1_000.0, 5_000))
+    #: Send slots per source address (IPv6: per /64), all its connections and identities
+    #: together; a Send takes one slot per started 4 KiB of body. Over it the relay stops
+    #: reading from the connection until its turn (TCP pushes back on the sender; nothing is
+    #: refused): see relay/address_pacing.py. None: unpaced.
+    address_send_limit: RateLimit | None = field(default_factory=lambda: RateLimit(200.0, 2_000))
+    #: Authentication handshakes (new connections) per source address, paced the same way; a
+    #: connection that would wait longer than 2 s is closed with 1013 (try again later).
+    address_auth_limit: RateLimit | None = field(default_factory=lambda: RateLimit(5.0, 30))
     signal_limit: RateLimit = field(default_factory=lambda: RateLimit(1_000.0, 5_000))
     fetch_bundle_limit: RateLimit = field(default_factory=lambda: RateLimit(20.0, 200))
     #: Malformed frames tolerated on one connection before it is closed.

@@ -46,6 +46,26 @@ def add_quota_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.prekey_target_limit.rate_per_s * _HOUR,
         help="one-time prekeys handed out per identity per hour (burst 20)",
     )
+    send, auth = d.address_send_limit, d.address_auth_limit
+    assert send is not None and auth is not None
+    a = parser.add_argument_group(
+        "per source address (IPv6 /64), all identities together; over the rate the relay "
+        "stops reading from the connection until its turn (docs/protocol.md)"
+    )
+    a.add_argument(
+        "--address-send-rate",
+        type=float,
+        default=send.rate_per_s,
+        help="Sends per second (a Send takes one slot per started 4 KiB of body)",
+    )
+    a.add_argument("--address-send-burst", type=int, default=send.burst)
+    a.add_argument(
+        "--address-auth-rate",
+        type=float,
+        default=auth.rate_per_s,
+        help="new connections (authentication handshakes) per second",
+    )
+    a.add_argument("--address-auth-burst", type=int, default=auth.burst)
 
 
 def quota_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,4 +81,6 @@ def quota_config(args: argparse.Namespace) -> dict[str, Any]:
         "request_per_sender": args.request_per_sender,
         "new_identity_limit": RateLimit(per_hour / _HOUR, max(1, int(per_hour))),
         "prekey_target_limit": RateLimit(target / _HOUR, 20),
+        "address_send_limit": RateLimit(args.address_send_rate, args.address_send_burst),
+        "address_auth_limit": RateLimit(args.address_auth_rate, args.address_auth_burst),
     }

@@ -28,6 +28,7 @@ from typing import Any, Final
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from messenger_tui.core.address import short_fingerprint
+from messenger_tui.relay.address_pacing import address_pacers
 from messenger_tui.relay.blob_route import BlobService, BlobSession, is_blob_path
 from messenger_tui.relay.clock import Clock, wall_clock_ms
 from messenger_tui.relay.config import RelayConfig
@@ -399,6 +400,7 @@ class RelayServer:
                 signal=RateLimiter(config.signal_limit, clock),
                 fetch_bundle=RateLimiter(config.fetch_bundle_limit, clock),
                 new_identity=RateLimiter(config.new_identity_limit, clock),
+                **address_pacers(config, clock),
             ),
             log=relay_log,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from messenger_tui.relay.address_pacing import AddressPacer
 from messenger_tui.relay.clock import Clock
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.mailboxes import Mailboxes
@@ -28,12 +29,17 @@ class RateLimiters:
     #: Keyed by source address (see :func:`messenger_tui.relay.access_gate.address_key`);
     #: None: no limit.
     new_identity: RateLimiter | None = None
+    #: Sends and authentication handshakes per source address, all identities together (see
+    #: :mod:`messenger_tui.relay.address_pacing`); None: not paced.
+    address_send: AddressPacer | None = None
+    address_auth: AddressPacer | None = None
 
     def prune(self) -> int:
         """Forget refilled buckets; return how many were dropped."""
         pruned = self.send.prune() + self.signal.prune() + self.fetch_bundle.prune()
-        if self.new_identity is not None:
-            pruned += self.new_identity.prune()
+        for limiter in (self.new_identity, self.address_send, self.address_auth):
+            if limiter is not None:
+                pruned += limiter.prune()
         return pruned
 
 

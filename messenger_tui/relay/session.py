@@ -11,6 +11,7 @@ newer connection of the same identity (close 4000).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Coroutine
 from typing import Any, Final
 
@@ -21,7 +22,8 @@ from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.relay import fanout
-from messenger_tui.relay.access_gate import admit_identity, set_verifier
+from messenger_tui.relay.access_gate import address_key, admit_identity, set_verifier
+from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.outbox import Outbox
@@ -35,6 +37,10 @@ from messenger_tui.relay.wakeup import Wakeup
 CLOSE_REPLACED: Final = 4000
 CLOSE_POLICY: Final = 1008
 CLOSE_INTERNAL: Final = 1011
+CLOSE_TRY_AGAIN: Final = 1013
+#: Longest wait for a handshake slot of the source address (the client allows 5 s for the
+#: whole handshake); a connection that would wait longer is closed with 1013.
+AUTH_PACING_MAX_WAIT_S: Final = 2.0
 #: Sends awaiting their commit before the session stops reading from the client.
 MAX_PENDING_INSERTS: Final = 1024
 #: Envelope bytes awaiting their commit before the session stops reading from the client.
@@ -115,6 +121,7 @@ class RelaySession:
         self._handshake_io = _SessionHandshake(self)
         #: Refuses the sends that follow a send refused for now (see relay/send_order.py).
         self._send_gate = SendGate()
+        self._address = address_key(connection.remote_address)
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
 
@@ -162,6 +169,10 @@ class RelaySession:
         counters.connections += 1
         writer = asyncio.get_running_loop().create_task(self._outbox.run())
         try:
+            if not await self._paced(self._s.limits.address_auth, AUTH_PACING_MAX_WAIT_S):
+                reason = "too many connections from your network address; retry in a few seconds"
+                await self._close(CLOSE_TRY_AGAIN, reason)
+                return
             identity = await self._authenticate()
             if identity is None:
                 return
@@ -286,8 +297,13 @@ class RelaySession:
                 await self._malformed_frame(exc)
                 continue
             if isinstance(frame, wire.Send):
+                await self._paced(self._s.limits.address_send, slots=send_slots(len(frame.body)))
                 self._on_send(frame)
             elif isinstance(frame, wire.SendMulti):
+                # Paced like the 1:1 sends it replaces: the body once, a slot per further
+                # recipient (each is a stored reference and a delivery).
+                slots = send_slots(len(frame.body)) + max(0, len(frame.to) - 1)
+                await self._paced(self._s.limits.address_send, slots=slots)
                 self._on_send_multi(frame)
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
@@ -303,6 +319,18 @@ class RelaySession:
                 await self._on_set_verifier(frame)
             else:  # a second Auth
                 self._error(ErrorCode.BAD_REQUEST, "already authenticated")
+
+    async def _paced(
+        self, pacer: AddressPacer | None, max_wait_s: float = math.inf, slots: int = 1
+    ) -> bool:
+        """Wait for this source address's turn in ``pacer``, reading nothing meanwhile (see
+        relay/address_pacing.py); False, with nothing booked, if that is over ``max_wait_s``."""
+        wait = 0.0 if pacer is None else pacer.reserve(self._address, max_wait_s, slots)
+        if wait is None:
+            return False
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return True
 
     def _error(self, code: str, message: str, ref: int | bytes | None = None) -> None:
         self._outbox.put(wire.Error(code=code, message=message, ref=ref))

@@ -9,10 +9,12 @@ Usage::
         relay.restart()                      # same data dir and (by default) same port
 
 ``RelayProcess(data_dir=..., extra_args=["--send-rate", "5"])`` passes options through to
-``python -m messenger_tui.relay``. Unless ``extra_args`` sets ``--new-identities-per-hour``,
-the relay admits any number of new identities (tests make many from loopback; the attack
-tests set the limit they check). The relay's stderr goes to ``relay.stderr`` next to the
-data directory's log (``stderr_text()`` returns it, handy in assertion messages).
+``python -m messenger_tui.relay``. Unless ``extra_args`` sets ``--new-identities-per-hour``, the
+relay admits any number of new identities, and unless it sets ``--address-send-rate`` /
+``--address-auth-rate`` it does not pace Sends and connections per source address (tests make
+many clients from loopback; the attack tests set the limits they check). The relay's stderr goes
+to ``relay.stderr`` next to the data directory's log (``stderr_text()`` returns it, handy in
+assertion messages).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class RelayProcess:
         self.extra_args = list(extra_args)
         if "--new-identities-per-hour" not in self.extra_args:
             self.extra_args += ["--new-identities-per-hour", "1000000"]
+        for flag in ("--address-send", "--address-auth"):  # every test client is on loopback
+            if f"{flag}-rate" not in self.extra_args:
+                self.extra_args += [f"{flag}-rate", "1000000", f"{flag}-burst", "1000000"]
         self.startup_timeout = startup_timeout
         self.env = env
         self.proc: subprocess.Popen[str] | None = None

@@ -14,7 +14,7 @@ import asyncio
 import os
 import ssl
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nacl.signing
 from websockets.asyncio.client import ClientConnection, connect
@@ -75,8 +75,11 @@ class WireClient:
         auth: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
+        source: str | None = None,
     ) -> WireClient:
-        """Connect, read the Challenge and (unless ``auth=False``) authenticate."""
+        """Connect (from the local address ``source``, e.g. another loopback address, if
+        given), read the Challenge and (unless ``auth=False``) authenticate."""
+        extra: dict[str, Any] = {} if source is None else {"local_addr": (source, 0)}
         ws = await connect(
             url,
             compression=None,
@@ -84,6 +87,7 @@ class WireClient:
             ssl=ssl_context,
             open_timeout=timeout,
             ping_interval=None,
+            **extra,
         )
         first = wire.decode_relay_frame(await asyncio.wait_for(ws.recv(), timeout))
         assert isinstance(first, wire.Challenge), first
