@@ -79,8 +79,12 @@ class ServerProcess:
             "messenger_tui.relay",
             "--port",
             "0",
+            # The load generator is one source address standing in for many users: no caps
+            # per address (connections, new identities), which would otherwise bound it.
             "--max-connections-per-address",
             "0",
+            "--new-identities-per-hour",
+            "1000000",
             "--data",
             str(data),
         ]
