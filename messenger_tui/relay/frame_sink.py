@@ -1,6 +1,6 @@
 """What domain objects need from a connection: a place to put outgoing frames.
 
-The websocket side (:class:`messenger_tui.relay.outbox.Outbox` via the session) implements
+The websocket side (:class:`messenger_tui.relay.frame_queue.FrameQueue` via the session) implements
 :class:`FrameSink`; unit tests implement it with a list. Domain code never awaits a send: it
 puts a frame and, for ephemeral frames, accepts that it may be dropped.
 """

@@ -2,7 +2,7 @@
 
 Each call leg opens its own websocket at ``/media`` (see
 :data:`messenger_tui.core.media_wire.MEDIA_PATH`), so a message backlog never delays voice.
-Flow of one connection (:class:`MediaSession`)::
+Flow of one connection (:class:`MediaRouteConnection`)::
 
     Challenge -> Auth -> AuthOk        (the message link's handshake, relay/handshake.py)
     media_join(token, leg)  -> media_joined(leg, peer, alone_timeout_ms)
@@ -22,8 +22,8 @@ absent, its transport holds more than ``media_write_limit`` bytes, the frame is 
 ``media_alone_timeout_s`` is closed (``alone_timeout``, close 4001).
 
 Control frames (challenge, errors, media_joined, media_peer) all go through one bounded path,
-:meth:`MediaSession._send_control`: when more than ``media_control_limit`` bytes already wait
-for a leg that does not read, an error reply is dropped (counted in
+:meth:`MediaRouteConnection._send_control`: when more than ``media_control_limit`` bytes
+already wait for a leg that does not read, an error reply is dropped (counted in
 ``MediaStats.dropped_control``) and a frame the client must see closes the leg (1008), so a
 client that sends requests and never reads cannot make the relay buffer its answers. Every
 request after the join (a second ``media_join`` included) counts as an abuse strike like a
@@ -222,7 +222,7 @@ class _Closing(Exception):
     """Raised inside a media session to stop serving (the connection is closing)."""
 
 
-class MediaSession:
+class MediaRouteConnection:
     """One connection of the media route. Create per connection and ``await run()``."""
 
     def __init__(
@@ -582,7 +582,7 @@ class MediaSession:
 class _MediaHandshake:
     """A media session as :func:`authenticate` sees it."""
 
-    def __init__(self, session: MediaSession) -> None:
+    def __init__(self, session: MediaRouteConnection) -> None:
         self._session = session
 
     async def recv(self) -> bytes | str:

@@ -43,13 +43,13 @@ from messenger_tui.relay.logs import (
     websockets_log,
 )
 from messenger_tui.relay.mailboxes import Mailboxes
-from messenger_tui.relay.media_route import MediaRouter, MediaSession, is_media_path
+from messenger_tui.relay.media_route import MediaRouteConnection, MediaRouter, is_media_path
 from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import Peer, PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.relay_key import RelayKeyError, load_or_create_relay_key
 from messenger_tui.relay.services import RateLimiters, RelayServices
-from messenger_tui.relay.session import RelaySession
+from messenger_tui.relay.session import MessageRouteConnection
 from messenger_tui.relay.sqlite_store import DB_FILE, SqliteStore
 from messenger_tui.relay.store import RelayStore, StoredEnvelope
 
@@ -412,11 +412,11 @@ class RelayServer:
         try:
             path = connection.request.path if connection.request else "/"
             if is_media_path(path):
-                await MediaSession(connection, services, self._media).run()
+                await MediaRouteConnection(connection, services, self._media).run()
             elif is_blob_path(path) and self._blobs is not None:
                 await BlobSession(connection, services, self._blobs).run()
             else:
-                await RelaySession(connection, services).run()
+                await MessageRouteConnection(connection, services).run()
         except Exception as exc:
             # A bug, not the client's fault; but a client may be able to trigger it on every
             # connection, so it costs one bounded log line, never a traceback per connection.

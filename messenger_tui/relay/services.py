@@ -1,7 +1,8 @@
 """The relay-wide objects every connection shares, built once by the server.
 
 :class:`RelayServices` is a plain container: the server creates it in ``start()`` and hands it
-to each :class:`messenger_tui.relay.session.RelaySession`. Nothing here does I/O by itself.
+to each :class:`messenger_tui.relay.session.MessageRouteConnection`. Nothing here does I/O by
+itself.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """One websocket connection: the authentication handshake, then request dispatch.
 
-The server runs ``await RelaySession(connection, services).run()`` as the websockets handler.
+The server runs ``await MessageRouteConnection(connection, services).run()`` as the websockets
+handler.
 Flow: send Challenge -> wait for Auth (anything else gets ``Error(unauthenticated)`` and does
 nothing) -> AuthOk -> push the mailbox and serve requests until the connection closes.
 Errors never end the connection except: a failed Auth (auth_failed, close 1008), too many
@@ -25,8 +26,8 @@ from messenger_tui.relay import fanout
 from messenger_tui.relay.access_gate import address_key, admit_identity, set_verifier
 from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
+from messenger_tui.relay.frame_queue import FrameQueue
 from messenger_tui.relay.handshake import authenticate
-from messenger_tui.relay.outbox import Outbox
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
@@ -84,14 +85,14 @@ class _SessionEnd(Exception):
 class _SessionHandshake:
     """The session as :func:`authenticate` sees it."""
 
-    def __init__(self, session: RelaySession) -> None:
+    def __init__(self, session: MessageRouteConnection) -> None:
         self._session = session
 
     async def recv(self) -> bytes | str:
         return await self._session._conn.recv()
 
     def send(self, frame: wire.RelayFrame) -> None:
-        self._session._outbox.put(frame)
+        self._session._frames.put(frame)
 
     async def close(self, code: int, reason: str) -> None:
         await self._session._close(code, reason)
@@ -100,14 +101,14 @@ class _SessionHandshake:
         await self._session._malformed_frame(exc)
 
 
-class RelaySession:
+class MessageRouteConnection:
     """State of one connection. Create per connection and ``await run()``."""
 
     def __init__(self, connection: ServerConnection, services: RelayServices) -> None:
         self._conn = connection
         self._s = services
         self._config = services.config
-        self._outbox = Outbox(connection, limit_bytes=OUTBOX_LIMIT_BYTES, on_space=self._room)
+        self._frames = FrameQueue(connection, limit_bytes=OUTBOX_LIMIT_BYTES, on_space=self._room)
         self._identity: bytes | None = None
         self._label = "unauthenticated"
         self._pusher: DeliveryPusher | None = None
@@ -134,15 +135,15 @@ class RelaySession:
 
     def send_frame(self, frame: wire.RelayFrame) -> None:
         """Queue a frame for this client."""
-        self._outbox.put(frame)
+        self._frames.put(frame)
 
     def try_send_frame(self, frame: wire.RelayFrame) -> bool:
         """Queue an ephemeral frame unless this client is congested."""
-        return self._outbox.try_put(frame)
+        return self._frames.try_put(frame)
 
     def congested(self) -> bool:
         """Whether this client's outgoing buffer is full."""
-        return self._outbox.congested()
+        return self._frames.congested()
 
     def offer(self, envelope: StoredEnvelope) -> None:
         """Route a newly stored envelope for this identity to the delivery pusher."""
@@ -167,7 +168,7 @@ class RelaySession:
         """Serve the connection until it closes."""
         counters = self._s.counters
         counters.connections += 1
-        writer = asyncio.get_running_loop().create_task(self._outbox.run())
+        writer = asyncio.get_running_loop().create_task(self._frames.run())
         try:
             if not await self._paced(self._s.limits.address_auth, AUTH_PACING_MAX_WAIT_S):
                 reason = "too many connections from your network address; retry in a few seconds"
@@ -196,8 +197,8 @@ class RelaySession:
             if pusher_task is not None:
                 pusher_task.cancel()
             if not self._closing:
-                await self._outbox.flush(timeout=1.0)
-            self._outbox.close()
+                await self._frames.flush(timeout=1.0)
+            self._frames.close()
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if pusher_task is not None:
@@ -217,8 +218,8 @@ class RelaySession:
         if self._closing:
             return
         self._closing = True
-        await self._outbox.flush(timeout=2.0)
-        self._outbox.close()
+        await self._frames.flush(timeout=2.0)
+        self._frames.close()
         await self._conn.close(code, reason)
 
     def _room(self) -> None:
@@ -249,7 +250,7 @@ class RelaySession:
         older = services.presence.connect(self)
         if older is not None:
             older.replace()
-        self._outbox.put(
+        self._frames.put(
             wire.AuthOk(
                 identity=identity,
                 queued=queued,
@@ -281,7 +282,7 @@ class RelaySession:
 
     async def _serve(self) -> None:
         conn = self._conn
-        outbox = self._outbox
+        outbox = self._frames
         while True:
             while (
                 self._pending_inserts >= MAX_PENDING_INSERTS
@@ -333,7 +334,7 @@ class RelaySession:
         return True
 
     def _error(self, code: str, message: str, ref: int | bytes | None = None) -> None:
-        self._outbox.put(wire.Error(code=code, message=message, ref=ref))
+        self._frames.put(wire.Error(code=code, message=message, ref=ref))
 
     async def _malformed_frame(self, exc: MalformedFrame) -> None:
         self._malformed += 1
@@ -387,7 +388,7 @@ class RelaySession:
                     self._s.log.info("%s: closed after refused message requests", self._label)
                     _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
         else:
-            self._outbox.put(
+            self._frames.put(
                 wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
             )
 
@@ -425,7 +426,7 @@ class RelaySession:
             if self._quota_refusals == MAX_QUOTA_REFUSALS:
                 self._s.log.info("%s: closed after refused message requests", self._label)
                 _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
-        self._outbox.put(wire.StoredMulti(id=frame.id, results=outcomes))
+        self._frames.put(wire.StoredMulti(id=frame.id, results=outcomes))
 
     def _on_ack(self, frame: wire.Ack) -> None:
         ids = frame.ids
@@ -472,7 +473,7 @@ class RelaySession:
         opk = bundle.one_time
         if opk is not None:
             await self._notify_prekeys_low(frame.identity)
-        self._outbox.put(
+        self._frames.put(
             wire.Bundle(
                 ref=frame.ref,
                 identity=bundle.identity,
@@ -497,7 +498,7 @@ class RelaySession:
             len(frame.opks),
             remaining,
         )
-        self._outbox.put(wire.Ok(ref=frame.ref, prekeys_remaining=remaining))
+        self._frames.put(wire.Ok(ref=frame.ref, prekeys_remaining=remaining))
 
     async def _notify_prekeys_low(self, owner: bytes) -> None:
         owner_peer = self._s.presence.peer_for(owner)
@@ -512,7 +513,7 @@ class RelaySession:
         if problem is not None:
             self._error(ErrorCode.BAD_REQUEST, problem, frame.ref)
         else:
-            self._outbox.put(wire.Ok(ref=frame.ref))
+            self._frames.put(wire.Ok(ref=frame.ref))
 
     def _on_subscribe(self, frame: wire.Subscribe) -> None:
         limit = self._config.max_subscriptions
@@ -523,4 +524,4 @@ class RelaySession:
             self._error(ErrorCode.BAD_REQUEST, "identities are 32-byte keys")
             return
         for presence in self._s.presence.subscribe(self, frame.identities):
-            self._outbox.try_put(presence)
+            self._frames.try_put(presence)

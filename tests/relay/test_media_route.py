@@ -218,7 +218,7 @@ async def test_a_backed_up_leg_never_holds_more_than_the_write_limit() -> None:
     from websockets.protocol import State
     from websockets.server import ServerProtocol
 
-    from messenger_tui.relay.media_route import MediaSession
+    from messenger_tui.relay.media_route import MediaRouteConnection
 
     class StalledTransport:
         """The kernel takes nothing: every write stays in the buffer."""
@@ -241,7 +241,7 @@ async def test_a_backed_up_leg_never_holds_more_than_the_write_limit() -> None:
     transport = StalledTransport()
     connection = SimpleNamespace(protocol=protocol, transport=transport)
     router = SimpleNamespace(stats=None)
-    leg = MediaSession(connection, SimpleNamespace(config=config), router)  # type: ignore[arg-type]
+    leg = MediaRouteConnection(connection, SimpleNamespace(config=config), router)  # type: ignore[arg-type]
     frame = media_frame(b"x", size=1000)
     limit = config.media_write_limit
     transport.buffered = limit - 100  # the kernel stopped taking just below the limit

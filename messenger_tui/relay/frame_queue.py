@@ -1,16 +1,16 @@
 """The outgoing side of one websocket: an ordered, byte-bounded queue.
 
-Everything the relay sends on a connection goes through its :class:`Outbox`, so frames from
+Everything the relay sends on a connection goes through its :class:`FrameQueue`, so frames from
 different producers (the session, the commit batcher, the delivery pusher, other sessions'
 signals) never interleave mid-write and never make a producer wait for a slow client.
 
-:meth:`Outbox.put` never blocks. Frames put during one event-loop turn are written together
+:meth:`FrameQueue.put` never blocks. Frames put during one event-loop turn are written together
 at the end of the turn with one transport write (one syscall instead of one per frame). When
 the client does not read fast enough and the transport buffer passes the write limit, the
-writer task (:meth:`Outbox.run`, which the session must run) takes over and sends through
-websockets, waiting for the client. Producers check :meth:`Outbox.congested` (the pusher
+writer task (:meth:`FrameQueue.run`, which the session must run) takes over and sends through
+websockets, waiting for the client. Producers check :meth:`FrameQueue.congested` (the pusher
 stops, ephemeral frames are dropped, the session stops reading) and are called back through
-``on_space`` when the queue has room again. Call :meth:`Outbox.close` when the connection ends.
+``on_space`` when the queue has room again. Call :meth:`FrameQueue.close` when the connection ends.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _BATCH_BYTES: Final = 256 * 1024
 
 
-class Outbox:
+class FrameQueue:
     """Frames waiting for one connection. See the module docstring."""
 
     def __init__(
