@@ -298,7 +298,11 @@ class MessageRouteConnection:
                 await self._malformed_frame(exc)
                 continue
             if isinstance(frame, wire.Send):
-                await self._paced(self._s.limits.address_send, slots=send_slots(len(frame.body)))
+                pacer = self._s.limits.address_send
+                if pacer is not None:  # inline: this runs for every message
+                    wait = pacer.reserve(self._address, slots=send_slots(len(frame.body)))
+                    if wait:
+                        await asyncio.sleep(wait)
                 self._on_send(frame)
             elif isinstance(frame, wire.SendMulti):
                 # Paced like the 1:1 sends it replaces: the body once, a slot per further
