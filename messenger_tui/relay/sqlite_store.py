@@ -123,10 +123,8 @@ _INSERT: Final = (
     "INSERT INTO envelopes (seq, recipient, sender, msg_id, request, size, stored_at_ms, "
     "expires_at_ms, body_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_FIND_KEY: Final = (
-    "SELECT seq FROM envelopes INDEXED BY envelopes_by_key "
-    "WHERE recipient=? AND msg_id=? AND sender=?"
-)
+#: Keys (or acked ids) looked up per statement: 3 parameters a key, under SQLite's limit.
+_LOOKUP_CHUNK: Final = 256
 
 #: Seconds between background WAL checkpoints.
 CHECKPOINT_INTERVAL_S: Final = 0.5
@@ -287,11 +285,14 @@ class SqliteStore:
             released: list[int | None] = []
             for ack in acks:
                 usage = self._usage.get(ack.recipient)
-                for msg_id in ack.msg_ids:
+                ids = list(ack.msg_ids)
+                for start in range(0, len(ids), _LOOKUP_CHUNK):
+                    chunk = ids[start : start + _LOOKUP_CHUNK]
                     for sender, request, size, body_id in db.execute(
                         "DELETE FROM envelopes INDEXED BY envelopes_by_key "
-                        "WHERE recipient=? AND msg_id=? RETURNING sender, request, size, body_id",
-                        (ack.recipient, msg_id),
+                        f"WHERE recipient=? AND msg_id IN ({','.join('?' * len(chunk))}) "
+                        "RETURNING sender, request, size, body_id",
+                        (ack.recipient, *chunk),
                     ).fetchall():
                         released.append(body_id)
                         if usage is not None:
@@ -305,6 +306,28 @@ class SqliteStore:
             self._next_seq = self._max_seq() + 1
             raise
         return results
+
+    def _find_keys(self, inserts: Sequence[NewEnvelope]) -> dict[tuple[bytes, bytes, bytes], int]:
+        """The seq of every envelope already stored under an insert's exact (recipient,
+        msg_id, sender) key: a few statements per batch, each a join of the keys (a VALUES
+        list) against the key index, one indexed search per key; no table row, no body and
+        no other mailbox's rows are read."""
+        found: dict[tuple[bytes, bytes, bytes], int] = {}
+        for start in range(0, len(inserts), _LOOKUP_CHUNK):
+            chunk = inserts[start : start + _LOOKUP_CHUNK]
+            params: list[bytes] = []
+            for env in chunk:
+                params += (env.recipient, env.msg_id, env.sender)
+            rows = self._conn.execute(
+                "SELECT e.seq, e.recipient, e.msg_id, e.sender "
+                f"FROM (VALUES {','.join(['(?,?,?)'] * len(chunk))}) AS k "
+                "CROSS JOIN envelopes AS e INDEXED BY envelopes_by_key "
+                "ON e.recipient = k.column1 AND e.msg_id = k.column2 AND e.sender = k.column3",
+                params,
+            ).fetchall()
+            for seq, recipient, msg_id, sender in rows:
+                found[(bytes(recipient), bytes(msg_id), bytes(sender))] = int(seq)
+        return found
 
     def _insert_all(
         self, inserts: Sequence[NewEnvelope], now_ms: int, expires: int, quota: MailboxQuota
@@ -322,6 +345,7 @@ class SqliteStore:
         results: list[InsertResult] = []
         new_rows: list[tuple[int, bytes, bytes, bytes, int, int, int, int, int | None, bytes]] = []
         bodies = SharedBodyWriter(db, expires)
+        stored_before = self._find_keys(inserts)
         for env in inserts:
             key = (env.recipient, env.msg_id, env.sender)
             verifier = self._verifier(env.recipient)
@@ -329,10 +353,8 @@ class SqliteStore:
             # of its envelopes count as a contact's, as before delivery access existed.
             request = verifier is not None and not access_matches(verifier, env.access)
             old = batch.get(key)
-            if old is None:
-                found = db.execute(_FIND_KEY, key).fetchone()
-                if found is not None:
-                    old = self._row_by_seq(int(found[0]))
+            if old is None and key in stored_before:
+                old = self._row_by_seq(stored_before[key])
             if old is not None:
                 results.append(InsertResult(InsertOutcome.DUPLICATE, old, request))
                 continue
