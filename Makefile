@@ -22,7 +22,7 @@ run: setup
 # Line coverage of messenger_tui is measured on the way (pytest-cov) and printed as one line
 # at the end; `.venv/bin/coverage report` lists it per file afterwards.
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --cov --cov-report=
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 --cov --cov-report=
 	@echo "line coverage of messenger_tui: $$($(BIN)/coverage report --format=total) %"
 
 lint: setup
