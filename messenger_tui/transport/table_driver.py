@@ -9,6 +9,7 @@ table is polled with the deadline's time (never earlier than it asked).
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -24,15 +25,16 @@ class Table(Protocol):
 T = TypeVar("T", bound=Table)
 
 
-class TableDriver(Generic[T]):
+class TableDriver(ABC, Generic[T]):
     """The timer side of a table's driver; the subclass sets ``_machine`` and carries out the
     effects in :meth:`_feed`, ending with :meth:`_follow_deadline`."""
 
     _machine: T
     _timer: asyncio.TimerHandle | None = None
 
+    @abstractmethod
     def _feed(self, effects: list[Any]) -> None:
-        raise NotImplementedError
+        """Carry out ``effects`` (the subclass's own action types)."""
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
