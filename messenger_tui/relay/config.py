@@ -38,6 +38,10 @@ class RelayConfig:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    #: Where mailboxes, prekeys and the shared state of several nodes live: "sqlite" (the
+    #: data directory; one node) or a Redis URL (several nodes on one user base; see
+    #: docs/operations.md). Parsed and validated by the relay command's ``--store``.
+    store_url: str = "sqlite"
     #: Envelopes older than this are purged and never delivered.
     ttl_seconds: int = 30 * DAY_SECONDS
     #: Largest envelope / signal body accepted (the wire contract's MAX_ENVELOPE).
