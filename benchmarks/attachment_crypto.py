@@ -75,13 +75,13 @@ def run(settings: Settings) -> dict[str, Any]:
     data = os.urandom(size)
     reads = _pieces(data, READ_PIECE)
     units: list[bytes] = []
+    encryptor = AttachmentEncryptor.start(size, chunk_size=CHUNK)
 
     def ours_encrypt() -> None:
         nonlocal encryptor
         encryptor = AttachmentEncryptor.start(size, chunk_size=CHUNK)
         units[:] = encrypt_pieces(encryptor, reads)
 
-    encryptor = AttachmentEncryptor.start(size, chunk_size=CHUNK)
     enc_result = _measure("ours: encrypt (pad, seal, digest)", size, ours_encrypt)
     blob = b"".join(units)
     downloads = _pieces(blob, DOWNLOAD_PIECE)

@@ -93,6 +93,7 @@ async def _session(url: str, route: str, frames: list[bytes], tally: Tally) -> N
         ws = await connect(url + path, compression=None, max_size=None, ping_interval=None)
         tally.reconnects += 1
         challenge = wire.decode_relay_frame(await ws.recv())
+        assert isinstance(challenge, wire.Challenge)
         if route != "link-preauth":
             key = new_key()
             await ws.send(wire.encode(make_auth(key, challenge)))

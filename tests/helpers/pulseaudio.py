@@ -587,8 +587,15 @@ def pulse_server(pulse_session: PulseServer) -> Iterator[PulseServer]:
     """The session's PulseAudio server; the pipe sources and sinks a test adds are removed
     after it (each would otherwise keep a real-time thread and a growing recording for the
     rest of the session). Defined in tests/conftest.py for every test."""
-    before = {*pulse_session.sources.values(), *pulse_session.sinks.values()}
+    before: set[PipeSource | PipeSink] = {
+        *pulse_session.sources.values(),
+        *pulse_session.sinks.values(),
+    }
     yield pulse_session
-    for pipe in [*pulse_session.sources.values(), *pulse_session.sinks.values()]:
+    pipes: list[PipeSource | PipeSink] = [
+        *pulse_session.sources.values(),
+        *pulse_session.sinks.values(),
+    ]
+    for pipe in pipes:
         if pipe not in before:
             pulse_session.remove(pipe)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _start(cmd: list[str]) -> subprocess.Popen[bytes]:
@@ -90,7 +90,9 @@ def test_tls_relay_with_pinned_certificate(tmp_path: Path) -> None:
     try:
         out = _read_until(proc, r"echo contact: ")
         assert f"wss://127.0.0.1:{port}" in out
-        echo = re.search(r"echo contact: (\S+)", out).group(1)
+        found = re.search(r"echo contact: (\S+)", out)
+        assert found is not None
+        echo = found.group(1)
         me = User(tmp_path, "me")
         me.init(f"wss://127.0.0.1:{port}#sha256={pin}")
         me.run("contacts", "add", echo, "--name", "Echo")

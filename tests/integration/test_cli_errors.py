@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def test_bad_address_checksum_and_unknown_contact(tmp_path: Path) -> None:
@@ -113,6 +113,7 @@ def test_second_process_on_the_same_profile(tmp_path: Path, relay: RelayProcess)
             if lock.exists() and lock.read_text().strip() == str(follower.pid):
                 break
             time.sleep(0.05)
+        assert follower.stderr is not None  # stderr=PIPE
         assert follower.poll() is None, f"follower exited:\n{follower.stderr.read()}"
         res = me.run("contacts", "list", check=False)
         assert res.code == 8 and f"in use by process {follower.pid}" in res.err

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
@@ -135,16 +136,18 @@ def _count_incoming(db: Path) -> int:
     try:
         conn = read_only(db.parent)
         try:
-            return conn.execute(
-                "SELECT count(*) FROM messages WHERE outgoing = 0 AND kind = 'text'"
-            ).fetchone()[0]
+            return int(
+                conn.execute(
+                    "SELECT count(*) FROM messages WHERE outgoing = 0 AND kind = 'text'"
+                ).fetchone()[0]
+            )
         finally:
             conn.close()
     except (sqlcipher.Error, OSError):
         return 0
 
 
-async def _with_timeout(coro, seconds: float) -> None:
+async def _with_timeout(coro: Awaitable[object], seconds: float) -> None:
     import asyncio
 
     await asyncio.wait_for(coro, seconds)

@@ -12,6 +12,7 @@ import pytest
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import KeyChangeBlocked
 from messenger_tui.app.sender import prekey_bundle
+from messenger_tui.app.service import MessengerService
 from messenger_tui.core import payload as pl
 from messenger_tui.core.crypto import session as cs
 from tests.helpers.clients import client, introduce, next_event, wait_for
@@ -20,19 +21,21 @@ from tests.helpers.relay_process import RelayProcess
 pytestmark = pytest.mark.slow
 
 
-def _texts(service) -> list[str]:
+def _texts(service: MessengerService) -> list[str]:
     return [m.text for m in service.history("alice", limit=100) if m.kind == "text"]
 
 
-def _sealed(alice, text: str) -> bytes:
+def _sealed(alice: MessengerService, text: str) -> bytes:
     """Seal a text with alice's current session *without* saving the advanced state."""
-    _base_key, state = alice.store.sessions.active(bob_key(alice))
+    active = alice.store.sessions.active(bob_key(alice))
+    assert active is not None
+    _base_key, state = active
     body = pl.encode_payload(pl.Text(id=os.urandom(16), text=text, sent_at_ms=1))
     _, envelope = cs.encrypt(cs.deserialize_session(state), body)
     return envelope
 
 
-def bob_key(alice) -> bytes:
+def bob_key(alice: MessengerService) -> bytes:
     return alice.contact("bob").identity
 
 
@@ -77,6 +80,7 @@ async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay: RelayProce
         # alice seals one message (saving her ratchet state, as the app does) ...
         payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="only once", sent_at_ms=1))
         body = alice._sender.seal_ephemeral(bob_key(alice), payload)
+        assert body is not None  # alice has a session with bob
         await alice._client.submit_envelope(os.urandom(16), bob_key(alice), body)
         await next_event(events, ev.MessageReceived)
         # ... and an attacker (or the relay) replays it under a fresh envelope id.
@@ -102,6 +106,7 @@ async def test_impersonation_in_the_handshake_is_refused(
         body = pl.encode_payload(pl.Text(id=os.urandom(16), text="I am alice", sent_at_ms=1))
         _, raw = cs.encrypt(session, body)
         env = cs.parse_envelope(raw)
+        assert env.prekey is not None  # a first message carries the prekey header
         forged = msgspec.structs.replace(
             env, prekey=msgspec.structs.replace(env.prekey, identity=alice.identity.public)
         )

@@ -65,7 +65,7 @@ async def test_media_through_a_relay_process_survives_a_restart(tmp_path: Path) 
             relay.kill()  # and it stays down: LOST once the window is over
             caller.reconnect_window_s = callee.reconnect_window_s = 0.5  # from the next drop
             assert await caller.wait_ended(5) and await callee.wait_ended(5)
-            assert caller.state is MediaLinkState.LOST and callee.state is MediaLinkState.LOST
+            assert {caller.state, callee.state} == {MediaLinkState.LOST}  # both lost
             assert "connection refused" in (caller.error or "")
         finally:
             await caller.close()

@@ -91,7 +91,10 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(
     printed.extend(m for m in bob.run("receive", "--json").json_lines() if m["type"] == "message")
 
     ids = [m["id"] for m in printed]
-    by_id = {m["id"]: m["text"] for m in printed}
+    by_id: dict[object, str] = {}
+    for m in printed:
+        assert isinstance(m["text"], str), m
+        by_id[m["id"]] = m["text"]
     duplicates = len(ids) - len(set(ids))
     assert kills >= 5, kills  # kills that landed mid-print
     assert sorted(by_id.values()) == texts  # every message printed: nothing marked unprinted

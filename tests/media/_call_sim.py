@@ -116,7 +116,7 @@ class CallSim:
         heapq.heappush(self._queue, (at, next(self._order), action))
 
     def every(
-        self, period_s: float, action: Callable[[], None], *, start: float | None = None
+        self, period_s: float, action: Callable[[], object], *, start: float | None = None
     ) -> None:
         """Run ``action`` every ``period_s`` from ``start`` (default: now) on."""
         first = self.clock.now if start is None else start
@@ -218,6 +218,11 @@ class Call:
         self.bob.session.close()
 
 
+def _stamper(times: list[float], clock: SimClock) -> Callable[[], None]:
+    """A callback that appends the clock's time to ``times`` (bound now, not at call time)."""
+    return lambda: times.append(clock.now)
+
+
 @contextmanager
 def make_call(
     *,
@@ -257,7 +262,7 @@ def make_call(
             loop=loop,
             settings=settings,
             clock=sim.clock,
-            on_connected=lambda c=connected: c.append(sim.clock.now),
+            on_connected=_stamper(connected, sim.clock),
             on_lost=lost.append,
             redundancy=redundancy,
             lost_after_s=lost_after_s,

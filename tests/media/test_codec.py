@@ -12,8 +12,6 @@ import textwrap
 import pytest
 
 from messenger_tui.media.codec import (
-    FRAME_BYTES,
-    FRAME_SAMPLES,
     CodecError,
     OpusDecoder,
     OpusEncoder,
@@ -21,6 +19,7 @@ from messenger_tui.media.codec import (
     decode_playout,
 )
 from messenger_tui.media.jitter_buffer import Playout, PlayoutKind
+from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES
 
 SAMPLE_RATE = 48_000
 

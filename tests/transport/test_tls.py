@@ -17,8 +17,9 @@ from messenger_tui.transport import (
     fetch_certificate_fingerprint,
 )
 from messenger_tui.transport.errors import format_fingerprint
+from tests.helpers.certs import CertFiles
 
-from .conftest import CertFiles, MakeClient, StubRelay
+from .conftest import MakeClient, StubRelay
 
 
 @pytest.fixture

@@ -95,7 +95,11 @@ async def test_a_sound_server_started_later_is_found_by_f5_and_the_settings(
                 what="the call ringing",
             )
             await pilot.press("f7")
-            await wait_until(pilot, lambda: not alice.current_call().live, what="hung up")
+            await wait_until(
+                pilot,
+                lambda: (call := alice.current_call()) is not None and not call.live,
+                what="hung up",
+            )
     finally:
         for s in (alice, bob):
             await s.close()

@@ -3,11 +3,13 @@ with the store checked afterwards."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
+from messenger_tui.app.models import Contact
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
@@ -25,6 +27,19 @@ def main_screen(app: MessengerApp) -> MainScreen:
     return screen
 
 
+def stored(service: MessengerService, contact_id: int) -> Contact:
+    """The contact as the store has it now (it must exist)."""
+    contact = service.contact_by_id(contact_id)
+    assert contact is not None, contact_id
+    return contact
+
+
+def opened(screen: MainScreen) -> Contact:
+    """The contact whose conversation is open (one must be)."""
+    assert screen.current is not None
+    return screen.current
+
+
 async def test_rename_through_the_dialog(
     tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService]
 ) -> None:
@@ -39,21 +54,22 @@ async def test_rename_through_the_dialog(
             screen = main_screen(app)
             await pilot.press("enter")  # Bob: the most recent conversation
             await wait_until(pilot, lambda: screen.current is not None)
-            assert screen.current.name == "Bob"
+            assert opened(screen).name == "Bob"
             await pilot.press("alt+r")
             await wait_until(pilot, lambda: isinstance(app.screen, RenameContactScreen))
             dialog = app.screen
+            assert isinstance(dialog, RenameContactScreen)
             # A taken name is an inline error; the dialog stays.
-            dialog.query_one("#new-name").value = "carol"
+            dialog.query_one("#new-name", Input).value = "carol"
             await pilot.press("enter")
             await wait_until(pilot, lambda: "taken" in dialog.error_text, what="inline error")
             assert app.screen is dialog
-            assert alice.contact_by_id(bob_id).name == "Bob"
-            dialog.query_one("#new-name").value = ""
+            assert stored(alice, bob_id).name == "Bob"
+            dialog.query_one("#new-name", Input).value = ""
             await pilot.press(*"Robert", "enter")
             await wait_until(pilot, lambda: app.screen is screen, what="dialog closed")
-            assert alice.contact_by_id(bob_id).name == "Robert"  # the store
-            await wait_until(pilot, lambda: screen.current.name == "Robert")
+            assert stored(alice, bob_id).name == "Robert"  # the store
+            await wait_until(pilot, lambda: opened(screen).name == "Robert")
             assert screen.header_text.startswith("Robert")
             await wait_shown(pilot, "Robert")
             # Their messages carry the new name in the view.
@@ -64,7 +80,7 @@ async def test_rename_through_the_dialog(
             await wait_until(pilot, lambda: isinstance(app.screen, RenameContactScreen))
             await pilot.press("escape")
             await wait_until(pilot, lambda: app.screen is screen)
-            assert alice.contact_by_id(bob_id).name == "Robert"
+            assert stored(alice, bob_id).name == "Robert"
     finally:
         await carol.close()
         carol.profile.close()
@@ -81,7 +97,7 @@ async def test_block_and_unblock_with_the_key(
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.focused is screen.composer)
         await pilot.press("alt+x")  # works from the composer (priority binding)
-        await wait_until(pilot, lambda: alice.contact_by_id(bob_id).blocked, what="blocked")
+        await wait_until(pilot, lambda: stored(alice, bob_id).blocked, what="blocked")
         await wait_shown(pilot, "⊘ Bob")  # the list
         assert "blocked" in screen.header_text
         assert screen.composer.text == ""  # the key typed nothing
@@ -90,7 +106,7 @@ async def test_block_and_unblock_with_the_key(
         await wait_until(pilot, lambda: screen.composer.text == "hello?", what="text kept")
         assert alice.history("Bob") == []
         await pilot.press("alt+x")
-        await wait_until(pilot, lambda: not alice.contact_by_id(bob_id).blocked, what="unblocked")
+        await wait_until(pilot, lambda: not stored(alice, bob_id).blocked, what="unblocked")
         await wait_until(pilot, lambda: "blocked" not in screen.header_text)
         assert "⊘" not in screen_text(app)
 
@@ -130,7 +146,9 @@ async def test_delete_asks_first(offline_pair: tuple[MessengerService, Messenger
     ],
 )
 async def test_contact_commands_in_the_palette(
-    offline_pair: tuple[MessengerService, MessengerService], command, check
+    offline_pair: tuple[MessengerService, MessengerService],
+    command: str,
+    check: Callable[[MessengerService], bool],
 ) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)

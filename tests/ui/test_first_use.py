@@ -6,14 +6,16 @@ and message requests (through a real relay)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from textual import events
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.models import CallStats, CallView
+from messenger_tui.app.models import CallStats, CallView, Contact
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
@@ -60,7 +62,7 @@ async def test_mute_key_works_from_the_composer_and_the_list(
         await wait_until(pilot, lambda: app.focused is screen.conversation_list)
         await pilot.press("alt+m")
         await wait_until(pilot, lambda: not alice.contact("Bob").muted, what="unmuted")
-        assert screen.query_one("#filter").value == ""
+        assert screen.query_one("#filter", Input).value == ""
         assert app.focused is screen.conversation_list
 
 
@@ -179,7 +181,7 @@ async def test_a_big_paste_is_undone_and_the_composer_cleared(
 
 @pytest.mark.parametrize("width", [50, 80, 160])
 async def test_the_add_contact_hint_names_f3_and_is_not_cut(
-    offline_pair: tuple[MessengerService, MessengerService], width
+    offline_pair: tuple[MessengerService, MessengerService], width: int
 ) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
@@ -200,7 +202,7 @@ async def test_the_add_contact_hint_names_f3_and_is_not_cut(
 @pytest.fixture
 async def stranger_writes(
     tmp_path: Path, relay: RelayProcess
-) -> tuple[MessengerService, MessengerService]:
+) -> AsyncIterator[tuple[MessengerService, MessengerService]]:
     """Carol writes to Alice, who does not know her: Alice has a message request."""
     alice = make_service(tmp_path, "alice", relay.url)
     carol = make_service(tmp_path, "carol", relay.url)
@@ -225,6 +227,13 @@ async def test_a_message_request_is_marked_with_the_address_and_choices(
     alice, carol = stranger_writes
     [request] = [s.contact for s in alice.conversations()]
     assert request.auto_added
+
+    def requester() -> Contact:
+        """The request's contact as stored now."""
+        contact = alice.contact_by_id(request.id)
+        assert contact is not None
+        return contact
+
     app = make_app(alice, start_service=False)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = main_screen(app)
@@ -241,17 +250,15 @@ async def test_a_message_request_is_marked_with_the_address_and_choices(
         assert carol.address[:16] in screen_text(app)
         # Block (the key the banner names), then unblock: the request is back.
         await pilot.press("alt+x")
-        await wait_until(pilot, lambda: alice.contact_by_id(request.id).blocked, what="blocked")
+        await wait_until(pilot, lambda: requester().blocked, what="blocked")
         await wait_until(pilot, lambda: not banner.has_class("-shown"))
         assert f"blocked ({BLOCK_KEY})" in screen.header_text
         await pilot.press("alt+x")
-        await wait_until(pilot, lambda: not alice.contact_by_id(request.id).blocked)
+        await wait_until(pilot, lambda: not requester().blocked)
         await wait_until(pilot, lambda: banner.has_class("-shown"))
         # Accept: a contact now; the marks go.
         await pilot.press("alt+a")
-        await wait_until(
-            pilot, lambda: not alice.contact_by_id(request.id).auto_added, what="accepted"
-        )
+        await wait_until(pilot, lambda: not requester().auto_added, what="accepted")
         await wait_until(pilot, lambda: not banner.has_class("-shown"))
         assert "message request" not in screen.header_text
         assert "request:" not in screen_text(app)

@@ -30,7 +30,7 @@ def test_every_binding_id_is_listed() -> None:
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_help_lists_the_overridden_key(
-    offline_pair: tuple[MessengerService, MessengerService], size
+    offline_pair: tuple[MessengerService, MessengerService], size: tuple[int, int]
 ) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False,
@@ -41,6 +41,7 @@ async def test_help_lists_the_overridden_key(
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
         text = help_screen.text
         add_line = next(line for line in text.splitlines() if "contacts.add" in line)
         assert "Ctrl+O" in add_line and "Ctrl+N" not in add_line
@@ -64,6 +65,7 @@ async def test_question_mark_opens_the_help(
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
         main = app.main_screen
+        assert main is not None
         await pilot.press("question_mark")  # the conversation list has the focus
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         await pilot.press("question_mark")

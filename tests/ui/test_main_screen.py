@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 from textual import events
+from textual.widget import Widget
+from textual.widgets import Input
 
-from messenger_tui.app.models import Message
+from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
@@ -28,9 +30,20 @@ def main_screen(app: MessengerApp) -> MainScreen:
     return screen
 
 
+def opened(screen: MainScreen) -> Contact:
+    """The contact whose conversation is open (one must be)."""
+    assert screen.current is not None
+    return screen.current
+
+
+def shown(widget: Widget) -> bool:
+    """Whether ``widget`` is displayed, read afresh (a plain read would stay narrowed)."""
+    return widget.display
+
+
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_main_screen_renders_contacts_by_latest_activity(
-    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService], size
+    tmp_path: Path, offline_pair: tuple[MessengerService, MessengerService], size: tuple[int, int]
 ) -> None:
     alice, _bob = offline_pair
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
@@ -53,7 +66,7 @@ async def test_main_screen_renders_contacts_by_latest_activity(
             # Open Bob's conversation: the own message is shown with its queued mark.
             await pilot.press("down", "enter")
             await wait_until(pilot, lambda: screen.current is not None)
-            assert screen.current.name == "Bob"
+            assert opened(screen).name == "Bob"
             assert any("an older message to Bob" in line for line in screen.view.text_lines())
             await wait_shown(pilot, "◷")
             assert app.focused is screen.composer
@@ -159,13 +172,13 @@ async def test_key_change_blocks_sending_until_accepted(
             # Bob's address changes (re-added under the same name: a new identity key).
             await pilot.press("ctrl+n")
             await wait_until(pilot, lambda: isinstance(app.screen, AddContactScreen))
-            app.screen.query_one("#address").value = bob2.address
-            app.screen.query_one("#name").value = "Bob"
+            app.screen.query_one("#address", Input).value = bob2.address
+            app.screen.query_one("#name", Input).value = "Bob"
             await pilot.click("#add")
             await wait_until(pilot, lambda: app.screen is screen)
-            await wait_until(pilot, lambda: screen.current.key_changed, what="key change")
+            await wait_until(pilot, lambda: opened(screen).key_changed, what="key change")
             banner = screen.query_one("#key-banner")
-            assert banner.display
+            assert shown(banner)
             await wait_shown(pilot, "key changed")
             assert any("identity key changed" in line for line in screen.view.text_lines())
 
@@ -178,13 +191,14 @@ async def test_key_change_blocks_sending_until_accepted(
             await pilot.press("f2")
             await wait_until(pilot, lambda: isinstance(app.screen, SafetyNumberScreen))
             safety = app.screen
+            assert isinstance(safety, SafetyNumberScreen)
             digits = safety.digits_text.split()
             assert len(digits) == 12 and all(len(g) == 5 and g.isdigit() for g in digits)
             await wait_shown(pilot, "Accept new key")
             await pilot.press("v")
             await wait_until(pilot, lambda: app.screen is screen)
-            await wait_until(pilot, lambda: not screen.current.key_changed)
-            assert not banner.display
+            await wait_until(pilot, lambda: not opened(screen).key_changed)
+            assert not shown(banner)
             assert "verified" in screen.header_text
 
             screen.composer.focus()
@@ -206,6 +220,7 @@ async def test_add_contact_bad_checksum_is_an_inline_error(tmp_path: Path) -> No
             await pilot.press("ctrl+n")
             await wait_until(pilot, lambda: isinstance(app.screen, AddContactScreen))
             dialog = app.screen
+            assert isinstance(dialog, AddContactScreen)
             good = carol.address
             # One mistyped character inside the key part (the last character also carries
             # padding bits, so a typo there may not change the key at all).
@@ -214,17 +229,17 @@ async def test_add_contact_bad_checksum_is_an_inline_error(tmp_path: Path) -> No
             await pilot.pause()
             await pilot.press("tab", *"Carol", "enter")
             await pilot.pause()
-            assert app.screen is dialog  # still open
             assert "checksum" in dialog.error_text
+            assert app.screen is dialog  # still open
             await wait_shown(pilot, "checksum")
             assert alice.contacts() == []
             # Fix the address: the contact is added and its conversation opens.
-            dialog.query_one("#address").value = good
+            dialog.query_one("#address", Input).value = good
             await pilot.click("#add")
             screen = main_screen(app)
             await wait_until(pilot, lambda: app.screen is screen)
             await wait_until(pilot, lambda: screen.current is not None)
-            assert screen.current.name == "Carol"
+            assert opened(screen).name == "Carol"
             assert [c.name for c in alice.contacts()] == ["Carol"]
             await wait_shown(pilot, "Say hello")
     finally:
@@ -275,7 +290,7 @@ async def test_typing_on_the_list_filters_conversations(
             await wait_until(pilot, lambda: "No conversation matches" in str(hint.render()))
             await pilot.press("backspace", "enter")  # Enter opens the first match
             await wait_until(pilot, lambda: screen.current is not None)
-            assert screen.current.name == "Carol"
+            assert opened(screen).name == "Carol"
             await pilot.press("escape")  # from the composer: back to the list
             assert app.focused is screen.conversation_list
             await pilot.press("escape")
@@ -326,17 +341,17 @@ async def test_drafts_stay_with_their_conversation(
             await wait_until(pilot, lambda: len(screen.conversation_list.summaries) == 2)
             await pilot.press("enter")
             await wait_until(pilot, lambda: screen.current is not None)
-            first = screen.current.name
+            first = opened(screen).name
             await pilot.press(*"draft one")
             await pilot.press("alt+down")
-            await wait_until(pilot, lambda: screen.current.name != first)
+            await wait_until(pilot, lambda: opened(screen).name != first)
             assert screen.composer.text == ""
             await pilot.press(*"draft two")
             await pilot.press("alt+up")
-            await wait_until(pilot, lambda: screen.current.name == first)
+            await wait_until(pilot, lambda: opened(screen).name == first)
             assert screen.composer.text == "draft one"
             await pilot.press("alt+down")
-            await wait_until(pilot, lambda: screen.current.name != first)
+            await wait_until(pilot, lambda: opened(screen).name != first)
             assert screen.composer.text == "draft two"
     finally:
         await carol.close()
@@ -396,5 +411,7 @@ async def test_links_emphasis_and_the_new_messages_line(
         segments = [seg for strip in view._lines for seg in strip]
         links = {seg.style.link for seg in segments if seg.style and seg.style.link}
         assert links == {"https://example.org/x"}
-        assert any(seg.text == "great" and seg.style.bold for seg in segments)
-        assert alice.conversation(contact.id).unread == 0  # opened and seen
+        assert any(seg.text == "great" and seg.style is not None and seg.style.bold
+                   for seg in segments)  # fmt: skip
+        summary = alice.conversation(contact.id)
+        assert summary is not None and summary.unread == 0  # opened and seen

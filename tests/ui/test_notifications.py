@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 from textual import events
 from textual.pilot import Pilot
 
@@ -22,6 +23,7 @@ from messenger_tui.ui.notify import (
     sanitize,
     tmux_passthrough,
 )
+from messenger_tui.ui.screens.main import MainScreen
 
 from .conftest import SMALL, screen_text, wait_until
 
@@ -71,7 +73,7 @@ def test_the_method_follows_the_environment() -> None:
     assert notification_text("Bob", "secret", private=True) == ("messenger-tui", "New message")
 
 
-def _incoming(service, name: str, text: str) -> ev.MessageReceived:
+def _incoming(service: MessengerService, name: str, text: str) -> ev.MessageReceived:
     """Store an unread message from ``name`` and build the event the service would emit."""
     contact = service.contact(name)
     with service.store.db.transaction():
@@ -79,11 +81,14 @@ def _incoming(service, name: str, text: str) -> ev.MessageReceived:
             contact.id, os.urandom(16), outgoing=False, body=text,
             sent_at_ms=int(time.time() * 1000), received_at_ms=1, state="received",
         )  # fmt: skip
+    assert row is not None  # a fresh random id: never a duplicate
     return ev.MessageReceived(contact, message_model(row))
 
 
 class Captured:
-    def __init__(self, app: MessengerApp, screen) -> None:
+    def __init__(
+        self, app: MessengerApp, screen: MainScreen, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         self.written: list[str] = []
         self.bells = 0
         screen.notifier = DesktopNotifier(
@@ -93,7 +98,7 @@ class Captured:
         def bell() -> None:
             self.bells += 1
 
-        app.bell = bell
+        monkeypatch.setattr(app, "bell", bell)
         self.app = app
 
     @property
@@ -101,22 +106,25 @@ class Captured:
         return [f"{n.title}: {n.message}" for n in self.app._notifications]
 
 
-async def _unfocused_app(pilot: Pilot[None], app: MessengerApp):
+async def _unfocused_app(
+    pilot: Pilot[None], app: MessengerApp, monkeypatch: pytest.MonkeyPatch
+) -> tuple[MainScreen, Captured]:
     await wait_until(pilot, lambda: app.main_screen is not None)
     screen = app.main_screen
+    assert screen is not None
     app.post_message(events.AppBlur())
     await wait_until(pilot, lambda: not app.app_focus)
-    return screen, Captured(app, screen)
+    return screen, Captured(app, screen, monkeypatch)
 
 
 async def test_toast_bell_and_desktop_notification_while_unfocused(
-    offline_pair: tuple[MessengerService, MessengerService],
+    offline_pair: tuple[MessengerService, MessengerService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, _bob = offline_pair
     alice.update_settings(desktop=True)
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
-        screen, got = await _unfocused_app(pilot, app)
+        screen, got = await _unfocused_app(pilot, app, monkeypatch)
         await screen.apply_events([_incoming(alice, "Bob", "lunch at \x1b[2J noon?")])
         await pilot.pause()
         assert got.toasts == ["Bob: lunch at \ufffd[2J noon?"]
@@ -148,13 +156,13 @@ async def test_toast_bell_and_desktop_notification_while_unfocused(
 
 
 async def test_mute_suppresses_notifications_but_counts_unread(
-    offline_pair: tuple[MessengerService, MessengerService],
+    offline_pair: tuple[MessengerService, MessengerService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, _bob = offline_pair
     alice.update_settings(desktop=True)
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
-        screen, got = await _unfocused_app(pilot, app)
+        screen, got = await _unfocused_app(pilot, app, monkeypatch)
         app.post_message(events.AppFocus())
         await wait_until(pilot, lambda: app.app_focus)
         await pilot.press("enter")  # open Bob
@@ -170,7 +178,8 @@ async def test_mute_suppresses_notifications_but_counts_unread(
         await pilot.pause()
         assert (len(got.toasts), got.bells, got.written) == (toasts, 0, [])
         bob_id = alice.contact("Bob").id
-        assert alice.conversation(bob_id).unread == 1  # still counted
+        conversation = alice.conversation(bob_id)
+        assert conversation is not None and conversation.unread == 1  # still counted
         await wait_until(pilot, lambda: "psst" in screen_text(app), what="shown in the view")
 
         # The palette entry unmutes; notifications come back.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from nacl.pwhash import argon2id
+from textual.widgets import Input, RadioButton
 
 from messenger_tui.app.launcher import EmbeddedRelay, Launcher
 from messenger_tui.app.profile import is_key_encrypted, open_profile, profile_exists
@@ -43,11 +44,14 @@ async def test_onboarding_creates_a_profile_on_the_embedded_relay_with_echo(
         async with app.run_test(size=SMALL) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, OnboardingScreen))
             await wait_shown(pilot, "Embedded local relay")
+            onboarding = app.screen
+            assert isinstance(onboarding, OnboardingScreen)
             await pilot.press("enter")  # no name yet
-            assert "display name" in app.screen.error_text
+            assert "display name" in onboarding.error_text
             await pilot.press(*"Zoe", "enter", "enter", "enter")
             await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="main")
             screen = app.screen
+            assert isinstance(screen, MainScreen)
             await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected")
             assert [s.contact.name for s in screen.conversation_list.summaries] == ["Echo"]
             await wait_shown(pilot, "Zoe")
@@ -74,20 +78,21 @@ async def test_onboarding_with_a_relay_url_and_passphrase_then_unlock(
         async with app.run_test(size=SMALL) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, OnboardingScreen))
             onboarding = app.screen
-            onboarding.query_one("#name").value = "Yves"
-            onboarding.query_one("#passphrase").value = "correct horse"
-            onboarding.query_one("#passphrase2").value = "correct hose"
-            onboarding.query_one("#relay-remote").value = True
+            assert isinstance(onboarding, OnboardingScreen)
+            onboarding.query_one("#name", Input).value = "Yves"
+            onboarding.query_one("#passphrase", Input).value = "correct horse"
+            onboarding.query_one("#passphrase2", Input).value = "correct hose"
+            onboarding.query_one("#relay-remote", RadioButton).value = True
             await pilot.pause()
-            onboarding.query_one("#relay-url").value = "ftp://nowhere"
+            onboarding.query_one("#relay-url", Input).value = "ftp://nowhere"
             onboarding.action_create()
             await pilot.pause()
             assert "passphrases differ" in onboarding.error_text
-            onboarding.query_one("#passphrase2").value = "correct horse"
+            onboarding.query_one("#passphrase2", Input).value = "correct horse"
             onboarding.action_create()
             await wait_until(pilot, lambda: "ws://" in onboarding.error_text, what="url error")
             assert not profile_exists(home)
-            onboarding.query_one("#relay-url").value = relay.url
+            onboarding.query_one("#relay-url", Input).value = relay.url
             onboarding.action_create()
             await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), what="main")
             await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected")
@@ -101,6 +106,7 @@ async def test_onboarding_with_a_relay_url_and_passphrase_then_unlock(
         async with app.run_test(size=SMALL) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, UnlockScreen))
             unlock = app.screen
+            assert isinstance(unlock, UnlockScreen)
             await pilot.press(*"wrong", "enter")
             await wait_until(pilot, lambda: "Wrong passphrase" in unlock.error_text)
             await wait_shown(pilot, "Wrong passphrase")
@@ -113,7 +119,7 @@ async def test_onboarding_with_a_relay_url_and_passphrase_then_unlock(
 
 def test_launcher_refuses_a_bad_relay_url(tmp_path: Path) -> None:
     from messenger_tui.app.errors import BadInput
-    from messenger_tui.app.launcher import check_relay_url
+    from messenger_tui.app.settings import check_relay_url
 
     assert check_relay_url("  ws://127.0.0.1:4000 ") == "ws://127.0.0.1:4000"
     with pytest.raises(BadInput):
@@ -126,8 +132,9 @@ async def test_a_profile_in_use_elsewhere_is_reported_not_crashed(tmp_path: Path
         app = make_app(launcher=Launcher(tmp_path / "busy"))
         async with app.run_test(size=SMALL) as pilot:
             await wait_until(pilot, lambda: app.startup_error is not None)
-        assert app.startup_error.exit_code == 8
-        assert "in use" in str(app.startup_error) or "another" in str(app.startup_error)
+        error = app.startup_error
+        assert error is not None and error.exit_code == 8
+        assert "in use" in str(error) or "another" in str(error)
     finally:
         await holder.close()
         holder.profile.close()

@@ -34,7 +34,7 @@ def test_the_qr_payloads_verify_each_other(
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_safety_screen_shows_the_qr_and_everything_else(
-    offline_pair: tuple[MessengerService, MessengerService], size
+    offline_pair: tuple[MessengerService, MessengerService], size: tuple[int, int]
 ) -> None:
     alice, _bob = offline_pair
     app = make_app(alice, start_service=False)
@@ -43,6 +43,7 @@ async def test_safety_screen_shows_the_qr_and_everything_else(
         await pilot.press("f2")
         await wait_until(pilot, lambda: isinstance(app.screen, SafetyNumberScreen))
         screen = app.screen
+        assert isinstance(screen, SafetyNumberScreen)
         await pilot.pause()
         assert screen.qr_shown
         text = screen_text(app)
@@ -75,6 +76,7 @@ async def test_small_terminal_hides_the_qr_until_asked(
         await pilot.press("enter", "f2")
         await wait_until(pilot, lambda: isinstance(app.screen, SafetyNumberScreen))
         screen = app.screen
+        assert isinstance(screen, SafetyNumberScreen)
         await pilot.pause()
         assert not screen.qr_shown
         text = screen_text(app)

@@ -4,10 +4,12 @@ ways and back to the newest)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from messenger_tui.app.service import MessengerService
 from messenger_tui.storage.messages import fts_query
@@ -65,8 +67,8 @@ def test_history_around_and_after(offline_pair: tuple[MessengerService, Messenge
     assert [m.text for m in around][:11] == [f"m{i}" for i in range(11)]  # 10 before it exist
     assert len(around) == 100
     middle = rows[150].id
-    around = [m.id for m in alice.history_around("Bob", middle, limit=100)]
-    assert around.index(middle) == 50 and len(around) == 100
+    around_ids = [m.id for m in alice.history_around("Bob", middle, limit=100)]
+    assert around_ids.index(middle) == 50 and len(around_ids) == 100
     after = alice.history_after("Bob", rows[-3].id, limit=10)
     assert [m.text for m in after] == ["m298", "m299"]
     assert alice.history_around("Bob", 10**9, limit=100) == []
@@ -90,6 +92,7 @@ async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(
         await pilot.press("ctrl+f")
         await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen), what="search")
         search = app.screen
+        assert isinstance(search, SearchScreen)
         assert "In Bob" in screen_text(app)
         await pilot.press(*"lighth")
         await wait_until(pilot, lambda: len(search.hits) == 1, what="one hit")
@@ -100,7 +103,7 @@ async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(
         await wait_until(pilot, lambda: view.highlighted == target.id, what="highlighted")
         assert target.id in view.visible_rows()
         await wait_shown(pilot, "the needle: meet at the old")
-        assert view.has_newer and view.has_more
+        assert (view.has_newer, view.has_more) == (True, True)  # a tuple: no narrowing
         assert len(view.messages) <= 2 * PAGE_SIZE
         # The highlight is drawn: the target's lines have another background than the rest.
         line = view._line_owner.index(target.id)
@@ -148,6 +151,7 @@ async def test_search_across_conversations_and_empty_results(
             await pilot.press("ctrl+f")  # no conversation open: all of them
             await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen))
             search = app.screen
+            assert isinstance(search, SearchScreen)
             assert "Type words to find" in search.status_text
             await pilot.press(*"pizza")
             await wait_until(pilot, lambda: len(search.hits) == 2, what="two hits")
@@ -156,14 +160,14 @@ async def test_search_across_conversations_and_empty_results(
             assert "Bob" in text and "Carol" in text and "In all conversations" in text
             # Special characters never crash; no match says so.
             for special in SPECIAL:
-                search.query_one("#search-input").value = special
+                search.query_one("#search-input", Input).value = special
                 await pilot.pause()
                 assert search.hits == [] or special == "*"
-            search.query_one("#search-input").value = "zebra"
+            search.query_one("#search-input", Input).value = "zebra"
             await wait_until(pilot, lambda: "No messages match “zebra”" in search.status_text)
             assert "No messages match" in screen_text(app)
             # Choose Bob's hit with the arrows: his conversation opens at it.
-            search.query_one("#search-input").value = "pizza"
+            search.query_one("#search-input", Input).value = "pizza"
             await wait_until(pilot, lambda: len(search.hits) == 2)
             bob_index = next(i for i, h in enumerate(search.hits) if h.contact.name == "Bob")
             await pilot.press("down")  # into the results
@@ -171,18 +175,19 @@ async def test_search_across_conversations_and_empty_results(
                 await pilot.press("down")
             await pilot.press("enter")
             await wait_until(pilot, lambda: screen.current is not None and app.screen is screen)
-            assert screen.current.name == "Bob"
+            assert screen.current is not None and screen.current.name == "Bob"
             assert screen.view.highlighted == search.hits[bob_index].message.id
 
             # In Bob's conversation Ctrl+F searches only his; Ctrl+T widens it.
             await pilot.press("ctrl+f")
             await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen))
-            search = app.screen
+            in_bob = app.screen
+            assert isinstance(in_bob, SearchScreen)
             await pilot.press(*"pizza")
-            await wait_until(pilot, lambda: len(search.hits) == 1)
-            assert search.hits[0].contact.name == "Bob"
+            await wait_until(pilot, lambda: len(in_bob.hits) == 1)
+            assert in_bob.hits[0].contact.name == "Bob"
             await pilot.press("ctrl+t")
-            await wait_until(pilot, lambda: len(search.hits) == 2, what="all conversations")
+            await wait_until(pilot, lambda: len(in_bob.hits) == 2, what="all conversations")
             await pilot.press("escape")
             await wait_until(pilot, lambda: app.screen is screen)
     finally:
@@ -190,7 +195,9 @@ async def test_search_across_conversations_and_empty_results(
         carol.profile.close()
 
 
-async def scroll_until(pilot: Pilot[None], key: str, predicate, *, presses: int = 30) -> None:
+async def scroll_until(
+    pilot: Pilot[None], key: str, predicate: Callable[[], bool], *, presses: int = 30
+) -> None:
     for _ in range(presses):
         if predicate():
             return
@@ -201,7 +208,7 @@ async def scroll_until(pilot: Pilot[None], key: str, predicate, *, presses: int 
 
 @pytest.mark.parametrize("everywhere", [False, True])
 async def test_search_from_the_command_palette(
-    offline_pair: tuple[MessengerService, MessengerService], everywhere
+    offline_pair: tuple[MessengerService, MessengerService], everywhere: bool
 ) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", ["findable"])
@@ -213,4 +220,6 @@ async def test_search_from_the_command_palette(
         await wait_shown(pilot, "Search all" if everywhere else "Search this")
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen), what="search")
-        assert app.screen.everywhere is everywhere
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        assert search.everywhere is everywhere

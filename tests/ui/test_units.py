@@ -73,13 +73,15 @@ async def test_conversation_summaries_count_unread_after_the_last_seen(
             received_at_ms=1, state="seen", kind="notice",
         )  # fmt: skip
     summary = alice.conversation(bob_id)
-    assert summary.unread == 3
-    assert summary.last_message.text == "a notice"
+    assert summary is not None and summary.unread == 3
+    assert summary.last_message is not None and summary.last_message.text == "a notice"
     assert await alice.mark_read("Bob") == 3
-    assert alice.conversation(bob_id).unread == 0
+    read = alice.conversation(bob_id)
+    assert read is not None and read.unread == 0
     assert [s.contact.name for s in alice.conversations()] == ["Bob"]
     assert alice.connection_state == "offline"
-    assert alice.contact_by_id(bob_id).name == "Bob"
+    bob = alice.contact_by_id(bob_id)
+    assert bob is not None and bob.name == "Bob"
     assert alice.contact_by_id(10_000) is None
     assert alice.conversation(10_000) is None
 

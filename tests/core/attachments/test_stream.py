@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import nacl.bindings
 import pytest
@@ -36,9 +36,16 @@ sizes = st.one_of(st.sampled_from(EDGE_SIZES), st.integers(0, 9 * CHUNK))
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def fixed_rng(*chunks: bytes) -> object:
+def fixed_rng(*chunks: bytes) -> Callable[[int], bytes]:
     it = iter(chunks)
-    return lambda n: (lambda b: b if len(b) == n else pytest.fail("rng length"))(next(it))
+
+    def rng(n: int) -> bytes:
+        chunk = next(it)
+        if len(chunk) != n:
+            pytest.fail("rng length")
+        return chunk
+
+    return rng
 
 
 def encrypt(data: bytes, chunk_size: int = CHUNK) -> tuple[AttachmentEncryptor, bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from messenger_tui.core.calls.effects import Effect, SendSignal
 from messenger_tui.core.calls.messages import (
@@ -74,8 +75,9 @@ class PhoneNetwork:
             if drop and drop(message):
                 continue
             count += 1
-            now = self.now
-            self.act(name, lambda m, s=sender, msg=message, t=now: m.receive(s, msg, t))
+            self.act(
+                name, partial(CallSignalling.receive, peer=sender, message=message, now_ms=self.now)
+            )
         return count
 
     def settle(self) -> None:
@@ -97,6 +99,5 @@ class PhoneNetwork:
                 break
             when, name = min(due)
             self.now = max(self.now, when)
-            now = self.now
-            self.act(name, lambda m, t=now: m.poll(t))
+            self.act(name, partial(CallSignalling.poll, now_ms=self.now))
         self.now = end

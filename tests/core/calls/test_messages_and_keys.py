@@ -82,8 +82,8 @@ def test_malformed_messages_are_typed_errors(raw: object) -> None:
 
 def test_call_tags_do_not_clash_with_chat_payload_tags() -> None:
     """So the call messages can join core.payload's union later."""
-    payload_tags = {t.__struct_config__.tag for t in Payload.__args__}  # type: ignore[attr-defined]
-    call_tags = {t.__struct_config__.tag for t in CallMessage.__args__}  # type: ignore[attr-defined]
+    payload_tags = {t.__struct_config__.tag for t in Payload.__args__}
+    call_tags = {t.__struct_config__.tag for t in CallMessage.__args__}
     assert not payload_tags & call_tags
     assert all(str(tag).startswith("call_") for tag in call_tags)
 

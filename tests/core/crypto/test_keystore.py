@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import nacl.pwhash.argon2id as argon2id
 import pytest
@@ -20,7 +21,13 @@ from messenger_tui.core.errors import CorruptKeyFile, CryptoError, WrongPassphra
 
 from ._util import DeterministicRng
 
-FAST = {"opslimit": argon2id.OPSLIMIT_MIN, "memlimit": argon2id.MEMLIMIT_MIN}
+
+class _Limits(TypedDict):
+    opslimit: int
+    memlimit: int
+
+
+FAST: _Limits = {"opslimit": argon2id.OPSLIMIT_MIN, "memlimit": argon2id.MEMLIMIT_MIN}
 SEED = bytes(range(32))
 PASS = "correct horse battery staple"
 

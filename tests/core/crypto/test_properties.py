@@ -145,11 +145,11 @@ def test_lossy_reordering_duplicating_network(
 
     # a final clean exchange: both sides converge
     for sender in ("alice", "bob", "alice", "alice", "bob"):
-        packet = world.send(sender)
-        assert packet is not None
+        sent = world.send(sender)
+        assert sent is not None
         receiver = "bob" if sender == "alice" else "alice"
         world.in_flight[receiver].clear()
-        world.deliver(receiver, packet)
+        world.deliver(receiver, sent)
     alice, bob = world.sessions["alice"], world.sessions["bob"]
     assert alice is not None and bob is not None
     assert alice.confirmed and bob.confirmed

@@ -194,10 +194,10 @@ def test_twenty_members_three_senders_with_adds_and_removes() -> None:
     # a member while it was out, holding every key it ever had, reads none of those messages
     leaked = attempts = 0
     for client in clients:
-        for number, sender, message in ciphertexts:
-            if client.key in recipients_of[number] or client.key == sender:
+        for number, sender_key, message in ciphertexts:
+            if client.key in recipients_of[number] or client.key == sender_key:
                 continue
-            record = client.records.get(sender)
+            record = client.records.get(sender_key)
             if record is None:
                 continue
             attempts += 1
