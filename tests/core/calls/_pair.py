@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TypeVar
 
 from messenger_tui.core.calls.effects import Effect, SendSignal
 from messenger_tui.core.calls.messages import (
@@ -26,6 +27,8 @@ BOB = b"B" * 32
 CAROL = b"C" * 32
 T0 = 1_700_000_000_000
 
+E = TypeVar("E", bound=Effect)
+
 
 @dataclass
 class Phone:
@@ -35,7 +38,7 @@ class Phone:
     #: (sender, encoded message) not yet delivered to this phone
     inbox: list[tuple[bytes, bytes]] = field(default_factory=list)
 
-    def of(self, kind: type) -> list[Effect]:
+    def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.effects if isinstance(e, kind)]
 
 
