@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from textual import events
 from messenger_tui.app import events as ev
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
+from messenger_tui.ui.app import MessengerApp
 from messenger_tui.ui.formatting import STATE_MARKS
+from messenger_tui.ui.screens.main import MainScreen
 from tests.helpers.clients import introduce, make_service, next_event
 from tests.helpers.relay_process import RelayProcess
 
@@ -37,11 +40,43 @@ async def pair(
             s.profile.close()
 
 
-def _state_mark(screen, row: int) -> str:
+def _state_mark(screen: MainScreen, row: int) -> str:
     """The delivery mark at the end of the own message's last line."""
     owners = screen.view._line_owner
     last = max(i for i, owner in enumerate(owners) if owner == row)
     return screen.view.text_lines()[last].rstrip().rsplit(" ", 1)[-1]
+
+
+def _main(app: MessengerApp) -> MainScreen:
+    screen = app.main_screen
+    assert screen is not None
+    return screen
+
+
+def _shown_state(screen: MainScreen, row: int) -> str:
+    """The state of message ``row`` as the open conversation shows it (it must be loaded)."""
+    message = screen.view.message(row)
+    assert message is not None, row
+    return message.state
+
+
+def _stored_state(service: MessengerService, row: int) -> str:
+    """The state of message ``row`` in ``service``'s store (it must exist)."""
+    message = service.store.messages.by_id(row)
+    assert message is not None, row
+    return message.state
+
+
+def _unread(service: MessengerService, contact_id: int) -> int:
+    summary = service.conversation(contact_id)
+    assert summary is not None, contact_id
+    return summary.unread
+
+
+def _open_id(screen: MainScreen) -> int:
+    """The id of the contact whose conversation is open (one must be)."""
+    assert screen.current is not None
+    return screen.current.id
 
 
 async def test_message_goes_sent_delivered_read_and_replies_appear(
@@ -51,7 +86,7 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(
     bob_events = bob.subscribe()
     app = make_app(alice)
     async with app.run_test(size=SMALL) as pilot:
-        screen = app.main_screen
+        screen = _main(app)
         await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected")
         await pilot.press("enter")  # open Bob
         await wait_until(pilot, lambda: app.focused is screen.composer)
@@ -60,7 +95,7 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(
         row = screen.view.messages[0].id
 
         # Bob is offline: the relay stores it, the state is "sent".
-        await wait_until(pilot, lambda: screen.view.message(row).state == "sent", what="sent")
+        await wait_until(pilot, lambda: _shown_state(screen, row) == "sent", what="sent")
         assert _state_mark(screen, row) == STATE_MARKS["sent"]
         await wait_shown(pilot, "outbox empty")
 
@@ -68,14 +103,12 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(
         await bob.start()
         got = await next_event(bob_events, ev.MessageReceived)
         assert got.message.text == "hello bob"
-        await wait_until(
-            pilot, lambda: screen.view.message(row).state == "delivered", what="delivered"
-        )
+        await wait_until(pilot, lambda: _shown_state(screen, row) == "delivered", what="delivered")
         assert _state_mark(screen, row) == STATE_MARKS["delivered"]
 
         # Bob reads it: a read receipt.
         await bob.mark_read("Alice")
-        await wait_until(pilot, lambda: screen.view.message(row).state == "read", what="read")
+        await wait_until(pilot, lambda: _shown_state(screen, row) == "read", what="read")
         assert _state_mark(screen, row) == STATE_MARKS["read"]
 
         # Bob answers: it appears in Alice's open conversation, which she is looking at, so
@@ -86,10 +119,10 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(
         await wait_shown(pilot, "hi alice, got it")
         await wait_until(
             pilot,
-            lambda: bob.store.messages.by_id(reply.id).state == "read",
+            lambda: _stored_state(bob, reply.id) == "read",
             what="read receipt at Bob",
         )
-        assert alice.conversation(alice.contact("Bob").id).unread == 0
+        assert _unread(alice, alice.contact("Bob").id) == 0
 
 
 async def test_read_receipts_wait_for_terminal_focus(
@@ -99,7 +132,7 @@ async def test_read_receipts_wait_for_terminal_focus(
     await bob.start()
     app = make_app(alice)
     async with app.run_test(size=LARGE) as pilot:
-        screen = app.main_screen
+        screen = _main(app)
         await wait_until(pilot, lambda: alice.connected, what="connected")
         await pilot.press("enter")
         await wait_until(pilot, lambda: screen.current is not None)
@@ -108,19 +141,17 @@ async def test_read_receipts_wait_for_terminal_focus(
 
         first = await bob.send_text("Alice", "are you there?")
         await wait_until(pilot, lambda: len(screen.view.messages) == 1, what="shown")
-        await wait_until(pilot, lambda: bob.store.messages.by_id(first.id).state == "delivered")
+        await wait_until(pilot, lambda: _stored_state(bob, first.id) == "delivered")
         # Shown, but not seen: no read receipt, it counts as unread, and a "new messages"
         # line marks where the unseen messages start.
-        assert alice.conversation(screen.current.id).unread == 1
+        assert _unread(alice, _open_id(screen)) == 1
         assert screen.view.unread_marker == screen.view.messages[0].id
         assert any("new messages" in line for line in screen.view.text_lines())
-        assert bob.store.messages.by_id(first.id).state == "delivered"
+        assert _stored_state(bob, first.id) == "delivered"
 
         app.post_message(events.AppFocus())  # back to the messenger
-        await wait_until(
-            pilot, lambda: bob.store.messages.by_id(first.id).state == "read", what="read"
-        )
-        assert alice.conversation(screen.current.id).unread == 0
+        await wait_until(pilot, lambda: _stored_state(bob, first.id) == "read", what="read")
+        assert _unread(alice, _open_id(screen)) == 0
 
 
 async def test_typing_indicator_appears_and_clears_both_ways(
@@ -131,7 +162,7 @@ async def test_typing_indicator_appears_and_clears_both_ways(
     await bob.start()
     app = make_app(alice)
     async with app.run_test(size=SMALL) as pilot:
-        screen = app.main_screen
+        screen = _main(app)
         await wait_until(pilot, lambda: alice.connected, what="connected")
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.focused is screen.composer)
@@ -157,12 +188,18 @@ async def test_typing_indicator_appears_and_clears_both_ways(
         await pilot.press("enter")
         # Both arrive (the message through the outbox, the stop notice as an ephemeral
         # signal; their order is not fixed).
-        seen: dict[type, ev.Event] = {}
-        while len(seen) < 2:
-            event = await next_event(bob_events, (ev.TypingChanged, ev.MessageReceived))
-            seen[type(event)] = event
-        assert not seen[ev.TypingChanged].active
-        assert seen[ev.MessageReceived].message.text == "let me think"
+        stopped: ev.TypingChanged | None = None
+        sent: ev.MessageReceived | None = None
+        deadline = asyncio.get_running_loop().time() + 20
+        while stopped is None or sent is None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            event = await asyncio.wait_for(bob_events.get(), max(0.01, remaining))
+            if isinstance(event, ev.TypingChanged):
+                stopped = event
+            elif isinstance(event, ev.MessageReceived):
+                sent = event
+        assert not stopped.active
+        assert sent.message.text == "let me think"
 
 
 async def test_lost_relay_shows_reconnecting_and_sends_what_was_typed_meanwhile(
@@ -177,7 +214,7 @@ async def test_lost_relay_shows_reconnecting_and_sends_what_was_typed_meanwhile(
             bob_events = bob.subscribe()
             app = make_app(alice)
             async with app.run_test(size=SMALL) as pilot:
-                screen = app.main_screen
+                screen = _main(app)
                 await wait_until(pilot, lambda: alice.connected, what="connected")
                 await pilot.press("enter")
                 await wait_until(pilot, lambda: app.focused is screen.composer)
@@ -189,12 +226,12 @@ async def test_lost_relay_shows_reconnecting_and_sends_what_was_typed_meanwhile(
                 await pilot.press(*"typed while offline", "enter")
                 await wait_until(pilot, lambda: len(screen.view.messages) == 1)
                 row = screen.view.messages[0].id
-                assert screen.view.message(row).state == "queued"
+                assert _shown_state(screen, row) == "queued"
                 await wait_shown(pilot, "1 waiting to send")
 
                 own_relay.restart()  # same port and data
                 await wait_until(
-                    pilot, lambda: screen.view.message(row).state == "sent", timeout=30,
+                    pilot, lambda: _shown_state(screen, row) == "sent", timeout=30,
                     what="sent after the relay came back",
                 )  # fmt: skip
                 await wait_shown(pilot, "● connected")
