@@ -4,6 +4,7 @@ flags and sees presses, releases and the flags reply as the terminal sends them.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pty
 import select
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from textual import events
 from textual._xterm_parser import XTermParser
@@ -22,6 +23,7 @@ from textual.message import Message
 
 from messenger_tui.ui.kitty_keys import (
     HOLD_TO_TALK_FLAGS,
+    DeviceAttributes,
     KeyboardFlags,
     KeyPress,
     KeyRelease,
@@ -100,6 +102,64 @@ def test_flags_reply_is_a_message_not_keys(flags: int | None, split: int) -> Non
     assert isinstance(messages[0], KeyboardFlags)
     assert messages[0].flags == (flags or 0)
     assert messages[-1].key == SENTINEL  # type: ignore[attr-defined]
+
+
+@st.composite
+def kitty_streams(draw: st.DrawFn) -> tuple[str, int, int, int, int]:
+    """Up to four kitty items in a row (keys, ``CSI ? flags u`` and device attributes
+    replies): the text, the most keys it may yield, and its releases, flags and attributes
+    replies."""
+    text, keys, releases, flags, attributes = "", 0, 0, 0, 0
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["key", "flags", "attributes"]))
+        if kind == "flags":
+            value = draw(st.one_of(st.none(), st.integers(0, 10**6)))
+            text += f"\x1b[?{'' if value is None else value}u"
+            flags += 1
+        elif kind == "attributes":
+            params = draw(st.lists(st.integers(0, 200), min_size=1, max_size=5))
+            text += "\x1b[?" + ";".join(map(str, params)) + "c"
+            attributes += 1
+        else:
+            sequence, event, texts = draw(kitty_sequences())
+            assume(len(sequence) <= TEXTUAL_SEQUENCE_LIMIT)
+            text += sequence
+            releases += event == 3
+            keys += 0 if event == 3 else max(1, texts)
+    return text, keys, releases, flags, attributes
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kitty_streams(), st.lists(st.integers(0, 200), max_size=4))
+def test_any_split_of_a_stream_yields_the_same_messages(
+    case: tuple[str, int, int, int, int], cuts: list[int]
+) -> None:
+    """Sequences split across reads anywhere (a read ends mid-sequence) never raise and give
+    exactly the replies and releases in them, no more keys than they stand for."""
+    text, keys, releases, flags, attributes = case
+    bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    parser = KittyKeyParser()
+    messages: list[Message] = []
+    for start, end in itertools.pairwise(bounds):
+        messages += feed_all(parser, text[start:end])
+    messages += feed_all(parser, SENTINEL)
+    got = [m for m in messages if isinstance(m, events.Key)]
+    assert got and got[-1].key == SENTINEL, messages
+    assert len(got) - 1 <= keys, messages
+    assert sum(isinstance(m, KeyRelease) for m in messages) == releases
+    assert sum(isinstance(m, KeyboardFlags) for m in messages) == flags
+    assert sum(isinstance(m, DeviceAttributes) for m in messages) == attributes
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kitty_streams(), st.integers(0, 200))
+def test_a_truncated_stream_never_raises(case: tuple[str, int, int, int, int], cut: int) -> None:
+    """Input that ends mid-sequence (the terminal closed): the end of input never raises."""
+    text = case[0][: min(cut, len(case[0]))]
+    parser = KittyKeyParser()
+    if text:  # feeding "" is the end of input
+        feed_all(parser, text)
+    feed_all(parser, "")  # end of input, as the driver feeds it on exit
 
 
 def test_release_of_space_is_a_release_and_textual_alone_breaks() -> None:
