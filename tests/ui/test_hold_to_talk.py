@@ -146,7 +146,7 @@ def test_gate_table() -> None:
     assert style_for("toggle", True) is Style.TOGGLE and style_for("open", True) is Style.OPEN
     gate = TalkGate(Style.HOLD, max_hold_s=60)
     assert gate.handle(GateEvent.TALK_DOWN, 10.0) is GateState.HELD and gate.talking
-    assert gate.deadline == 70.0
+    assert (gate.deadline or 0.0) == 70.0
     assert gate.handle(GateEvent.TALK_DOWN, 11.0) is GateState.HELD  # no new deadline
     assert gate.poll(69.9) is GateState.HELD and gate.poll(70.0) is GateState.CLOSED
     assert gate.deadline is None and gate.handle(GateEvent.TALK_UP, 71.0) is GateState.CLOSED
