@@ -129,6 +129,11 @@ class CallManager:
         self._timer: asyncio.TimerHandle | None = None
         self._media: _Media | None = None
         self._muted = False
+        #: The mic gate (hold-to-talk / toggle): closed, the call sends silence as if muted.
+        self._talking = True
+        #: Calls start with the gate closed (the talk mode is hold or toggle; the service
+        #: sets this from the settings).
+        self.gated = False
         self._problem: str | None = None
         self._signals: asyncio.Queue[tuple[bytes, CallMessage]] = asyncio.Queue()
         self._signal_task: asyncio.Task[None] | None = None
@@ -157,6 +162,7 @@ class CallManager:
             muted=self._muted,
             link=media.link_state if media else "none",
             problem=self._problem,
+            talking=self._talking,
         )
 
     def stats(self) -> CallStats | None:
@@ -191,6 +197,7 @@ class CallManager:
             raise BadInput("you are already in a call; hang up first")
         self._problem = None
         self._muted = False
+        self._talking = not self.gated
         self._run(self._machine.place_call(contact.identity, self._now_ms()))
         view = self.current()
         assert view is not None
@@ -202,6 +209,7 @@ class CallManager:
             raise BadInput("no call is ringing")
         self._problem = None
         self._muted = False
+        self._talking = not self.gated
         self._run(self._machine.accept(self._now_ms()))
 
     def decline(self) -> None:
@@ -218,9 +226,21 @@ class CallManager:
         """Mute or unmute the microphone. Muted calls keep sending (encoded silence), so the
         relay cannot tell."""
         self._muted = muted
+        self._apply_mic()
+
+    def set_talking(self, talking: bool) -> None:
+        """Open or close the mic gate (hold-to-talk, toggle). Closed, the capture is muted
+        like :meth:`set_muted` (encoded silence); the next captured frame obeys. Both must
+        be open for the peer to hear us."""
+        if talking == self._talking:
+            return
+        self._talking = talking
+        self._apply_mic()
+
+    def _apply_mic(self) -> None:
         media = self._media
         if media is not None and media.session is not None:
-            media.session.muted = muted
+            media.session.muted = self._muted or not self._talking
         self._changed()
 
     # ------------------------------------------------------------------ the peer
@@ -352,7 +372,7 @@ class CallManager:
         except (AudioUnavailable, CodecUnavailable) as exc:
             self._media_failed(call_id, exc)
             return
-        session.muted = self._muted
+        session.muted = self._muted or not self._talking
         media.session = session
         # The session starts the link (its frames go straight to the session's receive path),
         # which connects while the devices open (off the loop: a first PortAudio open takes

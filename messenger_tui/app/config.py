@@ -21,6 +21,7 @@ Example::
 
     [calls]
     bitrate_kbps = 24        # Opus bitrate of what you send, 12-64 kb/s
+    talk_mode = "open"       # open | hold (hold the talk key, F4) | toggle
 
 The ``[keymap]`` is the user's: the app never writes this file. The other sections give
 defaults for the settings the settings screen changes; a value changed there is stored in the
@@ -48,12 +49,16 @@ SETTING_SECTIONS: dict[str, dict[str, type[bool | int | str]]] = {
     "ui": {"theme": str},
     "notifications": {"toasts": bool, "bell": bool, "desktop": bool, "private": bool},
     "messaging": {"read_receipts": bool, "typing": bool},
-    "calls": {"bitrate_kbps": int},
+    "calls": {"bitrate_kbps": int, "talk_mode": str},
 }
 #: Options whose setting has another name in the app (section, option) -> setting.
 SETTING_NAMES: dict[tuple[str, str], str] = {("calls", "bitrate_kbps"): "call_bitrate_kbps"}
 #: Whole-number options' ranges (inclusive), as the app checks them.
 INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {("calls", "bitrate_kbps"): (12, 64)}
+#: Text options that take one of a few values (as in app/models.py's TALK_MODES).
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("calls", "talk_mode"): ("open", "hold", "toggle")
+}
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,11 @@ def parse_config(
                     problems.append(f"{at}: [{section}] {name} must be {what}; ignored")
                 elif isinstance(value, str) and (not value.strip() or len(value) > 64):
                     problems.append(f"{at}: [{section}] {name} must be a short name; ignored")
+                elif isinstance(value, str) and value.strip() not in CHOICES.get(
+                    (section, name), (value.strip(),)
+                ):
+                    choices = ", ".join(CHOICES[section, name])
+                    problems.append(f"{at}: [{section}] {name} must be one of {choices}; ignored")
                 elif (
                     isinstance(value, int)
                     and (section, name) in INT_RANGES

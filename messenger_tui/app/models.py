@@ -62,6 +62,9 @@ class CallView:
     link: str
     #: Why audio does not work (device missing, ...), in words; the call may still be up.
     problem: str | None = None
+    #: The mic gate (hold-to-talk / toggle, see :meth:`CallManager.set_talking`) is open.
+    #: Closed, the call sends encoded silence as when muted.
+    talking: bool = True
 
     @property
     def live(self) -> bool:
@@ -103,6 +106,10 @@ class CallStats:
     bitrate_history: tuple[float, ...] = ()
 
 
+#: The talk modes of :attr:`Settings.talk_mode`.
+TALK_MODES: tuple[str, ...] = ("open", "hold", "toggle")
+
+
 @dataclass(frozen=True)
 class Settings:
     """The profile's settings (the settings screen; stored in the profile database)."""
@@ -130,6 +137,10 @@ class Settings:
     #: The Opus bitrate of the audio this client sends in a call (kb/s, 12-64); every frame
     #: is padded to the size this rate allows, so the rate also sets the call's bandwidth.
     call_bitrate_kbps: int = 24
+    #: When the microphone is live in a call (one of :data:`TALK_MODES`): "open" (always,
+    #: unless muted), "hold" (while the talk key is held; a toggle where the terminal never
+    #: reports key releases), "toggle" (the talk key opens and closes it).
+    talk_mode: str = "open"
 
 
 @dataclass(frozen=True)

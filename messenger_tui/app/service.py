@@ -394,12 +394,14 @@ class MessengerService:
         if not self.connected:
             raise RelayUnavailable("not connected to the relay; calls need a live connection")
         self._check_devices()
+        self.calls.gated = self._settings.current().talk_mode != "open"
         return self.calls.place_call(contact)
 
     def accept_call(self) -> None:
         """Answer the ringing call (:class:`BadInput` when none rings; :class:`AudioProblem`
         when the chosen devices are missing: the call keeps ringing, decline it)."""
         self._check_devices()
+        self.calls.gated = self._settings.current().talk_mode != "open"
         self.calls.accept()
 
     def _check_devices(self) -> None:
@@ -420,6 +422,10 @@ class MessengerService:
     def set_call_muted(self, muted: bool) -> None:
         self.calls.set_muted(muted)
 
+    def set_call_talking(self, talking: bool) -> None:
+        """Open or close the call's mic gate (the talk key in hold-to-talk or toggle mode)."""
+        self.calls.set_talking(talking)
+
     def current_call(self) -> CallView | None:
         """The live call, or the last one; None before the first."""
         return self.calls.current()
@@ -436,7 +442,11 @@ class MessengerService:
     def update_settings(self, **changes: bool | str | int) -> Settings:
         """Change and store settings by name (``read_receipts=False``, ``theme="nord"``);
         :class:`BadInput` for an unknown name or a wrong type (nothing is stored then)."""
-        return self._settings.update(changes)
+        updated = self._settings.update(changes)
+        if "talk_mode" in changes:  # the current call follows: open mic opens the gate
+            self.calls.gated = updated.talk_mode != "open"
+            self.calls.set_talking(not self.calls.gated)
+        return updated
 
     def set_setting_defaults(self, defaults: dict[str, bool | str | int]) -> None:
         """Defaults (from the config file) for settings the profile does not store yet."""

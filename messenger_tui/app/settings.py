@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from messenger_tui.app.errors import BadInput
-from messenger_tui.app.models import Settings
+from messenger_tui.app.models import TALK_MODES, Settings
 from messenger_tui.core.crypto import keystore
 from messenger_tui.core.errors import CryptoError
 from messenger_tui.storage.store import Store
@@ -33,9 +33,17 @@ STORED_KEYS: dict[str, str] = {
     "microphone": "audio.microphone",
     "speaker": "audio.speaker",
     "call_bitrate_kbps": "audio.call_bitrate_kbps",
+    "talk_mode": "audio.talk_mode",
 }
 #: Settings that are names, and how long each may be.
-TEXT_SETTINGS: dict[str, int] = {"theme": 64, "microphone": 256, "speaker": 256}
+TEXT_SETTINGS: dict[str, int] = {
+    "theme": 64,
+    "microphone": 256,
+    "speaker": 256,
+    "talk_mode": 16,
+}
+#: Text settings that take one of a few values.
+CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"talk_mode": TALK_MODES}
 #: Settings that are whole numbers, and their range (inclusive).
 INT_SETTINGS: dict[str, tuple[int, int]] = {
     # Opus's useful range for speech: below 12 kb/s wideband speech degrades fast; above
@@ -65,6 +73,10 @@ def check_setting(name: str, value: object) -> DefaultValue:
         return value
     if not isinstance(value, str) or len(value) > TEXT_SETTINGS[name] or not value.isprintable():
         raise BadInput(f"setting {name!r} must be a short name, not {value!r}")
+    if name in CHOICE_SETTINGS and value.strip() not in CHOICE_SETTINGS[name]:
+        raise BadInput(
+            f"setting {name!r} is one of {', '.join(CHOICE_SETTINGS[name])}, not {value!r}"
+        )
     return value.strip()
 
 
@@ -77,6 +89,8 @@ def _from_stored(name: str, text: str, default: DefaultValue) -> DefaultValue:
             return check_setting(name, int(text))
         except (ValueError, BadInput):
             return default
+    if name in CHOICE_SETTINGS and text not in CHOICE_SETTINGS[name]:
+        return default
     return text
 
 
@@ -137,6 +151,7 @@ class ProfileSettings:
             microphone=str(values["microphone"]),
             speaker=str(values["speaker"]),
             call_bitrate_kbps=int(values["call_bitrate_kbps"]),
+            talk_mode=str(values["talk_mode"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

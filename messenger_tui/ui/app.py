@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterable
 
+from textual import constants
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import Theme
 
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, ProfileGate
+from messenger_tui.ui.kitty_keys import KittyLinuxDriver
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.onboarding import OnboardingScreen, UnlockScreen
+from messenger_tui.ui.talk_keys import TalkKeyHandlers, TalkKeys
+from messenger_tui.ui.widgets.call_pane import CallPane
 
 
-class MessengerApp(App[None], inherit_bindings=False):
+class MessengerApp(TalkKeyHandlers, App[None], inherit_bindings=False):
     """Shows the onboarding or unlock screen when needed, then the main screen on a started
     service. Build it with :func:`make_app`."""
 
@@ -62,8 +68,27 @@ class MessengerApp(App[None], inherit_bindings=False):
         self._owns_service = launcher is not None
         #: Why the app could not open the profile (the CLI reports it after the app exits).
         self.startup_error: AppError | None = None
+        #: The talk key and the call's mic gate (hold-to-talk, toggle; ui/talk_keys.py).
+        self.talk = TalkKeys(self, self._set_talking, changed=self._talk_changed)
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's Linux driver with key releases (ui/kitty_keys.py) on Linux and macOS;
+        Textual's choice elsewhere, or when ``TEXTUAL_DRIVER`` names one."""
+        if constants.DRIVER is not None or sys.platform == "win32":
+            return super().get_driver_class()
+        return KittyLinuxDriver
+
+    def _set_talking(self, talking: bool) -> None:
+        if self.service is not None:
+            self.service.set_call_talking(talking)
+
+    def _talk_changed(self) -> None:
+        main = self.main_screen
+        if main is not None and main.is_mounted:
+            main.query_one(CallPane).refresh_call()
 
     async def on_mount(self) -> None:
+        self.talk.start()
         for notice in self.notices:
             self.notify(notice, title="config.toml", severity="warning", timeout=20, markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -138,6 +163,7 @@ class MessengerApp(App[None], inherit_bindings=False):
         if self._start_service:
             await service.start()
         self._apply_stored_theme(service)
+        self.talk.set_mode(service.settings().talk_mode)
         await self.push_screen(MainScreen(service, events))
         if self._freeze_gc:
             # Everything built so far (Textual, styles, the screens) lives as long as the

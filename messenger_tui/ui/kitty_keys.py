@@ -18,15 +18,15 @@ in our UI layer (https://sw.kovidgoyal.net/kitty/keyboard-protocol/):
   (``CSI ? u``). Stopping the app pops what it pushed first, so Textual's own pop still
   restores the terminal.
 
-Wiring (not done here): ``App(driver_class=KittyLinuxDriver)`` on Linux and macOS (the CLI's
-``make_app``); when a call starts in hold-to-talk mode, ``driver.push_key_releases()`` and
-``driver.query_keyboard_flags()``; a :class:`KeyboardFlags` answer with
-:data:`KITTY_REPORT_EVENT_TYPES` set means releases will come, no answer within ~200 ms (or
-flags without it: tmux) means fall back to toggle. The talk key's ``Key`` opens the microphone,
-its :class:`KeyRelease` closes it (pair :class:`KeyPress`, not ``Key``, with the release:
-handlers ``on_key_press`` and ``on_key_release`` on the app, which gets the driver's messages
-in order), as does ``AppBlur`` or the maximum hold. ``driver.pop_key_releases()``
-when the call ends.
+Wiring: :class:`~messenger_tui.ui.app.MessengerApp` runs on :class:`KittyLinuxDriver` on
+Linux and macOS. When the app starts (and again after a suspend) the driver pushes
+:data:`HOLD_TO_TALK_FLAGS` and asks which flags are on (``CSI ? u``) followed by the primary
+device attributes (``CSI c``), which every terminal answers: a :class:`KeyboardFlags` answer
+with :data:`KITTY_REPORT_EVENT_TYPES` set means releases will come; a
+:class:`DeviceAttributes` answer with no flags before it means the terminal has no kitty
+protocol (tmux answers so too). :mod:`messenger_tui.ui.talk_keys` pairs the talk key's
+:class:`KeyPress` with its :class:`KeyRelease` (both straight from the driver, in the order
+typed; never ``Key`` with a release: Textual routes a ``Key`` through the screen first).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from codecs import getincrementaldecoder
 from collections.abc import Iterable
 from typing import Final
 
-from textual import events
+from textual import constants, events
 from textual._loop import loop_last
 from textual._parser import ParseError
 from textual._xterm_parser import XTermParser
@@ -66,6 +66,8 @@ EVENT_RELEASE: Final = 3
 PUSH_FLAGS: Final = "\x1b[>{flags}u"
 POP_FLAGS: Final = "\x1b[<u"
 QUERY_FLAGS: Final = "\x1b[?u"
+#: Primary device attributes: every VT100-like terminal answers ``CSI ? ... c``.
+QUERY_DEVICE_ATTRIBUTES: Final = "\x1b[c"
 
 # CSI [code[:alternates]] [; mods[:event]] [; text[:text...]] final
 _KITTY_KEY: Final = re.compile(
@@ -73,6 +75,7 @@ _KITTY_KEY: Final = re.compile(
     r"(?P<final>[u~ABCDEFHPQRS])"
 )
 _FLAGS_REPLY: Final = re.compile(r"\x1b\[\?(?P<flags>\d*)u")
+_ATTRIBUTES_REPLY: Final = re.compile(r"\x1b\[\?[\d;]*c")
 
 
 class KeyRelease(Message):
@@ -115,6 +118,11 @@ class KeyboardFlags(Message):
         return bool(self.flags & KITTY_REPORT_EVENT_TYPES)
 
 
+class DeviceAttributes(Message):
+    """The terminal answered :data:`QUERY_DEVICE_ATTRIBUTES`. Sent after the flags query, so
+    a terminal with the kitty protocol has answered that one first."""
+
+
 def _ignored(sequence: str) -> events.Key:
     """A key Textual's parser drops (it filters :data:`Keys.Ignore`), consuming ``sequence``."""
     return events.Key(Keys.Ignore, sequence)
@@ -138,6 +146,10 @@ class KittyKeyParser(XTermParser):
             if (reply := _FLAGS_REPLY.fullmatch(sequence)) is not None:
                 flags = reply["flags"]
                 self._emit(KeyboardFlags(int(flags) if flags else 0))
+                yield _ignored(sequence)
+                return
+            if _ATTRIBUTES_REPLY.fullmatch(sequence) is not None:
+                self._emit(DeviceAttributes())
                 yield _ignored(sequence)
                 return
             if (match := _KITTY_KEY.fullmatch(sequence)) is not None:
@@ -193,12 +205,24 @@ class KittyLinuxDriver(LinuxDriver):
             self.flush()
 
     def query_keyboard_flags(self) -> None:
-        """Ask which flags are on; a supporting terminal answers with :class:`KeyboardFlags`,
-        one without the protocol says nothing."""
-        self.write(QUERY_FLAGS)
+        """Ask which flags are on, then the device attributes: a supporting terminal answers
+        with :class:`KeyboardFlags` then :class:`DeviceAttributes`, one without the protocol
+        with :class:`DeviceAttributes` alone."""
+        self.write(QUERY_FLAGS + QUERY_DEVICE_ATTRIBUTES)
         self.flush()
 
+    def start_application_mode(self) -> None:
+        """Textual's start, then key releases on (after Textual's own push, so ours is on
+        top) and the support query. Also runs on resuming after a suspend."""
+        super().start_application_mode()  # type: ignore[no-untyped-call]
+        if self._writer_thread is None or constants.DISABLE_KITTY_KEY:
+            return  # Textual gave up (no terminal), or the user turned the protocol off
+        self.push_key_releases()
+        self.query_keyboard_flags()
+
     def stop_application_mode(self) -> None:
+        """Pops what we pushed first, so Textual's own pop restores the terminal. Also runs
+        on suspend (Ctrl+Z) and on exit."""
         while self._pushed:
             self.pop_key_releases()
         super().stop_application_mode()

@@ -348,6 +348,28 @@ async def test_mute_reaches_the_session_and_the_view() -> None:
     assert alice.sessions[0].muted and alice.m.current().muted  # type: ignore[union-attr]
 
 
+async def test_the_mic_gate_mutes_the_capture_while_closed() -> None:
+    """Hold-to-talk: a gated call starts with the capture muted; opening the gate unmutes it
+    (on the session at once), muting wins over an open gate, and the next call starts
+    closed again."""
+    alice, bob = pair()
+    alice.m.gated = True
+    alice.m.place_call(bob_contact(alice))
+    await until(lambda: bob.m.current() is not None)
+    bob.m.accept()
+    await until(lambda: bool(alice.sessions))
+    session = alice.sessions[0]
+    view = alice.m.current()
+    assert view is not None and session.muted and not view.talking and not view.muted
+    alice.m.set_talking(True)
+    assert not session.muted and alice.m.current().talking  # type: ignore[union-attr]
+    alice.m.set_muted(True)
+    assert session.muted
+    alice.m.set_muted(False)
+    alice.m.set_talking(False)
+    assert session.muted
+
+
 async def test_close_hangs_up_and_tells_the_peer() -> None:
     alice, bob = pair()
     alice.m.place_call(bob_contact(alice))

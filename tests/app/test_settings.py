@@ -193,3 +193,16 @@ async def test_mute_is_stored_and_announced(pair) -> None:
     changed = events.get_nowait()
     assert isinstance(changed, ev.ContactChanged) and changed.contact.muted
     assert alice.set_muted("Bob", False).muted is False
+
+
+async def test_talk_mode_is_stored_and_gates_the_next_call(pair) -> None:
+    """The talk mode: open by default, stored, one of three; a mode other than open makes the
+    calls start with the mic gate closed (app/calls.py)."""
+    alice, _bob = pair
+    assert alice.settings().talk_mode == "open" and not alice.calls.gated
+    with pytest.raises(BadInput, match="talk_mode"):
+        alice.update_settings(talk_mode="push")
+    assert alice.update_settings(talk_mode="hold").talk_mode == "hold"
+    assert alice.calls.gated and alice.settings().talk_mode == "hold"
+    assert alice.update_settings(talk_mode="open").talk_mode == "open"
+    assert not alice.calls.gated

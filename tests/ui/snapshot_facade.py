@@ -343,6 +343,10 @@ class SnapshotFacade:
         if self.call is not None:
             self.show_call(dataclasses.replace(self.call, muted=muted))
 
+    def set_call_talking(self, talking: bool) -> None:
+        if self.call is not None:
+            self.show_call(dataclasses.replace(self.call, talking=talking))
+
     def current_call(self) -> CallView | None:
         return self.call
 

@@ -220,3 +220,44 @@ def _footer(app: MessengerApp) -> str:
         str(getattr(key, "key_display", ""))
         for key in main_of(app).query("FittingFooter FooterKey")
     )
+
+
+async def test_hold_to_talk_without_releases_toggles_the_mic_bob_hears(
+    pair: tuple[MessengerService, MessengerService],
+) -> None:
+    """Alice chose hold-to-talk; her terminal (the headless driver) reports no key releases,
+    so F4 toggles. Her call starts with the mic closed: Bob hears silence until she presses
+    F4, hears her tone, and silence again after the next F4 (real services, real relay)."""
+    alice, bob = pair
+    alice.update_settings(talk_mode="hold")
+    alice_app, bob_app = make_app(alice), make_app(bob)
+    rings: list[int] = []
+    bob_app.bell = lambda: rings.append(1)  # type: ignore[method-assign]
+    async with alice_app.run_test(size=SMALL) as ap, bob_app.run_test(size=SMALL) as bp:
+        await connected_with_conversation(ap, alice_app, "bob")
+        await connected_with_conversation(bp, bob_app, "alice")
+        await ringing_at_bob(ap, bp, bob_app, rings)
+        await bp.press("a")
+        await until(ap, lambda: "in call" in pane_text(alice_app), "Alice in call")
+        bob_pane = main_of(bob_app).query_one(CallPane)
+        await until(
+            bp, lambda: bob_pane.stats is not None and bob_pane.stats.frames_received > 150,
+            "Bob receiving",
+        )  # fmt: skip
+        assert bob_pane.stats is not None and bob_pane.stats.remote_level < 0.01
+        text = " ".join(pane_text(alice_app).split())
+        assert "mic closed: F4 to talk" in text and "F4 toggles" in text
+        assert "f4" in _footer(alice_app)
+        await ap.press("f4")
+        await until(
+            bp, lambda: bob_pane.stats is not None and bob_pane.stats.remote_level > 0.05,
+            "Bob hears Alice's tone",
+        )  # fmt: skip
+        assert "talking (F4 to stop)" in pane_text(alice_app)
+        await ap.press("f4")
+        await until(
+            bp, lambda: bob_pane.stats is not None and bob_pane.stats.remote_level < 0.01,
+            "silence at Bob again",
+        )  # fmt: skip
+        await ap.press("f7")
+        await until(bp, lambda: "call ended: hung up" in pane_text(bob_app), "Bob ended")

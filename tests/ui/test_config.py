@@ -57,6 +57,18 @@ def test_call_bitrate_must_be_a_whole_number_in_range() -> None:
         assert expected in config.problems[0], config.problems
 
 
+def test_talk_mode_is_one_of_three() -> None:
+    assert _parse('[calls]\ntalk_mode = "hold"\n').defaults == {"talk_mode": "hold"}
+    for value, expected in (
+        ('"push"', "talk_mode must be one of open, hold, toggle"),
+        ("true", "talk_mode must be a quoted name"),
+    ):
+        config = _parse(f"[calls]\ntalk_mode = {value}\n")
+        assert config.defaults == {}
+        assert len(config.problems) == 1 and "line 2:" in config.problems[0]
+        assert expected in config.problems[0], config.problems
+
+
 def test_problems_name_the_line_and_the_entry() -> None:
     config = _parse(
         "[keymap]\n"

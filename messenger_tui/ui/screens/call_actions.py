@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.models import CallView
 from messenger_tui.ui.screens.incoming_call import IncomingCallScreen
+from messenger_tui.ui.talk_keys import talk_keys_of
 from messenger_tui.ui.widgets.call_pane import CallPane
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ if TYPE_CHECKING:
 
 
 def call_changed(screen: MainScreen, call: CallView) -> None:
-    screen.query_one(CallPane).show_call(call)
+    pane = screen.query_one(CallPane)
+    talk = talk_keys_of(screen.app)
+    if talk is not None:
+        pane.talk_notes = talk.notes
+        talk.call_changed(call.call_id, call.live, call.talking)
+    pane.show_call(call)
     screen.refresh_bindings()
     # The ringing dialog may sit under help or the command palette: look in the stack.
     app = screen.app
@@ -62,6 +68,14 @@ async def place_call(screen: MainScreen) -> None:
     except AppError as exc:
         # Nothing rang: the reason (no microphone, not connected, blocked...) and its fix.
         screen.app.notify(str(exc), severity="error", timeout=10)
+
+
+def talk(screen: MainScreen) -> None:
+    """The talk key (toggle mode, or hold-to-talk's fallback; hold-to-talk itself pairs the
+    driver's press and release, ui/talk_keys.py)."""
+    keys = talk_keys_of(screen.app)
+    if keys is not None:
+        keys.action()
 
 
 def toggle_mic_mute(screen: MainScreen) -> None:

@@ -409,12 +409,15 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Call keys appear in the footer (and work) only when they apply: Call with a
-        conversation open and no call under way, Mute and Hang up during a call."""
-        if action in ("mute", "hang_up", "call"):
+        conversation open and no call under way, Mute and Hang up during a call, Talk during a
+        call when the talk mode is hold-to-talk or toggle."""
+        if action in ("mute", "hang_up", "call", "talk"):
             call = self.service.current_call()
             live = call is not None and call.live
             if action == "call":
                 return not live and self.current is not None
+            if action == "talk":
+                return live and self.service.settings().talk_mode != "open"
             return live
         return True
 
@@ -426,6 +429,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_mute(self) -> None:
         call_actions.toggle_mic_mute(self)
+
+    def action_talk(self) -> None:
+        call_actions.talk(self)
 
     def action_hang_up(self) -> None:
         self.service.hang_up()

@@ -38,6 +38,9 @@ MAIN_BINDINGS: list[BindingType] = [
             id="contact.delete",
             tooltip="Delete the contact of the open conversation with the conversation "
                     "(asks first)"),
+    Binding("f4", "talk", "Talk", id="call.talk", priority=True,
+            tooltip="Talk in a call: hold (hold-to-talk) or press to open and close the "
+                    "microphone (toggle); see Settings, Calls"),
     Binding("f5", "call", "Call", id="call.start",
             tooltip="Call the contact of the open conversation (voice, end-to-end "
                     "encrypted); calling Echo is a sound test"),

@@ -26,6 +26,7 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, MicTest, ProfileGate
 from messenger_tui.app.models import AudioDevices, Settings
 from messenger_tui.ui.bindings import focus_bindings
+from messenger_tui.ui.talk_keys import talk_keys_of
 from messenger_tui.ui.widgets.call_pane import meter
 
 #: Checkbox id -> (setting name, label). In the order shown.
@@ -44,6 +45,12 @@ SECTIONS_BEFORE = {
 #: The call-device selects: id -> setting name.
 DEVICE_SELECTS = {"set-microphone": "microphone", "set-speaker": "speaker"}
 SYSTEM_DEFAULT = "System default"
+#: The talk mode select's options (Settings.talk_mode).
+TALK_MODE_OPTIONS: list[tuple[str, str]] = [
+    ("Open mic (F6 mutes)", "open"),
+    ("Hold F4 to talk", "hold"),
+    ("F4 toggles the mic", "toggle"),
+]
 METER_WIDTH = 24
 
 
@@ -219,6 +226,20 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         with Horizontal(classes="settings-buttons"):
             yield Button("Test microphone", id="mic-test", compact=True)
             yield Static(self._meter_text(), id="mic-meter")
+        with Horizontal(classes="device-row"):
+            yield Static("Talk")
+            yield Select(TALK_MODE_OPTIONS, allow_blank=False, value=settings.talk_mode,
+                         id="set-talk-mode", compact=True)  # fmt: skip
+        yield Static(self._talk_hint(), id="talk-hint", classes="settings-hint")
+
+    def _talk_hint(self) -> str:
+        """Whether this terminal can hold-to-talk (it must report key releases)."""
+        talk = talk_keys_of(self.app)
+        if talk is None or talk.releases is None:
+            return "Hold to talk needs a terminal that reports key releases (kitty protocol)."
+        if talk.releases:
+            return "This terminal reports key releases: hold to talk works here."
+        return f"Hold to talk falls back to toggle here: {talk.no_releases_why}."
 
     def _meter_text(self) -> str:
         if self.mic_test is None:
@@ -352,6 +373,9 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
         value = event.value
         if event.select.id == "set-theme" and isinstance(value, str) and value != self.app.theme:
             self.app.theme = value  # the app stores it (MessengerApp follows theme changes)
+        if event.select.id == "set-talk-mode" and isinstance(value, str):
+            self.set_talk_mode(value)
+            return
         name = DEVICE_SELECTS.get(event.select.id or "")
         if name is None or not isinstance(value, str):
             return
@@ -363,6 +387,17 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
                 return
         if name == "microphone" and self.mic_test is not None:
             await self.start_mic_test(value or None)  # the test follows the choice
+
+    def set_talk_mode(self, mode: str) -> None:
+        if self.service.settings().talk_mode != mode:
+            try:
+                self.service.update_settings(talk_mode=mode)
+            except AppError as exc:
+                self.app.notify(str(exc), severity="error", markup=False)
+                return
+        talk = talk_keys_of(self.app)
+        if talk is not None:
+            talk.set_mode(mode)
 
     async def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

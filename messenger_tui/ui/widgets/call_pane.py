@@ -9,6 +9,8 @@ timer redraws the call clock once a second.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.timer import Timer
 from textual.widgets import Static
@@ -111,7 +113,9 @@ def health_line(stats: CallStats | None, muted: bool, width: int = 200) -> Text:
     return pack(cells, width, " ")
 
 
-def call_summary(call: CallView, now_ms: int) -> Text:
+def call_summary(call: CallView, now_ms: int, talk: tuple[str, str] = ("", "")) -> Text:
+    """The summary line (and the problem); ``talk``: the mic gate's state and a line about
+    it (:meth:`~messenger_tui.ui.talk_keys.TalkKeys.notes`), shown while the call is up."""
     name = call.contact.name if call.contact else "unknown"
     text = Text()
     text.append("Call ", style="bold")
@@ -128,6 +132,11 @@ def call_summary(call: CallView, now_ms: int) -> Text:
         text.append(" · reconnecting…", style="bold yellow")
     if call.muted:
         text.append(" · muted", style="bold yellow")
+    gate, gate_line = talk if call.live else ("", "")
+    if gate:
+        text.append(f" · {gate}", style="bold green" if call.talking else "yellow")
+    if gate_line:
+        text.append(f"\n{gate_line}", style="dim")
     if call.problem:
         text.append(f"\n{call.problem}", style="red")
     return text
@@ -192,6 +201,8 @@ class CallPane(Static):
         self.stats: CallStats | None = None
         self._tick: Timer | None = None
         self._hide: Timer | None = None
+        #: The mic gate's notes for a call (TalkKeys.notes), set by the app.
+        self.talk_notes: Callable[[bool], tuple[str, str]] | None = None
 
     def show_call(self, call: CallView) -> None:
         if self.call is None or self.call.call_id != call.call_id:
@@ -216,6 +227,10 @@ class CallPane(Static):
         self.stats = stats
         self._redraw()
 
+    def refresh_call(self) -> None:
+        """Draw again (the mic gate changed)."""
+        self._redraw()
+
     def _hide_now(self) -> None:
         self._hide = None
         if self.call is None or not self.call.live:
@@ -226,12 +241,14 @@ class CallPane(Static):
         if call is None:
             self.update("")
             return
-        text = call_summary(call, now_ms())
+        talk = self.talk_notes(call.talking) if self.talk_notes is not None else ("", "")
+        text = call_summary(call, now_ms(), talk)
         width = self.content_size.width or 60
         if call.state in ("connecting", "active"):
             text.append("\n")
             if self.stats is not None:
-                text.append_text(stats_lines(self.stats, width, muted=call.muted))
+                silent = call.muted or not call.talking
+                text.append_text(stats_lines(self.stats, width, muted=silent))
                 text.append("\n")
             text.append_text(health_line(self.stats, call.muted, width))
         self.update(text)
