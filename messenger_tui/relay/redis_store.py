@@ -91,9 +91,9 @@ class _Script:
         self, client: Client, script_keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         try:
-            return await client.evalsha(self.sha, len(script_keys), *script_keys, *args)  # type: ignore[misc]
+            return await client.evalsha(self.sha, len(script_keys), *script_keys, *args)
         except NoScriptError:
-            return await client.eval(self.source, len(script_keys), *script_keys, *args)  # type: ignore[misc]
+            return await client.eval(self.source, len(script_keys), *script_keys, *args)
 
 
 _WRITE = _Script(scripts.WRITE)
@@ -141,7 +141,7 @@ class RedisStore:
             client = Redis(connection_pool=pool)
         store = cls(client, cluster=cluster)
         try:
-            await store._call(lambda c: c.ping())  # type: ignore[no-any-return]
+            await store._call(lambda c: c.ping())
         except BaseException:
             await store.close()
             raise
@@ -274,13 +274,15 @@ class RedisStore:
 
         async def put(upload: SharedUpload) -> None:
             body, recipients = uploads[upload]
-            mapping: dict[str | bytes, bytes] = {"body": body}
+            mapping: dict[bytes | bytearray | memoryview[int] | str | int | float, bytes] = {
+                "body": body
+            }
             for r in recipients:
                 mapping[b"r" + r] = b"1"
             name = names[upload]
 
             async def op(c: Client) -> None:
-                await c.hset(name, mapping=mapping)  # type: ignore[misc,arg-type]
+                await c.hset(name, mapping=mapping)
                 await c.pexpire(name, ttl_ms)
 
             await self._call(op)
@@ -292,12 +294,11 @@ class RedisStore:
         by_body: dict[str, list[bytes]] = defaultdict(list)
         for name, recipient in refs:
             by_body[name].append(recipient)
-        await asyncio.gather(
-            *(
-                self._call(lambda c, n=name, rs=rs: _RELEASE_BODY(c, [n], rs))
-                for name, rs in by_body.items()
-            )
-        )
+
+        async def release(name: str, recipients: list[bytes]) -> None:
+            await self._call(lambda c: _RELEASE_BODY(c, [name], recipients))
+
+        await asyncio.gather(*(release(name, rs) for name, rs in by_body.items()))
 
     async def _envelopes(
         self,
@@ -314,9 +315,12 @@ class RedisStore:
         bodies: dict[str, bytes | None] = {}
         if refs:
             names = sorted(refs)
-            got = await asyncio.gather(
-                *(self._call(lambda c, n=n: c.hget(n, "body")) for n in names)  # type: ignore[misc]
-            )
+
+            async def body(name: str) -> bytes | None:
+                value = await self._call(lambda c: c.hget(name, "body"))
+                return value if isinstance(value, bytes) else None
+
+            got = await asyncio.gather(*(body(n) for n in names))
             bodies = dict(zip(names, got))
         out: list[StoredEnvelope] = []
         for seq, rec in records:
@@ -355,7 +359,7 @@ class RedisStore:
                 pipe = c.pipeline(transaction=False)
                 for n in names:
                     pipe.zrangebyscore(n, "-inf", now_ms, start=0, num=1_000)
-                return await pipe.execute()  # type: ignore[no-any-return]
+                return await pipe.execute()
 
             for recipients in await self._call(due):
                 for recipient in recipients:
@@ -411,11 +415,12 @@ class RedisStore:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.prekey_status`."""
         spk_key, opk_key = keys.prekey_keys(identity)
 
-        async def op(c: Client) -> tuple[bytes | None, int]:
-            return await c.get(spk_key), await c.zcard(opk_key)  # type: ignore[misc]
+        async def op(c: Client) -> tuple[object, int]:
+            return await c.get(spk_key), await c.zcard(opk_key)
 
         spk, held = await self._call(op)
-        return PrekeyStatus(int(held), None if spk is None else keys.unpack_signed(spk)[0])
+        signed_id = keys.unpack_signed(spk)[0] if isinstance(spk, bytes) else None
+        return PrekeyStatus(int(held), signed_id)
 
     # --------------------------------------------------------------------------- access
 
@@ -431,6 +436,31 @@ class RedisStore:
         """See :meth:`messenger_tui.relay.store.AccessStore.record_identity`."""
         await self._call(lambda c: c.set(keys.seen_key(identity), str(now_ms), nx=True))
 
+    async def persistence_settings(self) -> dict[str, tuple[str, str]]:
+        """(appendonly, appendfsync) of the server, or of every master of a cluster."""
+
+        async def one(c: Client) -> tuple[str, str]:
+            got = await c.config_get("append*")
+            return _text(got.get("appendonly")), _text(got.get("appendfsync"))
+
+        client = self.client
+        if isinstance(client, RedisCluster):
+            out: dict[str, tuple[str, str]] = {}
+            for node in client.get_primaries():
+
+                async def config(c: Client, node: Any = node) -> Any:
+                    return await c.execute_command("CONFIG GET", "append*", target_nodes=node)
+
+                got = await self._call(config)
+                if isinstance(got, list):
+                    got = dict(zip(got[::2], got[1::2]))
+                out[f"{node.host}:{node.port}"] = (
+                    _text(got.get("appendonly") or got.get(b"appendonly")),
+                    _text(got.get("appendfsync") or got.get(b"appendfsync")),
+                )
+            return out
+        return {"": await self._call(lambda c: one(c))}
+
     # ------------------------------------------------------------------------ relay key
 
     async def shared_relay_seed(self, proposed: bytes) -> bytes:
@@ -444,6 +474,12 @@ class RedisStore:
                 f"Redis key {keys.RELAY_KEY} does not hold a {_SEED_LEN}-byte relay key seed"
             )
         return seed
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return "?" if value is None else str(value)
 
 
 def _envelope(

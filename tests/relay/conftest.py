@@ -36,7 +36,7 @@ async def open_redis_store(url: str, *, cluster: bool = False) -> RedisStore:
     """A Redis store on an emptied server (FLUSHALL on every master)."""
     s = await RedisStore.open(url, cluster=cluster)
     if cluster:
-        await s.client.flushall(target_nodes="primaries")  # type: ignore[call-arg]
+        await s.client.flushall(target_nodes="primaries")
     else:
         await s.client.flushall()
     return s
@@ -86,11 +86,11 @@ async def shared_body_rows(store: RelayStore) -> tuple[int, int, int]:
     names = [name async for name in client.scan_iter(match="mt:b:*")]
     bodies = size = refs = 0
     for name in names:
-        body = await client.hget(name, "body")  # type: ignore[misc]
+        body = await client.hget(name, "body")
         assert body is not None, "a shared body hash without its body"
         bodies += 1
         size += len(body)
-        refs += int(await client.hlen(name)) - 1  # type: ignore[misc]
+        refs += int(await client.hlen(name)) - 1
     return bodies, size, refs
 
 
