@@ -162,11 +162,15 @@ class RedisStore:
     async def _call(self, op: Callable[[Client], Awaitable[T]]) -> T:
         client = self.client
         try:
-            return await op(client)
+            result = await op(client)
         except RedisError as exc:
+            _raise_if_cancelled()
             raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}"[:300]) from None
         except OSError as exc:
+            _raise_if_cancelled()
             raise StoreUnavailable(f"Redis: {exc}"[:300]) from None
+        _raise_if_cancelled()
+        return result
 
     # ------------------------------------------------------------------------ mailboxes
 
@@ -474,6 +478,15 @@ class RedisStore:
                 f"Redis key {keys.RELAY_KEY} does not hold a {_SEED_LEN}-byte relay key seed"
             )
         return seed
+
+
+def _raise_if_cancelled() -> None:
+    """redis-py's asyncio client can swallow a cancellation that lands inside a command (it
+    tears the connection down and returns or raises a RedisError); honour it here, so a
+    relay stopping during a purge does not wait for the next one."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _text(value: object) -> str:
