@@ -221,6 +221,15 @@ return {n, (head and head <= now) and 1 or 0, released}
 """
 )
 
+#: Store a multi-recipient body (KEYS[1]) with its reference fields, expiring in ARGV[1] ms
+#: (one script: never a body without its expiry). ARGV: ttl_ms, body, then the recipients.
+PUT_BODY: Final = r"""
+redis.call('HSET', KEYS[1], 'body', ARGV[2])
+for j = 3, #ARGV do redis.call('HSET', KEYS[1], 'r' .. ARGV[j], '1') end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
 #: Drop references ARGV[1..] from a shared body (KEYS[1]); delete it with its last one.
 RELEASE_BODY: Final = r"""
 for j = 1, #ARGV do redis.call('HDEL', KEYS[1], 'r' .. ARGV[j]) end

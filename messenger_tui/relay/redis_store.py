@@ -100,6 +100,7 @@ _WRITE = _Script(scripts.WRITE)
 _FETCH = _Script(scripts.FETCH)
 _COUNT = _Script(scripts.COUNT)
 _PURGE = _Script(scripts.PURGE)
+_PUT_BODY = _Script(scripts.PUT_BODY)
 _RELEASE_BODY = _Script(scripts.RELEASE_BODY)
 _PUT_PREKEYS = _Script(scripts.PUT_PREKEYS)
 _TAKE_BUNDLE = _Script(scripts.TAKE_BUNDLE)
@@ -278,18 +279,9 @@ class RedisStore:
 
         async def put(upload: SharedUpload) -> None:
             body, recipients = uploads[upload]
-            mapping: dict[bytes | bytearray | memoryview[int] | str | int | float, bytes] = {
-                "body": body
-            }
-            for r in recipients:
-                mapping[b"r" + r] = b"1"
             name = names[upload]
-
-            async def op(c: Client) -> None:
-                await c.hset(name, mapping=mapping)
-                await c.pexpire(name, ttl_ms)
-
-            await self._call(op)
+            args = [ttl_ms, body, *recipients]
+            await self._call(lambda c: _PUT_BODY(c, [name], args))
 
         await asyncio.gather(*(put(u) for u in uploads))
         return names

@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
+import nacl.signing
 import pytest
 from redis.crc import key_slot
 from websockets.exceptions import ConnectionClosed
@@ -102,7 +104,7 @@ def _relay_cmd(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_bad_store_url_and_unreachable_or_volatile_redis_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_store_url_and_unreachable_or_volatile_redis_are_refused(tmp_path: Path) -> None:
     bad = _relay_cmd("--data", str(tmp_path / "a"), "--store", "mysql://x")
     assert bad.returncode == 2 and "--store mysql://...: expected sqlite" in bad.stderr
     down = _relay_cmd("--data", str(tmp_path / "b"), "--store", "redis://127.0.0.1:1/0")
@@ -122,7 +124,7 @@ def test_bad_store_url_and_unreachable_or_volatile_redis_are_refused(tmp_path) -
             assert relay.running
 
 
-def test_nodes_on_one_redis_share_the_relay_key(redis_server: RedisProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_nodes_on_one_redis_share_the_relay_key(redis_server: RedisProcess, tmp_path: Path) -> None:
     with (
         RelayProcess(tmp_path / "n1", store=redis_server.url) as one,
         RelayProcess(tmp_path / "n2", store=redis_server.url) as two,
@@ -131,13 +133,17 @@ def test_nodes_on_one_redis_share_the_relay_key(redis_server: RedisProcess, tmp_
 
 
 async def _send_round(
-    url: str, key: object, to: bytes, pending: dict[bytes, bytes], stored: set[bytes]
+    url: str,
+    key: nacl.signing.SigningKey,
+    to: bytes,
+    pending: dict[bytes, bytes],
+    stored: set[bytes],
 ) -> None:
     """Send every pending envelope on a new connection; move the Stored ones to ``stored``.
     Errors (the store is down) and a closed connection leave them pending for the next
     round, as a client resends what was not acknowledged."""
     try:
-        client = await WireClient.connect(url, key, timeout=5)  # type: ignore[arg-type]
+        client = await WireClient.connect(url, key, timeout=5)
     except (OSError, ConnectionClosed, AssertionError, TimeoutError):
         await asyncio.sleep(0.2)
         return
@@ -161,7 +167,7 @@ async def _send_round(
         await client.close()
 
 
-async def test_redis_sigkilled_mid_burst_loses_nothing_acknowledged(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_redis_sigkilled_mid_burst_loses_nothing_acknowledged(tmp_path: Path) -> None:
     with (
         RedisProcess(tmp_path / "redis") as redis,
         RelayProcess(tmp_path / "relay", store=redis.url) as relay,
