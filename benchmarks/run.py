@@ -34,6 +34,7 @@ from benchmarks import (
     full_stack,
     idle_memory,
     relay_fanout,
+    relay_redis,
     relay_throughput,
     sqlcipher_cost,
     ui_backlog_stall,
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     for m in (
         relay_throughput,
         relay_fanout,
+        relay_redis,
         idle_memory,
         full_stack,
         calls_relay,

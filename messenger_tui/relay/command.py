@@ -89,6 +89,21 @@ def add_relay_arguments(p: argparse.ArgumentParser) -> None:
     add_quota_arguments(p)
     add_blob_arguments(p)
     p.add_argument("--durable-fsync", action="store_true", help="fsync every commit")
+    p.add_argument(
+        "--store",
+        default="sqlite",
+        metavar="URL",
+        help="where mailboxes and prekeys live: sqlite (default: the data directory, one "
+        "node), redis://[user:pass@]host:port[/db], rediss://... (TLS) or "
+        "redis+cluster://host:port (a seed node of a Redis Cluster); several relay nodes on "
+        "one Redis serve one user base (docs/operations.md)",
+    )
+    p.add_argument(
+        "--accept-volatile-store",
+        action="store_true",
+        help="start on a Redis that could lose acknowledged envelopes in a crash (not AOF "
+        "with appendfsync always)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -117,6 +132,8 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         signal_limit=RateLimit(args.signal_rate, args.signal_burst),
         fetch_bundle_limit=RateLimit(args.fetch_rate, args.fetch_burst),
         durable_fsync=args.durable_fsync,
+        store_url=args.store,
+        accept_volatile_store=args.accept_volatile_store,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         echo_identity=echo,

@@ -14,6 +14,7 @@ from messenger_tui.core.media_wire import MAX_MEDIA_FRAME
 from messenger_tui.core.wire import KEY_LEN, MAX_ENVELOPE, MAX_FRAME
 from messenger_tui.relay.blob_index import BlobConfig
 from messenger_tui.relay.quotas import MailboxQuota
+from messenger_tui.relay.store_url import parse_store_url
 
 DAY_SECONDS = 24 * 60 * 60
 
@@ -42,6 +43,9 @@ class RelayConfig:
     #: data directory; one node) or a Redis URL (several nodes on one user base; see
     #: docs/operations.md). Parsed and validated by the relay command's ``--store``.
     store_url: str = "sqlite"
+    #: Start on a Redis that could lose acknowledged envelopes in a crash (not AOF with
+    #: appendfsync always): for tests and throwaway deployments only.
+    accept_volatile_store: bool = False
     #: Envelopes older than this are purged and never delivered.
     ttl_seconds: int = 30 * DAY_SECONDS
     #: Largest envelope / signal body accepted (the wire contract's MAX_ENVELOPE).
@@ -120,6 +124,7 @@ class RelayConfig:
     blob: BlobConfig = field(default_factory=BlobConfig)
 
     def __post_init__(self) -> None:
+        parse_store_url(self.store_url)  # ValueError names the problem
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both tls_cert and tls_key (or neither)")
         if self.echo_identity is not None and len(self.echo_identity) != KEY_LEN:

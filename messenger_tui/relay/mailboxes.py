@@ -27,6 +27,7 @@ from messenger_tui.relay.store import (
     MailboxStore,
     NewEnvelope,
     StoredEnvelope,
+    StoreUnavailable,
 )
 
 #: Called once per submitted envelope with the committed result, or None if the store failed
@@ -145,6 +146,14 @@ class Mailboxes:
                 mailbox_limit=self._limit,
                 quota=self._quota,
             )
+        except StoreUnavailable as exc:  # Redis down: one line; the senders get an error
+            log.error(
+                "mailbox commit failed (%d envelopes refused, %d acks dropped): %s",
+                len(inserts),
+                sum(len(a.msg_ids) for a in acks),
+                exc,
+            )
+            results = None
         except Exception:
             log.exception(
                 "mailbox commit failed (%d envelopes refused, %d acks dropped)",

@@ -50,8 +50,10 @@ from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.relay_key import RelayKeyError, load_or_create_relay_key
 from messenger_tui.relay.services import RateLimiters, RelayServices
 from messenger_tui.relay.session import MessageRouteConnection
-from messenger_tui.relay.sqlite_store import DB_FILE, SqliteStore
-from messenger_tui.relay.store import RelayStore, StoredEnvelope
+from messenger_tui.relay.sqlite_store import DB_FILE
+from messenger_tui.relay.store import RelayStore, StoredEnvelope, StoreUnavailable
+from messenger_tui.relay.store_open import StoreSetupError, open_store, shared_relay_key
+from messenger_tui.relay.store_url import parse_store_url
 
 #: Incoming websocket messages buffered per connection before reading pauses (high, low).
 MAX_QUEUE: Final = (32, 8)
@@ -227,13 +229,20 @@ class RelayServer:
                 handler = attach_file_log(config.data_dir)
                 self._log_handler = handler
                 # The relay signs nothing yet: only the public half is kept.
-                self._relay_key = bytes(load_or_create_relay_key(config.data_dir).verify_key)
-                if self._custom_store is None:
+                signing_key = load_or_create_relay_key(config.data_dir)
+                spec = parse_store_url(config.store_url)
+                if self._custom_store is None and spec.redis_url is None:
                     restrict_db_files(config.data_dir)
-                store = self._custom_store or await SqliteStore.open(
-                    config.data_dir / DB_FILE, durable_fsync=config.durable_fsync
+                store = self._custom_store or await open_store(
+                    spec,
+                    config.data_dir,
+                    durable_fsync=config.durable_fsync,
+                    accept_volatile=config.accept_volatile_store,
                 )
-            except DataDirLocked:
+                # Several nodes on one Redis share one relay key (kept in Redis).
+                signing_key = await shared_relay_key(store, signing_key)
+                self._relay_key = bytes(signing_key.verify_key)
+            except (DataDirLocked, StoreSetupError):
                 raise
             except (OSError, sqlite3.Error, RelayKeyError) as exc:
                 raise DataDirError(
@@ -454,6 +463,8 @@ class RelayServer:
                 purged = await services.store.purge_expired(now_ms=self._clock())
                 if purged:
                     relay_log.info("purged %d expired envelopes", purged)
+            except StoreUnavailable as exc:
+                relay_log.error("purging expired envelopes failed: %s", exc)
             except Exception:
                 relay_log.exception("purging expired envelopes failed")
             services.limits.prune()

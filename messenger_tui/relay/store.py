@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from messenger_tui.relay.quotas import MailboxQuota
 
 
+class StoreUnavailable(Exception):
+    """A networked backend cannot be reached or refused the operation (Redis down, out of
+    memory); ``str(exc)`` says why in one line. Nothing of a failed write is reported
+    stored; callers answer with an error (the client retries) and the backend reconnects
+    on the next call."""
+
+
 class SharedUpload:
     """Identity token of one multi-recipient upload (a ``SendMulti``): the envelopes of one
     write that carry the same token share one stored body. Compared by identity only."""
@@ -54,8 +61,9 @@ class NewEnvelope:
 @dataclass(frozen=True, slots=True)
 class StoredEnvelope:
     """An envelope as held in a mailbox. ``seq`` is its position: strictly increasing in
-    insertion order across the whole store and never reused while the relay runs (delivery
-    cursors live only as long as a connection), so "after cursor" is exact."""
+    insertion order within its recipient's mailbox (the SQLite store: across the whole
+    store) and never reused while the relay runs (delivery cursors live only as long as a
+    connection), so "after cursor" is exact."""
 
     seq: int
     recipient: bytes
@@ -164,7 +172,9 @@ class MailboxStore(Protocol):
         with its last reference (or at its TTL, the same as its references').
 
         When this returns, every result is durable (survives a process kill); on an
-        exception nothing of the batch was applied.
+        exception nothing of the batch was applied (a networked backend with no transaction
+        across recipients, Redis Cluster, may have applied some recipients' part: the
+        sender's resend of those then reports DUPLICATE).
         """
         ...
 

@@ -9,12 +9,13 @@ Usage::
         relay.restart()                      # same data dir and (by default) same port
 
 ``RelayProcess(data_dir=..., extra_args=["--send-rate", "5"])`` passes options through to
-``python -m messenger_tui.relay``. Unless ``extra_args`` sets ``--new-identities-per-hour``, the
-relay admits any number of new identities, and unless it sets ``--address-send-rate`` /
-``--address-auth-rate`` it does not pace Sends and connections per source address (tests make
-many clients from loopback; the attack tests set the limits they check). The relay's stderr goes
-to ``relay.stderr`` next to the data directory's log (``stderr_text()`` returns it, handy in
-assertion messages).
+``python -m messenger_tui.relay``; ``store="redis://..."`` runs it on that Redis (``--store``;
+default ``sqlite``, the data directory). Unless ``extra_args`` sets
+``--new-identities-per-hour``, the relay admits any number of new identities, and unless it
+sets ``--address-send-rate`` / ``--address-auth-rate`` it does not pace Sends and connections
+per source address (tests make many clients from loopback; the attack tests set the limits
+they check). The relay's stderr goes to ``relay.stderr`` next to the data directory's log
+(``stderr_text()`` returns it, handy in assertion messages).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class RelayProcess:
         extra_args: Sequence[str] = (),
         startup_timeout: float = 20.0,
         env: dict[str, str] | None = None,
+        store: str = "sqlite",
     ) -> None:
         self._own_dir: Path | None = None
         if data_dir is None:
@@ -57,6 +59,9 @@ class RelayProcess:
         self.host = host
         self._requested_port = port
         self.extra_args = list(extra_args)
+        self.store = store
+        if store != "sqlite":
+            self.extra_args += ["--store", store]
         if "--new-identities-per-hour" not in self.extra_args:
             self.extra_args += ["--new-identities-per-hour", "1000000"]
         for flag in ("--address-send", "--address-auth"):  # every test client is on loopback

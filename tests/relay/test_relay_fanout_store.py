@@ -1,5 +1,6 @@
-"""Multi-recipient envelopes in the SQLite store: one body row, per-recipient references,
-idempotency per recipient, ack and TTL release, quotas per recipient (asserted on the file)."""
+"""Multi-recipient envelopes in the relay store (each backend): one stored body, per-recipient
+references, idempotency per recipient, ack and TTL release, quotas per recipient (asserted on
+the SQLite file or the Redis keys themselves)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from messenger_tui.relay.store import (
     InsertOutcome,
     InsertResult,
     NewEnvelope,
+    RelayStore,
     SharedUpload,
 )
+from tests.relay.conftest import shared_body_rows
 
 TTL = 1_000_000
 LIMIT = 1_000
@@ -46,7 +49,7 @@ def upload(
 
 
 async def write(
-    store: SqliteStore,
+    store: RelayStore,
     envs: list[NewEnvelope],
     acks: list[AckRequest] | None = None,
     *,
@@ -58,33 +61,23 @@ async def write(
     )
 
 
-def db_rows(path: Path) -> tuple[int, int, int]:
-    """(body rows, their total body bytes, reference rows) read from the file itself."""
-    db = sqlite3.connect(path)
-    try:
-        bodies, size = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM shared_bodies"
-        ).fetchone()
-        (refs,) = db.execute("SELECT COUNT(*) FROM envelopes WHERE body_id IS NOT NULL").fetchone()
-        return int(bodies), int(size), int(refs)
-    finally:
-        db.close()
-
-
-async def test_one_body_row_for_100_recipients(store: SqliteStore) -> None:
+async def test_one_body_row_for_100_recipients(store: RelayStore) -> None:
     group = members(100)
     msg_id = os.urandom(16)
     results = await write(store, upload(group, msg_id))
     assert [r.outcome for r in results] == [InsertOutcome.STORED] * 100
-    assert db_rows(store.path) == (1, len(BODY), 100)
-    (refcount,) = sqlite3.connect(store.path).execute("SELECT refs FROM shared_bodies").fetchone()
-    assert refcount == 100
+    assert await shared_body_rows(store) == (1, len(BODY), 100)
+    if isinstance(store, SqliteStore):
+        (refcount,) = (
+            sqlite3.connect(store.path).execute("SELECT refs FROM shared_bodies").fetchone()
+        )
+        assert refcount == 100
     for r in group[:3] + group[-3:]:
         (got,) = await store.fetch_after(r, 0, 10, now_ms=1000)
         assert (got.body, got.header, got.msg_id, got.sender) == (BODY, b"", msg_id, SENDER)
 
 
-async def test_headers_are_per_recipient_and_1to1_has_none(store: SqliteStore) -> None:
+async def test_headers_are_per_recipient_and_1to1_has_none(store: RelayStore) -> None:
     a, b = members(2)
     headers = {a: b"sealed-key-for-a", b: b"\x00" * 128}
     await write(store, upload([a, b], os.urandom(16), headers=headers))
@@ -98,7 +91,7 @@ async def test_headers_are_per_recipient_and_1to1_has_none(store: SqliteStore) -
     assert (got_b.body, got_b.header) == (BODY, b"\x00" * 128)
 
 
-async def test_idempotent_per_recipient(store: SqliteStore) -> None:
+async def test_idempotent_per_recipient(store: RelayStore) -> None:
     group = members(10)
     msg_id = os.urandom(16)
     first = await write(store, upload(group[:6], msg_id), now=1000)
@@ -111,7 +104,7 @@ async def test_idempotent_per_recipient(store: SqliteStore) -> None:
     assert dup is not None and (dup.body, dup.header, dup.stored_at_ms) == (BODY, b"", 1000)
     for r in group:
         assert await store.count(r, now_ms=2000) == 1
-    assert db_rows(store.path)[0] == 2
+    assert (await shared_body_rows(store))[0] == 2
     # A duplicate inside one write is decided once too.
     twice = upload([group[0]], os.urandom(16)) * 2
     assert [r.outcome for r in await write(store, twice)] == [
@@ -120,44 +113,47 @@ async def test_idempotent_per_recipient(store: SqliteStore) -> None:
     ]
 
 
-async def test_ack_deletes_reference_then_body_with_the_last(store: SqliteStore) -> None:
+async def test_ack_deletes_reference_then_body_with_the_last(store: RelayStore) -> None:
     group = members(5)
     msg_id = os.urandom(16)
     await write(store, upload(group, msg_id))
     for i, r in enumerate(group[:-1]):
         await write(store, [], [AckRequest(r, [msg_id])])
-        assert db_rows(store.path) == (1, len(BODY), len(group) - 1 - i)
+        assert await shared_body_rows(store) == (1, len(BODY), len(group) - 1 - i)
         assert await store.fetch_after(r, 0, 10, now_ms=1000) == []
     (last,) = await store.fetch_after(group[-1], 0, 10, now_ms=1000)
     assert last.body == BODY
     await write(store, [], [AckRequest(group[-1], [msg_id])])
-    assert db_rows(store.path) == (0, 0, 0)
+    assert await shared_body_rows(store) == (0, 0, 0)
     # Acking again (a redelivered ack) changes nothing and raises nothing.
     await write(store, [], [AckRequest(group[0], [msg_id])])
-    assert db_rows(store.path) == (0, 0, 0)
+    assert await shared_body_rows(store) == (0, 0, 0)
 
 
-async def test_ack_of_one_recipient_and_insert_in_one_batch(store: SqliteStore) -> None:
+async def test_ack_of_one_recipient_and_insert_in_one_batch(store: RelayStore) -> None:
     a, b = members(2)
     first, second = os.urandom(16), os.urandom(16)
     await write(store, upload([a, b], first))
     await write(store, upload([a, b], second), [AckRequest(a, [first]), AckRequest(b, [first])])
-    assert db_rows(store.path) == (1, len(BODY), 2)
+    assert await shared_body_rows(store) == (1, len(BODY), 2)
     assert [e.msg_id for e in await store.fetch_after(a, 0, 10, now_ms=1000)] == [second]
 
 
-async def test_ttl_purge_removes_references_and_body(store: SqliteStore) -> None:
+async def test_ttl_purge_removes_references_and_body(store: RelayStore) -> None:
     group = members(20)
     await write(store, upload(group, os.urandom(16)), now=1000)
     await write(store, [], [AckRequest(group[0], [os.urandom(16)])], now=1000)
     assert await store.purge_expired(now_ms=1000 + TTL - 1) == 0
-    assert db_rows(store.path) == (1, len(BODY), 20)
+    assert await shared_body_rows(store) == (1, len(BODY), 20)
     assert await store.purge_expired(now_ms=1000 + TTL) == 20
-    assert db_rows(store.path) == (0, 0, 0)
+    assert await shared_body_rows(store) == (0, 0, 0)
     assert [await store.count(r, now_ms=1000 + TTL) for r in group] == [0] * 20
 
 
-async def test_body_purged_at_ttl_even_with_a_reference_left_behind(store: SqliteStore) -> None:
+async def test_body_purged_at_ttl_even_with_a_reference_left_behind(
+    sqlite_store: SqliteStore,
+) -> None:
+    store = sqlite_store
     group = members(3)
     msg_id = os.urandom(16)
     await write(store, upload(group, msg_id), now=1000)
@@ -168,10 +164,10 @@ async def test_body_purged_at_ttl_even_with_a_reference_left_behind(store: Sqlit
     db.commit()
     db.close()
     await store.purge_expired(now_ms=1000 + TTL)
-    assert db_rows(store.path) == (0, 0, 0)
+    assert await shared_body_rows(store) == (0, 0, 0)
 
 
-async def test_quotas_apply_per_recipient(store: SqliteStore) -> None:
+async def test_quotas_apply_per_recipient(store: RelayStore) -> None:
     group = members(4)
     a, b, c, d = group
     assert c not in (a, b, d)
@@ -201,7 +197,7 @@ async def test_quotas_apply_per_recipient(store: SqliteStore) -> None:
         InsertOutcome.STORED,
     ]
     # The refused recipients hold one reference less; the body is still stored once.
-    assert db_rows(store.path) == (2, 2 * len(BODY), 6)
+    assert await shared_body_rows(store) == (2, 2 * len(BODY), 6)
     assert await store.count(b, now_ms=1000) == 2
     # Acking frees b's quota by the full size again.
     (old,) = [e for e in await store.fetch_after(b, 0, 10, now_ms=1000) if e.header is None]
@@ -210,12 +206,12 @@ async def test_quotas_apply_per_recipient(store: SqliteStore) -> None:
     assert retry.outcome is InsertOutcome.STORED
 
 
-async def test_everyone_refused_stores_no_body(store: SqliteStore) -> None:
+async def test_everyone_refused_stores_no_body(store: RelayStore) -> None:
     group = members(3)
     quota = MailboxQuota(contact_bytes=len(BODY) - 1)
     results = await write(store, upload(group, os.urandom(16)), quota=quota)
     assert {r.outcome for r in results} == {InsertOutcome.MAILBOX_FULL}
-    assert db_rows(store.path) == (0, 0, 0)
+    assert await shared_body_rows(store) == (0, 0, 0)
 
 
 async def test_usage_recounted_from_the_file_after_reopen(tmp_path: Path) -> None:
@@ -262,7 +258,7 @@ async def test_schema_2_database_upgrades_keeping_envelopes(tmp_path: Path) -> N
         (got,) = await store.fetch_after(recipient, 0, 10, now_ms=1000)
         assert (got.seq, got.body, got.header) == (7, b"old", None)
         await write(store, upload([recipient], os.urandom(16)))
-        assert db_rows(path) == (1, len(BODY), 1)
+        assert await shared_body_rows(store) == (1, len(BODY), 1)
     finally:
         await store.close()
     (version,) = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.slow
 Code = wire.ErrorCode
 
 
-@pytest.fixture(scope="module")
-def relay() -> Iterator[RelayProcess]:
-    with RelayProcess() as process:
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def relay(request: pytest.FixtureRequest) -> Iterator[RelayProcess]:
+    """One relay process per backend (SQLite data directory; the session's Redis)."""
+    store = "sqlite" if request.param == "sqlite" else request.getfixturevalue("redis_server").url
+    with RelayProcess(store=store) as process:
         yield process
 
 

@@ -1,4 +1,5 @@
-"""The SQLite mailbox and prekey store: idempotency, order, ack scoping, TTL, bounds."""
+"""The relay store over each backend (SQLite, Redis): idempotency, order, ack scoping, TTL,
+bounds, prekeys; and what is the SQLite file's own (reopen, permissions)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from messenger_tui.relay.store import (
     InsertOutcome,
     NewEnvelope,
     OneTimePrekey,
+    RelayStore,
     SignedPrekey,
 )
 
@@ -27,11 +29,11 @@ def env(recipient: bytes, sender: bytes, body: bytes = b"ciphertext") -> NewEnve
     return NewEnvelope(recipient, sender, os.urandom(16), body)
 
 
-async def write(store: SqliteStore, envs: list[NewEnvelope], now: int = 1000, limit: int = LIMIT):
+async def write(store: RelayStore, envs: list[NewEnvelope], now: int = 1000, limit: int = LIMIT):
     return await store.write(envs, [], now_ms=now, ttl_ms=TTL, mailbox_limit=limit)
 
 
-async def test_insert_then_fetch_in_order(store: SqliteStore) -> None:
+async def test_insert_then_fetch_in_order(store: RelayStore) -> None:
     envs = [env(BOB, ALICE, f"m{i}".encode()) for i in range(5)]
     results = await write(store, envs)
     assert [r.outcome for r in results] == [InsertOutcome.STORED] * 5
@@ -43,14 +45,14 @@ async def test_insert_then_fetch_in_order(store: SqliteStore) -> None:
     assert await store.count(ALICE, now_ms=1000) == 0
 
 
-async def test_fetch_after_cursor_and_limit(store: SqliteStore) -> None:
+async def test_fetch_after_cursor_and_limit(store: RelayStore) -> None:
     await write(store, [env(BOB, ALICE, bytes([i])) for i in range(10)])
     first = await store.fetch_after(BOB, 0, 4, now_ms=1000)
     rest = await store.fetch_after(BOB, first[-1].seq, 100, now_ms=1000)
     assert [r.body for r in first + rest] == [bytes([i]) for i in range(10)]
 
 
-async def test_duplicate_keeps_original_position_body_and_time(store: SqliteStore) -> None:
+async def test_duplicate_keeps_original_position_body_and_time(store: RelayStore) -> None:
     original = env(BOB, ALICE, b"first")
     await write(store, [original], now=1000)
     await write(store, [env(BOB, ALICE, b"later")], now=2000)
@@ -63,7 +65,7 @@ async def test_duplicate_keeps_original_position_body_and_time(store: SqliteStor
     assert [r.body for r in rows] == [b"first", b"later"]
 
 
-async def test_duplicate_within_one_batch(store: SqliteStore) -> None:
+async def test_duplicate_within_one_batch(store: RelayStore) -> None:
     e = env(BOB, ALICE)
     results = await write(store, [e, e])
     assert [r.outcome for r in results] == [InsertOutcome.STORED, InsertOutcome.DUPLICATE]
@@ -72,7 +74,7 @@ async def test_duplicate_within_one_batch(store: SqliteStore) -> None:
 
 
 async def test_same_id_from_other_sender_or_to_other_recipient_is_distinct(
-    store: SqliteStore,
+    store: RelayStore,
 ) -> None:
     e = env(BOB, ALICE)
     other_sender = NewEnvelope(BOB, CAROL, e.msg_id, b"x")
@@ -81,7 +83,7 @@ async def test_same_id_from_other_sender_or_to_other_recipient_is_distinct(
     assert [r.outcome for r in results] == [InsertOutcome.STORED] * 3
 
 
-async def test_ack_deletes_only_from_own_mailbox(store: SqliteStore) -> None:
+async def test_ack_deletes_only_from_own_mailbox(store: RelayStore) -> None:
     to_bob = env(BOB, ALICE)
     to_carol = env(CAROL, ALICE)
     await write(store, [to_bob, to_carol])
@@ -101,7 +103,7 @@ async def test_ack_deletes_only_from_own_mailbox(store: SqliteStore) -> None:
     assert await store.count(BOB, now_ms=1000) == 0
 
 
-async def test_expired_envelopes_are_never_fetched_and_get_purged(store: SqliteStore) -> None:
+async def test_expired_envelopes_are_never_fetched_and_get_purged(store: RelayStore) -> None:
     clock = ManualClock(10_000)
     await write(store, [env(BOB, ALICE, b"old")], now=clock())
     clock.advance(TTL // 2)
@@ -117,14 +119,14 @@ async def test_expired_envelopes_are_never_fetched_and_get_purged(store: SqliteS
     assert await store.purge_expired(now_ms=clock()) == 1
 
 
-async def test_purge_walks_many_chunks(store: SqliteStore) -> None:
+async def test_purge_walks_many_chunks(store: RelayStore) -> None:
     await write(store, [env(BOB, ALICE) for _ in range(4500)], now=0, limit=10_000)
     await write(store, [env(BOB, ALICE, b"fresh")], now=TTL, limit=10_000)
     assert await store.purge_expired(now_ms=TTL) == 4500
     assert [r.body for r in await store.fetch_after(BOB, 0, 10, now_ms=TTL)] == [b"fresh"]
 
 
-async def test_mailbox_bound(store: SqliteStore) -> None:
+async def test_mailbox_bound(store: RelayStore) -> None:
     first = [env(BOB, ALICE) for _ in range(3)]
     results = await write(store, [*first, env(BOB, ALICE)], limit=3)
     assert [r.outcome for r in results] == [InsertOutcome.STORED] * 3 + [InsertOutcome.MAILBOX_FULL]
@@ -179,13 +181,13 @@ def opks(first: int, count: int) -> list[OneTimePrekey]:
     return [OneTimePrekey(first + i, os.urandom(32)) for i in range(count)]
 
 
-async def test_prekeys_unknown_identity(store: SqliteStore) -> None:
+async def test_prekeys_unknown_identity(store: RelayStore) -> None:
     assert await store.take_bundle(ALICE) is None
     status = await store.prekey_status(ALICE)
     assert (status.one_time_remaining, status.signed_prekey_id) == (0, None)
 
 
-async def test_each_one_time_prekey_is_taken_once(store: SqliteStore) -> None:
+async def test_each_one_time_prekey_is_taken_once(store: RelayStore) -> None:
     published = opks(100, 3)
     held = await store.put_prekeys(ALICE, SPK, published, max_one_time=200, now_ms=1)
     assert held == 3
@@ -199,7 +201,7 @@ async def test_each_one_time_prekey_is_taken_once(store: SqliteStore) -> None:
     assert (await store.prekey_status(ALICE)).one_time_remaining == 0
 
 
-async def test_one_time_prekey_bound_and_duplicate_ids(store: SqliteStore) -> None:
+async def test_one_time_prekey_bound_and_duplicate_ids(store: RelayStore) -> None:
     first = opks(0, 5)
     assert await store.put_prekeys(ALICE, SPK, first, max_one_time=8, now_ms=1) == 5
     # Re-publishing id 0 keeps the old key; only 3 of the 5 new ones fit.
@@ -213,7 +215,7 @@ async def test_one_time_prekey_bound_and_duplicate_ids(store: SqliteStore) -> No
     assert ids == [1, 2, 3, 4, 10, 11, 12]
 
 
-async def test_signed_prekey_replaced(store: SqliteStore) -> None:
+async def test_signed_prekey_replaced(store: RelayStore) -> None:
     await store.put_prekeys(ALICE, SPK, [], max_one_time=200, now_ms=1)
     newer = SignedPrekey(8, b"\x09" * 32, b"\x0a" * 64)
     await store.put_prekeys(ALICE, newer, opks(0, 1), max_one_time=200, now_ms=2)
