@@ -287,6 +287,8 @@ class Messages:
         if contact_id is not None:
             sql += " AND m.contact_id = ?"
             params.append(contact_id)
+        else:
+            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
         sql += " ORDER BY m.id DESC LIMIT ?"
         params.append(limit)
         return [_row(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
@@ -308,6 +310,8 @@ class Messages:
         if contact_id is not None:
             sql += " AND m.contact_id = ?"
             params.append(contact_id)
+        else:
+            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
         sql += " ORDER BY m.id DESC LIMIT ?"
         params.append(limit)
         try:
