@@ -9,7 +9,9 @@ from typing import Any
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
+from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import Contact, Message
+from messenger_tui.cli.group_cmd import group_message_json, print_group_message
 from messenger_tui.cli.output import (
     err,
     message_json,
@@ -137,6 +139,20 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 read.setdefault(contact.name, []).append(m.message_id)
         for name, ids in read.items():
             service.send_read_receipt(name, ids)
+        group_read: dict[int, tuple[Group, list[GroupMessage]]] = {}
+        for group, gm in service.groups.unread():
+            if gm.id in printed:
+                continue
+            printed.add(gm.id)
+            if args.json:
+                out(json.dumps({"type": "message", **group_message_json(group, gm)}))
+            else:
+                print_group_message(group, gm)
+            names.add(f"#{group.id}")
+            if not args.no_read and service.groups.mark_shown(gm):
+                group_read.setdefault(group.id, (group, []))[1].append(gm)
+        for group, shown_messages in group_read.values():
+            service.groups.send_read_receipt(group, shown_messages)
         return len(names)
 
     def report(event: ev.Event) -> None:
@@ -187,9 +203,10 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             except TimeoutError:
                 break
             report(event)
-            if isinstance(event, ev.MessageReceived):
+            if isinstance(event, ev.MessageReceived | ev.GroupMessageReceived):
                 shown += await show_unread()
         await service.wait_outbox_empty(5.0)  # receipts
+        await service.groups.wait_sent(5.0)
         return 0
     finally:
         await close_service(service)
