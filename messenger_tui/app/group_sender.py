@@ -11,8 +11,9 @@ Rules:
    change that made it a member, reach its mailbox first. A recipient with a pairwise row
    stuck (no published keys, blocked) waits; the others are not held up.
 2. One ``SendMulti`` per row names every ready recipient; the relay answers each recipient
-   (``StoredMulti``). Stored ones are crossed off; refused ones stay for the next pass. A
-   refusal of the whole frame (rate limit) pauses the drain for :data:`RETRY_AFTER_S`.
+   (``StoredMulti``). Stored ones are crossed off; refused ones (a full mailbox, a quota)
+   stay for the next pass, after :data:`RETRY_AFTER_S`, as after a refusal of the whole
+   frame (rate limit).
 3. The row's message is ``sent`` once the relay stored it for every recipient; then the
    row goes. A recipient that leaves the group meanwhile is crossed off
    (:meth:`~messenger_tui.storage.groups.Groups.drop_recipient`).
@@ -76,7 +77,8 @@ class GroupSender:
             if not self._client.connected:
                 continue
             try:
-                await self._drain()
+                if await self._drain():
+                    await asyncio.sleep(RETRY_AFTER_S)  # a recipient was refused for now
             except (NotConnected, TransportError):
                 continue
             except RelayRequestError as exc:
@@ -86,7 +88,8 @@ class GroupSender:
                 log.exception("group outbox drain failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
-    async def _drain(self) -> None:
+    async def _drain(self) -> bool:
+        """One pass; True if the relay refused some recipient (retry after a pause)."""
         rows = self._store.groups.pending_sends(PAGE)
         futures: list[tuple[GroupOutboxRow, asyncio.Future[wire.StoredMulti]]] = []
         for row in rows:
@@ -104,11 +107,13 @@ class GroupSender:
                 for identity in ready
             ]
             futures.append((row, self._client.submit_multi(row.envelope_id, row.body, recipients)))
+        refused = False
         for row, future in futures:
             answer = await future
-            self._stored(row, answer)
+            refused = self._stored(row, answer) or refused
+        return refused
 
-    def _stored(self, row: GroupOutboxRow, answer: wire.StoredMulti) -> None:
+    def _stored(self, row: GroupOutboxRow, answer: wire.StoredMulti) -> bool:
         stored = [result.to for result in answer.results if result.code is None]
         refused = [result.code for result in answer.results if result.code is not None]
         if refused:
@@ -130,3 +135,4 @@ class GroupSender:
                         self._book.model(group_row), self._book.message_model(message)
                     )
                 )
+        return bool(refused)

@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import AppError
+from messenger_tui.app.errors import AppError, BadInput
 from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import Contact, Message
-from messenger_tui.cli.group_cmd import group_message_json, print_group_message
+from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.group_cmd import cmd_group, group_message_json, print_group_message
 from messenger_tui.cli.output import (
     err,
     message_json,
@@ -76,8 +77,24 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_search)
 
 
+def _group_named(service: MessengerService, name: str) -> Group | None:
+    """The group called ``name`` when no contact is (``send`` and ``history`` take either)."""
+    try:
+        service.contact(name)
+    except BadInput:
+        try:
+            return service.groups.group(name)
+        except BadInput:
+            return None
+    return None
+
+
 async def cmd_send(args: argparse.Namespace) -> int:
     service = open_service(args)
+    if _group_named(service, args.name) is not None:
+        await close_service(service)
+        args.group_cmd = "send"
+        return await cmd_group(args)
     try:
         message = await service.send_text(args.name, args.text)
         contact = service.contact(args.name)
@@ -214,6 +231,10 @@ async def cmd_receive(args: argparse.Namespace) -> int:
 
 async def cmd_history(args: argparse.Namespace) -> int:
     service = open_service(args)
+    if _group_named(service, args.name) is not None:
+        await close_service(service)
+        args.group_cmd = "history"
+        return await cmd_group(args)
     try:
         contact = service.contact(args.name)
         for m in service.history(args.name, limit=args.limit):

@@ -64,7 +64,7 @@ def test_group_chat_remove_and_one_body_per_message(tmp_path: Path) -> None:
         # the new body went to bob's mailbox only
         assert [refs for refs, _ in shared_bodies(relay)] == [1]
         bob.run("receive")  # bob learns of the removal (and the message)
-        bob.run("group", "send", "team", "bob after carol")
+        bob.run("send", "team", "bob after carol")  # send takes a group name too
         assert [refs for refs, _ in shared_bodies(relay)] == [1]  # to alice only
         assert group_texts(alice) == [("team", "bob", "bob after carol")]
         assert group_texts(carol) == []
@@ -73,7 +73,7 @@ def test_group_chat_remove_and_one_body_per_message(tmp_path: Path) -> None:
         assert texts == ["hello team", "second", "bob here"]
         listed = carol.run("group", "list", "--json").json_lines()
         assert listed[0]["name"] == "team" and listed[0]["member"] is False
-        bob_history = bob.run("group", "history", "team", "--json").json_lines()
+        bob_history = bob.run("history", "team", "--json").json_lines()
         assert [m["text"] for m in bob_history if m["kind"] == "text"] == [
             "hello team",
             "second",
