@@ -166,19 +166,22 @@ class GroupBook:
         )
 
     def message_model(self, m: GroupMessageRow) -> GroupMessage:
+        groups = self._store.groups
         delivered = read = recipients = 0
         if m.outgoing:
-            receipts = self._store.groups.receipts(m.id)
+            receipts = groups.receipts(m.id)
             read = sum(1 for state in receipts.values() if state == "read")
             delivered = len(receipts)
-            recipients = max(0, len(self._store.groups.members(m.group_row)) - 1)
-        names = {x.identity: x.name for x in self._store.groups.members(m.group_row)}
+            recipients = max(0, groups.member_count(m.group_row) - 1)
+        announced = (
+            None if m.sender == self.me else groups.member_announced_name(m.group_row, m.sender)
+        )
         return GroupMessage(
             id=m.id,
             group_row=m.group_row,
             message_id=m.message_id,
             sender=m.sender,
-            sender_name=self.member_name(m.group_row, m.sender, names.get(m.sender)),
+            sender_name=self.member_name(m.group_row, m.sender, announced),
             outgoing=m.outgoing,
             kind=m.kind,
             text=m.body,

@@ -100,12 +100,8 @@ class GroupSender:
             ]
             if not ready:
                 continue
-            recipients = [
-                wire.MultiRecipient(
-                    to=identity, access=self._store.contacts.delivery_access(identity)
-                )
-                for identity in ready
-            ]
+            access = self._store.groups.delivery_access(ready)
+            recipients = [wire.MultiRecipient(to=to, access=access[to]) for to in ready]
             futures.append((row, self._client.submit_multi(row.envelope_id, row.body, recipients)))
         refused = False
         for row, future in futures:

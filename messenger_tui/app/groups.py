@@ -265,11 +265,12 @@ class GroupChats:
             )
             groups.update(row.id, sending_key=encode(sending), rotate=0)
             groups.reset_key_sent(row.id)
-        distribution = sk.encode_distribution(sk.distribution_of(sending))
-        for member in groups.members(row.id):
-            if member.identity != self.me and member.key_sent != sending.key_id:
-                self._book.send_pairwise(member.identity, pl.GroupKey(distribution=distribution))
-                groups.set_key_sent(row.id, member.identity, sending.key_id)
+        missing = groups.without_key(row.id, sending.key_id, self.me)
+        if missing:
+            distribution = sk.encode_distribution(sk.distribution_of(sending))
+            for identity in missing:
+                self._book.send_pairwise(identity, pl.GroupKey(distribution=distribution))
+                groups.set_key_sent(row.id, identity, sending.key_id)
         return sending
 
     async def wait_sent(self, timeout: float) -> bool:

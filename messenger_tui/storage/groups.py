@@ -181,6 +181,43 @@ class Groups:
                 (row_id, identity, int(admin)),
             )
 
+    def member_count(self, row_id: int) -> int:
+        return int(
+            self._db.execute(
+                "SELECT count(*) FROM group_members WHERE group_row = ?", (row_id,)
+            ).fetchone()[0]
+        )
+
+    def member_announced_name(self, row_id: int, identity: bytes) -> str | None:
+        r = self._db.execute(
+            "SELECT name FROM group_members WHERE group_row = ? AND identity = ?",
+            (row_id, identity),
+        ).fetchone()
+        return str(r[0]) if r and r[0] is not None else None
+
+    def without_key(self, row_id: int, key_id: int, me: bytes) -> list[bytes]:
+        """Members (not ``me``) that were not queued our sender key ``key_id``."""
+        rows = self._db.execute(
+            "SELECT identity FROM group_members WHERE group_row = ? AND identity != ? "
+            "AND (key_sent IS NULL OR key_sent != ?) ORDER BY identity",
+            (row_id, me, key_id),
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def delivery_access(self, identities: list[bytes]) -> dict[bytes, bytes | None]:
+        """The delivery secrets of these identities (contacts'; None: none or not a contact),
+        in one query."""
+        found: dict[bytes, bytes | None] = dict.fromkeys(identities)
+        for start in range(0, len(identities), 500):
+            chunk = identities[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self._db.execute(
+                f"SELECT identity, delivery_access FROM contacts WHERE identity IN ({marks})",
+                tuple(chunk),
+            ):
+                found[bytes(r[0])] = bytes(r[1]) if r[1] is not None else None
+        return found
+
     def set_member_name(self, row_id: int, identity: bytes, name: str) -> None:
         self._db.execute(
             "UPDATE group_members SET name = ? WHERE group_row = ? AND identity = ?",
