@@ -265,7 +265,13 @@ class GroupInbound:
         )
 
     def _hold(self, row: GroupRow, sender: bytes, key_id: int, body: bytes) -> None:
-        result = gp.hold_message(self._book.pending(row), sender, key_id, body, self._now_ms())
+        now = self._now_ms()
+        pending, expired = gp.expire_messages(self._book.pending(row), now)
+        for message in expired:  # held a week: the sender never answered (rule 4)
+            self._store.groups.count_dropped(row.id)
+            who = self._book.member_name(row.id, message.sender)
+            self._book.notice(row, f"A message from {who} never got its key and was dropped.")
+        result = gp.hold_message(pending, sender, key_id, body, now)
         self._store.groups.update(row.id, pending=encode(result.pending))
         if result.request is not None:
             request = pl.GroupKeyRequest(group_id=row.group_id, key_id=key_id)

@@ -155,6 +155,15 @@ class GroupChats:
             row, gm.Op.REMOVE, tuple(c.identity for c in gone), f"You removed {_names(gone)}."
         )
 
+    def set_admin(self, name: str, member_names: list[str], admin: bool) -> Group:
+        """Promote members to admins (``admin``) or demote admins (admins only)."""
+        contacts = self._contacts(member_names)
+        row = self._current(name)
+        op = gm.Op.PROMOTE if admin else gm.Op.DEMOTE
+        verb = "made" if admin else "demoted"
+        note = f"You {verb} {_names(contacts)}{' admin' if admin else ''}."
+        return self._propose(row, op, tuple(c.identity for c in contacts), note)
+
     def leave(self, name: str) -> Group:
         row = self._current(name)
         return self._propose(row, gm.Op.LEAVE, (self._identity.public,), "You left the group.")

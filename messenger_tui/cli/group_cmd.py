@@ -26,7 +26,12 @@ def add_group_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("name")
     g.add_argument("members", nargs="*", metavar="MEMBER", help="contact names")
     g.add_argument("--members", dest="member_list", metavar="A,B", help="contact names, comma")
-    for action, text in (("add", "add contacts"), ("remove", "remove members (admins)")):
+    for action, text in (
+        ("add", "add contacts"),
+        ("remove", "remove members (admins)"),
+        ("promote", "make members admins (admins)"),
+        ("demote", "make admins plain members (admins)"),
+    ):
         g = gsub.add_parser(action, parents=[common], help=text)
         g.add_argument("name")
         g.add_argument("members", nargs="+", metavar="MEMBER")
@@ -123,6 +128,11 @@ async def cmd_group(args: argparse.Namespace) -> int:
             change = groups.add if action == "add" else groups.remove
             group = change(args.name, args.members)
             out(f"{group.name}: {len(group.members)} members")
+            await _upload(service, 15.0)
+        elif action in ("promote", "demote"):
+            group = groups.set_admin(args.name, args.members, action == "promote")
+            admins = ", ".join(m.name for m in group.members if m.admin)
+            out(f"{group.name}: admins {admins}")
             await _upload(service, 15.0)
         elif action == "leave":
             group = groups.leave(args.name)

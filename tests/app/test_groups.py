@@ -260,3 +260,22 @@ def test_version_5_database_keeps_its_messages_and_index(tmp_path: Path) -> None
         assert len(store.groups.unread()) == 1 and len(store.messages.unread_incoming(1)) == 3
     finally:
         store.close()
+
+
+def test_promoted_member_may_remove_and_everyone_converges(
+    trio: tuple[Member, Member, Member],
+) -> None:
+    a, b, c = trio
+    with pytest.raises(BadInput, match="only admins"):
+        b.chats.remove("team", ["carol"])
+    a.chats.set_admin("team", ["bob"], True)
+    deliver_pairwise(a, b)
+    deliver_pairwise(a, c)
+    assert b.chats.group("team").admin
+    b.chats.remove("team", ["carol"])
+    deliver_pairwise(b, a)
+    deliver_pairwise(b, c)
+    for m in (a, b):
+        assert sorted(x.identity for x in m.chats.group("team").members) == sorted([a.key, b.key])
+    assert not c.chats.group("team").is_member
+    assert a.store.groups.by_id(a.chats.group("team").id).rotate  # type: ignore[union-attr]
