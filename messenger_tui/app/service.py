@@ -71,6 +71,9 @@ class MessengerService:
     """One profile's messenger. ``await start()`` to connect in the background (reconnecting
     forever), or ``await connect()`` for one attempt (CLI one-shots); ``await close()``."""
 
+    #: Group chats: create, members, send, read (:mod:`.groups`).
+    groups: GroupChats
+
     def __init__(
         self,
         profile: Profile,
@@ -150,7 +153,6 @@ class MessengerService:
         self._receiver.groups = GroupInbound(store, group_book, self._now_ms)
         self._group_sender = GroupSender(store, client, group_book, self._emit)
         self._group_drainer: asyncio.Task[None] | None = None
-        #: Group chats: create, members, send, read (:mod:`.groups`).
         self.groups = GroupChats(
             store,
             identity,

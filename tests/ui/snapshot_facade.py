@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
+from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
 from messenger_tui.core.message_states import MessageState
 
@@ -91,6 +92,25 @@ class FixedMicTest:
 
     def stop(self) -> None:
         self.stopped = True
+
+
+class FixedGroups:
+    """No groups (the snapshot scenes are 1:1 conversations)."""
+
+    def all(self) -> list[Group]:
+        return []
+
+    def by_id(self, row_id: int) -> Group | None:
+        return None
+
+    def history(self, name: str, *, limit: int = 50) -> list[GroupMessage]:
+        return []
+
+    def send_text(self, name: str, text: str) -> GroupMessage:
+        raise BadInput(f"no group called {name!r}")
+
+    def mark_read(self, name: str) -> int:
+        return 0
 
 
 @dataclass
@@ -174,6 +194,10 @@ class SnapshotFacade:
         return m
 
     # ------------------------------------------------------------------ MessengerFacade
+
+    @property
+    def groups(self) -> FixedGroups:
+        return FixedGroups()
 
     @property
     def address(self) -> str:
