@@ -279,3 +279,31 @@ def test_promoted_member_may_remove_and_everyone_converges(
         assert sorted(x.identity for x in m.chats.group("team").members) == sorted([a.key, b.key])
     assert not c.chats.group("team").is_member
     assert a.store.groups.by_id(a.chats.group("team").id).rotate  # type: ignore[union-attr]
+
+
+def test_added_member_gets_every_senders_key_and_reads_only_later_messages(
+    tmp_path: Path, trio: tuple[Member, Member, Member]
+) -> None:
+    a, b, c = trio
+    dave = member(tmp_path, "dave")
+    for m in (a, b, c):
+        with m.store.db.transaction():
+            m.store.contacts.insert("dave", dave.key, 0)
+        with dave.store.db.transaction():
+            dave.store.contacts.insert(m.name, m.key, 0)
+    a.chats.send_text("team", "before dave")
+    early = group_bodies(a, b)
+    a.chats.add("team", ["dave"])
+    for m in (b, c, dave):
+        deliver_pairwise(a, m)
+    assert [x.identity for x in dave.chats.group("team").members] == [
+        x.identity for x in a.chats.group("team").members
+    ]
+    deliver_group(a, dave, early)  # the relay never sends it to him; even so: unreadable
+    assert texts(dave) == []
+    a.chats.send_text("team", "welcome dave")
+    b.chats.send_text("team", "hi dave")
+    for sender in (a, b):
+        deliver_pairwise(sender, dave)
+        deliver_group(sender, dave, group_bodies(sender, dave))
+    assert texts(dave) == ["welcome dave", "hi dave"]
