@@ -186,6 +186,15 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 err(f"relay connection lost{why}; retrying in {event.retry_in or 0:.1f} s")
             elif event.state == "connected":
                 err("connected to the relay")
+        elif isinstance(event, ev.GroupMessageStateChanged) and event.message.delivered:
+            m = event.message
+            if args.json:
+                out(json.dumps({"type": "receipt", **group_message_json(event.group, m)}))
+            else:
+                err(
+                    f"#{terminal_safe(event.group.name)}: delivered to {m.delivered} of "
+                    f"{m.recipients}, read by {m.read}"
+                )
         elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
             if not args.json:
                 err(f"{terminal_safe(event.contact.name)}: message {event.state}")

@@ -176,7 +176,9 @@ class Messages:
         return (before + after) // 2
 
     def by_id(self, row_id: int) -> MessageRow | None:
-        r = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row_id,)).fetchone()
+        r = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ? AND contact_id IS NOT NULL", (row_id,)
+        ).fetchone()  # a group's row is storage/groups.py's
         return _row(r) if r else None
 
     def history(
