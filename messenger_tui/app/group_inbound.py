@@ -172,7 +172,7 @@ class GroupInbound:
             fresh = self._store.groups.by_id(row.id)
             assert fresh is not None
             for body in released:
-                self._open(fresh, sender, body, events)
+                self._open(fresh, sender, body, events, released=True)
 
     def _resend(self, sender: bytes, request: pl.GroupKeyRequest) -> None:
         row = self._member_group(request.group_id, sender)
@@ -214,7 +214,16 @@ class GroupInbound:
             return  # a group we are not (or no longer) in: nothing to read
         self._open(row, frame.sender, frame.body, events)
 
-    def _open(self, row: GroupRow, sender: bytes, body: bytes, events: list[ev.Event]) -> None:
+    def _open(
+        self,
+        row: GroupRow,
+        sender: bytes,
+        body: bytes,
+        events: list[ev.Event],
+        *,
+        released: bool = False,
+    ) -> None:
+        """Decrypt and store one group message (``released``: it was held for its key)."""
         groups = self._store.groups
         try:
             gm.require_member(self._book.log(row).state, sender)
@@ -233,7 +242,13 @@ class GroupInbound:
             self._hold(row, sender, exc.key_id, body)
             return
         except DuplicateMessage:
-            return  # a replay, or a redelivery we stored already
+            if released:
+                # Held for a key that came back starting after it (a resend carries the
+                # chain's current position): it cannot be opened. Said, never silent.
+                groups.count_dropped(row.id)
+                who = self._book.member_name(row.id, sender)
+                self._book.notice(row, f"A message from {who} arrived before its key and is lost.")
+            return  # else a replay, or a redelivery we stored already
         except (CoreError, pl.MalformedPayload) as exc:
             groups.count_dropped(row.id)
             who = self._book.member_name(row.id, sender)

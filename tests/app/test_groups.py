@@ -307,3 +307,21 @@ def test_added_member_gets_every_senders_key_and_reads_only_later_messages(
         deliver_pairwise(sender, dave)
         deliver_group(sender, dave, group_bodies(sender, dave))
     assert texts(dave) == ["welcome dave", "hi dave"]
+
+
+def test_key_lost_and_resent_later_says_the_held_message_is_lost(
+    trio: tuple[Member, Member, Member],
+) -> None:
+    a, b, _ = trio
+    a.chats.send_text("team", "its key is lost")
+    pairwise(a, b)  # the distribution never arrives
+    deliver_group(a, b, group_bodies(a, b))
+    deliver_pairwise(b, a)  # bob's resend request: alice answers with her chain as it is now
+    deliver_pairwise(a, b)
+    assert texts(b) == []
+    notices = [m.text for m in b.chats.history("team") if m.kind == "notice"]
+    assert any("arrived before its key and is lost" in n for n in notices), notices
+    assert b.chats.group("team").dropped == 1
+    a.chats.send_text("team", "the next one opens")
+    deliver_group(a, b, group_bodies(a, b))
+    assert texts(b) == ["the next one opens"]
