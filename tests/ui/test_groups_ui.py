@@ -54,6 +54,11 @@ async def test_group_in_list_opens_with_sender_names_and_sends(
         screen = app.main_screen
         assert screen is not None
         await wait_shown(pilot, "# team")
+        await wait_until(  # a toast for each group message
+            pilot,
+            lambda: {n.title for n in app._notifications} >= {"#team · bob", "#team · carol"},
+            what="the toasts",
+        )
         clist = screen.conversation_list
         await wait_until(
             pilot, lambda: "2 " in screen_text(app).split("# team", 1)[1][:200], what="unread"

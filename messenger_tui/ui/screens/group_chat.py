@@ -13,7 +13,7 @@ import hashlib
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -23,7 +23,8 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.group_models import Group, GroupMessage
-from messenger_tui.ui.formatting import list_time
+from messenger_tui.app.models import Settings
+from messenger_tui.ui.formatting import clean_text, list_time, preview
 
 #: Messages shown (the newest).
 GROUP_PAGE = 200
@@ -51,6 +52,27 @@ def message_line(m: GroupMessage) -> Text:
                 state += f", read by {m.read}"
         line.append(f"  ({state})", style="dim")
     return line
+
+
+def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
+    """A toast per new group message (at most three), unless toasts are off or that group is
+    on screen. Title: "#group · sender"."""
+    if not settings.toasts:
+        return
+    showing = app.screen.group_row if isinstance(app.screen, GroupChatScreen) else None
+    new = [
+        e
+        for e in batch
+        if isinstance(e, ev.GroupMessageReceived)
+        and e.message.kind == "text"
+        and e.group.id != showing
+    ]
+    for e in new[-3:]:
+        text = preview(clean_text(e.message.text), 200)
+        title = f"#{e.group.name} · {e.message.sender_name}"
+        app.notify(text, title=title, timeout=4, markup=False)
+    if len(new) > 3:
+        app.notify(f"and {len(new) - 3} more group messages", timeout=4)
 
 
 class GroupChatScreen(Screen[None], inherit_bindings=False):

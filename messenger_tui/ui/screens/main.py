@@ -22,7 +22,7 @@ from messenger_tui.app.facade import ConversationSummary, MessengerFacade, Searc
 from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending
-from messenger_tui.ui.screens.group_chat import GroupChatScreen
+from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 from messenger_tui.ui.typing_notices import TypingNotices
@@ -161,6 +161,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         await self._apply_to_list(update)
         if any(isinstance(e, ev.GroupChanged | ev.GroupMessageReceived) for e in batch):
             self._show_summaries()  # groups: their rows and unread counts
+            announce_group(self.app, self.service.settings(), batch)
         if update.header:
             self.refresh_header()
         if update.status:
