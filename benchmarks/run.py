@@ -32,6 +32,7 @@ from benchmarks import (
     calls_delay,
     calls_relay,
     full_stack,
+    group_send,
     idle_memory,
     relay_fanout,
     relay_redis,
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         relay_throughput,
         relay_fanout,
         relay_redis,
+        group_send,
         idle_memory,
         full_stack,
         calls_relay,
@@ -135,6 +137,11 @@ they assert nothing (tests assert behaviour).
   *Cold start* (`ui_cold_start`): from spawning `Launcher` + `make_app` on an existing profile
   (headless, as `messenger-tui` does) to the main screen mounted and idle, median of 9 fresh
   processes; baselines: a bare Textual app the same way, and the bare interpreter.
+- **Group send** (`group_send`): one message to a 100-member group beside 100 pairwise sends
+  of the same text, in one process on one SQLCipher profile with 100 contacts and sessions:
+  `GroupChats.send_text` plus the `SendMulti` frame, against `Outgoing.send_text` to each
+  contact plus the outbox sealing them and the 100 `Send` frames. Sender CPU
+  (`time.process_time`) and bytes of encoded frames per message, alternating rounds.
 - **Attachment encryption** (`attachment_crypto`): the chunked attachment format
   (`core/attachments`) encrypting and decrypting 128 MiB held in memory, as CPU throughput,
   beside bare libsodium loops over the same 64 KiB chunks in the same process: secretstream

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import CallStats, CallView, Contact, Message
 from messenger_tui.core.message_states import MessageState
 
@@ -82,6 +83,28 @@ class CallStatsChanged:
     stats: CallStats
 
 
+@dataclass(frozen=True)
+class GroupChanged:
+    """A group was created, joined, renamed, or its members changed (or we left it)."""
+
+    group: Group
+
+
+@dataclass(frozen=True)
+class GroupMessageReceived:
+    group: Group
+    message: GroupMessage
+
+
+@dataclass(frozen=True)
+class GroupMessageStateChanged:
+    """An own group message was stored by the relay or delivered to or read by a member
+    (``message`` carries the per-member counts)."""
+
+    group: Group
+    message: GroupMessage
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -94,4 +117,5 @@ Event = (
     | BacklogDrained
     | CallChanged
     | CallStatsChanged
+    | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged)
 )

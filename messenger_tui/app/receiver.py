@@ -19,6 +19,7 @@ import msgspec
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.group_inbound import PAIRWISE_GROUP_PAYLOADS, GroupInbound
 from messenger_tui.app.models import Contact
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.session_book import SessionBook
@@ -103,6 +104,8 @@ class Receiver:
         self._identity = identity
         self._directory = directory
         self._now_ms = now_ms
+        #: Group traffic (set by the service; None: group payloads are ignored).
+        self.groups: GroupInbound | None = None
 
     def process(self, frames: list[wire.Deliver]) -> Outcome:
         """Decrypt and store a burst of deliveries in one transaction; then ack ``acks``."""
@@ -125,6 +128,8 @@ class Receiver:
             for sender, ids in delivered.items():
                 enqueue_receipt(self._store, sender, "delivered", ids, now)
                 out.queued_receipts = True
+            if self.groups is not None and self.groups.flush_receipts():
+                out.queued_receipts = True
             book.flush()
         return out
 
@@ -146,6 +151,12 @@ class Receiver:
             received.record(sender, frame.id, now)
             out.acks.append(frame.id)
             return
+        if frame.header is not None:  # a group message (fan-out): sealed with a sender key
+            if self.groups is not None:
+                self.groups.on_group_message(frame, out.events)
+            received.record(sender, frame.id, now)
+            out.acks.append(frame.id)
+            return
         try:
             envelope = cs.parse_envelope(frame.body)
             session, plaintext, used_opk = self._open(sender, envelope, book)
@@ -163,7 +174,9 @@ class Receiver:
         # until we write to them, and it must not show up as an empty message request. The
         # session it started is kept; the grant is dropped.
         unsolicited_grant = row is None and isinstance(payload, pl.Access)
-        if row is None and not unsolicited_grant:
+        # Group control payloads from members who are not contacts make no message request.
+        group_control = isinstance(payload, PAIRWISE_GROUP_PAYLOADS)
+        if row is None and not unsolicited_grant and not group_control:
             row = self._auto_contact(sender, payload, now)
             events.append(ev.ContactChanged(contact_model(row)))
         if envelope.prekey is not None:
@@ -171,7 +184,12 @@ class Receiver:
             out.new_session = True
         if used_opk is not None:
             self._store.prekeys.delete_one_time(used_opk)
-        delivered_id = None if row is None else self._apply(row, payload, now, events)
+        if group_control:
+            if self.groups is not None:
+                self.groups.on_pairwise(row, sender, payload, events)
+            delivered_id = None
+        else:
+            delivered_id = None if row is None else self._apply(row, payload, now, events)
         received.record(sender, frame.id, now)
         book.put(sender, session)  # last: only once every write above succeeded
         if delivered_id is not None:

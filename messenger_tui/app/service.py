@@ -45,6 +45,10 @@ from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.errors import RelayUnavailable, TimedOut
 from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
+from messenger_tui.app.group_book import GroupBook
+from messenger_tui.app.group_inbound import GroupInbound
+from messenger_tui.app.group_sender import GroupSender
+from messenger_tui.app.groups import GroupChats
 from messenger_tui.app.inbound import Inbound, InboundHooks
 from messenger_tui.app.message_log import MessageLog
 from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
@@ -66,6 +70,9 @@ log = logging.getLogger(__name__)
 class MessengerService:
     """One profile's messenger. ``await start()`` to connect in the background (reconnecting
     forever), or ``await connect()`` for one attempt (CLI one-shots); ``await close()``."""
+
+    #: Group chats: create, members, send, read (:mod:`.groups`).
+    groups: GroupChats
 
     def __init__(
         self,
@@ -142,13 +149,27 @@ class MessengerService:
         self.calls = make_call_manager(
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices
         )
+        group_book = GroupBook(store, identity.public, directory, self._now_ms)
+        self._receiver.groups = GroupInbound(store, group_book, self._now_ms)
+        self._group_sender = GroupSender(store, client, group_book, self._emit)
+        self._group_drainer: asyncio.Task[None] | None = None
+        self.groups = GroupChats(
+            store,
+            identity,
+            group_book,
+            contact=self.contact,
+            own_name=lambda: self.name,
+            now_ms=self._now_ms,
+            emit=self._emit,
+            wake=self._wake_senders,
+        )
         self._inbound = Inbound(
             self._receiver,
             client,
             directory,
             InboundHooks(
                 emit=self._emit,
-                wake_sender=sender.wake,
+                wake_sender=self._wake_senders,
                 refresh_prekeys=self._upkeep.schedule_refresh,
                 on_call=self.calls.on_signal,
                 on_relay_error=self._relay_error,
@@ -204,6 +225,11 @@ class MessengerService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._drainer
             self._drainer = None
+        if self._group_drainer is not None:
+            self._group_drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._group_drainer
+            self._group_drainer = None
         await self._upkeep.stop()
         await self._client.close()
 
@@ -225,6 +251,12 @@ class MessengerService:
     def _ensure_drainer(self) -> None:
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._sender.run())
+        if self._group_drainer is None or self._group_drainer.done():
+            self._group_drainer = asyncio.get_running_loop().create_task(self._group_sender.run())
+
+    def _wake_senders(self) -> None:
+        self._sender.wake()
+        self._group_sender.wake()
 
     # ------------------------------------------------------------------ contacts
 
@@ -330,7 +362,7 @@ class MessengerService:
         self._outgoing.send_read_receipt(self.contact(name), message_ids)
 
     def outbox_count(self) -> int:
-        return self.store.outbox.count()
+        return self.store.outbox.count() + self.store.groups.outbox_count()
 
     def bundle_problem(self, identity: bytes) -> str | None:
         """Why messages to ``identity`` wait (e.g. no keys published), if known."""
@@ -502,7 +534,7 @@ class MessengerService:
             log.warning("prekey/presence setup failed: %s", type(exc).__name__)
         finally:
             self._setup_done.set()
-            self._sender.wake()
+            self._wake_senders()
 
     def _relay_error(self, text: str) -> None:
         self.last_error = text

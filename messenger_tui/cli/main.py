@@ -20,6 +20,7 @@ from messenger_tui.app.errors import AppError, StorageProblem, TimedOut
 from messenger_tui.app.profile import DEFAULT_RELAY_PORT
 from messenger_tui.cli.call_cmd import add_call_parsers
 from messenger_tui.cli.contacts_cmd import add_contacts_parser
+from messenger_tui.cli.group_cmd import add_group_parser
 from messenger_tui.cli.identity_cmd import add_identity_parsers, add_passphrase_parser
 from messenger_tui.cli.messages_cmd import add_message_parsers
 from messenger_tui.cli.output import err, terminal_safe
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_identity_parsers(sub, common)
     add_contacts_parser(sub, common)
+    add_group_parser(sub, common)
 
     add_message_parsers(sub, common)
     add_passphrase_parser(sub, common)

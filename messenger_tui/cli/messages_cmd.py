@@ -8,8 +8,11 @@ import json
 from typing import Any
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import AppError
+from messenger_tui.app.errors import AppError, BadInput
+from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.group_cmd import cmd_group, group_message_json, print_group_message
 from messenger_tui.cli.output import (
     err,
     message_json,
@@ -74,8 +77,24 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_search)
 
 
+def _group_named(service: MessengerService, name: str) -> Group | None:
+    """The group called ``name`` when no contact is (``send`` and ``history`` take either)."""
+    try:
+        service.contact(name)
+    except BadInput:
+        try:
+            return service.groups.group(name)
+        except BadInput:
+            return None
+    return None
+
+
 async def cmd_send(args: argparse.Namespace) -> int:
     service = open_service(args)
+    if _group_named(service, args.name) is not None:
+        await close_service(service)
+        args.group_cmd = "send"
+        return await cmd_group(args)
     try:
         message = await service.send_text(args.name, args.text)
         contact = service.contact(args.name)
@@ -137,6 +156,20 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 read.setdefault(contact.name, []).append(m.message_id)
         for name, ids in read.items():
             service.send_read_receipt(name, ids)
+        group_read: dict[int, tuple[Group, list[GroupMessage]]] = {}
+        for group, gm in service.groups.unread():
+            if gm.id in printed:
+                continue
+            printed.add(gm.id)
+            if args.json:
+                out(json.dumps({"type": "message", **group_message_json(group, gm)}))
+            else:
+                print_group_message(group, gm)
+            names.add(f"#{group.id}")
+            if not args.no_read and service.groups.mark_shown(gm):
+                group_read.setdefault(group.id, (group, []))[1].append(gm)
+        for group, shown_messages in group_read.values():
+            service.groups.send_read_receipt(group, shown_messages)
         return len(names)
 
     def report(event: ev.Event) -> None:
@@ -153,6 +186,15 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 err(f"relay connection lost{why}; retrying in {event.retry_in or 0:.1f} s")
             elif event.state == "connected":
                 err("connected to the relay")
+        elif isinstance(event, ev.GroupMessageStateChanged) and event.message.delivered:
+            m = event.message
+            if args.json:
+                out(json.dumps({"type": "receipt", **group_message_json(event.group, m)}))
+            else:
+                err(
+                    f"#{terminal_safe(event.group.name)}: delivered to {m.delivered} of "
+                    f"{m.recipients}, read by {m.read}"
+                )
         elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
             if not args.json:
                 err(f"{terminal_safe(event.contact.name)}: message {event.state}")
@@ -187,9 +229,10 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             except TimeoutError:
                 break
             report(event)
-            if isinstance(event, ev.MessageReceived):
+            if isinstance(event, ev.MessageReceived | ev.GroupMessageReceived):
                 shown += await show_unread()
         await service.wait_outbox_empty(5.0)  # receipts
+        await service.groups.wait_sent(5.0)
         return 0
     finally:
         await close_service(service)
@@ -197,6 +240,10 @@ async def cmd_receive(args: argparse.Namespace) -> int:
 
 async def cmd_history(args: argparse.Namespace) -> int:
     service = open_service(args)
+    if _group_named(service, args.name) is not None:
+        await close_service(service)
+        args.group_cmd = "history"
+        return await cmd_group(args)
     try:
         contact = service.contact(args.name)
         for m in service.history(args.name, limit=args.limit):

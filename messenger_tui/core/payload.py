@@ -65,7 +65,51 @@ class Access(_Payload, tag="access", frozen=True):
     secret: bytes
 
 
-Payload = Text | Receipt | Typing | Access
+class GroupChange(_Payload, tag="group_change", frozen=True):
+    """A signed membership change (core/groups/membership.py, encoded), sent pairwise to
+    every member of the group before and after it (a new member: its welcome)."""
+
+    change: bytes
+
+
+class GroupKey(_Payload, tag="group_key", frozen=True):
+    """The sender's sender-key distribution message for one group (core/groups/sender_keys.py,
+    89 bytes): lets the recipient read the sender's group messages from then on. Pairwise
+    only (it carries a chain key)."""
+
+    distribution: bytes
+
+
+class GroupKeyRequest(_Payload, tag="group_key_request", frozen=True):
+    """Ask the recipient to resend its distribution message for ``key_id`` in ``group_id``
+    (a group message arrived before it: core/groups/pending.py)."""
+
+    group_id: bytes
+    key_id: int
+
+
+class GroupReceipt(_Payload, tag="group_receipt", frozen=True):
+    """Delivery or read receipt, sent pairwise to the author, for its group messages."""
+
+    group_id: bytes
+    kind: Literal["delivered", "read"]
+    ids: list[bytes]
+
+
+class GroupText(_Payload, tag="group_text", frozen=True):
+    """A group chat message: the plaintext of a sender-key group message (whose header names
+    the group). Fields as :class:`Text`; ``seq`` is the sender's sequence in this group."""
+
+    id: bytes
+    text: str
+    sent_at_ms: int
+    sender_name: str | None = None
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+
+
+# fmt: off
+Payload = Text | Receipt | Typing | Access | GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText  # noqa: E501
+# fmt: on
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Payload] = msgspec.msgpack.Decoder(Payload)
@@ -73,7 +117,7 @@ _decoder: msgspec.msgpack.Decoder[Payload] = msgspec.msgpack.Decoder(Payload)
 
 def encode_payload(payload: Payload) -> bytes:
     """Serialize a payload; the result is what the ratchet encrypts."""
-    if isinstance(payload, Text) and len(payload.text.encode("utf-8")) > MAX_TEXT_BYTES:
+    if isinstance(payload, Text | GroupText) and len(payload.text.encode("utf-8")) > MAX_TEXT_BYTES:
         raise ValueError(f"message too long: at most {MAX_TEXT_BYTES // 1024} KiB of text")
     return _encoder.encode(payload)
 

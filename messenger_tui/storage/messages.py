@@ -176,7 +176,9 @@ class Messages:
         return (before + after) // 2
 
     def by_id(self, row_id: int) -> MessageRow | None:
-        r = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (row_id,)).fetchone()
+        r = self._db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ? AND contact_id IS NOT NULL", (row_id,)
+        ).fetchone()  # a group's row is storage/groups.py's
         return _row(r) if r else None
 
     def history(
@@ -287,6 +289,8 @@ class Messages:
         if contact_id is not None:
             sql += " AND m.contact_id = ?"
             params.append(contact_id)
+        else:
+            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
         sql += " ORDER BY m.id DESC LIMIT ?"
         params.append(limit)
         return [_row(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
@@ -308,6 +312,8 @@ class Messages:
         if contact_id is not None:
             sql += " AND m.contact_id = ?"
             params.append(contact_id)
+        else:
+            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
         sql += " ORDER BY m.id DESC LIMIT ?"
         params.append(limit)
         try:

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
+from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
 from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
 from messenger_tui.core.message_states import MessageState
 
@@ -94,6 +95,30 @@ class FixedMicTest:
 
 
 @dataclass
+class FixedGroups:
+    """Fixed groups (none unless a scene adds them: :func:`group_scene`)."""
+
+    groups: list[Group] = field(default_factory=list)
+    messages: dict[int, list[GroupMessage]] = field(default_factory=dict)
+
+    def all(self) -> list[Group]:
+        return list(self.groups)
+
+    def by_id(self, row_id: int) -> Group | None:
+        return next((g for g in self.groups if g.id == row_id), None)
+
+    def history(self, name: str, *, limit: int = 50) -> list[GroupMessage]:
+        group = next((g for g in self.groups if g.name == name), None)
+        return self.messages.get(group.id, [])[-limit:] if group is not None else []
+
+    def send_text(self, name: str, text: str) -> GroupMessage:
+        raise BadInput(f"no group called {name!r}")
+
+    def mark_read(self, name: str) -> int:
+        return 0
+
+
+@dataclass
 class SnapshotFacade:
     """The facade over fixed data. ``online``: contact ids announced online at start;
     ``connection``: the state announced at start."""
@@ -116,6 +141,7 @@ class SnapshotFacade:
     devices: AudioDevices = FIXED_DEVICES
     mic_levels: tuple[float, ...] = (0.05, 0.3)
     mic_tests: list[FixedMicTest] = field(default_factory=list)
+    fixed_groups: FixedGroups = field(default_factory=FixedGroups)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -174,6 +200,10 @@ class SnapshotFacade:
         return m
 
     # ------------------------------------------------------------------ MessengerFacade
+
+    @property
+    def groups(self) -> FixedGroups:
+        return self.fixed_groups
 
     @property
     def address(self) -> str:
@@ -525,3 +555,52 @@ def incoming_call(f: SnapshotFacade, name: str = "Carol") -> CallView:
         muted=False,
         link="none",
     )
+
+
+def group_scene() -> SnapshotFacade:
+    """The main scene plus a group of four ("Book club") with messages from three members
+    (names coloured per member), a notice, and one own message read by two of three."""
+    f = main_scene()
+    alice = GroupMember(fixed_identity("Alice"), "me", True, None, me=True)
+    members = tuple(
+        GroupMember(fixed_identity(name), name, False, contact_id)
+        for name, contact_id in (("Bob", 1), ("Carol", 2), ("Dave", 3))
+    )
+    group = Group(
+        id=1,
+        group_id=bytes(16),
+        name="Book club",
+        members=(alice, *members),
+        is_member=True,
+        admin=True,
+        unread=1,
+    )
+    lines = [
+        ("me", True, "notice", "You created the group Book club.", 0, 0),
+        ("Bob", False, "text", "Which book next month?", 0, 0),
+        ("Carol", False, "text", "Something short, please: I am still on the last one", 0, 0),
+        ("me", True, "text", "How about The Left Hand of Darkness?", 3, 2),
+        ("Dave", False, "text", "Yes!", 0, 0),
+    ]
+    messages = []
+    for i, (name, outgoing, kind, text, delivered, read) in enumerate(lines):
+        messages.append(
+            GroupMessage(
+                id=100 + i,
+                group_row=1,
+                message_id=bytes([i]) * 16,
+                sender=fixed_identity("Alice" if outgoing else name),
+                sender_name=name,
+                outgoing=outgoing and kind == "text",
+                kind=kind,
+                text=text,
+                sent_at_ms=ms_at(0, 10, 10 + i),
+                received_at_ms=None if outgoing else ms_at(0, 10, 10 + i),
+                state="sent" if outgoing else "seen",
+                delivered=delivered,
+                read=read,
+                recipients=3,
+            )
+        )
+    f.fixed_groups = FixedGroups([group], {1: messages})
+    return f

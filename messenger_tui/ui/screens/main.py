@@ -22,6 +22,7 @@ from messenger_tui.app.facade import ConversationSummary, MessengerFacade, Searc
 from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending
+from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 from messenger_tui.ui.typing_notices import TypingNotices
@@ -32,7 +33,11 @@ from messenger_tui.ui.widgets.chat_header import (
     request_banner,
 )
 from messenger_tui.ui.widgets.composer import Composer
-from messenger_tui.ui.widgets.conversation_list import ConversationList, contact_id_of
+from messenger_tui.ui.widgets.conversation_list import (
+    ConversationList,
+    contact_id_of,
+    group_id_of,
+)
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationView
 from messenger_tui.ui.widgets.footer import FittingFooter
 from messenger_tui.ui.widgets.status_line import StatusLine
@@ -154,6 +159,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if update.stats is not None:  # after the call: a new call resets the pane's stats
             self.query_one(CallPane).show_stats(update.stats)
         await self._apply_to_list(update)
+        if any(isinstance(e, ev.GroupChanged | ev.GroupMessageReceived) for e in batch):
+            self._show_summaries()  # groups: their rows and unread counts
+            announce_group(self.app, self.service.settings(), batch)
         if update.header:
             self.refresh_header()
         if update.status:
@@ -242,8 +250,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
         clist = self.conversation_list
         # A contact's presence is known only while we are connected.
         presence = self.presence if self.conn_state == "connected" else {}
-        clist.set_data(ordered, presence, set(self.typing))
-        empty = not ordered
+        groups = [g for g in self.service.groups.all() if self._filter in g.name.casefold()]
+        clist.set_data(ordered, presence, set(self.typing), groups)
+        empty = not ordered and not groups
         clist.display = not empty
         hint = self.query_one("#no-contacts", Static)
         hint.update(
@@ -322,6 +331,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
         cid = contact_id_of(event.option.id)
         if cid is not None:
             await self.open_conversation(cid)
+        group_row = group_id_of(event.option.id)
+        if group_row is not None:
+            self.app.push_screen(GroupChatScreen(self.service, group_row))
 
     # ------------------------------------------------------------------ reading and receipts
 

@@ -18,6 +18,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
 from messenger_tui.app.facade import ConversationSummary
+from messenger_tui.app.group_models import Group
 from messenger_tui.ui.formatting import list_time, preview
 
 
@@ -28,6 +29,16 @@ def option_id(contact_id: int) -> str:
 def contact_id_of(option_id_: str | None) -> int | None:
     if option_id_ and option_id_.startswith("contact-"):
         return int(option_id_.removeprefix("contact-"))
+    return None
+
+
+def group_option_id(group_row: int) -> str:
+    return f"group-{group_row}"
+
+
+def group_id_of(option_id_: str | None) -> int | None:
+    if option_id_ and option_id_.startswith("group-"):
+        return int(option_id_.removeprefix("group-"))
     return None
 
 
@@ -102,6 +113,7 @@ class ConversationList(OptionList, inherit_bindings=False):
         self._summaries: list[ConversationSummary] = []
         self._presence: dict[int, bool] = {}
         self._typing: set[int] = set()
+        self._groups: list[Group] = []
         self._width = 0
 
     @property
@@ -119,8 +131,11 @@ class ConversationList(OptionList, inherit_bindings=False):
         summaries: list[ConversationSummary],
         presence: dict[int, bool],
         typing: set[int],
+        groups: list[Group] | None = None,
     ) -> None:
-        """Show these conversations (already sorted); keeps the highlighted contact."""
+        """Show these conversations (already sorted), then ``groups`` (marked #); keeps the
+        highlighted contact."""
+        self._groups = list(groups or [])
         self._summaries = list(summaries)
         self._presence = dict(presence)
         self._typing = set(typing)
@@ -140,6 +155,9 @@ class ConversationList(OptionList, inherit_bindings=False):
         self.clear_options()
         self.add_options(
             Option(self._prompt(s), id=option_id(s.contact.id)) for s in self._summaries
+        )
+        self.add_options(
+            Option(self._group_prompt(g), id=group_option_id(g.id)) for g in self._groups
         )
         if keep is not None:
             self.highlight_contact(keep)
@@ -184,6 +202,21 @@ class ConversationList(OptionList, inherit_bindings=False):
         else:
             body = Text(preview("no messages yet", room), self._style("conversations--preview"))
         line2 = Text("  ") + body
+        if badge:
+            line2.append(" " * max(1, width - line2.cell_len - cell_len(badge)))
+            line2.append(badge, self._style("conversations--unread"))
+        return Text("\n").join([line1, line2])
+
+    def _group_prompt(self, g: Group) -> Text:
+        """A group: "# name", its member count (or "left"), and the unread badge."""
+        width = max(10, self._width or 24)
+        line1 = Text("# ", self._style("conversations--offline")) + Text(
+            preview(g.name, width - 2), self._style("conversations--name")
+        )
+        about = f"{len(g.members)} members" if g.is_member else "you left this group"
+        badge = f" {g.unread if g.unread < 1000 else '999+'} " if g.unread else ""
+        room = width - 2 - (cell_len(badge) + 1 if badge else 0)
+        line2 = Text("  ") + Text(preview(about, room), self._style("conversations--preview"))
         if badge:
             line2.append(" " * max(1, width - line2.cell_len - cell_len(badge)))
             line2.append(badge, self._style("conversations--unread"))

@@ -1,0 +1,307 @@
+"""Receiving group traffic: pairwise control payloads and sender-key group messages.
+
+Called by :class:`~messenger_tui.app.receiver.Receiver` inside its per-envelope savepoint, so
+what a message changes is committed with its dedupe record before the envelope is acked.
+
+Rules (docs/protocol.md "Groups in the app"):
+
+1. A membership change (:class:`~messenger_tui.core.payload.GroupChange`) for a group we do
+   not have is accepted only from a contact (we trust the contact that added us: rule 5 of
+   :mod:`messenger_tui.core.groups.membership`); one for a group we have goes through
+   ``receive_change`` (signed, versioned, converging). An invalid one is dropped and counted.
+2. A sender key (:class:`~messenger_tui.core.payload.GroupKey`) is kept only from a current
+   member of a group we are in; it releases the messages held for it.
+3. A group message (a delivery with a fan-out header) from an identity that is not a member
+   at our head is dropped and counted (``groups.dropped``); one whose sender key we lack is
+   held (:mod:`messenger_tui.core.groups.pending`) and the sender is asked to resend its key
+   (at most once per 30 s per key); forged, replayed or undecryptable ones are dropped and
+   counted; nothing is dropped silently (a notice names each drop but replays).
+4. Every stored group message is acknowledged to its author with a pairwise
+   :class:`~messenger_tui.core.payload.GroupReceipt` (delivered), one per author and burst.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from messenger_tui.app import events as ev
+from messenger_tui.app.group_book import GroupBook, encode
+from messenger_tui.core import payload as pl
+from messenger_tui.core import wire
+from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.errors import (
+    CoreError,
+    DuplicateMessage,
+    NoSenderKey,
+    NotGroupMember,
+)
+from messenger_tui.core.groups import membership as gm
+from messenger_tui.core.groups import pending as gp
+from messenger_tui.core.groups import sender_keys as sk
+from messenger_tui.core.message_states import MessageState
+from messenger_tui.storage.contacts import ContactRow
+from messenger_tui.storage.groups import GroupRow
+from messenger_tui.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Payloads that travel pairwise for groups.
+PAIRWISE_GROUP_PAYLOADS = (pl.GroupChange, pl.GroupKey, pl.GroupKeyRequest, pl.GroupReceipt)
+
+
+class GroupInbound:
+    def __init__(self, store: Store, book: GroupBook, now_ms: Callable[[], int]) -> None:
+        self._store = store
+        self._book = book
+        self._now_ms = now_ms
+        #: (group row, author) -> ids of group messages stored this burst (delivered receipts).
+        self._delivered: dict[tuple[int, bytes], list[bytes]] = {}
+
+    # ------------------------------------------------------------ pairwise
+
+    def on_pairwise(
+        self,
+        contact: ContactRow | None,
+        sender: bytes,
+        payload: pl.Payload,
+        events: list[ev.Event],
+    ) -> None:
+        if isinstance(payload, pl.GroupChange):
+            self._change(contact, sender, payload.change, events)
+        elif isinstance(payload, pl.GroupKey):
+            self._key(sender, payload.distribution, events)
+        elif isinstance(payload, pl.GroupKeyRequest):
+            self._resend(sender, payload)
+        elif isinstance(payload, pl.GroupReceipt):
+            self._receipt(sender, payload, events)
+
+    def _change(
+        self, contact: ContactRow | None, sender: bytes, data: bytes, events: list[ev.Event]
+    ) -> None:
+        try:
+            change = gm.decode_change(data)
+        except CoreError as exc:
+            log.warning("dropped a membership change: %s", type(exc).__name__)
+            return
+        groups = self._store.groups
+        row = groups.by_group_id(change.group_id)
+        if row is None and (contact is None or contact.auto_added or contact.blocked):
+            log.info("ignored an invitation from %s (not a contact)", short_fingerprint(sender))
+            return
+        log_before = self._book.log(row) if row is not None else None
+        try:
+            new_log, outcome = gm.receive_change(log_before, data, self._book.me)
+        except CoreError as exc:
+            log.warning("dropped a membership change: %s", type(exc).__name__)
+            if row is not None:
+                groups.count_dropped(row.id)
+            return
+        if outcome is not gm.Outcome.APPLIED:
+            if row is not None and new_log != log_before:
+                groups.update(row.id, log=encode(new_log))
+            return
+        if row is None:
+            now = self._now_ms()
+            row = groups.insert(change.group_id, new_log.state.name, encode(new_log), now)
+        was_member = row.is_member
+        old_state = log_before.state if log_before is not None else None
+        row, _gone = self._book.save_log(row, new_log)
+        self._book.notice(row, self._describe(old_state, new_log.state, was_member, change))
+        events.append(ev.GroupChanged(self._book.model(row)))
+
+    def _describe(
+        self,
+        old: gm.GroupState | None,
+        new: gm.GroupState,
+        was_member: bool,
+        change: gm.Change,
+    ) -> str:
+        who = self._book.member_name(0, change.author)
+        me = self._book.me
+        if old is None or (not was_member and new.is_member(me)):
+            return f"{who} added you to the group {new.name}."
+        if not new.is_member(me):
+            if change.op is gm.Op.REMOVE:
+                return f"{who} removed you from the group."
+            return "You left the group."
+        added = [k for k in new.member_keys() if not old.is_member(k)]
+        gone = [k for k in old.member_keys() if not new.is_member(k)]
+        parts = []
+        if added:
+            parts.append("added " + ", ".join(self._book.member_name(0, k) for k in added))
+        if gone:
+            if change.op is gm.Op.LEAVE:
+                return f"{who} left the group."
+            parts.append("removed " + ", ".join(self._book.member_name(0, k) for k in gone))
+        if new.name != old.name:
+            parts.append(f"renamed the group to {new.name}")
+        if not parts:
+            parts.append("changed the admins")
+        return f"{who} " + "; ".join(parts) + "."
+
+    def _member_group(self, group_id: bytes, sender: bytes) -> GroupRow | None:
+        row = self._store.groups.by_group_id(group_id)
+        if row is None or not row.is_member:
+            return None
+        if not self._book.log(row).state.is_member(sender):
+            self._store.groups.count_dropped(row.id)
+            return None
+        return row
+
+    def _key(self, sender: bytes, data: bytes, events: list[ev.Event]) -> None:
+        try:
+            distribution = sk.decode_distribution(data)
+        except CoreError as exc:
+            log.warning("dropped a sender key: %s", type(exc).__name__)
+            return
+        row = self._member_group(distribution.group_id, sender)
+        if row is None:
+            return
+        try:
+            record = sk.process_distribution(self._book.record(row, sender), distribution)
+        except CoreError as exc:
+            log.warning("dropped a sender key: %s", type(exc).__name__)
+            return
+        self._store.groups.put_sender_key(row.id, sender, encode(record))
+        pending, released = gp.release_messages(
+            self._book.pending(row), sender, distribution.key_id
+        )
+        if released:
+            self._store.groups.update(row.id, pending=encode(pending))
+            fresh = self._store.groups.by_id(row.id)
+            assert fresh is not None
+            for body in released:
+                self._open(fresh, sender, body, events, released=True)
+
+    def _resend(self, sender: bytes, request: pl.GroupKeyRequest) -> None:
+        row = self._member_group(request.group_id, sender)
+        if row is None:
+            return
+        sending = self._book.sending_key(row)
+        if sending is None or sending.key_id != request.key_id:
+            return  # an old key: our newer one reaches them before our newer messages
+        distribution = sk.encode_distribution(sk.distribution_of(sending))
+        self._book.send_pairwise(sender, pl.GroupKey(distribution=distribution))
+
+    def _receipt(self, sender: bytes, receipt: pl.GroupReceipt, events: list[ev.Event]) -> None:
+        row = self._member_group(receipt.group_id, sender)
+        if row is None:
+            return
+        state: MessageState = "read" if receipt.kind == "read" else "delivered"
+        groups = self._store.groups
+        for message_row in groups.outgoing_rows(row.id, receipt.ids).values():
+            if groups.advance_receipt(message_row, sender, state):
+                message = groups.message(message_row)
+                if message is not None:
+                    events.append(
+                        ev.GroupMessageStateChanged(
+                            self._book.model(row), self._book.message_model(message)
+                        )
+                    )
+
+    # ------------------------------------------------------------ group messages
+
+    def on_group_message(self, frame: wire.Deliver, events: list[ev.Event]) -> None:
+        """A delivery with a fan-out header: a sender-key group message."""
+        try:
+            header = sk.parse_group_header(frame.body)
+        except CoreError as exc:
+            log.warning("dropped a group message: %s", type(exc).__name__)
+            return
+        row = self._store.groups.by_group_id(header.group_id)
+        if row is None or not row.is_member:
+            return  # a group we are not (or no longer) in: nothing to read
+        self._open(row, frame.sender, frame.body, events)
+
+    def _open(
+        self,
+        row: GroupRow,
+        sender: bytes,
+        body: bytes,
+        events: list[ev.Event],
+        *,
+        released: bool = False,
+    ) -> None:
+        """Decrypt and store one group message (``released``: it was held for its key)."""
+        groups = self._store.groups
+        try:
+            gm.require_member(self._book.log(row).state, sender)
+        except NotGroupMember:
+            groups.count_dropped(row.id)
+            log.info("dropped a group message from a non-member")
+            return
+        record = self._book.record(row, sender)
+        try:
+            if record is None:
+                header = sk.parse_group_header(body)
+                raise NoSenderKey("no key", group_id=header.group_id, key_id=header.key_id)
+            record, plaintext = sk.group_decrypt(record, body)
+            payload = pl.decode_payload(plaintext)
+        except NoSenderKey as exc:
+            self._hold(row, sender, exc.key_id, body)
+            return
+        except DuplicateMessage:
+            if released:
+                # Held for a key that came back starting after it (a resend carries the
+                # chain's current position): it cannot be opened. Said, never silent.
+                groups.count_dropped(row.id)
+                who = self._book.member_name(row.id, sender)
+                self._book.notice(row, f"A message from {who} arrived before its key and is lost.")
+            return  # else a replay, or a redelivery we stored already
+        except (CoreError, pl.MalformedPayload) as exc:
+            groups.count_dropped(row.id)
+            who = self._book.member_name(row.id, sender)
+            self._book.notice(row, f"A message from {who} could not be opened and was dropped.")
+            log.warning("dropped a group message: %s", type(exc).__name__)
+            return
+        if not isinstance(payload, pl.GroupText):
+            groups.count_dropped(row.id)
+            return
+        if payload.sender_name:
+            groups.set_member_name(row.id, sender, payload.sender_name[:32])
+        stored = groups.insert_message(
+            row.id,
+            sender,
+            payload.id,
+            outgoing=False,
+            body=payload.text,
+            sent_at_ms=payload.sent_at_ms,
+            received_at_ms=self._now_ms(),
+            state="received",
+            seq=payload.seq or None,
+        )
+        groups.put_sender_key(row.id, sender, encode(record))
+        if stored is None:
+            return
+        self._delivered.setdefault((row.id, sender), []).append(payload.id)
+        events.append(
+            ev.GroupMessageReceived(self._book.model(row), self._book.message_model(stored))
+        )
+
+    def _hold(self, row: GroupRow, sender: bytes, key_id: int, body: bytes) -> None:
+        now = self._now_ms()
+        pending, expired = gp.expire_messages(self._book.pending(row), now)
+        for message in expired:  # held a week: the sender never answered (rule 4)
+            self._store.groups.count_dropped(row.id)
+            who = self._book.member_name(row.id, message.sender)
+            self._book.notice(row, f"A message from {who} never got its key and was dropped.")
+        result = gp.hold_message(pending, sender, key_id, body, now)
+        self._store.groups.update(row.id, pending=encode(result.pending))
+        if result.request is not None:
+            request = pl.GroupKeyRequest(group_id=row.group_id, key_id=key_id)
+            self._book.send_pairwise(sender, request)
+        for _evicted in result.evicted:
+            self._store.groups.count_dropped(row.id)
+            who = self._book.member_name(row.id, _evicted.sender)
+            self._book.notice(row, f"A message from {who} never got its key and was dropped.")
+
+    def flush_receipts(self) -> bool:
+        """Queue the delivered receipts of this burst; True if any was queued."""
+        delivered, self._delivered = self._delivered, {}
+        for (row_id, sender), ids in delivered.items():
+            row = self._store.groups.by_id(row_id)
+            if row is not None:
+                receipt = pl.GroupReceipt(group_id=row.group_id, kind="delivered", ids=ids)
+                self._book.send_pairwise(sender, receipt)
+        return bool(delivered)

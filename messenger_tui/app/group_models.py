@@ -1,0 +1,52 @@
+"""Read models of group chats the facade hands out (plain, immutable, free of storage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from messenger_tui.core.message_states import MessageState
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    identity: bytes
+    #: The contact's name, else the name the member gives itself, else a fingerprint.
+    name: str
+    admin: bool
+    #: The local contact id if the member is a contact (None: not one).
+    contact_id: int | None
+    me: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    id: int  # local row id
+    group_id: bytes
+    name: str
+    members: tuple[GroupMember, ...]
+    #: False once we left or were removed (the history stays).
+    is_member: bool
+    #: We may add and remove members.
+    admin: bool
+    unread: int = 0
+    #: Group messages dropped (from non-members, undecryptable, given up while held).
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class GroupMessage:
+    id: int  # local row id (a row of the message log, as a 1:1 message's)
+    group_row: int
+    message_id: bytes
+    sender: bytes
+    sender_name: str
+    outgoing: bool
+    kind: str  # text | notice
+    text: str
+    sent_at_ms: int
+    received_at_ms: int | None
+    state: MessageState
+    #: Own messages: members that have it, and that read it (of ``recipients``).
+    delivered: int = 0
+    read: int = 0
+    recipients: int = 0
