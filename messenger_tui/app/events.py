@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messenger_tui.app.models import CallStats, CallView, Contact, Message
+from messenger_tui.app.models import CallStats, CallView, Contact, Message, TransferView
 from messenger_tui.core.message_states import MessageState
 
 
@@ -82,6 +82,14 @@ class CallStatsChanged:
     stats: CallStats
 
 
+@dataclass(frozen=True)
+class TransferChanged:
+    """An attachment transfer moved (bytes done, rate, time left) or changed status
+    (app/transfers.py); at most a few per second per transfer."""
+
+    transfer: TransferView
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -94,4 +102,5 @@ Event = (
     | BacklogDrained
     | CallChanged
     | CallStatsChanged
+    | TransferChanged
 )

@@ -33,14 +33,23 @@ STORED_KEYS: dict[str, str] = {
     "microphone": "audio.microphone",
     "speaker": "audio.speaker",
     "call_bitrate_kbps": "audio.call_bitrate_kbps",
+    "download_dir": "files.download_dir",
+    "auto_download_kib": "files.auto_download_kib",
 }
 #: Settings that are names, and how long each may be.
-TEXT_SETTINGS: dict[str, int] = {"theme": 64, "microphone": 256, "speaker": 256}
+TEXT_SETTINGS: dict[str, int] = {
+    "theme": 64,
+    "microphone": 256,
+    "speaker": 256,
+    "download_dir": 4096,
+}
 #: Settings that are whole numbers, and their range (inclusive).
 INT_SETTINGS: dict[str, tuple[int, int]] = {
     # Opus's useful range for speech: below 12 kb/s wideband speech degrades fast; above
     # 64 kb/s mono speech gains nothing audible (every frame is padded to its rate's size)
     "call_bitrate_kbps": (12, 64),
+    # 0: nothing downloads by itself; the relay's default cap is 100 MiB
+    "auto_download_kib": (0, 1024 * 1024),
 }
 BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k not in TEXT_SETTINGS | INT_SETTINGS)
 MAX_THEME_LEN = TEXT_SETTINGS["theme"]
