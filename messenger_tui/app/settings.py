@@ -146,6 +146,8 @@ class ProfileSettings:
             microphone=str(values["microphone"]),
             speaker=str(values["speaker"]),
             call_bitrate_kbps=int(values["call_bitrate_kbps"]),
+            download_dir=str(values["download_dir"]),
+            auto_download_kib=int(values["auto_download_kib"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

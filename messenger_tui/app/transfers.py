@@ -451,7 +451,9 @@ class TransferManager:
             now = time.monotonic()
             if now - last[0] >= EVENT_EVERY_S:
                 last[0] = now
-                loop.call_soon_threadsafe(functools.partial(self._progress, transfer_id, done, store=False))
+                loop.call_soon_threadsafe(
+                    functools.partial(self._progress, transfer_id, done, store=False)
+                )
 
         return report
 
