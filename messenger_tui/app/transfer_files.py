@@ -21,6 +21,7 @@ from messenger_tui.core.attachments import (
     encrypt_pieces,
     pick_free_name,
 )
+from messenger_tui.core.attachments.layout import digest_start
 from messenger_tui.core.errors import AttachmentError
 
 #: Bytes read from a file at a time.
@@ -55,8 +56,8 @@ def seal_to_spool(
     return the final snapshot (it holds the digest). Raises AttachmentSourceChanged when the
     file's length differs from the announced one, Cancelled, OSError."""
     enc = AttachmentEncryptor.restore(snapshot)
-    if enc.next_index != 0:
-        raise ValueError("sealing starts from the first chunk")
+    if enc.next_index != 0:  # sealed before (its spool file was lost): same key, same bytes
+        enc = AttachmentEncryptor(enc.key, enc.header, enc.size, 0, digest_start(enc.header))
     fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb", closefd=False) as out:

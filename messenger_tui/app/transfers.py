@@ -142,6 +142,8 @@ class TransferManager:
         self._running = False
         #: Where downloads are saved for this run only (``receive --download-dir``).
         self.download_dir_override: Path | None = None
+        #: Download every new file whatever its size (``receive --download-all``).
+        self.download_all = False
         #: Bytes of the blob put on the wire per transfer in this process (resends counted).
         self.wire_bytes: dict[int, int] = {}
         self.blob_link_options: dict[str, float] = {}
@@ -425,12 +427,21 @@ class TransferManager:
             self._send_pointer(row)
         elif row.status == "new":
             limit = self._settings().auto_download_kib * 1024
-            self._move(row, "auto" if row.size <= limit else "hold")
+            auto = self.download_all or row.size <= limit
+            self._move(row, "auto" if auto else "hold")
         elif row.status == "downloading":
             async with self._slots:
                 await self._download(row)
 
-    def _progress(self, transfer_id: int, done: int, *, store: bool = True) -> None:
+    def _progress(
+        self, transfer_id: int, done: int, *, store: bool = True, phase: str | None = None
+    ) -> None:
+        """Bytes done in the current step; a worker thread's late report (``phase``: the
+        status it was made in) is dropped once the status moved on."""
+        if phase is not None:
+            row = self._store.transfers.get(transfer_id)
+            if row is None or row.status != phase:
+                return
         now = time.monotonic()
         meter = self._meters.setdefault(transfer_id, _Meter())
         self._rates[transfer_id] = meter.add(now, done)
@@ -443,7 +454,7 @@ class TransferManager:
             if view is not None:
                 self._emit(ev.TransferChanged(_replace_done(view, done)))
 
-    def _thread_progress(self, transfer_id: int) -> Callable[[int], None]:
+    def _thread_progress(self, transfer_id: int, phase: str) -> Callable[[int], None]:
         loop = asyncio.get_running_loop()
         last = [0.0]
 
@@ -452,7 +463,7 @@ class TransferManager:
             if now - last[0] >= EVENT_EVERY_S:
                 last[0] = now
                 loop.call_soon_threadsafe(
-                    functools.partial(self._progress, transfer_id, done, store=False)
+                    functools.partial(self._progress, transfer_id, done, store=False, phase=phase)
                 )
 
         return report
@@ -481,7 +492,7 @@ class TransferManager:
         self._store.transfers.update(row.id, self._now_ms(), spool=str(spool))
         stop = self._stops.setdefault(row.id, threading.Event())
         final = await asyncio.to_thread(
-            seal_to_spool, source, spool, row.state, stop, self._thread_progress(row.id)
+            seal_to_spool, source, spool, row.state, stop, self._thread_progress(row.id, row.status)
         )
         self._move(row, "encrypted", state=final, done_bytes=0)
 
@@ -489,6 +500,13 @@ class TransferManager:
         assert row.spool is not None
         spool = Path(row.spool)
         if not spool.exists() or spool.stat().st_size != row.blob_size:
+            log.warning(
+                "transfer %d: spool %s is %s bytes, not %d: sealing again",
+                row.id,
+                spool,
+                spool.stat().st_size if spool.exists() else "no",
+                row.blob_size,
+            )
             self._store.transfers.update(row.id, self._now_ms(), status="encrypting")
             return  # the spool file is gone (or short): seal it again, same bytes
         resume = BlobUploadState(id=row.blob_id, size=row.blob_size) if row.blob_id else None
@@ -595,7 +613,7 @@ class TransferManager:
                 self.download_dir(),
                 pointer.name,
                 stop,
-                self._thread_progress(row.id),
+                self._thread_progress(row.id, row.status),
             )
         except AttachmentIntegrityError as exc:
             # refetch from the start on retry: the fetched bytes are not the sender's

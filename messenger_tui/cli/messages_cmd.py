@@ -10,6 +10,11 @@ from typing import Any
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.models import Contact, Message
+from messenger_tui.cli.files_cmd import (
+    add_receive_file_arguments,
+    finish_downloads,
+    prepare_downloads,
+)
 from messenger_tui.cli.output import (
     err,
     message_json,
@@ -58,6 +63,13 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=0.0, help="wait up to S seconds when nothing is queued yet"
     )
     p.add_argument("--no-read", action="store_true", help="do not send read receipts")
+    add_receive_file_arguments(p)
+    p.add_argument(
+        "--download-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds to wait for each download (default 3600)",
+    )
     p.set_defaults(func=cmd_receive)
 
     p = sub.add_parser("history", parents=[common], help="show a conversation")
@@ -113,6 +125,7 @@ async def cmd_receive(args: argparse.Namespace) -> int:
     service = open_service(args)
     queue = service.subscribe()
     printed: set[int] = set()
+    settled = prepare_downloads(service, args)
 
     def show(contact: Contact, m: Message) -> None:
         if m.id in printed:
@@ -189,8 +202,9 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             report(event)
             if isinstance(event, ev.MessageReceived):
                 shown += await show_unread()
+        code = await finish_downloads(service, args, settled, args.download_timeout)
         await service.wait_outbox_empty(5.0)  # receipts
-        return 0
+        return code
     finally:
         await close_service(service)
 
