@@ -210,12 +210,12 @@ class TransferManager:
         path = path.expanduser().absolute()
         try:
             st = path.stat()
+            if not path.is_file():
+                raise BadInput(f"{path} is not a regular file")
             with path.open("rb"):
                 pass
         except OSError as exc:
             raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
-        if not path.is_file():
-            raise BadInput(f"{path} is not a regular file")
         size = st.st_size
         try:
             BlobLayout(size)

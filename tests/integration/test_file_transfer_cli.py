@@ -126,3 +126,16 @@ def test_a_big_file_survives_a_sender_kill_and_a_relay_kill(tmp_path: Path) -> N
             f"(+{100 * resent / blob_size:.2f} %), {time.monotonic() - started:.1f} s in all"
         )
         assert resent <= 0.05 * blob_size
+
+
+def test_send_file_refuses_a_missing_file_and_a_folder_clearly(tmp_path: Path) -> None:
+    with RelayProcess(tmp_path / "relay-data") as relay:
+        alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
+        alice.init(relay.url)
+        alice.run("contacts", "add", bob.init(relay.url), "--name", "self")
+        missing = alice.run("send-file", "self", str(tmp_path / "nope.bin"), check=False)
+        assert missing.code == 4 and "cannot read" in missing.err and "Traceback" not in missing.err
+        folder = alice.run("send-file", "self", str(tmp_path), check=False)
+        assert folder.code == 4 and "not a regular file" in folder.err
+        unknown = alice.run("send-voice", "nobody", "--duration", "1", check=False)
+        assert unknown.code == 4 and "nobody" in unknown.err

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,66 @@ async def test_a_flipped_byte_on_the_relay_fails_clearly_and_writes_no_file(
             assert "integrity" in got.error and "chunk 5 of" in got.error, got.error
             assert not downloads.exists() or list(downloads.iterdir()) == []
             assert not list((tmp_path / "bob" / "transfers").glob("*"))
+
+
+async def text_round_trips(
+    alice: MessengerService, bob: MessengerService, n: int, *, during: Callable[[], bool]
+) -> list[float]:
+    """Seconds from alice's send_text to bob's MessageReceived, ``n`` times while
+    ``during()`` holds."""
+    queue = bob.subscribe()
+    times: list[float] = []
+    try:
+        for i in range(n):
+            if not during():
+                break
+            start = time.perf_counter()
+            await alice.send_text("bob", f"ping {i}")
+            while True:
+                event = await asyncio.wait_for(queue.get(), 10)
+                if isinstance(event, ev.MessageReceived) and event.message.text == f"ping {i}":
+                    break
+            times.append(time.perf_counter() - start)
+            await asyncio.sleep(0.02)
+    finally:
+        bob.unsubscribe(queue)
+    return times
+
+
+async def test_a_text_round_trip_during_a_200_mib_upload_stays_within_2x_idle(
+    tmp_path: Path,
+) -> None:
+    """Both clients run in this process (one event loop), alice uploading 200 MiB on the
+    same loop as her chat: the text still makes it within twice its idle median."""
+    src = random_file(tmp_path / "big.bin", 200 * MIB)
+    with RelayProcess(
+        tmp_path / "relay-data", extra_args=["--blob-max-size", str(300 * MIB)]
+    ) as relay:
+        async with (
+            client(tmp_path, "alice", relay.url) as alice,
+            client(tmp_path, "bob", relay.url) as bob,
+        ):
+            await introduce(alice, bob)
+            await alice.start()
+            await bob.start()
+            await text_round_trips(alice, bob, 5, during=lambda: True)  # warm up
+            idle = statistics.median(await text_round_trips(alice, bob, 30, during=lambda: True))
+            sent = await alice.send_file("bob", src)
+
+            def uploading() -> bool:
+                view = alice.transfer(sent.id)
+                return view is not None and view.status in ("encrypting", "uploading")
+
+            await wait_for(lambda: alice.transfer(sent.id).status == "uploading", 60)  # type: ignore[union-attr]
+            busy_samples = await text_round_trips(alice, bob, 30, during=uploading)
+            still_uploading = uploading()
+            done = await alice.wait_transfer(sent.id, 120)
+            assert done.status == "done", done.error
+            assert len(busy_samples) >= 15, f"only {len(busy_samples)} samples during the upload"
+            busy = statistics.median(busy_samples)
+            print(
+                f"\ntext round trip: idle {idle * 1000:.1f} ms, during the upload "
+                f"{busy * 1000:.1f} ms ({len(busy_samples)} samples, upload still running "
+                f"after them: {still_uploading})"
+            )
+            assert busy <= 2 * idle
