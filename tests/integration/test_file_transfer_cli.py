@@ -139,3 +139,28 @@ def test_send_file_refuses_a_missing_file_and_a_folder_clearly(tmp_path: Path) -
         assert folder.code == 4 and "not a regular file" in folder.err
         unknown = alice.run("send-voice", "nobody", "--duration", "1", check=False)
         assert unknown.code == 4 and "nobody" in unknown.err
+
+
+def test_a_voice_message_arrives_as_an_ogg_file_with_its_duration(tmp_path: Path) -> None:
+    from messenger_tui.media.voice_note import read_voice_note
+
+    with RelayProcess(tmp_path / "relay-data") as relay:
+        alice, bob = User(tmp_path, "alice"), User(tmp_path, "bob")
+        a_addr, b_addr = alice.init(relay.url), bob.init(relay.url)
+        alice.run("contacts", "add", b_addr, "--name", "bob")
+        bob.run("contacts", "add", a_addr, "--name", "alice")
+        sent = alice.run("send-voice", "bob", "--duration", "3", "--json").json_lines()
+        assert sent[-1]["type"] == "sent" and sent[-1]["mime_type"] == "audio/ogg"
+        downloads = tmp_path / "downloads"
+        got = bob.run("receive", "--json", "--download-dir", str(downloads)).json_lines()
+        voice = [line for line in got if line["type"] == "attachment"]
+        assert len(voice) == 1, got
+        assert voice[0]["voice"] is True and voice[0]["duration_s"] == 3.0
+        path = Path(voice[0]["path"])
+        assert path.suffix == ".ogg" and path.parent == downloads
+        stream = read_voice_note(path)
+        assert stream is not None
+        size = path.stat().st_size
+        assert 2_000 * 3 < size < 4_500 * 3  # about 3 kB per second (24 kb/s)
+        history = bob.run("history", "alice", "--json").json_lines()
+        assert [m["kind"] for m in history] == ["voice"] and history[0]["text"] == "[voice 0:03]"
