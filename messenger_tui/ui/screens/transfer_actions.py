@@ -31,6 +31,12 @@ def attach(screen: MainScreen) -> None:
             screen.app.notify(str(exc), severity="error")
             return
         bar(screen).update_transfer(view)
+        if screen.current is not None and screen.current.id == contact.id:
+            newest = screen.service.history(contact.name, limit=1)
+            if newest and newest[-1].id == view.message_row:
+                screen.view.append(newest)
+                screen.view.jump_to_newest()
+        screen.refresh_summaries({contact.id})
 
     screen.app.push_screen(AttachPrompt(contact.name), chosen)
 
