@@ -53,6 +53,7 @@ async def test_attach_with_completion_shows_the_transfer_line_and_cancel_removes
     app = make_app(alice)
     async with app.run_test(size=size) as pilot:
         screen = app.main_screen
+        assert screen is not None
         await pilot.press("enter")  # open Bob
         await wait_until(pilot, lambda: app.focused is screen.composer)
 

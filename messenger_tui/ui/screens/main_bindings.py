@@ -58,7 +58,7 @@ MAIN_BINDINGS: list[BindingType] = [
             id="messages.page_down",
             tooltip="Scroll the conversation one page down (newer)"),
     # priority: the composer (a TextArea) would otherwise take these keys
-    Binding("ctrl+o", "attach_file", "Attach", priority=True, id="file.attach",
+    Binding("ctrl+o", "attach_file", "Attach", show=False, priority=True, id="file.attach",
             tooltip="Send a file to the open conversation (a path prompt with completion)"),
     Binding("alt+c", "cancel_transfer", "Cancel file", show=False, priority=True,
             id="file.cancel",
