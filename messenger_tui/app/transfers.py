@@ -44,6 +44,7 @@ from messenger_tui.app.errors import BadInput, TimedOut
 from messenger_tui.app.models import Contact, Settings, TransferView
 from messenger_tui.app.outgoing import gate
 from messenger_tui.app.receiver import attachment_text
+from messenger_tui.app.rows import contact_model
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.transfer_files import Cancelled, check_and_save, remove, seal_to_spool
 from messenger_tui.core import payload as pl
@@ -288,6 +289,12 @@ class TransferManager:
         if row.status in TERMINAL:
             return self._view(row)
         self._move(row, "cancel")
+        if row.direction == "up" and row.message_row is not None:
+            # its pointer never went out: the message was not sent
+            self._store.messages.set_state(row.message_row, "error")
+            contact = self._store.contacts.by_id(row.contact_id)
+            if contact is not None:
+                self._emit(ev.MessageStateChanged(contact_model(contact), row.message_row, "error"))
         stop = self._stops.get(transfer_id)
         if stop is not None:
             stop.set()
@@ -426,8 +433,12 @@ class TransferManager:
         elif row.status == "sending":
             self._send_pointer(row)
         elif row.status == "new":
+            # files from a message request (a sender who is not a contact yet) never
+            # download by themselves: a stranger cannot make us fetch anything unasked
             limit = self._settings().auto_download_kib * 1024
-            auto = self.download_all or row.size <= limit
+            sender = self._store.contacts.by_id(row.contact_id)
+            stranger = sender is None or sender.auto_added
+            auto = self.download_all or (row.size <= limit and not stranger)
             self._move(row, "auto" if auto else "hold")
         elif row.status == "downloading":
             async with self._slots:

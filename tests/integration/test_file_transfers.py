@@ -209,3 +209,25 @@ async def test_a_text_round_trip_during_a_200_mib_upload_stays_within_2x_idle(
                 f"after them: {still_uploading})"
             )
             assert busy <= 2 * idle
+
+
+async def test_a_strangers_file_waits_for_a_request_however_small(tmp_path: Path) -> None:
+    src = random_file(tmp_path / "tiny.txt", 2000)
+    with RelayProcess(tmp_path / "relay-data") as relay:
+        async with (
+            client(tmp_path, "carol", relay.url) as carol,
+            client(tmp_path, "bob", relay.url) as bob,
+        ):
+            bob.set_download_dir(tmp_path / "downloads")
+            await bob.start()
+            await carol.connect(timeout=10)
+            carol.add_contact(bob.address, "bob")  # bob never added carol
+            sent = await carol.send_file("bob", src)
+            assert (await carol.wait_transfer(sent.id, 60)).status == "done"
+            got_id = await incoming_transfer(bob)
+            await wait_for(lambda: bob.transfer(got_id).status == "offered", 10)  # type: ignore[union-attr]
+            await asyncio.sleep(0.5)
+            assert bob.transfer(got_id).status == "offered"  # type: ignore[union-attr]
+            assert not (tmp_path / "downloads").exists()
+            bob.download_file(got_id)
+            assert (await bob.wait_transfer(got_id, 60)).status == "done"

@@ -86,4 +86,5 @@ async def test_attach_with_completion_shows_the_transfer_line_and_cancel_removes
         await pilot.press("alt+c")
         await wait_until(pilot, lambda: not transfer_bar.display, what="bar hidden")
         assert [t.status for t in alice.transfers()] == ["cancelled"]
+        await wait_until(pilot, lambda: screen.view.messages[-1].state == "error", what="error")
         assert not list((tmp_path / "alice" / "transfers").glob("*"))
