@@ -10,7 +10,8 @@ coalescing, signals) over :mod:`.receiver`; :mod:`.outgoing` (texts, receipts, t
 pure ``plan``, pruning); :mod:`.contact_book` (one transaction → invalidate → re-read →
 ``ContactChanged`` path) and :mod:`.access_keys` (delivery access); :mod:`.message_log`
 (history, search, unread); :mod:`.calls` with :mod:`.call_ports`; :mod:`.audio_setup`
-(devices, the mic test); :mod:`.event_bus` (subscribers).
+(devices, the mic test); :mod:`.event_bus` (subscribers); :mod:`.transfers` (files and
+voice messages: upload, download, resume, progress).
 
 Delivery guarantees, and where they come from:
 
