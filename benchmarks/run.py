@@ -31,6 +31,7 @@ from benchmarks import (
     calls_cpu,
     calls_delay,
     calls_relay,
+    file_transfer,
     full_stack,
     group_send,
     idle_memory,
@@ -62,6 +63,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         ui_cold_start,
         attachment_crypto,
         sqlcipher_cost,
+        file_transfer,
     )
 }
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from messenger_tui.app.group_models import Group, GroupMessage
-from messenger_tui.app.models import CallStats, CallView, Contact, Message
+from messenger_tui.app.models import CallStats, CallView, Contact, Message, TransferView
 from messenger_tui.core.message_states import MessageState
 
 
@@ -105,6 +105,14 @@ class GroupMessageStateChanged:
     message: GroupMessage
 
 
+@dataclass(frozen=True)
+class TransferChanged:
+    """An attachment transfer moved (bytes done, rate, time left) or changed status
+    (app/transfers.py); at most a few per second per transfer."""
+
+    transfer: TransferView
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -118,4 +126,5 @@ Event = (
     | CallChanged
     | CallStatsChanged
     | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged)
+    | TransferChanged
 )

@@ -141,6 +141,10 @@ class Settings:
     #: unless muted), "hold" (while the talk key is held; a toggle where the terminal never
     #: reports key releases), "toggle" (the talk key opens and closes it).
     talk_mode: str = "open"
+    #: Where received files are saved ("" = ``~/Downloads/messenger-tui``).
+    download_dir: str = ""
+    #: Received files up to this size (KiB) download by themselves; larger ones on request.
+    auto_download_kib: int = 10240
 
 
 @dataclass(frozen=True)
@@ -154,3 +158,33 @@ class AudioDevices:
     outputs: tuple[str, ...] = ()
     problem: str | None = None
     fix: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferView:
+    """One attachment transfer as the UI and the CLI show it (app/transfers.py)."""
+
+    id: int
+    contact_id: int
+    #: up (sending) or down (receiving)
+    direction: str
+    #: encrypting | uploading | sending | new | offered | downloading | done | failed |
+    #: cancelled (core/attachments/transfer_states.py)
+    status: str
+    name: str
+    mime_type: str
+    #: The file's size in bytes.
+    size: int
+    #: Bytes of the encrypted blob moved so far, of ``total``.
+    done: int = 0
+    total: int = 0
+    #: Bytes per second over the last seconds, and the seconds left at that rate (None:
+    #: not known yet).
+    rate_bps: float = 0.0
+    eta_s: float | None = None
+    message_row: int | None = None
+    #: The saved file (a finished download) or the source (an upload).
+    path: str | None = None
+    sha256: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None

@@ -26,6 +26,7 @@ from messenger_tui.app.session_book import SessionBook
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.attachments import encode_pointer
 from messenger_tui.core.calls.messages import (
     CallAccept,
     CallBusy,
@@ -74,6 +75,15 @@ def enqueue_receipt(store: Store, recipient: bytes, kind: str, ids: list[bytes],
     """Queue a receipt payload in the outbox (call inside a transaction)."""
     body = pl.encode_payload(pl.Receipt(kind=kind, ids=ids))  # type: ignore[arg-type]
     store.outbox.enqueue(recipient, os.urandom(16), body, "receipt", now)
+
+
+def attachment_text(name: str, duration_ms: int | None) -> str:
+    """A file's message text (what history and search show): its name, or for a voice
+    message its length."""
+    if duration_ms is None:
+        return f"[file] {name}"
+    seconds = duration_ms // 1000
+    return f"[voice {seconds // 60}:{seconds % 60:02d}]"
 
 
 def insert_notice(store: Store, contact_id: int, text: str, now: int) -> None:
@@ -242,7 +252,7 @@ class Receiver:
 
     def _auto_contact(self, sender: bytes, payload: pl.Payload, now: int) -> ContactRow:
         """A message from an unknown sender: keep it under a new contact (a message request)."""
-        announced = payload.sender_name if isinstance(payload, pl.Text) else None
+        announced = payload.sender_name if isinstance(payload, pl.Text | pl.Attachment) else None
         base = _safe_name(announced) or f"unknown-{short_fingerprint(sender)}"
         name, n = base, 2
         while self._store.contacts.by_name(name) is not None:
@@ -275,6 +285,8 @@ class Receiver:
                 self._store.contacts.set_delivery_access(row.identity, payload.access)
             events.append(ev.MessageReceived(contact, message_model(stored)))
             return payload.id
+        if isinstance(payload, pl.Attachment):
+            return self._attachment(row, payload, now, events)
         if isinstance(payload, pl.Receipt):
             state: MessageState = "read" if payload.kind == "read" else "delivered"
             for row_id in self._store.messages.advance_outgoing(row.id, payload.ids, state):
@@ -284,6 +296,44 @@ class Receiver:
         elif isinstance(payload, pl.Access) and len(payload.secret) == ACCESS_SECRET_LEN:
             self._store.contacts.set_delivery_access(row.identity, payload.secret)
         return None
+
+    def _attachment(
+        self, row: ContactRow, payload: pl.Attachment, now: int, events: list[ev.Event]
+    ) -> bytes | None:
+        """Store an attachment's message and its transfer (status ``new``: the transfer
+        manager downloads it or offers it, app/transfers.py) in the same transaction."""
+        pointer = payload.pointer
+        stored = self._store.messages.insert(
+            row.id,
+            payload.id,
+            outgoing=False,
+            body=attachment_text(pointer.name, pointer.duration_ms),
+            sent_at_ms=payload.sent_at_ms,
+            received_at_ms=now,
+            state="received",
+            kind="voice" if pointer.is_voice else "attachment",
+            seq=payload.seq or None,
+        )
+        if stored is None:
+            return None
+        self._store.transfers.insert(
+            contact_id=row.id,
+            direction="down",
+            status="new",
+            name=pointer.name,
+            mime_type=pointer.mime_type,
+            size=pointer.size,
+            now_ms=now,
+            message_row=stored.id,
+            state=encode_pointer(pointer),
+            blob_id=pointer.blob_id,
+            blob_size=pointer.layout.blob_size,
+            duration_ms=pointer.duration_ms,
+        )
+        if payload.access is not None and len(payload.access) == ACCESS_SECRET_LEN:
+            self._store.contacts.set_delivery_access(row.identity, payload.access)
+        events.append(ev.MessageReceived(contact_model(row), message_model(stored)))
+        return payload.id
 
     def _record_failure(
         self,

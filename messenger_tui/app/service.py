@@ -10,7 +10,8 @@ coalescing, signals) over :mod:`.receiver`; :mod:`.outgoing` (texts, receipts, t
 pure ``plan``, pruning); :mod:`.contact_book` (one transaction → invalidate → re-read →
 ``ContactChanged`` path) and :mod:`.access_keys` (delivery access); :mod:`.message_log`
 (history, search, unread); :mod:`.calls` with :mod:`.call_ports`; :mod:`.audio_setup`
-(devices, the mic test); :mod:`.event_bus` (subscribers).
+(devices, the mic test); :mod:`.event_bus` (subscribers); :mod:`.transfers` (files and
+voice messages: upload, download, resume, progress).
 
 Delivery guarantees, and where they come from:
 
@@ -31,6 +32,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from messenger_tui.app import audio_setup, profile_keys
@@ -51,13 +53,22 @@ from messenger_tui.app.group_sender import GroupSender
 from messenger_tui.app.groups import GroupChats
 from messenger_tui.app.inbound import Inbound, InboundHooks
 from messenger_tui.app.message_log import MessageLog
-from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
+from messenger_tui.app.models import (
+    AudioDevices,
+    CallStats,
+    CallView,
+    Contact,
+    Message,
+    Settings,
+    TransferView,
+)
 from messenger_tui.app.outgoing import Outgoing, gate
 from messenger_tui.app.prekey_upkeep import PrekeyUpkeep
 from messenger_tui.app.profile import DEFAULT_RELAY_URL, Profile
 from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings
+from messenger_tui.app.transfers import TransferManager
 from messenger_tui.core import wire
 from messenger_tui.core.address import encode_address
 from messenger_tui.media.ports import AudioSink, AudioSource
@@ -163,12 +174,25 @@ class MessengerService:
             emit=self._emit,
             wake=self._wake_senders,
         )
+        self._transfers = TransferManager(
+            store,
+            identity,
+            sender,
+            self._access,
+            spool_dir=profile.paths.home / "transfers",
+            relay_url=lambda: self.profile.relay_url,
+            settings=self._settings.current,
+            own_name=lambda: self.name,
+            now_ms=self._now_ms,
+            emit=self._emit,
+            outbox_changed=events.outbox_changed_soon,
+        )
         self._inbound = Inbound(
             self._receiver,
             client,
             directory,
             InboundHooks(
-                emit=self._emit,
+                emit=self._emit_inbound,
                 wake_sender=self._wake_senders,
                 refresh_prekeys=self._upkeep.schedule_refresh,
                 on_call=self.calls.on_signal,
@@ -199,11 +223,13 @@ class MessengerService:
         """Connect in the background and stay connected (backoff with jitter on failures)."""
         self._ensure_drainer()
         self._upkeep.start()
+        self._transfers.resume_all()
         await self._client.start()
 
     async def connect(self, timeout: float = 5.0) -> None:
         """One connection attempt for one-shot commands. Raises :class:`RelayUnavailable`."""
         self._ensure_drainer()
+        self._transfers.resume_all()
         try:
             await asyncio.wait_for(self._client.connect_once(), timeout)
         except (TransportError, OSError, TimeoutError) as exc:
@@ -219,6 +245,7 @@ class MessengerService:
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
         await self.calls.close()
+        await self._transfers.close()
         await self._inbound.close()
         if self._drainer is not None:
             self._drainer.cancel()
@@ -391,6 +418,62 @@ class MessengerService:
             await asyncio.wait_for(self._inbound.drained.wait(), timeout)
         except TimeoutError:
             raise TimedOut("the relay did not finish delivering in time") from None
+
+    # ------------------------------------------------------------------ files (app/transfers.py)
+
+    @property
+    def transfer_manager(self) -> TransferManager:
+        return self._transfers
+
+    async def send_file(self, name: str, path: str | Path) -> TransferView:
+        """Send a file to ``name``: sealed, uploaded on its own connection (resuming by
+        itself), then its pointer through the outbox. Watch :class:`TransferChanged`.
+        :class:`BadInput` for an unreadable file."""
+        return self._transfers.send_file(self.contact(name), Path(path))
+
+    async def send_voice(
+        self, name: str, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
+    ) -> TransferView:
+        """Send an Ogg Opus file (media/voice_note.py) as a voice message."""
+        return self._transfers.send_file(
+            self.contact(name),
+            Path(path),
+            mime_type="audio/ogg",
+            voice=(duration_ms, waveform),
+        )
+
+    def transfers(self) -> list[TransferView]:
+        return self._transfers.all()
+
+    def transfer(self, transfer_id: int) -> TransferView | None:
+        return self._transfers.view(transfer_id)
+
+    def transfer_for_message(self, message_row: int) -> TransferView | None:
+        return self._transfers.for_message(message_row)
+
+    def download_file(self, transfer_id: int) -> TransferView:
+        """Download a received file now (one over the auto-download limit, or failed)."""
+        return self._transfers.download(transfer_id)
+
+    def cancel_transfer(self, transfer_id: int) -> TransferView:
+        return self._transfers.cancel(transfer_id)
+
+    def retry_transfer(self, transfer_id: int) -> TransferView:
+        return self._transfers.retry(transfer_id)
+
+    async def wait_transfer(self, transfer_id: int, timeout: float) -> TransferView:
+        """Wait until the transfer is done, failed or cancelled (:class:`TimedOut`)."""
+        return await self._transfers.wait(transfer_id, timeout)
+
+    def set_download_dir(self, folder: str | Path | None) -> None:
+        """Save received files in ``folder`` for this run (not stored; the setting
+        ``download_dir`` is the lasting choice). None: back to the setting."""
+        self._transfers.download_dir_override = None if folder is None else Path(folder)
+
+    def _emit_inbound(self, event: ev.Event) -> None:
+        self._emit(event)
+        if isinstance(event, ev.MessageReceived) and event.message.kind in ("attachment", "voice"):
+            self._transfers.pump()
 
     # ------------------------------------------------------------------ calls and audio
 

@@ -34,6 +34,8 @@ STORED_KEYS: dict[str, str] = {
     "speaker": "audio.speaker",
     "call_bitrate_kbps": "audio.call_bitrate_kbps",
     "talk_mode": "audio.talk_mode",
+    "download_dir": "files.download_dir",
+    "auto_download_kib": "files.auto_download_kib",
 }
 #: Settings that are names, and how long each may be.
 TEXT_SETTINGS: dict[str, int] = {
@@ -41,6 +43,7 @@ TEXT_SETTINGS: dict[str, int] = {
     "microphone": 256,
     "speaker": 256,
     "talk_mode": 16,
+    "download_dir": 4096,
 }
 #: Text settings that take one of a few values.
 CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"talk_mode": TALK_MODES}
@@ -49,6 +52,8 @@ INT_SETTINGS: dict[str, tuple[int, int]] = {
     # Opus's useful range for speech: below 12 kb/s wideband speech degrades fast; above
     # 64 kb/s mono speech gains nothing audible (every frame is padded to its rate's size)
     "call_bitrate_kbps": (12, 64),
+    # 0: nothing downloads by itself; the relay's default cap is 100 MiB
+    "auto_download_kib": (0, 1024 * 1024),
 }
 BOOL_SETTINGS = frozenset(k for k in STORED_KEYS if k not in TEXT_SETTINGS | INT_SETTINGS)
 MAX_THEME_LEN = TEXT_SETTINGS["theme"]
@@ -152,6 +157,8 @@ class ProfileSettings:
             speaker=str(values["speaker"]),
             call_bitrate_kbps=int(values["call_bitrate_kbps"]),
             talk_mode=str(values["talk_mode"]),
+            download_dir=str(values["download_dir"]),
+            auto_download_kib=int(values["auto_download_kib"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

@@ -20,6 +20,7 @@ from messenger_tui.app.errors import AppError, StorageProblem, TimedOut
 from messenger_tui.app.profile import DEFAULT_RELAY_PORT
 from messenger_tui.cli.call_cmd import add_call_parsers
 from messenger_tui.cli.contacts_cmd import add_contacts_parser
+from messenger_tui.cli.files_cmd import add_file_parsers
 from messenger_tui.cli.group_cmd import add_group_parser
 from messenger_tui.cli.identity_cmd import add_identity_parsers, add_passphrase_parser
 from messenger_tui.cli.messages_cmd import add_message_parsers
@@ -43,6 +44,7 @@ EXIT_CODES = {
     11: "call not answered: declined, busy or no answer",
     12: "call failed, or lost before it was connected",
     13: "call connected, then its connection was lost",
+    14: "a file transfer failed: refused by the relay, or the download did not pass its checks",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_group_parser(sub, common)
 
     add_message_parsers(sub, common)
+    add_file_parsers(sub, common)
     add_passphrase_parser(sub, common)
 
     p = sub.add_parser(

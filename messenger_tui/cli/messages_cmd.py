@@ -12,6 +12,11 @@ from messenger_tui.app.errors import AppError, BadInput
 from messenger_tui.app.group_models import Group, GroupMessage
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.files_cmd import (
+    add_receive_file_arguments,
+    finish_downloads,
+    prepare_downloads,
+)
 from messenger_tui.cli.group_cmd import cmd_group, group_message_json, print_group_message
 from messenger_tui.cli.output import (
     err,
@@ -61,6 +66,13 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=0.0, help="wait up to S seconds when nothing is queued yet"
     )
     p.add_argument("--no-read", action="store_true", help="do not send read receipts")
+    add_receive_file_arguments(p)
+    p.add_argument(
+        "--download-timeout",
+        type=float,
+        default=3600.0,
+        help="seconds to wait for each download (default 3600)",
+    )
     p.set_defaults(func=cmd_receive)
 
     p = sub.add_parser("history", parents=[common], help="show a conversation")
@@ -132,6 +144,7 @@ async def cmd_receive(args: argparse.Namespace) -> int:
     service = open_service(args)
     queue = service.subscribe()
     printed: set[int] = set()
+    settled = prepare_downloads(service, args)
 
     def show(contact: Contact, m: Message) -> None:
         if m.id in printed:
@@ -231,9 +244,10 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             report(event)
             if isinstance(event, ev.MessageReceived | ev.GroupMessageReceived):
                 shown += await show_unread()
+        code = await finish_downloads(service, args, settled, args.download_timeout)
         await service.wait_outbox_empty(5.0)  # receipts
         await service.groups.wait_sent(5.0)
-        return 0
+        return code
     finally:
         await close_service(service)
 

@@ -12,7 +12,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from messenger_tui.core.errors import CoreError
+from messenger_tui.core.attachments.pointer import AttachmentPointer
+from messenger_tui.core.errors import CoreError, MalformedAttachmentPointer
 
 #: Longest text message accepted (bytes of UTF-8); keeps envelopes well under MAX_ENVELOPE.
 MAX_TEXT_BYTES: Final = 64 * 1024
@@ -107,9 +108,28 @@ class GroupText(_Payload, tag="group_text", frozen=True):
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
 
 
-# fmt: off
-Payload = Text | Receipt | Typing | Access | GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText  # noqa: E501
-# fmt: on
+class Attachment(_Payload, tag="attachment", frozen=True):
+    """A file (or a voice message: the pointer's duration and waveform are set) on the relay's
+    blob route: ``pointer`` has everything needed to fetch, check and decrypt it
+    (docs/protocol.md "Attachments: the message"). ``id``, ``sent_at_ms``, ``sender_name``,
+    ``access`` and ``seq`` mean what they mean in :class:`Text`."""
+
+    id: bytes
+    pointer: AttachmentPointer
+    sent_at_ms: int
+    sender_name: str | None = None
+    access: bytes | None = None
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+
+
+Payload = (
+    Text
+    | Receipt
+    | Typing
+    | Access
+    | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText)
+    | Attachment
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Payload] = msgspec.msgpack.Decoder(Payload)
@@ -126,7 +146,7 @@ def decode_payload(data: bytes) -> Payload:
     """Parse a decrypted plaintext. Raises :class:`MalformedPayload`."""
     try:
         return _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, MalformedAttachmentPointer) as exc:
         raise MalformedPayload(f"unreadable payload: {exc}") from None
     except RecursionError:  # an unknown field nested deeper than the recursion limit
         raise MalformedPayload("unreadable payload: nested too deeply") from None

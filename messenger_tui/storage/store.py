@@ -13,6 +13,7 @@ from messenger_tui.storage.prekeys import Prekeys
 from messenger_tui.storage.received import ReceivedEnvelopes
 from messenger_tui.storage.sessions import Sessions
 from messenger_tui.storage.settings import Settings
+from messenger_tui.storage.transfers import Transfers
 
 
 class Store:
@@ -28,6 +29,7 @@ class Store:
         self.outbox = Outbox(db)
         self.received = ReceivedEnvelopes(db)
         self.groups = Groups(db)
+        self.transfers = Transfers(db)
 
     @classmethod
     def open(cls, path: Path, key: bytes | None = None) -> Store:

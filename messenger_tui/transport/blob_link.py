@@ -389,6 +389,8 @@ class BlobLink:
                 raise
             except TransportError as exc:
                 failure: Exception = exc
+            except ConnectionClosed as exc:  # closed during the handshake (a relay going down)
+                failure = RelayUnreachable(self.endpoint.display, f"connection lost ({exc})")
             else:
                 transfer.connections += 1
                 self._ws = ws

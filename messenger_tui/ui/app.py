@@ -267,6 +267,12 @@ class MessengerApp(TalkKeyHandlers, App[None], inherit_bindings=False):
                 )
             yield from _contact_commands(main)
             yield from _call_commands(main)
+            if main.current is not None:
+                yield SystemCommand("Attach file", "Send a file to the open conversation (Ctrl+O)",
+                                    main.action_attach_file)  # fmt: skip
+                yield SystemCommand("Cancel file transfer",
+                                    "Cancel the newest file transfer here (Alt+C)",
+                                    main.action_cancel_transfer)  # fmt: skip
         yield SystemCommand("Help: every key", "List every key and its binding id (F1, ?)",
                             self.action_help)  # fmt: skip
 

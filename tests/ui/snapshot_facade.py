@@ -19,13 +19,22 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
 from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
-from messenger_tui.app.models import AudioDevices, CallStats, CallView, Contact, Message, Settings
+from messenger_tui.app.models import (
+    AudioDevices,
+    CallStats,
+    CallView,
+    Contact,
+    Message,
+    Settings,
+    TransferView,
+)
 from messenger_tui.core.message_states import MessageState
 
 #: The wall-clock time every snapshot is taken at: Friday 14 March 2025, 12:00 (UTC).
@@ -142,6 +151,7 @@ class SnapshotFacade:
     mic_levels: tuple[float, ...] = (0.05, 0.3)
     mic_tests: list[FixedMicTest] = field(default_factory=list)
     fixed_groups: FixedGroups = field(default_factory=FixedGroups)
+    transfer_list: list[TransferView] = field(default_factory=list)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -418,6 +428,19 @@ class SnapshotFacade:
         updated = dataclasses.replace(c, muted=muted)
         self.contact_list[self.contact_list.index(c)] = updated
         return updated
+
+    # files: a scene lists its transfers in ``transfer_list``
+    async def send_file(self, name: str, path: str | Path) -> TransferView:
+        raise BadInput("the snapshot facade sends no files")
+
+    def transfers(self) -> list[TransferView]:
+        return list(self.transfer_list)
+
+    def cancel_transfer(self, transfer_id: int) -> TransferView:
+        raise BadInput("the snapshot facade has no transfers to cancel")
+
+    def retry_transfer(self, transfer_id: int) -> TransferView:
+        raise BadInput("the snapshot facade has no transfers to retry")
 
 
 # ---------------------------------------------------------------------- ready scenes

@@ -21,7 +21,7 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
 from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
-from messenger_tui.ui.screens import call_actions, contact_actions, sending
+from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
 from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
@@ -41,6 +41,7 @@ from messenger_tui.ui.widgets.conversation_list import (
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationView
 from messenger_tui.ui.widgets.footer import FittingFooter
 from messenger_tui.ui.widgets.status_line import StatusLine
+from messenger_tui.ui.widgets.transfer_bar import TransferBar
 
 #: Events applied per step at most, then the event loop gets a turn (input, repaint). A
 #: message shown costs about 0.6 ms (measured: benchmarks/ui_backlog_stall.py), so a step stays
@@ -90,6 +91,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 yield Static(id="chat-header")
                 yield CallPane(id="call-pane")
                 yield ConversationView(id="messages")
+                yield TransferBar(id="transfers")
                 yield Static(id="key-banner")
                 yield Static(id="request-banner")
                 yield Composer(id="composer")
@@ -144,6 +146,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
         """Apply a burst of service events with one refresh of each affected widget (what to
         do is decided by :func:`~messenger_tui.ui.screens.main_fold.fold`)."""
         update = fold(batch, FoldState(self.current, self.reading_allowed, self.view.has_newer))
+        transfer_actions.transfers_changed(
+            self, [e.transfer for e in batch if isinstance(e, ev.TransferChanged)]
+        )
         for cid, active in update.typing.items():
             self.typing.set(cid, active)
         self.presence.update(update.presence)
@@ -295,6 +300,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self.view.show(contact.name, page, older, page_size=PAGE_SIZE, newer_loader=newer)
         self.view.set_hint(f"No messages with {contact.name} yet. Say hello!")
         self.conversation_list.highlight_contact(contact.id)
+        transfer_actions.conversation_opened(self, contact.id)
         self.refresh_header()
         if self.reading_allowed:
             await self.mark_current_read()
@@ -510,6 +516,12 @@ class MainScreen(Screen[None], inherit_bindings=False):
         self._drafts.pop(contact_id, None)
         if self.current is not None and self.current.id == contact_id:
             self.composer.load_draft("")
+
+    def action_attach_file(self) -> None:
+        transfer_actions.attach(self)
+
+    def action_cancel_transfer(self) -> None:
+        transfer_actions.cancel_newest(self)
 
     def action_scroll_messages(self, direction: int) -> None:
         if direction < 0:

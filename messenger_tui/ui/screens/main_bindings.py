@@ -60,6 +60,12 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("pagedown", "scroll_messages(1)", "Newer", show=False, priority=True,
             id="messages.page_down",
             tooltip="Scroll the conversation one page down (newer)"),
+    # priority: the composer (a TextArea) would otherwise take these keys
+    Binding("ctrl+o", "attach_file", "Attach", show=False, priority=True, id="file.attach",
+            tooltip="Send a file to the open conversation (a path prompt with completion)"),
+    Binding("alt+c", "cancel_transfer", "Cancel file", show=False, priority=True,
+            id="file.cancel",
+            tooltip="Cancel the newest file transfer of the open conversation"),
     Binding("f9", "settings", "Settings", id="app.settings",
             tooltip="Settings: notifications, receipts, typing, theme, call devices, relay, "
                     "passphrase"),

@@ -1,0 +1,185 @@
+"""File transfer through the relay beside a bare websockets bulk copy of the same bytes.
+
+In one run, over one random file on disk:
+
+- **ours, send**: ``MessengerService.send_file`` from an in-process client to a real relay
+  subprocess: seal into the spool file, upload on the blob route (64 KiB chunks, window of
+  8, acknowledged), queue the pointer; until the transfer is ``done``.
+- **ours, receive**: the other in-process client fetches the blob, checks every chunk and the
+  digest while decrypting, and saves the file; until its transfer is ``done``.
+- **baseline, up / down**: ``benchmarks/bare_blob_server.py``, a websockets server that only
+  writes what it receives to a file (acknowledging each 64 KiB message) and streams it back:
+  the floor of any upload/download over websockets on this machine.
+
+Rate = file MiB / wall seconds. Client CPU per MiB = ``time.process_time`` of this process
+(the client's event loop and its worker threads) per MiB of file.
+
+    python -m benchmarks.file_transfer [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from benchmarks.common import Settings, fmt, md_table
+from benchmarks.procs import ServerProcess
+from messenger_tui.app.profile import create_profile
+from messenger_tui.app.service import MessengerService
+
+NAME = "file_transfer"
+TITLE = "File transfer through the relay"
+MIB = 1024 * 1024
+CHUNK = 64 * 1024
+WINDOW = 8
+
+
+def _file(path: Path, size: int) -> Path:
+    with path.open("wb") as f:
+        for _ in range(size // MIB):
+            f.write(os.urandom(MIB))
+    return path
+
+
+def _row(name: str, size: int, wall: float, cpu: float) -> dict[str, Any]:
+    mib = size / MIB
+    return {
+        "name": name,
+        "wall_s": round(wall, 3),
+        "mib_per_s": round(mib / wall, 1),
+        "cpu_ms_per_mib": round(1000 * cpu / mib, 1),
+    }
+
+
+async def _bare(url: str, src: Path, dest: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    size = src.stat().st_size
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with connect(url + "/up", compression=None, max_size=None) as ws:
+        with src.open("rb") as f:
+            inflight = 0
+            while data := await asyncio.to_thread(f.read, CHUNK):
+                await ws.send(data)
+                inflight += 1
+                if inflight >= WINDOW:
+                    await ws.recv()
+                    inflight -= 1
+        await ws.send(b"")
+        for _ in range(inflight + 1):
+            await ws.recv()
+    up = _row("baseline, up (bare websockets)", size, time.perf_counter() - wall,
+              time.process_time() - cpu)  # fmt: skip
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with connect(url + "/down", compression=None, max_size=None) as ws:
+        with dest.open("wb") as out:
+            while piece := await ws.recv():
+                await asyncio.to_thread(
+                    out.write, piece.encode() if isinstance(piece, str) else piece
+                )
+    down = _row("baseline, down (bare websockets)", size, time.perf_counter() - wall,
+                time.process_time() - cpu)  # fmt: skip
+    return up, down
+
+
+async def _ours(workdir: Path, url: str, src: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    size = src.stat().st_size
+    alice = MessengerService(create_profile(workdir / "alice", "alice", url, None))
+    bob = MessengerService(create_profile(workdir / "bob", "bob", url, None))
+    try:
+        alice.add_contact(bob.address, "bob")
+        bob.add_contact(alice.address, "alice")
+        bob.set_download_dir(workdir / "downloads")
+        bob.transfer_manager.download_all = True
+        await alice.start()
+        await bob.start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        sent = await alice.send_file("bob", src)
+        done = await alice.wait_transfer(sent.id, 600)
+        up = _row("ours, send (seal + upload)", size, time.perf_counter() - wall,
+                  time.process_time() - cpu)  # fmt: skip
+        assert done.status == "done", done.error
+        deadline = time.monotonic() + 120
+        cpu, wall = time.process_time(), time.perf_counter()
+        while not any(t.direction == "down" for t in bob.transfers()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the file's message never arrived")
+            await asyncio.sleep(0.01)
+        got = next(t for t in bob.transfers() if t.direction == "down")
+        final = await bob.wait_transfer(got.id, 600)
+        down = _row("ours, receive (fetch + check + save)", size, time.perf_counter() - wall,
+                    time.process_time() - cpu)  # fmt: skip
+        assert final.status == "done", final.error
+        return up, down
+    finally:
+        for service in (alice, bob):
+            await service.close()
+            service.profile.close()
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    size = (32 if settings.quick else 200) * MIB
+    work = settings.workdir / "file_transfer"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    src = _file(work / "file.bin", size)
+    bare = ServerProcess(
+        "bare_blob",
+        [sys.executable, "-m", "benchmarks.bare_blob_server", "--dir", str(work / "bare")],
+        re.compile(r"^bare blob server listening on (\S+)$"),
+        work,
+    )
+    relay = ServerProcess.relay(work, ("--blob-max-size", str(300 * MIB), "--log-level", "WARNING"))
+    with bare.start(), relay.start():
+        base_up, base_down = asyncio.run(_bare(bare.url, src, work / "bare-copy"))
+        relay_before = relay.rss_kib()
+        client_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ours_up, ours_down = asyncio.run(_ours(work, relay.url, src))
+        relay_growth = relay.rss_kib() - relay_before
+        client_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - client_before
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "bytes": size,
+        "rows": [ours_up, base_up, ours_down, base_down],
+        "send_vs_bare": round(ours_up["mib_per_s"] / base_up["mib_per_s"], 2),
+        "receive_vs_bare": round(ours_down["mib_per_s"] / base_down["mib_per_s"], 2),
+        # peak RSS growth of the benchmark process (both clients) and the relay's RSS growth
+        "client_peak_rss_growth_mib": round(client_growth / 1024, 1),
+        "relay_rss_growth_mib": round(relay_growth / 1024, 1),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = [
+        [r["name"], fmt(r["mib_per_s"], 1), fmt(r["wall_s"], 2), fmt(r["cpu_ms_per_mib"], 1)]
+        for r in result["rows"]
+    ]
+    table = md_table(["path", "MiB/s", "wall s", "client CPU ms per MiB"], rows)
+    return (
+        f"{result['bytes'] // MIB} MiB file, relay and baseline server as subprocesses on "
+        f"loopback, both clients in the benchmark process.\n\n{table}\n\nOurs against the bare "
+        f"copy: send {result['send_vs_bare']:.2f}x, receive {result['receive_vs_bare']:.2f}x. "
+        f"Memory during the transfer: peak RSS of the client process grew by "
+        f"{result['client_peak_rss_growth_mib']:.1f} MiB (both clients), the relay's RSS by "
+        f"{result['relay_rss_growth_mib']:.1f} MiB."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.file_transfer")
+    parser.add_argument("--quick", action="store_true", help="32 MiB instead of 200 MiB")
+    args = parser.parse_args()
+    result = run(Settings(workdir=Path("/tmp"), quick=args.quick))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The blocking file work of a transfer, run in worker threads (app/transfers.py): sealing a
+file into its ciphertext spool, checking and decrypting a fetched blob, and saving the result
+under a free name. Everything streams: memory holds a chunk and a read piece at a time."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Final
+
+from messenger_tui.core.attachments import (
+    AttachmentDecryptor,
+    AttachmentEncryptor,
+    decrypt_pieces,
+    encrypt_pieces,
+    pick_free_name,
+)
+from messenger_tui.core.attachments.layout import digest_start
+from messenger_tui.core.errors import AttachmentError
+
+#: Bytes read from a file at a time.
+PIECE: Final = 1024 * 1024
+#: Suffix of the checked-but-not-final file in the downloads folder (hidden, removed on any
+#: failure).
+PART_SUFFIX: Final = ".messenger-tui-part"
+
+Progress = Callable[[int], None]
+
+
+class Cancelled(Exception):
+    """The transfer was cancelled while a worker thread ran."""
+
+
+def _read_pieces(path: Path, stop: threading.Event, progress: Progress) -> Iterator[bytes]:
+    done = 0
+    with path.open("rb") as f:
+        while block := f.read(PIECE):
+            if stop.is_set():
+                raise Cancelled()
+            yield block
+            done += len(block)
+            progress(done)
+
+
+def seal_to_spool(
+    source: Path, spool: Path, snapshot: bytes, stop: threading.Event, progress: Progress
+) -> bytes:
+    """Encrypt ``source`` into ``spool`` from the start (the encryptor of ``snapshot`` at
+    chunk 0: sealing is deterministic, so a second run writes the same bytes), fsync it, and
+    return the final snapshot (it holds the digest). Raises AttachmentSourceChanged when the
+    file's length differs from the announced one, Cancelled, OSError."""
+    enc = AttachmentEncryptor.restore(snapshot)
+    if enc.next_index != 0:  # sealed before (its spool file was lost): same key, same bytes
+        enc = AttachmentEncryptor(enc.key, enc.header, enc.size, 0, digest_start(enc.header))
+    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            for unit in encrypt_pieces(enc, _read_pieces(source, stop, progress)):
+                out.write(unit)
+            out.flush()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return enc.snapshot()
+
+
+def check_and_save(
+    spool: Path,
+    decryptor: AttachmentDecryptor,
+    folder: Path,
+    name: str,
+    stop: threading.Event,
+    progress: Progress,
+) -> tuple[Path, str]:
+    """Check every chunk of the blob in ``spool`` and its digest while decrypting into a
+    hidden part file in ``folder``; only when all of it checks out, give the file a free
+    sanitised name there (never overwriting). Returns (saved path, SHA-256 hex of the file).
+    Raises AttachmentIntegrityError (the part file removed: nothing is left in ``folder``),
+    Cancelled, OSError."""
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / ("." + pick_free_name(name, [], max_bytes=200) + PART_SUFFIX)
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for plain in decrypt_pieces(decryptor, _read_pieces(spool, stop, progress)):
+                out.write(plain)
+                digest.update(plain)
+            decryptor.finish()
+            out.flush()
+            os.fsync(out.fileno())
+        saved = _link_free_name(part, folder, name)
+    except (AttachmentError, Cancelled, OSError):
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+        raise
+    with contextlib.suppress(FileNotFoundError):
+        part.unlink()
+    return saved, digest.hexdigest()
+
+
+def _link_free_name(part: Path, folder: Path, name: str) -> Path:
+    """Give ``part`` a free name in ``folder``: a hard link fails if the name exists, so no
+    file is ever overwritten even if another program creates one meanwhile."""
+    for _ in range(100):
+        existing = [e for e in os.listdir(folder) if not e.endswith(PART_SUFFIX)]
+        target = folder / pick_free_name(name, existing)
+        try:
+            os.link(part, target)
+            return target
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+                raise
+            try:  # no hard links here: copy into a new file created exclusively
+                with part.open("rb") as src, target.open("xb") as dst:
+                    shutil.copyfileobj(src, dst, PIECE)
+                return target
+            except FileExistsError:
+                continue
+    raise OSError(f"no free name for {name!r} in {folder}")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(PIECE):
+            h.update(block)
+    return h.hexdigest()
+
+
+def remove(*paths: str | Path | None) -> None:
+    for p in paths:
+        if p:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)

@@ -1,0 +1,75 @@
+"""Files from the main screen: attach (a path prompt), the transfer bar, cancel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from messenger_tui.app.errors import AppError
+from messenger_tui.app.models import TransferView
+from messenger_tui.ui.screens.attach_prompt import AttachPrompt
+from messenger_tui.ui.widgets.transfer_bar import TransferBar
+
+if TYPE_CHECKING:
+    from messenger_tui.ui.screens.main import MainScreen
+
+
+def attach(screen: MainScreen) -> None:
+    """Ask for a path and send it to the open conversation's contact."""
+    if screen.current is None:
+        screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
+        return
+    contact = screen.service.contact_by_id(screen.current.id)
+    if contact is None:
+        return
+
+    async def chosen(path: str | None) -> None:
+        if path is None:
+            return
+        try:
+            view = await screen.service.send_file(contact.name, path)
+        except AppError as exc:
+            screen.app.notify(str(exc), severity="error")
+            return
+        bar(screen).update_transfer(view)
+        if screen.current is not None and screen.current.id == contact.id:
+            newest = screen.service.history(contact.name, limit=1)
+            if newest and newest[-1].id == view.message_row:
+                screen.view.append(newest)
+                screen.view.jump_to_newest()
+        screen.refresh_summaries({contact.id})
+
+    screen.app.push_screen(AttachPrompt(contact.name), chosen)
+
+
+def bar(screen: MainScreen) -> TransferBar:
+    return screen.query_one(TransferBar)
+
+
+def transfers_changed(screen: MainScreen, views: list[TransferView]) -> None:
+    transfer_bar = bar(screen)
+    for view in views:
+        transfer_bar.update_transfer(view)
+
+
+def conversation_opened(screen: MainScreen, contact_id: int | None) -> None:
+    transfer_bar = bar(screen)
+    if contact_id is not None and transfer_bar.contact_id is None:
+        transfer_bar.load(screen.service.transfers())
+    transfer_bar.show_contact(contact_id)
+
+
+def cancel_newest(screen: MainScreen) -> None:
+    """Cancel the newest transfer shown for the open conversation (a failed one is dropped
+    from the bar the same way)."""
+    shown = bar(screen).shown_transfers()
+    if not shown:
+        screen.app.notify("No file transfer to cancel here.", severity="warning")
+        return
+    newest = max(shown, key=lambda v: v.id)
+    try:
+        view = screen.service.cancel_transfer(newest.id)
+    except AppError as exc:
+        screen.app.notify(str(exc), severity="error")
+        return
+    bar(screen).update_transfer(view)
+    screen.app.notify(f"Cancelled {view.name}", markup=False)
