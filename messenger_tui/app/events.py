@@ -82,6 +82,25 @@ class CallStatsChanged:
     stats: CallStats
 
 
+@dataclass(frozen=True)
+class TimerChanged:
+    """The conversation's disappearing-message timer is now ``seconds`` (0: off);
+    ``by_me``: this profile set it (else the contact did)."""
+
+    contact: Contact
+    seconds: int
+    by_me: bool
+
+
+@dataclass(frozen=True)
+class MessagesExpired:
+    """These messages (local row ids) of the conversation with ``contact_id`` disappeared:
+    they are gone from the database; remove their lines."""
+
+    contact_id: int
+    message_rows: tuple[int, ...]
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -94,4 +113,6 @@ Event = (
     | BacklogDrained
     | CallChanged
     | CallStatsChanged
+    | TimerChanged
+    | MessagesExpired
 )

@@ -19,6 +19,7 @@ import msgspec
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.disappearing_timer import TimerBook
 from messenger_tui.app.models import Contact
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.session_book import SessionBook
@@ -96,7 +97,9 @@ class Receiver:
         identity: IdentityKeyPair,
         directory: ContactDirectory,
         now_ms: Callable[[], int],
+        timers: TimerBook | None = None,
     ) -> None:
+        self._timers = timers or TimerBook(store, identity.public, now_ms)
         #: Let calls from senders who are not contacts ring (Echo answers everyone).
         self.calls_from_strangers = False
         self._store = store
@@ -162,7 +165,7 @@ class Receiver:
         # Someone who added us before we added them sends a delivery-access grant: of no use
         # until we write to them, and it must not show up as an empty message request. The
         # session it started is kept; the grant is dropped.
-        unsolicited_grant = row is None and isinstance(payload, pl.Access)
+        unsolicited_grant = row is None and isinstance(payload, (pl.Access, pl.Timer))
         if row is None and not unsolicited_grant:
             row = self._auto_contact(sender, payload, now)
             events.append(ev.ContactChanged(contact_model(row)))
@@ -241,6 +244,12 @@ class Receiver:
         """Store the payload's effect; returns a message id to acknowledge with a receipt."""
         contact = contact_model(row)
         if isinstance(payload, pl.Text):
+            # No stamp: no statement about the timer (never "off"); the message is kept under
+            # the conversation's timer as it stands once the stamp is merged.
+            setting = self._timers.current(row.id)
+            if payload.timer is not None:
+                incoming = TimerBook.from_stamp(payload.timer)
+                setting = self._timers.merge_from_peer(row, incoming, now, events)
             stored = self._store.messages.insert(
                 row.id,
                 payload.id,
@@ -253,6 +262,8 @@ class Receiver:
             )
             if stored is None:
                 return None  # the same message id again (resent under a new envelope)
+            if setting.seconds:  # counts from the read (ExpiryScheduler purges)
+                self._store.expiry.set_deadline(stored.id, setting.seconds, None)
             if payload.access is not None and len(payload.access) == ACCESS_SECRET_LEN:
                 self._store.contacts.set_delivery_access(row.identity, payload.access)
             events.append(ev.MessageReceived(contact, message_model(stored)))
@@ -263,6 +274,8 @@ class Receiver:
                 events.append(ev.MessageStateChanged(contact, row_id, state))
         elif isinstance(payload, pl.Typing):
             events.append(ev.TypingChanged(contact, payload.active))
+        elif isinstance(payload, pl.Timer):
+            self._timers.merge_from_peer(row, self._timers.from_payload(row, payload), now, events)
         elif isinstance(payload, pl.Access) and len(payload.secret) == ACCESS_SECRET_LEN:
             self._store.contacts.set_delivery_access(row.identity, payload.secret)
         return None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from messenger_tui.storage.contacts import Contacts
 from messenger_tui.storage.db import Database
+from messenger_tui.storage.expiry import Expiry
 from messenger_tui.storage.messages import Messages
 from messenger_tui.storage.outbox import Outbox
 from messenger_tui.storage.prekeys import Prekeys
@@ -26,6 +27,7 @@ class Store:
         self.prekeys = Prekeys(db)
         self.outbox = Outbox(db)
         self.received = ReceivedEnvelopes(db)
+        self.expiry = Expiry(db)
 
     @classmethod
     def open(cls, path: Path, key: bytes | None = None) -> Store:
