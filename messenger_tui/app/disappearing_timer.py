@@ -176,7 +176,14 @@ class ExpiryScheduler:
             return
         self.reschedule()
 
+    def resume(self) -> None:
+        """Purge on time again after :meth:`close` (the service was started again) and arm
+        the timer."""
+        self._closed = False
+        self.reschedule()
+
     def close(self) -> None:
+        """No purge on a timer until :meth:`resume` (the next start purges what expired)."""
         self._closed = True
         if self._handle is not None:
             self._handle.cancel()

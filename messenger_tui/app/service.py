@@ -186,14 +186,14 @@ class MessengerService:
     async def start(self) -> None:
         """Connect in the background and stay connected (backoff with jitter on failures)."""
         self._ensure_drainer()
-        self._expiry.reschedule()
+        self._expiry.resume()
         self._upkeep.start()
         await self._client.start()
 
     async def connect(self, timeout: float = 5.0) -> None:
         """One connection attempt for one-shot commands. Raises :class:`RelayUnavailable`."""
         self._ensure_drainer()
-        self._expiry.reschedule()
+        self._expiry.resume()
         try:
             await asyncio.wait_for(self._client.connect_once(), timeout)
         except (TransportError, OSError, TimeoutError) as exc:

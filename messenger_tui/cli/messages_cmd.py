@@ -176,9 +176,9 @@ async def cmd_receive(args: argparse.Namespace) -> int:
             else:
                 err(f"{name}: disappearing messages {describe(event.seconds)}")
         elif isinstance(event, ev.MessagesExpired) and args.json:
-            gone = service.contact_by_id(event.contact_id)
-            who = terminal_safe(gone.name) if gone is not None else None
-            out(json.dumps({"type": "expired", "contact": who, "count": len(event.message_rows)}))
+            owner = service.contact_by_id(event.contact_id)
+            whose = terminal_safe(owner.name) if owner is not None else None
+            out(json.dumps({"type": "expired", "contact": whose, "count": len(event.message_rows)}))
         elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
             if not args.json:
                 err(f"{terminal_safe(event.contact.name)}: message {event.state}")

@@ -217,12 +217,11 @@ async def test_two_members_changing_the_timer_at_once_converge(
             alice.set_disappearing_timer("bob", a_value)
             bob.set_disappearing_timer("alice", b_value)
             winner = a_value if alice.identity.public > bob.identity.public else b_value
-            await wait_for(
-                lambda w=winner: (
-                    alice.disappearing_timer("bob") == w and bob.disappearing_timer("alice") == w
-                ),
-                timeout=30,
-            )
+
+            def converged(w: int = winner) -> bool:
+                return alice.disappearing_timer("bob") == w and bob.disappearing_timer("alice") == w
+
+            await wait_for(converged, timeout=30)
             a_setting = alice._timers.current(alice.contact("bob").id)
             b_setting = bob._timers.current(bob.contact("alice").id)
             assert a_setting == b_setting and a_setting.version == round_no + 1
