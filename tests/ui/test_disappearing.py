@@ -11,7 +11,7 @@ import pytest
 from messenger_tui.app import events as ev
 from messenger_tui.app.service import MessengerService
 from messenger_tui.ui import make_app
-from messenger_tui.ui.screens.timer_dialog import TimerScreen
+from messenger_tui.ui.screens.timer_dialog import DisappearingTimerScreen
 from tests.helpers.clients import introduce, make_service, next_event
 from tests.helpers.relay_process import RelayProcess
 
@@ -53,7 +53,9 @@ async def test_timer_from_the_palette_shows_in_the_header_and_lines_vanish(
         await pilot.press("ctrl+p", *"disappearing")
         await wait_shown(pilot, "Disappearing messages")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, TimerScreen), what="dialog")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, DisappearingTimerScreen), what="dialog"
+        )
         assert "off  (now)" in screen_text(app)
         await pilot.press("down", "enter")  # 30 s
         await wait_until(pilot, lambda: "⏱ 30 s" in screen.header_text, what="header")

@@ -176,7 +176,7 @@ def delete(screen: MainScreen) -> None:
 def disappearing_timer(screen: MainScreen) -> None:
     """Pick the open conversation's disappearing-message timer (both sides)."""
     from messenger_tui.core.disappearing import describe
-    from messenger_tui.ui.screens.timer_dialog import TimerScreen
+    from messenger_tui.ui.screens.timer_dialog import DisappearingTimerScreen
 
     contact = contact_to_manage(screen)
     if contact is None:
@@ -196,4 +196,4 @@ def disappearing_timer(screen: MainScreen) -> None:
         screen.refresh_header()
 
     current = screen.service.disappearing_timer(contact.name)
-    screen.app.push_screen(TimerScreen(contact, current), chosen)
+    screen.app.push_screen(DisappearingTimerScreen(contact, current), chosen)

@@ -15,7 +15,7 @@ from messenger_tui.core.disappearing import PRESETS, describe
 from messenger_tui.ui.bindings import focus_bindings
 
 
-class TimerScreen(ModalScreen[int | None], inherit_bindings=False):
+class DisappearingTimerScreen(ModalScreen[int | None], inherit_bindings=False):
     """Dismisses with the chosen timer in seconds (0: off), or None when cancelled."""
 
     BINDINGS = [
