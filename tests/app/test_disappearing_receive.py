@@ -49,7 +49,7 @@ def _expire_after(alice: MessengerService, text: str) -> int | None:
     row = alice.store.db.execute(
         "SELECT expire_after_s FROM messages WHERE body = ?", (text,)
     ).fetchone()
-    return row[0]
+    return None if row[0] is None else int(row[0])
 
 
 async def test_a_text_without_a_stamp_does_not_turn_the_timer_off(
