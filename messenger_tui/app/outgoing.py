@@ -91,6 +91,7 @@ class Outgoing:
         with store.db.transaction():
             seq = store.contacts.next_send_seq(contact.id, now)
             timer = self._timers.current(contact.id) if self._timers is not None else None
+            row_timer = timer.seconds if timer is not None else None
             body = pl.encode_payload(
                 pl.Text(
                     id=message_id,
@@ -110,18 +111,18 @@ class Outgoing:
                 sent_at_ms=now,
                 state="queued",
                 seq=seq,
+                expire_after_s=row_timer,
             )
             assert row is not None
-            if timer is not None and timer.seconds:  # the sender's countdown starts now
-                store.expiry.set_deadline(
-                    row.id, timer.seconds, dm.expires_at_ms(timer.seconds, now)
-                )
+            deadline = dm.expires_at_ms(row_timer, now)
+            if deadline is not None:  # the sender's countdown starts now
+                store.expiry.set_deadline(row.id, deadline)
             store.outbox.enqueue(
                 contact.identity, os.urandom(16), body, "text", now, message_row=row.id
             )
         self._sender.wake()
         self._outbox_changed()
-        if timer is not None and timer.seconds:
+        if row_timer:
             self._deadlines_changed()
         return message_model(row)
 

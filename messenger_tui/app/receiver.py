@@ -259,11 +259,10 @@ class Receiver:
                 received_at_ms=now,
                 state="received",
                 seq=payload.seq or None,
+                expire_after_s=setting.seconds or None,  # counts from the read
             )
             if stored is None:
                 return None  # the same message id again (resent under a new envelope)
-            if setting.seconds:  # counts from the read (ExpiryScheduler purges)
-                self._store.expiry.set_deadline(stored.id, setting.seconds, None)
             if payload.access is not None and len(payload.access) == ACCESS_SECRET_LEN:
                 self._store.contacts.set_delivery_access(row.identity, payload.access)
             events.append(ev.MessageReceived(contact, message_model(stored)))

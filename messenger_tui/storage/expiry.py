@@ -1,7 +1,8 @@
 """Disappearing messages in the database: each conversation's timer, message deadlines, purge.
 
-A purge deletes the expired messages (the FTS5 index follows by trigger, and deletes for real:
-schema 007 turns on its ``secure-delete``), the outbox rows still holding their plaintext, and
+A purge deletes the expired messages (their FTS5 index follows by trigger, and deletes for
+real: schema 007 keeps timed messages in ``messages_fts_timed`` with ``secure-delete``), the
+outbox rows still holding their plaintext, and
 then writes the WAL back into the database file and truncates it, so that with
 ``secure_delete`` (freed pages and cells zeroed: :mod:`messenger_tui.storage.db`) no byte of an
 expired message is left in any file of the profile.
@@ -54,13 +55,11 @@ class Expiry:
             (conversation, setting.seconds, setting.version, setting.author, now_ms),
         )
 
-    def set_deadline(
-        self, row_id: int, expire_after_s: int | None, expires_at_ms: int | None
-    ) -> None:
-        """Record the timer a message was stored under and, if counting, its deadline."""
+    def set_deadline(self, row_id: int, expires_at_ms: int) -> None:
+        """Start a message's countdown: it is purged at ``expires_at_ms``. (The timer it is
+        stored under, ``expire_after_s``, is given to ``Messages.insert``.)"""
         self._db.execute(
-            "UPDATE messages SET expire_after_s = ?, expires_at_ms = ? WHERE id = ?",
-            (expire_after_s or None, expires_at_ms, row_id),
+            "UPDATE messages SET expires_at_ms = ? WHERE id = ?", (expires_at_ms, row_id)
         )
 
     def start_at_read(self, row_ids: list[int], read_ms: int) -> None:
@@ -79,15 +78,17 @@ class Expiry:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
-    def purge(self, now_ms: int) -> Purged:
-        """Delete every message whose deadline passed (with its FTS entry and any outbox row
-        holding it), in one transaction; then checkpoint the WAL (TRUNCATE). Returns what went."""
+    def purge(self, now_ms: int, *, limit: int = -1) -> Purged:
+        """Delete the messages whose deadline passed, the ``limit`` earliest (-1: all), with
+        their FTS entries and any outbox row holding them, in one transaction; then checkpoint
+        the WAL (TRUNCATE). Returns what went."""
         rows: dict[int, list[int]] = {}
         with self._db.transaction():
             gone = self._db.execute(
-                "DELETE FROM messages WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
-                "RETURNING id, contact_id",
-                (now_ms,),
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
+                "WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
+                "ORDER BY expires_at_ms LIMIT ?) RETURNING id, contact_id",
+                (now_ms, limit),
             ).fetchall()
             for row_id, contact_id in gone:
                 rows.setdefault(int(contact_id), []).append(int(row_id))

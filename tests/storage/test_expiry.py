@@ -17,17 +17,20 @@ def _files_with(directory: Path, needle: bytes) -> list[str]:
     return [p.name for p in directory.iterdir() if p.is_file() and needle in p.read_bytes()]
 
 
-def _fill(store: Store, contact_id: int, n: int, *, deadline: int | None, tag: str) -> list[int]:
+def _fill(
+    store: Store, contact_id: int, n: int, *, deadline: int | None, tag: str, timer: int | None = 5
+) -> list[int]:
     rows = []
     with store.db.transaction():
         for i in range(n):
             row = store.messages.insert(
                 contact_id, os.urandom(16), outgoing=bool(i % 2),
                 body=f"{tag}{MARKER}{i:03d} and some other words {i}",
-                sent_at_ms=1000 + i, state="seen",
+                sent_at_ms=1000 + i, state="seen", expire_after_s=timer,
             )  # fmt: skip
             assert row is not None
-            store.expiry.set_deadline(row.id, 5, deadline)
+            if deadline is not None:
+                store.expiry.set_deadline(row.id, deadline)
             rows.append(row.id)
     return rows
 
@@ -36,7 +39,8 @@ def test_purge_leaves_no_byte_in_db_wal_shm_or_fts(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "m.db")
     with store.db.transaction():
         bob = store.contacts.insert("bob", os.urandom(32), 1).id
-    kept = _fill(store, bob, 20, deadline=None, tag="keep")
+    kept = _fill(store, bob, 10, deadline=None, tag="keep", timer=None)  # no timer
+    kept += _fill(store, bob, 10, deadline=None, tag="keep")  # timed, never read
     gone = _fill(store, bob, 50, deadline=6000, tag="gone")
     assert store.expiry.earliest() == 6000
     assert len(store.messages.search_text(f"gone{MARKER}")) == 50
@@ -101,4 +105,20 @@ def test_timer_register_per_conversation_and_gone_with_the_contact(tmp_path: Pat
     with store.db.transaction():
         store.contacts.delete(bob)
     assert store.db.execute("SELECT count(*) FROM disappearing_timers").fetchone()[0] == 0
+    store.close()
+
+
+def test_purge_in_batches_earliest_first(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "m.db")
+    with store.db.transaction():
+        bob = store.contacts.insert("bob", os.urandom(32), 1).id
+    late = _fill(store, bob, 5, deadline=200, tag="late")
+    early = _fill(store, bob, 5, deadline=100, tag="early")
+
+    def purge(limit: int) -> list[int]:
+        return sorted(store.expiry.purge(300, limit=limit).rows[bob])
+
+    assert purge(3) == early[:3]
+    assert purge(3) == sorted([*early[3:], late[0]])
+    assert purge(-1) == late[1:]
     store.close()
