@@ -164,7 +164,8 @@ class Receiver:
         events: list[ev.Event] = []
         # Someone who added us before we added them sends a delivery-access grant: of no use
         # until we write to them, and it must not show up as an empty message request. The
-        # session it started is kept; the grant is dropped.
+        # session it started is kept; the grant is dropped. So is a disappearing-message timer
+        # from a stranger (it must not open a message request either).
         unsolicited_grant = row is None and isinstance(payload, (pl.Access, pl.Timer))
         if row is None and not unsolicited_grant:
             row = self._auto_contact(sender, payload, now)
