@@ -113,6 +113,25 @@ class TransferChanged:
     transfer: TransferView
 
 
+@dataclass(frozen=True)
+class TimerChanged:
+    """The conversation's disappearing-message timer is now ``seconds`` (0: off);
+    ``by_me``: this profile set it (else the contact did)."""
+
+    contact: Contact
+    seconds: int
+    by_me: bool
+
+
+@dataclass(frozen=True)
+class MessagesExpired:
+    """These messages (local row ids) of the conversation with ``contact_id`` disappeared:
+    they are gone from the database; remove their lines."""
+
+    contact_id: int
+    message_rows: tuple[int, ...]
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -127,4 +146,6 @@ Event = (
     | CallStatsChanged
     | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged)
     | TransferChanged
+    | TimerChanged
+    | MessagesExpired
 )

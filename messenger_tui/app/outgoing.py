@@ -15,11 +15,13 @@ import os
 from collections.abc import Callable
 
 from messenger_tui.app.access_keys import AccessKeys
+from messenger_tui.app.disappearing_timer import TimerBook, stamp
 from messenger_tui.app.errors import BadInput, KeyChangeBlocked
 from messenger_tui.app.models import Contact, Message, Settings
 from messenger_tui.app.receiver import enqueue_receipt
 from messenger_tui.app.rows import message_model
 from messenger_tui.app.sender import OutboxSender
+from messenger_tui.core import disappearing as dm
 from messenger_tui.core import payload as pl
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
@@ -61,7 +63,12 @@ class Outgoing:
         own_name: Callable[[], str],
         settings: Callable[[], Settings],
         outbox_changed: Callable[[], None],
+        timers: TimerBook | None = None,
+        deadlines_changed: Callable[[], None] = lambda: None,
     ) -> None:
+        #: The conversation timers; ``deadlines_changed()`` re-arms the purge timer.
+        self._timers = timers
+        self._deadlines_changed = deadlines_changed
         self._store = store
         self._client = client
         self._sender = sender
@@ -83,6 +90,8 @@ class Outgoing:
         store = self._store
         with store.db.transaction():
             seq = store.contacts.next_send_seq(contact.id, now)
+            timer = self._timers.current(contact.id) if self._timers is not None else None
+            row_timer = timer.seconds if timer is not None else None
             body = pl.encode_payload(
                 pl.Text(
                     id=message_id,
@@ -91,6 +100,7 @@ class Outgoing:
                     sender_name=self._own_name(),
                     access=self._access.own_secret(),
                     seq=seq,
+                    timer=stamp(timer) if timer is not None else None,
                 )
             )
             row = store.messages.insert(
@@ -101,13 +111,19 @@ class Outgoing:
                 sent_at_ms=now,
                 state="queued",
                 seq=seq,
+                expire_after_s=row_timer,
             )
             assert row is not None
+            deadline = dm.expires_at_ms(row_timer, now)
+            if deadline is not None:  # the sender's countdown starts now
+                store.expiry.set_deadline(row.id, deadline)
             store.outbox.enqueue(
                 contact.identity, os.urandom(16), body, "text", now, message_row=row.id
             )
         self._sender.wake()
         self._outbox_changed()
+        if row_timer:
+            self._deadlines_changed()
         return message_model(row)
 
     def _receipts_to(self, contact: Contact) -> bool:
@@ -124,17 +140,24 @@ class Outgoing:
         now = self._now_ms()
         with self._store.db.transaction():
             self._store.messages.mark_seen([m.id for m in unread])
+            self._store.expiry.start_at_read([m.id for m in unread], now)
             if self._receipts_to(contact):
                 ids = [m.message_id for m in unread]
                 enqueue_receipt(self._store, contact.identity, "read", ids, now)
         self._sender.wake()
+        self._deadlines_changed()
         return len(unread)
 
     def mark_shown(self, message: Message) -> bool:
         """Mark one incoming message seen, durably, without a read receipt. False if it was
         not unread."""
         with self._store.db.transaction():
-            return self._store.messages.mark_seen_if_unread(message.id)
+            shown = self._store.messages.mark_seen_if_unread(message.id)
+            if shown:
+                self._store.expiry.start_at_read([message.id], self._now_ms())
+        if shown:
+            self._deadlines_changed()
+        return shown
 
     def send_read_receipt(self, contact: Contact, message_ids: list[bytes]) -> None:
         """Queue a read receipt for these incoming messages (the rules of :meth:`mark_read`)."""

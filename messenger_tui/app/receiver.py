@@ -19,6 +19,7 @@ import msgspec
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.disappearing_timer import TimerBook
 from messenger_tui.app.group_inbound import PAIRWISE_GROUP_PAYLOADS, GroupInbound
 from messenger_tui.app.models import Contact
 from messenger_tui.app.rows import contact_model, message_model
@@ -107,7 +108,9 @@ class Receiver:
         identity: IdentityKeyPair,
         directory: ContactDirectory,
         now_ms: Callable[[], int],
+        timers: TimerBook | None = None,
     ) -> None:
+        self._timers = timers or TimerBook(store, identity.public, now_ms)
         #: Let calls from senders who are not contacts ring (Echo answers everyone).
         self.calls_from_strangers = False
         self._store = store
@@ -182,8 +185,9 @@ class Receiver:
         events: list[ev.Event] = []
         # Someone who added us before we added them sends a delivery-access grant: of no use
         # until we write to them, and it must not show up as an empty message request. The
-        # session it started is kept; the grant is dropped.
-        unsolicited_grant = row is None and isinstance(payload, pl.Access)
+        # session it started is kept; the grant is dropped. So is a disappearing-message timer
+        # from a stranger (it must not open a message request either).
+        unsolicited_grant = row is None and isinstance(payload, (pl.Access, pl.Timer))
         # Group control payloads from members who are not contacts make no message request.
         group_control = isinstance(payload, PAIRWISE_GROUP_PAYLOADS)
         if row is None and not unsolicited_grant and not group_control:
@@ -269,6 +273,12 @@ class Receiver:
         """Store the payload's effect; returns a message id to acknowledge with a receipt."""
         contact = contact_model(row)
         if isinstance(payload, pl.Text):
+            # No stamp: no statement about the timer (never "off"); the message is kept under
+            # the conversation's timer as it stands once the stamp is merged.
+            setting = self._timers.current(row.id)
+            if payload.timer is not None:
+                incoming = TimerBook.from_stamp(payload.timer)
+                setting = self._timers.merge_from_peer(row, incoming, now, events)
             stored = self._store.messages.insert(
                 row.id,
                 payload.id,
@@ -278,6 +288,7 @@ class Receiver:
                 received_at_ms=now,
                 state="received",
                 seq=payload.seq or None,
+                expire_after_s=setting.seconds or None,  # counts from the read
             )
             if stored is None:
                 return None  # the same message id again (resent under a new envelope)
@@ -293,6 +304,8 @@ class Receiver:
                 events.append(ev.MessageStateChanged(contact, row_id, state))
         elif isinstance(payload, pl.Typing):
             events.append(ev.TypingChanged(contact, payload.active))
+        elif isinstance(payload, pl.Timer):
+            self._timers.merge_from_peer(row, self._timers.from_payload(row, payload), now, events)
         elif isinstance(payload, pl.Access) and len(payload.secret) == ACCESS_SECRET_LEN:
             self._store.contacts.set_delivery_access(row.identity, payload.secret)
         return None

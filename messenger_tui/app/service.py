@@ -44,7 +44,8 @@ from messenger_tui.app.calls import AudioFactory
 from messenger_tui.app.contact_book import ContactBook, SafetyNumber
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
 from messenger_tui.app.directory import ContactDirectory
-from messenger_tui.app.errors import RelayUnavailable, TimedOut
+from messenger_tui.app.disappearing_timer import ExpiryScheduler, TimerBook
+from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.group_book import GroupBook
@@ -69,6 +70,7 @@ from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings
 from messenger_tui.app.transfers import TransferManager
+from messenger_tui.core import disappearing as dm
 from messenger_tui.core import wire
 from messenger_tui.core.address import encode_address
 from messenger_tui.media.ports import AudioSink, AudioSource
@@ -115,7 +117,12 @@ class MessengerService:
             lambda: self._settings.current().typing, store.outbox.count
         )
         self._emit = events.emit
-        self._receiver = Receiver(store, identity, directory, self._now_ms)
+        self._timers = TimerBook(store, identity.public, self._now_ms)
+        self._expiry = ExpiryScheduler(store, self._now_ms, self._emit)
+        # Before anything reads the store for display: what expired while the profile was
+        # closed (or the app was killed) goes first, WAL included.
+        self._expiry.purge_now()
+        self._receiver = Receiver(store, identity, directory, self._now_ms, self._timers)
         self._access = AccessKeys(store)
         self._sender = sender = OutboxSender(
             store, identity, client, directory, self._now_ms, self._emit, events.outbox_changed_soon
@@ -144,6 +151,8 @@ class MessengerService:
             own_name=lambda: self.name,
             settings=self._settings.current,
             outbox_changed=events.outbox_changed_soon,
+            timers=self._timers,
+            deadlines_changed=self._expiry.reschedule,
         )
         self._call_ports = CallPorts(
             store=store,
@@ -222,6 +231,7 @@ class MessengerService:
     async def start(self) -> None:
         """Connect in the background and stay connected (backoff with jitter on failures)."""
         self._ensure_drainer()
+        self._expiry.resume()
         self._upkeep.start()
         self._transfers.resume_all()
         await self._client.start()
@@ -247,6 +257,7 @@ class MessengerService:
         await self.calls.close()
         await self._transfers.close()
         await self._inbound.close()
+        self._expiry.close()
         if self._drainer is not None:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -407,6 +418,33 @@ class MessengerService:
     async def send_typing(self, name: str, active: bool) -> None:
         """Tell the contact we started/stopped typing (ephemeral; dropped when offline)."""
         await self._outgoing.send_typing(self.contact(name), active)
+
+    def disappearing_timer(self, name: str) -> int:
+        """The conversation's disappearing-message timer in seconds (0: off)."""
+        return self._timers.current(self.contact(name).id).seconds
+
+    def set_disappearing_timer(self, name: str, seconds: int) -> int:
+        """Set the conversation's disappearing-message timer (0: off; 1 s to 4 weeks) for both
+        sides: stored and queued to the contact (sent as soon as the relay is reachable).
+        Messages sent or read from now on disappear that long after; older ones are kept.
+        :class:`BadInput` for a duration out of range, or a contact one may not write to."""
+        contact = self.contact(name)
+        gate(contact)
+        try:
+            changed = self._timers.set_by_user(contact, seconds)
+        except dm.TimerError as exc:
+            raise BadInput(str(exc)) from None
+        if changed:
+            self._emit(ev.TimerChanged(contact, seconds, by_me=True))
+            self._sender.wake()
+            self._events.outbox_changed_soon()
+        return seconds
+
+    def purge_expired(self) -> int:
+        """Purge what has expired now (the scheduler does it on its own); how many went."""
+        count = self._expiry.purge_now().count
+        self._expiry.reschedule()
+        return count
 
     async def wait_outbox_empty(self, timeout: float, *, message_row: int | None = None) -> bool:
         """Wait until the outbox (or one message's row) is stored by the relay."""

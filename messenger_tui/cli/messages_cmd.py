@@ -27,6 +27,7 @@ from messenger_tui.cli.output import (
     terminal_safe,
 )
 from messenger_tui.cli.profile_service import close_service, open_service
+from messenger_tui.core.disappearing import TimerError, describe, parse_duration
 
 
 def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -80,6 +81,21 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
+        "timer",
+        parents=[common],
+        help="show or set a conversation's disappearing-message timer (both sides)",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "duration",
+        nargs="?",
+        help="off, 30s, 5m, 1h, 1d, 1w or a number of seconds (1 s to 4 weeks); "
+        "omitted: show the timer",
+    )
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds (default 15)")
+    p.set_defaults(func=cmd_timer)
 
     p = sub.add_parser("search", parents=[common], help="search the stored messages (newest first)")
     p.add_argument("text", help="words to find (the last one also matches as a prefix)")
@@ -208,6 +224,16 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                     f"#{terminal_safe(event.group.name)}: delivered to {m.delivered} of "
                     f"{m.recipients}, read by {m.read}"
                 )
+        elif isinstance(event, ev.TimerChanged):
+            name = terminal_safe(event.contact.name)
+            if args.json:
+                out(json.dumps({"type": "timer", "contact": name, "seconds": event.seconds}))
+            else:
+                err(f"{name}: disappearing messages {describe(event.seconds)}")
+        elif isinstance(event, ev.MessagesExpired) and args.json:
+            owner = service.contact_by_id(event.contact_id)
+            whose = terminal_safe(owner.name) if owner is not None else None
+            out(json.dumps({"type": "expired", "contact": whose, "count": len(event.message_rows)}))
         elif isinstance(event, ev.MessageStateChanged) and event.state in ("delivered", "read"):
             if not args.json:
                 err(f"{terminal_safe(event.contact.name)}: message {event.state}")
@@ -248,6 +274,36 @@ async def cmd_receive(args: argparse.Namespace) -> int:
         await service.wait_outbox_empty(5.0)  # receipts
         await service.groups.wait_sent(5.0)
         return code
+    finally:
+        await close_service(service)
+
+
+async def cmd_timer(args: argparse.Namespace) -> int:
+    """Show, or set and send, the disappearing-message timer of a conversation."""
+    try:
+        seconds = None if args.duration is None else parse_duration(args.duration)
+    except TimerError as exc:
+        err(f"error: {exc}")
+        return 2
+    service = open_service(args)
+    try:
+        contact = service.contact(args.name)
+        if seconds is None:
+            out(f"{terminal_safe(contact.name)}: disappearing messages "
+                f"{describe(service.disappearing_timer(contact.name))}")  # fmt: skip
+            return 0
+        service.set_disappearing_timer(contact.name, seconds)
+        try:
+            await service.connect(timeout=min(5.0, args.timeout))
+        except AppError as exc:
+            err(f"{exc}\nthe new timer is stored and queued; it is sent the next time "
+                "messenger-tui connects")  # fmt: skip
+            return 0
+        if await service.wait_outbox_empty(args.timeout):
+            err(f"disappearing messages with {terminal_safe(contact.name)}: {describe(seconds)}")
+            return 0
+        err("the new timer is stored and queued; the relay did not confirm in time")
+        return 0
     finally:
         await close_service(service)
 

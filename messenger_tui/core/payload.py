@@ -27,6 +27,15 @@ class _Payload(msgspec.Struct, tag_field="t", frozen=True):
     pass
 
 
+class TimerStamp(msgspec.Struct, frozen=True):
+    """The disappearing-message timer a text was sent under (core/disappearing.py): its
+    seconds (0: off), version, and the identity key of the member who set that version."""
+
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    version: Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+    author: Annotated[bytes, msgspec.Meta(max_length=64)] = b""
+
+
 class Text(_Payload, tag="text", frozen=True):
     """A chat message. ``id`` is 16 random bytes chosen by the sender (receipts name it)."""
 
@@ -42,6 +51,9 @@ class Text(_Payload, tag="text", frozen=True):
     #: (see docs/protocol.md "Order"). The recipient orders the conversation by it, whatever
     #: the order of arrival. 0: not given (a sender before this field existed).
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+    #: The conversation's disappearing-message timer as the sender saw it. None: no statement
+    #: (a sender before this field existed); never read as "off" (docs/protocol.md "Timers").
+    timer: TimerStamp | None = None
 
 
 class Receipt(_Payload, tag="receipt", frozen=True):
@@ -122,6 +134,15 @@ class Attachment(_Payload, tag="attachment", frozen=True):
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
 
 
+class Timer(_Payload, tag="timer", frozen=True):
+    """The sender set the conversation's disappearing-message timer to ``seconds`` (0: off)
+    as change number ``version`` (core/disappearing.py: the highest version wins; the sender's
+    identity key breaks a tie). Sent through the outbox; shown as a notice."""
+
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
 Payload = (
     Text
     | Receipt
@@ -129,6 +150,7 @@ Payload = (
     | Access
     | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText)
     | Attachment
+    | Timer
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -45,6 +45,9 @@ MATCH_START = "\x02"
 MATCH_END = "\x03"
 #: Tokens of context around the match in a snippet.
 SNIPPET_TOKENS = 16
+#: The full-text indexes searched: every message's, and (schema 007) the one of messages
+#: stored under a disappearing-message timer, which deletes for real.
+FTS_INDEXES = ("messages_fts", "messages_fts_timed")
 
 
 def fts_query(text: str) -> str | None:
@@ -106,8 +109,12 @@ class Messages:
         received_at_ms: int | None = None,
         kind: str = "text",
         seq: int | None = None,
+        expire_after_s: int | None = None,
     ) -> MessageRow | None:
         """Insert; returns None if this (contact, direction, id) is already stored.
+        ``expire_after_s``: the disappearing-message timer it is stored under (its deadline is
+        set by :class:`~messenger_tui.storage.expiry.Expiry`; it is indexed for search apart,
+        in the index that deletes for real: schema 007).
 
         The message goes after the conversation's last one, except an incoming one with a
         sender sequence ``seq`` that arrives after messages its sender sent later (a higher
@@ -121,7 +128,8 @@ class Messages:
         pos = self._position(contact_id, None if outgoing else seq)
         cur = self._db.execute(
             "INSERT INTO messages (contact_id, message_id, outgoing, kind, body, "
-            "sent_at_ms, received_at_ms, state, pos, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sent_at_ms, received_at_ms, state, pos, seq, expire_after_s) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 contact_id,
                 message_id,
@@ -133,6 +141,7 @@ class Messages:
                 state,
                 pos,
                 seq,
+                expire_after_s or None,
             ),
         )
         return self.by_id(int(cur.lastrowid or 0))
@@ -281,19 +290,23 @@ class Messages:
         self, query: str, *, contact_id: int | None = None, limit: int = 50
     ) -> list[MessageRow]:
         """Full-text search (FTS5 syntax), newest first."""
-        sql = (
-            f"SELECT {_M_COLUMNS} FROM messages_fts "
-            "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
-        )
-        params: list[object] = [query]
-        if contact_id is not None:
-            sql += " AND m.contact_id = ?"
-            params.append(contact_id)
-        else:
-            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
-        sql += " ORDER BY m.id DESC LIMIT ?"
-        params.append(limit)
-        return [_row(r) for r in self._db.execute(sql, tuple(params)).fetchall()]
+        rows: list[tuple[Any, ...]] = []
+        for index in FTS_INDEXES:
+            sql = (
+                f"SELECT {_M_COLUMNS} FROM {index} "
+                f"JOIN messages m ON m.id = {index}.rowid WHERE {index} MATCH ?"
+            )
+            params: list[object] = [query]
+            if contact_id is not None:
+                sql += " AND m.contact_id = ?"
+                params.append(contact_id)
+            else:
+                sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
+            sql += " ORDER BY m.id DESC LIMIT ?"
+            params.append(limit)
+            rows.extend(self._db.execute(sql, tuple(params)).fetchall())
+        rows.sort(key=lambda r: int(r[0]), reverse=True)
+        return [_row(r) for r in rows[:limit]]
 
     def search_text(
         self, text: str, *, contact_id: int | None = None, limit: int = 100
@@ -304,23 +317,26 @@ class Messages:
         query = fts_query(text)
         if query is None:
             return []
-        sql = (
-            f"SELECT {_M_COLUMNS}, snippet(messages_fts, 0, ?, ?, '…', ?) FROM messages_fts "
-            "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ?"
-        )
-        params: list[object] = [MATCH_START, MATCH_END, SNIPPET_TOKENS, query]
-        if contact_id is not None:
-            sql += " AND m.contact_id = ?"
-            params.append(contact_id)
-        else:
-            sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
-        sql += " ORDER BY m.id DESC LIMIT ?"
-        params.append(limit)
-        try:
-            rows = self._db.execute(sql, tuple(params)).fetchall()
-        except OperationalError:  # defensive: the query is quoted, this should not be
-            return []
-        return [(_row(r[:-1]), str(r[-1])) for r in rows]
+        rows: list[tuple[Any, ...]] = []
+        for index in FTS_INDEXES:
+            sql = (
+                f"SELECT {_M_COLUMNS}, snippet({index}, 0, ?, ?, '…', ?) FROM {index} "
+                f"JOIN messages m ON m.id = {index}.rowid WHERE {index} MATCH ?"
+            )
+            params: list[object] = [MATCH_START, MATCH_END, SNIPPET_TOKENS, query]
+            if contact_id is not None:
+                sql += " AND m.contact_id = ?"
+                params.append(contact_id)
+            else:
+                sql += " AND m.contact_id IS NOT NULL"  # group messages: storage/groups.py
+            sql += " ORDER BY m.id DESC LIMIT ?"
+            params.append(limit)
+            try:
+                rows.extend(self._db.execute(sql, tuple(params)).fetchall())
+            except OperationalError:  # defensive: the query is quoted, this should not be
+                return []
+        rows.sort(key=lambda r: int(r[0]), reverse=True)
+        return [(_row(r[:-1]), str(r[-1])) for r in rows[:limit]]
 
     def count(self, contact_id: int) -> int:
         return int(

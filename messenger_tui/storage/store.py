@@ -6,6 +6,7 @@ from pathlib import Path
 
 from messenger_tui.storage.contacts import Contacts
 from messenger_tui.storage.db import Database
+from messenger_tui.storage.expiry import Expiry
 from messenger_tui.storage.groups import Groups
 from messenger_tui.storage.messages import Messages
 from messenger_tui.storage.outbox import Outbox
@@ -30,6 +31,7 @@ class Store:
         self.received = ReceivedEnvelopes(db)
         self.groups = Groups(db)
         self.transfers = Transfers(db)
+        self.expiry = Expiry(db)
 
     @classmethod
     def open(cls, path: Path, key: bytes | None = None) -> Store:

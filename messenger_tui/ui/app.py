@@ -308,6 +308,11 @@ def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:
                 main.action_accept_request,
             )
         yield SystemCommand(
+            "Disappearing messages",
+            f"Set the timer after which messages with {contact.name} disappear, on both sides",
+            main.action_disappearing_timer,
+        )
+        yield SystemCommand(
             "Delete contact",
             f"Delete {contact.name} and the conversation, after asking (Alt+D)",
             main.action_delete_contact,

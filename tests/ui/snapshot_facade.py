@@ -152,6 +152,8 @@ class SnapshotFacade:
     mic_tests: list[FixedMicTest] = field(default_factory=list)
     fixed_groups: FixedGroups = field(default_factory=FixedGroups)
     transfer_list: list[TransferView] = field(default_factory=list)
+    #: Disappearing-message timers by contact id (seconds; absent: off).
+    timers: dict[int, int] = field(default_factory=dict)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -325,6 +327,13 @@ class SnapshotFacade:
 
     async def send_typing(self, name: str, active: bool) -> None:
         pass
+
+    def disappearing_timer(self, name: str) -> int:
+        return self.timers.get(self.contact(name).id, 0)
+
+    def set_disappearing_timer(self, name: str, seconds: int) -> int:
+        self.timers[self.contact(name).id] = seconds
+        return seconds
 
     def history_after(self, name: str, after_id: int, *, limit: int = 50) -> list[Message]:
         msgs = [m for m in self.messages[self.contact(name).id] if m.id > after_id]

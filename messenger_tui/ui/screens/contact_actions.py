@@ -171,3 +171,29 @@ def delete(screen: MainScreen) -> None:
         ),
         confirmed,
     )
+
+
+def disappearing_timer(screen: MainScreen) -> None:
+    """Pick the open conversation's disappearing-message timer (both sides)."""
+    from messenger_tui.core.disappearing import describe
+    from messenger_tui.ui.screens.timer_dialog import DisappearingTimerScreen
+
+    contact = contact_to_manage(screen)
+    if contact is None:
+        return
+
+    async def chosen(seconds: int | None) -> None:
+        if seconds is None:
+            return
+        try:
+            screen.service.set_disappearing_timer(contact.name, seconds)
+        except AppError as exc:
+            screen.app.notify(str(exc), severity="error", markup=False)
+            return
+        screen.app.notify(
+            f"Disappearing messages with {contact.name}: {describe(seconds)}", markup=False
+        )
+        screen.refresh_header()
+
+    current = screen.service.disappearing_timer(contact.name)
+    screen.app.push_screen(DisappearingTimerScreen(contact, current), chosen)

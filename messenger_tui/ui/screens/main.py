@@ -8,6 +8,7 @@ update), so a backlog of thousands of messages never re-renders per message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from textual import work
 from textual.app import ComposeResult
@@ -206,7 +207,12 @@ class MainScreen(Screen[None], inherit_bindings=False):
         conversation, as the settings say (ui/notify.py); none for muted contacts."""
         texts = [(c, m) for c, m in items if m.kind == "text" and not self._is_muted(c)]
         if texts:
-            announce(self.app, self.notifier, self.service.settings(), texts)
+            settings = self.service.settings()
+            if any(self._timer_of(c) > 0 for c, _ in texts):
+                # A disappearing message's text must not outlive it in the desktop's
+                # notification history: the notification says only that one arrived.
+                settings = dataclasses.replace(settings, private=True)
+            announce(self.app, self.notifier, settings, texts)
 
     def _is_muted(self, contact: Contact) -> bool:
         summary = self._summaries.get(contact.id)
@@ -393,6 +399,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             online=online if self.conn_state == "connected" else None,
             typing=contact is not None and contact.id in self.typing,
             width=header.content_region.width or 60,
+            timer_s=self._timer_of(contact),
         )
         header.update(line)
         for banner_id, text in (
@@ -403,6 +410,14 @@ class MainScreen(Screen[None], inherit_bindings=False):
             if text is not None:
                 banner.update(text)
             banner.set_class(text is not None, "-shown")
+
+    def _timer_of(self, contact: Contact | None) -> int:
+        if contact is None:
+            return 0
+        try:
+            return self.service.disappearing_timer(contact.name)
+        except AppError:  # deleted meanwhile
+            return 0
 
     def on_resize(self) -> None:
         self.refresh_header()
@@ -510,6 +525,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_toggle_mute(self) -> None:
         contact_actions.toggle_mute(self)
+
+    def action_disappearing_timer(self) -> None:
+        contact_actions.disappearing_timer(self)
 
     def forget_draft(self, contact_id: int) -> None:
         """Drop a deleted contact's draft (and empty the composer if it was theirs)."""

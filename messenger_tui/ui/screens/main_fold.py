@@ -18,6 +18,9 @@ Rules:
   event of a burst counts; a message from a contact ends their typing notice.
 - A change of our own connection redraws the header and the list: a contact's presence is
   known only while we are connected.
+- Disappearing messages: a timer change redraws the header and the view (its notice line);
+  expired messages leave the open view (it is re-read from the store, where they are gone)
+  and their conversation's preview.
 """
 
 from __future__ import annotations
@@ -127,3 +130,10 @@ def _fold_one(event: ev.Event, u: ScreenUpdate, current_id: int | None, reading:
     elif isinstance(event, ev.OutboxChanged):
         u.outbox_waiting = event.waiting
         u.status = True
+    elif isinstance(event, ev.TimerChanged):
+        u.touched.add(event.contact.id)
+        if event.contact.id == current_id:  # the header shows the timer; the view its notice
+            u.header = u.reload_view = True
+    elif isinstance(event, ev.MessagesExpired):
+        u.touched.add(event.contact_id)
+        u.reload_view = u.reload_view or event.contact_id == current_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from messenger_tui.app.models import Contact
+from messenger_tui.core.disappearing import describe
 from messenger_tui.ui.formatting import short_address
 
 #: The keys the header and banners name (the defaults; F1 lists the keymap in effect).
@@ -21,9 +22,11 @@ def presence_mark(online: bool | None) -> tuple[str, str]:
     return ("● online", "green") if online else ("○ offline", "dim")
 
 
-def header_line(contact: Contact | None, *, online: bool | None, typing: bool, width: int) -> Text:
-    """The header: name, presence, typing, muted / blocked / request, and the trust state
-    flush right."""
+def header_line(
+    contact: Contact | None, *, online: bool | None, typing: bool, width: int, timer_s: int = 0
+) -> Text:
+    """The header: name, presence, typing, the disappearing-message timer, muted / blocked /
+    request, and the trust state flush right."""
     if contact is None:
         return Text("messenger-tui", style="bold")
     line = Text(contact.name, style="bold")
@@ -31,6 +34,8 @@ def header_line(contact: Contact | None, *, online: bool | None, typing: bool, w
     line.append(*presence_mark(online))
     if typing:
         line.append(" · typing…", style="italic")
+    if timer_s > 0:
+        line.append(f" · ⏱ {describe(timer_s)}", style="bold")
     if contact.muted:
         line.append(" · muted", style="dim")
     if contact.blocked:
