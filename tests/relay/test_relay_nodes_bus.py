@@ -172,3 +172,46 @@ async def test_the_send_limit_is_one_budget_across_nodes(
         await alice.close()
         await asyncio.sleep(0.1)
     assert stored == 300  # the burst, once: not 300 per node
+
+
+async def test_redis_operations_per_cross_node_message_are_bounded(
+    two_nodes: tuple[RelayServer, RelayServer], redis_server: RedisProcess
+) -> None:
+    one, two = two_nodes
+    alice = await WireClient.connect(one.url)
+    bob = await WireClient.connect(two.url)
+    await alice.expect(wire.Drained)
+    await bob.expect(wire.Drained)
+
+    def calls() -> dict[str, int]:
+        out = {}
+        for line in redis_server.cli("info", "commandstats").splitlines():
+            if line.startswith("cmdstat_"):
+                name, _, rest = line[len("cmdstat_") :].partition(":")
+                out[name] = int(rest.split(",")[0].split("=")[1])
+        return out
+
+    count = 300
+    before = calls()
+    for index in range(count):
+        await alice.send(wire.Send(id=new_id(), to=bob.identity, body=b"%d" % index))
+    got = 0
+    while got < count:
+        frame = await bob.recv(timeout=5.0)
+        if isinstance(frame, wire.Deliver):
+            got += 1
+            await bob.send(wire.Ack(ids=[frame.id]))
+    after = calls()
+    delta = {name: n - before.get(name, 0) for name, n in after.items()}
+    delta = {name: n for name, n in delta.items() if n and name != "info"}
+    inside = {"time", "hmget", "hset", "pexpire"}  # run by the token-bucket script
+    trips = sum(n for name, n in delta.items() if name not in inside)
+    executed = sum(delta.values())
+    print(
+        f"node bus per cross-node message: {trips / count:.2f} round trips, "
+        f"{executed / count:.2f} commands executed ({delta})"
+    )
+    assert trips <= 2 * count  # the shared send limit (one script) and at most one wake-up
+    assert executed <= 6 * count
+    await alice.close()
+    await bob.close()
