@@ -67,6 +67,8 @@ SUBSCRIBE_CONFIRM_S: Final = 2.0
 #: Reader reconnect delays after Redis went away (seconds, first and ceiling).
 RECONNECT_BASE_S: Final = 0.1
 RECONNECT_MAX_S: Final = 5.0
+#: Cluster mode: how long the reader waits on one shard's subscription connection per poll.
+CLUSTER_POLL_S: Final = 0.002
 
 #: Retries of a wake-up publish that failed (with a doubling delay from RECONNECT_BASE_S).
 WAKE_RETRIES: Final = 6
@@ -481,7 +483,11 @@ class NodeBus:
         if not wanted:
             return set()
         try:
-            owners = await self._redis.mget([owner_key(i) for i in wanted])
+            keys = [owner_key(i) for i in wanted]
+            if self.cluster:  # the keys live in many slots
+                owners = await self._redis.mget_nonatomic(keys)
+            else:
+                owners = await self._redis.mget(keys)
         except RedisError as exc:
             self.redis_failed("reading presence", exc)
             return set()
@@ -517,7 +523,10 @@ class NodeBus:
             if waiter is not None:
                 await asyncio.wait_for(waiter, SUBSCRIBE_CONFIRM_S)
         except (RedisError, TimeoutError, OSError) as exc:
-            self.redis_failed("subscribing", exc)  # the reader resubscribes when it can
+            # Not subscribed for sure: rebuild the subscriptions and re-read every local
+            # mailbox (rule 3) rather than leave this connection without wake-ups.
+            self.redis_failed("subscribing", exc)
+            self._broken = True
         finally:
             self._confirm.pop(channel, None)
 
@@ -549,7 +558,17 @@ class NodeBus:
                 self._reread_all()
                 continue
             try:
-                if self._pubsub.subscribed:
+                if self.cluster:
+                    # redis-py polls the shards' connections one after the other, each for
+                    # the timeout: keep it short (a message waits at most shards x this).
+                    if not self._pubsub.node_pubsub_mapping:
+                        await asyncio.sleep(CLUSTER_POLL_S)
+                        continue
+                    message = await self._pubsub.get_sharded_message(timeout=CLUSTER_POLL_S)
+                    if message is not None:
+                        self._handle(message)
+                    delay = RECONNECT_BASE_S
+                elif self._pubsub.subscribed:
                     message = await self._pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._handle(message)
@@ -558,6 +577,17 @@ class NodeBus:
                     await asyncio.sleep(0.01)
             except (RedisError, OSError) as exc:
                 self.redis_failed("reading the bus", exc)
+                self._broken = True
+            except RuntimeError as exc:
+                if self.cluster and "connection not set" in str(exc):
+                    # redis-py lists a shard's PubSub before its SSUBSCRIBE has connected
+                    # it: poll again in a moment.
+                    await asyncio.sleep(CLUSTER_POLL_S)
+                    continue
+                self.redis_failed("reading the bus (unexpected)", exc)
+                self._broken = True
+            except Exception as exc:  # redis-py's own state went wrong: start over
+                self.redis_failed("reading the bus (unexpected)", exc)
                 self._broken = True
 
     def _reread_all(self) -> None:

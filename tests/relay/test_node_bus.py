@@ -17,6 +17,7 @@ from messenger_tui.relay.node_bus import (
     NodeBus,
     RedisUnavailable,
     SharedLimiter,
+    bus_channel,
     is_redis_url,
     parse_store_url,
     redacted,
@@ -250,3 +251,44 @@ async def test_a_redis_restart_resubscribes_and_rereads_every_local_mailbox(
     bob.rereads = 0
     one.bus.wake(BOB)
     await wait_for(lambda: bob.rereads >= 1)
+
+
+async def test_on_a_three_master_cluster_the_bus_uses_sharded_channels() -> None:
+    from tests.helpers.redis_process import RedisClusterProcess
+
+    with RedisClusterProcess(masters=3) as cluster:
+        url = cluster.url + "?cluster=1"
+        one, two = Node(url), Node(url)
+        await one.bus.start()
+        await two.bus.start()
+        try:
+            assert one.bus.cluster and two.bus.cluster
+            identities = [bytes([i]) * 32 for i in range(1, 13)]  # spread over the shards
+            conns = [await two.connect(identity) for identity in identities]
+            for conn in conns:
+                conn.rereads = 0
+            started = time.perf_counter()
+            for identity in identities:
+                one.bus.wake(identity)
+            await wait_for(lambda: all(c.rereads for c in conns))
+            elapsed_ms = (time.perf_counter() - started) * 1e3
+            print(f"cluster: 12 wake-ups over 3 shards in {elapsed_ms:.1f} ms")
+            one.bus.signal(identities[0], ALICE, b"typing")
+            await wait_for(lambda: conns[0].frames)
+            assert conns[0].frames == [wire.SignalDeliver(sender=ALICE, body=b"typing")]
+            newer = await one.connect(identities[5])
+            await wait_for(conns[5].replaced.is_set, timeout=1.0)
+            assert not newer.replaced.is_set()
+            assert await one.bus.watch(identities[:3]) == set(identities[:3])
+            # sharded: the channel's subscription lives on exactly one shard, its slot's
+            channel = bus_channel(identities[1])
+            counts = [
+                int(node.cli("pubsub", "shardnumsub", channel).split()[-1])
+                for node in cluster.nodes
+            ]
+            assert sorted(counts) == [0, 0, 1], counts
+            limiter = SharedLimiter(one.bus, "send", RateLimit(0.001, 5), lambda k, t: True)
+            assert [await limiter.allow(ALICE) for _ in range(7)] == [True] * 5 + [False] * 2
+        finally:
+            await one.bus.stop()
+            await two.bus.stop()

@@ -190,9 +190,6 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
                 yield Input(settings.relay_url, id="set-relay-url", compact=True,
                             placeholder="wss://host:port (several nodes: url1,url2)")  # fmt: skip
                 yield Button("Apply", id="apply-relay", compact=True)
-            yield Static("Several nodes of one relay: list their URLs, comma-separated; "
-                         "the app fails over to the next when one is down.",
-                         classes="settings-hint")  # fmt: skip
             yield Static("", id="relay-result", classes="settings-hint")
             yield Static("Passphrase", classes="settings-section")
             yield Static(self._passphrase_hint(settings), id="passphrase-state",
