@@ -67,6 +67,8 @@ SUBSCRIBE_CONFIRM_S: Final = 2.0
 #: Reader reconnect delays after Redis went away (seconds, first and ceiling).
 RECONNECT_BASE_S: Final = 0.1
 RECONNECT_MAX_S: Final = 5.0
+#: Seconds to connect to Redis before a bus operation counts as failed.
+REDIS_CONNECT_TIMEOUT_S: Final = 2.0
 #: Cluster mode: how long the reader waits on one shard's subscription connection per poll.
 CLUSTER_POLL_S: Final = 0.002
 
@@ -184,9 +186,12 @@ def parse_store_url(url: str) -> tuple[str, bool]:
 def open_redis(url: str) -> tuple[Any, bool]:
     """A redis-py asyncio client for a store URL (see :func:`parse_store_url`)."""
     plain, cluster = parse_store_url(url)
+    # An unreachable Redis must not hold a send for minutes (the OS's TCP timeout): the
+    # callers fall back (rate limits) or retry (wake-ups) after these.
+    timeouts = {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S, "socket_timeout": 5.0}
     if cluster:
-        return RedisCluster.from_url(plain), True
-    return aioredis.from_url(plain), False
+        return RedisCluster.from_url(plain, **timeouts), True
+    return aioredis.from_url(plain, **timeouts), False
 
 
 def redacted(url: str) -> str:

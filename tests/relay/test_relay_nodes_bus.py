@@ -215,3 +215,45 @@ async def test_redis_operations_per_cross_node_message_are_bounded(
     assert executed <= 6 * count
     await alice.close()
     await bob.close()
+
+
+async def test_a_node_without_redis_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    from messenger_tui.relay.errors import RelayStartError
+    from tests.helpers.redis_process import free_port
+
+    config = RelayConfig(data_dir=tmp_path / "n", store_url=f"redis://127.0.0.1:{free_port()}/0")
+    server = RelayServer(config)
+    with pytest.raises(RelayStartError, match="cannot reach Redis for the node bus") as raised:
+        await server.start()
+    assert "\n" not in str(raised.value)
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = server.port
+
+
+async def test_a_redis_restart_loses_no_wake_up(
+    two_nodes: tuple[RelayServer, RelayServer], redis_server: RedisProcess
+) -> None:
+    one, two = two_nodes
+    alice = await WireClient.connect(one.url)
+    bob = await WireClient.connect(two.url)
+    await alice.expect(wire.Drained)
+    await bob.expect(wire.Drained)
+    redis_server.kill()
+    sent = [new_id() for _ in range(20)]
+    for msg_id in sent:  # committed while the bus is down: their wake-ups fail
+        await alice.send(wire.Send(id=msg_id, to=bob.identity, body=b"during"))
+    for _ in sent:
+        await alice.expect(wire.Stored, timeout=5.0)  # the limit falls back to the node's
+    await asyncio.sleep(0.5)
+    redis_server.restart()
+    delivered: list[bytes] = []
+    deadline = time.monotonic() + 15
+    while len(delivered) < len(sent):
+        assert time.monotonic() < deadline, f"{len(delivered)} of {len(sent)} delivered"
+        frame = await bob.recv(timeout=15)
+        if isinstance(frame, wire.Deliver):
+            delivered.append(frame.id)
+            await bob.send(wire.Ack(ids=[frame.id]))
+    assert delivered == sent
+    await alice.close()
+    await bob.close()
