@@ -15,7 +15,8 @@ builds one). Rules:
    connection that holds the identity (``<node id>:<connection number>``, expiring after
    :data:`OWNER_TTL_MS` unless its node refreshes it). A connection that authenticates first
    subscribes (and waits for the subscription to be confirmed), then sets the owner key (SET
-   with GET), then publishes ``R`` if the key named another connection. A node that
+   with GET), then publishes ``R`` (always: a key lost with Redis's data must not leave two
+   connections alive), and ``P`` online if the key was unset. A node that
    receives ``R`` for a local connection of that identity reads the owner key and closes its
    connection (4000) unless the key still names it: of two racing connections exactly the
    one whose SET came last survives.
@@ -381,21 +382,22 @@ class NodeBus:
         await self._join(channel, confirm=True)
         try:
             older = await self._redis.set(owner_key(identity), token, px=OWNER_TTL_MS, get=True)
-            if older is None:  # online on no node before: tell the watchers
+            # Always: an owner key lost with Redis's data must not leave two connections.
+            await self._publish(channel, REPLACED + token.encode())
+            if older is None:  # online on no node before: tell the watchers (a replacement
+                # is no presence change)
                 await self._publish(seen_channel(identity), PRESENCE + b"\x01")
-            else:  # a replacement is no presence change
-                await self._publish(channel, REPLACED + token.encode())
         except RedisError as exc:
             self.redis_failed("claiming an identity", exc)
 
     async def release(self, peer: BusPeer) -> None:
         """``peer`` disconnected: drop its ownership (if it still has it) and subscription."""
         identity = peer.identity
+        await self._leave(bus_channel(identity))  # one leave for the join of its claim
         if self._local.get(identity) is not peer:
-            return  # a newer local connection of this identity took over: keep everything
+            return  # a newer local connection of this identity took over: it owns the rest
         del self._local[identity]
         token = self._tokens.pop(identity, None)
-        await self._leave(bus_channel(identity))
         if token is None:
             return
         try:
@@ -408,6 +410,8 @@ class NodeBus:
         while True:
             await asyncio.sleep(OWNER_TTL_MS / 3000)
             for identity, token in list(self._tokens.items()):
+                if self._tokens.get(identity) != token:
+                    continue  # it left meanwhile
                 try:
                     await self._refresh(keys=[owner_key(identity)], args=[token, OWNER_TTL_MS])
                 except RedisError as exc:
@@ -596,9 +600,21 @@ class NodeBus:
                 self._broken = True
 
     def _reread_all(self) -> None:
-        """Rule 3: after a resubscription nothing published meanwhile is known: re-read."""
+        """Rule 3: after a resubscription nothing published meanwhile is known: re-read.
+        Redis may have lost data too (a restart without persistence): own again the
+        identities connected here whose owner keys are gone."""
         for peer in list(self._peers.all_peers()):
             peer.reread()
+        if self._tokens:
+            self._spawn(self._reclaim_all())
+
+    async def _reclaim_all(self) -> None:
+        for identity, token in list(self._tokens.items()):
+            try:
+                await self._redis.set(owner_key(identity), token, px=OWNER_TTL_MS, nx=True)
+            except RedisError as exc:
+                self.redis_failed("re-owning identities", exc)
+                return
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

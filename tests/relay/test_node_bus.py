@@ -292,3 +292,30 @@ async def test_on_a_three_master_cluster_the_bus_uses_sharded_channels() -> None
         finally:
             await one.bus.stop()
             await two.bus.stop()
+
+
+async def test_a_local_replacement_leaves_no_subscription_behind(
+    nodes: tuple[Node, Node], redis_server: RedisProcess
+) -> None:
+    one, _ = nodes
+    first = await one.connect(BOB)
+    second = await one.connect(BOB)  # same node: the registry replaces the first
+    assert first.replaced.is_set() and not second.replaced.is_set()
+    channel = bus_channel(BOB)
+    assert redis_server.cli("pubsub", "numsub", channel).split()[-1] == "1"
+    await one.disconnect(first)
+    await asyncio.sleep(0.1)
+    assert redis_server.cli("pubsub", "numsub", channel).split()[-1] == "1"  # still second's
+    await one.disconnect(second)
+    await wait_for(lambda: redis_server.cli("pubsub", "numsub", channel).split()[-1] == "0")
+    assert redis_server.cli("exists", f"mt:{{{BOB.hex()}}}:owner").strip() == "0"
+
+
+async def test_an_owner_key_lost_with_redis_data_still_leaves_one_connection(
+    nodes: tuple[Node, Node], redis_server: RedisProcess
+) -> None:
+    one, two = nodes
+    first = await one.connect(BOB)
+    redis_server.cli("flushall")  # Redis lost its data (no persistence)
+    await two.connect(BOB)
+    await wait_for(first.replaced.is_set, timeout=1.0)
