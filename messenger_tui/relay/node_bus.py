@@ -15,11 +15,13 @@ builds one). Rules:
    connection that holds the identity (``<node id>:<connection number>``, expiring after
    :data:`OWNER_TTL_MS` unless its node refreshes it). A connection that authenticates first
    subscribes (and waits for the subscription to be confirmed), then sets the owner key (SET
-   with GET), then publishes ``R`` (always: a key lost with Redis's data must not leave two
-   connections alive), and ``P`` online if the key was unset. A node that
-   receives ``R`` for a local connection of that identity reads the owner key and closes its
-   connection (4000) unless the key still names it: of two racing connections exactly the
-   one whose SET came last survives.
+   with GET), then publishes ``R`` + its token + the token the SET returned (the connection
+   it replaced), and ``P`` online if the key was unset. A node closes its connection of that
+   identity (4000) when ``R`` names it as the replaced one: of two racing connections exactly
+   the one whose SET came last survives, and a late ``R`` never closes a newer connection.
+   When the key was unset (the identity was offline, or Redis lost the key with its data),
+   ``R`` names no one and a node with a connection of that identity reads the owner key and
+   closes its connection unless the key names it.
 3. **Wake-ups are at-most-once.** A commit for a recipient that is not connected to this node
    publishes ``W`` on the recipient's channel (after the commit). The receiving node makes
    that connection's pusher re-read the mailbox from the store. Pub/sub loses messages while a
@@ -70,6 +72,8 @@ RECONNECT_BASE_S: Final = 0.1
 RECONNECT_MAX_S: Final = 5.0
 #: Seconds to connect to Redis before a bus operation counts as failed.
 REDIS_CONNECT_TIMEOUT_S: Final = 2.0
+#: Channels per SUBSCRIBE / UNSUBSCRIBE command (a watch list is up to 1,000 identities).
+SUBSCRIBE_BATCH: Final = 100
 #: Cluster mode: how long the reader waits on one shard's subscription connection per poll.
 CLUSTER_POLL_S: Final = 0.002
 
@@ -271,6 +275,7 @@ class NodeBus:
         self._seq = itertools.count(1)
         self._tokens: dict[bytes, str] = {}  # identity -> owner token of the local connection
         self._local: dict[bytes, BusPeer] = {}  # identity -> its connection here (from claim)
+        self._claiming: set[str] = set()  # tokens whose owner-key SET has not completed
         self._channels: dict[str, int] = {}  # subscribed channel -> local users of it
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pubsub: Any = None
@@ -379,16 +384,21 @@ class NodeBus:
         self._tokens[identity] = token
         self._local[identity] = peer
         channel = bus_channel(identity)
-        await self._join(channel, confirm=True)
+        self._claiming.add(token)
         try:
+            await self._join(channel, confirm=True)
             older = await self._redis.set(owner_key(identity), token, px=OWNER_TTL_MS, get=True)
+            self._claiming.discard(token)
             # Always: an owner key lost with Redis's data must not leave two connections.
-            await self._publish(channel, REPLACED + token.encode())
+            replaced = b"" if older is None else bytes(older)
+            await self._publish(channel, REPLACED + token.encode() + b"|" + replaced)
             if older is None:  # online on no node before: tell the watchers (a replacement
                 # is no presence change)
                 await self._publish(seen_channel(identity), PRESENCE + b"\x01")
         except RedisError as exc:
             self.redis_failed("claiming an identity", exc)
+        finally:
+            self._claiming.discard(token)
 
     async def release(self, peer: BusPeer) -> None:
         """``peer`` disconnected: drop its ownership (if it still has it) and subscription."""
@@ -418,11 +428,19 @@ class NodeBus:
                     self.redis_failed("refreshing owner keys", exc)
                     break
 
-    async def _replaced(self, identity: bytes, token: bytes) -> None:
+    async def _replaced(self, identity: bytes, payload: bytes) -> None:
+        newer, _, replaced = payload.partition(b"|")
         mine = self._tokens.get(identity)
         peer = self._local.get(identity)  # maybe still claiming: not in the registry yet
-        if mine is None or peer is None or token.decode(errors="replace") == mine:
+        if mine is None or peer is None or newer.decode(errors="replace") == mine:
             return
+        if replaced:  # the newer connection's SET named the connection it replaced
+            if replaced.decode(errors="replace") == mine:
+                self._tokens.pop(identity, None)
+                peer.replace()
+            return  # not ours: a stale or racing message must not close a newer connection
+        if mine in self._claiming:
+            return  # our SET comes later and names the other connection as the replaced one
         try:
             owner = await self._redis.get(owner_key(identity))
         except RedisError as exc:
@@ -487,8 +505,7 @@ class NodeBus:
     async def watch(self, identities: Iterable[bytes]) -> set[bytes]:
         """Start hearing presence of ``identities``; return those online on any node."""
         wanted = list(identities)
-        for identity in wanted:
-            await self._join(seen_channel(identity), confirm=False)
+        await self._join_many([seen_channel(identity) for identity in wanted])
         if not wanted:
             return set()
         try:
@@ -504,8 +521,20 @@ class NodeBus:
 
     async def unwatch(self, identities: Iterable[bytes]) -> None:
         """Stop hearing presence of ``identities`` (one watcher fewer each)."""
-        for identity in identities:
-            await self._leave(seen_channel(identity))
+        gone = []
+        for channel in (seen_channel(identity) for identity in identities):
+            count = self._channels.get(channel, 0)
+            if count > 1:
+                self._channels[channel] = count - 1
+            elif count:
+                del self._channels[channel]
+                gone.append(channel)
+        for start in range(0, len(gone), SUBSCRIBE_BATCH):
+            try:
+                await self._unsub(*gone[start : start + SUBSCRIBE_BATCH])
+            except (RedisError, OSError) as exc:
+                self.redis_failed("unsubscribing", exc)
+                return
 
     # ------------------------------------------------------------------ rate limits (rule 5)
 
@@ -517,6 +546,23 @@ class NodeBus:
         return bool(int(result))
 
     # ------------------------------------------------------------------ subscriptions
+
+    async def _join_many(self, channels: list[str]) -> None:
+        """Subscribe to ``channels`` (counted), in batches, without waiting for confirmations
+        (presence: a late subscription only misses a change the MGET after it reads)."""
+        new = []
+        for channel in channels:
+            count = self._channels.get(channel, 0)
+            self._channels[channel] = count + 1
+            if not count:
+                new.append(channel)
+        for start in range(0, len(new), SUBSCRIBE_BATCH):
+            try:
+                await self._sub(*new[start : start + SUBSCRIBE_BATCH])
+            except (RedisError, OSError) as exc:
+                self.redis_failed("subscribing", exc)
+                self._broken = True  # the reader rebuilds every subscription
+                return
 
     async def _join(self, channel: str, *, confirm: bool) -> None:
         count = self._channels.get(channel, 0)
