@@ -44,7 +44,8 @@ from messenger_tui.relay.logs import (
 )
 from messenger_tui.relay.mailboxes import Mailboxes
 from messenger_tui.relay.media_route import MediaRouteConnection, MediaRouter, is_media_path
-from messenger_tui.relay.node_bus import NodeBus, SharedLimiter, is_redis_url
+from messenger_tui.relay.node_bus import NodeBus
+from messenger_tui.relay.node_redis import SharedLimiter, is_redis_url
 from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import Peer, PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter

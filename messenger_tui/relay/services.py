@@ -21,7 +21,8 @@ from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.store import RelayStore
 
 if TYPE_CHECKING:
-    from messenger_tui.relay.node_bus import NodeBus, SharedLimiter
+    from messenger_tui.relay.node_bus import NodeBus
+    from messenger_tui.relay.node_redis import SharedLimiter
 
 
 @dataclass

@@ -579,8 +579,8 @@ class MessageRouteConnection:
             return
         before = self._s.presence.watching(self)
         local = self._s.presence.subscribe(self, frame.identities)
-        await nodes.unwatch(before)
         online = await nodes.watch(self._s.presence.watching(self))
+        await nodes.unwatch(before)  # after: channels in both lists stay subscribed
         for presence in local:
             self._frames.try_put(
                 wire.Presence(identity=presence.identity, online=presence.identity in online)

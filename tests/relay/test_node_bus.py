@@ -13,8 +13,8 @@ import pytest
 
 from messenger_tui.core import wire
 from messenger_tui.relay.config import RateLimit
-from messenger_tui.relay.node_bus import (
-    NodeBus,
+from messenger_tui.relay.node_bus import NodeBus
+from messenger_tui.relay.node_redis import (
     RedisUnavailable,
     SharedLimiter,
     bus_channel,
