@@ -228,7 +228,20 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         :class:`RelayUnreachable`, :class:`TlsError`, :class:`PinMismatch`,
         :class:`RelayAuthFailed` or :class:`RelayProtocolError`; the caller decides whether
         to retry (or uses :meth:`run`, which does). Not usable while :meth:`run` is active.
+        With several relay URLs it tries each once, in failover order, and raises the last
+        failure.
         """
+        for remaining in range(len(self._endpoints) - 1, -1, -1):
+            try:
+                return await self._connect_once_attempt()
+            except TransportError:
+                offline = self._machine.phase is LinkPhase.OFFLINE
+                if not remaining or self._run_active or not offline:
+                    raise
+                logger.info("relay %s failed; trying the next relay URL", self.endpoint.display)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _connect_once_attempt(self) -> AuthOk:
         if self._link is not None and self._link.alive:
             return self._link.auth
         if self._run_active:

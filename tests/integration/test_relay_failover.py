@@ -60,7 +60,18 @@ async def test_both_users_fail_over_to_the_second_node_when_the_first_is_killed(
             expected = [f"before {i:03d}" for i in range(BEFORE)]
             expected += [f"after {i:03d}" for i in range(AFTER)]
             assert texts_from(bob, "alice") == expected  # each once, in order
-            assert alice.outbox_count() == 0
+            # her outbox (messages and the receipt for bob's reply) empties on node 2
+            await wait_for(lambda: alice.outbox_count() == 0, timeout=30)
     finally:
         first.close()
         second.close()
+
+
+async def test_a_one_shot_connect_tries_each_url_in_turn(tmp_path: Path) -> None:
+    from tests.helpers.redis_process import free_port
+
+    with RelayProcess(tmp_path / "node") as node:
+        dead = f"ws://127.0.0.1:{free_port()}"
+        async with client(tmp_path, "carol", f"{dead},{node.url}") as carol:
+            await carol.connect(timeout=10)  # the first URL refuses: the second serves
+            assert carol.connected and carol._client.current_url == node.url
