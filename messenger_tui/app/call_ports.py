@@ -27,7 +27,8 @@ from messenger_tui.transport.errors import TransportError
 
 
 class CallPorts:
-    """``relay_url()`` is where media links go (the profile's relay now); ``bitrate_kbps()``
+    """``relay_url()`` is the profile's relay URL list now (media links go to the node
+    :func:`~messenger_tui.transport.media_join.media_relay_url` picks); ``bitrate_kbps()``
     the Opus rate for a call starting now."""
 
     def __init__(
@@ -93,10 +94,11 @@ class CallPorts:
         leg: int,
         on_state: Callable[[str], None],
     ) -> MediaCarrierLink:
+        from messenger_tui.transport.media_join import media_relay_url
         from messenger_tui.transport.media_link import MediaLink
 
         return MediaLink(
-            self._relay_url(),
+            media_relay_url(self._relay_url(), join_token),  # one node per call (several)
             self._identity.public,
             self._identity.sign,
             join_token=join_token,

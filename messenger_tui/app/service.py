@@ -161,7 +161,7 @@ class MessengerService:
             sender=sender,
             directory=directory,
             now_ms=self._now_ms,
-            relay_url=lambda: self.profile.relay_url,
+            relay_url=lambda: ",".join(self._client.urls),  # media: one node per call
             bitrate_kbps=lambda: (
                 self.call_bitrate_override or self._settings.current().call_bitrate_kbps
             ),

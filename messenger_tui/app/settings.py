@@ -19,7 +19,7 @@ from messenger_tui.core.crypto import keystore
 from messenger_tui.core.errors import CryptoError
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.errors import BadRelayUrl
-from messenger_tui.transport.urls import parse_relay_url
+from messenger_tui.transport.urls import parse_relay_urls, split_relay_urls
 
 #: Setting name -> key in the settings table. Booleans are stored as "1" / "0".
 STORED_KEYS: dict[str, str] = {
@@ -100,13 +100,15 @@ def _from_stored(name: str, text: str, default: DefaultValue) -> DefaultValue:
 
 
 def check_relay_url(url: str) -> str:
-    """The URL, stripped, if it is a valid relay URL; :class:`BadInput` saying why otherwise."""
+    """The URL, stripped, if it is a valid relay URL (or a comma-separated list of the URLs
+    of one deployment's nodes, then normalised to ``a,b``); :class:`BadInput` saying why
+    otherwise."""
     url = url.strip()
     try:
-        parse_relay_url(url)
+        parse_relay_urls(url)
     except BadRelayUrl as exc:
         raise BadInput(str(exc)) from None
-    return url
+    return ",".join(split_relay_urls(url))
 
 
 class ProfileSettings:

@@ -21,7 +21,8 @@ def add_identity_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--relay",
         help=f"relay URL (default {DEFAULT_RELAY_URL}; "
-        "wss://host:port#sha256=HEX pins a self-signed certificate)",
+        "wss://host:port#sha256=HEX pins a self-signed certificate); several nodes of one "
+        "relay: URL1,URL2 (the client fails over between them)",
     )
     p.set_defaults(func=cmd_init)
 

@@ -42,7 +42,13 @@ async def admit_identity(services: RelayServices, identity: bytes, remote_addres
     if await store.identity_known(identity):
         return True
     limiter = services.limits.new_identity
-    if limiter is not None and not limiter.allow(address_key(remote_address)):
+    shared = services.shared_new_identity  # several nodes: one budget in Redis
+    key = address_key(remote_address)
+    if shared is not None:
+        allowed = await shared.allow(key)
+    else:
+        allowed = limiter is None or limiter.allow(key)
+    if not allowed:
         services.counters.new_identities_refused += 1
         return False
     await store.record_identity(identity, now_ms=services.clock())

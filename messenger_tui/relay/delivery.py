@@ -89,6 +89,16 @@ class DeliveryPusher:
         if self._live or not self._caught_up:
             self._wake.set()
 
+    def reread(self) -> None:
+        """Envelopes may have been committed that were never offered (another relay node
+        stored them): read the mailbox from the store again, after the cursor."""
+        if self._fetching:
+            self._missed = True
+        else:
+            self._caught_up = False
+            self._live.clear()
+        self._wake.set()
+
     def wake(self) -> None:
         """Re-check for work (call when the sink stops being congested)."""
         self._wake.set()

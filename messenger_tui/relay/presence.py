@@ -38,11 +38,19 @@ class Peer(FrameSink, Protocol):
         """A newer connection of the same identity took over: close this one."""
         ...
 
+    def reread(self) -> None:
+        """Envelopes for this identity were committed on another node: re-read the mailbox."""
+        ...
+
 
 class PresenceRegistry:
     """Online connections by identity and presence subscriptions."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, notify_locally: bool = True) -> None:
+        """``notify_locally=False`` (several nodes, relay/node_bus.py): online and offline
+        changes reach watchers only through :meth:`notify_presence`, called by the node bus
+        for changes on any node."""
+        self._notify_locally = notify_locally
         self._online: dict[bytes, Peer] = {}
         self._watchers: dict[bytes, set[Peer]] = {}
         self._watching: dict[Peer, frozenset[bytes]] = {}
@@ -59,6 +67,23 @@ class PresenceRegistry:
     def online_count(self) -> int:
         """Number of identities online."""
         return len(self._online)
+
+    def all_peers(self) -> list[Peer]:
+        """Every live connection on this node."""
+        return list(self._online.values())
+
+    def watching(self, peer: Peer) -> frozenset[bytes]:
+        """The identities ``peer`` watches."""
+        return self._watching.get(peer, frozenset())
+
+    def notify_presence(self, identity: bytes, *, online: bool) -> None:
+        """Tell the watchers of ``identity`` on this node that it went online or offline."""
+        watchers = self._watchers.get(identity)
+        if not watchers:
+            return
+        frame = wire.Presence(identity=identity, online=online)
+        for watcher in list(watchers):
+            watcher.try_send_frame(frame)
 
     def connect(self, peer: Peer) -> Peer | None:
         """Make ``peer`` the live connection of its identity; return the replaced one (the
@@ -99,9 +124,5 @@ class PresenceRegistry:
                     del self._watchers[identity]
 
     def _notify(self, identity: bytes, *, online: bool) -> None:
-        watchers = self._watchers.get(identity)
-        if not watchers:
-            return
-        frame = wire.Presence(identity=identity, online=online)
-        for watcher in list(watchers):
-            watcher.try_send_frame(frame)
+        if self._notify_locally:
+            self.notify_presence(identity, online=online)

@@ -44,6 +44,8 @@ from messenger_tui.relay.logs import (
 )
 from messenger_tui.relay.mailboxes import Mailboxes
 from messenger_tui.relay.media_route import MediaRouteConnection, MediaRouter, is_media_path
+from messenger_tui.relay.node_bus import NodeBus
+from messenger_tui.relay.node_redis import SharedLimiter, is_redis_url
 from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import Peer, PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter
@@ -249,6 +251,8 @@ class RelayServer:
                     f"cannot use the data directory {config.data_dir}: {_reason(exc)}"
                 ) from None
             self._services = self._build_services(store)
+            if self._services.nodes is not None:
+                await self._services.nodes.start()  # RedisUnavailable: one line, no traceback
             self._services.mailboxes.start()
             blobs = BlobService(
                 config.blob, config.blob.directory(config.data_dir), self._clock, relay_log
@@ -289,6 +293,8 @@ class RelayServer:
                 self._blobs = None
             if self._services is not None:
                 await self._services.mailboxes.stop()
+                if self._services.nodes is not None:
+                    await self._services.nodes.stop()
                 self._services = None
             if store is not None:
                 await store.close()
@@ -323,6 +329,8 @@ class RelayServer:
         services, self._services = self._services, None
         if services is not None:
             await services.mailboxes.stop()
+            if services.nodes is not None:
+                await services.nodes.stop()
             await services.store.close()
             media = self._media.stats
             relay_log.info(
@@ -368,14 +376,21 @@ class RelayServer:
     def _build_services(self, store: RelayStore) -> RelayServices:
         config = self.config
         clock = self._clock
-        presence = PresenceRegistry()
+        # Several nodes on one Redis: the node bus carries what crosses nodes (node_bus.py).
+        several = is_redis_url(config.store_url)
+        presence = PresenceRegistry(notify_locally=not several)
+        nodes = NodeBus(config.store_url, presence, relay_log) if several else None
         offered: dict[int, Peer] = {}
+        send = RateLimiter(config.send_limit, clock)
+        new_identity = RateLimiter(config.new_identity_limit, clock)
 
         def route_stored(envelope: StoredEnvelope) -> None:
             peer = presence.peer_for(envelope.recipient)
             if peer is not None:
                 peer.offer(envelope)
                 offered[id(peer)] = peer
+            elif nodes is not None:
+                nodes.wake(envelope.recipient)  # maybe connected to another node
 
         def batch_end() -> None:
             for peer in offered.values():
@@ -405,13 +420,20 @@ class RelayServer:
             ),
             presence=presence,
             limits=RateLimiters(
-                send=RateLimiter(config.send_limit, clock),
+                send=send,
                 signal=RateLimiter(config.signal_limit, clock),
                 fetch_bundle=RateLimiter(config.fetch_bundle_limit, clock),
-                new_identity=RateLimiter(config.new_identity_limit, clock),
+                new_identity=new_identity,
                 **address_pacers(config, clock),
             ),
             log=relay_log,
+            nodes=nodes,
+            shared_send=None
+            if nodes is None
+            else SharedLimiter(nodes, "send", config.send_limit, send.allow),
+            shared_new_identity=None
+            if nodes is None
+            else SharedLimiter(nodes, "newid", config.new_identity_limit, new_identity.allow),
         )
 
     async def _handle(self, connection: ServerConnection) -> None:

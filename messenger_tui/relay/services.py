@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from messenger_tui.relay.address_pacing import AddressPacer
 from messenger_tui.relay.clock import Clock
@@ -18,6 +19,10 @@ from messenger_tui.relay.prekey_directory import PrekeyDirectory
 from messenger_tui.relay.presence import PresenceRegistry
 from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.store import RelayStore
+
+if TYPE_CHECKING:
+    from messenger_tui.relay.node_bus import NodeBus
+    from messenger_tui.relay.node_redis import SharedLimiter
 
 
 @dataclass
@@ -71,3 +76,9 @@ class RelayServices:
     limits: RateLimiters
     log: logging.Logger
     counters: RelayCounters = field(default_factory=RelayCounters)
+    #: Several nodes on one Redis (relay/node_bus.py); None on SQLite (one node).
+    nodes: NodeBus | None = None
+    #: Shared (Redis) buckets of the per-identity send limit and of new identities per
+    #: address, used instead of ``limits.send`` / ``limits.new_identity`` when ``nodes`` is set.
+    shared_send: SharedLimiter | None = None
+    shared_new_identity: SharedLimiter | None = None

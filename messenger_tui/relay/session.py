@@ -162,6 +162,11 @@ class MessageRouteConnection:
             self._pusher_task.cancel()  # the newer connection redelivers from the start
         _spawn(self._close(CLOSE_REPLACED, "replaced by a newer connection of this identity"))
 
+    def reread(self) -> None:
+        """Another relay node committed envelopes for this identity: re-read the mailbox."""
+        if self._pusher is not None:
+            self._pusher.reread()
+
     # ------------------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
@@ -192,7 +197,12 @@ class MessageRouteConnection:
             pass
         finally:
             if self._identity is not None:
+                watched = self._s.presence.watching(self)
                 self._s.presence.disconnect(self)
+                nodes = self._s.nodes
+                if nodes is not None:
+                    await nodes.release(self)
+                    await nodes.unwatch(watched)
             pusher_task = self._pusher_task
             if pusher_task is not None:
                 pusher_task.cancel()
@@ -243,6 +253,8 @@ class MessageRouteConnection:
             window=self._config.delivery_window,
             clock=services.clock,
         )
+        if services.nodes is not None:
+            await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)
         status = await services.prekeys.status(identity)
         queued = await services.store.count(identity, now_ms=services.clock())
         # No await from here on until the pusher runs: AuthOk is the first frame the client
@@ -303,13 +315,22 @@ class MessageRouteConnection:
                     wait = pacer.reserve(self._address, slots=send_slots(len(frame.body)))
                     if wait:
                         await asyncio.sleep(wait)
-                self._on_send(frame)
+                shared = self._s.shared_send
+                if shared is None:
+                    self._on_send(frame)
+                else:
+                    self._on_send(frame, await shared.allow(self.identity))
             elif isinstance(frame, wire.SendMulti):
                 # Paced like the 1:1 sends it replaces: the body once, a slot per further
                 # recipient (each is a stored reference and a delivery).
                 slots = send_slots(len(frame.body)) + max(0, len(frame.to) - 1)
                 await self._paced(self._s.limits.address_send, slots=slots)
-                self._on_send_multi(frame)
+                shared = self._s.shared_send
+                if shared is None:
+                    self._on_send_multi(frame)
+                else:
+                    cost = fanout.rate_cost(len(frame.to), shared.limit.burst)
+                    self._on_send_multi(frame, await shared.allow(self.identity, cost))
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
             elif isinstance(frame, wire.Signal):
@@ -319,7 +340,10 @@ class MessageRouteConnection:
             elif isinstance(frame, wire.PublishPrekeys):
                 await self._on_publish_prekeys(frame)
             elif isinstance(frame, wire.Subscribe):
-                self._on_subscribe(frame)
+                if self._s.nodes is None:
+                    self._on_subscribe(frame)
+                else:
+                    await self._on_subscribe_nodes(frame)
             elif isinstance(frame, wire.SetDeliveryVerifier):
                 await self._on_set_verifier(frame)
             else:  # a second Auth
@@ -349,7 +373,9 @@ class MessageRouteConnection:
             await self._close(CLOSE_POLICY, "too many malformed frames")
             raise _SessionEnd
 
-    def _on_send(self, frame: wire.Send) -> None:
+    def _on_send(self, frame: wire.Send, allowed: bool | None = None) -> None:
+        """``allowed``: the shared (several nodes) send limit's answer; None: ask the local
+        limiter."""
         if len(frame.id) != wire.MESSAGE_ID_LEN:
             self._error(ErrorCode.BAD_REQUEST, "message id must be 16 bytes", frame.id)
         elif len(frame.to) != wire.KEY_LEN:
@@ -364,7 +390,7 @@ class MessageRouteConnection:
             self._error(
                 held, "an earlier message on this connection was refused; resend in order", frame.id
             )
-        elif not self._s.limits.send.allow(self.identity):
+        elif not (self._s.limits.send.allow(self.identity) if allowed is None else allowed):
             self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
             self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
         else:
@@ -396,8 +422,9 @@ class MessageRouteConnection:
                 wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
             )
 
-    def _on_send_multi(self, frame: wire.SendMulti) -> None:
-        """One upload for many recipients (relay/fanout.py has the rules)."""
+    def _on_send_multi(self, frame: wire.SendMulti, allowed: bool | None = None) -> None:
+        """One upload for many recipients (relay/fanout.py has the rules); ``allowed`` as in
+        :meth:`_on_send`."""
         refusal = fanout.check_send_multi(frame, self._config.max_envelope)
         limiter = self._s.limits.send
         if refusal is not None:
@@ -406,7 +433,11 @@ class MessageRouteConnection:
             self._error(
                 held, "an earlier message on this connection was refused; resend in order", frame.id
             )
-        elif not limiter.allow(self.identity, fanout.rate_cost(len(frame.to), limiter.limit.burst)):
+        elif not (
+            limiter.allow(self.identity, fanout.rate_cost(len(frame.to), limiter.limit.burst))
+            if allowed is None
+            else allowed
+        ):
             self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
             self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
         else:
@@ -457,6 +488,11 @@ class MessageRouteConnection:
             self._error(ErrorCode.RATE_LIMITED, "too many signals; retry later")
         else:
             peer = services.presence.peer_for(frame.to)
+            if peer is None and services.nodes is not None:
+                # Maybe on another node: forwarded through Redis, never stored (node_bus).
+                services.nodes.signal(frame.to, self.identity, frame.body)
+                services.counters.signals_forwarded += 1
+                return
             forwarded = peer is not None and peer.try_send_frame(
                 wire.SignalDeliver(sender=self.identity, body=frame.body)
             )
@@ -529,3 +565,23 @@ class MessageRouteConnection:
             return
         for presence in self._s.presence.subscribe(self, frame.identities):
             self._frames.try_put(presence)
+
+    async def _on_subscribe_nodes(self, frame: wire.Subscribe) -> None:
+        """Subscribe with several nodes: presence comes from every node (node_bus rule 4)."""
+        nodes = self._s.nodes
+        assert nodes is not None
+        limit = self._config.max_subscriptions
+        if len(frame.identities) > limit:
+            self._error(ErrorCode.BAD_REQUEST, f"at most {limit} identities per Subscribe")
+            return
+        if any(len(identity) != wire.KEY_LEN for identity in frame.identities):
+            self._error(ErrorCode.BAD_REQUEST, "identities are 32-byte keys")
+            return
+        before = self._s.presence.watching(self)
+        local = self._s.presence.subscribe(self, frame.identities)
+        online = await nodes.watch(self._s.presence.watching(self))
+        await nodes.unwatch(before)  # after: channels in both lists stay subscribed
+        for presence in local:
+            self._frames.try_put(
+                wire.Presence(identity=presence.identity, online=presence.identity in online)
+            )

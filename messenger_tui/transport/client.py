@@ -59,7 +59,7 @@ from messenger_tui.transport.errors import (
 from messenger_tui.transport.relay_connection import FrameHandler, RelayConnection
 from messenger_tui.transport.relay_requests import ACK_CHUNK, RelayRequests
 from messenger_tui.transport.table_driver import TableDriver
-from messenger_tui.transport.urls import RelayEndpoint, parse_relay_url
+from messenger_tui.transport.urls import RelayEndpoint, parse_relay_urls, split_relay_urls
 
 __all__ = [
     "ACK_CHUNK",
@@ -107,6 +107,11 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
     time in arrival order; the app must ack a Deliver (:meth:`ack`) only after storing it
     durably. Call :meth:`close` when done.
 
+    ``url`` may list several relay URLs of one deployment, comma-separated: each attempt
+    uses one (:attr:`endpoint`, :attr:`current_url`) and a failed attempt or a drop fails
+    over to the next (rule 10 of :mod:`messenger_tui.core.links.relay_link`); the outbox
+    resends what was not acknowledged there.
+
     Raises :class:`BadRelayUrl` at construction for an unusable URL.
     """
 
@@ -131,17 +136,20 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         super().__init__()
         if len(identity_public) != KEY_LEN:
             raise ValueError(f"identity_public must be {KEY_LEN} bytes")
-        self.endpoint: RelayEndpoint = parse_relay_url(url)
+        self._urls: list[str] = []
+        self._endpoints: list[RelayEndpoint] = []
+        self._url_index = 0
+        self.endpoint: RelayEndpoint = parse_relay_urls(url)[0]
         self._conn_class: type[ClientConnection] | None = None
+        self._machine = RelayLink(
+            backoff if backoff is not None else Backoff(), stable_after=stable_after
+        )
         self.set_url(url)
         self._identity = bytes(identity_public)
         self._sign = sign
         self._on_frame = on_frame
         self._on_state = on_state
         self._on_connected = on_connected
-        self._machine = RelayLink(
-            backoff if backoff is not None else Backoff(), stable_after=stable_after
-        )
         self._connect_timeout = connect_timeout
         self._clock = clock
         self._ping_interval = ping_interval
@@ -159,12 +167,30 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         self._attempt: asyncio.Task[RelayConnection] | None = None
 
     def set_url(self, url: str) -> None:
-        """Use the relay at ``url`` from the next connection on (:class:`BadRelayUrl` for an
-        unusable one; nothing changes then). To switch now: :meth:`close`, then
-        :meth:`start` again."""
-        endpoint = parse_relay_url(url)
-        self.endpoint = endpoint
-        self._conn_class = connection_class(endpoint)
+        """Use the relay at ``url`` (or the comma-separated URLs of one deployment) from the
+        next connection on (:class:`BadRelayUrl` for an unusable one; nothing changes then).
+        To switch now: :meth:`close`, then :meth:`start` again."""
+        endpoints = parse_relay_urls(url)
+        self._urls = split_relay_urls(url)
+        self._endpoints = endpoints
+        self._machine.set_urls(len(endpoints))
+        self._use_url(0)
+
+    def _use_url(self, index: int) -> None:
+        self._url_index = index
+        self.endpoint = self._endpoints[index]
+        self._conn_class = connection_class(self.endpoint)
+
+    @property
+    def current_url(self) -> str:
+        """The relay URL in use (of several: the one of the current or last connection);
+        media and blob links of a call go there."""
+        return self._urls[self._url_index]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every relay URL of the profile, in failover order."""
+        return list(self._urls)
 
     # ------------------------------------------------------------------ properties
 
@@ -202,7 +228,20 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         :class:`RelayUnreachable`, :class:`TlsError`, :class:`PinMismatch`,
         :class:`RelayAuthFailed` or :class:`RelayProtocolError`; the caller decides whether
         to retry (or uses :meth:`run`, which does). Not usable while :meth:`run` is active.
+        With several relay URLs it tries each once, in failover order, and raises the last
+        failure.
         """
+        for remaining in range(len(self._endpoints) - 1, -1, -1):
+            try:
+                return await self._connect_once_attempt()
+            except TransportError:
+                offline = self._machine.phase is LinkPhase.OFFLINE
+                if not remaining or self._run_active or not offline:
+                    raise
+                logger.info("relay %s failed; trying the next relay URL", self.endpoint.display)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _connect_once_attempt(self) -> AuthOk:
         if self._link is not None and self._link.alive:
             return self._link.auth
         if self._run_active:
@@ -331,6 +370,8 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
             if isinstance(effect, Report):
                 self._report(effect)
             elif isinstance(effect, Connect):
+                if self._machine.url_index != self._url_index:  # failover (rule 10)
+                    self._use_url(self._machine.url_index)
                 attempt = asyncio.get_running_loop().create_task(
                     self._connect(), name="relay-connect"
                 )

@@ -6,11 +6,19 @@ The handshake is the message link's (TCP/TLS/pin, then Challenge -> Auth -> Auth
 ``media_joined`` or an Error (a refusal for good: :class:`JoinRefused`). A close before the
 answer is a :class:`DropDuringJoin` (retried). Nothing raised or logged contains the join
 token.
+
+Several relay nodes (docs/operations.md, "Calls on several nodes"): both legs of a call must
+reach the same node, and voice never goes through Redis. The media URL carries a *route key*,
+``?route=`` 16 hex digits of a hash of the join token (:func:`media_route_key`): a load
+balancer hashes on it (nginx ``hash $arg_route consistent``, HAProxy ``balance url_param
+route``), so both legs land on one node; a profile listing several node URLs picks the node
+by the same key from its sorted list (:func:`media_relay_url`). The relay ignores the query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -26,20 +34,41 @@ from messenger_tui.core.media_wire import Leg, MediaErrorCode, MediaJoin, MediaJ
 from messenger_tui.core.wire import Error
 from messenger_tui.transport.dialer import authenticate
 from messenger_tui.transport.errors import RelayProtocolError, TransportError
-from messenger_tui.transport.urls import RelayEndpoint
+from messenger_tui.transport.urls import RelayEndpoint, split_relay_urls
+
+#: Domain separation of the route key's hash (it must never equal a hash used elsewhere).
+_ROUTE_KEY_CONTEXT = b"messenger-tui media route key v1"
+
+
+def media_route_key(token: bytes) -> str:
+    """What the media URL shows of a call: 16 hex digits of a hash of its join token, the
+    same for both legs (a balancer routes on it; the token stays secret)."""
+    return hashlib.sha256(_ROUTE_KEY_CONTEXT + token).hexdigest()[:16]
+
+
+def media_relay_url(relay_urls: str, token: bytes) -> str:
+    """The relay URL whose node hosts the call ``token`` names, from the profile's URL list
+    (comma-separated): the same for both parties when they list the same nodes, in any
+    order. One URL (a balancer): that URL."""
+    urls = sorted(split_relay_urls(relay_urls))
+    return urls[int(media_route_key(token), 16) % len(urls)]
 
 
 class JoinRefused(TransportError):
     """The relay refused the join for good (no retry)."""
 
 
-def media_endpoint(endpoint: RelayEndpoint) -> RelayEndpoint:
+def media_endpoint(endpoint: RelayEndpoint, route_key: str | None = None) -> RelayEndpoint:
     """The endpoint of the media route beside a message-link endpoint: same scheme, host,
     port, TLS and pin, with ``/media`` appended to the path (``ws://h:p/`` ->
-    ``ws://h:p/media``, ``wss://h/relay/`` -> ``wss://h/relay/media``)."""
+    ``ws://h:p/media``, ``wss://h/relay/`` -> ``wss://h/relay/media``) and, given a
+    ``route_key``, ``route=<key>`` in the query."""
     parts = urllib.parse.urlsplit(endpoint.connect_url)
     path = parts.path.rstrip("/") + media_wire.MEDIA_PATH
-    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    query = parts.query
+    if route_key is not None:
+        query = f"{query}&route={route_key}" if query else f"route={route_key}"
+    url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
     return replace(endpoint, connect_url=url)
 
 

@@ -75,7 +75,13 @@ from messenger_tui.transport.media_frames import (
     MaskKeys,
     client_binary_frame,
 )
-from messenger_tui.transport.media_join import JoinRefused, close_reason, join_media, media_endpoint
+from messenger_tui.transport.media_join import (
+    JoinRefused,
+    close_reason,
+    join_media,
+    media_endpoint,
+    media_route_key,
+)
 from messenger_tui.transport.media_socket import MAX_MESSAGE, MediaConnection
 from messenger_tui.transport.table_driver import TableDriver
 from messenger_tui.transport.urls import parse_relay_url
@@ -139,7 +145,7 @@ class MediaLink(TableDriver[MediaRejoin]):
         if len(join_token) != JOIN_TOKEN_LEN:
             raise ValueError(f"join_token must be {JOIN_TOKEN_LEN} bytes")
         self.leg = Leg(leg)
-        self.endpoint = media_endpoint(parse_relay_url(relay_url))
+        self.endpoint = media_endpoint(parse_relay_url(relay_url), media_route_key(join_token))
         self._conn_class = connection_class(self.endpoint, MediaConnection)
         self._identity = bytes(identity_public)
         self._sign = sign

@@ -4,6 +4,10 @@ A self-signed relay is trusted by pinning the SHA-256 fingerprint of its certifi
 the URL fragment: 64 hex digits, any case, optionally colon-separated, for example
 ``wss://relay.example:8443/#sha256=AB:CD:...``. Without a pin, ``wss://`` checks the
 certificate against the system trust store and the host name.
+
+Several nodes of one deployment: a comma-separated list (``ws://a:8765,ws://b:8765``) is the
+profile's list of relay URLs; the client uses one at a time and fails over to the next
+(:func:`parse_relay_urls`; docs/user-guide.md).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from dataclasses import dataclass
 
 from messenger_tui.transport.errors import BadRelayUrl, format_fingerprint
 
-__all__ = ["RelayEndpoint", "parse_relay_url"]
+__all__ = ["MAX_RELAY_URLS", "RelayEndpoint", "parse_relay_url", "parse_relay_urls"]
 
 #: Longest relay URL accepted (a host of 253, a port, a path and a pin fit easily).
 MAX_URL_LEN = 2048
+#: Most relay URLs one profile may list (nodes of one deployment).
+MAX_RELAY_URLS = 16
 #: Longest host name (RFC 1035: 253 characters in text form) and label (63).
 MAX_HOST_LEN = 253
 MAX_LABEL_LEN = 63
@@ -36,6 +42,34 @@ class RelayEndpoint:
     display: str  # safe to show the user and to log
     host: str = ""
     port: int = 0
+
+
+def split_relay_urls(text: str) -> list[str]:
+    """The URLs of a comma-separated list, stripped (one URL: a list of one)."""
+    if not isinstance(text, str):
+        raise BadRelayUrl(f"relay URL must be text, got {type(text).__name__}")
+    return [part.strip() for part in text.split(",")]
+
+
+def parse_relay_urls(text: str) -> list[RelayEndpoint]:
+    """Validate a comma-separated list of relay URLs of one deployment (or one URL).
+
+    Raises :class:`BadRelayUrl` naming the faulty entry: an empty entry, a duplicate, more
+    than :data:`MAX_RELAY_URLS`, or anything :func:`parse_relay_url` refuses."""
+    parts = split_relay_urls(text)
+    if len(parts) > MAX_RELAY_URLS:
+        raise BadRelayUrl(
+            f"{len(parts)} relay URLs listed; at most {MAX_RELAY_URLS} nodes of one deployment"
+        )
+    endpoints: list[RelayEndpoint] = []
+    for number, part in enumerate(parts, 1):
+        if not part and len(parts) > 1:
+            raise BadRelayUrl(f"relay URL number {number} of the list is empty (a stray comma?)")
+        endpoint = parse_relay_url(part)
+        if any(e.connect_url == endpoint.connect_url for e in endpoints):
+            raise BadRelayUrl(f"relay URL {part!r} is listed twice")
+        endpoints.append(endpoint)
+    return endpoints
 
 
 def parse_relay_url(url: str) -> RelayEndpoint:

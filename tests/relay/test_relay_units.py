@@ -163,6 +163,9 @@ class FakePeer(ListSink):
     def replace(self) -> None:
         self.replaced = True
 
+    def reread(self) -> None:
+        pass
+
 
 def test_presence_notifies_only_watchers_of_real_changes() -> None:
     registry = PresenceRegistry()

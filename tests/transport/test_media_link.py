@@ -256,3 +256,21 @@ async def test_peer_frames_reach_a_link_from_a_raw_leg(
     assert leg.frames[0][1:4] == b"raw"
     await raw.close()
     await wait_for(lambda: leg.peers == [True, False])
+
+
+def test_both_legs_of_a_call_pick_one_node_and_show_only_a_route_key() -> None:
+    from messenger_tui.transport.media_join import media_relay_url, media_route_key
+
+    token = bytes(range(32))
+    key = media_route_key(token)
+    assert len(key) == 16 and token.hex()[:16] != key
+    ep = media_endpoint(parse_relay_url("ws://lb.example:80/relay/"), key)
+    assert ep.connect_url == f"ws://lb.example:80/relay/media?route={key}"
+    nodes = ["ws://n1:1", "ws://n2:1", "ws://n3:1"]
+    # the same node for both parties whatever the order of their lists
+    assert media_relay_url(",".join(nodes), token) == media_relay_url(
+        ",".join(reversed(nodes)), token
+    )
+    picked = {media_relay_url(",".join(nodes), bytes([i]) * 32) for i in range(64)}
+    assert picked == set(nodes)  # calls spread over the nodes
+    assert media_relay_url("ws://lb:1", token) == "ws://lb:1"

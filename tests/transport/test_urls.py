@@ -104,3 +104,34 @@ def test_longest_valid_host_is_accepted() -> None:
     host = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, labels of at most 63
     assert len(host) == 253
     assert parse_relay_url(f"ws://{host}:1").host == host
+
+
+# ---------------------------------------------------------------- several nodes
+
+
+def test_a_list_of_relay_urls_of_one_deployment() -> None:
+    from messenger_tui.transport.urls import parse_relay_urls
+
+    endpoints = parse_relay_urls("ws://10.0.0.1:8765, wss://node-2.example:443")
+    assert [e.connect_url for e in endpoints] == [
+        "ws://10.0.0.1:8765/",
+        "wss://node-2.example:443/",
+    ]
+    assert [e.connect_url for e in parse_relay_urls("ws://h:1")] == ["ws://h:1/"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ws://h:1,,ws://h:2", "number 2 of the list is empty"),
+        ("ws://h:1,", "number 2 of the list is empty"),
+        ("ws://h:1,ws://h:1", "listed twice"),
+        (",".join(f"ws://h:{i}" for i in range(1, 18)), "at most 16"),
+        ("ws://h:1,http://h:2", "http"),
+    ],
+)
+def test_a_bad_list_names_the_faulty_entry(text: str, message: str) -> None:
+    from messenger_tui.transport.urls import parse_relay_urls
+
+    with pytest.raises(BadRelayUrl, match=message):
+        parse_relay_urls(text)

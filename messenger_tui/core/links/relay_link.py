@@ -36,6 +36,14 @@ Design rules
 9. **Reports.** The public :class:`ConnectionState` of a phase is in :data:`PUBLIC_STATE`
    (CLOSING keeps the last one shown). A ``REPORT`` step emits :class:`~.effects.Report`
    when the public state changes or when it carries an error or a retry delay.
+10. **Failover.** A profile may list several relay URLs of one deployment (``urls``; the
+    driver connects to :attr:`RelayLink.url_index`). A failed attempt or a drop moves to the
+    next URL (``NEXT_URL``, round robin) and counts one failure of the round; a replacement
+    stays on the same URL (the identity is connected there). ``WAIT_BACKOFF`` waits
+    :data:`FAILOVER_DELAY` while the round still has untried URLs and the backoff once every
+    URL failed in a row, so a dead node costs no wait but a dead deployment is retried at the
+    backoff's pace. A healthy connection (rule 4) starts a new round (``NEW_ROUND``). With one
+    URL the table behaves exactly as without failover.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from messenger_tui.core.errors import CoreError
 from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
 
 __all__ = [
+    "FAILOVER_DELAY",
     "PUBLIC_STATE",
     "REPLACED_RETRY_S",
     "STABLE_AFTER",
@@ -67,6 +76,8 @@ __all__ = [
 STABLE_AFTER: Final = 10.0
 #: Wait before reconnecting after being replaced (rule 5).
 REPLACED_RETRY_S: Final = 60.0
+#: Wait before trying the next URL while a failover round has untried ones (rule 10).
+FAILOVER_DELAY: Final = 0.0
 
 
 class ConnectionState(Enum):
@@ -123,7 +134,9 @@ class Step(Enum):
     ABORT = "abort"  # effect Abort
     ARM_STABLE_TIMER = "arm_stable_timer"  # healthy after stable_after seconds (rule 4)
     RESET_BACKOFF = "reset_backoff"
-    WAIT_BACKOFF = "wait_backoff"  # arm the retry timer with the next backoff delay
+    NEXT_URL = "next_url"  # fail over to the next relay URL (rule 10)
+    NEW_ROUND = "new_round"  # a healthy connection: every URL is worth a try again (rule 10)
+    WAIT_BACKOFF = "wait_backoff"  # arm the retry timer: next backoff delay or failover (10)
     WAIT_REPLACED = "wait_replaced"  # arm the retry timer with replaced_retry_s (rule 5)
     REPORT = "report"  # effect Report (rule 9)
 
@@ -142,8 +155,9 @@ St = Step
 _T = Transition
 
 _STOP: Final = _T(P.CLOSING, (St.ABORT,))
-_DROP: Final = _T(P.WAITING, (St.WAIT_BACKOFF, St.REPORT))
-_DROP_HEALTHY: Final = _T(P.WAITING, (St.RESET_BACKOFF, St.WAIT_BACKOFF, St.REPORT))
+_DROP: Final = _T(P.WAITING, (St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT))
+_DROP_HEALTHY: Final = _T(P.WAITING, (St.RESET_BACKOFF, St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT))
+_HEALTHY: Final = _T(P.HEALTHY, (St.NEW_ROUND,))
 _REPLACED: Final = _T(P.WAITING, (St.WAIT_REPLACED, St.REPORT))
 _STAY_CONNECTING: Final = _T(P.CONNECTING)
 
@@ -156,13 +170,13 @@ TRANSITIONS: Final[Mapping[LinkPhase, Mapping[Event, Transition]]] = {
     },
     P.CONNECTING: {
         E.AUTHENTICATED: _T(P.CONNECTED, (St.ARM_STABLE_TIMER, St.REPORT)),
-        E.FAILED: _T(P.WAITING, (St.WAIT_BACKOFF, St.REPORT)),
+        E.FAILED: _T(P.WAITING, (St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT)),
         E.RECONNECT_NOW: _STAY_CONNECTING,
         E.STOP: _STOP,
     },
     P.CONNECTED: {
-        E.ROUND_TRIP: _T(P.HEALTHY),
-        E.STABLE_TIMEOUT: _T(P.HEALTHY),
+        E.ROUND_TRIP: _HEALTHY,
+        E.STABLE_TIMEOUT: _HEALTHY,
         E.DROPPED: _DROP,
         E.DROPPED_REPLACED: _REPLACED,
         E.RECONNECT_NOW: _T(P.CONNECTED),
@@ -182,7 +196,7 @@ TRANSITIONS: Final[Mapping[LinkPhase, Mapping[Event, Transition]]] = {
     P.ONCE_CONNECTING: {
         E.START: _STAY_CONNECTING,  # run() takes the attempt over (rule 3)
         E.AUTHENTICATED: _T(P.ONCE_CONNECTED, (St.REPORT,)),
-        E.FAILED: _T(P.OFFLINE, (St.REPORT,)),
+        E.FAILED: _T(P.OFFLINE, (St.NEXT_URL, St.REPORT)),
         E.RECONNECT_NOW: _T(P.ONCE_CONNECTING),
         E.STOP: _STOP,
     },
@@ -231,8 +245,14 @@ class RelayLink:
         *,
         stable_after: float = STABLE_AFTER,
         replaced_retry_s: float = REPLACED_RETRY_S,
+        urls: int = 1,
     ) -> None:
+        if urls < 1:
+            raise ValueError("a relay link needs at least one URL")
         self.backoff = backoff
+        self.urls = urls
+        self._url_index = 0
+        self._round_failures = 0  # failed attempts and drops since the last healthy link
         self.stable_after = stable_after
         self.replaced_retry_s = replaced_retry_s
         self._phase = LinkPhase.OFFLINE
@@ -244,6 +264,20 @@ class RelayLink:
     @property
     def phase(self) -> LinkPhase:
         return self._phase
+
+    def set_urls(self, count: int) -> None:
+        """The driver's list of URLs changed (the user edited it): ``count`` URLs, starting
+        over at the first (configuration, not an event: the phase does not change)."""
+        if count < 1:
+            raise ValueError("a relay link needs at least one URL")
+        self.urls = count
+        self._url_index = 0
+        self._round_failures = 0
+
+    @property
+    def url_index(self) -> int:
+        """Which of the ``urls`` relay URLs the next attempt uses (rule 10)."""
+        return self._url_index
 
     @property
     def state(self) -> ConnectionState:
@@ -325,8 +359,18 @@ class RelayLink:
             self._deadline = now + self.stable_after
         elif step is St.RESET_BACKOFF:
             self.backoff.reset()
+        elif step is St.NEXT_URL:
+            self._url_index = (self._url_index + 1) % self.urls
+            self._round_failures += 1
+        elif step is St.NEW_ROUND:
+            self._round_failures = 0
         elif step is St.WAIT_BACKOFF or step is St.WAIT_REPLACED:
-            delay = self.backoff.next_delay() if step is St.WAIT_BACKOFF else self.replaced_retry_s
+            if step is St.WAIT_REPLACED:
+                delay = self.replaced_retry_s
+            elif self._round_failures % self.urls:
+                delay = FAILOVER_DELAY  # the round has untried URLs (rule 10)
+            else:
+                delay = self.backoff.next_delay()
             self._deadline = now + delay
             inp.retry_in = delay
             inp.effects.append(Wait(delay))

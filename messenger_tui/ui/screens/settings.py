@@ -195,7 +195,7 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
             yield Static("Relay", classes="settings-section")
             with Horizontal(classes="settings-row"):
                 yield Input(settings.relay_url, id="set-relay-url", compact=True,
-                            placeholder="ws://host:port or wss://host:port")  # fmt: skip
+                            placeholder="wss://host:port (several nodes: url1,url2)")  # fmt: skip
                 yield Button("Apply", id="apply-relay", compact=True)
             yield Static("", id="relay-result", classes="settings-hint")
             yield Static("Passphrase", classes="settings-section")

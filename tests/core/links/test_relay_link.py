@@ -261,3 +261,74 @@ def test_stopping_ignores_late_outcomes_and_ends_offline() -> None:
     assert m.failed(2.1, "late") == []
     assert m.closed(2.2) == [Report(CS.OFFLINE)]
     assert m.next_deadline is None
+
+
+# ---------------------------------------------------------------- failover (rule 10)
+
+
+def test_with_one_url_failover_changes_nothing() -> None:
+    m = RelayLink(DoublingDelays(base=0.5, cap=4.0), urls=1)
+    m.start(0.0)
+    assert [m.failed(float(i), "refused")[0] for i in range(1)] == [Wait(0.5)]
+    assert m.url_index == 0
+
+
+def test_a_failed_attempt_fails_over_to_the_next_url_at_once_then_backs_off_per_round() -> None:
+    m = RelayLink(DoublingDelays(base=0.5, cap=4.0), urls=3)
+    now = 0.0
+    m.start(now)
+    tried, waits = [m.url_index], []
+    for _ in range(9):  # the whole deployment is down: three rounds
+        wait = next(e for e in m.failed(now, "refused") if isinstance(e, Wait))
+        waits.append(wait.delay)
+        now = m.next_deadline or now
+        assert kinds(m.poll(now)) == ["connect", "report connecting"]
+        tried.append(m.url_index)
+    assert tried == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    # no wait inside a round, the growing backoff between rounds
+    assert waits == [0, 0, 0.5, 0, 0, 1, 0, 0, 2]
+
+
+def test_a_dropped_node_fails_over_at_once_and_a_healthy_link_starts_a_new_round() -> None:
+    m = RelayLink(DoublingDelays(base=0.5, cap=4.0), urls=2)
+    m.start(0.0)
+    m.authenticated(1.0)
+    m.round_trip(1.1)  # healthy on URL 0
+    assert m.phase is P.HEALTHY
+    effects = m.dropped(5.0, "connection closed")  # node 0 was SIGKILLed
+    assert effects[0] == Wait(0.0) and m.url_index == 1
+    assert kinds(m.poll(5.0)) == ["connect", "report connecting"]
+    m.authenticated(5.1)
+    m.round_trip(5.2)  # healthy on URL 1: a new round
+    assert kinds(m.dropped(9.0, "lost"))[0] == "wait 0"  # node 1 died too: back to node 0
+    assert m.url_index == 0
+    m.poll(9.0)
+    # node 0 is still down: the round is over, now the backoff (restarted by the healthy drop)
+    assert kinds(m.failed(9.5, "refused"))[0] == "wait 0.5"
+    assert m.url_index == 1
+
+
+def test_nodes_that_accept_then_drop_do_not_make_a_hot_loop() -> None:
+    m = RelayLink(DoublingDelays(base=0.5, cap=8.0), urls=2)
+    m.start(0.0)
+    now, waits = 0.0, []
+    for _ in range(6):  # authenticated, dropped before healthy, on each URL in turn
+        m.authenticated(now)
+        wait = next(e for e in m.dropped(now + 0.1, "lost") if isinstance(e, Wait))
+        waits.append(wait.delay)
+        now = (m.next_deadline or now) + 0.1
+        m.poll(now)
+    assert waits == [0, 0.5, 0, 1, 0, 2]
+
+
+def test_a_replaced_link_stays_on_its_url() -> None:
+    m = RelayLink(DoublingDelays(), urls=3, replaced_retry_s=60.0)
+    m.start(0.0)
+    m.authenticated(1.0)
+    assert kinds(m.dropped(2.0, "taken over", replaced=True))[0] == "wait 60"
+    assert m.url_index == 0
+
+
+def test_a_link_needs_a_url() -> None:
+    with pytest.raises(ValueError, match="at least one URL"):
+        RelayLink(DoublingDelays(), urls=0)

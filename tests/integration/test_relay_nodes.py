@@ -1,0 +1,130 @@
+"""Several relay processes on one real redis-server (issue 16's tests 2 and 4): a node
+SIGKILLed mid-burst loses nothing, one identity ends with one connection across nodes within a
+second, typing crosses nodes.
+
+These need the Redis store backend (``messenger_tui.relay.redis_store`` and the relay's
+``--store`` flag); until it exists they are skipped, with that reason. The node bus itself is
+tested without it in tests/relay/test_node_bus.py and tests/relay/test_relay_nodes_bus.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from messenger_tui.core import wire
+from messenger_tui.core.close_codes import CLOSE_REPLACED
+from tests.helpers.redis_process import RedisProcess
+from tests.helpers.relay_process import RelayProcess
+from tests.helpers.relay_wire_client import WireClient, new_id, new_key
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("messenger_tui.relay.redis_store") is None,
+        reason="needs the Redis store backend (messenger_tui.relay.redis_store, --store)",
+    ),
+]
+
+TOTAL = 10_000
+KILL_AT = 5_000
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    with RedisProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def three_nodes(redis_server: RedisProcess) -> Iterator[list[RelayProcess]]:
+    args = ["--store", redis_server.url, "--accept-volatile-store", "--send-burst", "20000"]
+    with ExitStack() as stack:
+        nodes = [stack.enter_context(RelayProcess(extra_args=args)) for _ in range(3)]
+        assert len({node.relay_key for node in nodes}) == 1, "one deployment, one relay key"
+        yield nodes
+
+
+async def _send_all(alice: WireClient, to: bytes, ids: list[bytes]) -> None:
+    """Pipelined sends, each confirmed ``Stored`` (refusals would fail the test)."""
+    window = 256
+    confirmed = 0
+    sent = 0
+    while confirmed < len(ids):
+        while sent < len(ids) and sent - confirmed < window:
+            await alice.send(wire.Send(id=ids[sent], to=to, body=b"m%05d" % sent))
+            sent += 1
+        frame = await alice.recv(timeout=30)
+        assert isinstance(frame, wire.Stored), frame
+        confirmed += 1
+
+
+async def test_a_node_killed_mid_burst_loses_nothing_and_bob_fails_over(
+    three_nodes: list[RelayProcess],
+) -> None:
+    node1, node2, node3 = three_nodes
+    bob_key = new_key()
+    alice = await WireClient.connect(node1.url)
+    bob = await WireClient.connect(node2.url, bob_key)
+    ids = [new_id() for _ in range(TOTAL)]
+    order = {msg_id: index for index, msg_id in enumerate(ids)}
+    sender = asyncio.create_task(_send_all(alice, bob.identity, ids))
+    received: list[int] = []
+    seen: set[bytes] = set()
+    duplicates = 0
+    killed = False
+    deadline = time.monotonic() + 180
+    while len(seen) < TOTAL:
+        assert time.monotonic() < deadline, f"only {len(seen)} of {TOTAL} arrived"
+        try:
+            frame = await bob.recv(timeout=10)
+        except ConnectionClosed:
+            assert killed, "bob lost node 2 before it was killed"
+            bob = await WireClient.connect(node3.url, bob_key)  # fail over
+            continue
+        if not isinstance(frame, wire.Deliver):
+            continue
+        if frame.id in seen:
+            duplicates += 1  # delivered on node 2, not acked before the kill: again on node 3
+        else:
+            seen.add(frame.id)
+            received.append(order[frame.id])
+        await bob.send(wire.Ack(ids=[frame.id]))
+        if not killed and len(seen) >= KILL_AT:
+            node2.kill()
+            killed = True
+    await asyncio.wait_for(sender, 60)
+    assert received == list(range(TOTAL))  # every message, once, in order
+    assert duplicates <= 512  # at most one delivery window is redelivered
+    print(f"10,000 across a SIGKILLed node: {duplicates} redelivered (deduplicated by id)")
+    await alice.close()
+    await bob.close()
+
+
+async def test_one_identity_on_two_nodes_ends_with_one_connection_and_typing_crosses(
+    three_nodes: list[RelayProcess],
+) -> None:
+    node1, node2, _ = three_nodes
+    key = new_key()
+    first = await WireClient.connect(node1.url, key)
+    await first.expect(wire.Drained)
+    started = time.monotonic()
+    second = await WireClient.connect(node2.url, key)
+    assert await first.wait_closed(timeout=1.0) == CLOSE_REPLACED
+    assert time.monotonic() - started < 1.0
+
+    alice = await WireClient.connect(node1.url)
+    await alice.expect(wire.Drained)
+    await second.expect(wire.Drained)
+    await alice.send(wire.Signal(to=second.identity, body=b"typing"))
+    assert await second.expect(wire.SignalDeliver, timeout=2.0) == wire.SignalDeliver(
+        sender=alice.identity, body=b"typing"
+    )
+    await alice.close()
+    await second.close()
