@@ -114,6 +114,7 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
     from benchmarks.calls_delay import _DirectCarrier, call_keys
     from messenger_tui.media import receive_path as receive_path_module
     from messenger_tui.media import send_path as send_path_module
+    from messenger_tui.media.levels import frame_level
     from messenger_tui.media.session import MediaSession
     from messenger_tui.media.wav_io import WavSink, WavSource
 
@@ -132,6 +133,15 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
 
         return wrapper
 
+    def patch(owner: object, attr: str, value: object) -> None:
+        """Set ``owner.attr`` (a method of an instance, or a function a module imported) to
+        ``value``. By name: the type checker cannot follow a patch."""
+        setattr(owner, attr, value)
+
+    def instrument(owner: object, attr: str, name: str) -> None:
+        """Put a timing wrapper in place of ``owner.attr``."""
+        patch(owner, attr, timed(name, getattr(owner, attr)))
+
     loop = asyncio.get_running_loop()
     keys = call_keys()
     carriers = (_DirectCarrier(loop), _DirectCarrier(loop))
@@ -143,16 +153,16 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
     ]
     for s in sessions:
         send, rx = s._send, s._rx
-        send.on_captured = timed("send path (encode, pack, seal, send)", send.on_captured)  # type: ignore[method-assign]
-        send.encoder.encode = timed("  of which Opus encode", send.encoder.encode)
-        s.receive = timed("receive (open, unpack, jitter buffer push)", s.receive)
-        rx.pull = timed("playout pull (jitter buffer, decode)", rx.pull)  # type: ignore[method-assign]
-        rx.decoder.decode = timed("  of which Opus decode", rx.decoder.decode)
+        instrument(send, "on_captured", "send path (encode, pack, seal, send)")
+        instrument(send.encoder, "encode", "  of which Opus encode")
+        instrument(s, "receive", "receive (open, unpack, jitter buffer push)")
+        instrument(rx, "pull", "playout pull (jitter buffer, decode)")
+        instrument(rx.decoder, "decode", "  of which Opus decode")
     carriers[0].peer, carriers[1].peer = carriers[1], carriers[0]
-    level = send_path_module.frame_level
+    level = frame_level  # what both path modules imported from media/levels.py
     levels = timed("levels", level)
-    send_path_module.frame_level = levels  # type: ignore[attr-defined]
-    receive_path_module.frame_level = levels  # type: ignore[attr-defined]
+    for module in (send_path_module, receive_path_module):
+        patch(module, "frame_level", levels)
     try:
         for s in sessions:
             s.start()
@@ -166,8 +176,8 @@ async def _session_stages(wav: Path, workdir: Path, seconds: float) -> dict[str,
         for s in sessions:
             await s.stop()
     finally:
-        send_path_module.frame_level = level  # type: ignore[attr-defined]
-        receive_path_module.frame_level = level  # type: ignore[attr-defined]
+        for module in (send_path_module, receive_path_module):
+            patch(module, "frame_level", level)
     wall = t1 - t0
     frames = wall / (FRAME_MS / 1000)
     usage = _usage((c0, m0), (c1, m1), wall)
@@ -236,7 +246,9 @@ class Client:
             self._reader.join(timeout=2)
 
 
-def _usage(before: tuple[float, float], after: tuple[float, float], wall: float) -> dict:
+def _usage(
+    before: tuple[float, float], after: tuple[float, float], wall: float
+) -> dict[str, float]:
     total = after[0] - before[0]
     main = after[1] - before[1]
     return {

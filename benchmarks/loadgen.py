@@ -426,33 +426,33 @@ class Load:
         await pair.sender_ws.send(wire.encode(frame))
         pair.sent += 1
 
-    async def _flat_out(self, pair: Pair, stop: list[bool], count: int | None) -> None:
-        """Send as fast as the window allows until ``stop[0]`` (or ``count`` sent)."""
+    async def _flat_out(self, pair: Pair, stop: asyncio.Event, count: int | None) -> None:
+        """Send as fast as the window allows until ``stop`` is set (or ``count`` sent)."""
         acquire = pair.window.acquire
         seq = pair.sent
         limit = seq + count if count is not None else None
         with contextlib.suppress(ConnectionClosed):
-            while not stop[0] and (limit is None or seq < limit):
+            while not stop.is_set() and (limit is None or seq < limit):
                 await acquire()
-                if stop[0]:
+                if stop.is_set():
                     pair.window.release()
                     return
                 seq += 1
                 await self._send_one(pair, seq)
 
     async def _paced(
-        self, pair: Pair, stop: list[bool], start: float, interval: float, skipped: list[int]
+        self, pair: Pair, stop: asyncio.Event, start: float, interval: float, skipped: list[int]
     ) -> None:
         """Open loop: one message every ``interval`` seconds (skip if the window is full)."""
         loop = asyncio.get_running_loop()
         next_t = start + random.random() * interval
         seq = pair.sent
         with contextlib.suppress(ConnectionClosed):
-            while not stop[0]:
+            while not stop.is_set():
                 delay = next_t - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                if stop[0]:
+                if stop.is_set():
                     return
                 if pair.window.locked():
                     skipped[0] += 1
@@ -496,7 +496,7 @@ class Load:
         return True
 
     async def _run_tasks(
-        self, coros: list[Awaitable[None]], body: Callable[[], Awaitable[None]]
+        self, coros: Sequence[Awaitable[None]], body: Callable[[], Awaitable[None]]
     ) -> None:
         tasks = [asyncio.ensure_future(c) for c in coros]
         try:
@@ -510,7 +510,7 @@ class Load:
         """Closed loop, every sender flat out within its window. Throughput and latency of
         the deliveries received during the measurement window (after a warm-up)."""
         self._reset()
-        stop = [False]
+        stop = asyncio.Event()
         marks: dict[str, float] = {}
 
         async def body() -> None:
@@ -520,7 +520,7 @@ class Load:
             await asyncio.sleep(measure_s)
             marks["i1"], marks["t1"] = len(self._recv_ns), _now_ns()
             self._cpu_marks(marks, "1")
-            stop[0] = True
+            stop.set()
             marks["drained"] = float(await self._drain(drain_s))
 
         await self._run_tasks([self._flat_out(p, stop, None) for p in self.pairs], body)
@@ -555,7 +555,7 @@ class Load:
         """Open loop at ``rate`` messages/s in total: latency of the messages *sent* during
         the measurement window, at a load well below saturation."""
         self._reset()
-        stop = [False]
+        stop = asyncio.Event()
         skipped = [0]
         marks: dict[str, float] = {}
         loop = asyncio.get_running_loop()
@@ -571,7 +571,7 @@ class Load:
             marks["t1"] = _now_ns()
             self._cpu_marks(marks, "1")
             marks["skipped"] = skipped[0]
-            stop[0] = True
+            stop.set()
             marks["drained"] = float(await self._drain(drain_s))
 
         coros = [self._paced(p, stop, start, interval, skipped) for p in self.pairs]
@@ -592,7 +592,7 @@ class Load:
         """Send exactly ``count_per_pair`` per sender as fast as the window allows; time from
         the first send to the last delivery."""
         self._reset()
-        stop = [False]
+        stop = asyncio.Event()
         total = count_per_pair * len(self.pairs)
         self._reached.clear()
         self._target_total = self._delivered_total + total
@@ -605,7 +605,7 @@ class Load:
                 marks["drained"] = 1.0
             except TimeoutError:
                 marks["drained"] = 0.0
-            stop[0] = True
+            stop.set()
 
         marks["t0"] = _now_ns()
         self._cpu_marks(marks, "0")

@@ -244,9 +244,7 @@ def machine_info() -> dict[str, object]:
     except AttributeError:
         cores = os.cpu_count() or 0
     try:
-        import websockets
-
-        ws_version = websockets.__version__
+        from websockets.version import version as ws_version
     except Exception:
         ws_version = "?"
     mem_total = ""

@@ -6,10 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.profile import create_profile, open_profile, profile_exists
 from messenger_tui.app.service import MessengerService
+
+E = TypeVar("E", bound=ev.Event)
 
 
 def make_service(root: Path, name: str, relay_url: str) -> MessengerService:
@@ -59,7 +62,7 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-async def next_event(queue: asyncio.Queue[ev.Event], kind: type, timeout: float = 20.0):
+async def next_event(queue: asyncio.Queue[ev.Event], kind: type[E], timeout: float = 20.0) -> E:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         remaining = deadline - asyncio.get_running_loop().time()

@@ -84,11 +84,11 @@ async def send_collect(client: WireClient, frames: list[wire.Send]) -> list[wire
         await client.send(frame)
     answers: list[wire.RelayFrame] = []
     while len(answers) < len(frames):
-        frame = await client.recv(30.0)
-        if isinstance(frame, wire.Stored) or (
-            isinstance(frame, wire.Error) and isinstance(frame.ref, bytes)
+        answer = await client.recv(30.0)
+        if isinstance(answer, wire.Stored) or (
+            isinstance(answer, wire.Error) and isinstance(answer.ref, bytes)
         ):
-            answers.append(frame)
+            answers.append(answer)
     return answers
 
 

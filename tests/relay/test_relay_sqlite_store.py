@@ -13,6 +13,7 @@ from messenger_tui.relay.sqlite_store import SqliteStore
 from messenger_tui.relay.store import (
     AckRequest,
     InsertOutcome,
+    InsertResult,
     NewEnvelope,
     OneTimePrekey,
     RelayStore,
@@ -29,7 +30,9 @@ def env(recipient: bytes, sender: bytes, body: bytes = b"ciphertext") -> NewEnve
     return NewEnvelope(recipient, sender, os.urandom(16), body)
 
 
-async def write(store: RelayStore, envs: list[NewEnvelope], now: int = 1000, limit: int = LIMIT):
+async def write(
+    store: RelayStore, envs: list[NewEnvelope], now: int = 1000, limit: int = LIMIT
+) -> list[InsertResult]:
     return await store.write(envs, [], now_ms=now, ttl_ms=TTL, mailbox_limit=limit)
 
 

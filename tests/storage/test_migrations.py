@@ -34,11 +34,13 @@ def test_version_1_upgrades_to_muted_contacts(tmp_path: Path) -> None:
         assert bob is not None and bob.muted is False
         with store.db.transaction():
             store.contacts.set_muted(bob.id, True)
-        assert store.contacts.by_id(bob.id).muted is True
+        muted = store.contacts.by_id(bob.id)
+        assert muted is not None and muted.muted is True
     finally:
         store.close()
     again = Store.open(path)  # reopening does not apply the step again
     try:
-        assert again.contacts.by_name("bob").muted is True
+        reopened = again.contacts.by_name("bob")
+        assert reopened is not None and reopened.muted is True
     finally:
         again.close()

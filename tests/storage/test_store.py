@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from messenger_tui.storage.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "m.db")
     yield s
     s.close()
@@ -113,7 +114,8 @@ def test_receipts_only_move_state_forward(store: Store) -> None:
     # a late delivery receipt does not move "read" back to "delivered"
     assert store.messages.advance_outgoing(cid, [mid], "delivered") == []
     assert not store.messages.advance_outgoing_row(row.id, "sent")
-    assert store.messages.by_id(row.id).state == "read"
+    stored = store.messages.by_id(row.id)
+    assert stored is not None and stored.state == "read"
 
 
 def test_duplicate_incoming_message_is_ignored(store: Store) -> None:
@@ -169,12 +171,16 @@ def test_sessions_keep_one_active_and_bounded_archive(store: Store) -> None:
 
 def test_key_change_is_recorded_and_accept_clears_it(store: Store) -> None:
     cid = _contact(store)
-    old = store.contacts.by_id(cid).identity
+    before = store.contacts.by_id(cid)
+    assert before is not None
+    old = before.identity
     store.contacts.change_identity(cid, b"n" * 32)
     row = store.contacts.by_id(cid)
+    assert row is not None
     assert row.key_changed and row.previous_identity == old and row.identity == b"n" * 32
     store.contacts.accept_key(cid)
     row = store.contacts.by_id(cid)
+    assert row is not None
     assert not row.key_changed and row.verified
 
 

@@ -85,7 +85,9 @@ def log_lines(app: MessengerApp) -> str:
     return "\n".join(main_of(app).view.text_lines())
 
 
-async def until(pilot: Pilot[None], predicate: Callable[[], bool], what: str, timeout=15.0):
+async def until(
+    pilot: Pilot[None], predicate: Callable[[], bool], what: str, timeout: float = 15.0
+) -> None:
     await wait_until(pilot, predicate, what=what, timeout=timeout)
 
 
@@ -137,10 +139,13 @@ async def test_call_accept_mute_hang_up_and_the_call_log(
         await bp.press("a")
         await until(bp, lambda: not isinstance(bob_app.screen, IncomingCallScreen), "modal gone")
         for app, pilot in ((alice_app, ap), (bob_app, bp)):
+
+            def in_call_with_timer(app: MessengerApp = app) -> bool:
+                return re.search(r"in call · 00:0\d", pane_text(app)) is not None
+
+            assert app.service is not None
             await until(
-                pilot,
-                lambda app=app: re.search(r"in call · 00:0\d", pane_text(app)) is not None,
-                f"{app.service.name}'s pane in call with the timer",
+                pilot, in_call_with_timer, f"{app.service.name}'s pane in call with the timer"
             )
         # Accepting opened Alice's conversation at Bob's.
         await until(bp, lambda: "alice" in main_of(bob_app).header_text, "Bob sees Alice's chat")
@@ -167,7 +172,7 @@ async def test_call_accept_mute_hang_up_and_the_call_log(
         await ap.press("f6")
         await until(ap, lambda: "· muted" in pane_text(alice_app), "Alice's pane muted")
         assert "(muted: they hear silence)" in pane_text(alice_app)
-        assert alice.current_call() is not None and alice.current_call().muted
+        assert (call := alice.current_call()) is not None and call.muted
         await until(
             bp,
             lambda: bob_pane.stats is not None and bob_pane.stats.remote_level < 0.01,
@@ -211,7 +216,7 @@ async def test_decline_shows_declined_on_both_sides(
         )
         await until(bp, lambda: "Declined call" in log_lines(bob_app), "Bob's call log")
         assert not isinstance(bob_app.screen, IncomingCallScreen)
-        assert alice.current_call() is not None and alice.current_call().state == "ended"
+        assert (call := alice.current_call()) is not None and call.state == "ended"
 
 
 def _footer(app: MessengerApp) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import Input, TextArea
 
 from messenger_tui.app.models import CallStats, CallView
@@ -125,7 +126,7 @@ async def _layout_settled(pilot: Pilot[object]) -> None:
         layout = [
             (id(widget), widget.region, widget.size)
             for screen in pilot.app.screen_stack
-            for widget in screen.walk_children()
+            for widget in screen.walk_children(Widget)
         ]
         if layout == previous:
             return
