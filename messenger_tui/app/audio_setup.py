@@ -27,10 +27,13 @@ MIC_TEST_INTERVAL_MS = 100
 def device_audio(
     microphone: str | None = None, speaker: str | None = None
 ) -> tuple[AudioSource, AudioSink]:
-    """The microphone and speaker called so (PortAudio names; None: the system default)."""
-    from messenger_tui.media.audio_io import DeviceSink, DeviceSource
+    """The microphone and speaker called so (PortAudio names; None: the system default), on
+    one duplex stream where the devices allow (one clock for the echo canceller; two streams
+    otherwise, see :mod:`messenger_tui.media.duplex_io`)."""
+    from messenger_tui.media.duplex_io import DuplexDevice
 
-    return DeviceSource(microphone), DeviceSink(speaker)
+    device = DuplexDevice(microphone, speaker)
+    return device.source, device.sink
 
 
 def settings_audio(settings: Settings) -> tuple[AudioSource, AudioSink]:

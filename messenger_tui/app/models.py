@@ -130,6 +130,11 @@ class Settings:
     #: The Opus bitrate of the audio this client sends in a call (kb/s, 12-64); every frame
     #: is padded to the size this rate allows, so the rate also sets the call's bandwidth.
     call_bitrate_kbps: int = 24
+    #: Calls through a microphone and speaker remove the speaker's echo from what is sent
+    #: (SpeexDSP; WAV files and headsets gain nothing and lose nothing by it).
+    echo_cancellation: bool = True
+    #: ... and suppress steady background noise and even out a quiet microphone's level.
+    noise_suppression: bool = True
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ STORED_KEYS: dict[str, str] = {
     "microphone": "audio.microphone",
     "speaker": "audio.speaker",
     "call_bitrate_kbps": "audio.call_bitrate_kbps",
+    "echo_cancellation": "audio.echo_cancellation",
+    "noise_suppression": "audio.noise_suppression",
 }
 #: Settings that are names, and how long each may be.
 TEXT_SETTINGS: dict[str, int] = {"theme": 64, "microphone": 256, "speaker": 256}
@@ -137,6 +139,8 @@ class ProfileSettings:
             microphone=str(values["microphone"]),
             speaker=str(values["speaker"]),
             call_bitrate_kbps=int(values["call_bitrate_kbps"]),
+            echo_cancellation=bool(values["echo_cancellation"]),
+            noise_suppression=bool(values["noise_suppression"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

@@ -316,6 +316,8 @@ class DeviceSource(_DeviceStream):
     An exception from it is counted in :meth:`stats` and the stream goes on."""
 
     direction: Direction = "input"
+    #: A microphone in a room: its capture may hold the speaker's echo (ports.AudioSource).
+    acoustic = True
 
     def __init__(self, device: str | None = None, *, latency: str | float = "low") -> None:
         super().__init__(device, latency=latency)

@@ -1,4 +1,5 @@
-"""A call's send path: captured PCM -> Opus -> padded payload -> sealed frame -> carrier.
+"""A call's send path: captured PCM -> voice processing (echo cancellation, noise
+suppression, gain control; devices only) -> Opus -> padded payload -> sealed frame -> carrier.
 
 Runs on the event loop's thread; a source that captures on a device thread hands each frame
 over with ``call_soon_threadsafe`` (a frame captured on the loop's own thread is processed at
@@ -22,6 +23,7 @@ from messenger_tui.core.crypto.media_frame import MediaFrameSealer
 from messenger_tui.media.codec import OpusEncoder, OpusSettings
 from messenger_tui.media.levels import frame_level
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SILENCE, MediaCarrier
+from messenger_tui.media.voice_processing import CaptureProcessor
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,11 @@ class SendPath:
         clock: Callable[[], float],
         loop: asyncio.AbstractEventLoop,
         after_frame: Callable[[float], None],
+        voice: CaptureProcessor | None = None,
     ) -> None:
         self._carrier = carrier
+        #: Processes each captured frame before the encoder (None: sent as captured).
+        self.voice = voice
         self._clock = clock
         self._loop = loop
         self._after_frame = after_frame
@@ -105,6 +110,9 @@ class SendPath:
             pcm = (pcm + SILENCE)[:FRAME_BYTES]
         self.captured += 1
         self.last_capture_at = now
+        if self.voice is not None:
+            # also while muted: the echo canceller keeps tracking the room
+            pcm = bytes(self.voice.process(pcm))
         if self.captured % LEVEL_EVERY == 1:
             self.mic_level = frame_level(pcm, LEVEL_STRIDE)
         if self.muted:

@@ -2,7 +2,9 @@
 
 The session owns the lifecycle and hands the work to three parts, each in its own module:
 
-* :class:`~messenger_tui.media.send_path.SendPath`: source frames -> Opus encode ->
+* :class:`~messenger_tui.media.send_path.SendPath`: source frames -> voice processing (a
+  :class:`~messenger_tui.media.voice_processing.CaptureProcessor`, when given: echo
+  cancellation against what the sink played, noise suppression, gain control) -> Opus encode ->
   ``pack_audio`` (the previous packet too, padded to the call's one payload size) -> seal
   (audio stream) -> ``carrier.send``;
 * :class:`~messenger_tui.media.receive_path.ReceivePath`: ``carrier`` -> open -> jitter buffer;
@@ -37,10 +39,11 @@ from messenger_tui.core.calls.report import ReportFlags
 from messenger_tui.media.codec import OpusSettings
 from messenger_tui.media.intervals import Counters, IntervalAccounting
 from messenger_tui.media.jitter_buffer import Concealment, JitterBufferConfig
-from messenger_tui.media.ports import AudioSink, AudioSource, MediaCarrier
+from messenger_tui.media.ports import SAMPLE_RATE, AudioSink, AudioSource, MediaCarrier
 from messenger_tui.media.receive_path import ReceivePath
 from messenger_tui.media.send_path import SendPath
 from messenger_tui.media.stats import MediaStats
+from messenger_tui.media.voice_processing import CaptureProcessor
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,12 @@ class MediaSession:
     ``on_lost(reason)`` runs once when nothing authentic arrived for ``lost_after_s`` while
     started (from :meth:`start`, or from the last authentic frame). Construction loads libopus
     (:class:`~messenger_tui.media.codec.CodecUnavailable` without it).
+
+    ``voice``: the capture processor (the session closes it). It gets every frame the sink
+    plays, as the sink takes it from :meth:`ReceivePath.pull` (the far end's audio as it
+    goes to the device: the echo reference), and processes every captured frame before the
+    encoder. A sink with an ``echo_delay_hint_s()`` (a duplex device: its stream's reported
+    latencies and timestamps) seeds the processor's delay estimate when it starts.
     """
 
     def __init__(
@@ -88,8 +97,10 @@ class MediaSession:
         report_interval_s: float = 1.0,
         jitter_config: JitterBufferConfig | None = None,
         wideband: bool = True,
+        voice: CaptureProcessor | None = None,
     ) -> None:
         self._carrier = carrier
+        self.voice = voice
         self._source = source
         self._sink = sink
         self._loop = loop
@@ -109,6 +120,7 @@ class MediaSession:
             clock=clock,
             loop=loop,
             after_frame=self.poll,
+            voice=voice,
         )
         self._rx = ReceivePath(
             keys,
@@ -175,11 +187,36 @@ class MediaSession:
             with self._ends_lock:  # close() waits for an open in progress, then stops it
                 if not self._started:
                     return
-                self._sink.start(self._rx.pull)
+                self._sink.start(self._rx.pull if self.voice is None else self._pull_played)
                 self._source.start(self._send.on_source_frame)
+            if self.voice is not None:
+                self._seed_echo_delay()
         except BaseException:
             self.close()
             raise
+
+    def _pull_played(self) -> bytes:
+        """The sink's callback with a capture processor: the frame to play is also the echo
+        reference (in the order the device takes it)."""
+        frame = self._rx.pull()
+        voice = self.voice
+        if voice is not None:
+            try:
+                voice.played(frame)
+            except Exception:  # never raise into a device callback
+                log.exception("echo reference failed; voice processing is off for this call")
+                self.voice = self._send.voice = None
+        return frame
+
+    def _seed_echo_delay(self) -> None:
+        """Start the delay estimate at what the device says its round trip is."""
+        hint = getattr(self._sink, "echo_delay_hint_s", None)
+        voice = self.voice
+        if not callable(hint) or voice is None:
+            return
+        seconds = hint()
+        if isinstance(seconds, float) and 0.0 < seconds < 1.0:
+            voice.set_delay(round(seconds * SAMPLE_RATE))
 
     def _arm_timer(self) -> None:
         self._timer = self._loop.call_later(_POLL_INTERVAL_S, self._on_timer)
@@ -201,6 +238,10 @@ class MediaSession:
                     part.stop()
                 except Exception:  # a device that fails to close must not keep the other open
                     log.exception("stopping %s failed", type(part).__name__)
+            voice, self.voice = self.voice, None
+            self._send.voice = None
+            if voice is not None:
+                voice.close()
 
     async def stop(self) -> None:
         """:meth:`close` without blocking the loop: the session stops at once (nothing more

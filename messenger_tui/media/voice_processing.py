@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import threading
 from dataclasses import dataclass
 from operator import mul
 from typing import Final, Protocol
@@ -103,6 +104,8 @@ class CaptureProcessor(Protocol):
 
     def process(self, frame: bytes) -> bytes | memoryview: ...
 
+    def set_delay(self, samples: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +120,9 @@ class PassThrough:
 
     def process(self, frame: bytes) -> bytes | memoryview:
         return frame
+
+    def set_delay(self, samples: int) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -212,7 +218,8 @@ class VoiceProcessor:
 
     Call :meth:`played` with every frame the sink plays, in order, and :meth:`process` with
     every captured frame, in order. Both count samples from the start; the estimated delay
-    maps one count onto the other.
+    maps one count onto the other. The two may run on different threads (the sink's device
+    thread and the event loop): a lock orders them.
     """
 
     def __init__(
@@ -265,6 +272,7 @@ class VoiceProcessor:
         self._estimator = estimator if estimator is not None else DelayEstimator()
         self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
         self._frames_since_estimate = 0
+        self._lock = threading.Lock()
         self.status = self._describe()
 
     def _describe(self) -> str:
@@ -287,16 +295,18 @@ class VoiceProcessor:
     def set_delay(self, samples: int) -> None:
         """Align the reference to a delay of ``samples`` (clamped to what the ring holds)."""
         limit = self._ring_samples - 2 * FRAME_SAMPLES
-        self._delay = max(0, min(samples, limit))
+        with self._lock:
+            self._delay = max(0, min(samples, limit))
 
     def played(self, frame: bytes) -> None:
         """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes)."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a played frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
-        start = self._played_count % self._ring_samples
-        # the ring is a whole number of frames, so a frame never wraps
-        ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
-        self._played_count += FRAME_SAMPLES
+        with self._lock:
+            start = self._played_count % self._ring_samples
+            # the ring is a whole number of frames, so a frame never wraps
+            ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
+            self._played_count += FRAME_SAMPLES
 
     def _fill_reference(self) -> None:
         """Copy the played samples aligned with the captured frame into the reference."""
@@ -335,8 +345,11 @@ class VoiceProcessor:
         ctypes.memmove(self._capture_address, frame, FRAME_BYTES)
         canceller, pre = self._canceller, self._preprocessor
         if canceller is not None:
-            self._fill_reference()
-            self._estimate_delay(frame)
+            with self._lock:
+                self._fill_reference()
+                same_time = self._same_time_played()
+            if same_time is not None:
+                self._estimate_delay(same_time, frame)
             for k in range(SUBFRAMES):
                 offset = 2 * k * SUBFRAME_SAMPLES
                 canceller.cancel(
@@ -352,16 +365,21 @@ class VoiceProcessor:
         self._captured_count += FRAME_SAMPLES
         return self._out_view
 
-    def _estimate_delay(self, frame: bytes) -> None:
-        """Feed the estimator the played audio at the same count as ``frame`` (no delay), and
-        every few seconds re-align the delay line to its estimate."""
+    def _same_time_played(self) -> bytes | None:
+        """The played frame at the same count as the captured frame (no delay), copied (call
+        under the lock); ``None`` when it is not in the ring."""
         start = self._captured_count
         if start + FRAME_SAMPLES > self._played_count or start < (
             self._played_count - self._ring_samples
         ):
-            return
+            return None
         position = start % self._ring_samples
-        same_time = self._ring_bytes[2 * position : 2 * (position + FRAME_SAMPLES)]
+        return bytes(self._ring_bytes[2 * position : 2 * (position + FRAME_SAMPLES)])
+
+    def _estimate_delay(self, same_time: bytes, frame: bytes) -> None:
+        """Feed the estimator the played audio at the same count as ``frame``, and every few
+        seconds re-align the delay line to its estimate (outside the lock: an estimate takes
+        ~20 ms of CPU, and the sink's device thread must not wait for it)."""
         self._estimator.add(same_time, frame)
         self._frames_since_estimate += 1
         if self._frames_since_estimate >= self._estimate_every:
