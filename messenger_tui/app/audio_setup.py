@@ -27,13 +27,16 @@ MIC_TEST_INTERVAL_MS = 100
 def device_audio(
     microphone: str | None = None, speaker: str | None = None
 ) -> tuple[AudioSource, AudioSink]:
-    """The microphone and speaker called so (PortAudio names; None: the system default), on
-    one duplex stream where the devices allow (one clock for the echo canceller; two streams
-    otherwise, see :mod:`messenger_tui.media.duplex_io`)."""
-    from messenger_tui.media.duplex_io import DuplexDevice
+    """The microphone and speaker called so (PortAudio names; None: the system default).
 
-    device = DuplexDevice(microphone, speaker)
-    return device.source, device.sink
+    Two streams, not one duplex stream: PortAudio's ALSA duplex stream on the ``pulse``
+    device delivered no callback at all, or stopped at its first underrun, here (PulseAudio
+    16, PortAudio 19.6). The echo canceller aligns the two by the times the device threads
+    hand over each frame (:meth:`~messenger_tui.media.voice_processing.VoiceProcessor.process`).
+    """
+    from messenger_tui.media.audio_io import DeviceSink, DeviceSource
+
+    return DeviceSource(microphone), DeviceSink(speaker)
 
 
 def settings_audio(settings: Settings) -> tuple[AudioSource, AudioSink]:

@@ -57,6 +57,9 @@ class SendPath:
         self._carrier = carrier
         #: Processes each captured frame before the encoder (None: sent as captured).
         self.voice = voice
+        #: When the frame being handed over was captured (a device source's ADC time), or
+        #: None: the clock's time at the hand-over is used.
+        self.capture_time: Callable[[], float | None] = lambda: None
         self._clock = clock
         self._loop = loop
         self._after_frame = after_frame
@@ -98,10 +101,16 @@ class SendPath:
         if threading.get_ident() == self.loop_thread:
             self.on_captured(pcm)
             return
+        # the time it left the device, for the echo canceller (the loop may run it later)
+        at = None
+        if self.voice is not None:
+            at = self.capture_time()
+            if at is None:
+                at = self._clock()
         with contextlib.suppress(RuntimeError):  # loop closed while the device winds down
-            self._loop.call_soon_threadsafe(self.on_captured, pcm)
+            self._loop.call_soon_threadsafe(self.on_captured, pcm, at)
 
-    def on_captured(self, pcm: bytes) -> None:
+    def on_captured(self, pcm: bytes, at: float | None = None) -> None:
         if not self.active:
             return
         now = self._clock()
@@ -112,7 +121,7 @@ class SendPath:
         self.last_capture_at = now
         if self.voice is not None:
             # also while muted: the echo canceller keeps tracking the room
-            pcm = bytes(self.voice.process(pcm))
+            pcm = bytes(self.voice.process(pcm, now if at is None else at))
         if self.captured % LEVEL_EVERY == 1:
             self.mic_level = frame_level(pcm, LEVEL_STRIDE)
         if self.muted:

@@ -39,7 +39,7 @@ from messenger_tui.core.calls.report import ReportFlags
 from messenger_tui.media.codec import OpusSettings
 from messenger_tui.media.intervals import Counters, IntervalAccounting
 from messenger_tui.media.jitter_buffer import Concealment, JitterBufferConfig
-from messenger_tui.media.ports import SAMPLE_RATE, AudioSink, AudioSource, MediaCarrier
+from messenger_tui.media.ports import AudioSink, AudioSource, MediaCarrier
 from messenger_tui.media.receive_path import ReceivePath
 from messenger_tui.media.send_path import SendPath
 from messenger_tui.media.stats import MediaStats
@@ -76,8 +76,9 @@ class MediaSession:
     ``voice``: the capture processor (the session closes it). It gets every frame the sink
     plays, as the sink takes it from :meth:`ReceivePath.pull` (the far end's audio as it
     goes to the device: the echo reference), and processes every captured frame before the
-    encoder. A sink with an ``echo_delay_hint_s()`` (a duplex device: its stream's reported
-    latencies and timestamps) seeds the processor's delay estimate when it starts.
+    encoder, each with its time at the device (a device end's ``play_time`` /
+    ``capture_time``, from PortAudio's DAC and ADC timestamps; else the session clock's time
+    when it was handed over): the processor aligns playback and capture by those times.
     """
 
     def __init__(
@@ -122,6 +123,8 @@ class MediaSession:
             after_frame=self.poll,
             voice=voice,
         )
+        if voice is not None and hasattr(source, "capture_time"):
+            self._send.capture_time = lambda: getattr(source, "capture_time", None)
         self._rx = ReceivePath(
             keys,
             jitter_config or DEFAULT_JITTER_CONFIG,
@@ -189,8 +192,7 @@ class MediaSession:
                     return
                 self._sink.start(self._rx.pull if self.voice is None else self._pull_played)
                 self._source.start(self._send.on_source_frame)
-            if self.voice is not None:
-                self._seed_echo_delay()
+
         except BaseException:
             self.close()
             raise
@@ -202,21 +204,12 @@ class MediaSession:
         voice = self.voice
         if voice is not None:
             try:
-                voice.played(frame)
+                at = getattr(self._sink, "play_time", None)
+                voice.played(frame, self._clock() if at is None else at)
             except Exception:  # never raise into a device callback
                 log.exception("echo reference failed; voice processing is off for this call")
                 self.voice = self._send.voice = None
         return frame
-
-    def _seed_echo_delay(self) -> None:
-        """Start the delay estimate at what the device says its round trip is."""
-        hint = getattr(self._sink, "echo_delay_hint_s", None)
-        voice = self.voice
-        if not callable(hint) or voice is None:
-            return
-        seconds = hint()
-        if isinstance(seconds, float) and 0.0 < seconds < 1.0:
-            voice.set_delay(round(seconds * SAMPLE_RATE))
 
     def _arm_timer(self) -> None:
         self._timer = self._loop.call_later(_POLL_INTERVAL_S, self._on_timer)

@@ -35,6 +35,7 @@ pass-through processor whose :attr:`~PassThrough.status` says why.
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from messenger_tui.media.speex_dsp import (
     VoiceProcessingUnavailable,
 )
 
+log = logging.getLogger(__name__)
+
 SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100  # 10 ms
 SUBFRAMES: Final = FRAME_SAMPLES // SUBFRAME_SAMPLES
 FILTER_MS: Final = 250
@@ -69,6 +72,13 @@ DELAY_MARGIN_MS: Final = 30
 COVERED_MS: Final = 80
 #: Largest device delay (playback to capture) the delay line can hold.
 MAX_DELAY_MS: Final = 500
+#: Timestamped frames: the offset between the played and the captured sample counts is the
+#: median over this many frames (callbacks come with scheduling jitter) ...
+OFFSET_FRAMES: Final = 50
+#: ... and a new median replaces the one in use only when they differ by more than this
+#: (a stream that started later, or lost frames to an overflow; clock drift is slower, and
+#: the delay estimate follows it).
+OFFSET_SLACK_MS: Final = 30
 #: Envelope block: one value per 2 ms.
 ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
 ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
@@ -100,9 +110,9 @@ class CaptureProcessor(Protocol):
 
     status: str
 
-    def played(self, frame: bytes) -> None: ...
+    def played(self, frame: bytes, at: float | None = None) -> None: ...
 
-    def process(self, frame: bytes) -> bytes | memoryview: ...
+    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview: ...
 
     def set_delay(self, samples: int) -> None: ...
 
@@ -115,10 +125,10 @@ class PassThrough:
     def __init__(self, status: str) -> None:
         self.status = status
 
-    def played(self, frame: bytes) -> None:
+    def played(self, frame: bytes, at: float | None = None) -> None:
         pass
 
-    def process(self, frame: bytes) -> bytes | memoryview:
+    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview:
         return frame
 
     def set_delay(self, samples: int) -> None:
@@ -171,6 +181,11 @@ class DelayEstimator:
         for start in range(0, len(samples), ENVELOPE_BLOCK):
             block = samples[start : start + ENVELOPE_BLOCK : 2]
             out.append(sum(map(abs, block)) / len(block))
+
+    def reset(self) -> None:
+        """Forget the history (the two signals' alignment changed)."""
+        self._played.clear()
+        self._captured.clear()
 
     def add(self, played: bytes | memoryview, captured: bytes | memoryview) -> None:
         """The played and captured frames of the same 20 ms of the stream counters."""
@@ -258,6 +273,11 @@ class VoiceProcessor:
         self._ring_bytes = memoryview(self._ring).cast("B")
         self._played_count = 0
         self._captured_count = 0
+        # timestamps: the played count at the last played() and its time; the offset (in
+        # samples) from a captured count to the played count of the same moment
+        self._played_at: float | None = None
+        self._offsets: list[int] = []
+        self._offset = 0
         self._delay = settings.initial_delay_ms * rate // 1000
         self._margin = DELAY_MARGIN_MS * rate // 1000
         self._covered = COVERED_MS * rate // 1000
@@ -298,8 +318,9 @@ class VoiceProcessor:
         with self._lock:
             self._delay = max(0, min(samples, limit))
 
-    def played(self, frame: bytes) -> None:
-        """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes)."""
+    def played(self, frame: bytes, at: float | None = None) -> None:
+        """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes); ``at``: when
+        its first sample plays (seconds, the same clock as :meth:`process`'s)."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a played frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         with self._lock:
@@ -307,10 +328,35 @@ class VoiceProcessor:
             # the ring is a whole number of frames, so a frame never wraps
             ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
             self._played_count += FRAME_SAMPLES
+            if at is not None:
+                self._played_at = at
+
+    def _follow_timestamps(self, at: float) -> None:
+        """Map the captured count onto the played one by the devices' timestamps (under the
+        lock): two streams start apart, and a stream that overflows loses frames, so equal
+        counts are not the same moment. The played count at ``at`` is the last played
+        frame's end, or earlier at :data:`SAMPLE_RATE` when ``at`` is before it."""
+        played_at = self._played_at
+        if played_at is None:
+            return
+        # the played sample at ``at`` (the last played frame started at ``played_at``), never
+        # past that frame: the estimator compares with frames in the ring
+        since = min(FRAME_SAMPLES, round((at - played_at) * SAMPLE_RATE))
+        now_played = self._played_count - FRAME_SAMPLES + since
+        self._offsets.append(now_played - self._captured_count)
+        if len(self._offsets) >= OFFSET_FRAMES:
+            offsets = sorted(self._offsets)
+            self._offsets.clear()
+            median = offsets[len(offsets) // 2]
+            if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
+                log.info("echo canceller: capture is %d ms behind playback", median // 48)
+                self._offset = median
+                self._estimator.reset()  # its history was aligned by the old offset
+                self._frames_since_estimate = 0
 
     def _fill_reference(self) -> None:
         """Copy the played samples aligned with the captured frame into the reference."""
-        first = self._captured_count - max(0, self._delay - self._margin)
+        first = self._captured_count + self._offset - max(0, self._delay - self._margin)
         address = self._reference_address
         filled = 0
         while filled < FRAME_SAMPLES:
@@ -337,15 +383,18 @@ class VoiceProcessor:
                     ctypes.memmove(address + 2 * filled, self._ring_address + 2 * position, 2 * run)
             filled += run
 
-    def process(self, frame: bytes) -> memoryview:
+    def process(self, frame: bytes, at: float | None = None) -> memoryview:
         """The captured ``frame`` processed: a view of an internal buffer, valid until the
-        next call (copy it to keep it)."""
+        next call (copy it to keep it). ``at``: when its first sample was captured (with the
+        played frames' times, the two counts are aligned by time; without, by count)."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a captured frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         ctypes.memmove(self._capture_address, frame, FRAME_BYTES)
         canceller, pre = self._canceller, self._preprocessor
         if canceller is not None:
             with self._lock:
+                if at is not None:
+                    self._follow_timestamps(at)
                 self._fill_reference()
                 same_time = self._same_time_played()
             if same_time is not None:
@@ -368,9 +417,11 @@ class VoiceProcessor:
     def _same_time_played(self) -> bytes | None:
         """The played frame at the same count as the captured frame (no delay), copied (call
         under the lock); ``None`` when it is not in the ring."""
-        start = self._captured_count
-        if start + FRAME_SAMPLES > self._played_count or start < (
-            self._played_count - self._ring_samples
+        start = self._captured_count + self._offset
+        if (
+            start < 0
+            or start + FRAME_SAMPLES > self._played_count
+            or start < (self._played_count - self._ring_samples)
         ):
             return None
         position = start % self._ring_samples
@@ -388,6 +439,11 @@ class VoiceProcessor:
             if estimate is not None:
                 lead = estimate - max(0, self._delay - self._margin)
                 if not self._margin // 3 <= lead <= self._covered:
+                    log.info(
+                        "echo canceller: echo delay %d ms (correlation %.2f)",
+                        estimate // 48,
+                        self._estimator.last_correlation,
+                    )
                     self.set_delay(estimate)
 
     def close(self) -> None:
