@@ -145,14 +145,19 @@ class CallPorts:
         with a true ``acoustic``); None for WAV files and loops, which have no echo."""
         if not getattr(source, "acoustic", False):
             return None
-        from messenger_tui.media.voice_processing import VoiceSettings, open_voice_processor
+        from messenger_tui.media.voice_processing import (
+            VoiceProcessor,
+            VoiceSettings,
+            open_voice_processor,
+        )
 
         echo, noise = self._voice() if self._voice is not None else (True, True)
         processor = open_voice_processor(
             VoiceSettings(echo_cancellation=echo, noise_suppression=noise, gain_control=noise)
         )
         log.info("call audio: %s", processor.status)
-        return processor
+        # a pass-through (every stage off, or no libspeexdsp) leaves the call's path as it is
+        return processor if isinstance(processor, VoiceProcessor) else None
 
 
 def make_call_manager(
