@@ -371,6 +371,12 @@ class VoiceProcessor:
         """The delay the reference line applies now (the estimate, before the margin)."""
         return self._delay
 
+    @property
+    def offset_samples(self) -> int:
+        """The played count minus the captured count of the same moment, as the devices'
+        timestamps say (0 until timestamped frames arrive; see :meth:`_follow_timestamps`)."""
+        return self._offset
+
     def set_delay(self, samples: int) -> None:
         """Align the reference to a delay of ``samples`` (clamped to what the ring holds)."""
         limit = self._ring_samples - 2 * FRAME_SAMPLES
