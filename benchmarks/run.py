@@ -40,6 +40,7 @@ from benchmarks import (
     ui_backlog_stall,
     ui_cold_start,
     ui_open_conversation,
+    voice_dsp,
 )
 from benchmarks.common import Settings
 from benchmarks.procs import machine_info
@@ -55,6 +56,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         calls_delay,
         calls_cpu,
         media_callgrind,
+        voice_dsp,
         ui_open_conversation,
         ui_backlog_stall,
         ui_cold_start,
