@@ -327,6 +327,7 @@ class VoiceProcessor:
         self._played_at: float | None = None
         self._offsets: list[int] = []
         self._offset = 0
+        self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
         self._margin = DELAY_MARGIN_MS * rate // 1000
         self._covered = COVERED_MS * rate // 1000
@@ -413,6 +414,7 @@ class VoiceProcessor:
             offsets = sorted(self._offsets)
             self._offsets.clear()
             median = offsets[len(offsets) // 2]
+            self._last_median = median
             if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
                 log.info("echo canceller: capture is %d ms behind playback", median // 48)
                 self._offset = median
@@ -541,6 +543,17 @@ class VoiceProcessor:
                 return
             self._estimating = False
             estimate = self._estimator.result
+            log.debug(
+                "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
+                "%d ms behind (offset in use %d ms), delay line %d ms, canceller %.1f dB, %s",
+                "?" if estimate is None else f"{estimate // 48} ms",
+                self._estimator.last_correlation,
+                self._last_median // 48,
+                self._offset // 48,
+                self._delay // 48,
+                10 * math.log10((self._gate_in + 1.0) / (self._gate_out + 1.0)),
+                "cancelling" if self._cancelling else "bypassed",
+            )
             if estimate is not None:
                 lead = estimate - max(0, self._delay - self._margin)
                 if not self._margin // 3 <= lead <= self._covered:
