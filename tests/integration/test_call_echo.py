@@ -116,9 +116,9 @@ def _level_db(signal: np.ndarray) -> float:
 @pytest.mark.xfail(
     # not strict: it reaches the bar in some runs (a strict xfail would fail CI on those)
     strict=False,
-    reason="reaches the bar in some runs, not all: 31.3, 33.8 and 30.7 dB in three runs, 4.6, 10.0, "
-    "10.5 and 5.9 dB in four others (2026-12, 2-core VM under load). Where it fails, either "
-    "the devices' timestamps moved the reference by 70-640 ms away from the echo the "
+    reason="reaches the bar in some runs, not all: 31.3, 33.8 and 30.7 dB in three runs, "
+    "4.6, 10.0, 10.5 and 5.9 dB in four others (2026-12, 2-core VM under load). Where it "
+    "fails, either the devices' timestamps moved the reference by 70-640 ms away from the echo the "
     "cross-correlation had found (the estimator searches only later lags, so it cannot "
     "follow), or, with a steady alignment (echo 40-54 ms, correlation 0.99), the linear "
     "filter removed only 10-14 dB (module-loopback's adaptive resampling between the pipe "
