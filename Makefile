@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the project uses at run time or in its tests.
 DEB_PACKAGES := libopus0 libportaudio2 libspeexdsp1 sqlite3 tmux pulseaudio libasound2-plugins \
-	espeak-ng sox opus-tools python3-venv python3-dev gcc redis-server
+	espeak-ng sox opus-tools python3-venv python3-dev gcc redis-server valgrind
 
 .PHONY: run test setup system-deps lint bench fuzz clean
 

@@ -35,6 +35,7 @@ from benchmarks import (
     full_stack,
     group_send,
     idle_memory,
+    media_callgrind,
     relay_fanout,
     relay_redis,
     relay_throughput,
@@ -42,6 +43,7 @@ from benchmarks import (
     ui_backlog_stall,
     ui_cold_start,
     ui_open_conversation,
+    voice_dsp,
 )
 from benchmarks.common import Settings
 from benchmarks.procs import machine_info
@@ -58,6 +60,8 @@ BENCHMARKS: dict[str, ModuleType] = {
         calls_relay,
         calls_delay,
         calls_cpu,
+        media_callgrind,
+        voice_dsp,
         ui_open_conversation,
         ui_backlog_stall,
         ui_cold_start,

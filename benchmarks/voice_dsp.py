@@ -10,7 +10,9 @@ end, and its echo through a simulated room as the capture). Per 20 ms frame, bes
   defaults (two 10 ms SpeexDSP frames, 250 ms filter, residual echo suppression, denoise, AGC,
   the delay estimator), ``played`` + ``process`` per frame; and each stage alone.
 
-Run: ``.venv/bin/python -m benchmarks.voice_dsp [--seconds 10] [--passes 3]``.
+Run: ``.venv/bin/python -m benchmarks.voice_dsp [--seconds 10] [--passes 3]``, or as part of
+``make bench`` (``python -m benchmarks.run voice_dsp``: the CPU table, and the callgrind counts
+over 2 s of call when valgrind is installed and the run is not ``--quick``).
 ``--callgrind`` instead runs itself under ``valgrind --tool=callgrind`` once per stage and
 prints instructions per second of call (deterministic, whatever the machine's speed).
 """
@@ -21,6 +23,7 @@ import argparse
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,10 +32,20 @@ import wave
 from array import array
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from benchmarks.common import Settings, fmt, md_table
 from messenger_tui.media.codec import OpusEncoder, OpusSettings
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.voice_processing import VoiceProcessor, VoiceSettings
+
+NAME = "voice_dsp"
+LABELS = {
+    "opus-encode": "Opus encode (the codec alone)",
+    "aec+ns+agc": "AEC + NS + AGC (defaults)",
+    "aec": "AEC + residual echo suppression + delay estimator",
+    "ns": "NS alone",
+}
 
 STAGES = {
     "opus-encode": None,
@@ -136,6 +149,48 @@ def callgrind(seconds: float) -> dict[str, float]:
             counts[stage] = int(match.group(1))
     base = counts.pop("setup")
     return {stage: (count - base) / seconds for stage, count in counts.items()}
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    seconds, passes = (3.0, 1) if settings.quick else (10.0, 3)
+    result: dict[str, Any] = {
+        "seconds": seconds,
+        "passes": passes,
+        "us_per_frame": measure(seconds, passes),
+    }
+    if not settings.quick and shutil.which("valgrind"):
+        result["instructions_per_s"] = callgrind(2.0)
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    us = result["us_per_frame"]
+    codec = us["opus-encode"]
+    frame_us = FRAME_SAMPLES / SAMPLE_RATE * 1e6
+    rows = [
+        [LABELS[stage], fmt(value, 0), fmt(value / frame_us * 100, 2), f"{value / codec:.2f}"]
+        for stage, value in us.items()
+    ]
+    text = (
+        "### Echo cancellation and noise suppression (CPU per frame)\n\n"
+        f"Process CPU per 20 ms frame, best of {result['passes']} passes over "
+        f"{result['seconds']:g} s of espeak-ng speech and a simulated echo "
+        "(`benchmarks/voice_dsp.py`).\n\n"
+        + md_table(["stage", "us per 20 ms frame", "% of a core", "x codec"], rows)
+    )
+    counts = result.get("instructions_per_s")
+    if counts:
+        base = counts["opus-encode"]
+        rows = [
+            [LABELS[stage], fmt(value / 1e6, 1), f"{value / base:.2f}"]
+            for stage, value in counts.items()
+        ]
+        text += (
+            "\n\nInstructions per second of call (valgrind --tool=callgrind, 2 s, minus a "
+            "run that only builds the signals):\n\n"
+            + md_table(["stage", "M instructions / s of call", "x codec"], rows)
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,13 @@ MIC_TEST_INTERVAL_MS = 100
 def device_audio(
     microphone: str | None = None, speaker: str | None = None
 ) -> tuple[AudioSource, AudioSink]:
-    """The microphone and speaker called so (PortAudio names; None: the system default)."""
+    """The microphone and speaker called so (PortAudio names; None: the system default).
+
+    Two streams, not one duplex stream: PortAudio's ALSA duplex stream on the ``pulse``
+    device delivered no callback at all, or stopped at its first underrun, here (PulseAudio
+    16, PortAudio 19.6). The echo canceller aligns the two by the times the device threads
+    hand over each frame (:meth:`~messenger_tui.media.voice_processing.VoiceProcessor.process`).
+    """
     from messenger_tui.media.audio_io import DeviceSink, DeviceSource
 
     return DeviceSource(microphone), DeviceSink(speaker)

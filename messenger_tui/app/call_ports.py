@@ -9,7 +9,9 @@ media route. :func:`make_call_manager` wires a manager to them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
@@ -25,11 +27,17 @@ from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
 from messenger_tui.transport.errors import TransportError
 
+if TYPE_CHECKING:
+    from messenger_tui.media.voice_processing import CaptureProcessor
+
+log = logging.getLogger(__name__)
+
 
 class CallPorts:
     """``relay_url()`` is the profile's relay URL list now (media links go to the node
     :func:`~messenger_tui.transport.media_join.media_relay_url` picks); ``bitrate_kbps()``
-    the Opus rate for a call starting now."""
+    the Opus rate for a call starting now; ``voice()`` the (echo cancellation, noise
+    suppression) settings for it (both on when not given)."""
 
     def __init__(
         self,
@@ -42,7 +50,9 @@ class CallPorts:
         now_ms: Callable[[], int],
         relay_url: Callable[[], str],
         bitrate_kbps: Callable[[], int],
+        voice: Callable[[], tuple[bool, bool]] | None = None,
     ) -> None:
+        self._voice = voice
         self._store = store
         self._identity = identity
         self._client = client
@@ -119,6 +129,7 @@ class CallPorts:
         from messenger_tui.media.session import DEFAULT_COMPLEXITY, MediaSession
 
         bitrate = self._bitrate_kbps() * 1000
+        processor = self._voice_processor(source)
         return MediaSession(
             keys,
             carrier,
@@ -128,7 +139,27 @@ class CallPorts:
             settings=OpusSettings(bitrate=bitrate, complexity=DEFAULT_COMPLEXITY),
             on_connected=on_connected,
             on_lost=on_lost,
+            voice=processor,
         )
+
+    def _voice_processor(self, source: AudioSource) -> CaptureProcessor | None:
+        """Echo cancellation and noise suppression for a microphone in a room (a source
+        with a true ``acoustic``); None for WAV files and loops, which have no echo."""
+        if not getattr(source, "acoustic", False):
+            return None
+        from messenger_tui.media.voice_processing import (
+            VoiceProcessor,
+            VoiceSettings,
+            open_voice_processor,
+        )
+
+        echo, noise = self._voice() if self._voice is not None else (True, True)
+        processor = open_voice_processor(
+            VoiceSettings(echo_cancellation=echo, noise_suppression=noise, gain_control=noise)
+        )
+        log.info("call audio: %s", processor.status)
+        # a pass-through (every stage off, or no libspeexdsp) leaves the call's path as it is
+        return processor if isinstance(processor, VoiceProcessor) else None
 
 
 def make_call_manager(

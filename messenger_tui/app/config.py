@@ -22,6 +22,8 @@ Example::
     [calls]
     bitrate_kbps = 24        # Opus bitrate of what you send, 12-64 kb/s
     talk_mode = "open"       # open | hold (hold the talk key, F4) | toggle
+    echo_cancellation = true # remove the speaker's echo from what the microphone sends
+    noise_suppression = true # suppress background noise, even out a quiet microphone
 
 The ``[keymap]`` is the user's: the app never writes this file. The other sections give
 defaults for the settings the settings screen changes; a value changed there is stored in the
@@ -49,7 +51,12 @@ SETTING_SECTIONS: dict[str, dict[str, type[bool | int | str]]] = {
     "ui": {"theme": str},
     "notifications": {"toasts": bool, "bell": bool, "desktop": bool, "private": bool},
     "messaging": {"read_receipts": bool, "typing": bool},
-    "calls": {"bitrate_kbps": int, "talk_mode": str},
+    "calls": {
+        "bitrate_kbps": int,
+        "talk_mode": str,
+        "echo_cancellation": bool,
+        "noise_suppression": bool,
+    },
 }
 #: Options whose setting has another name in the app (section, option) -> setting.
 SETTING_NAMES: dict[tuple[str, str], str] = {("calls", "bitrate_kbps"): "call_bitrate_kbps"}

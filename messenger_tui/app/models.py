@@ -145,6 +145,11 @@ class Settings:
     download_dir: str = ""
     #: Received files up to this size (KiB) download by themselves; larger ones on request.
     auto_download_kib: int = 10240
+    #: Calls through a microphone and speaker remove the speaker's echo from what is sent
+    #: (SpeexDSP; WAV files and headsets gain nothing and lose nothing by it).
+    echo_cancellation: bool = True
+    #: ... and suppress steady background noise and even out a quiet microphone's level.
+    noise_suppression: bool = True
 
 
 @dataclass(frozen=True)

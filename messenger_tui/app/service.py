@@ -165,6 +165,10 @@ class MessengerService:
             bitrate_kbps=lambda: (
                 self.call_bitrate_override or self._settings.current().call_bitrate_kbps
             ),
+            voice=lambda: (
+                self._settings.current().echo_cancellation,
+                self._settings.current().noise_suppression,
+            ),
         )
         self.calls = make_call_manager(
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices

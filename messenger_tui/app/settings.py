@@ -36,6 +36,8 @@ STORED_KEYS: dict[str, str] = {
     "talk_mode": "audio.talk_mode",
     "download_dir": "files.download_dir",
     "auto_download_kib": "files.auto_download_kib",
+    "echo_cancellation": "audio.echo_cancellation",
+    "noise_suppression": "audio.noise_suppression",
 }
 #: Settings that are names, and how long each may be.
 TEXT_SETTINGS: dict[str, int] = {
@@ -161,6 +163,8 @@ class ProfileSettings:
             talk_mode=str(values["talk_mode"]),
             download_dir=str(values["download_dir"]),
             auto_download_kib=int(values["auto_download_kib"]),
+            echo_cancellation=bool(values["echo_cancellation"]),
+            noise_suppression=bool(values["noise_suppression"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -191,6 +192,18 @@ class DeviceStats:
     device_lost: bool = False
 
 
+def _device_ahead(time_info: Any, output: bool) -> float:
+    """How far the block's DAC time is ahead of now (output), or its ADC time behind
+    (input), in seconds, from PortAudio's timestamps; 0 when the host gives none."""
+    try:
+        now = float(time_info.currentTime)
+        at = float(time_info.outputBufferDacTime if output else time_info.inputBufferAdcTime)
+    except (AttributeError, TypeError, ValueError):
+        return 0.0
+    ahead = at - now if output else now - at
+    return ahead if now > 0.0 and 0.0 <= ahead < 2.0 else 0.0
+
+
 _XRUN_FLAGS = ("input_overflow", "output_underflow")
 _OTHER_FLAGS = ("input_underflow", "output_overflow", "priming_output")
 
@@ -316,11 +329,16 @@ class DeviceSource(_DeviceStream):
     An exception from it is counted in :meth:`stats` and the stream goes on."""
 
     direction: Direction = "input"
+    #: A microphone in a room: its capture may hold the speaker's echo (ports.AudioSource).
+    acoustic = True
 
     def __init__(self, device: str | None = None, *, latency: str | float = "low") -> None:
         super().__init__(device, latency=latency)
         self._on_frame: Callable[[bytes], None] | None = None
         self._carry = bytearray()
+        #: When the frame being handed to ``on_frame`` was captured (``time.monotonic``,
+        #: from PortAudio's ADC timestamp), read by the echo canceller during the call.
+        self.capture_time: float | None = None
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         self._on_frame = on_frame
@@ -335,6 +353,7 @@ class DeviceSource(_DeviceStream):
         if not self._running or on_frame is None:
             return
         data = bytes(indata)  # copy: PortAudio reuses the buffer after we return
+        self.capture_time = time.monotonic() - _device_ahead(time_info, False)
         if len(data) == FRAME_BYTES and not self._carry:
             chunks = [data]
         else:  # the host chose another block size: re-block into 20 ms frames
@@ -367,6 +386,9 @@ class DeviceSink(_DeviceStream):
         super().__init__(device, latency=latency)
         self._pull: Callable[[], bytes] | None = None
         self._carry = bytearray()
+        #: When the frame ``pull`` is about to return will be played (``time.monotonic``,
+        #: from PortAudio's DAC timestamp), read by the echo canceller during the pull.
+        self.play_time: float | None = None
 
     def start(self, pull: Callable[[], bytes]) -> None:
         self._pull = pull
@@ -397,6 +419,9 @@ class DeviceSink(_DeviceStream):
         if not self._running or pull is None:
             outdata[:] = bytes(need)
             return
+        # the carry's bytes play first; a pulled frame plays after them
+        carried = len(self._carry) / (2 * SAMPLE_RATE)
+        self.play_time = time.monotonic() + _device_ahead(time_info, True) + carried
         if need == FRAME_BYTES and not self._carry:
             outdata[:] = self._next_frame(pull)
             return

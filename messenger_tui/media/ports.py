@@ -34,7 +34,10 @@ class AudioSource(Protocol):
     """Captured audio, one frame at a time.
 
     An end whose ``start`` blocks (a device) has a true ``opens_slowly`` attribute (sources
-    and sinks alike); the media session then starts it on a worker thread."""
+    and sinks alike); the media session then starts it on a worker thread. A microphone in a
+    room, whose capture may hold the echo of what the speaker plays, has a true ``acoustic``
+    attribute: calls run echo cancellation and noise suppression on it (WAV files and loops
+    have none)."""
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         """Begin capturing; call ``on_frame`` with each :data:`FRAME_BYTES`-byte frame.

@@ -1,4 +1,5 @@
-"""A call's send path: captured PCM -> Opus -> padded payload -> sealed frame -> carrier.
+"""A call's send path: captured PCM -> voice processing (echo cancellation, noise
+suppression, gain control; devices only) -> Opus -> padded payload -> sealed frame -> carrier.
 
 Runs on the event loop's thread; a source that captures on a device thread hands each frame
 over with ``call_soon_threadsafe`` (a frame captured on the loop's own thread is processed at
@@ -22,6 +23,7 @@ from messenger_tui.core.crypto.media_frame import MediaFrameSealer
 from messenger_tui.media.codec import OpusEncoder, OpusSettings
 from messenger_tui.media.levels import frame_level
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SILENCE, MediaCarrier
+from messenger_tui.media.voice_processing import CaptureProcessor
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,14 @@ class SendPath:
         clock: Callable[[], float],
         loop: asyncio.AbstractEventLoop,
         after_frame: Callable[[float], None],
+        voice: CaptureProcessor | None = None,
     ) -> None:
         self._carrier = carrier
+        #: Processes each captured frame before the encoder (None: sent as captured).
+        self.voice = voice
+        #: When the frame being handed over was captured (a device source's ADC time), or
+        #: None: the clock's time at the hand-over is used.
+        self.capture_time: Callable[[], float | None] = lambda: None
         self._clock = clock
         self._loop = loop
         self._after_frame = after_frame
@@ -93,10 +101,16 @@ class SendPath:
         if threading.get_ident() == self.loop_thread:
             self.on_captured(pcm)
             return
+        # the time it left the device, for the echo canceller (the loop may run it later)
+        at = None
+        if self.voice is not None:
+            at = self.capture_time()
+            if at is None:
+                at = self._clock()
         with contextlib.suppress(RuntimeError):  # loop closed while the device winds down
-            self._loop.call_soon_threadsafe(self.on_captured, pcm)
+            self._loop.call_soon_threadsafe(self.on_captured, pcm, at)
 
-    def on_captured(self, pcm: bytes) -> None:
+    def on_captured(self, pcm: bytes, at: float | None = None) -> None:
         if not self.active:
             return
         now = self._clock()
@@ -105,6 +119,9 @@ class SendPath:
             pcm = (pcm + SILENCE)[:FRAME_BYTES]
         self.captured += 1
         self.last_capture_at = now
+        if self.voice is not None:
+            # also while muted: the echo canceller keeps tracking the room
+            pcm = bytes(self.voice.process(pcm, now if at is None else at))
         if self.captured % LEVEL_EVERY == 1:
             self.mic_level = frame_level(pcm, LEVEL_STRIDE)
         if self.muted:

@@ -2,7 +2,9 @@
 
 The session owns the lifecycle and hands the work to three parts, each in its own module:
 
-* :class:`~messenger_tui.media.send_path.SendPath`: source frames -> Opus encode ->
+* :class:`~messenger_tui.media.send_path.SendPath`: source frames -> voice processing (a
+  :class:`~messenger_tui.media.voice_processing.CaptureProcessor`, when given: echo
+  cancellation against what the sink played, noise suppression, gain control) -> Opus encode ->
   ``pack_audio`` (the previous packet too, padded to the call's one payload size) -> seal
   (audio stream) -> ``carrier.send``;
 * :class:`~messenger_tui.media.receive_path.ReceivePath`: ``carrier`` -> open -> jitter buffer;
@@ -41,6 +43,7 @@ from messenger_tui.media.ports import AudioSink, AudioSource, MediaCarrier
 from messenger_tui.media.receive_path import ReceivePath
 from messenger_tui.media.send_path import SendPath
 from messenger_tui.media.stats import MediaStats
+from messenger_tui.media.voice_processing import CaptureProcessor
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,13 @@ class MediaSession:
     ``on_lost(reason)`` runs once when nothing authentic arrived for ``lost_after_s`` while
     started (from :meth:`start`, or from the last authentic frame). Construction loads libopus
     (:class:`~messenger_tui.media.codec.CodecUnavailable` without it).
+
+    ``voice``: the capture processor (the session closes it). It gets every frame the sink
+    plays, as the sink takes it from :meth:`ReceivePath.pull` (the far end's audio as it
+    goes to the device: the echo reference), and processes every captured frame before the
+    encoder, each with its time at the device (a device end's ``play_time`` /
+    ``capture_time``, from PortAudio's DAC and ADC timestamps; else the session clock's time
+    when it was handed over): the processor aligns playback and capture by those times.
     """
 
     def __init__(
@@ -88,8 +98,10 @@ class MediaSession:
         report_interval_s: float = 1.0,
         jitter_config: JitterBufferConfig | None = None,
         wideband: bool = True,
+        voice: CaptureProcessor | None = None,
     ) -> None:
         self._carrier = carrier
+        self.voice = voice
         self._source = source
         self._sink = sink
         self._loop = loop
@@ -109,7 +121,10 @@ class MediaSession:
             clock=clock,
             loop=loop,
             after_frame=self.poll,
+            voice=voice,
         )
+        if voice is not None and hasattr(source, "capture_time"):
+            self._send.capture_time = lambda: getattr(source, "capture_time", None)
         self._rx = ReceivePath(
             keys,
             jitter_config or DEFAULT_JITTER_CONFIG,
@@ -175,11 +190,26 @@ class MediaSession:
             with self._ends_lock:  # close() waits for an open in progress, then stops it
                 if not self._started:
                     return
-                self._sink.start(self._rx.pull)
+                self._sink.start(self._rx.pull if self.voice is None else self._pull_played)
                 self._source.start(self._send.on_source_frame)
+
         except BaseException:
             self.close()
             raise
+
+    def _pull_played(self) -> bytes:
+        """The sink's callback with a capture processor: the frame to play is also the echo
+        reference (in the order the device takes it)."""
+        frame = self._rx.pull()
+        voice = self.voice
+        if voice is not None:
+            try:
+                at = getattr(self._sink, "play_time", None)
+                voice.played(frame, self._clock() if at is None else at)
+            except Exception:  # never raise into a device callback
+                log.exception("echo reference failed; voice processing is off for this call")
+                self.voice = self._send.voice = None
+        return frame
 
     def _arm_timer(self) -> None:
         self._timer = self._loop.call_later(_POLL_INTERVAL_S, self._on_timer)
@@ -201,6 +231,10 @@ class MediaSession:
                     part.stop()
                 except Exception:  # a device that fails to close must not keep the other open
                     log.exception("stopping %s failed", type(part).__name__)
+            voice, self.voice = self.voice, None
+            self._send.voice = None
+            if voice is not None:
+                voice.close()
 
     async def stop(self) -> None:
         """:meth:`close` without blocking the loop: the session stops at once (nothing more

@@ -1,5 +1,5 @@
-"""The settings screen: notifications, receipts, typing, theme, call devices, relay URL,
-passphrase.
+"""The settings screen: notifications, receipts, typing, theme, call devices, echo
+cancellation and noise suppression, relay URL, passphrase.
 
 Every change applies at once and is stored in the profile by the service (the checkboxes, the
 theme and the call devices as they change; the relay URL and the passphrase with their
@@ -41,6 +41,17 @@ CHECKBOXES: dict[str, tuple[str, str]] = {
 SECTIONS_BEFORE = {
     "set-toasts": "Notifications",
     "set-read-receipts": "Privacy",
+}
+#: The calls' checkboxes (shown under the devices), as :data:`CHECKBOXES`.
+CALL_CHECKBOXES: dict[str, tuple[str, str]] = {
+    "set-echo-cancellation": (
+        "echo_cancellation",
+        "Echo cancellation (without a headset, they do not hear themselves)",
+    ),
+    "set-noise-suppression": (
+        "noise_suppression",
+        "Noise suppression and automatic gain for the microphone",
+    ),
 }
 #: The call-device selects: id -> setting name.
 DEVICE_SELECTS = {"set-microphone": "microphone", "set-speaker": "speaker"}
@@ -231,6 +242,8 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
             yield Select(TALK_MODE_OPTIONS, allow_blank=False, value=settings.talk_mode,
                          id="set-talk-mode", compact=True)  # fmt: skip
         yield Static(self._talk_hint(), id="talk-hint", classes="settings-hint")
+        for box_id, (name, label) in CALL_CHECKBOXES.items():
+            yield Checkbox(label, bool(getattr(settings, name)), id=box_id, compact=True)
 
     def _talk_hint(self) -> str:
         """Whether this terminal can hold-to-talk (it must report key releases)."""
@@ -360,7 +373,8 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         event.stop()
-        entry = CHECKBOXES.get(event.checkbox.id or "")
+        box_id = event.checkbox.id or ""
+        entry = CHECKBOXES.get(box_id) or CALL_CHECKBOXES.get(box_id)
         if entry is None:
             return
         try:
