@@ -10,6 +10,11 @@ connection's outgoing buffer has room again. The pusher:
 * keeps at most ``window`` deliveries unacknowledged and stops while the sink is congested;
 * pushes an envelope stored while it is caught up straight away from memory (no database
   read, no task switch), and falls back to reading the store when it lags behind;
+* with several relay nodes on one store (``shared``), pushes an offered envelope from memory
+  only when its seq directly follows the last one seen here: a gap means another node
+  committed envelopes in between whose wake-up has not arrived yet, so the pusher reads the
+  store after its cursor instead (pushing the later one first would move the cursor past
+  them, and the re-read on their wake-up would start after them: never delivered);
 * sends ``Drained`` after the initial backlog (always, even when empty) and each later time it
   catches up after having pushed something: for live envelopes, when the caller signals the
   end of a commit batch with :meth:`offers_done` (once per batch, in the same write).
@@ -37,8 +42,10 @@ class DeliveryPusher:
         *,
         window: int,
         clock: Clock,
+        shared: bool = False,
     ) -> None:
         self.identity = identity
+        self._shared = shared  # other relay nodes commit to this mailbox too
         self._store = store
         self._sink = sink
         self._window = window
@@ -62,7 +69,11 @@ class DeliveryPusher:
 
     def offer(self, envelope: StoredEnvelope) -> None:
         """A new envelope for this identity was committed; push it now or when there is room."""
-        if self._caught_up and not self._fetching:
+        if self._caught_up and not self._fetching and not self._follows(envelope):
+            # Another node's envelopes may lie between (see the module docstring).
+            self._caught_up = False
+            self._live.clear()
+        elif self._caught_up and not self._fetching:
             if not self._live and len(self._inflight) < self._window and not self._sink.congested():
                 self._push(envelope)
                 return
@@ -75,6 +86,14 @@ class DeliveryPusher:
         else:
             self._missed = True
         self._wake.set()
+
+    def _follows(self, envelope: StoredEnvelope) -> bool:
+        """Whether nothing can have been committed between the last envelope seen here and
+        ``envelope`` (always true on one node: every commit is offered, in seq order)."""
+        if not self._shared:
+            return True
+        last = self._live[-1].seq if self._live else self._cursor
+        return envelope.seq == last + 1
 
     def offers_done(self) -> None:
         """The commit batch that produced the last offers is complete: send Drained if the

@@ -252,6 +252,7 @@ class MessageRouteConnection:
             self,
             window=self._config.delivery_window,
             clock=services.clock,
+            shared=services.nodes is not None,
         )
         if services.nodes is not None:
             await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)

@@ -144,9 +144,13 @@ def deliveries(frames: list[wire.RelayFrame]) -> list[bytes]:
 
 
 class PusherHarness:
-    def __init__(self, store: SqliteStore, clock: ManualClock, window: int) -> None:
+    def __init__(
+        self, store: SqliteStore, clock: ManualClock, window: int, *, shared: bool = False
+    ) -> None:
         self.sink = ListSink()
-        self.pusher = DeliveryPusher(BOB, store, self.sink, window=window, clock=clock)
+        self.pusher = DeliveryPusher(
+            BOB, store, self.sink, window=window, clock=clock, shared=shared
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> PusherHarness:
@@ -225,6 +229,29 @@ async def test_live_overflow_falls_back_to_the_store(
             await settle()
         assert deliveries(h.sink.frames) == ids[2:]
         assert h.sink.frames[-1] == wire.Drained(pushed=7)
+
+
+async def test_shared_mailbox_reads_what_another_node_committed_before_a_local_offer(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    # Several nodes: node A commits `theirs` (its wake-up is still on the way), then this
+    # node commits `ours` and offers it. Pushing `ours` from memory would move the cursor past
+    # `theirs`, and the re-read on the wake-up would start after it: never delivered.
+    async with PusherHarness(store, clock, window=8, shared=True) as h:
+        assert h.sink.take() == [wire.Drained(pushed=0)]
+        first = await put(store, [new()])
+        h.pusher.offer(first[0])  # nothing in between: pushed straight from memory
+        h.pusher.offers_done()
+        theirs, ours = await put(store, [new(), new()])
+        h.pusher.offer(ours)
+        h.pusher.offers_done()
+        await settle()
+        frames = h.sink.take()
+        assert deliveries(frames) == [first[0].msg_id, theirs.msg_id, ours.msg_id]
+        assert frames[-1] == wire.Drained(pushed=3)
+        h.pusher.reread()  # the late wake-up for `theirs`: nothing is delivered twice
+        await settle()
+        assert deliveries(h.sink.take()) == []
 
 
 async def test_congested_sink_pauses_pushing(store: SqliteStore, clock: ManualClock) -> None:
