@@ -52,7 +52,9 @@ from websockets.protocol import State
 from messenger_tui.core import media_wire, wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.group_media_wire import GroupJoin, GroupRelayFrame, try_group_join
 from messenger_tui.core.media_wire import Leg, MediaErrorCode
+from messenger_tui.relay.group_media import GroupLegSession, GroupRooms
 from messenger_tui.relay.handshake import CLOSE_POLICY, authenticate
 from messenger_tui.relay.services import RelayServices
 
@@ -177,6 +179,8 @@ class MediaRouter:
     def __init__(self) -> None:
         self._routes: dict[bytes, Route] = {}
         self.stats = MediaStats()
+        #: Group call rooms (relay/group_media.py) share the route and its connections.
+        self.groups = GroupRooms()
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -240,6 +244,7 @@ class MediaRouteConnection:
         self._leg = Leg.CALLER
         self._token = b""
         self._route: Route | None = None
+        self._group_join: GroupJoin | None = None  # set when the leg joins a group call
         self._abuse = 0
         self._closing = False
         self._alone: asyncio.TimerHandle | None = None
@@ -319,7 +324,10 @@ class MediaRouteConnection:
     # ---------------------------------------------------------------------------- writing
 
     def _send_control(
-        self, frame: wire.RelayFrame | media_wire.MediaRelayFrame, *, droppable: bool = False
+        self,
+        frame: wire.RelayFrame | media_wire.MediaRelayFrame | GroupRelayFrame,
+        *,
+        droppable: bool = False,
     ) -> bool:
         """Write a control frame now, unless more than ``media_control_limit`` bytes already
         wait for this leg (it does not read): then a ``droppable`` frame (an error reply) is
@@ -376,6 +384,9 @@ class MediaRouteConnection:
             self._send_control(wire.AuthOk(identity=identity, queued=0, prekeys_remaining=0))
             if not await self._join():
                 return
+            if self._group_join is not None:
+                await GroupLegSession(self, self._router.groups, self._group_join).run()
+                return
             await self._forward()
         except (ConnectionClosed, _Closing):
             pass
@@ -422,11 +433,15 @@ class MediaRouteConnection:
             raise
 
     async def _join(self) -> bool:
-        """Wait for media_join and enter the route; False when the connection is refused."""
+        """Wait for media_join and enter the route (or for group_join, served by
+        relay/group_media.py); False when the connection is refused."""
         try:
             async with asyncio.timeout(self._config.auth_timeout_s):
                 while True:
                     data = await self._conn.recv()
+                    if (group := try_group_join(data)) is not None:
+                        self._group_join = group
+                        return True
                     if media_wire.is_media_frame(data):
                         self._stats.dropped_not_joined += 1
                         self.dropped += 1
