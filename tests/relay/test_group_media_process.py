@@ -47,6 +47,15 @@ async def join_all(url: str, token: bytes, count: int) -> list[GroupRawLeg]:
     return legs
 
 
+def turn_of(index: int, slot: int) -> Callable[[int], int]:
+    """Loud during frames [index * slot, (index + 1) * slot), silent otherwise."""
+    return lambda seq: LOUD if seq // slot == index else SILENT
+
+
+def steady(level: int) -> Callable[[int], int]:
+    return lambda seq: level
+
+
 async def paced(
     leg_index: int, leg: GroupRawLeg, frames: int, level_of: Callable[[int], int]
 ) -> None:
@@ -68,10 +77,7 @@ async def test_six_legs_each_hear_every_other_taking_turns(relay: RelayProcess) 
         assert [len(leg.joined.participants) for leg in legs if leg.joined] == list(range(6))
         slot = 50
         await asyncio.gather(
-            *(
-                paced(i, leg, 6 * slot, lambda seq, i=i: LOUD if seq // slot == i else SILENT)
-                for i, leg in enumerate(legs)
-            )
+            *(paced(i, leg, 6 * slot, turn_of(i, slot)) for i, leg in enumerate(legs))
         )
         await asyncio.sleep(0.5)
         lost = 0
@@ -100,9 +106,7 @@ async def test_top_three_speakers_by_level(relay: RelayProcess) -> None:
     legs = await join_all(relay.url, call_token(), 6)
     levels = {0: 40, 1: 50, 2: 10, 3: 20, 4: 30, 5: SILENT}  # loudest: 2, 3, 4
     try:
-        await asyncio.gather(
-            *(paced(i, leg, 100, lambda seq, i=i: levels[i]) for i, leg in enumerate(legs))
-        )
+        await asyncio.gather(*(paced(i, leg, 100, steady(levels[i])) for i, leg in enumerate(legs)))
         await asyncio.sleep(0.5)
         settled = [parse_test_frame(f) for f in legs[5].frames]
         after = Counter(sender for sender, seq in settled if seq >= 10)  # after 200 ms
