@@ -28,6 +28,7 @@ Logs carry an 8-hex-digit prefix of the room id, identity fingerprints and count
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, fields
 from enum import Enum
@@ -308,7 +309,10 @@ class GroupLegSession:
             )
 
 
-def _spawn_close(conn: MediaRouteConnection, code: int, reason: str) -> None:
-    from messenger_tui.relay.media_route import _spawn
+_background: set[asyncio.Task[None]] = set()
 
-    _spawn(conn._close(code, reason))
+
+def _spawn_close(conn: MediaRouteConnection, code: int, reason: str) -> None:
+    task = asyncio.get_running_loop().create_task(conn._close(code, reason))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
