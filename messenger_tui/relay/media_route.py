@@ -8,12 +8,12 @@ Flow of one connection (:class:`MediaRouteConnection`)::
     media_join(token, leg)  -> media_joined(leg, peer, alone_timeout_ms)
     binary media frames both ways, media_peer(present) when the other leg comes or goes
 
-Pairing (:class:`MediaRouter`, relay/media_pairing.py) is keyed by the join token itself, never by a call id: only the
-two parties can derive the token. A route holds at most one connection per leg. A second join
-for an occupied leg by the **same identity** replaces the older connection (close 4000; this
-is how a client resumes after its link dropped); by **another identity** it is refused with
-``leg_taken`` (close 1008). The identity that first joined a leg keeps it for as long as the
-route exists (until both legs are gone).
+Pairing (:class:`MediaRouter`, relay/media_pairing.py) is keyed by the join token itself, never
+by a call id: only the two parties can derive the token. A route holds at most one connection
+per leg. A second join for an occupied leg by the **same identity** replaces the older
+connection (close 4000; this is how a client resumes after its link dropped); by **another
+identity** it is refused with ``leg_taken`` (close 1008). The identity that first joined a leg
+keeps it for as long as the route exists (until both legs are gone).
 
 A leg that sends ``group_join`` instead of ``media_join`` is a group call leg, served by
 relay/group_media.py (rooms of up to 16 legs, forwarding to the loudest speakers) through this
