@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from messenger_tui.core.attachments.pointer import AttachmentPointer
+from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite
 from messenger_tui.core.errors import CoreError, MalformedAttachmentPointer
 
 #: Longest text message accepted (bytes of UTF-8); keeps envelopes well under MAX_ENVELOPE.
@@ -129,6 +130,7 @@ Payload = (
     | Access
     | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText)
     | Attachment
+    | (GroupCallInvite | GroupCallFrameKey)  # group calls: core/calls/group_keys.py
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -14,6 +14,7 @@ from messenger_tui.core.calls.group_frames import (
 )
 from messenger_tui.media.codec import OpusEncoder, load_opus
 from messenger_tui.media.group_receive import GroupReceivePath, mix
+from messenger_tui.media.group_send import GroupSendPath, pcm_level_byte
 from messenger_tui.media.jitter_buffer import JitterBufferConfig
 from messenger_tui.media.ports import FRAME_SAMPLES, SAMPLE_RATE
 
@@ -98,3 +99,26 @@ def test_mix_clips_instead_of_wrapping() -> None:
     mixed = np.frombuffer(mix([loud, loud]), dtype="<i2")
     assert mixed.min() == 32767
     assert mix([loud]) is loud
+
+
+def test_send_path_level_byte_and_round_trip() -> None:
+    clock = FakeClock()
+    sealer = GroupFrameSealer(clock)
+    opener = GroupFrameOpener(clock)
+    opener.add_key(b"s" * 32, sealer.current)
+    send = GroupSendPath(sealer, OpusEncoder())
+    assert pcm_level_byte(bytes(2 * FRAME_SAMPLES)) == 127  # silence: no voice bit
+    assert pcm_level_byte(tone_frame(1000.0, 0, 0.2)) == 0x80 | 17  # RMS of 0.2 sine: -17 dBov
+    path = GroupReceivePath(opener, JitterBufferConfig(), clock=clock)
+    out = []
+    for index in range(100):
+        clock.now += 0.02
+        send.muted = index >= 80
+        frame = send.frame(tone_frame(1000.0, index))
+        assert frame[1] == (127 if send.muted else 0x80 | 17)
+        path.receive(frame)
+        out.append(path.pull())
+    pcm = np.frombuffer(b"".join(out), dtype="<i2").astype(np.float64)
+    talk = pcm[40 * FRAME_SAMPLES : 70 * FRAME_SAMPLES]
+    assert band_db(talk, 1000.0) > band_db(talk, 3000.0) + 30
+    assert opener.counters.opened == 100 and opener.counters.dropped == 0

@@ -216,3 +216,13 @@ def test_three_members_talk_and_a_leaver_opens_nothing_after_the_switch_over() -
             assert listener is not None and listener.open(frame) is not None
     assert opened_after and max(opened_after) <= SWITCH_OVER_S + 1e-9
     assert not [t for t in opened_after if t > 3.5]
+
+
+def test_group_call_payloads_travel_in_the_e2e_channel() -> None:
+    from messenger_tui.core.calls.group_keys import GroupCallFrameKey
+    from messenger_tui.core.payload import decode_payload, encode_payload
+
+    invite = GroupCallInvite(group_id=GROUP, call_id=b"i" * 16, secret=b"s" * 32, started_at_ms=5)
+    key = GroupCallFrameKey(call_id=b"i" * 16, key_id=9, key=b"k" * 32)
+    assert decode_payload(encode_payload(invite)) == invite
+    assert decode_payload(encode_payload(key)) == key
