@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import nacl.signing
@@ -39,6 +40,8 @@ class GroupRawLeg:
         self.control: list[Any] = []
         self.closed_code: int | None = None
         self._reader: asyncio.Task[None] | None = None
+        #: Called with each media frame as it arrives (timing tests).
+        self.on_frame: Callable[[bytes], None] | None = None
 
     @property
     def identity(self) -> bytes:
@@ -76,6 +79,8 @@ class GroupRawLeg:
                 data = await self.raw.ws.recv()
                 if isinstance(data, bytes) and data[:1] == b"\x02":
                     self.frames.append(data)
+                    if self.on_frame is not None:
+                        self.on_frame(data)
                 else:
                     self.control.append(gw.decode_group_relay_frame(data))
         except ConnectionClosed as exc:

@@ -247,3 +247,45 @@ async def test_a_leaver_keeping_its_keys_opens_nothing_sent_after_the_switch_ove
     finally:
         for leg in (alice, bob, carol):
             await leg.close()
+
+
+async def test_forwarding_delay_six_legs_three_talking(relay: RelayProcess) -> None:
+    """Six legs, three talking (the others send silent frames, as muted clients do): the delay
+    from send to receipt through the relay process (loopback), per forwarded frame."""
+    legs = await join_all(relay.url, call_token(), 6)
+    sent: dict[tuple[int, int], float] = {}
+    delays: list[float] = []
+
+    async def send(i: int, leg: GroupRawLeg) -> None:
+        start = time.monotonic()
+        for seq in range(250):  # 5 s
+            delay = start + seq * FRAME_S - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[(i, seq)] = time.perf_counter()
+            await leg.send(group_test_frame(i, seq, LOUD if i < 3 else SILENT))
+
+    arrivals: list[tuple[int, int, float]] = []
+    for leg in legs:  # stamp arrivals as they come
+        leg.on_frame = lambda f: arrivals.append((*parse_test_frame(f), time.perf_counter()))
+    try:
+        await asyncio.gather(*(send(i, leg) for i, leg in enumerate(legs)))
+        await asyncio.sleep(0.3)
+        delays = sorted((t - sent[(s, q)]) * 1000 for s, q, t in arrivals)
+        p50 = delays[len(delays) // 2]
+        p99 = delays[int(len(delays) * 0.99)]
+        p95 = delays[int(len(delays) * 0.95)]
+        slow = sorted({q // 50 for s, q, t in arrivals if (t - sent[(s, q)]) * 1000 > 20})
+        print(
+            f"group forwarding: {len(delays)} frames, p50 {p50:.2f} ms, p95 {p95:.2f} ms, "
+            f"p99 {p99:.2f} ms, max {delays[-1]:.2f} ms; seconds with a frame over 20 ms: {slow}"
+        )
+        # every receiver gets 3 streams (the talkers; a talker gets the 2 others and 1 silent)
+        assert len(delays) >= 0.99 * 6 * 3 * 250
+        # The delay includes this test process's own scheduling of 12 tasks; on the shared
+        # 2-core box (load 10-14) p99 ranged 15-690 ms between runs while p50 stayed 1-4 ms,
+        # so only the median is asserted here. The aim (p99 <= 10 ms) is a benchmark figure.
+        assert p50 < 20.0
+    finally:
+        for leg in legs:
+            await leg.close()
