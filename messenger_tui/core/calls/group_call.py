@@ -24,7 +24,10 @@ Design rules
    to the members present after the change; the sealer switches after its switch-over. A
    leaver's keys are forgotten at once.
 7. **Keys are taken only from members**, over the E2E channel, for the current call id;
-   anything else is ignored (and counted).
+   anything else is ignored (and counted). Keys that arrive while we are still joining (the
+   others rotate when the relay tells them of our join, which can be before the relay's
+   answer reaches us) are kept, at most :data:`MAX_KEYS_PER_SENDER` per member, and
+   installed when the join completes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from enum import Enum
 from typing import Final
 
 from messenger_tui.core.calls.group_frames import (
+    MAX_KEYS_PER_SENDER,
     FrameKey,
     GroupFrameOpener,
     GroupFrameSealer,
@@ -227,6 +231,7 @@ class GroupCall:
         self.sealer: GroupFrameSealer | None = None
         self.opener: GroupFrameOpener | None = None
         self.counters = GroupCallCounters()
+        self._early_keys: dict[bytes, list[FrameKey]] = {}  # keys received while joining
 
     # ----------------------------------------------------------------------- reading
 
@@ -275,14 +280,21 @@ class GroupCall:
         """An E2E frame key (rule 7); True when installed."""
         call = self._call
         if (
-            self.opener is None
-            or call is None
+            call is None
             or message.call_id != call.call_id
             or sender == self.own
             or sender not in self._members()
+            or (self.opener is None and self.state is not S.JOINING)
         ):
             self.counters.keys_ignored += 1
             return False
+        if self.opener is None:  # joining: keep it for START_MEDIA (rule 7)
+            early = self._early_keys.setdefault(sender, [])
+            if message.frame_key() in early:
+                return False
+            early.append(message.frame_key())
+            del early[:-MAX_KEYS_PER_SENDER]
+            return True
         try:
             installed = self.opener.add_key(sender, message.frame_key())
         except KeyIdConflict:
@@ -385,6 +397,13 @@ class GroupCall:
         elif action is A.START_MEDIA:
             self.sealer = GroupFrameSealer(self._clock, self._rng)
             self.opener = GroupFrameOpener(self._clock)
+            early, self._early_keys = self._early_keys, {}
+            for sender, keys in early.items():
+                for key in keys:
+                    try:
+                        self.counters.keys_installed += int(self.opener.add_key(sender, key))
+                    except KeyIdConflict:
+                        self.counters.keys_ignored += 1
             self._announce(self.sealer.current, effects)
         elif action is A.ROTATE_KEY:
             if self.sealer is None:
@@ -397,6 +416,7 @@ class GroupCall:
         elif action is A.STOP_MEDIA:
             self.sealer = None
             self.opener = None
+            self._early_keys = {}
             effects.append(DisconnectLeg())
 
     def _announce(self, key: FrameKey, effects: list[GroupEffect]) -> None:

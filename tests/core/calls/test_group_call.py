@@ -226,3 +226,22 @@ def test_group_call_payloads_travel_in_the_e2e_channel() -> None:
     key = GroupCallFrameKey(call_id=b"i" * 16, key_id=9, key=b"k" * 32)
     assert decode_payload(encode_payload(invite)) == invite
     assert decode_payload(encode_payload(key)) == key
+
+
+def test_keys_arriving_while_joining_are_kept_and_installed() -> None:
+    clock = FakeClock()
+    alice = machine(ALICE, clock)
+    invite = invite_from(alice, clock)
+    alice.relay_joined([])
+    bob = machine(BOB, clock)
+    bob.invite_received(ALICE, invite, now_ms(clock))
+    bob.join()
+    # the relay tells Alice of Bob before Bob reads his group_joined: her new key comes first
+    key = of(SendFrameKey, alice.relay_member(BOB, True))[0].key
+    assert bob.frame_key_received(ALICE, key) is True
+    assert bob.frame_key_received(ALICE, key) is False  # a duplicate
+    bob.relay_joined([ALICE])
+    assert bob.counters.keys_installed == 1
+    clock.now += SWITCH_OVER_S
+    assert alice.sealer is not None and bob.opener is not None
+    assert bob.opener.open(alice.sealer.seal(b"hi", 0, 0), strict=True) is not None
