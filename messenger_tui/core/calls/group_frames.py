@@ -361,6 +361,7 @@ class GroupFrameOpener:
         self._grace = grace_s
         self._keys: dict[int, _HeldKey] = {}
         self._senders: dict[bytes, _Sender] = {}
+        self._next_expiry = float("inf")  # the earliest time a superseded key is due to go
         self.counters = GroupFrameCounters()
 
     def senders(self) -> list[bytes]:
@@ -391,9 +392,7 @@ class GroupFrameOpener:
         new = _HeldKey(sender, key, KeyedAead(key.key, MAX_MEDIA_PAYLOAD), state.installed, now)
         # the older keys stop being current at the sender's switch-over at the latest
         for older in state.keys:
-            deadline = now + self._switch_over
-            if older.superseded_at is None or older.superseded_at > deadline:
-                older.superseded_at = deadline
+            self._supersede(older, now + self._switch_over)
         state.keys.append(new)
         self._keys[key.key_id] = new
         while len(state.keys) > MAX_KEYS_PER_SENDER:
@@ -412,11 +411,24 @@ class GroupFrameOpener:
         state.keys.remove(held)
         self._keys.pop(held.key.key_id, None)
 
+    def _supersede(self, held: _HeldKey, at: float) -> None:
+        if held.superseded_at is None or held.superseded_at > at:
+            held.superseded_at = at
+            self._next_expiry = min(self._next_expiry, at + self._grace)
+
     def _expire(self) -> None:
         now = self._clock()
-        for held in [k for k in self._keys.values() if k.superseded_at is not None]:
-            if held.superseded_at is not None and now >= held.superseded_at + self._grace:
+        if now < self._next_expiry:
+            return
+        self._next_expiry = float("inf")
+        for held in list(self._keys.values()):
+            if held.superseded_at is None:
+                continue
+            due = held.superseded_at + self._grace
+            if now >= due:
                 self._drop(held)
+            else:
+                self._next_expiry = min(self._next_expiry, due)
 
     def open(self, data: bytes, *, strict: bool = False) -> GroupFrame | None:
         """The opened frame, or ``None`` when dropped (and counted). ``strict=True`` raises
@@ -461,10 +473,8 @@ class GroupFrameOpener:
         state.window.accept(header.sequence)
         now = self._clock()
         for older in state.keys:  # a newer key in use: the older ones enter their grace
-            if older.order < held.order and (
-                older.superseded_at is None or older.superseded_at > now
-            ):
-                older.superseded_at = now
+            if older.order < held.order:
+                self._supersede(older, now)
         counters.opened += 1
         return GroupFrame(held.sender, header, payload)
 
