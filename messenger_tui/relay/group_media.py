@@ -101,10 +101,11 @@ class GroupJoinOutcome(Enum):
 class Room:
     """The legs of one group call."""
 
-    __slots__ = ("label", "legs", "selector")
+    __slots__ = ("key", "label", "legs", "selector")
 
-    def __init__(self, label: str) -> None:
-        self.label = label
+    def __init__(self, key: bytes) -> None:
+        self.key = key  # the room id: SHA-256 of the join token
+        self.label = key.hex()[:8]
         self.legs: dict[bytes, GroupLeg] = {}
         self.selector: SpeakerSelector[bytes] = SpeakerSelector(
             max_speakers=gw.MAX_FORWARDED_SPEAKERS
@@ -129,7 +130,7 @@ class GroupRooms:
         key = room_id(token)
         room = self._rooms.get(key)
         if room is None:
-            room = self._rooms[key] = Room(key.hex()[:8])
+            room = self._rooms[key] = Room(key)
         identity = leg.identity
         older = room.legs.get(identity)
         if older is None and len(room.legs) >= self.max_participants:
@@ -156,7 +157,8 @@ class GroupRooms:
         self.stats.leaves += 1
         room.selector.remove(identity)
         if not room.legs:
-            self._rooms = {k: r for k, r in self._rooms.items() if r is not room}
+            if self._rooms.get(room.key) is room:
+                del self._rooms[room.key]
             return
         alone = len(room.legs) == 1
         for other in room.legs.values():
