@@ -8,12 +8,16 @@ Flow of one connection (:class:`MediaRouteConnection`)::
     media_join(token, leg)  -> media_joined(leg, peer, alone_timeout_ms)
     binary media frames both ways, media_peer(present) when the other leg comes or goes
 
-Pairing (:class:`MediaRouter`) is keyed by the join token itself, never by a call id: only the
-two parties can derive the token. A route holds at most one connection per leg. A second join
-for an occupied leg by the **same identity** replaces the older connection (close 4000; this
-is how a client resumes after its link dropped); by **another identity** it is refused with
-``leg_taken`` (close 1008). The identity that first joined a leg keeps it for as long as the
-route exists (until both legs are gone).
+Pairing (:class:`MediaRouter`, relay/media_pairing.py) is keyed by the join token itself, never
+by a call id: only the two parties can derive the token. A route holds at most one connection
+per leg. A second join for an occupied leg by the **same identity** replaces the older
+connection (close 4000; this is how a client resumes after its link dropped); by **another
+identity** it is refused with ``leg_taken`` (close 1008). The identity that first joined a leg
+keeps it for as long as the route exists (until both legs are gone).
+
+A leg that sends ``group_join`` instead of ``media_join`` is a group call leg, served by
+relay/group_media.py (rooms of up to 16 legs, forwarding to the loudest speakers) through this
+connection's bounded write paths.
 
 Forwarding never stores and never queues: a media frame (first byte 0x01) is written to the
 other leg's transport at once, without awaiting, or dropped and counted when the other leg is
@@ -36,13 +40,9 @@ and counts; never the token or any frame byte.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass, fields
-from enum import Enum
-from typing import Any, Final, Protocol
+from typing import Final
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
@@ -52,8 +52,20 @@ from websockets.protocol import State
 from messenger_tui.core import media_wire, wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.group_media_wire import GroupJoin, GroupRelayFrame, try_group_join
 from messenger_tui.core.media_wire import Leg, MediaErrorCode
+from messenger_tui.relay.group_media import GroupLegSession
 from messenger_tui.relay.handshake import CLOSE_POLICY, authenticate
+from messenger_tui.relay.media_pairing import (
+    JoinOutcome,
+    MediaLeg,
+    MediaRouter,
+    MediaStats,
+    Route,
+    _spawn,
+    is_media_path,
+    token_label,
+)
 from messenger_tui.relay.services import RelayServices
 
 #: Close code of a leg replaced by a newer connection of the same identity (as the message
@@ -67,155 +79,23 @@ MEDIA_MAX_MESSAGE: Final = 8 * 1024
 
 ErrorCode = wire.ErrorCode
 
+#: Names that moved to relay/media_pairing.py, still importable from here.
+__all__ = [
+    "CLOSE_ALONE",
+    "CLOSE_REPLACED",
+    "MEDIA_MAX_MESSAGE",
+    "JoinOutcome",
+    "MediaLeg",
+    "MediaRouteConnection",
+    "MediaRouter",
+    "MediaStats",
+    "Route",
+    "is_media_path",
+    "token_label",
+]
+
 #: Control frames of both modules are msgspec structs tagged by ``t``: one encoder for both.
 _encode = msgspec.msgpack.Encoder().encode
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _spawn(coro: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-def token_label(token: bytes) -> str:
-    """What logs may show of a join token: 8 hex digits of its SHA-256."""
-    return hashlib.sha256(token).hexdigest()[:8]
-
-
-def is_media_path(path: str) -> bool:
-    """Whether a websocket request path asks for the media route (``/media``, also behind a
-    path prefix such as ``/relay/media``); every other path is the message link."""
-    return path.split("?", 1)[0].rstrip("/").endswith(media_wire.MEDIA_PATH)
-
-
-@dataclass
-class MediaStats:
-    """Counters of the media route since the relay started (tests, benchmarks, logs)."""
-
-    connections: int = 0
-    joins: int = 0
-    refused: int = 0  # joins refused: leg held by another identity
-    replaced: int = 0  # legs taken over by a newer connection of the same identity
-    alone_timeouts: int = 0
-    forwarded: int = 0
-    forwarded_bytes: int = 0
-    dropped_no_peer: int = 0  # the other leg was absent
-    dropped_congested: int = 0  # the other leg's transport buffer was over the limit
-    dropped_oversized: int = 0
-    dropped_rate_limited: int = 0
-    dropped_not_joined: int = 0  # media frames before a successful join
-    malformed: int = 0
-    strikes: int = 0  # abuse strikes: malformed, oversized, or a request after the join
-    dropped_control: int = 0  # error replies dropped: the leg did not read its answers
-    closed_not_reading: int = 0  # legs closed: a frame they must see did not fit
-
-    @property
-    def dropped(self) -> int:
-        """Media frames dropped for any reason."""
-        return (
-            self.dropped_no_peer
-            + self.dropped_congested
-            + self.dropped_oversized
-            + self.dropped_rate_limited
-            + self.dropped_not_joined
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        """Every counter by name, plus ``dropped``."""
-        out = {f.name: int(getattr(self, f.name)) for f in fields(self)}
-        out["dropped"] = self.dropped
-        return out
-
-
-class MediaLeg(Protocol):
-    """A joined connection as the router sees it."""
-
-    @property
-    def identity(self) -> bytes:
-        """The identity the connection authenticated as."""
-        ...
-
-    def deliver(self, data: bytes) -> bool:
-        """Write one media frame to this leg now, or return False (congested or closing)."""
-        ...
-
-    def peer_changed(self, present: bool) -> None:
-        """The other leg of the route connected or went away."""
-        ...
-
-    def replace(self) -> None:
-        """A newer connection of the same identity took this leg: close this one."""
-        ...
-
-
-class JoinOutcome(Enum):
-    JOINED = "joined"
-    RESUMED = "resumed"  # replaced an older connection of the same identity
-    LEG_TAKEN = "leg_taken"
-
-
-class Route:
-    """The two legs of one call (keyed by its join token)."""
-
-    __slots__ = ("label", "legs", "owners")
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.legs: list[MediaLeg | None] = [None, None]
-        self.owners: list[bytes | None] = [None, None]
-
-    def peer(self, leg: Leg) -> MediaLeg | None:
-        """The connection of the other leg, if present."""
-        return self.legs[1 - leg]
-
-
-class MediaRouter:
-    """Routes by join token (sans-I/O: connections come in as :class:`MediaLeg`)."""
-
-    def __init__(self) -> None:
-        self._routes: dict[bytes, Route] = {}
-        self.stats = MediaStats()
-
-    def __len__(self) -> int:
-        return len(self._routes)
-
-    def join(self, conn: MediaLeg, token: bytes, leg: Leg) -> tuple[JoinOutcome, Route | None]:
-        """Put ``conn`` on ``leg`` of the route of ``token``; the route unless refused."""
-        route = self._routes.get(token)
-        if route is None:
-            route = self._routes[token] = Route(token_label(token))
-        owner = route.owners[leg]
-        if owner is not None and owner != conn.identity:
-            self.stats.refused += 1
-            if route.legs[0] is None and route.legs[1] is None:
-                del self._routes[token]  # cannot happen with owners set, but stay tidy
-            return JoinOutcome.LEG_TAKEN, None
-        route.owners[leg] = conn.identity
-        older = route.legs[leg]
-        route.legs[leg] = conn
-        self.stats.joins += 1
-        if older is not None:
-            self.stats.replaced += 1
-            older.replace()
-            return JoinOutcome.RESUMED, route
-        peer = route.peer(leg)
-        if peer is not None:
-            peer.peer_changed(True)
-        return JoinOutcome.JOINED, route
-
-    def leave(self, conn: MediaLeg, token: bytes, leg: Leg) -> None:
-        """``conn`` ended; no-op if a newer connection already holds its leg."""
-        route = self._routes.get(token)
-        if route is None or route.legs[leg] is not conn:
-            return
-        route.legs[leg] = None
-        peer = route.peer(leg)
-        if peer is None:
-            del self._routes[token]
-        else:
-            peer.peer_changed(False)
 
 
 class _Closing(Exception):
@@ -240,6 +120,7 @@ class MediaRouteConnection:
         self._leg = Leg.CALLER
         self._token = b""
         self._route: Route | None = None
+        self._group_join: GroupJoin | None = None  # set when the leg joins a group call
         self._abuse = 0
         self._closing = False
         self._alone: asyncio.TimerHandle | None = None
@@ -319,7 +200,10 @@ class MediaRouteConnection:
     # ---------------------------------------------------------------------------- writing
 
     def _send_control(
-        self, frame: wire.RelayFrame | media_wire.MediaRelayFrame, *, droppable: bool = False
+        self,
+        frame: wire.RelayFrame | media_wire.MediaRelayFrame | GroupRelayFrame,
+        *,
+        droppable: bool = False,
     ) -> bool:
         """Write a control frame now, unless more than ``media_control_limit`` bytes already
         wait for this leg (it does not read): then a ``droppable`` frame (an error reply) is
@@ -376,6 +260,9 @@ class MediaRouteConnection:
             self._send_control(wire.AuthOk(identity=identity, queued=0, prekeys_remaining=0))
             if not await self._join():
                 return
+            if self._group_join is not None:
+                await GroupLegSession(self, self._router.groups, self._group_join).run()
+                return
             await self._forward()
         except (ConnectionClosed, _Closing):
             pass
@@ -422,11 +309,15 @@ class MediaRouteConnection:
             raise
 
     async def _join(self) -> bool:
-        """Wait for media_join and enter the route; False when the connection is refused."""
+        """Wait for media_join and enter the route (or for group_join, served by
+        relay/group_media.py); False when the connection is refused."""
         try:
             async with asyncio.timeout(self._config.auth_timeout_s):
                 while True:
                     data = await self._conn.recv()
+                    if (group := try_group_join(data)) is not None:
+                        self._group_join = group
+                        return True
                     if media_wire.is_media_frame(data):
                         self._stats.dropped_not_joined += 1
                         self.dropped += 1

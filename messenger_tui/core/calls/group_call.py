@@ -1,0 +1,431 @@
+"""A group call seen from one member: its lifecycle as a table, its frame keys, who gets them.
+
+Design rules
+============
+
+1. **The table is the behaviour.** :data:`GROUP_TRANSITIONS` maps ``(state, event)`` to the
+   next state and the named :class:`GroupAction` steps. Code outside the table only classifies
+   inputs (guards: which call, which sender, is it a member) and runs the named steps.
+2. **Sans-I/O.** Inputs are method calls carrying ``now`` (seconds, a monotonic clock shared
+   with the injected ``clock`` of the frame sealer and opener); outputs are effect objects.
+   Timers are deadlines: read :attr:`GroupCall.next_deadline` and call :meth:`GroupCall.poll`.
+3. **Local events the table does not list are errors** (:class:`GroupCallStateError`): check
+   :attr:`GroupCall.state` first. ``leave`` is listed in every state. **Peer, relay and timer
+   events the table does not list are ignored** (late, duplicated or for an ended call).
+4. **Ringing ends on its own.** An invite rings for :data:`RING_S` (30 s) after the call
+   started, then shows "call in progress, join" (``IN_PROGRESS``); an invite older than that
+   never rings. Declining stops the ringing and also leaves the call joinable.
+5. **Keys go to members present, only.** A frame key is announced to every identity that is
+   both a member of the group (as this client's membership says) and connected to the room
+   now (as the relay's ``group_joined``/``group_member`` say). An identity in the room that is
+   not a member (someone given the call secret, a removed member) never gets a key, and the
+   relay cannot add one: the E2E channel decides who is a member.
+6. **Rotate on every join and leave** (relay ``group_member`` events): a fresh key, announced
+   to the members present after the change; the sealer switches after its switch-over. A
+   leaver's keys are forgotten at once.
+7. **Keys are taken only from members**, over the E2E channel, for the current call id;
+   anything else is ignored (and counted). Keys that arrive while we are still joining (the
+   others rotate when the relay tells them of our join, which can be before the relay's
+   answer reaches us) are kept, at most :data:`MAX_KEYS_PER_SENDER` per member, and
+   installed when the join completes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from messenger_tui.core.calls.group_frames import (
+    MAX_KEYS_PER_SENDER,
+    FrameKey,
+    GroupFrameOpener,
+    GroupFrameSealer,
+    KeyIdConflict,
+)
+from messenger_tui.core.calls.group_keys import (
+    GroupCallFrameKey,
+    GroupCallInvite,
+    group_join_token,
+    new_call_secret,
+)
+from messenger_tui.core.crypto.primitives import Rng, default_rng
+from messenger_tui.core.errors import CoreError
+
+#: An invite rings this long after the call started (then: "call in progress, join").
+RING_S: Final = 30.0
+#: From "join" to the relay's ``group_joined``; past it the join failed.
+JOIN_TIMEOUT_S: Final = 15.0
+
+
+class GroupCallStateError(CoreError):
+    """A local action the current state does not allow."""
+
+
+class GroupCallState(Enum):
+    IDLE = "idle"
+    RINGING = "ringing"  # invited, ringing
+    IN_PROGRESS = "in_progress"  # a call others are in: "call in progress, join"
+    JOINING = "joining"  # our leg is connecting
+    IN_CALL = "in_call"
+    ENDED = "ended"  # we left (or the join failed); a new invite starts over
+
+
+class GroupEvent(Enum):
+    # local
+    START = "start"
+    JOIN = "join"
+    DECLINE = "decline"
+    LEAVE = "leave"
+    # peers (E2E)
+    INVITE = "invite"
+    INVITE_STALE = "invite_stale"  # older than RING_S: shows in progress, never rings
+    # relay
+    JOINED = "joined"
+    MEMBER_JOINED = "member_joined"
+    MEMBER_LEFT = "member_left"
+    LEG_FAILED = "leg_failed"
+    # timers
+    RING_TIMEOUT = "ring_timeout"
+    JOIN_TIMEOUT = "join_timeout"
+
+
+class GroupAction(Enum):
+    NEW_CALL = "new_call"  # fresh call id and secret
+    ADOPT_INVITE = "adopt_invite"
+    SEND_INVITES = "send_invites"
+    ARM_RING_TIMER = "arm_ring_timer"
+    ARM_JOIN_TIMER = "arm_join_timer"
+    CONNECT_LEG = "connect_leg"
+    START_MEDIA = "start_media"  # new sealer, first key announced to the members present
+    ROTATE_KEY = "rotate_key"
+    FORGET_LEAVER = "forget_leaver"
+    STOP_MEDIA = "stop_media"  # close the leg, forget every key
+
+
+_LOCAL: Final = frozenset({GroupEvent.START, GroupEvent.JOIN, GroupEvent.DECLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTransition:
+    target: GroupCallState
+    actions: tuple[GroupAction, ...] = ()
+
+
+S = GroupCallState
+E = GroupEvent
+A = GroupAction
+_T = GroupTransition
+
+_START: Final = _T(S.JOINING, (A.NEW_CALL, A.SEND_INVITES, A.CONNECT_LEG, A.ARM_JOIN_TIMER))
+_JOIN: Final = _T(S.JOINING, (A.CONNECT_LEG, A.ARM_JOIN_TIMER))
+_RING: Final = _T(S.RINGING, (A.ADOPT_INVITE, A.ARM_RING_TIMER))
+_SHOW: Final = _T(S.IN_PROGRESS, (A.ADOPT_INVITE,))
+
+#: The whole behaviour: ``GROUP_TRANSITIONS[state][event]``. Missing pairs: rule 3.
+GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransition]]] = {
+    S.IDLE: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.IDLE)},
+    S.ENDED: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.ENDED)},
+    S.RINGING: {
+        E.JOIN: _JOIN,
+        E.DECLINE: _T(S.IN_PROGRESS),
+        E.RING_TIMEOUT: _T(S.IN_PROGRESS),
+        E.LEAVE: _T(S.IN_PROGRESS),
+    },
+    S.IN_PROGRESS: {E.JOIN: _JOIN, E.START: _START, E.INVITE: _RING, E.LEAVE: _T(S.IN_PROGRESS)},
+    S.JOINING: {
+        E.JOINED: _T(S.IN_CALL, (A.START_MEDIA,)),
+        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.JOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+    },
+    S.IN_CALL: {
+        E.MEMBER_JOINED: _T(S.IN_CALL, (A.ROTATE_KEY,)),
+        E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
+        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+    },
+}
+
+
+# ---------------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True, slots=True)
+class SendInvite:
+    """Send ``invite`` to ``member`` over the E2E channel."""
+
+    member: bytes
+    invite: GroupCallInvite
+
+
+@dataclass(frozen=True, slots=True)
+class SendFrameKey:
+    """Send ``key`` to ``member`` over the E2E channel."""
+
+    member: bytes
+    key: GroupCallFrameKey
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ConnectLeg:
+    """Open the media route leg and send ``group_join(token)``."""
+
+    token: bytes
+
+    def __repr__(self) -> str:
+        return "ConnectLeg()"
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectLeg:
+    """Send ``group_leave`` and close the leg; stop capture and playback."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    state: GroupCallState
+
+
+GroupEffect = SendInvite | SendFrameKey | ConnectLeg | DisconnectLeg | StateChange
+
+
+@dataclass(slots=True)
+class GroupCallCounters:
+    keys_installed: int = 0
+    keys_ignored: int = 0  # from non-members, for another call, conflicting ids
+    rotations: int = 0
+
+
+@dataclass(slots=True)
+class _Call:
+    group_id: bytes
+    call_id: bytes
+    secret: bytes
+    started_at_ms: int
+    present: set[bytes] = field(default_factory=set)  # identities in the room, besides us
+
+
+class GroupCall:
+    """One member's view of its group's call (one machine per group)."""
+
+    def __init__(
+        self,
+        *,
+        own: bytes,
+        group_id: bytes,
+        members: Callable[[], frozenset[bytes]],
+        clock: Callable[[], float],
+        rng: Rng = default_rng,
+    ) -> None:
+        self.own = own
+        self.group_id = group_id
+        self._members = members  # the group's current members (this client's view)
+        self._clock = clock
+        self._rng = rng
+        self.state = GroupCallState.IDLE
+        self._call: _Call | None = None
+        self._ring_deadline: float | None = None
+        self._join_deadline: float | None = None
+        self.sealer: GroupFrameSealer | None = None
+        self.opener: GroupFrameOpener | None = None
+        self.counters = GroupCallCounters()
+        self._early_keys: dict[bytes, list[FrameKey]] = {}  # keys received while joining
+
+    # ----------------------------------------------------------------------- reading
+
+    @property
+    def call_id(self) -> bytes | None:
+        return self._call.call_id if self._call else None
+
+    @property
+    def participants(self) -> list[bytes]:
+        """The other identities connected to the room (as the relay says)."""
+        return sorted(self._call.present) if self._call else []
+
+    @property
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self._ring_deadline, self._join_deadline) if d is not None]
+        return min(deadlines, default=None)
+
+    # ------------------------------------------------------------------------ inputs
+
+    def start(self, now_ms: int) -> list[GroupEffect]:
+        return self._fire(E.START, now_ms=now_ms)
+
+    def join(self) -> list[GroupEffect]:
+        return self._fire(E.JOIN)
+
+    def decline(self) -> list[GroupEffect]:
+        return self._fire(E.DECLINE)
+
+    def leave(self) -> list[GroupEffect]:
+        return self._fire(E.LEAVE)
+
+    def invite_received(
+        self, sender: bytes, invite: GroupCallInvite, now_ms: int
+    ) -> list[GroupEffect]:
+        """An E2E invite: rings unless stale; ignored from non-members or for another group,
+        and while we are in (or joining) a call."""
+        if sender not in self._members() or invite.group_id != self.group_id:
+            return []
+        if self._call is not None and self._call.call_id == invite.call_id:
+            return []  # a duplicate
+        age_s = (now_ms - invite.started_at_ms) / 1000
+        event = E.INVITE if -RING_S < age_s < RING_S else E.INVITE_STALE
+        return self._fire(event, now_ms=now_ms, invite=invite)
+
+    def frame_key_received(self, sender: bytes, message: GroupCallFrameKey) -> bool:
+        """An E2E frame key (rule 7); True when installed."""
+        call = self._call
+        if (
+            call is None
+            or message.call_id != call.call_id
+            or sender == self.own
+            or sender not in self._members()
+            or (self.opener is None and self.state is not S.JOINING)
+        ):
+            self.counters.keys_ignored += 1
+            return False
+        if self.opener is None:  # joining: keep it for START_MEDIA (rule 7)
+            early = self._early_keys.setdefault(sender, [])
+            if message.frame_key() in early:
+                return False
+            early.append(message.frame_key())
+            del early[:-MAX_KEYS_PER_SENDER]
+            return True
+        try:
+            installed = self.opener.add_key(sender, message.frame_key())
+        except KeyIdConflict:
+            self.counters.keys_ignored += 1
+            return False
+        self.counters.keys_installed += int(installed)
+        return installed
+
+    def relay_joined(self, participants: list[bytes]) -> list[GroupEffect]:
+        if self._call is not None and self.state is S.JOINING:
+            self._call.present = {p for p in participants if p != self.own}
+        return self._fire(E.JOINED)
+
+    def relay_member(self, identity: bytes, present: bool) -> list[GroupEffect]:
+        call = self._call
+        if call is None or self.state is not S.IN_CALL or identity == self.own:
+            return []
+        if present:
+            call.present.add(identity)
+            return self._fire(E.MEMBER_JOINED)
+        if identity not in call.present:
+            return []
+        call.present.discard(identity)
+        return self._fire(E.MEMBER_LEFT, leaver=identity)
+
+    def leg_failed(self) -> list[GroupEffect]:
+        return self._fire(E.LEG_FAILED)
+
+    def poll(self, now: float) -> list[GroupEffect]:
+        if self._ring_deadline is not None and now >= self._ring_deadline:
+            self._ring_deadline = None
+            return self._fire(E.RING_TIMEOUT)
+        if self._join_deadline is not None and now >= self._join_deadline:
+            self._join_deadline = None
+            return self._fire(E.JOIN_TIMEOUT)
+        return []
+
+    # ---------------------------------------------------------------------- the table
+
+    def _fire(
+        self,
+        event: GroupEvent,
+        *,
+        now_ms: int = 0,
+        invite: GroupCallInvite | None = None,
+        leaver: bytes | None = None,
+    ) -> list[GroupEffect]:
+        row = GROUP_TRANSITIONS[self.state].get(event)
+        if row is None:
+            if event in _LOCAL:
+                raise GroupCallStateError(f"cannot {event.value} while {self.state.value}")
+            return []
+        effects: list[GroupEffect] = []
+        for action in row.actions:
+            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver)
+        if row.target is not self.state:
+            if row.target is not S.RINGING:
+                self._ring_deadline = None
+            if row.target is not S.JOINING:
+                self._join_deadline = None
+            self.state = row.target
+            effects.append(StateChange(row.target))
+        return effects
+
+    def _run(
+        self,
+        action: GroupAction,
+        effects: list[GroupEffect],
+        *,
+        now_ms: int,
+        invite: GroupCallInvite | None,
+        leaver: bytes | None,
+    ) -> None:
+        if action is A.NEW_CALL:
+            call_id, secret = new_call_secret(self._rng)
+            self._call = _Call(self.group_id, call_id, secret, now_ms)
+        elif action is A.ADOPT_INVITE:
+            if invite is None:
+                raise GroupCallStateError("no invite to adopt")
+            self._call = _Call(self.group_id, invite.call_id, invite.secret, invite.started_at_ms)
+        elif action is A.SEND_INVITES:
+            call = self._required_call()
+            message = GroupCallInvite(
+                group_id=call.group_id,
+                call_id=call.call_id,
+                secret=call.secret,
+                started_at_ms=call.started_at_ms,
+            )
+            for member in sorted(self._members() - {self.own}):
+                effects.append(SendInvite(member, message))
+        elif action is A.ARM_RING_TIMER:
+            call = self._required_call()
+            age_s = max(0.0, (now_ms or call.started_at_ms) - call.started_at_ms) / 1000
+            self._ring_deadline = self._clock() + RING_S - age_s
+        elif action is A.ARM_JOIN_TIMER:
+            self._join_deadline = self._clock() + JOIN_TIMEOUT_S
+        elif action is A.CONNECT_LEG:
+            call = self._required_call()
+            effects.append(ConnectLeg(group_join_token(call.call_id, call.secret)))
+        elif action is A.START_MEDIA:
+            self.sealer = GroupFrameSealer(self._clock, self._rng)
+            self.opener = GroupFrameOpener(self._clock)
+            early, self._early_keys = self._early_keys, {}
+            for sender, keys in early.items():
+                for key in keys:
+                    try:
+                        self.counters.keys_installed += int(self.opener.add_key(sender, key))
+                    except KeyIdConflict:
+                        self.counters.keys_ignored += 1
+            self._announce(self.sealer.current, effects)
+        elif action is A.ROTATE_KEY:
+            if self.sealer is None:
+                raise GroupCallStateError("no media to rotate the key of")
+            self.counters.rotations += 1
+            self._announce(self.sealer.rotate(), effects)
+        elif action is A.FORGET_LEAVER:
+            if self.opener is not None and leaver is not None:
+                self.opener.remove_sender(leaver)
+        elif action is A.STOP_MEDIA:
+            self.sealer = None
+            self.opener = None
+            self._early_keys = {}
+            effects.append(DisconnectLeg())
+
+    def _announce(self, key: FrameKey, effects: list[GroupEffect]) -> None:
+        call = self._required_call()
+        message = GroupCallFrameKey(call_id=call.call_id, key_id=key.key_id, key=key.key)
+        for member in sorted(call.present & self._members()):
+            effects.append(SendFrameKey(member, message))
+
+    def _required_call(self) -> _Call:
+        if self._call is None:
+            raise GroupCallStateError("no group call")
+        return self._call
