@@ -69,6 +69,7 @@ from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings
 from messenger_tui.app.transfers import TransferManager
+from messenger_tui.app.voice_notes import VoiceNotes
 from messenger_tui.core import wire
 from messenger_tui.core.address import encode_address
 from messenger_tui.media.ports import AudioSink, AudioSource
@@ -187,6 +188,15 @@ class MessengerService:
             emit=self._emit,
             outbox_changed=events.outbox_changed_soon,
         )
+        #: Voice messages: record, send, play (app/voice_notes.py).
+        self.voice = VoiceNotes(
+            microphone=lambda: self.chosen_devices()[0],
+            speaker=lambda: self.chosen_devices()[1],
+            current_call=self.calls.current,
+            send_voice=self.send_voice,
+            transfer_for_message=self._transfers.for_message,
+            transfer=self._transfers.view,
+        )
         self._inbound = Inbound(
             self._receiver,
             client,
@@ -245,6 +255,7 @@ class MessengerService:
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
         await self.calls.close()
+        await self.voice.close()
         await self._transfers.close()
         await self._inbound.close()
         if self._drainer is not None:
