@@ -61,12 +61,12 @@ async def test_play_pause_seek_speed_and_record_cancel() -> None:
         await pilot.press("ctrl+r")
         await wait_shown(pilot, "● REC 0:04/5:00")
         assert facade.voice.recorded_for == ["Bob"]
-        assert app.focused is line
+        await wait_until(pilot, lambda: app.focused is line, what="the recording line focused")
         await pilot.press("escape")  # cancels the recording, not the conversation
         await wait_until(pilot, lambda: not line.display, what="the recording line hidden")
         assert facade.voice.recording is None
         assert any(n.message == "Voice message discarded" for n in app._notifications)
-        assert app.focused is screen.composer
+        await wait_until(pilot, lambda: app.focused is screen.composer, what="the composer")
         assert "● REC" not in screen_text(app)
         assert screen.current is not None and screen.current.name == "Bob"
 
