@@ -85,6 +85,7 @@ class MessengerService:
 
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
+    voice: VoiceNotes
 
     def __init__(
         self,
