@@ -193,3 +193,5 @@ class TransferView:
     sha256: str | None = None
     duration_ms: int | None = None
     error: str | None = None
+    #: A voice message's bars (levels 0..7, media/voice_note.py), else None.
+    waveform: tuple[int, ...] | None = None

@@ -70,6 +70,7 @@ from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings
 from messenger_tui.app.transfers import TransferManager
+from messenger_tui.app.voice_notes import VoiceNotes
 from messenger_tui.core import disappearing as dm
 from messenger_tui.core import wire
 from messenger_tui.core.address import encode_address
@@ -86,6 +87,7 @@ class MessengerService:
 
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
+    voice: VoiceNotes
 
     def __init__(
         self,
@@ -200,6 +202,15 @@ class MessengerService:
             emit=self._emit,
             outbox_changed=events.outbox_changed_soon,
         )
+        #: Voice messages: record, send, play (app/voice_notes.py).
+        self.voice = VoiceNotes(
+            microphone=lambda: self.chosen_devices()[0],
+            speaker=lambda: self.chosen_devices()[1],
+            current_call=self.calls.current,
+            send_voice=self.send_voice,
+            transfer_for_message=self._transfers.for_message,
+            transfer=self._transfers.view,
+        )
         self._inbound = Inbound(
             self._receiver,
             client,
@@ -259,6 +270,7 @@ class MessengerService:
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
         await self.calls.close()
+        await self.voice.close()
         await self._transfers.close()
         await self._inbound.close()
         self._expiry.close()

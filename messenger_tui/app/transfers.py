@@ -189,6 +189,7 @@ class TransferManager:
             path=row.path,
             sha256=row.sha256,
             duration_ms=row.duration_ms,
+            waveform=tuple(row.waveform) if row.waveform is not None else None,
             error=row.error,
         )
 

@@ -128,6 +128,75 @@ class FixedGroups:
 
 
 @dataclass
+class FixedRecording:
+    level: float = 0.25
+    elapsed_ms: int = 4_000
+    at_limit: bool = False
+
+
+@dataclass
+class FixedPlayer:
+    message_row: int
+    duration_ms: int
+    position_ms: int = 3_000
+    playing: bool = True
+    ended: bool = False
+    speed: float = 1.0
+
+
+@dataclass
+class FixedVoice:
+    """Voice messages without devices: a recording that stays at 0:04 and a player that
+    stands at 0:03 of the message (play toggles it, seek moves it 5 s)."""
+
+    facade: SnapshotFacade
+    recording: FixedRecording | None = None
+    player: FixedPlayer | None = None
+    recorded_for: list[str] = field(default_factory=list)
+
+    async def record(self, name: str) -> FixedRecording:
+        if self.recording is not None:
+            raise BadInput("a voice message is already being recorded")
+        self.recorded_for.append(name)
+        self.recording = FixedRecording()
+        return self.recording
+
+    async def send(self) -> TransferView:
+        self.recording = None
+        raise BadInput("the snapshot facade sends no voice messages")
+
+    async def cancel(self) -> None:
+        self.recording = None
+
+    async def play(self, message_row: int) -> FixedPlayer:
+        if self.player is not None and self.player.message_row == message_row:
+            self.player.playing = not self.player.playing
+            return self.player
+        view = self.facade.transfer_for_message(message_row)
+        if view is None or view.duration_ms is None:
+            raise BadInput("that message is not a voice message")
+        self.player = FixedPlayer(message_row, view.duration_ms)
+        return self.player
+
+    def seek(self, forward: bool) -> None:
+        if self.player is not None:
+            step = 5_000 if forward else -5_000
+            self.player.position_ms = max(
+                0, min(self.player.duration_ms, self.player.position_ms + step)
+            )
+
+    def next_speed(self) -> float:
+        if self.player is None:
+            return 1.0
+        speeds = (1.0, 1.5, 2.0)
+        self.player.speed = speeds[(speeds.index(self.player.speed) + 1) % 3]
+        return self.player.speed
+
+    async def stop_playing(self) -> None:
+        self.player = None
+
+
+@dataclass
 class SnapshotFacade:
     """The facade over fixed data. ``online``: contact ids announced online at start;
     ``connection``: the state announced at start."""
@@ -154,8 +223,12 @@ class SnapshotFacade:
     transfer_list: list[TransferView] = field(default_factory=list)
     #: Disappearing-message timers by contact id (seconds; absent: off).
     timers: dict[int, int] = field(default_factory=dict)
+    voice: FixedVoice = field(init=False)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
+
+    def __post_init__(self) -> None:
+        self.voice = FixedVoice(self)
 
     # ------------------------------------------------------------------ building a scene
 
@@ -451,6 +524,9 @@ class SnapshotFacade:
     def retry_transfer(self, transfer_id: int) -> TransferView:
         raise BadInput("the snapshot facade has no transfers to retry")
 
+    def transfer_for_message(self, message_row: int) -> TransferView | None:
+        return next((t for t in self.transfer_list if t.message_row == message_row), None)
+
 
 # ---------------------------------------------------------------------- ready scenes
 
@@ -495,6 +571,29 @@ def main_scene() -> SnapshotFacade:
     f.new_message(bob, ms_at(0, 11, 30), "Sure, looking now", outgoing=False, state="received")
     f.new_message(bob, ms_at(0, 11, 31), "Left two comments on the PR _before_ lunch",
                   outgoing=False, state="received")  # fmt: skip
+    return f
+
+
+#: A voice message's bars (levels 0..7), as the pointer carries them.
+VOICE_WAVE = (1, 3, 5, 7, 6, 4, 2, 1, 0, 2, 5, 7, 7, 5, 3, 1, 0, 1, 4, 6, 5, 3, 2, 1)
+
+
+def voice_scene() -> SnapshotFacade:
+    """Bob's conversation with a voice message from him (0:12, downloaded) between texts."""
+    f = SnapshotFacade()
+    bob = f.new_contact("Bob", verified=True, online=True)
+    f.new_contact("Carol")
+    f.new_message(bob, ms_at(0, 9, 41), "Can you tell me how the demo went?", outgoing=True)
+    voice = f.new_message(bob, ms_at(0, 9, 50), "[voice 0:12]", outgoing=False)
+    f.messages[bob.id][-1] = dataclasses.replace(voice, kind="voice")
+    f.transfer_list.append(
+        TransferView(
+            id=1, contact_id=bob.id, direction="down", status="done", name="voice.ogg",
+            mime_type="audio/ogg", size=3_900, done=4_096, total=4_096,
+            message_row=voice.id, duration_ms=12_000, waveform=VOICE_WAVE,
+        )
+    )  # fmt: skip
+    f.new_message(bob, ms_at(0, 9, 52), "Listening now", outgoing=True, state="delivered")
     return f
 
 

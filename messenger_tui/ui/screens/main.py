@@ -26,6 +26,7 @@ from messenger_tui.ui.screens import call_actions, contact_actions, sending, tra
 from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
+from messenger_tui.ui.screens.voice_actions import VoiceControls
 from messenger_tui.ui.typing_notices import TypingNotices
 from messenger_tui.ui.widgets.call_pane import CallPane
 from messenger_tui.ui.widgets.chat_header import (
@@ -43,6 +44,7 @@ from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE, ConversationVi
 from messenger_tui.ui.widgets.footer import FittingFooter
 from messenger_tui.ui.widgets.status_line import StatusLine
 from messenger_tui.ui.widgets.transfer_bar import TransferBar
+from messenger_tui.ui.widgets.voice_line import RecordingLine
 
 #: Events applied per step at most, then the event loop gets a turn (input, repaint). A
 #: message shown costs about 0.6 ms (measured: benchmarks/ui_backlog_stall.py), so a step stays
@@ -95,6 +97,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
                 yield TransferBar(id="transfers")
                 yield Static(id="key-banner")
                 yield Static(id="request-banner")
+                yield RecordingLine(id="recording")
                 yield Composer(id="composer")
         yield StatusLine(self.service.name, self.service.address, id="status")
         yield FittingFooter(drop_order=FOOTER_DROP_ORDER)
@@ -117,6 +120,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         status = self.status
         status.outbox_waiting = self.service.outbox_count()
         status.conn_state = self.service.connection_state
+        self.voice_controls = VoiceControls(self)
         self.view.clear(PICK_HINT)
         self.refresh_all_summaries()
         self.refresh_header()
@@ -147,9 +151,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
         """Apply a burst of service events with one refresh of each affected widget (what to
         do is decided by :func:`~messenger_tui.ui.screens.main_fold.fold`)."""
         update = fold(batch, FoldState(self.current, self.reading_allowed, self.view.has_newer))
-        transfer_actions.transfers_changed(
-            self, [e.transfer for e in batch if isinstance(e, ev.TransferChanged)]
-        )
+        changed = [e.transfer for e in batch if isinstance(e, ev.TransferChanged)]
+        transfer_actions.transfers_changed(self, changed)
+        self.voice_controls.transfers_changed(changed)
         for cid, active in update.typing.items():
             self.typing.set(cid, active)
         self.presence.update(update.presence)
@@ -540,6 +544,25 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_cancel_transfer(self) -> None:
         transfer_actions.cancel_newest(self)
+
+    # voice messages (ui/screens/voice_actions.py)
+    async def action_record_voice(self) -> None:
+        await self.voice_controls.record()
+
+    async def action_send_voice(self) -> None:
+        await self.voice_controls.send()
+
+    async def action_cancel_voice(self) -> None:
+        await self.voice_controls.cancel()
+
+    async def action_play_voice(self) -> None:
+        await self.voice_controls.play()
+
+    def action_seek_voice(self, forward: bool) -> None:
+        self.voice_controls.seek(forward)
+
+    def action_voice_speed(self) -> None:
+        self.voice_controls.next_speed()
 
     def action_scroll_messages(self, direction: int) -> None:
         if direction < 0:

@@ -66,6 +66,18 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("alt+c", "cancel_transfer", "Cancel file", show=False, priority=True,
             id="file.cancel",
             tooltip="Cancel the newest file transfer of the open conversation"),
+    Binding("ctrl+r", "record_voice", "Record", show=False, priority=True,
+            id="voice.record",
+            tooltip="Record a voice message for the open conversation (Enter sends, Esc "
+                    "cancels; at most 5 minutes; not during a call)"),
+    Binding("alt+p", "play_voice", "Play", show=False, priority=True, id="voice.play",
+            tooltip="Play or pause the voice message on screen (the newest one shown)"),
+    Binding("alt+left", "seek_voice(False)", "Back 5 s", show=False, priority=True,
+            id="voice.back", tooltip="Jump 5 seconds back in the voice message playing"),
+    Binding("alt+right", "seek_voice(True)", "Ahead 5 s", show=False, priority=True,
+            id="voice.ahead", tooltip="Jump 5 seconds ahead in the voice message playing"),
+    Binding("alt+s", "voice_speed", "Speed", show=False, priority=True, id="voice.speed",
+            tooltip="Voice message speed: 1x, 1.5x, 2x (faster is also higher)"),
     Binding("f9", "settings", "Settings", id="app.settings",
             tooltip="Settings: notifications, receipts, typing, theme, call devices, relay, "
                     "passphrase"),

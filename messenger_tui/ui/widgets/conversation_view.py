@@ -16,7 +16,7 @@ At most :data:`MAX_LOADED` messages stay loaded; the far end is dropped and load
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import ClassVar
 
@@ -115,6 +115,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         #: The view shows the newest line and keeps doing so when its height changes (a call
         #: pane opens or closes, the terminal is resized): set by scrolling, read on resize.
         self._following = True
+        #: The inline line of a voice message (the screen sets it: ui/screens/voice_actions).
+        self.voice_label: Callable[[Message], str | None] = lambda _m: None
 
     # ------------------------------------------------------------------ public API
 
@@ -299,6 +301,11 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         for row_id in changed:
             self._cache.pop(row_id, None)
         if changed:
+            self._relayout(keep="same")
+
+    def redraw_message(self, row_id: int) -> None:
+        """Draw one message again (a voice message's play position moved)."""
+        if self._cache.pop(row_id, None) is not None:
             self._relayout(keep="same")
 
     def reload(self, page: list[Message], *, page_size: int) -> None:
@@ -492,7 +499,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         cached = self._cache.get(m.id)
         if cached is not None:
             return cached
-        block = message_strips(pen, m, self._their_name)
+        voice = self.voice_label(m) if m.kind == "voice" else None
+        block = message_strips(pen, m, self._their_name, voice=voice)
         if m.id == self._highlight:
             block = highlighted(pen, block)
         self._cache[m.id] = block

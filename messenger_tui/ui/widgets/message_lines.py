@@ -123,9 +123,12 @@ def decorate(pen: Pen, body: Text) -> Text:
     return body
 
 
-def message_strips(pen: Pen, m: Message, their_name: str) -> list[Strip]:
+def message_strips(
+    pen: Pen, m: Message, their_name: str, *, voice: str | None = None
+) -> list[Strip]:
     """One message: time, name column, wrapped text, and for own messages the delivery mark
-    at the right of the last line. Notices and call records: time, icon, italic text."""
+    at the right of the last line. Notices and call records: time, icon, italic text. A voice
+    message shows ``voice`` (its player line) instead of its text."""
     width = pen.width
     time_text = clock(m.sent_at_ms)
     style = pen.style
@@ -152,7 +155,10 @@ def message_strips(pen: Pen, m: Message, their_name: str) -> list[Strip]:
     indent = len(time_text) + 1 + NAME_WIDTH + 1
     mark_width = 3 if m.outgoing else 0
     text_width = max(1, width - indent - mark_width)
-    body = decorate(pen, Text(clean_text(m.text) or " ", style=text_style))
+    if voice is not None:
+        body = Text(voice, style=text_style)
+    else:
+        body = decorate(pen, Text(clean_text(m.text) or " ", style=text_style))
     wrapped = body.wrap(pen.console, text_width, overflow="fold")
     out = []
     last = len(wrapped) - 1
