@@ -163,6 +163,7 @@ class GroupBook:
             admin=any(m.me and m.admin for m in members),
             unread=len(self._store.groups.unread(row.id)),
             dropped=row.dropped,
+            muted=row.muted,
         )
 
     def message_model(self, m: GroupMessageRow) -> GroupMessage:

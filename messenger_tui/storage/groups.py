@@ -135,7 +135,16 @@ class Groups:
         return [_group(r) for r in self._db.execute(f"SELECT {_G} FROM groups ORDER BY id")]
 
     def update(self, row_id: int, **fields: object) -> None:
-        allowed = {"name", "log", "sending_key", "rotate", "pending", "send_seq", "is_member"}
+        allowed = {
+            "name",
+            "log",
+            "sending_key",
+            "rotate",
+            "pending",
+            "send_seq",
+            "is_member",
+            "muted",
+        }
         if not fields or not set(fields) <= allowed:
             raise ValueError(f"unknown group fields: {sorted(set(fields) - allowed)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
