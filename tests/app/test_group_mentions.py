@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.models import Contact
 from messenger_tui.app.rows import contact_model
 from messenger_tui.core import payload as pl
 
@@ -81,15 +82,15 @@ async def test_send_typing_goes_to_contact_members(trio: Trio) -> None:
     a, _, _ = trio
     sent: list[tuple[str, pl.GroupTyping]] = []
 
-    async def typing_to(contact: object, payload: pl.GroupTyping) -> None:
-        sent.append((contact.name, payload))  # type: ignore[attr-defined]
+    async def typing_to(contact: Contact, payload: pl.GroupTyping) -> None:
+        sent.append((contact.name, payload))
 
-    def contact_of(contact_id: int) -> object:
+    def contact_of(contact_id: int) -> Contact | None:
         row = a.store.contacts.by_id(contact_id)
         return contact_model(row) if row is not None else None
 
-    a.chats._typing_to = typing_to  # type: ignore[assignment]
-    a.chats._contact_of = contact_of  # type: ignore[assignment]
+    a.chats._typing_to = typing_to
+    a.chats._contact_of = contact_of
     await a.chats.send_typing("team", True)
     assert sorted(name for name, _ in sent) == ["bob", "carol"]
     assert all(p.active and p.group_id == a.chats.group("team").group_id for _, p in sent)
