@@ -410,6 +410,11 @@ class Groups:
         ).fetchone()
         return _message(r) if r else None
 
+    def message_count(self, row_id: int) -> int:
+        """Rows of the group's conversation (messages and notices)."""
+        r = self._db.execute("SELECT COUNT(*) FROM messages WHERE group_row = ?", (row_id,))
+        return int(r.fetchone()[0])
+
     def history(self, row_id: int, limit: int = 50) -> list[GroupMessageRow]:
         rows = self._db.execute(
             f"SELECT {_M} FROM messages WHERE group_row = ? ORDER BY pos DESC LIMIT ?",
