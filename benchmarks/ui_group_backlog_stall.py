@@ -4,12 +4,12 @@ event-loop stall (issue 13; the group twin of :mod:`benchmarks.ui_backlog_stall`
 A relay subprocess (the benchmark options, plus message-request quotas lifted: most members
 are strangers to each other, as in a real group, and the relay would otherwise hold their
 messages to a request's few). In the parent process, 50 real profiles: the two receivers
-(``alice-ui``, ``alice-service``), 5 senders (``bob`` creates the group) and 43 members that
+(``alice-ui``, ``alice-service``), 5 senders (``sender0`` creates the group) and 43 members that
 only publish their prekeys and stay offline. Senders and receivers are each other's contacts
-(an invitation is accepted from a contact). Bob creates the group with all 49; then each
-sender writes N/5 texts, interleaved, and waits until the relay stored every upload (one
-``send_multi`` per message). The receivers were offline throughout. Each then ingests the
-backlog (5 sender keys and N group messages) in a fresh child process:
+(an invitation is accepted from a contact). sender0 creates the group with all 49 (the receivers
+are online for that, then go offline); then each sender writes N/5 texts, interleaved, and
+waits until the relay stored every upload (one ``send_multi`` per message). Each receiver
+then ingests the backlog (5 sender keys and N group messages) in a fresh child process:
 
 - **UI**: the real service and ``make_app``, headless (120x40), the group's conversation
   open (``GroupChatScreen``); ``service.start()`` connects and the relay delivers the
@@ -164,15 +164,19 @@ async def _prepare(relay_url: str, workdir: Path, n: int) -> dict[str, Path]:
             bob.add_contact(m.address, m.name)
         for s in everyone:  # publish prekeys (and the contacts' delivery secrets)
             await s.connect(timeout=30)
-        for s in [*receivers, *others]:
+        for s in others:
             await s.close()
+        for r in receivers:
+            await r.start()  # the receivers get the group, then go offline for the backlog
         bob.groups.create(GROUP, [m.name for m in everyone if m is not bob])
-        for s in senders[1:]:
+        for s in [*receivers, *senders[1:]]:
             deadline = time.monotonic() + 120
             while not any(g.name == GROUP for g in s.groups.all()):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{s.name} never got the group")
                 await asyncio.sleep(0.05)
+        for r in receivers:
+            await r.close()
         for i in range(n):
             s = senders[i % SENDERS]
             text = f"backlog {i:05d}: " + "the quick brown fox jumps over the lazy dog " * (

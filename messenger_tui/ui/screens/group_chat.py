@@ -193,6 +193,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
 
     @work(exclusive=True, group="group-events")
     async def _consume(self, queue: asyncio.Queue[ev.Event]) -> None:
+        """One reload per burst: when the queue empties after an event of this group (or a
+        contact change: a member's key or name), whatever came after it."""
+        stale = False
         while True:
             event = await queue.get()
             ours = (
@@ -206,7 +209,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             elif ours and isinstance(event, ev.GroupMessageReceived):
                 self.typing.pop(event.message.sender, None)  # it was sent: no longer typing
                 self._show_typing()
-            if ours and queue.empty():
+            stale = stale or ours or isinstance(event, ev.ContactChanged)
+            if stale and queue.empty():
+                stale = False
                 self.reload()
 
     def reload(self) -> None:
