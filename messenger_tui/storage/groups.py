@@ -434,6 +434,15 @@ class Groups:
         rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
         return [_message(r) for r in rows]
 
+    def unread_count(self, row_id: int) -> int:
+        """How many of :meth:`unread` there are for one group (without loading them)."""
+        r = self._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE group_row = ? AND outgoing = 0 "
+            "AND kind = 'text' AND state = 'received'",
+            (row_id,),
+        )
+        return int(r.fetchone()[0])
+
     def outgoing_rows(self, row_id: int, message_ids: list[bytes]) -> dict[bytes, int]:
         """Our own messages in the group with these ids: id -> message row."""
         found: dict[bytes, int] = {}
