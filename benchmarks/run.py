@@ -43,6 +43,7 @@ from benchmarks import (
     sqlcipher_cost,
     ui_backlog_stall,
     ui_cold_start,
+    ui_group_backlog_stall,
     ui_open_conversation,
     voice_dsp,
 )
@@ -66,6 +67,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         group_calls,
         ui_open_conversation,
         ui_backlog_stall,
+        ui_group_backlog_stall,
         ui_cold_start,
         attachment_crypto,
         sqlcipher_cost,
@@ -145,6 +147,9 @@ they assert nothing (tests assert behaviour).
   *Cold start* (`ui_cold_start`): from spawning `Launcher` + `make_app` on an existing profile
   (headless, as `messenger-tui` does) to the main screen mounted and idle, median of 9 fresh
   processes; baselines: a bare Textual app the same way, and the bare interpreter.
+  *Group backlog* (`ui_group_backlog_stall`): the same stall, for a 5,000-message backlog in
+  a 50-member group written by 5 senders while the receiver was offline, with the group's
+  conversation open; baseline: the service alone.
 - **Group send** (`group_send`): one message to a 100-member group beside 100 pairwise sends
   of the same text, in one process on one SQLCipher profile with 100 contacts and sessions:
   `GroupChats.send_text` plus the `SendMulti` frame, against `Outgoing.send_text` to each

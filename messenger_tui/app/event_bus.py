@@ -36,7 +36,7 @@ class EventBus:
             self._subscribers.remove(queue)
 
     def emit(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TypingChanged) and not self._typing_shown():
+        if isinstance(event, ev.TypingChanged | ev.GroupTypingChanged) and not self._typing_shown():
             return  # typing notices turned off: neither sent nor shown
         for queue in self._subscribers:
             queue.put_nowait(event)

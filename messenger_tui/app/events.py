@@ -94,6 +94,18 @@ class GroupChanged:
 class GroupMessageReceived:
     group: Group
     message: GroupMessage
+    #: The message mentions us (``@`` our name): notified even when the group is muted.
+    mentioned: bool = False
+
+
+@dataclass(frozen=True)
+class GroupTypingChanged:
+    """A member started or stopped typing in a group (an ephemeral notice)."""
+
+    group: Group
+    member: bytes
+    name: str
+    active: bool
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,7 @@ Event = (
     | BacklogDrained
     | CallChanged
     | CallStatsChanged
-    | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged)
+    | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged | GroupTypingChanged)
     | TransferChanged
     | TimerChanged
     | MessagesExpired

@@ -161,8 +161,9 @@ class GroupBook:
             members=members,
             is_member=row.is_member,
             admin=any(m.me and m.admin for m in members),
-            unread=len(self._store.groups.unread(row.id)),
+            unread=self._store.groups.unread_count(row.id),
             dropped=row.dropped,
+            muted=row.muted,
         )
 
     def message_model(self, m: GroupMessageRow) -> GroupMessage:

@@ -76,6 +76,17 @@ class GroupInbound:
         elif isinstance(payload, pl.GroupReceipt):
             self._receipt(sender, payload, events)
 
+    def typing(self, sender: bytes, payload: pl.GroupTyping) -> ev.GroupTypingChanged | None:
+        """A member's typing notice, for a group we are in and it is a member of (else None:
+        dropped quietly, as 1:1 typing from a blocked contact is)."""
+        row = self._store.groups.by_group_id(payload.group_id)
+        if row is None or not row.is_member or sender == self._book.me:
+            return None
+        if not self._book.log(row).state.is_member(sender):
+            return None
+        name = self._book.member_name(row.id, sender)
+        return ev.GroupTypingChanged(self._book.model(row), sender, name, payload.active)
+
     def _change(
         self, contact: ContactRow | None, sender: bytes, data: bytes, events: list[ev.Event]
     ) -> None:
@@ -275,8 +286,11 @@ class GroupInbound:
         if stored is None:
             return
         self._delivered.setdefault((row.id, sender), []).append(payload.id)
+        mentioned = self._book.me in (payload.mentions or ())
         events.append(
-            ev.GroupMessageReceived(self._book.model(row), self._book.message_model(stored))
+            ev.GroupMessageReceived(
+                self._book.model(row), self._book.message_model(stored), mentioned=mentioned
+            )
         )
 
     def _hold(self, row: GroupRow, sender: bytes, key_id: int, body: bytes) -> None:

@@ -31,6 +31,8 @@ class Group:
     unread: int = 0
     #: Group messages dropped (from non-members, undecryptable, given up while held).
     dropped: int = 0
+    #: No toast, bell or desktop notification for its messages, except those mentioning us.
+    muted: bool = False
 
 
 @dataclass(frozen=True)

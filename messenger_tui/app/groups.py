@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import BadInput
@@ -41,7 +41,8 @@ from messenger_tui.storage.store import Store
 
 class GroupChats:
     """``contact(name)`` resolves a contact by name (:class:`BadInput` otherwise);
-    ``wake()`` starts the senders; ``emit`` publishes events."""
+    ``wake()`` starts the senders; ``emit`` publishes events; ``typing_to(contact, payload)``
+    sends a typing notice pairwise (ephemeral); ``contact_of(id)`` is a contact by local id."""
 
     def __init__(
         self,
@@ -54,6 +55,8 @@ class GroupChats:
         now_ms: Callable[[], int],
         emit: Callable[[ev.Event], None],
         wake: Callable[[], None],
+        typing_to: Callable[[Contact, pl.GroupTyping], Awaitable[None]] | None = None,
+        contact_of: Callable[[int], Contact | None] | None = None,
     ) -> None:
         self._store = store
         self._identity = identity
@@ -63,6 +66,8 @@ class GroupChats:
         self._now_ms = now_ms
         self._emit = emit
         self._wake = wake
+        self._typing_to = typing_to
+        self._contact_of = contact_of
 
     # ------------------------------------------------------------ reading
 
@@ -112,6 +117,43 @@ class GroupChats:
 
     def members(self, name: str) -> Group:
         return self.group(name)
+
+    def receipts(self, message: GroupMessage) -> list[tuple[str, str]]:
+        """Who got and who read an own message: (member name, ``read`` | ``delivered`` |
+        ``waiting``) for every other member of the group now, read first, then by name."""
+        group = self.by_id(message.group_row)
+        if group is None or not message.outgoing:
+            return []
+        states = self._store.groups.receipts(message.id)
+        rank = {"read": 0, "delivered": 1, "waiting": 2}
+        rows = [(m.name, states.get(m.identity, "waiting")) for m in group.members if not m.me]
+        return sorted(rows, key=lambda r: (rank.get(r[1], 3), r[0].casefold()))
+
+    def set_muted(self, name: str, muted: bool) -> Group:
+        """Mute (no toast, bell or desktop notification, except for messages that mention
+        us) or unmute a group."""
+        row = self._book.named(name)
+        with self._store.db.transaction():
+            self._store.groups.update(row.id, muted=int(muted))
+        fresh = self._store.groups.by_id(row.id)
+        assert fresh is not None
+        return self._changed(fresh)
+
+    async def send_typing(self, name: str, active: bool) -> None:
+        """Tell every member that is a contact we started/stopped typing in the group
+        (ephemeral, pairwise: dropped for members offline; nothing queued)."""
+        if self._typing_to is None or self._contact_of is None:
+            return
+        row = self._book.named(name)
+        if not row.is_member:
+            return
+        payload = pl.GroupTyping(group_id=row.group_id, active=active)
+        for member in self._book.model(row).members:
+            if member.me or member.contact_id is None:
+                continue
+            contact = self._contact_of(member.contact_id)
+            if contact is not None:
+                await self._typing_to(contact, payload)
 
     # ------------------------------------------------------------ membership
 
@@ -212,13 +254,16 @@ class GroupChats:
 
     # ------------------------------------------------------------ sending
 
-    def send_text(self, name: str, text: str) -> GroupMessage:
-        """Encrypt once, store, and queue one upload to every other member."""
+    def send_text(self, name: str, text: str, mentions: list[bytes] | None = None) -> GroupMessage:
+        """Encrypt once, store, and queue one upload to every other member. ``mentions``: the
+        identity keys of the members the text names with ``@`` (non-members are left out)."""
         if not text.strip():
             raise BadInput("an empty message is not sent")
         if len(text.encode("utf-8")) > pl.MAX_TEXT_BYTES:
             raise BadInput(f"message too long: at most {pl.MAX_TEXT_BYTES // 1024} KiB of text")
         row = self._current(name)
+        state = self._book.log(row).state
+        mentioned = sorted({m for m in mentions or () if state.is_member(m) and m != self.me})
         now = self._now_ms()
         message_id = os.urandom(16)
         groups = self._store.groups
@@ -227,7 +272,12 @@ class GroupChats:
             seq = groups.next_send_seq(row.id)
             plaintext = pl.encode_payload(
                 pl.GroupText(
-                    id=message_id, text=text, sent_at_ms=now, sender_name=self._own_name(), seq=seq
+                    id=message_id,
+                    text=text,
+                    sent_at_ms=now,
+                    sender_name=self._own_name(),
+                    seq=seq,
+                    mentions=mentioned or None,
                 )
             )
             sending, body = sk.group_encrypt(sending, plaintext)

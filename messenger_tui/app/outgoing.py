@@ -172,9 +172,16 @@ class Outgoing:
         """Tell the contact we started/stopped typing (ephemeral; dropped when offline)."""
         if not self._client.connected or contact.key_changed or contact.blocked:
             return
+        await self.send_ephemeral(contact, pl.Typing(active))
+
+    async def send_ephemeral(self, contact: Contact, payload: pl.Typing | pl.GroupTyping) -> None:
+        """One typing notice to the contact (1:1 or group; ephemeral; dropped when offline,
+        when the typing setting is off, or to a blocked contact or a changed key)."""
+        if not self._client.connected or contact.key_changed or contact.blocked:
+            return
         if not self._settings().typing:
             return
-        body = self._sender.seal_ephemeral(contact.identity, pl.encode_payload(pl.Typing(active)))
+        body = self._sender.seal_ephemeral(contact.identity, pl.encode_payload(payload))
         if body is None:
             return
         with contextlib.suppress(NotConnected):

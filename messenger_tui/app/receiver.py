@@ -384,7 +384,7 @@ class Receiver:
                 content = decode_signal(plaintext)
             except (CryptoError, pl.MalformedPayload, MalformedCallMessage):
                 return None
-            if isinstance(content, pl.Typing):
+            if isinstance(content, pl.Typing | pl.GroupTyping):
                 if envelope.prekey is not None:
                     return None
             elif not isinstance(content, CALL_MESSAGE_TYPES):
@@ -404,6 +404,9 @@ class Receiver:
         contact = contact_model(row)
         if isinstance(content, pl.Typing):
             return SignalIn(contact, event=ev.TypingChanged(contact, content.active))
+        if isinstance(content, pl.GroupTyping):
+            event = self.groups.typing(frame.sender, content) if self.groups else None
+            return SignalIn(contact, event=event) if event is not None else None
         return SignalIn(contact, call=content, used_prekey=used_opk is not None)
 
 

@@ -188,6 +188,8 @@ class MessengerService:
             now_ms=self._now_ms,
             emit=self._emit,
             wake=self._wake_senders,
+            typing_to=self._outgoing.send_ephemeral,
+            contact_of=self.contact_by_id,
         )
         self._transfers = TransferManager(
             store,

@@ -119,6 +119,21 @@ class GroupText(_Payload, tag="group_text", frozen=True):
     sent_at_ms: int
     sender_name: str | None = None
     seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+    #: The members the text mentions (``@name``), by identity key, so a rename keeps them;
+    #: absent or None: none. At most :data:`MAX_MENTIONS`.
+    mentions: Annotated[list[bytes], msgspec.Meta(max_length=256)] | None = None
+
+
+#: At most this many mentions in one group text (a group has at most 256 members).
+MAX_MENTIONS = 256
+
+
+class GroupTyping(_Payload, tag="group_typing", frozen=True):
+    """The sender started (``active``) or stopped typing in the group ``group_id``. Sent as an
+    ephemeral frame to each member that is a contact (pairwise), like :class:`Typing`."""
+
+    group_id: bytes
+    active: bool
 
 
 class Attachment(_Payload, tag="attachment", frozen=True):
@@ -149,7 +164,7 @@ Payload = (
     | Receipt
     | Typing
     | Access
-    | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText)
+    | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText | GroupTyping)
     | Attachment
     | Timer
     | (GroupCallInvite | GroupCallFrameKey)  # group calls: core/calls/group_keys.py

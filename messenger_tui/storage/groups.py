@@ -135,7 +135,16 @@ class Groups:
         return [_group(r) for r in self._db.execute(f"SELECT {_G} FROM groups ORDER BY id")]
 
     def update(self, row_id: int, **fields: object) -> None:
-        allowed = {"name", "log", "sending_key", "rotate", "pending", "send_seq", "is_member"}
+        allowed = {
+            "name",
+            "log",
+            "sending_key",
+            "rotate",
+            "pending",
+            "send_seq",
+            "is_member",
+            "muted",
+        }
         if not fields or not set(fields) <= allowed:
             raise ValueError(f"unknown group fields: {sorted(set(fields) - allowed)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -401,6 +410,11 @@ class Groups:
         ).fetchone()
         return _message(r) if r else None
 
+    def message_count(self, row_id: int) -> int:
+        """Rows of the group's conversation (messages and notices)."""
+        r = self._db.execute("SELECT COUNT(*) FROM messages WHERE group_row = ?", (row_id,))
+        return int(r.fetchone()[0])
+
     def history(self, row_id: int, limit: int = 50) -> list[GroupMessageRow]:
         rows = self._db.execute(
             f"SELECT {_M} FROM messages WHERE group_row = ? ORDER BY pos DESC LIMIT ?",
@@ -419,6 +433,15 @@ class Groups:
             params = (row_id,)
         rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
         return [_message(r) for r in rows]
+
+    def unread_count(self, row_id: int) -> int:
+        """How many of :meth:`unread` there are for one group (without loading them)."""
+        r = self._db.execute(
+            "SELECT COUNT(*) FROM messages WHERE group_row = ? AND outgoing = 0 "
+            "AND kind = 'text' AND state = 'received'",
+            (row_id,),
+        )
+        return int(r.fetchone()[0])
 
     def outgoing_rows(self, row_id: int, message_ids: list[bytes]) -> dict[bytes, int]:
         """Our own messages in the group with these ids: id -> message row."""

@@ -17,6 +17,7 @@ from textual.theme import Theme
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, ProfileGate
 from messenger_tui.ui.kitty_keys import KittyLinuxDriver
+from messenger_tui.ui.screens.group_chat import GroupChatScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.onboarding import OnboardingScreen, UnlockScreen
 from messenger_tui.ui.talk_keys import TalkKeyHandlers, TalkKeys
@@ -240,6 +241,11 @@ class MessengerApp(TalkKeyHandlers, App[None], inherit_bindings=False):
                 "Add contact", "Add a contact by their address (Ctrl+N)", main.action_add_contact
             )
             yield SystemCommand(
+                "New group", "Create a group: a name and contacts (Ctrl+G)", main.action_new_group
+            )
+            if isinstance(screen, GroupChatScreen):
+                yield from _group_commands(screen)
+            yield SystemCommand(
                 "Safety number",
                 "Verify the open conversation's contact, or accept a changed key (F2)",
                 main.action_safety_number,
@@ -275,6 +281,31 @@ class MessengerApp(TalkKeyHandlers, App[None], inherit_bindings=False):
                                     main.action_cancel_transfer)  # fmt: skip
         yield SystemCommand("Help: every key", "List every key and its binding id (F1, ?)",
                             self.action_help)  # fmt: skip
+
+
+def _group_commands(screen: GroupChatScreen) -> Iterable[SystemCommand]:
+    """The open group's commands (the members panel's keys, F2, F3 and Alt+M)."""
+    group = screen.group
+    if group is None:
+        return
+    yield SystemCommand("Group members", "Show or hide the members panel (F2)",
+                        screen.action_toggle_members)  # fmt: skip
+    yield SystemCommand("Who got my last message",
+                        "Which members got and read your newest message here (F3)",
+                        screen.action_receipts)  # fmt: skip
+    yield SystemCommand(
+        "Unmute group" if group.muted else "Mute group",
+        "Notify again about this group" if group.muted
+        else "No notifications for this group, except mentions of you (Alt+M)",
+        screen.action_toggle_mute,
+    )  # fmt: skip
+    if group.is_member:
+        yield SystemCommand("Add members", "Add contacts to this group (admins; a in the panel)",
+                            screen.action_add_members)  # fmt: skip
+        yield SystemCommand("Rename group", "A new name every member sees (n in the panel)",
+                            screen.action_rename_group)  # fmt: skip
+        yield SystemCommand("Leave group", "Leave this group; its history stays (l in the panel)",
+                            screen.action_leave_group)  # fmt: skip
 
 
 def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:

@@ -120,11 +120,44 @@ class FixedGroups:
         group = next((g for g in self.groups if g.name == name), None)
         return self.messages.get(group.id, [])[-limit:] if group is not None else []
 
-    def send_text(self, name: str, text: str) -> GroupMessage:
+    def send_text(self, name: str, text: str, mentions: list[bytes] | None = None) -> GroupMessage:
         raise BadInput(f"no group called {name!r}")
 
     def mark_read(self, name: str) -> int:
         return 0
+
+    def _fixed(self, name: str) -> Group:
+        raise BadInput("the snapshot facade's groups do not change")
+
+    def create(self, name: str, member_names: list[str]) -> Group:
+        return self._fixed(name)
+
+    def add(self, name: str, member_names: list[str]) -> Group:
+        return self._fixed(name)
+
+    def remove(self, name: str, member_names: list[str]) -> Group:
+        return self._fixed(name)
+
+    def set_admin(self, name: str, member_names: list[str], admin: bool) -> Group:
+        return self._fixed(name)
+
+    def leave(self, name: str) -> Group:
+        return self._fixed(name)
+
+    def rename(self, name: str, new_name: str) -> Group:
+        return self._fixed(name)
+
+    def set_muted(self, name: str, muted: bool) -> Group:
+        return self._fixed(name)
+
+    def receipts(self, message: GroupMessage) -> list[tuple[str, str]]:
+        group = self.by_id(message.group_row)
+        members = [m.name for m in group.members if not m.me] if group else []
+        states = ["read"] * message.read + ["delivered"] * (message.delivered - message.read)
+        return [(n, states[i] if i < len(states) else "waiting") for i, n in enumerate(members)]
+
+    async def send_typing(self, name: str, active: bool) -> None:
+        return None
 
 
 @dataclass
@@ -712,6 +745,7 @@ def group_scene() -> SnapshotFacade:
         ("Carol", False, "text", "Something short, please: I am still on the last one", 0, 0),
         ("me", True, "text", "How about The Left Hand of Darkness?", 3, 2),
         ("Dave", False, "text", "Yes!", 0, 0),
+        ("Bob", False, "text", "@Alice you pick the day, @Carol the place", 0, 0),
     ]
     messages = []
     for i, (name, outgoing, kind, text, delivered, read) in enumerate(lines):

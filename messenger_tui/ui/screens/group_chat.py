@@ -4,45 +4,94 @@ delivery state of our own ("delivered to 2 of 3, read by 1"), and a line to writ
 Opened from the conversation list (a "# name" row); Escape goes back. Driven by the
 service's events: a group message, state change or membership change of this group reloads
 the view, and what is shown is marked read (read receipts go to each author).
+
+F2 shows the members panel (:mod:`.group_members`); F3 lists who got and read our newest
+message; Alt+M mutes the group (mentions of us still notify). In the composer, Tab completes
+``@name`` to a member's name; a sent text carries the identity keys of the members it names
+(``GroupText.mentions``). Typing sends "typing" to the members (ephemeral); theirs shows
+above the composer ("alice is typing…").
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+import time
 
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
-from messenger_tui.app.group_models import Group, GroupMessage
-from messenger_tui.app.models import Settings
+from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.models import Contact, Settings
 from messenger_tui.ui.formatting import clean_text, list_time, preview
+from messenger_tui.ui.screens import group_members
+from messenger_tui.ui.screens.group_members import MemberList
+from messenger_tui.ui.widgets.footer import FittingFooter
 
 #: Messages shown (the newest).
 GROUP_PAGE = 200
 #: Colours of member names, picked by a hash of the member's identity key.
 MEMBER_COLOURS = ("cyan", "magenta", "green", "yellow", "bright_blue", "bright_red", "orange3")
+#: A typing notice not renewed within this many seconds is dropped (a lost "stopped").
+TYPING_SHOWN_S = 6.0
+#: While we type, "typing" is sent again at most this often; idle this long sends "stopped".
+TYPING_RESEND_S = 3.0
+TYPING_IDLE_S = 5.0
+#: Footer keys left out first in a narrow terminal (they stay in the palette and F1).
+FOOTER_DROP_ORDER = (
+    "screen.rename_group",
+    "screen.member_safety",
+    "receipts",
+    "back",
+    "toggle_members",
+)
+#: The partial ``@name`` before the cursor.
+_MENTION_TAIL = re.compile(r"@([^@\n]*)$")
 
 
 def member_colour(identity: bytes) -> str:
     return MEMBER_COLOURS[hashlib.sha256(identity).digest()[0] % len(MEMBER_COLOURS)]
 
 
-def message_line(m: GroupMessage) -> Text:
-    """One message as the view shows it."""
+def mentioned_members(text: str, members: tuple[GroupMember, ...]) -> list[bytes]:
+    """The identity keys of the other members ``text`` names as ``@name``."""
+    folded = text.casefold()
+    return [m.identity for m in members if not m.me and f"@{m.name}".casefold() in folded]
+
+
+def highlight_mentions(body: Text, names: list[str], own: str) -> None:
+    """Style every ``@name`` of a member in ``body``; a mention of ``own`` stands out."""
+    plain = body.plain.casefold()
+    for name in sorted(set(names), key=len, reverse=True):
+        if not name:
+            continue
+        needle = f"@{name}".casefold()
+        style = "bold reverse" if name == own else "bold underline"
+        start = plain.find(needle)
+        while start >= 0:
+            body.stylize(style, start, start + len(needle))
+            start = plain.find(needle, start + len(needle))
+
+
+def message_line(m: GroupMessage, names: list[str] | None = None, own: str = "") -> Text:
+    """One message as the view shows it (``names``: the members' names, for mentions)."""
     when = Text(f"{list_time(m.sent_at_ms)} ", style="dim")
     if m.kind == "notice":
         return when + Text(f"! {m.text}", style="italic dim")
     name = "you" if m.outgoing else m.sender_name
-    line = when + Text(name, style=f"bold {member_colour(m.sender)}") + Text(f": {m.text}")
+    body = Text(f": {m.text}")
+    if names and "@" in m.text:
+        highlight_mentions(body, names, own)
+    line = when + Text(name, style=f"bold {member_colour(m.sender)}") + body
     if m.outgoing:
         if m.state == "queued":
             state = "queued"
@@ -66,10 +115,13 @@ def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) 
         if isinstance(e, ev.GroupMessageReceived)
         and e.message.kind == "text"
         and e.group.id != showing
+        and (e.mentioned or not e.group.muted)  # a muted group still tells of a mention
     ]
     for e in new[-3:]:
         text = preview(clean_text(e.message.text), 200)
         title = f"#{e.group.name} · {e.message.sender_name}"
+        if e.mentioned:
+            title += " mentioned you"
         app.notify(text, title=title, timeout=4, markup=False)
     if len(new) > 3:
         app.notify(f"and {len(new) - 3} more group messages", timeout=4)
@@ -77,15 +129,30 @@ def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) 
 
 class GroupChatScreen(Screen[None], inherit_bindings=False):
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back", id="group.back",
-                tooltip="Back to the conversation list"),
+        Binding("escape", "back", "Back", id="group.back",
+                tooltip="Back to the conversation list (from the members panel: to the "
+                        "composer)"),
+        Binding("f2", "toggle_members", "Members", id="group.members",
+                tooltip="Show or hide the members panel: members, admins, add, remove, "
+                        "promote, rename, leave"),
+        Binding("f3", "receipts", "Who got it", id="group.receipts",
+                tooltip="Who got and who read your newest message in this group"),
+        Binding("alt+m", "toggle_mute", "Mute", show=False, priority=True, id="group.mute",
+                tooltip="Mute or unmute the group (messages that mention you still notify)"),
+        Binding("tab", "complete", "Complete", show=False, priority=True,
+                id="group.complete_mention",
+                tooltip="In the composer: complete @name to a member's name; elsewhere: "
+                        "the next field"),
+        Binding("shift+tab", "app.focus_previous", "Previous", show=False,
+                id="group.focus_previous", tooltip="Focus the previous field"),
     ]  # fmt: skip
 
     DEFAULT_CSS = """
     GroupChatScreen { layout: vertical; }
     GroupChatScreen #group-header { height: 1; background: $panel; padding: 0 1; }
-    GroupChatScreen #group-messages { height: 1fr; padding: 0 1; }
-    GroupChatScreen #group-composer { dock: bottom; }
+    GroupChatScreen #group-body { height: 1fr; }
+    GroupChatScreen #group-messages { height: 1fr; width: 1fr; padding: 0 1; }
+    GroupChatScreen #group-typing { height: 1; padding: 0 1; color: $text-muted; }
     """
 
     def __init__(self, service: MessengerFacade, group_row: int) -> None:
@@ -94,12 +161,20 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.group_row = group_row
         self.messages: list[GroupMessage] = []
         self._queue: asyncio.Queue[ev.Event] | None = None
+        #: Members typing now: identity -> (name, monotonic time the notice lapses).
+        self.typing: dict[bytes, tuple[str, float]] = {}
+        self._typing_sent = 0.0  # when we last sent "typing" (0: not typing)
+        self._last_key = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
-        with VerticalScroll(id="group-messages"):
-            yield Static(id="group-lines")
+        with Horizontal(id="group-body"):
+            with VerticalScroll(id="group-messages"):
+                yield Static(id="group-lines")
+            yield MemberList(id="group-members", classes="-hidden")
+        yield Static(id="group-typing")
         yield Input(placeholder="Write to the group…", id="group-composer")
+        yield FittingFooter(drop_order=FOOTER_DROP_ORDER)
 
     @property
     def group(self) -> Group | None:
@@ -110,6 +185,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self._consume(self._queue)
         self.reload()
         self.query_one(Input).focus()
+        self.set_interval(1.0, self._tick_typing)
 
     def on_unmount(self) -> None:
         if self._queue is not None:
@@ -117,6 +193,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
 
     @work(exclusive=True, group="group-events")
     async def _consume(self, queue: asyncio.Queue[ev.Event]) -> None:
+        """One reload per burst: when the queue empties after an event of this group (or a
+        contact change: a member's key or name), whatever came after it."""
+        stale = False
         while True:
             event = await queue.get()
             ours = (
@@ -125,7 +204,14 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                 )
                 and event.group.id == self.group_row
             )
-            if ours and queue.empty():
+            if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
+                self._typing_changed(event)
+            elif ours and isinstance(event, ev.GroupMessageReceived):
+                self.typing.pop(event.message.sender, None)  # it was sent: no longer typing
+                self._show_typing()
+            stale = stale or ours or isinstance(event, ev.ContactChanged)
+            if stale and queue.empty():
+                stale = False
                 self.reload()
 
     def reload(self) -> None:
@@ -137,10 +223,226 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.messages = self.service.groups.history(group.name, limit=GROUP_PAGE)
         members = ", ".join(m.name for m in group.members)
         about = f"{len(group.members)} members: {members}" if group.is_member else "you left"
-        self.query_one("#group-header", Static).update(Text(f"# {group.name} — {about}"))
-        lines = Text("\n").join(message_line(m) for m in self.messages)
+        header = Text(f"# {group.name} — {about}")
+        if group.muted:
+            header.append("  (muted)", style="dim")
+        contacts = self._contacts_of(group)
+        changed = [c.name for c in contacts.values() if c.key_changed]
+        if changed:  # as in 1:1: their safety number changed (F2, then s on them)
+            header.append(f"  ! {', '.join(changed)}: key changed (F2, s)", style="bold red")
+        self.query_one("#group-header", Static).update(header)
+        names = [m.name for m in group.members if not m.me] + [self.service.name]
+        own = self.service.name
+        lines = Text("\n").join(message_line(m, names, own) for m in self.messages)
         self.query_one("#group-lines", Static).update(lines)
         self.query_one("#group-messages", VerticalScroll).scroll_end(animate=False)
+        panel = self.query_one(MemberList)
+        if not panel.has_class("-hidden"):
+            panel.show_group(group, contacts)
+
+    def _contacts_of(self, group: Group) -> dict[int, Contact]:
+        contacts: dict[int, Contact] = {}
+        for m in group.members:
+            if m.contact_id is not None:
+                contact = self.service.contact_by_id(m.contact_id)
+                if contact is not None:
+                    contacts[m.contact_id] = contact
+        return contacts
+
+    # ------------------------------------------------------------ typing
+
+    def _typing_changed(self, event: ev.GroupTypingChanged) -> None:
+        if event.active:
+            self.typing[event.member] = (event.name, time.monotonic() + TYPING_SHOWN_S)
+        else:
+            self.typing.pop(event.member, None)
+        self._show_typing()
+
+    def _tick_typing(self) -> None:
+        now = time.monotonic()
+        lapsed = [k for k, (_, until) in self.typing.items() if until <= now]
+        for k in lapsed:
+            del self.typing[k]
+        if lapsed:
+            self._show_typing()
+        if self._typing_sent and now - self._last_key >= TYPING_IDLE_S:
+            self._send_typing(False)
+
+    def typing_text(self) -> str:
+        names = sorted(name for name, _ in self.typing.values())
+        if not names:
+            return ""
+        if len(names) == 1:
+            return f"{names[0]} is typing…"
+        if len(names) <= 3:
+            return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
+        return f"{len(names)} people are typing…"
+
+    def _show_typing(self) -> None:
+        self.query_one("#group-typing", Static).update(Text(self.typing_text()))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "group-composer":
+            return
+        now = time.monotonic()
+        self._last_key = now
+        if not event.value.strip():
+            if self._typing_sent:
+                self._send_typing(False)
+        elif now - self._typing_sent >= TYPING_RESEND_S:
+            self._send_typing(True)
+
+    def _send_typing(self, active: bool) -> None:
+        group = self.group
+        self._typing_sent = time.monotonic() if active else 0.0
+        if group is not None and group.is_member:
+            self._typing_worker(group.name, active)
+
+    @work(group="group-typing")
+    async def _typing_worker(self, name: str, active: bool) -> None:
+        try:
+            await self.service.groups.send_typing(name, active)
+        except AppError:
+            pass  # typing is best effort: the group went away meanwhile
+
+    # ------------------------------------------------------------ mentions
+
+    def action_complete(self) -> None:
+        composer = self.query_one("#group-composer", Input)
+        if self.focused is not composer:
+            self.focus_next()
+            return
+        group = self.group
+        before = composer.value[: composer.cursor_position]
+        match = _MENTION_TAIL.search(before)
+        if group is None or match is None:
+            return
+        prefix = match.group(1).casefold()
+        names = sorted(m.name for m in group.members if not m.me)
+        found = [n for n in names if n.casefold().startswith(prefix)]
+        if not found:
+            self.notify(f"No member's name starts with {match.group(1)!r}", markup=False)
+            return
+        if len(found) == 1:
+            completed = found[0] + " "
+        else:
+            completed = _common_prefix(found) or match.group(1)
+            self.notify("Members: " + ", ".join(found), markup=False, timeout=3)
+        after = composer.value[composer.cursor_position :]
+        start = match.start(1)
+        composer.value = before[:start] + completed + after
+        composer.cursor_position = start + len(completed)
+
+    # ------------------------------------------------------------ members panel
+
+    def action_back(self) -> None:
+        panel = self.query_one(MemberList)
+        if self.focused is panel:
+            self.query_one("#group-composer", Input).focus()
+        else:
+            self.app.pop_screen()
+
+    def action_toggle_members(self) -> None:
+        panel = self.query_one(MemberList)
+        group = self.group
+        if panel.has_class("-hidden") and group is not None:
+            panel.remove_class("-hidden")
+            panel.show_group(group, self._contacts_of(group))
+            panel.focus()
+        else:
+            panel.add_class("-hidden")
+            self.query_one("#group-composer", Input).focus()
+
+    def highlighted_member(self) -> GroupMember | None:
+        identity = self.query_one(MemberList).highlighted_identity()
+        group = self.group
+        if identity is None or group is None:
+            return None
+        return next((m for m in group.members if m.identity == identity), None)
+
+    def action_add_members(self) -> None:
+        from messenger_tui.ui.screens.group_dialogs import AddMembersScreen
+
+        group = self.group
+        if group is not None:
+            self.app.push_screen(AddMembersScreen(self.service, group), self._after_dialog)
+
+    def action_remove_member(self) -> None:
+        group_members.apply(self, "remove")
+
+    def action_toggle_admin(self) -> None:
+        group_members.apply(self, "admin")
+
+    def action_rename_group(self) -> None:
+        from messenger_tui.ui.screens.group_dialogs import RenameGroupScreen
+
+        group = self.group
+        if group is not None:
+            self.app.push_screen(RenameGroupScreen(self.service, group), self._after_dialog)
+
+    def action_leave_group(self) -> None:
+        from messenger_tui.ui.screens.contact_dialogs import ConfirmScreen
+
+        group = self.group
+        if group is None or not group.is_member:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes or group is None:
+                return
+            try:
+                self.service.groups.leave(group.name)
+            except AppError as exc:
+                self.notify(str(exc), severity="error", markup=False)
+            self.reload()
+
+        question = f"Leave {group.name}? You keep its history but get no new messages."
+        self.app.push_screen(ConfirmScreen("Leave group", question, "Leave"), answered)
+
+    def action_member_safety(self) -> None:
+        from messenger_tui.ui.screens.safety import SafetyNumberScreen
+
+        member = self.highlighted_member()
+        if member is None or member.me:
+            return
+        contact = (
+            self.service.contact_by_id(member.contact_id) if member.contact_id is not None else None
+        )
+        if contact is None:
+            self.notify(f"{member.name} is not a contact: add them to see a safety number")
+            return
+        self.app.push_screen(SafetyNumberScreen(self.service, contact), lambda _: self.reload())
+
+    def _after_dialog(self, group: Group | None) -> None:
+        self.reload()
+
+    # ------------------------------------------------------------ receipts, mute
+
+    def action_receipts(self) -> None:
+        from messenger_tui.ui.screens.group_dialogs import ReceiptsScreen
+
+        own = [m for m in self.messages if m.outgoing and m.kind == "text"]
+        if not own:
+            self.notify("You have not written in this group yet")
+            return
+        self.app.push_screen(ReceiptsScreen(self.service, own[-1]))
+
+    def action_toggle_mute(self) -> None:
+        group = self.group
+        if group is None:
+            return
+        try:
+            updated = self.service.groups.set_muted(group.name, not group.muted)
+        except AppError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(
+            f"{group.name} muted: only mentions of you notify"
+            if updated.muted
+            else f"{group.name} unmuted",
+            markup=False,
+        )
+        self.reload()
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value
@@ -148,9 +450,21 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         if not text.strip() or group is None:
             return
         try:
-            self.service.groups.send_text(group.name, text)
+            self.service.groups.send_text(
+                group.name, text, mentioned_members(text, group.members) or None
+            )
         except AppError as exc:
             self.notify(str(exc), severity="error")
             return
         event.input.value = ""
+        if self._typing_sent:
+            self._send_typing(False)
         self.reload()
+
+
+def _common_prefix(names: list[str]) -> str:
+    first, last = min(names, key=str.casefold), max(names, key=str.casefold)
+    n = 0
+    while n < min(len(first), len(last)) and first[n].casefold() == last[n].casefold():
+        n += 1
+    return first[:n]

@@ -20,6 +20,7 @@ from textual.widgets import Input, OptionList, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
+from messenger_tui.app.group_models import Group
 from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
@@ -472,6 +473,16 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_hang_up(self) -> None:
         self.service.hang_up()
+
+    def action_new_group(self) -> None:
+        from messenger_tui.ui.screens.group_dialogs import CreateGroupScreen
+
+        def created(group: Group | None) -> None:
+            if group is not None:
+                self._show_summaries()
+                self.app.push_screen(GroupChatScreen(self.service, group.id))
+
+        self.app.push_screen(CreateGroupScreen(self.service), created)
 
     def action_add_contact(self) -> None:
         contact_actions.add(self)

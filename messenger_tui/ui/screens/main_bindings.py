@@ -14,6 +14,8 @@ MAIN_BINDINGS: list[BindingType] = [
     *focus_bindings(),
     Binding("ctrl+n", "add_contact", "Add", id="contacts.add",
             tooltip="Add a contact by pasting their address"),
+    Binding("ctrl+g", "new_group", "New group", show=False, priority=True, id="groups.create",
+            tooltip="Create a group: a name and the contacts to add"),
     Binding("f2", "safety_number", "Verify", id="contact.safety_number",
             tooltip="Show the safety number of the open conversation and verify the "
                     "contact (or accept their changed key)"),

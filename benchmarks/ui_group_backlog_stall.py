@@ -1,0 +1,271 @@
+"""Receiving a 5,000-message backlog in a 50-member group while the UI is open: the longest
+event-loop stall (issue 13; the group twin of :mod:`benchmarks.ui_backlog_stall`).
+
+A relay subprocess (the benchmark options, plus message-request quotas lifted: most members
+are strangers to each other, as in a real group, and the relay would otherwise hold their
+messages to a request's few). In the parent process, 50 real profiles: the two receivers
+(``alice-ui``, ``alice-service``), 5 senders (``sender0`` creates the group) and 43 members that
+only publish their prekeys and stay offline. Senders and receivers are each other's contacts
+(an invitation is accepted from a contact). sender0 creates the group with all 49 (the receivers
+are online for that, then go offline); then each sender writes N/5 texts, interleaved, and
+waits until the relay stored every upload (one ``send_multi`` per message). Each receiver
+then ingests the backlog (5 sender keys and N group messages) in a fresh child process:
+
+- **UI**: the real service and ``make_app``, headless (120x40), the group's conversation
+  open (``GroupChatScreen``); ``service.start()`` connects and the relay delivers the
+  backlog, which the service decrypts and stores and the group screen shows (reloads, marks
+  read, queues read receipts) while it arrives.
+- **Baseline**: the same backlog ingested by the service alone.
+
+The stall meter is :class:`benchmarks.ui_backlog_stall.StallMeter` (a 5 ms asyncio ticker's
+worst lateness, from ``start()`` until every message is stored and, with the UI, shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Settings, fmt, md_table
+from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess
+from benchmarks.ui_backlog_stall import TICK_S, StallMeter
+from benchmarks.ui_common import TERMINAL, emit, run_child
+
+NAME = "ui_group_backlog_stall"
+TITLE = "UI: receiving a 5,000-message backlog in a 50-member group"
+AIM_STALL_MS = 100.0
+MEMBERS = 50
+SENDERS = 5
+GROUP = "backlog"
+#: Most members are strangers to each other: no message-request caps in this benchmark.
+RELAY_ARGS = (
+    *RELAY_BENCH_ARGS,
+    "--request-limit",
+    "10000000",
+    "--request-bytes",
+    str(1 << 40),
+    "--request-per-sender",
+    "10000000",
+    "--mailbox-bytes",
+    str(1 << 40),
+)
+
+
+# ---------------------------------------------------------------------- child process
+
+
+async def _child(kind: str, home: Path, expected: int) -> dict[str, Any]:
+    from messenger_tui.app.profile import open_profile
+    from messenger_tui.app.service import MessengerService
+
+    profile = open_profile(home, None)
+    service = MessengerService(profile)
+    group = service.groups.group(GROUP)
+
+    def count() -> int:
+        return service.store.groups.message_count(group.id)
+
+    target = count() + expected
+    meter = StallMeter()
+    out: dict[str, Any] = {"kind": kind, "messages": expected}
+    try:
+        if kind == "service":
+            meter.start()
+            t0 = time.perf_counter()
+            await service.start()
+            while count() < target:
+                await asyncio.sleep(0.02)
+            out["ingest_s"] = round(time.perf_counter() - t0, 3)
+            await meter.stop()
+        else:
+            from messenger_tui.ui import make_app
+            from messenger_tui.ui.screens.group_chat import GroupChatScreen
+
+            app = make_app(service, start_service=False, freeze_gc=True)
+            async with app.run_test(size=TERMINAL) as pilot:
+                while app.main_screen is None:
+                    await pilot.pause(0.01)
+                screen = GroupChatScreen(service, group.id)
+                await app.push_screen(screen)
+                await pilot.pause()
+
+                def shown() -> bool:
+                    if count() < target or not screen.messages:
+                        return False
+                    newest = service.groups.history(GROUP, limit=1)
+                    return bool(newest) and screen.messages[-1].id == newest[-1].id
+
+                meter.start()
+                t0 = time.perf_counter()
+                await service.start()
+                while not shown():
+                    await asyncio.sleep(0.02)
+                stored = time.perf_counter()
+                await pilot.pause()
+                out["ingest_s"] = round(time.perf_counter() - t0, 3)
+                out["stored_s"] = round(stored - t0, 3)
+                await meter.stop()
+                out["view_loaded"] = len(screen.messages)
+        out |= meter.summary()
+        out["msgs_per_s"] = round(expected / out["ingest_s"], 1)
+    finally:
+        await service.close()
+        profile.close()
+    return out
+
+
+def child_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME} child")
+    parser.add_argument("kind", choices=["ui", "service"])
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--expected", type=int, required=True)
+    args = parser.parse_args(argv)
+    emit(asyncio.run(_child(args.kind, args.home, args.expected)))
+    return 0
+
+
+# ---------------------------------------------------------------------- parent
+
+
+async def _prepare(relay_url: str, workdir: Path, n: int) -> dict[str, Path]:
+    """50 profiles, the group, and ``n`` texts from 5 senders stored by the relay while the
+    receivers are offline."""
+    from messenger_tui.app.profile import create_profile
+    from messenger_tui.app.service import MessengerService
+
+    homes = {kind: workdir / f"alice-{kind}" for kind in ("ui", "service")}
+    receivers = [
+        MessengerService(create_profile(home, f"alice-{kind}", relay_url, None))
+        for kind, home in homes.items()
+    ]
+    senders = [
+        MessengerService(create_profile(workdir / f"sender{i}", f"sender{i}", relay_url, None))
+        for i in range(SENDERS)
+    ]
+    others = [
+        MessengerService(
+            create_profile(workdir / f"member{i:02d}", f"member{i:02d}", relay_url, None)
+        )
+        for i in range(MEMBERS - SENDERS - len(receivers))
+    ]
+    everyone = [*receivers, *senders, *others]
+    bob = senders[0]
+    try:
+        talkers = [*receivers, *senders]
+        for a in talkers:
+            for b in talkers:
+                if a is not b:
+                    a.add_contact(b.address, b.name)
+        for m in others:
+            bob.add_contact(m.address, m.name)
+        for s in everyone:  # publish prekeys (and the contacts' delivery secrets)
+            await s.connect(timeout=30)
+        for s in others:
+            await s.close()
+        for r in receivers:
+            await r.start()  # the receivers get the group, then go offline for the backlog
+        bob.groups.create(GROUP, [m.name for m in everyone if m is not bob])
+        for s in [*receivers, *senders[1:]]:
+            deadline = time.monotonic() + 120
+            while not any(g.name == GROUP for g in s.groups.all()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{s.name} never got the group")
+                await asyncio.sleep(0.05)
+        for r in receivers:
+            await r.close()
+        for i in range(n):
+            s = senders[i % SENDERS]
+            text = f"backlog {i:05d}: " + "the quick brown fox jumps over the lazy dog " * (
+                1 + i % 3
+            )
+            s.groups.send_text(GROUP, text[: 40 + (i * 37) % 120])
+            if i % 200 == 199:
+                await asyncio.sleep(0)  # let the group outboxes upload as they go
+        for s in senders:
+            # the relay stores ~10 group messages/s here (49 references each, fsynced)
+            if not await s.groups.wait_sent(max(300.0, n * 0.3)):
+                raise RuntimeError(f"{s.name}'s group outbox did not drain")
+    finally:
+        for s in everyone:
+            await s.close()
+            s.profile.close()
+    return homes
+
+
+def run(settings: Settings) -> dict[str, Any]:
+    n = 1000 if settings.quick else 5000
+    workdir = settings.workdir / NAME
+    out: dict[str, Any] = {
+        "aim_stall_ms": AIM_STALL_MS,
+        "messages": n,
+        "members": MEMBERS,
+        "senders": SENDERS,
+    }
+    with ServerProcess.relay(workdir, RELAY_ARGS) as relay:
+        t0 = time.perf_counter()
+        homes = asyncio.run(_prepare(relay.url, workdir, n))
+        out["prepare_s"] = round(time.perf_counter() - t0, 1)
+        args = ["--expected", str(n)]
+        out["service"] = run_child(
+            NAME, ["service", "--home", str(homes["service"]), *args], 900, workdir
+        )
+        out["ui"] = run_child(NAME, ["ui", "--home", str(homes["ui"]), *args], 900, workdir)
+        relay.check_alive()
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    aim = result["aim_stall_ms"]
+    rows = []
+    for label, r in (
+        ("UI open on the group (make_app + service)", result["ui"]),
+        ("baseline: the service alone, no UI", result["service"]),
+    ):
+        mark = (" ✓" if r["max_stall_ms"] <= aim else " ✗") if r is result["ui"] else ""
+        rows.append(
+            [
+                label,
+                fmt(r["messages"]),
+                fmt(r["max_stall_ms"], 1) + mark,
+                fmt(r["p99_late_ms"], 1),
+                fmt(r["stalls_over_50ms"]),
+                fmt(r["stalls_over_100ms"]),
+                fmt(r["ingest_s"], 2),
+                fmt(r["msgs_per_s"]),
+            ]
+        )
+    table = md_table(
+        [
+            "receiver",
+            "messages",
+            "longest stall ms",
+            "p99 lateness ms",
+            "stalls > 50 ms",
+            "stalls > 100 ms",
+            "ingest s",
+            "msgs/s",
+        ],
+        rows,
+    )
+    return "\n".join(
+        [
+            table,
+            "",
+            f"A {result['members']}-member group; {result['senders']} senders wrote the "
+            f"backlog while the receiver was offline; the relay delivers it when the receiver "
+            f"connects; ingest = service.start() -> every group message stored (and shown by "
+            f"the open group screen). Stall = lateness of a {TICK_S * 1000:.0f} ms asyncio "
+            f"ticker. Aim: no stall over {aim:.0f} ms (as for 1:1, `ui_backlog_stall`).",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        sys.exit(child_main(sys.argv[2:]))
+    print(f"run it through the runner: python -m benchmarks.run {NAME}")
+    sys.exit(2)
