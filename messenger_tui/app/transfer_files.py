@@ -9,11 +9,13 @@ import errno
 import hashlib
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
+from messenger_tui.app.errors import BadInput
 from messenger_tui.core.attachments import (
     AttachmentDecryptor,
     AttachmentEncryptor,
@@ -126,6 +128,26 @@ def _link_free_name(part: Path, folder: Path, name: str) -> Path:
             except FileExistsError:
                 continue
     raise OSError(f"no free name for {name!r} in {folder}")
+
+
+def open_with_desktop(path: Path) -> None:
+    """Hand a saved file to ``xdg-open`` (no shell; its output discarded, in its own
+    session so it outlives nothing of ours). :class:`BadInput` when it cannot run."""
+    program = shutil.which("xdg-open")
+    if program is None:
+        raise BadInput(f"no xdg-open here to open {path.name}; the file is at {path}")
+    if not path.is_file():
+        raise BadInput(f"{path} is gone")
+    try:
+        subprocess.Popen(  # a fixed program and one path argument, no shell
+            [program, str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise BadInput(f"cannot run xdg-open: {exc.strerror or exc}") from None
 
 
 def sha256_file(path: Path) -> str:

@@ -41,6 +41,7 @@ from typing import Final
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.errors import BadInput, TimedOut
+from messenger_tui.app.images import CellRow, halfblock_cells, is_image_mime, prepare_image
 from messenger_tui.app.models import Contact, Settings, TransferView
 from messenger_tui.app.outgoing import gate
 from messenger_tui.app.receiver import attachment_text
@@ -78,6 +79,8 @@ MAX_PARALLEL: Final = 3
 #: Pause after the relay stayed unreachable through the link's own retries.
 RETRY_PAUSE_S: Final = (1.0, 30.0)
 DEFAULT_MIME: Final = "application/octet-stream"
+#: Folder (in the spool folder) of the re-encoded copies of images being sent.
+IMAGE_COPIES: Final = "images"
 
 
 def default_download_dir() -> Path:
@@ -192,6 +195,58 @@ class TransferManager:
             error=row.error,
         )
 
+    # ------------------------------------------------------------------ images
+
+    async def send_any(self, contact: Contact, path: Path) -> TransferView:
+        """Send a file; an image is first re-encoded without its metadata and given a
+        thumbnail (app/images.py, in a worker thread). :class:`BadInput` as
+        :meth:`send_file`, and for a decompression bomb or an unreadable image."""
+        path = path.expanduser().absolute()
+        if not is_image_mime(guess_mime(path.name)):
+            return self.send_file(contact, path)
+        gate(contact)
+        if not path.is_file():
+            raise BadInput(f"cannot read {path}: not a regular file")
+        try:
+            image = await asyncio.to_thread(
+                prepare_image, path, path.name, self._spool_dir / IMAGE_COPIES
+            )
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+        return self.send_file(
+            contact,
+            image.path,
+            name=image.name,
+            mime_type=image.mime_type,
+            thumbnail=image.thumbnail,
+        )
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """An image message's half-block preview (app/images.py) and whether it was drawn
+        from the full image (a finished download) rather than the thumbnail; None for a
+        message that is not an image or an image that cannot be read."""
+        row = self._store.transfers.for_message(message_row)
+        if row is None or not is_image_mime(row.mime_type):
+            return None
+        full = row.direction == "down" and row.status == "done" and row.path is not None
+        source: Path | bytes | None = Path(row.path) if full and row.path else None
+        if source is None:
+            source = row.thumbnail
+            if row.direction == "down" and row.state is not None:
+                try:
+                    source = decode_pointer(row.state).thumbnail
+                except AttachmentError:
+                    source = None
+        if source is None:
+            return None
+        try:
+            cells = await asyncio.to_thread(halfblock_cells, source, cols, rows)
+        except (BadInput, OSError):
+            return None
+        return cells, full
+
     # ------------------------------------------------------------------ commands
 
     def send_file(
@@ -202,6 +257,7 @@ class TransferManager:
         name: str | None = None,
         mime_type: str | None = None,
         voice: tuple[int, tuple[int, ...]] | None = None,
+        thumbnail: bytes | None = None,
     ) -> TransferView:
         """Send the file at ``path`` to ``contact`` (see the module doc). Sending the same
         file (path, size and modification time) again while its upload is unfinished resumes
@@ -266,6 +322,7 @@ class TransferManager:
                 source_mtime_ns=st.st_mtime_ns,
                 duration_ms=duration,
                 waveform=bytes(voice[1]) if voice else None,
+                thumbnail=thumbnail,
             )
         self._spawn(row.id)
         self._announce(row.id)
@@ -301,7 +358,7 @@ class TransferManager:
         task = self._tasks.pop(transfer_id, None)
         if task is not None:
             task.cancel()
-        remove(row.spool)
+        remove(row.spool, self._image_copy(row) if row.direction == "up" else None)
         return self._view(self._row(transfer_id))
 
     def retry(self, transfer_id: int) -> TransferView:
@@ -352,6 +409,13 @@ class TransferManager:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def _image_copy(self, row: TransferRow) -> str | None:
+        """The metadata-free copy of a sent image (ours to remove once sealed and sent)."""
+        copies = self._spool_dir / IMAGE_COPIES
+        if row.path and Path(row.path).parent == copies:
+            return row.path
+        return None
 
     # ------------------------------------------------------------------ driver
 
@@ -563,6 +627,7 @@ class TransferManager:
             chunk_size=enc.chunk_size,
             duration_ms=row.duration_ms if voice else None,
             waveform=tuple(row.waveform) if voice and row.waveform is not None else None,
+            thumbnail=row.thumbnail,
         )
         body = pl.encode_payload(
             pl.Attachment(
@@ -581,7 +646,7 @@ class TransferManager:
             )
             status = next_status("up", row.status, "queued")
             store.transfers.update(row.id, now, status=status, spool=None, error=None)
-        remove(row.spool)
+        remove(row.spool, self._image_copy(row))
         self._announce(row.id)
         self._sender.wake()
         self._outbox_changed()

@@ -26,6 +26,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
 from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.images import CellRow, halfblock_cells
 from messenger_tui.app.models import (
     AudioDevices,
     CallStats,
@@ -152,6 +153,7 @@ class SnapshotFacade:
     mic_tests: list[FixedMicTest] = field(default_factory=list)
     fixed_groups: FixedGroups = field(default_factory=FixedGroups)
     transfer_list: list[TransferView] = field(default_factory=list)
+    image_list: dict[int, bytes] = field(default_factory=dict)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -441,6 +443,16 @@ class SnapshotFacade:
 
     def retry_transfer(self, transfer_id: int) -> TransferView:
         raise BadInput("the snapshot facade has no transfers to retry")
+
+    def open_file(self, transfer_id: int) -> None:
+        raise BadInput("the snapshot facade opens no files")
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """A scene's images: ``image_list`` maps a message row to an image file's bytes."""
+        data = self.image_list.get(message_row)
+        return None if data is None else (halfblock_cells(data, cols, rows), False)
 
 
 # ---------------------------------------------------------------------- ready scenes

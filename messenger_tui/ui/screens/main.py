@@ -19,7 +19,7 @@ from textual.widgets import Input, OptionList, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
-from messenger_tui.app.models import CallView, Contact, Message
+from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
 from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
@@ -181,7 +181,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             view.reload(self._history(self.current.id, None, PAGE_SIZE), page_size=PAGE_SIZE)
         elif update.new_for_view:
             if view.unread_marker is None and not self.reading_allowed:
-                first = next((m for m in update.new_for_view if m.kind == "text"), None)
+                first = next((m for m in update.new_for_view if m.kind in UNREAD_KINDS), None)
                 if first is not None:
                     view.set_unread_marker(first.id)
             view.append(update.new_for_view)
@@ -204,7 +204,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def _announce(self, items: list[tuple[Contact, Message]]) -> None:
         """Toasts, the bell and desktop notifications for new messages outside the visible
         conversation, as the settings say (ui/notify.py); none for muted contacts."""
-        texts = [(c, m) for c, m in items if m.kind == "text" and not self._is_muted(c)]
+        texts = [(c, m) for c, m in items if m.kind in UNREAD_KINDS and not self._is_muted(c)]
         if texts:
             announce(self.app, self.notifier, self.service.settings(), texts)
 
@@ -522,6 +522,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_cancel_transfer(self) -> None:
         transfer_actions.cancel_newest(self)
+
+    def action_open_file(self) -> None:
+        transfer_actions.open_newest(self)
 
     def action_scroll_messages(self, direction: int) -> None:
         if direction < 0:

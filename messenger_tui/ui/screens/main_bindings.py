@@ -66,6 +66,9 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("alt+c", "cancel_transfer", "Cancel file", show=False, priority=True,
             id="file.cancel",
             tooltip="Cancel the newest file transfer of the open conversation"),
+    Binding("alt+o", "open_file", "Open file", show=False, priority=True, id="file.open",
+            tooltip="Open the newest received file of the open conversation with the "
+                    "desktop's program (xdg-open); files never open by themselves"),
     Binding("f9", "settings", "Settings", id="app.settings",
             tooltip="Settings: notifications, receipts, typing, theme, call devices, relay, "
                     "passphrase"),
