@@ -32,6 +32,9 @@ from messenger_tui.core.attachments.pointer import MAX_THUMBNAIL_BYTES
 
 #: Largest image accepted, sent or shown (pixels): 64 megapixels, above any phone camera.
 MAX_PIXELS: Final = 64_000_000
+# Pillow's own guard at the same figure (a warning above it, made an error here, and an
+# error above twice it), for every image this process decodes.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 #: Longest side of the thumbnail carried in the message (pixels).
 THUMB_SIDE: Final = 96
 #: Formats sent in their own format after re-encoding; any other image becomes a PNG.
@@ -105,6 +108,7 @@ def _load(image: Image.Image) -> Image.Image:
 def make_thumbnail(image: Image.Image) -> bytes:
     """A JPEG of at most :data:`THUMB_SIDE` a side and :data:`MAX_THUMBNAIL_BYTES`."""
     thumb = image.convert("RGB")
+    thumb.info = {}  # Pillow would write the source's comment (and more) into the JPEG
     thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
     for quality in (75, 55, 35, 20):
         buf = io.BytesIO()
