@@ -116,6 +116,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         status = self.status
         status.outbox_waiting = self.service.outbox_count()
         status.conn_state = self.service.connection_state
+        self.view.preview_loader = self.service.image_preview
         self.view.clear(PICK_HINT)
         self.refresh_all_summaries()
         self.refresh_header()
