@@ -4,6 +4,8 @@ the ▀ cells under the photo's line with the image's colours, and snapshots at 
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from textual.pilot import Pilot
 
 from messenger_tui.app.images import halfblock_cells
@@ -17,19 +19,19 @@ from .test_snapshots import SIZES, SnapCompare, _snap, frozen_clock, no_blinking
 __all__ = ["frozen_clock", "no_blinking"]  # the autouse fixtures, applied here too
 
 
-async def preview_drawn(pilot: Pilot[object], screen: MainScreen) -> None:
+async def preview_drawn(pilot: Pilot[Any], screen: MainScreen) -> None:
     await wait_until(pilot, lambda: "▀" in screen_text(pilot.app), what="preview")
 
 
 @SIZES
 async def test_the_photo_shows_as_half_blocks_under_its_line(size: tuple[int, int]) -> None:
     facade = image_scene()
-    app = make_app(facade)  # type: ignore[arg-type]
+    app = make_app(facade)
     async with app.run_test(size=size) as pilot:
         screen = app.main_screen
         assert screen is not None
         await wait_until(pilot, lambda: bool(screen.conversation_list.option_count))
-        await open_first(pilot, screen)
+        await open_first(cast(Pilot[object], pilot), screen)
         await preview_drawn(pilot, screen)
         lines = screen_text(app).splitlines()
         at = next(i for i, line in enumerate(lines) if "[file] sunset.png" in line)
