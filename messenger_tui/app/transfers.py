@@ -47,7 +47,14 @@ from messenger_tui.app.outgoing import gate
 from messenger_tui.app.receiver import attachment_text
 from messenger_tui.app.rows import contact_model
 from messenger_tui.app.sender import OutboxSender
-from messenger_tui.app.transfer_files import Cancelled, check_and_save, remove, seal_to_spool
+from messenger_tui.app.transfer_files import (
+    Cancelled,
+    Growing,
+    GrowingSource,
+    check_and_save,
+    remove,
+    seal_to_spool,
+)
 from messenger_tui.core import payload as pl
 from messenger_tui.core.attachments import (
     AttachmentDecryptor,
@@ -490,7 +497,8 @@ class TransferManager:
 
     async def _step(self, row: TransferRow) -> None:
         if row.status == "encrypting":
-            await self._encrypt(row)
+            async with self._slots:
+                await self._encrypt(row)
         elif row.status == "uploading":
             async with self._slots:
                 await self._upload(row)
@@ -566,10 +574,30 @@ class TransferManager:
         spool = self._spool_dir / f"up-{row.id}.blob"
         self._store.transfers.update(row.id, self._now_ms(), spool=str(spool))
         stop = self._stops.setdefault(row.id, threading.Event())
-        final = await asyncio.to_thread(
-            seal_to_spool, source, spool, row.state, stop, self._thread_progress(row.id, row.status)
+        os.close(os.open(spool, os.O_WRONLY | os.O_CREAT, 0o600))
+        # Sealing and uploading overlap: the upload reads the spool file as sealing writes
+        # it (sealing is deterministic, so a restart re-seals the same bytes and the upload
+        # resumes at the relay's offset). Memory: a piece of each, whatever the file's size.
+        growing = Growing()
+        nothing: Callable[[int], None] = lambda _done: None  # noqa: E731
+        sealing = asyncio.ensure_future(
+            asyncio.to_thread(seal_to_spool, source, spool, row.state, stop, nothing, growing)
         )
-        self._move(row, "encrypted", state=final, done_bytes=0)
+        uploading = asyncio.ensure_future(
+            self._send_blob(row.id, GrowingSource(spool, row.blob_size, growing, stop))
+        )
+        try:
+            final = await sealing
+        except BaseException:
+            growing.abort()
+            uploading.cancel()
+            with contextlib.suppress(BaseException):
+                await uploading
+            raise
+        growing.finish()
+        self._move(self._row(row.id), "encrypted", state=final, done_bytes=0)
+        if await uploading:  # else (an expired upload) the uploading step starts anew
+            self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
 
     async def _upload(self, row: TransferRow) -> None:
         assert row.spool is not None
@@ -584,6 +612,13 @@ class TransferManager:
             )
             self._store.transfers.update(row.id, self._now_ms(), status="encrypting")
             return  # the spool file is gone (or short): seal it again, same bytes
+        if await self._send_blob(row.id, spool):
+            self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
+
+    async def _send_blob(self, transfer_id: int, source: Path | GrowingSource) -> bool:
+        """Upload (or resume uploading) the blob; False when the relay had dropped the
+        half-finished upload (a day old): its id is forgotten, the next step starts anew."""
+        row = self._row(transfer_id)
         resume = BlobUploadState(id=row.blob_id, size=row.blob_size) if row.blob_id else None
 
         def created(state: BlobUploadState) -> None:
@@ -592,19 +627,21 @@ class TransferManager:
         link = self._link()
         try:
             result = await link.upload(
-                spool,
+                source,
                 resume,
                 on_state=created,
                 on_progress=lambda done, _total: self._progress(row.id, done),
             )
         except BlobRefused as exc:
             if resume is not None and exc.code == "not_found":
-                # the relay dropped the half-finished upload (a day old): upload anew
                 self._store.transfers.update(row.id, self._now_ms(), blob_id=None, done_bytes=0)
-                return
+                return False
             raise
+        finally:
+            if isinstance(source, GrowingSource):
+                source.close()
         self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
-        self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
+        return True
 
     def _send_pointer(self, row: TransferRow) -> None:
         assert row.state is not None and row.blob_id is not None
@@ -653,6 +690,22 @@ class TransferManager:
 
     # ------------------------------------------------------------------ download step
 
+    async def _fetch(self, row: TransferRow, spool: Path, offset: int, growing: Growing) -> None:
+        assert row.blob_id is not None
+
+        def fetched(done: int, _total: int) -> None:
+            growing.advance(done)
+            self._progress(row.id, done)
+
+        result = await self._link().download(row.blob_id, spool, offset, on_progress=fetched)
+        self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
+        if result.size != row.blob_size:
+            remove(spool)
+            raise _integrity(
+                row, f"the relay's blob is {result.size} bytes, the message says {row.blob_size}"
+            )
+        self._store.transfers.update(row.id, self._now_ms(), done_bytes=row.blob_size)
+
     async def _download(self, row: TransferRow) -> None:
         assert row.state is not None and row.blob_id is not None
         pointer = decode_pointer(row.state)
@@ -662,35 +715,38 @@ class TransferManager:
         if spool.exists() and spool.stat().st_size < offset:
             offset = 0
         self._store.transfers.update(row.id, self._now_ms(), spool=str(spool))
-        if offset < row.blob_size:
-            result = await self._link().download(
-                row.blob_id,
-                spool,
-                offset,
-                on_progress=lambda done, _total: self._progress(row.id, done),
-            )
-            self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
-            if result.size != row.blob_size:
-                remove(spool)
-                raise _integrity(
-                    row,
-                    f"the relay's blob is {result.size} bytes, the message says {row.blob_size}",
-                )
-            self._store.transfers.update(row.id, self._now_ms(), done_bytes=row.blob_size)
         decryptor = AttachmentDecryptor(
             pointer.key, pointer.digest, pointer.size, chunk_size=pointer.chunk_size
         )
         stop = self._stops.setdefault(row.id, threading.Event())
-        try:
-            saved, sha = await asyncio.to_thread(
+        # Fetching and checking overlap: the check decrypts the spool file as the download
+        # writes it; only a file that passed every check is named (transfer_files.py).
+        fetched = offset >= row.blob_size
+        growing = Growing(offset)
+        progress = self._thread_progress(row.id, row.status) if fetched else lambda _done: None
+        checking = asyncio.ensure_future(
+            asyncio.to_thread(
                 check_and_save,
                 spool,
                 decryptor,
                 self.download_dir(),
                 pointer.name,
                 stop,
-                self._thread_progress(row.id, row.status),
+                progress,
+                growing,
             )
+        )
+        try:
+            if not fetched:
+                await self._fetch(row, spool, offset, growing)
+            growing.finish()
+        except BaseException:
+            growing.abort()
+            with contextlib.suppress(BaseException):
+                await checking  # it removes its part file
+            raise
+        try:
+            saved, sha = await checking
         except AttachmentIntegrityError as exc:
             # refetch from the start on retry: the fetched bytes are not the sender's
             remove(spool)
