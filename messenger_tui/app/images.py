@@ -153,6 +153,7 @@ def prepare_image(source: Path, name: str, folder: Path) -> PreparedImage:
         if not out.exists():
             part = out.with_suffix(".part")
             try:
+                os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
                 _clean_copy(upright, keep, part)
             except (OSError, ValueError) as exc:
                 part.unlink(missing_ok=True)

@@ -51,6 +51,7 @@ def test_the_copy_has_no_metadata_and_stands_upright(tmp_path: Path) -> None:
         assert original.getexif().get_ifd(GPS_IFD)
     prepared = prepare_image(src, src.name, tmp_path / "copies")
     data = prepared.path.read_bytes()
+    assert prepared.path.stat().st_mode & 0o777 == 0o600
     assert MARKER.encode() not in data and b"Exif" not in data
     with Image.open(prepared.path) as copy:
         assert dict(copy.getexif()) == {}
