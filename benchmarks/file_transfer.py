@@ -3,10 +3,12 @@
 In one run, over one random file on disk:
 
 - **ours, send**: ``MessengerService.send_file`` from an in-process client to a real relay
-  subprocess: seal into the spool file, upload on the blob route (64 KiB chunks, window of
-  8, acknowledged), queue the pointer; until the transfer is ``done``.
-- **ours, receive**: the other in-process client fetches the blob, checks every chunk and the
-  digest while decrypting, and saves the file; until its transfer is ``done``.
+  subprocess: seal into the spool file while uploading it (the upload follows the sealing)
+  on the blob route (64 KiB chunks, window of 8, acknowledged), queue the pointer; until the
+  transfer is ``done``.
+- **ours, receive**: the other in-process client fetches the blob while checking every
+  chunk and the digest and decrypting (the check follows the fetch), and saves the file;
+  until its transfer is ``done``.
 - **baseline, up / down**: ``benchmarks/bare_blob_server.py``, a websockets server that only
   writes what it receives to a file (acknowledging each 64 KiB message) and streams it back:
   the floor of any upload/download over websockets on this machine.

@@ -2,9 +2,9 @@
 
 One conversation per contact. Each summary costs a few indexed lookups (no scan of a long
 conversation): the last message is the highest row id of the contact, and the unread messages
-are the incoming texts still in state ``received`` after the newest one the user has seen
-(reading a conversation marks every unread message seen at once, so nothing older than a
-seen message is ever unread).
+are the incoming texts, files and voice messages still in state ``received`` after the newest
+one the user has seen (reading a conversation marks every unread message seen at once, so
+nothing older than a seen message is ever unread).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from messenger_tui.storage.store import Store
 
 __all__ = ["ConversationSummary", "summaries", "summary_for", "unread_count"]
 
+#: :data:`~messenger_tui.app.models.UNREAD_KINDS` in SQL (schema 009's partial index).
+UNREAD_KINDS_SQL = "('text', 'attachment', 'voice')"
+
 
 def _last_message(store: Store, contact_id: int) -> Message | None:
     last = store.messages.history(contact_id, limit=1)
@@ -25,15 +28,15 @@ def _last_message(store: Store, contact_id: int) -> Message | None:
 
 def unread_count(store: Store, contact_id: int) -> int:
     row = store.db.execute(
-        "SELECT id FROM messages WHERE contact_id = ? AND outgoing = 0 AND kind = 'text' "
-        "AND state = 'seen' ORDER BY id DESC LIMIT 1",
+        "SELECT id FROM messages WHERE contact_id = ? AND outgoing = 0 "
+        f"AND kind IN {UNREAD_KINDS_SQL} AND state = 'seen' ORDER BY id DESC LIMIT 1",
         (contact_id,),
     ).fetchone()
     after = int(row[0]) if row else 0
     return int(
         store.db.execute(
             "SELECT count(*) FROM messages WHERE contact_id = ? AND id > ? AND outgoing = 0 "
-            "AND kind = 'text' AND state = 'received'",
+            f"AND kind IN {UNREAD_KINDS_SQL} AND state = 'received'",
             (contact_id, after),
         ).fetchone()[0]
     )

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.images import CellRow
 from messenger_tui.app.models import (
     AudioDevices,
     CallStats,
@@ -239,6 +240,10 @@ class MessengerFacade(Protocol):
     def cancel_transfer(self, transfer_id: int) -> TransferView: ...
     def retry_transfer(self, transfer_id: int) -> TransferView: ...
     def transfer_for_message(self, message_row: int) -> TransferView | None: ...
+    def open_file(self, transfer_id: int) -> None: ...
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None: ...
 
 
 class ProfileGate(Protocol):

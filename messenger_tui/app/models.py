@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from messenger_tui.core.address import encode_address
 from messenger_tui.core.message_states import MessageState
 
+#: Message kinds a person sends: unread until seen, announced by toasts and notifications
+#: (texts, files and voice messages; schema 009's index holds the same).
+UNREAD_KINDS = frozenset({"text", "attachment", "voice"})
+
 
 @dataclass(frozen=True)
 class Contact:

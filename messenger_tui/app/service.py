@@ -52,6 +52,7 @@ from messenger_tui.app.group_book import GroupBook
 from messenger_tui.app.group_inbound import GroupInbound
 from messenger_tui.app.group_sender import GroupSender
 from messenger_tui.app.groups import GroupChats
+from messenger_tui.app.images import CellRow
 from messenger_tui.app.inbound import Inbound, InboundHooks
 from messenger_tui.app.message_log import MessageLog
 from messenger_tui.app.models import (
@@ -69,6 +70,7 @@ from messenger_tui.app.profile import DEFAULT_RELAY_URL, Profile
 from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.sender import OutboxSender
 from messenger_tui.app.settings import ProfileSettings
+from messenger_tui.app.transfer_files import open_with_desktop
 from messenger_tui.app.transfers import TransferManager
 from messenger_tui.app.voice_notes import VoiceNotes
 from messenger_tui.core import disappearing as dm
@@ -484,8 +486,15 @@ class MessengerService:
     async def send_file(self, name: str, path: str | Path) -> TransferView:
         """Send a file to ``name``: sealed, uploaded on its own connection (resuming by
         itself), then its pointer through the outbox. Watch :class:`TransferChanged`.
-        :class:`BadInput` for an unreadable file."""
-        return self._transfers.send_file(self.contact(name), Path(path))
+        An image is re-encoded without its metadata (EXIF location) and gets a thumbnail;
+        :class:`BadInput` for an unreadable file or a decompression bomb."""
+        return await self._transfers.send_any(self.contact(name), Path(path))
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """An image message's half-block preview: (cell rows, drawn from the full image)."""
+        return await self._transfers.image_preview(message_row, cols, rows)
 
     async def send_voice(
         self, name: str, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
@@ -513,6 +522,14 @@ class MessengerService:
 
     def cancel_transfer(self, transfer_id: int) -> TransferView:
         return self._transfers.cancel(transfer_id)
+
+    def open_file(self, transfer_id: int) -> None:
+        """Open a saved download with the desktop's program (``xdg-open``), on request
+        only. :class:`BadInput` when it is not saved or there is no such program."""
+        view = self._transfers.view(transfer_id)
+        if view is None or view.status != "done" or not view.path:
+            raise BadInput("that file is not downloaded yet")
+        open_with_desktop(Path(view.path))
 
     def retry_transfer(self, transfer_id: int) -> TransferView:
         return self._transfers.retry(transfer_id)

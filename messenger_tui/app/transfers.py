@@ -41,12 +41,20 @@ from typing import Final
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.errors import BadInput, TimedOut
+from messenger_tui.app.images import CellRow, halfblock_cells, is_image_mime, prepare_image
 from messenger_tui.app.models import Contact, Settings, TransferView
 from messenger_tui.app.outgoing import gate
 from messenger_tui.app.receiver import attachment_text
 from messenger_tui.app.rows import contact_model
 from messenger_tui.app.sender import OutboxSender
-from messenger_tui.app.transfer_files import Cancelled, check_and_save, remove, seal_to_spool
+from messenger_tui.app.transfer_files import (
+    Cancelled,
+    Growing,
+    GrowingSource,
+    check_and_save,
+    remove,
+    seal_to_spool,
+)
 from messenger_tui.core import payload as pl
 from messenger_tui.core.attachments import (
     AttachmentDecryptor,
@@ -78,6 +86,8 @@ MAX_PARALLEL: Final = 3
 #: Pause after the relay stayed unreachable through the link's own retries.
 RETRY_PAUSE_S: Final = (1.0, 30.0)
 DEFAULT_MIME: Final = "application/octet-stream"
+#: Folder (in the spool folder) of the re-encoded copies of images being sent.
+IMAGE_COPIES: Final = "images"
 
 
 def default_download_dir() -> Path:
@@ -193,6 +203,58 @@ class TransferManager:
             error=row.error,
         )
 
+    # ------------------------------------------------------------------ images
+
+    async def send_any(self, contact: Contact, path: Path) -> TransferView:
+        """Send a file; an image is first re-encoded without its metadata and given a
+        thumbnail (app/images.py, in a worker thread). :class:`BadInput` as
+        :meth:`send_file`, and for a decompression bomb or an unreadable image."""
+        path = path.expanduser().absolute()
+        if not is_image_mime(guess_mime(path.name)):
+            return self.send_file(contact, path)
+        gate(contact)
+        if not path.is_file():
+            raise BadInput(f"cannot read {path}: not a regular file")
+        try:
+            image = await asyncio.to_thread(
+                prepare_image, path, path.name, self._spool_dir / IMAGE_COPIES
+            )
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+        return self.send_file(
+            contact,
+            image.path,
+            name=image.name,
+            mime_type=image.mime_type,
+            thumbnail=image.thumbnail,
+        )
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """An image message's half-block preview (app/images.py) and whether it was drawn
+        from the full image (a finished download) rather than the thumbnail; None for a
+        message that is not an image or an image that cannot be read."""
+        row = self._store.transfers.for_message(message_row)
+        if row is None or not is_image_mime(row.mime_type):
+            return None
+        full = row.direction == "down" and row.status == "done" and row.path is not None
+        source: Path | bytes | None = Path(row.path) if full and row.path else None
+        if source is None:
+            source = row.thumbnail
+            if row.direction == "down" and row.state is not None:
+                try:
+                    source = decode_pointer(row.state).thumbnail
+                except AttachmentError:
+                    source = None
+        if source is None:
+            return None
+        try:
+            cells = await asyncio.to_thread(halfblock_cells, source, cols, rows)
+        except (BadInput, OSError):
+            return None
+        return cells, full
+
     # ------------------------------------------------------------------ commands
 
     def send_file(
@@ -203,6 +265,7 @@ class TransferManager:
         name: str | None = None,
         mime_type: str | None = None,
         voice: tuple[int, tuple[int, ...]] | None = None,
+        thumbnail: bytes | None = None,
     ) -> TransferView:
         """Send the file at ``path`` to ``contact`` (see the module doc). Sending the same
         file (path, size and modification time) again while its upload is unfinished resumes
@@ -267,6 +330,7 @@ class TransferManager:
                 source_mtime_ns=st.st_mtime_ns,
                 duration_ms=duration,
                 waveform=bytes(voice[1]) if voice else None,
+                thumbnail=thumbnail,
             )
         self._spawn(row.id)
         self._announce(row.id)
@@ -302,7 +366,7 @@ class TransferManager:
         task = self._tasks.pop(transfer_id, None)
         if task is not None:
             task.cancel()
-        remove(row.spool)
+        remove(row.spool, self._image_copy(row) if row.direction == "up" else None)
         return self._view(self._row(transfer_id))
 
     def retry(self, transfer_id: int) -> TransferView:
@@ -353,6 +417,13 @@ class TransferManager:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    def _image_copy(self, row: TransferRow) -> str | None:
+        """The metadata-free copy of a sent image (ours to remove once sealed and sent)."""
+        copies = self._spool_dir / IMAGE_COPIES
+        if row.path and Path(row.path).parent == copies:
+            return row.path
+        return None
 
     # ------------------------------------------------------------------ driver
 
@@ -427,7 +498,8 @@ class TransferManager:
 
     async def _step(self, row: TransferRow) -> None:
         if row.status == "encrypting":
-            await self._encrypt(row)
+            async with self._slots:
+                await self._encrypt(row)
         elif row.status == "uploading":
             async with self._slots:
                 await self._upload(row)
@@ -503,10 +575,30 @@ class TransferManager:
         spool = self._spool_dir / f"up-{row.id}.blob"
         self._store.transfers.update(row.id, self._now_ms(), spool=str(spool))
         stop = self._stops.setdefault(row.id, threading.Event())
-        final = await asyncio.to_thread(
-            seal_to_spool, source, spool, row.state, stop, self._thread_progress(row.id, row.status)
+        os.close(os.open(spool, os.O_WRONLY | os.O_CREAT, 0o600))
+        # Sealing and uploading overlap: the upload reads the spool file as sealing writes
+        # it (sealing is deterministic, so a restart re-seals the same bytes and the upload
+        # resumes at the relay's offset). Memory: a piece of each, whatever the file's size.
+        growing = Growing()
+        nothing: Callable[[int], None] = lambda _done: None  # noqa: E731
+        sealing = asyncio.ensure_future(
+            asyncio.to_thread(seal_to_spool, source, spool, row.state, stop, nothing, growing)
         )
-        self._move(row, "encrypted", state=final, done_bytes=0)
+        uploading = asyncio.ensure_future(
+            self._send_blob(row.id, GrowingSource(spool, row.blob_size, growing, stop))
+        )
+        try:
+            final = await sealing
+        except BaseException:
+            growing.abort()
+            uploading.cancel()
+            with contextlib.suppress(BaseException):
+                await uploading
+            raise
+        growing.finish()
+        self._move(self._row(row.id), "encrypted", state=final, done_bytes=0)
+        if await uploading:  # else (an expired upload) the uploading step starts anew
+            self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
 
     async def _upload(self, row: TransferRow) -> None:
         assert row.spool is not None
@@ -521,6 +613,13 @@ class TransferManager:
             )
             self._store.transfers.update(row.id, self._now_ms(), status="encrypting")
             return  # the spool file is gone (or short): seal it again, same bytes
+        if await self._send_blob(row.id, spool):
+            self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
+
+    async def _send_blob(self, transfer_id: int, source: Path | GrowingSource) -> bool:
+        """Upload (or resume uploading) the blob; False when the relay had dropped the
+        half-finished upload (a day old): its id is forgotten, the next step starts anew."""
+        row = self._row(transfer_id)
         resume = BlobUploadState(id=row.blob_id, size=row.blob_size) if row.blob_id else None
 
         def created(state: BlobUploadState) -> None:
@@ -529,19 +628,21 @@ class TransferManager:
         link = self._link()
         try:
             result = await link.upload(
-                spool,
+                source,
                 resume,
                 on_state=created,
                 on_progress=lambda done, _total: self._progress(row.id, done),
             )
         except BlobRefused as exc:
             if resume is not None and exc.code == "not_found":
-                # the relay dropped the half-finished upload (a day old): upload anew
                 self._store.transfers.update(row.id, self._now_ms(), blob_id=None, done_bytes=0)
-                return
+                return False
             raise
+        finally:
+            if isinstance(source, GrowingSource):
+                source.close()
         self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
-        self._move(self._row(row.id), "uploaded", done_bytes=row.blob_size, error=None)
+        return True
 
     def _send_pointer(self, row: TransferRow) -> None:
         assert row.state is not None and row.blob_id is not None
@@ -564,6 +665,7 @@ class TransferManager:
             chunk_size=enc.chunk_size,
             duration_ms=row.duration_ms if voice else None,
             waveform=tuple(row.waveform) if voice and row.waveform is not None else None,
+            thumbnail=row.thumbnail,
         )
         body = pl.encode_payload(
             pl.Attachment(
@@ -582,12 +684,28 @@ class TransferManager:
             )
             status = next_status("up", row.status, "queued")
             store.transfers.update(row.id, now, status=status, spool=None, error=None)
-        remove(row.spool)
+        remove(row.spool, self._image_copy(row))
         self._announce(row.id)
         self._sender.wake()
         self._outbox_changed()
 
     # ------------------------------------------------------------------ download step
+
+    async def _fetch(self, row: TransferRow, spool: Path, offset: int, growing: Growing) -> None:
+        assert row.blob_id is not None
+
+        def fetched(done: int, _total: int) -> None:
+            growing.advance(done)
+            self._progress(row.id, done)
+
+        result = await self._link().download(row.blob_id, spool, offset, on_progress=fetched)
+        self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
+        if result.size != row.blob_size:
+            remove(spool)
+            raise _integrity(
+                row, f"the relay's blob is {result.size} bytes, the message says {row.blob_size}"
+            )
+        self._store.transfers.update(row.id, self._now_ms(), done_bytes=row.blob_size)
 
     async def _download(self, row: TransferRow) -> None:
         assert row.state is not None and row.blob_id is not None
@@ -598,35 +716,38 @@ class TransferManager:
         if spool.exists() and spool.stat().st_size < offset:
             offset = 0
         self._store.transfers.update(row.id, self._now_ms(), spool=str(spool))
-        if offset < row.blob_size:
-            result = await self._link().download(
-                row.blob_id,
-                spool,
-                offset,
-                on_progress=lambda done, _total: self._progress(row.id, done),
-            )
-            self.wire_bytes[row.id] = self.wire_bytes.get(row.id, 0) + result.wire_bytes
-            if result.size != row.blob_size:
-                remove(spool)
-                raise _integrity(
-                    row,
-                    f"the relay's blob is {result.size} bytes, the message says {row.blob_size}",
-                )
-            self._store.transfers.update(row.id, self._now_ms(), done_bytes=row.blob_size)
         decryptor = AttachmentDecryptor(
             pointer.key, pointer.digest, pointer.size, chunk_size=pointer.chunk_size
         )
         stop = self._stops.setdefault(row.id, threading.Event())
-        try:
-            saved, sha = await asyncio.to_thread(
+        # Fetching and checking overlap: the check decrypts the spool file as the download
+        # writes it; only a file that passed every check is named (transfer_files.py).
+        fetched = offset >= row.blob_size
+        growing = Growing(offset)
+        progress = self._thread_progress(row.id, row.status) if fetched else lambda _done: None
+        checking = asyncio.ensure_future(
+            asyncio.to_thread(
                 check_and_save,
                 spool,
                 decryptor,
                 self.download_dir(),
                 pointer.name,
                 stop,
-                self._thread_progress(row.id, row.status),
+                progress,
+                growing,
             )
+        )
+        try:
+            if not fetched:
+                await self._fetch(row, spool, offset, growing)
+            growing.finish()
+        except BaseException:
+            growing.abort()
+            with contextlib.suppress(BaseException):
+                await checking  # it removes its part file
+            raise
+        try:
+            saved, sha = await checking
         except AttachmentIntegrityError as exc:
             # refetch from the start on retry: the fetched bytes are not the sender's
             remove(spool)

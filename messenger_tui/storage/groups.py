@@ -425,7 +425,7 @@ class Groups:
     def unread(self, row_id: int | None = None) -> list[GroupMessageRow]:
         sql = (
             f"SELECT {_M} FROM messages WHERE group_row IS NOT NULL AND outgoing = 0 "
-            "AND kind = 'text' AND state = 'received'"
+            "AND kind IN ('text', 'attachment', 'voice') AND state = 'received'"
         )
         params: tuple[int, ...] = ()
         if row_id is not None:

@@ -267,7 +267,7 @@ class Messages:
     def unread_incoming(self, contact_id: int) -> list[MessageRow]:
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM messages WHERE contact_id = ? AND outgoing = 0 "
-            "AND kind = 'text' AND state = 'received' ORDER BY pos",
+            "AND kind IN ('text', 'attachment', 'voice') AND state = 'received' ORDER BY pos",
             (contact_id,),
         ).fetchall()
         return [_row(r) for r in rows]

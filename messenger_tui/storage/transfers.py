@@ -1,4 +1,4 @@
-"""Attachment transfers: one row per file sent or received (schema 008)."""
+"""Attachment transfers: one row per file sent or received (schema 008, thumbnail 009)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from messenger_tui.storage.db import Database
 _COLUMNS = (
     "id, message_row, contact_id, direction, status, name, mime_type, size, path, spool, "
     "blob_id, blob_size, done_bytes, state, source_mtime_ns, sha256, duration_ms, waveform, "
-    "error, created_at_ms, updated_at_ms"
+    "error, created_at_ms, updated_at_ms, thumbnail"
 )
 #: Columns :meth:`Transfers.update` may set.
 _UPDATABLE = frozenset(
@@ -45,6 +45,8 @@ class TransferRow:
     error: str | None
     created_at_ms: int
     updated_at_ms: int
+    #: A sent image's thumbnail (schema 009); a received one's is in its pointer.
+    thumbnail: bytes | None = None
 
     def __repr__(self) -> str:  # never print the key in ``state``
         return f"TransferRow(id={self.id}, {self.direction}, {self.status}, size={self.size})"
@@ -73,6 +75,7 @@ def _row(r: tuple[Any, ...]) -> TransferRow:
         error=r[18],
         created_at_ms=int(r[19]),
         updated_at_ms=int(r[20]),
+        thumbnail=None if r[21] is None else bytes(r[21]),
     )
 
 
@@ -98,17 +101,18 @@ class Transfers:
         source_mtime_ns: int | None = None,
         duration_ms: int | None = None,
         waveform: bytes | None = None,
+        thumbnail: bytes | None = None,
     ) -> TransferRow:
         """Insert a transfer (call inside a transaction)."""
         cur = self._db.execute(
             "INSERT INTO transfers (message_row, contact_id, direction, status, name, "
             "mime_type, size, path, state, blob_id, blob_size, source_mtime_ns, duration_ms, "
-            "waveform, created_at_ms, updated_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "waveform, created_at_ms, updated_at_ms, thumbnail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_row, contact_id, direction, status, name, mime_type, size, path,
                 state, blob_id, blob_size, source_mtime_ns, duration_ms, waveform, now_ms,
-                now_ms,
+                now_ms, thumbnail,
             ),
         )  # fmt: skip
         row = self.get(int(cur.lastrowid or 0))

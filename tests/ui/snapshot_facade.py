@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
 from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.images import CellRow, halfblock_cells
 from messenger_tui.app.models import (
     AudioDevices,
     CallStats,
@@ -257,6 +259,7 @@ class SnapshotFacade:
     #: Disappearing-message timers by contact id (seconds; absent: off).
     timers: dict[int, int] = field(default_factory=dict)
     voice: FixedVoice = field(init=False)
+    image_list: dict[int, bytes] = field(default_factory=dict)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -297,6 +300,7 @@ class SnapshotFacade:
         *,
         outgoing: bool,
         state: MessageState | None = None,
+        kind: str = "text",
     ) -> Message:
         """Add a message (in display order: call oldest first). ``state`` defaults to
         "read" for own messages and "seen" for theirs ("received" = unread)."""
@@ -308,7 +312,7 @@ class SnapshotFacade:
             message_id=row.to_bytes(16, "big"),
             contact_id=contact.id,
             outgoing=outgoing,
-            kind="text",
+            kind=kind,
             text=text,
             sent_at_ms=when_ms,
             received_at_ms=None if outgoing else when_ms + 1500,
@@ -560,6 +564,16 @@ class SnapshotFacade:
     def transfer_for_message(self, message_row: int) -> TransferView | None:
         return next((t for t in self.transfer_list if t.message_row == message_row), None)
 
+    def open_file(self, transfer_id: int) -> None:
+        raise BadInput("the snapshot facade opens no files")
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """A scene's images: ``image_list`` maps a message row to an image file's bytes."""
+        data = self.image_list.get(message_row)
+        return None if data is None else (halfblock_cells(data, cols, rows), False)
+
 
 # ---------------------------------------------------------------------- ready scenes
 
@@ -768,4 +782,33 @@ def group_scene() -> SnapshotFacade:
             )
         )
     f.fixed_groups = FixedGroups([group], {1: messages})
+    return f
+
+
+def sample_image() -> bytes:
+    """A 64 x 48 PNG: a sky-to-sea gradient with a sun (the same pixels on every run)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 48))
+    for y in range(48):
+        sky = y < 28
+        colour = (40 + y * 6, 90 + y * 3, 200) if sky else (10, 60 + (y - 28) * 3, 120)
+        for x in range(64):
+            image.putpixel((x, y), colour)
+    ImageDraw.Draw(image).ellipse((38, 10, 52, 24), fill=(255, 200, 40))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def image_scene() -> SnapshotFacade:
+    """Bob's conversation ending with a photo he sent (unread): its half-block preview under
+    the ``[file]`` line, and an own text after it."""
+    f = SnapshotFacade()
+    bob = f.new_contact("Bob", verified=True, online=True)
+    f.new_message(bob, ms_at(0, 9, 40), "Look where we are!", outgoing=False)
+    photo = f.new_message(bob, ms_at(0, 9, 41), "[file] sunset.png", outgoing=False,
+                          state="received", kind="attachment")  # fmt: skip
+    f.image_list[photo.id] = sample_image()
+    f.new_message(bob, ms_at(0, 9, 45), "Wow, enjoy!", outgoing=True, state="delivered")
     return f

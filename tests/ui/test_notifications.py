@@ -73,13 +73,16 @@ def test_the_method_follows_the_environment() -> None:
     assert notification_text("Bob", "secret", private=True) == ("messenger-tui", "New message")
 
 
-def _incoming(service: MessengerService, name: str, text: str) -> ev.MessageReceived:
+def _incoming(
+    service: MessengerService, name: str, text: str, kind: str = "text"
+) -> ev.MessageReceived:
     """Store an unread message from ``name`` and build the event the service would emit."""
     contact = service.contact(name)
     with service.store.db.transaction():
         row = service.store.messages.insert(
             contact.id, os.urandom(16), outgoing=False, body=text,
             sent_at_ms=int(time.time() * 1000), received_at_ms=1, state="received",
+            kind=kind,
         )  # fmt: skip
     assert row is not None  # a fresh random id: never a duplicate
     return ev.MessageReceived(contact, message_model(row))
@@ -192,3 +195,27 @@ async def test_mute_suppresses_notifications_but_counts_unread(
         await screen.apply_events([_incoming(alice, "Bob", "again")])
         await pilot.pause()
         assert got.bells == 1 and len(got.written) == 1
+
+
+async def test_a_received_file_or_voice_message_notifies_and_counts_unread_like_a_text(
+    offline_pair: tuple[MessengerService, MessengerService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, _bob = offline_pair
+    alice.update_settings(desktop=True)
+    app = make_app(alice, start_service=False)
+    async with app.run_test(size=SMALL) as pilot:
+        screen, got = await _unfocused_app(pilot, app, monkeypatch)
+        await screen.apply_events([_incoming(alice, "Bob", "[file] photo.jpg", "attachment")])
+        await pilot.pause()
+        assert got.toasts == ["Bob: [file] photo.jpg"]
+        assert got.bells == 1
+        assert got.written == ["\x1b]777;notify;Bob;[file] photo.jpg\x1b\\"]
+        await screen.apply_events([_incoming(alice, "Bob", "[voice 0:12]", "voice")])
+        await pilot.pause()
+        assert got.toasts[-1] == "Bob: [voice 0:12]" and got.bells == 2
+        # a notice is not something Bob sent: no toast, not unread
+        await screen.apply_events([_incoming(alice, "Bob", "key changed", "notice")])
+        await pilot.pause()
+        assert len(got.toasts) == 2 and got.bells == 2
+        conversation = alice.conversation(alice.contact("Bob").id)
+        assert conversation is not None and conversation.unread == 2

@@ -21,7 +21,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
 from messenger_tui.app.group_models import Group
-from messenger_tui.app.models import CallView, Contact, Message
+from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
 from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
@@ -122,6 +122,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         status.outbox_waiting = self.service.outbox_count()
         status.conn_state = self.service.connection_state
         self.voice_controls = VoiceControls(self)
+        self.view.preview_loader = self.service.image_preview
         self.view.clear(PICK_HINT)
         self.refresh_all_summaries()
         self.refresh_header()
@@ -187,7 +188,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             view.reload(self._history(self.current.id, None, PAGE_SIZE), page_size=PAGE_SIZE)
         elif update.new_for_view:
             if view.unread_marker is None and not self.reading_allowed:
-                first = next((m for m in update.new_for_view if m.kind == "text"), None)
+                first = next((m for m in update.new_for_view if m.kind in UNREAD_KINDS), None)
                 if first is not None:
                     view.set_unread_marker(first.id)
             view.append(update.new_for_view)
@@ -210,7 +211,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def _announce(self, items: list[tuple[Contact, Message]]) -> None:
         """Toasts, the bell and desktop notifications for new messages outside the visible
         conversation, as the settings say (ui/notify.py); none for muted contacts."""
-        texts = [(c, m) for c, m in items if m.kind == "text" and not self._is_muted(c)]
+        texts = [(c, m) for c, m in items if m.kind in UNREAD_KINDS and not self._is_muted(c)]
         if texts:
             settings = self.service.settings()
             if any(self._timer_of(c) > 0 for c, _ in texts):
@@ -574,6 +575,9 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     def action_voice_speed(self) -> None:
         self.voice_controls.next_speed()
+
+    def action_open_file(self) -> None:
+        transfer_actions.open_newest(self)
 
     def action_scroll_messages(self, direction: int) -> None:
         if direction < 0:

@@ -80,6 +80,9 @@ MAIN_BINDINGS: list[BindingType] = [
             id="voice.ahead", tooltip="Jump 5 seconds ahead in the voice message playing"),
     Binding("alt+s", "voice_speed", "Speed", show=False, priority=True, id="voice.speed",
             tooltip="Voice message speed: 1x, 1.5x, 2x (faster is also higher)"),
+    Binding("alt+o", "open_file", "Open file", show=False, priority=True, id="file.open",
+            tooltip="Open the newest received file of the open conversation with the "
+                    "desktop's program (xdg-open); files never open by themselves"),
     Binding("f9", "settings", "Settings", id="app.settings",
             tooltip="Settings: notifications, receipts, typing, theme, call devices, relay, "
                     "passphrase"),

@@ -1,4 +1,5 @@
-"""Files from the main screen: attach (a path prompt), the transfer bar, cancel."""
+"""Files from the main screen: attach (a path prompt), the transfer bar, cancel, open, and
+the inline image previews of the conversation view."""
 
 from __future__ import annotations
 
@@ -49,6 +50,32 @@ def transfers_changed(screen: MainScreen, views: list[TransferView]) -> None:
     transfer_bar = bar(screen)
     for view in views:
         transfer_bar.update_transfer(view)
+        if view.status == "done" and view.direction == "down" and view.message_row is not None:
+            screen.view.reload_preview(view.message_row)  # from the full image now
+
+
+def open_newest(screen: MainScreen) -> None:
+    """Open the newest received file of the open conversation with the desktop's program
+    (only on this request: received files never open by themselves)."""
+    current = screen.current
+    if current is None:
+        screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
+        return
+    saved = [
+        v
+        for v in screen.service.transfers()
+        if v.contact_id == current.id and v.direction == "down" and v.status == "done"
+    ]
+    if not saved:
+        screen.app.notify("No received file to open here.", severity="warning")
+        return
+    newest = max(saved, key=lambda v: v.id)
+    try:
+        screen.service.open_file(newest.id)
+    except AppError as exc:
+        screen.app.notify(str(exc), severity="error")
+        return
+    screen.app.notify(f"Opening {newest.name}", markup=False)
 
 
 def conversation_opened(screen: MainScreen, contact_id: int | None) -> None:

@@ -16,7 +16,7 @@ At most :data:`MAX_LOADED` messages stay loaded; the far end is dropped and load
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 from typing import ClassVar
 
@@ -26,7 +26,8 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from messenger_tui.app.models import Message
+from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
+from messenger_tui.app.models import UNREAD_KINDS, Message
 from messenger_tui.core.message_states import MessageState
 from messenger_tui.ui.widgets.history_window import (
     MAX_LOADED,
@@ -51,6 +52,10 @@ __all__ = ["LOAD_MARGIN", "MAX_LOADED", "PAGE_SIZE", "ConversationView", "Loader
 
 #: Load the previous page when the top of the view comes this close (in lines).
 LOAD_MARGIN = 3
+
+
+#: (message row, columns, lines) -> (cell rows, drawn from the full image) or None.
+PreviewLoader = Callable[[int, int, int], Awaitable[tuple[list[CellRow], bool] | None]]
 
 
 class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -117,6 +122,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._following = True
         #: The inline line of a voice message (the screen sets it: ui/screens/voice_actions).
         self.voice_label: Callable[[Message], str | None] = lambda _m: None
+        #: Loads an image message's half-block preview (set by the screen; app/images.py).
+        self.preview_loader: PreviewLoader | None = None
+        self._previews: dict[int, list[CellRow]] = {}
+        self._preview_asked: set[int] = set()
 
     # ------------------------------------------------------------------ public API
 
@@ -177,7 +186,11 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._highlight = None
         self._cache.clear()
         self._unread_from = next(
-            (m.id for m in page if not m.outgoing and m.kind == "text" and m.state == "received"),
+            (
+                m.id
+                for m in page
+                if not m.outgoing and m.kind in UNREAD_KINDS and m.state == "received"
+            ),
             None,
         )
         self._relayout(keep="end")
@@ -435,6 +448,32 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         if self.scroll_y > self.max_scroll_y - LOAD_MARGIN:
             self.load_newer()
 
+    # ------------------------------------------------------------------ image previews
+
+    def preview_size(self) -> tuple[int, int]:
+        """Columns and lines of an inline image preview at this view's size."""
+        cols = max(8, min(PREVIEW_COLS, self.scrollable_content_region.width - 24))
+        return cols, max(3, min(PREVIEW_ROWS, self.size.height // 4))
+
+    def reload_preview(self, row_id: int) -> None:
+        """Draw the preview of this message again (its full image was downloaded)."""
+        self._preview_asked.discard(row_id)
+        if self.message(row_id) is not None:
+            self._cache.pop(row_id, None)
+            self._relayout(keep="same")
+
+    async def _load_preview(self, row_id: int) -> None:
+        loader = self.preview_loader
+        if loader is None:
+            return
+        cols, rows = self.preview_size()
+        found = await loader(row_id, cols, rows)
+        if found is None:
+            return
+        self._previews[row_id] = found[0]
+        self._cache.pop(row_id, None)
+        self._relayout(keep="same")
+
     # ------------------------------------------------------------------ layout
 
     def _relayout(self, keep: str, anchor: tuple[int, int] | None = None) -> None:
@@ -500,7 +539,10 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         if cached is not None:
             return cached
         voice = self.voice_label(m) if m.kind == "voice" else None
-        block = message_strips(pen, m, self._their_name, voice=voice)
+        if m.kind == "attachment" and m.id not in self._preview_asked and self.preview_loader:
+            self._preview_asked.add(m.id)
+            self.run_worker(self._load_preview(m.id), group="previews")
+        block = message_strips(pen, m, self._their_name, self._previews.get(m.id), voice=voice)
         if m.id == self._highlight:
             block = highlighted(pen, block)
         self._cache[m.id] = block

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from rich.cells import cell_len
+from rich.color import Color
 from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
 
+from messenger_tui.app.images import CellRow
 from messenger_tui.app.models import Message
 from messenger_tui.ui.formatting import STATE_MARKS, clean_text, clock, day_label, local_dt
 
@@ -123,12 +125,33 @@ def decorate(pen: Pen, body: Text) -> Text:
     return body
 
 
+def preview_strips(pen: Pen, cells: list[CellRow], indent: int) -> list[Strip]:
+    """An image preview under a message: ``▀`` per cell, the upper pixel as its colour and
+    the lower one as its background (two pixels per cell), cut to the width."""
+    out = []
+    room = max(0, pen.width - indent)
+    for row in cells:
+        segments = [Segment(" " * indent, pen.base)]
+        for top, bottom in row[:room]:
+            segments.append(
+                Segment("▀", Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+            )
+        out.append(Strip(segments).extend_cell_length(pen.width, pen.base))
+    return out
+
+
 def message_strips(
-    pen: Pen, m: Message, their_name: str, *, voice: str | None = None
+    pen: Pen,
+    m: Message,
+    their_name: str,
+    preview: list[CellRow] | None = None,
+    *,
+    voice: str | None = None,
 ) -> list[Strip]:
     """One message: time, name column, wrapped text, and for own messages the delivery mark
-    at the right of the last line. Notices and call records: time, icon, italic text. A voice
-    message shows ``voice`` (its player line) instead of its text."""
+    at the right of the last line; an image's ``preview`` (half-blocks) under it. Notices
+    and call records: time, icon, italic text. A voice message shows ``voice`` (its player
+    line) instead of its text."""
     width = pen.width
     time_text = clock(m.sent_at_ms)
     style = pen.style
@@ -186,4 +209,6 @@ def message_strips(
             row.append(" " * pad)
             row.append(mark, mark_style)
         out.append(pen.strip(row))
+    if preview:
+        out.extend(preview_strips(pen, preview, indent))
     return out
