@@ -47,7 +47,10 @@ system-deps:
 $(STAMP): pyproject.toml Makefile | system-deps
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools (84) prints an advisory on every editable install ("Editable installation":
+	@# a folder named like the package may shadow it); ours is that package, so it is noise
+	@# on a newcomer's first `make run`.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 clean:
