@@ -258,6 +258,7 @@ class MessengerService:
     async def connect(self, timeout: float = 5.0) -> None:
         """One connection attempt for one-shot commands. Raises :class:`RelayUnavailable`."""
         self._ensure_drainer()
+        self._expiry.resume()
         self._transfers.resume_all()
         try:
             await asyncio.wait_for(self._client.connect_once(), timeout)
