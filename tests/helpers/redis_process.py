@@ -119,7 +119,11 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()  # a server that never got ready must not outlive the test
+            raise
         return self
 
     def _wait_ready(self) -> None:
@@ -225,6 +229,14 @@ class RedisClusterProcess:
         return self.nodes[0].url
 
     def start(self) -> RedisClusterProcess:
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # the nodes already started must not outlive a failed start
+            raise
+        return self
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         subprocess.run(
@@ -243,7 +255,6 @@ class RedisClusterProcess:
             check=True,
         )
         self._wait_ok()
-        return self
 
     def _wait_ok(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
