@@ -2,15 +2,13 @@
 SIGKILLed mid-burst loses nothing, one identity ends with one connection across nodes within a
 second, typing crosses nodes.
 
-These need the Redis store backend (``messenger_tui.relay.redis_store`` and the relay's
-``--store`` flag); until it exists they are skipped, with that reason. The node bus itself is
-tested without it in tests/relay/test_node_bus.py and tests/relay/test_relay_nodes_bus.py.
+The nodes run with ``--store redis://...`` (the Redis store backend); the node bus alone is
+tested in tests/relay/test_node_bus.py and tests/relay/test_relay_nodes_bus.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,13 +22,7 @@ from tests.helpers.redis_process import RedisProcess
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import WireClient, new_id, new_key
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("messenger_tui.relay.redis_store") is None,
-        reason="needs the Redis store backend (messenger_tui.relay.redis_store, --store)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 TOTAL = 10_000
 KILL_AT = 5_000
