@@ -46,11 +46,14 @@ system-deps:
 # Rebuilt from scratch when the dependencies or this file (the interpreter) change.
 $(STAMP): pyproject.toml Makefile | system-deps
 	$(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	@# setuptools (84) prints an advisory on every editable install ("Editable installation":
-	@# a folder named like the package may shadow it); ours is that package, so it is noise
-	@# on a newcomer's first `make run`.
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# pip runs at -qq (errors only): a machine-wide pip configuration that names local index
+	@# folders without every package (as on our build machines) makes pip print one "Location
+	@# ... is ignored" warning per package, noise on a newcomer's first `make run`; a failed
+	@# install still prints its error and stops make. setuptools (84) also prints an advisory
+	@# on every editable install ("Editable installation": a folder named like the package may
+	@# shadow it); ours is that package.
+	$(BIN)/python -m pip install -qq --upgrade pip
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -qq -e '.[dev]'
 	touch $(STAMP)
 
 clean:
