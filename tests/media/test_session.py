@@ -426,7 +426,7 @@ async def test_devices_open_on_a_worker_thread_while_the_loop_runs() -> None:
     source.release.set()
     sink.release.set()
     await asyncio.wait_for(opening, 5.0)
-    assert source.running and sink.running and session.running
+    assert all(device.running for device in (source, sink)) and session.running
     assert source.started_on != threading.get_ident() and sink.started_on == source.started_on
     await session.stop()
     assert not source.running and not sink.running

@@ -46,6 +46,7 @@ class RawLeg:
         self.ws = ws
         self.key = key
         self.joined: media_wire.MediaJoined | None = None
+        self.challenge: wire.Challenge | None = None
 
     @property
     def identity(self) -> bytes:

@@ -133,8 +133,8 @@ class StubRelay:
         await ws.send(
             wire.encode(wire.AuthOk(identity=shown, queued=len(queue), prekeys_remaining=0))
         )
-        for data in self.extra_after_auth:
-            await ws.send(data)
+        for extra in self.extra_after_auth:
+            await ws.send(extra)
         for deliver in list(queue):
             await ws.send(wire.encode(deliver))
         await ws.send(wire.encode(wire.Drained(pushed=len(queue))))

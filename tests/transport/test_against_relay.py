@@ -235,7 +235,7 @@ async def test_replaced_connection_waits_instead_of_evicting_back(
     assert change.retry_in == REPLACED_RETRY_S
     assert "another instance" in (change.error or "")
     # the next attempt is 60 s away (the small test backoff would have made it already)
-    deadline = first.lifecycle.next_deadline
-    assert deadline is not None
-    assert deadline - asyncio.get_running_loop().time() > REPLACED_RETRY_S - 5
+    retry_at = first.lifecycle.next_deadline
+    assert retry_at is not None
+    assert retry_at - asyncio.get_running_loop().time() > REPLACED_RETRY_S - 5
     assert second.connected and not first.connected

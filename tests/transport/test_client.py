@@ -18,6 +18,7 @@ from messenger_tui.transport import (
     ConnectionState,
     NotConnected,
     RelayAuthFailed,
+    RelayClient,
     RelayProtocolError,
     RelayRequestError,
     RelayUnreachable,
@@ -34,7 +35,17 @@ def new_id() -> bytes:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
+
+
+def state_of(client: RelayClient) -> ConnectionState:
+    """The state read afresh (mypy keeps an earlier ``is`` check's narrowing)."""
+    return client.state
+
+
+def connected(client: RelayClient) -> bool:
+    return client.connected
 
 
 # ------------------------------------------------------------------ authentication
@@ -48,7 +59,7 @@ async def test_auth_flow(relay: StubRelay, make_client: MakeClient, identity: Id
     auth = await client.connect_once()
 
     assert auth.identity == identity.public
-    assert client.connected and client.state is ConnectionState.CONNECTED
+    assert connected(client) and state_of(client) is ConnectionState.CONNECTED
     assert client.auth == auth
     assert client.challenge is not None and client.challenge.relay_key == relay.relay_key
     [sent] = relay.auths
@@ -295,7 +306,8 @@ async def test_publish_prekeys_and_explicit_ref(relay: StubRelay, make_client: M
     assert sent[0].ref == ok.ref
     with pytest.raises(RelayRequestError, match="not_found"):
         await client.request(wire.FetchBundle(ref=777, identity=os.urandom(32)), 2)
-    assert relay.received[-1].ref == 777  # an explicit ref is kept
+    last = relay.received[-1]
+    assert isinstance(last, wire.FetchBundle) and last.ref == 777  # an explicit ref is kept
 
 
 async def test_request_timeout(relay: StubRelay, make_client: MakeClient) -> None:
@@ -308,6 +320,7 @@ async def test_request_timeout(relay: StubRelay, make_client: MakeClient) -> Non
     assert 0.15 < time.monotonic() - started < 1.5
     assert client.connected  # a timeout does not drop the connection
     # a late answer for the abandoned ref is ignored without harm
+    assert client.auth is not None
     await relay.push(client.auth.identity, wire.Ok(ref=1))
     await asyncio.sleep(0.05)
     assert client.connected
@@ -377,9 +390,9 @@ async def test_failing_on_frame_handler_does_not_kill_the_connection(
     relay: StubRelay, make_client: MakeClient, identity: Identity
 ) -> None:
     client, _ = make_client(relay.url)
-    seen = []
+    seen: list[wire.RelayFrame] = []
 
-    async def explode(frame):
+    async def explode(frame: wire.RelayFrame) -> None:
         seen.append(frame)
         if isinstance(frame, wire.Presence) and frame.online:
             raise RuntimeError("app bug")
@@ -456,7 +469,8 @@ async def test_run_retries_with_backoff_until_the_relay_appears(make_client: Mak
     finally:
         await client.close()
         await relay.stop()
-    assert rec.states[-1].state is ConnectionState.OFFLINE
+    last_change = rec.states[-1]
+    assert last_change.state is ConnectionState.OFFLINE
 
 
 async def test_backoff_resets_when_a_healthy_connection_drops(
@@ -530,7 +544,7 @@ async def test_close_interrupts_a_pending_connect(make_client: MakeClient) -> No
         started = time.monotonic()
         await client.close()
         assert time.monotonic() - started < 1
-        assert client.state is ConnectionState.OFFLINE
+        assert state_of(client) is ConnectionState.OFFLINE
 
 
 async def test_cancelling_run_closes_the_connection(

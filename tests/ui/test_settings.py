@@ -12,6 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Select
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.launcher import Launcher
 from messenger_tui.app.profile import create_profile
 from messenger_tui.app.service import MessengerService
@@ -42,12 +43,29 @@ async def pair(
             s.profile.close()
 
 
+def state_of(service: MessengerService, message_id: int) -> str | None:
+    row = service.store.messages.by_id(message_id)
+    return None if row is None else row.state
+
+
+def unread(service: MessengerService, contact_id: int) -> int | None:
+    summary = service.conversation(contact_id)
+    return None if summary is None else summary.unread
+
+
+def service_of(app: MessengerApp) -> MessengerFacade:
+    assert app.service is not None
+    return app.service
+
+
 async def open_settings(pilot: Pilot[None], app: MessengerApp) -> SettingsScreen:
     await wait_until(pilot, lambda: app.main_screen is not None, what="main screen")
     await pilot.press("f9")
     await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
     await pilot.pause()
-    return app.screen
+    screen = app.screen
+    assert isinstance(screen, SettingsScreen)
+    return screen
 
 
 async def toggle(pilot: Pilot[None], screen: SettingsScreen, box_id: str) -> None:
@@ -86,7 +104,7 @@ async def test_every_checkbox_changes_its_setting_and_the_palette_opens_it(
 
 @pytest.mark.parametrize("size", [SMALL, LARGE])
 async def test_everything_is_reachable_at_the_small_size(
-    offline_pair: tuple[MessengerService, MessengerService], size
+    offline_pair: tuple[MessengerService, MessengerService], size: tuple[int, int]
 ) -> None:
     """Each control scrolls fully into view when focused (Tab order), nothing clipped."""
     alice, _bob = offline_pair
@@ -118,25 +136,24 @@ async def test_read_receipts_off_the_peer_never_learns(
         assert alice.settings().read_receipts is False
         await pilot.press("escape")
         main = app.main_screen
+        assert main is not None
         await wait_until(pilot, lambda: alice.connected, what="connected")
         await pilot.press("enter")  # open Bob: Alice looks at the conversation
         await wait_until(pilot, lambda: main.current is not None)
 
         first = await bob.send_text("Alice", "did you read this?")
         await wait_shown(pilot, "did you read this?")
-        await wait_until(pilot, lambda: bob.store.messages.by_id(first.id).state == "delivered")
+        await wait_until(pilot, lambda: state_of(bob, first.id) == "delivered")
         bob_id = alice.contact("Bob").id
-        await wait_until(pilot, lambda: alice.conversation(bob_id).unread == 0, what="seen")
+        await wait_until(pilot, lambda: unread(alice, bob_id) == 0, what="seen")
         await asyncio.sleep(1.5)  # time enough for a receipt to travel
-        assert bob.store.messages.by_id(first.id).state == "delivered"
+        assert state_of(bob, first.id) == "delivered"
 
         # Control: with receipts on again, the next message is reported read.
         alice.update_settings(read_receipts=True)
         second = await bob.send_text("Alice", "and this one?")
-        await wait_until(
-            pilot, lambda: bob.store.messages.by_id(second.id).state == "read", what="read"
-        )
-        assert bob.store.messages.by_id(first.id).state == "delivered"
+        await wait_until(pilot, lambda: state_of(bob, second.id) == "read", what="read")
+        assert state_of(bob, first.id) == "delivered"
 
 
 @pytest.mark.slow
@@ -150,6 +167,7 @@ async def test_typing_off_neither_sent_nor_shown(
     async with app.run_test(size=SMALL) as pilot:
         await wait_until(pilot, lambda: app.main_screen is not None and alice.connected)
         main = app.main_screen
+        assert main is not None
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.focused is main.composer)
         await pilot.press(*"hi", "enter")  # a session for the typing notices
@@ -218,7 +236,7 @@ async def test_theme_is_applied_live_and_remembered(tmp_path: Path) -> None:
             assert app.theme == "textual-dark"
             screen.query_one("#set-theme", Select).value = "nord"
             await wait_until(pilot, lambda: app.theme == "nord", what="applied live")
-            await wait_until(pilot, lambda: app.service.settings().theme == "nord")
+            await wait_until(pilot, lambda: service_of(app).settings().theme == "nord")
     finally:
         await app.close_service()
 
@@ -229,7 +247,7 @@ async def test_theme_is_applied_live_and_remembered(tmp_path: Path) -> None:
             assert app.theme == "nord"
             # The palette's own "Change theme" is remembered too.
             app.theme = "gruvbox"
-            await wait_until(pilot, lambda: app.service.settings().theme == "gruvbox")
+            await wait_until(pilot, lambda: service_of(app).settings().theme == "gruvbox")
     finally:
         await app.close_service()
 
@@ -258,7 +276,7 @@ async def test_passphrase_set_change_wrong_and_restart(tmp_path: Path) -> None:
             assert screen.query_one("#current-passphrase").display
             await submit("wrong guess", "second secret", "second secret")
             assert "current passphrase is wrong" in screen.result_text("passphrase")
-            assert app.service.settings().passphrase_set
+            assert service_of(app).settings().passphrase_set
             await submit("first secret", "second secret", "second secret")
             assert "Passphrase changed" in screen.result_text("passphrase")
     finally:
@@ -270,6 +288,7 @@ async def test_passphrase_set_change_wrong_and_restart(tmp_path: Path) -> None:
         async with app.run_test(size=SMALL) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, UnlockScreen))
             unlock = app.screen
+            assert isinstance(unlock, UnlockScreen)
             await pilot.press(*"first secret", "enter")
             await wait_until(pilot, lambda: "Wrong passphrase" in unlock.error_text)
             await pilot.press(*"second secret", "enter")

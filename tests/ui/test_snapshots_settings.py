@@ -19,7 +19,7 @@ from .test_snapshots import SIZES, SnapCompare, _snap, frozen_clock
 __all__ = ["frozen_clock"]
 
 
-async def open_settings(pilot: Pilot[None], screen: MainScreen) -> None:
+async def open_settings(pilot: Pilot[object], screen: MainScreen) -> None:
     await pilot.press("f9")
     await wait_until(
         pilot,
@@ -33,7 +33,7 @@ async def open_settings(pilot: Pilot[None], screen: MainScreen) -> None:
     await pilot.pause()
 
 
-async def to_the_passphrase(pilot: Pilot[None], screen: MainScreen) -> None:
+async def to_the_passphrase(pilot: Pilot[object], screen: MainScreen) -> None:
     settings = pilot.app.screen
     assert isinstance(settings, SettingsScreen)
     settings.query_one("#change-passphrase").focus()
