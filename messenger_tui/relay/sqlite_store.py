@@ -5,7 +5,7 @@ event-loop thread: with group commit a transaction of a few hundred envelopes ta
 milliseconds, and running it inline measured clearly faster than handing every call to a
 worker thread (thread hops and GIL hand-offs cost more than they save). The slow part of WAL
 mode, checkpointing the WAL into the database with its fsyncs, runs on a separate thread with
-its own connection (:class:`_Checkpointer`), so the loop never waits for the disk. Everything
+its own connection (:class:`WalCheckpointer`), so the loop never waits for the disk. Everything
 the loop does is serialized, so a fetch issued after a write sees that write.
 
 Durability: ``synchronous=NORMAL`` (the default here) makes a committed transaction survive a
@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,13 @@ from messenger_tui.core.delivery_access import access_matches
 from messenger_tui.relay import fanout_store
 from messenger_tui.relay.fanout_store import SharedBodyWriter
 from messenger_tui.relay.quotas import MailboxQuota, MailboxUsage, admit
+from messenger_tui.relay.sqlite_checkpointer import CHECKPOINT_INTERVAL_S, WalCheckpointer
+from messenger_tui.relay.sqlite_schema import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPGRADE_1_TO_2,
+    UPGRADE_2_TO_3,
+)
 from messenger_tui.relay.store import (
     AckRequest,
     InsertOutcome,
@@ -44,80 +50,9 @@ from messenger_tui.relay.store import (
 )
 
 DB_FILE: Final = "relay.db"
-SCHEMA_VERSION: Final = 3
 _MAX_CACHED_COUNTS: Final = 100_000
 _PURGE_CHUNK: Final = 2_000
 _MAX_CACHED_VERIFIERS: Final = 100_000
-
-_SCHEMA: Final = (
-    """
-CREATE TABLE IF NOT EXISTS envelopes (
-    seq INTEGER PRIMARY KEY,          -- assigned by the store, increasing (see _next_seq)
-    recipient BLOB NOT NULL,
-    sender BLOB NOT NULL,
-    msg_id BLOB NOT NULL,
-    request INTEGER NOT NULL,         -- 1: a message request (stranger quota), 0: a contact's
-    size INTEGER NOT NULL,            -- length(body), for the byte quotas
-    stored_at_ms INTEGER NOT NULL,
-    expires_at_ms INTEGER NOT NULL,
-    body_id INTEGER,                  -- NULL: 1:1; else a shared_bodies row (fanout_store)
-    body BLOB NOT NULL                -- opaque end-to-end ciphertext (a multi-recipient
-                                      -- envelope: its header); last, so reading the
-                                      -- other columns never walks its overflow pages
-);
--- (recipient, msg_id, sender) is unique: enforced by SqliteStore._insert_all, which looks a
--- key up in this index alone (no table row, no body); acks delete by its prefix.
-CREATE INDEX IF NOT EXISTS envelopes_by_key ON envelopes (recipient, msg_id, sender);
-CREATE INDEX IF NOT EXISTS envelopes_by_recipient ON envelopes (recipient, seq);
-CREATE TABLE IF NOT EXISTS signed_prekeys (
-    identity BLOB PRIMARY KEY,
-    spk_id INTEGER NOT NULL,
-    spk BLOB NOT NULL,
-    spk_sig BLOB NOT NULL,
-    published_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS one_time_prekeys (
-    identity BLOB NOT NULL,
-    opk_id INTEGER NOT NULL,
-    key BLOB NOT NULL,
-    PRIMARY KEY (identity, opk_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS delivery_verifiers (
-    identity BLOB PRIMARY KEY,
-    verifier BLOB NOT NULL,           -- SHA-256 of the delivery secret (core/delivery_access)
-    updated_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS identities (
-    identity BLOB PRIMARY KEY,        -- every identity that authenticated (new-identity limit)
-    first_seen_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-"""
-    + fanout_store.SHARED_BODIES_SCHEMA
-)
-
-#: Schema 1 -> 3 in one go (the current schema script makes the v3 table).
-#: Schema 1 -> 2: envelopes get their quota class and size (body moved last), the msg_id
-#: index becomes the (recipient, msg_id, sender) key, and the identities that published
-#: prekeys count as already seen.
-_UPGRADE_1_TO_2: Final = (
-    "ALTER TABLE envelopes RENAME TO envelopes_v1",
-    "DROP INDEX IF EXISTS envelopes_by_msg_id",
-    "DROP INDEX IF EXISTS envelopes_by_recipient",
-    _SCHEMA,
-    "INSERT INTO envelopes (seq, recipient, sender, msg_id, request, size, stored_at_ms, "
-    "expires_at_ms, body) SELECT seq, recipient, sender, msg_id, 0, length(body), stored_at_ms, "
-    "expires_at_ms, body FROM envelopes_v1",
-    "DROP TABLE envelopes_v1",
-    "INSERT OR IGNORE INTO identities (identity, first_seen_ms) "
-    "SELECT identity, published_at_ms FROM signed_prekeys",
-)
-
-#: Schema 2 -> 3: envelopes get ``body_id`` for multi-recipient envelopes (fanout_store).
-_UPGRADE_2_TO_3: Final = (
-    *fanout_store.UPGRADE_2_TO_3_BEFORE,
-    _SCHEMA,
-    *fanout_store.UPGRADE_2_TO_3_AFTER,
-)
 
 _INSERT: Final = (
     "INSERT INTO envelopes (seq, recipient, sender, msg_id, request, size, stored_at_ms, "
@@ -126,40 +61,7 @@ _INSERT: Final = (
 #: Keys (or acked ids) looked up per statement: 3 parameters a key, under SQLite's limit.
 _LOOKUP_CHUNK: Final = 256
 
-#: Seconds between background WAL checkpoints.
-CHECKPOINT_INTERVAL_S: Final = 0.5
-
 log = logging.getLogger(__name__)
-
-
-class _Checkpointer:
-    """PASSIVE WAL checkpoints on their own thread and connection (they never block the
-    writer); the writer's own auto-checkpoint stays on as a far-off backstop."""
-
-    def __init__(self, path: Path, interval_s: float) -> None:
-        self._path = path
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relay-wal-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=1000")
-            while not self._stop.wait(self._interval_s):
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:
-                    log.warning("WAL checkpoint failed: %s", exc)
-        finally:
-            db.close()
 
 
 class SqliteStore:
@@ -170,7 +72,7 @@ class SqliteStore:
         self.path = path
         self._durable_fsync = durable_fsync
         self._db: sqlite3.Connection | None = None
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: WalCheckpointer | None = None
         # Next seq to assign: max(seq) + 1 at open, then only increasing. A seq freed by an
         # ack is never reused while this process runs, and delivery cursors live only as long
         # as a connection, so "after cursor" stays exact.
@@ -186,7 +88,7 @@ class SqliteStore:
         """Open (creating if needed) the database at ``path``."""
         store = cls(path, durable_fsync=durable_fsync)
         store._open_sync()
-        store._checkpointer = _Checkpointer(path, CHECKPOINT_INTERVAL_S)
+        store._checkpointer = WalCheckpointer(path, CHECKPOINT_INTERVAL_S)
         store._checkpointer.start()
         return store
 
@@ -216,7 +118,7 @@ class SqliteStore:
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA wal_autocheckpoint=20000")  # backstop; see _Checkpointer
+            db.execute("PRAGMA wal_autocheckpoint=20000")  # backstop; see WalCheckpointer
             db.execute("PRAGMA journal_size_limit=67108864")
             db.execute(f"PRAGMA synchronous={'FULL' if self._durable_fsync else 'NORMAL'}")
             db.execute("PRAGMA busy_timeout=5000")
@@ -231,11 +133,11 @@ class SqliteStore:
             if version in (1, 2):
                 db.executescript(
                     "BEGIN IMMEDIATE;\n"
-                    + ";\n".join(_UPGRADE_1_TO_2 if version == 1 else _UPGRADE_2_TO_3)
+                    + ";\n".join(UPGRADE_1_TO_2 if version == 1 else UPGRADE_2_TO_3)
                     + f";\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
                 )
             else:
-                db.executescript(_SCHEMA)
+                db.executescript(SCHEMA)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from messenger_tui.core.delivery_access import delivery_verifier
 from messenger_tui.relay.quotas import MailboxQuota
-from messenger_tui.relay.sqlite_store import SCHEMA_VERSION, SqliteStore
+from messenger_tui.relay.sqlite_schema import SCHEMA_VERSION
+from messenger_tui.relay.sqlite_store import SqliteStore
 from messenger_tui.relay.store import (
     AckRequest,
     InsertOutcome,
