@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from messenger_tui.app.errors import AppError
+from messenger_tui.app.errors import AppError, KeyChangeBlocked
 from messenger_tui.app.models import Contact
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ async def submit(screen: MainScreen, text: str) -> None:
     if contact is None:
         composer.restore(text)
         return
-    if contact.key_changed:
+    try:
+        message = await screen.service.send_text(contact.name, text)
+    except KeyChangeBlocked:  # the service's gate (app/outgoing.py) is the only check
         composer.restore(text)
         screen.app.notify(
             f"{contact.name}'s key changed: review the safety number (F2) before sending.",
@@ -33,8 +35,6 @@ async def submit(screen: MainScreen, text: str) -> None:
         banner.add_class("-flash")
         screen.set_timer(0.6, lambda: banner.remove_class("-flash"))
         return
-    try:
-        message = await screen.service.send_text(contact.name, text)
     except AppError as exc:
         composer.restore(text)
         screen.app.notify(str(exc), severity="error")
