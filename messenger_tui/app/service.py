@@ -92,6 +92,7 @@ class MessengerService:
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
     voice: VoiceNotes
+    group_files: GroupFiles
 
     def __init__(
         self,
@@ -226,6 +227,7 @@ class MessengerService:
             speaker=lambda: self.chosen_devices()[1],
             current_call=self.calls.current,
             send_voice=self.send_voice,
+            send_group_voice=self.group_files.send_voice,
             transfer_for_message=self._transfers.for_message,
             transfer=self._transfers.view,
         )
