@@ -6,6 +6,7 @@ every member, Alt+P plays it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -49,6 +50,14 @@ async def trio(
             s.profile.close()
 
 
+def has_saved(service: MessengerService, name: str) -> bool:
+    return saved_file(service, name) is not None
+
+
+def has_voice(service: MessengerService) -> bool:
+    return any(v.duration_ms is not None and v.status == "done" for v in service.transfers())
+
+
 def saved_file(service: MessengerService, name: str) -> Path | None:
     for view in service.transfers():
         if view.direction == "down" and view.name == name and view.status == "done" and view.path:
@@ -81,7 +90,7 @@ async def test_attach_a_file_in_a_group(
         await wait_until(pilot, lambda: isinstance(app.screen, GroupChatScreen))
         await wait_shown(pilot, "you: [file] plan.bin")
         for member in (bob, carol):
-            await wait_for(lambda m=member: saved_file(m, "plan.bin") is not None, timeout=30)
+            await wait_for(functools.partial(has_saved, member, "plan.bin"), timeout=30)
             saved = saved_file(member, "plan.bin")
             assert saved is not None
             digest = hashlib.sha256(saved.read_bytes()).hexdigest()
@@ -115,12 +124,7 @@ async def test_attach_a_file_in_a_group(
         await pilot.press("enter")
         await wait_shown(pilot, "you: [voice 0:01]")
         for member in (bob, carol):
-            await wait_for(
-                lambda m=member: any(
-                    v.duration_ms is not None and v.status == "done" for v in m.transfers()
-                ),
-                timeout=30,
-            )
+            await wait_for(functools.partial(has_voice, member), timeout=30)
             kinds = [
                 m.kind for m in member.groups.history("team") if m.sender == alice.identity.public
             ]
