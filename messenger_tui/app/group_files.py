@@ -220,8 +220,9 @@ class GroupFiles:
         row = groups.by_id(transfer.group_row)
         message = groups.message(transfer.message_row)
         if row is None or message is None or not row.is_member:
-            if message is not None:
+            if message is not None:  # it will not go: say so where it shows
                 self._store.messages.set_state(message.id, "error")
+                self._message_changed(transfer.group_row, message.id)
             return False
         payload = pl.Attachment(
             id=message.message_id,

@@ -172,6 +172,8 @@ def test_the_pointer_does_not_go_after_we_left(trio: tuple[Member, Member, Membe
         assert not files.send_pointer(transfer, pointer)
     message = a.chats.message(transfer.message_row or 0)
     assert message is not None and message.state == "error"
+    changed = [e for e in a.events if isinstance(e, ev.GroupMessageStateChanged)]
+    assert [e.message.state for e in changed] == ["error"]
     assert a.store.groups.pending_sends() == []
 
 
