@@ -18,6 +18,9 @@ Rules (docs/protocol.md "Groups in the app"):
    counted; nothing is dropped silently (a notice names each drop but replays).
 4. Every stored group message is acknowledged to its author with a pairwise
    :class:`~messenger_tui.core.payload.GroupReceipt` (delivered), one per author and burst.
+5. A group message whose plaintext is an :class:`~messenger_tui.core.payload.Attachment` is a
+   member's file: stored with its download by :attr:`GroupInbound.attachments`
+   (app/group_files.py), receipted as a text is.
 """
 
 from __future__ import annotations
@@ -41,13 +44,17 @@ from messenger_tui.core.groups import pending as gp
 from messenger_tui.core.groups import sender_keys as sk
 from messenger_tui.core.message_states import MessageState
 from messenger_tui.storage.contacts import ContactRow
-from messenger_tui.storage.groups import GroupRow
+from messenger_tui.storage.groups import GroupMessageRow, GroupRow
 from messenger_tui.storage.store import Store
 
 log = logging.getLogger(__name__)
 
 #: Payloads that travel pairwise for groups.
 PAIRWISE_GROUP_PAYLOADS = (pl.GroupChange, pl.GroupKey, pl.GroupKeyRequest, pl.GroupReceipt)
+
+#: Stores a member's file (app/group_files.py ``incoming_attachment``): (group, sender,
+#: payload, now) -> the stored message, None if stored already.
+AttachmentSink = Callable[[GroupRow, bytes, pl.Attachment, int], GroupMessageRow | None]
 
 
 class GroupInbound:
@@ -57,6 +64,8 @@ class GroupInbound:
         self._now_ms = now_ms
         #: (group row, author) -> ids of group messages stored this burst (delivered receipts).
         self._delivered: dict[tuple[int, bytes], list[bytes]] = {}
+        #: Where a member's file goes (the service sets it); None: files are dropped.
+        self.attachments: AttachmentSink | None = None
 
     # ------------------------------------------------------------ pairwise
 
@@ -266,27 +275,36 @@ class GroupInbound:
             self._book.notice(row, f"A message from {who} could not be opened and was dropped.")
             log.warning("dropped a group message: %s", type(exc).__name__)
             return
-        if not isinstance(payload, pl.GroupText):
+        if isinstance(payload, pl.Attachment) and self.attachments is not None:
+            stored: GroupMessageRow | None = None
+            mentions: list[bytes] | None = None
+        elif isinstance(payload, pl.GroupText):
+            mentions = payload.mentions
+        else:
             groups.count_dropped(row.id)
             return
         if payload.sender_name:
             groups.set_member_name(row.id, sender, payload.sender_name[:32])
-        stored = groups.insert_message(
-            row.id,
-            sender,
-            payload.id,
-            outgoing=False,
-            body=payload.text,
-            sent_at_ms=payload.sent_at_ms,
-            received_at_ms=self._now_ms(),
-            state="received",
-            seq=payload.seq or None,
-        )
+        if isinstance(payload, pl.Attachment):
+            assert self.attachments is not None
+            stored = self.attachments(row, sender, payload, self._now_ms())
+        else:
+            stored = groups.insert_message(
+                row.id,
+                sender,
+                payload.id,
+                outgoing=False,
+                body=payload.text,
+                sent_at_ms=payload.sent_at_ms,
+                received_at_ms=self._now_ms(),
+                state="received",
+                seq=payload.seq or None,
+            )
         groups.put_sender_key(row.id, sender, encode(record))
         if stored is None:
             return
         self._delivered.setdefault((row.id, sender), []).append(payload.id)
-        mentioned = self._book.me in (payload.mentions or ())
+        mentioned = self._book.me in (mentions or ())
         events.append(
             ev.GroupMessageReceived(
                 self._book.model(row), self._book.message_model(stored), mentioned=mentioned

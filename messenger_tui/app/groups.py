@@ -342,6 +342,24 @@ class GroupChats:
             await asyncio.sleep(0.02)
         return True
 
+    def queue_sealed(self, row: GroupRow, payload: pl.Payload, message_row: int) -> int:
+        """Seal ``payload`` once with our sender key (started, rotated and distributed as for a
+        text) and queue it to every other member; for group messages other than texts (a
+        file's pointer: app/group_files.py). Call inside a transaction with a fresh ``row``;
+        returns the number of recipients (0: nobody else is in the group)."""
+        groups = self._store.groups
+        sending = self._sender_key(row)
+        sending, body = sk.group_encrypt(sending, pl.encode_payload(payload))
+        groups.update(row.id, sending_key=encode(sending))
+        recipients = [m for m in self._book.log(row).state.member_keys() if m != self.me]
+        if recipients:
+            tail = groups.outbox_tail()
+            now = self._now_ms()
+            groups.enqueue(
+                row.id, os.urandom(16), body, recipients, tail, now, message_row=message_row
+            )
+        return len(recipients)
+
     # ------------------------------------------------------------ reading state
 
     def mark_shown(self, message: GroupMessage) -> bool:

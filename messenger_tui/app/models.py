@@ -174,7 +174,8 @@ class TransferView:
     """One attachment transfer as the UI and the CLI show it (app/transfers.py)."""
 
     id: int
-    contact_id: int
+    #: The contact of a 1:1 transfer; None for a group's (``group_row``).
+    contact_id: int | None
     #: up (sending) or down (receiving)
     direction: str
     #: encrypting | uploading | sending | new | offered | downloading | done | failed |
@@ -199,3 +200,5 @@ class TransferView:
     error: str | None = None
     #: A voice message's bars (levels 0..7, media/voice_note.py), else None.
     waveform: tuple[int, ...] | None = None
+    #: The group (local row id) of a group's transfer (app/group_files.py), else None.
+    group_row: int | None = None

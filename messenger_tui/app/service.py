@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.group_book import GroupBook
+from messenger_tui.app.group_files import GroupFiles, incoming_attachment
 from messenger_tui.app.group_inbound import GroupInbound
 from messenger_tui.app.group_sender import GroupSender
 from messenger_tui.app.groups import GroupChats
@@ -90,6 +92,7 @@ class MessengerService:
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
     voice: VoiceNotes
+    group_files: GroupFiles
 
     def __init__(
         self,
@@ -178,7 +181,7 @@ class MessengerService:
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices
         )
         group_book = GroupBook(store, identity.public, directory, self._now_ms)
-        self._receiver.groups = GroupInbound(store, group_book, self._now_ms)
+        self._receiver.groups = group_inbound = GroupInbound(store, group_book, self._now_ms)
         self._group_sender = GroupSender(store, client, group_book, self._emit)
         self._group_drainer: asyncio.Task[None] | None = None
         self.groups = GroupChats(
@@ -206,12 +209,25 @@ class MessengerService:
             emit=self._emit,
             outbox_changed=events.outbox_changed_soon,
         )
+        #: Files and voice messages in groups (app/group_files.py).
+        self.group_files = GroupFiles(
+            store,
+            group_book,
+            self.groups,
+            self._transfers,
+            own_name=lambda: self.name,
+            now_ms=self._now_ms,
+            emit=self._emit,
+            wake=self._wake_senders,
+        )
+        group_inbound.attachments = functools.partial(incoming_attachment, store)
         #: Voice messages: record, send, play (app/voice_notes.py).
         self.voice = VoiceNotes(
             microphone=lambda: self.chosen_devices()[0],
             speaker=lambda: self.chosen_devices()[1],
             current_call=self.calls.current,
             send_voice=self.send_voice,
+            send_group_voice=self.group_files.send_voice,
             transfer_for_message=self._transfers.for_message,
             transfer=self._transfers.view,
         )
@@ -489,7 +505,22 @@ class MessengerService:
         itself), then its pointer through the outbox. Watch :class:`TransferChanged`.
         An image is re-encoded without its metadata (EXIF location) and gets a thumbnail;
         :class:`BadInput` for an unreadable file or a decompression bomb."""
+        group = self._group_only(name)
+        if group is not None:
+            return await self.group_files.send_file(group, path)
         return await self._transfers.send_any(self.contact(name), Path(path))
+
+    def _group_only(self, name: str) -> str | None:
+        """``name`` when it names a group and no contact (send-file and send-voice take
+        either, as send does; a contact's name wins)."""
+        try:
+            self.contact(name)
+        except BadInput:
+            try:
+                return self.groups.group(name).name
+            except BadInput:
+                return None
+        return None
 
     async def image_preview(
         self, message_row: int, cols: int, rows: int
@@ -500,7 +531,11 @@ class MessengerService:
     async def send_voice(
         self, name: str, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
     ) -> TransferView:
-        """Send an Ogg Opus file (media/voice_note.py) as a voice message."""
+        """Send an Ogg Opus file (media/voice_note.py) as a voice message (to a contact, or
+        to a group when no contact has that name)."""
+        group = self._group_only(name)
+        if group is not None:
+            return await self.group_files.send_voice(group, path, duration_ms, waveform)
         return self._transfers.send_file(
             self.contact(name),
             Path(path),
@@ -546,7 +581,9 @@ class MessengerService:
 
     def _emit_inbound(self, event: ev.Event) -> None:
         self._emit(event)
-        if isinstance(event, ev.MessageReceived) and event.message.kind in ("attachment", "voice"):
+        if isinstance(event, ev.MessageReceived | ev.GroupMessageReceived) and (
+            event.message.kind in ("attachment", "voice")
+        ):
             self._transfers.pump()
 
     # ------------------------------------------------------------------ calls and audio

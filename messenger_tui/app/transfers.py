@@ -36,12 +36,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.errors import BadInput, TimedOut
-from messenger_tui.app.images import CellRow, halfblock_cells, is_image_mime, prepare_image
+from messenger_tui.app.images import (
+    CellRow,
+    PreparedImage,
+    halfblock_cells,
+    is_image_mime,
+    prepare_image,
+)
 from messenger_tui.app.models import Contact, Settings, TransferView
 from messenger_tui.app.outgoing import gate
 from messenger_tui.app.receiver import attachment_text
@@ -97,6 +103,42 @@ def default_download_dir() -> Path:
 def guess_mime(name: str) -> str:
     mime, _ = mimetypes.guess_type(name, strict=False)
     return mime if mime and "/" in mime and len(mime) <= 127 else DEFAULT_MIME
+
+
+def check_source(path: Path) -> tuple[Path, os.stat_result]:
+    """The absolute path of a file to send and its stat. :class:`BadInput` for a missing or
+    unreadable file, a directory, or a file over the format's limit."""
+    path = path.expanduser().absolute()
+    try:
+        st = path.stat()
+        if not path.is_file():
+            raise BadInput(f"{path} is not a regular file")
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        BlobLayout(st.st_size)
+    except ValueError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    return path, st
+
+
+class GroupTransferPort(Protocol):
+    """What a group's transfers need beyond a contact's (app/group_files.py)."""
+
+    def send_pointer(self, row: TransferRow, pointer: AttachmentPointer) -> bool:
+        """Queue the pointer as one sender-key group message; False: the group or the
+        message is gone (the upload is then cancelled)."""
+        ...
+
+    def sender_is_stranger(self, row: TransferRow) -> bool:
+        """Whether the member who sent this download is not a contact."""
+        ...
+
+    def upload_cancelled(self, row: TransferRow) -> None:
+        """The upload was cancelled before its pointer went: the message did not go."""
+        ...
 
 
 class _Meter:
@@ -158,6 +200,8 @@ class TransferManager:
         #: Bytes of the blob put on the wire per transfer in this process (resends counted).
         self.wire_bytes: dict[int, int] = {}
         self.blob_link_options: dict[str, float] = {}
+        #: Group transfers (app/group_files.py sets it); None: groups have no files.
+        self.groups: GroupTransferPort | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -201,6 +245,7 @@ class TransferManager:
             duration_ms=row.duration_ms,
             waveform=tuple(row.waveform) if row.waveform is not None else None,
             error=row.error,
+            group_row=row.group_row,
         )
 
     # ------------------------------------------------------------------ images
@@ -213,14 +258,7 @@ class TransferManager:
         if not is_image_mime(guess_mime(path.name)):
             return self.send_file(contact, path)
         gate(contact)
-        if not path.is_file():
-            raise BadInput(f"cannot read {path}: not a regular file")
-        try:
-            image = await asyncio.to_thread(
-                prepare_image, path, path.name, self._spool_dir / IMAGE_COPIES
-            )
-        except OSError as exc:
-            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+        image = await self.image_copy(path)
         return self.send_file(
             contact,
             image.path,
@@ -228,6 +266,18 @@ class TransferManager:
             mime_type=image.mime_type,
             thumbnail=image.thumbnail,
         )
+
+    async def image_copy(self, path: Path) -> PreparedImage:
+        """The metadata-free copy and thumbnail of an image to send (app/images.py, in a
+        worker thread). :class:`BadInput` for a decompression bomb or an unreadable image."""
+        if not path.is_file():
+            raise BadInput(f"cannot read {path}: not a regular file")
+        try:
+            return await asyncio.to_thread(
+                prepare_image, path, path.name, self._spool_dir / IMAGE_COPIES
+            )
+        except OSError as exc:
+            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
     async def image_preview(
         self, message_row: int, cols: int, rows: int
@@ -272,20 +322,8 @@ class TransferManager:
         that upload instead of starting another. :class:`BadInput` for a missing or
         unreadable file, a directory, or a file over the format's limit."""
         gate(contact)
-        path = path.expanduser().absolute()
-        try:
-            st = path.stat()
-            if not path.is_file():
-                raise BadInput(f"{path} is not a regular file")
-            with path.open("rb"):
-                pass
-        except OSError as exc:
-            raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
+        path, st = check_source(path)
         size = st.st_size
-        try:
-            BlobLayout(size)
-        except ValueError as exc:
-            raise BadInput(f"{path}: {exc}") from None
         unfinished = (*sorted(ACTIVE), "failed")
         existing = self._store.transfers.find_upload(
             contact.id, str(path), size, st.st_mtime_ns, unfinished
@@ -354,7 +392,10 @@ class TransferManager:
         if row.status in TERMINAL:
             return self._view(row)
         self._move(row, "cancel")
-        if row.direction == "up" and row.message_row is not None:
+        if row.direction == "up" and row.message_row is not None and row.group_row is not None:
+            if self.groups is not None:
+                self.groups.upload_cancelled(row)
+        elif row.direction == "up" and row.message_row is not None and row.contact_id:
             # its pointer never went out: the message was not sent
             self._store.messages.set_state(row.message_row, "error")
             contact = self._store.contacts.by_id(row.contact_id)
@@ -424,6 +465,12 @@ class TransferManager:
         if row.path and Path(row.path).parent == copies:
             return row.path
         return None
+
+    def start(self, transfer_id: int) -> TransferView:
+        """Drive a transfer row inserted elsewhere (a group's: app/group_files.py)."""
+        self._spawn(transfer_id)
+        self._announce(transfer_id)
+        return self._view(self._row(transfer_id))
 
     # ------------------------------------------------------------------ driver
 
@@ -509,8 +556,11 @@ class TransferManager:
             # files from a message request (a sender who is not a contact yet) never
             # download by themselves: a stranger cannot make us fetch anything unasked
             limit = self._settings().auto_download_kib * 1024
-            sender = self._store.contacts.by_id(row.contact_id)
-            stranger = sender is None or sender.auto_added
+            if row.group_row is not None:
+                stranger = self.groups is None or self.groups.sender_is_stranger(row)
+            else:
+                sender = self._store.contacts.by_id(row.contact_id or 0)
+                stranger = sender is None or sender.auto_added
             auto = self.download_all or (row.size <= limit and not stranger)
             self._move(row, "auto" if auto else "hold")
         elif row.status == "downloading":
@@ -645,28 +695,16 @@ class TransferManager:
         return True
 
     def _send_pointer(self, row: TransferRow) -> None:
-        assert row.state is not None and row.blob_id is not None
+        if row.group_row is not None:
+            self._send_group_pointer(row)
+            return
         store = self._store
-        contact = store.contacts.by_id(row.contact_id)
+        contact = store.contacts.by_id(row.contact_id or 0)
         message = store.messages.by_id(row.message_row) if row.message_row else None
         if contact is None or message is None:
             self._move(row, "cancel")
             return
-        enc = AttachmentEncryptor.restore(row.state)
-        voice = row.duration_ms is not None and row.waveform is not None
-        pointer = AttachmentPointer(
-            blob_id=row.blob_id,
-            key=enc.key,
-            digest=enc.digest,
-            size=row.size,
-            padded_size=enc.padded_size,
-            name=row.name,
-            mime_type=row.mime_type,
-            chunk_size=enc.chunk_size,
-            duration_ms=row.duration_ms if voice else None,
-            waveform=tuple(row.waveform) if voice and row.waveform is not None else None,
-            thumbnail=row.thumbnail,
-        )
+        pointer = self._pointer(row)
         body = pl.encode_payload(
             pl.Attachment(
                 id=message.message_id,
@@ -688,6 +726,41 @@ class TransferManager:
         self._announce(row.id)
         self._sender.wake()
         self._outbox_changed()
+
+    def _send_group_pointer(self, row: TransferRow) -> None:
+        """A group's upload: one sender-key group message to every member (the port)."""
+        store = self._store
+        with store.db.transaction():
+            sent = self.groups is not None and self.groups.send_pointer(row, self._pointer(row))
+            if sent:
+                status = next_status("up", row.status, "queued")
+                store.transfers.update(
+                    row.id, self._now_ms(), status=status, spool=None, error=None
+                )
+        if not sent:
+            self._move(row, "cancel")
+            return
+        remove(row.spool, self._image_copy(row))
+        self._announce(row.id)
+
+    def _pointer(self, row: TransferRow) -> AttachmentPointer:
+        """The pointer of a finished upload: what a recipient needs to fetch and open it."""
+        assert row.state is not None and row.blob_id is not None
+        enc = AttachmentEncryptor.restore(row.state)
+        voice = row.duration_ms is not None and row.waveform is not None
+        return AttachmentPointer(
+            blob_id=row.blob_id,
+            key=enc.key,
+            digest=enc.digest,
+            size=row.size,
+            padded_size=enc.padded_size,
+            name=row.name,
+            mime_type=row.mime_type,
+            chunk_size=enc.chunk_size,
+            duration_ms=row.duration_ms if voice else None,
+            waveform=tuple(row.waveform) if voice and row.waveform is not None else None,
+            thumbnail=row.thumbnail,
+        )
 
     # ------------------------------------------------------------------ download step
 

@@ -36,6 +36,7 @@ class VoiceNotes:
         speaker: Callable[[], AudioSink],
         current_call: Callable[[], CallView | None],
         send_voice: SendVoice,
+        send_group_voice: SendVoice | None = None,
         transfer_for_message: Callable[[int], TransferView | None],
         transfer: Callable[[int], TransferView | None],
     ) -> None:
@@ -43,10 +44,13 @@ class VoiceNotes:
         self.speaker = speaker
         self._current_call = current_call
         self._send_voice = send_voice
+        self._send_group_voice = send_group_voice
         self._transfer_for_message = transfer_for_message
         self._transfer = transfer
         self.recording: VoiceRecording | None = None
         self.recording_for: str | None = None
+        #: The recording is for the group ``recording_for`` (app/group_files.py).
+        self.recording_group = False
         self.player: VoicePlayer | None = None
         self._sent: list[tuple[int, Path]] = []  # (transfer id, folder)
 
@@ -55,8 +59,9 @@ class VoiceNotes:
         if call is not None and call.live:
             raise BadInput(f"cannot {what} during a call: the call is using the microphone")
 
-    async def record(self, name: str) -> VoiceRecording:
-        """Start recording a voice message for ``name`` (see the module doc)."""
+    async def record(self, name: str, *, group: bool = False) -> VoiceRecording:
+        """Start recording a voice message for ``name`` (a contact, or with ``group`` a
+        group; see the module doc)."""
         self._refuse_during_call("record a voice message")
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")
@@ -65,6 +70,7 @@ class VoiceNotes:
             self.player = None
         self.recording = await VoiceRecording.start(self.microphone())
         self.recording_for = name
+        self.recording_group = group
         return self.recording
 
     async def send(self) -> TransferView:
@@ -73,9 +79,12 @@ class VoiceNotes:
         if recording is None or name is None:
             raise BadInput("no voice message is being recorded")
         self.recording = self.recording_for = None
+        send = self._send_voice
+        if self.recording_group and self._send_group_voice is not None:
+            send = self._send_group_voice
         path, info = await recording.finish()
         try:
-            view = await self._send_voice(name, path, info.duration_ms, info.waveform)
+            view = await send(name, path, info.duration_ms, info.waveform)
         except Exception:
             shutil.rmtree(recording.folder, ignore_errors=True)
             raise

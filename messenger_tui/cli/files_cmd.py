@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.errors import AppError
 from messenger_tui.app.models import TransferView
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.output import err, out, terminal_safe
@@ -29,8 +30,8 @@ def add_file_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "send-file",
         parents=[common],
         help="send a file: encrypted, uploaded (resuming after a drop or a restart: run the "
-        "same command again), then announced to the contact; exits 0 once the relay stored "
-        "the message",
+        "same command again), then announced to the contact, or once to every member of a "
+        "group; exits 0 once the relay stored the message",
     )
     p.add_argument("name")
     p.add_argument("path")
@@ -127,7 +128,10 @@ async def _send_and_wait(service: MessengerService, args: argparse.Namespace, st
         err(f"error: sending {terminal_safe(final.name)} failed: {reason}")
         return TRANSFER_FAILED
     remaining = max(1.0, deadline - loop.time())
-    stored = await service.wait_outbox_empty(remaining, message_row=final.message_row)
+    if final.group_row is not None:  # one sender-key message to every member
+        stored = await service.groups.wait_sent(remaining)
+    else:
+        stored = await service.wait_outbox_empty(remaining, message_row=final.message_row)
     wire = service.transfer_manager.wire_bytes.get(final.id, 0)
     if args.json:
         out(
@@ -167,7 +171,8 @@ async def cmd_send_voice(args: argparse.Namespace) -> int:
     service = open_service(args)
     folder: Path | None = None
     try:
-        service.contact(args.name)  # an unknown name fails before any encoding
+        if _group_named(service, args.name) is None:
+            service.contact(args.name)  # an unknown name fails before any encoding
         path, info = await asyncio.to_thread(
             make_voice_file, wav=args.from_wav, seconds=args.duration
         )
@@ -186,8 +191,10 @@ async def cmd_send_voice(args: argparse.Namespace) -> int:
 
 def attachment_json(service: MessengerService, view: TransferView) -> dict[str, Any]:
     """A finished (or failed) download as ``receive --json`` prints it."""
+    if view.group_row is not None:
+        return _group_attachment_json(service, view)
     message = service.message(view.message_row) if view.message_row else None
-    contact = service.contact_by_id(view.contact_id)
+    contact = service.contact_by_id(view.contact_id) if view.contact_id is not None else None
     data: dict[str, Any] = {
         "type": "attachment" if view.status == "done" else "error",
         "id": message.message_id.hex() if message else None,
@@ -197,6 +204,10 @@ def attachment_json(service: MessengerService, view: TransferView) -> dict[str, 
         "mime_type": view.mime_type,
         "status": view.status,
     }
+    return _file_fields(data, view)
+
+
+def _file_fields(data: dict[str, Any], view: TransferView) -> dict[str, Any]:
     if view.status == "done":
         data.update(path=view.path, sha256=view.sha256)
     else:
@@ -204,6 +215,35 @@ def attachment_json(service: MessengerService, view: TransferView) -> dict[str, 
     if view.duration_ms is not None:
         data.update(voice=True, duration_s=view.duration_ms / 1000)
     return data
+
+
+def _group_attachment_json(service: MessengerService, view: TransferView) -> dict[str, Any]:
+    """A group member's file: as a contact's, with ``group`` and the ``sender``'s key."""
+    message = service.groups.message(view.message_row) if view.message_row else None
+    group = service.groups.by_id(view.group_row) if view.group_row is not None else None
+    data: dict[str, Any] = {
+        "type": "attachment" if view.status == "done" else "error",
+        "id": message.message_id.hex() if message else None,
+        "group": group.name if group else None,
+        "from": message.sender_name if message else None,
+        "sender": message.sender.hex() if message else None,
+        "name": view.name,
+        "size": view.size,
+        "mime_type": view.mime_type,
+        "status": view.status,
+    }
+    return _file_fields(data, view)
+
+
+def _group_named(service: MessengerService, name: str) -> str | None:
+    try:
+        service.contact(name)
+    except AppError:
+        try:
+            return service.groups.group(name).name
+        except AppError:
+            return None
+    return None
 
 
 def prepare_downloads(service: MessengerService, args: argparse.Namespace) -> set[int]:

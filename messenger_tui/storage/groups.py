@@ -410,6 +410,11 @@ class Groups:
         ).fetchone()
         return _message(r) if r else None
 
+    def message_seq(self, message_row: int) -> int:
+        """A message's place in its sender's order (0: none)."""
+        r = self._db.execute("SELECT seq FROM messages WHERE id = ?", (message_row,)).fetchone()
+        return int(r[0]) if r and r[0] is not None else 0
+
     def message_count(self, row_id: int) -> int:
         """Rows of the group's conversation (messages and notices)."""
         r = self._db.execute("SELECT COUNT(*) FROM messages WHERE group_row = ?", (row_id,))
@@ -438,7 +443,7 @@ class Groups:
         """How many of :meth:`unread` there are for one group (without loading them)."""
         r = self._db.execute(
             "SELECT COUNT(*) FROM messages WHERE group_row = ? AND outgoing = 0 "
-            "AND kind = 'text' AND state = 'received'",
+            "AND kind IN ('text', 'attachment', 'voice') AND state = 'received'",
             (row_id,),
         )
         return int(r.fetchone()[0])

@@ -1,4 +1,5 @@
-"""Attachment transfers: one row per file sent or received (schema 008, thumbnail 009)."""
+"""Attachment transfers: one row per file sent or received (schema 008, thumbnail 009, a
+group's transfers 010: ``contact_id`` or ``group_row``, exactly one)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from messenger_tui.storage.db import Database
 _COLUMNS = (
     "id, message_row, contact_id, direction, status, name, mime_type, size, path, spool, "
     "blob_id, blob_size, done_bytes, state, source_mtime_ns, sha256, duration_ms, waveform, "
-    "error, created_at_ms, updated_at_ms, thumbnail"
+    "error, created_at_ms, updated_at_ms, thumbnail, group_row"
 )
 #: Columns :meth:`Transfers.update` may set.
 _UPDATABLE = frozenset(
@@ -25,7 +26,8 @@ _UPDATABLE = frozenset(
 class TransferRow:
     id: int
     message_row: int | None
-    contact_id: int
+    #: The contact of a 1:1 transfer; None for a group's (``group_row`` set).
+    contact_id: int | None
     direction: str
     status: str
     name: str
@@ -47,6 +49,8 @@ class TransferRow:
     updated_at_ms: int
     #: A sent image's thumbnail (schema 009); a received one's is in its pointer.
     thumbnail: bytes | None = None
+    #: The group of a group transfer (schema 010); None for a 1:1 one.
+    group_row: int | None = None
 
     def __repr__(self) -> str:  # never print the key in ``state``
         return f"TransferRow(id={self.id}, {self.direction}, {self.status}, size={self.size})"
@@ -56,7 +60,7 @@ def _row(r: tuple[Any, ...]) -> TransferRow:
     return TransferRow(
         id=int(r[0]),
         message_row=None if r[1] is None else int(r[1]),
-        contact_id=int(r[2]),
+        contact_id=None if r[2] is None else int(r[2]),
         direction=str(r[3]),
         status=str(r[4]),
         name=str(r[5]),
@@ -76,6 +80,7 @@ def _row(r: tuple[Any, ...]) -> TransferRow:
         created_at_ms=int(r[19]),
         updated_at_ms=int(r[20]),
         thumbnail=None if r[21] is None else bytes(r[21]),
+        group_row=None if r[22] is None else int(r[22]),
     )
 
 
@@ -86,7 +91,7 @@ class Transfers:
     def insert(
         self,
         *,
-        contact_id: int,
+        contact_id: int | None,
         direction: str,
         status: str,
         name: str,
@@ -102,17 +107,18 @@ class Transfers:
         duration_ms: int | None = None,
         waveform: bytes | None = None,
         thumbnail: bytes | None = None,
+        group_row: int | None = None,
     ) -> TransferRow:
-        """Insert a transfer (call inside a transaction)."""
+        """Insert a transfer (call inside a transaction): a contact's or a group's."""
         cur = self._db.execute(
             "INSERT INTO transfers (message_row, contact_id, direction, status, name, "
             "mime_type, size, path, state, blob_id, blob_size, source_mtime_ns, duration_ms, "
-            "waveform, created_at_ms, updated_at_ms, thumbnail) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "waveform, created_at_ms, updated_at_ms, thumbnail, group_row) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 message_row, contact_id, direction, status, name, mime_type, size, path,
                 state, blob_id, blob_size, source_mtime_ns, duration_ms, waveform, now_ms,
-                now_ms, thumbnail,
+                now_ms, thumbnail, group_row,
             ),
         )  # fmt: skip
         row = self.get(int(cur.lastrowid or 0))
@@ -143,13 +149,22 @@ class Transfers:
         return [_row(r) for r in rows]
 
     def find_upload(
-        self, contact_id: int, path: str, size: int, mtime_ns: int, statuses: tuple[str, ...]
+        self,
+        contact_id: int,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        statuses: tuple[str, ...],
+        *,
+        group: bool = False,
     ) -> TransferRow | None:
         """An upload of this very file (same path, size and modification time) to this
-        contact in one of ``statuses``: what sending the same file again resumes."""
+        contact (``group``: to the group of row ``contact_id``) in one of ``statuses``: what
+        sending the same file again resumes."""
         marks = ", ".join("?" * len(statuses))
+        owner = "group_row" if group else "contact_id"
         r = self._db.execute(
-            f"SELECT {_COLUMNS} FROM transfers WHERE direction = 'up' AND contact_id = ? "
+            f"SELECT {_COLUMNS} FROM transfers WHERE direction = 'up' AND {owner} = ? "
             f"AND path = ? AND size = ? AND source_mtime_ns = ? AND status IN ({marks}) "
             "ORDER BY id DESC LIMIT 1",
             (contact_id, path, size, mtime_ns, *statuses),

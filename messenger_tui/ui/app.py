@@ -306,6 +306,8 @@ def _group_commands(screen: GroupChatScreen) -> Iterable[SystemCommand]:
                             screen.action_rename_group)  # fmt: skip
         yield SystemCommand("Leave group", "Leave this group; its history stays (l in the panel)",
                             screen.action_leave_group)  # fmt: skip
+        yield SystemCommand("Attach file", "Send a file to every member of this group (Ctrl+O)",
+                            screen.action_attach_file)  # fmt: skip
 
 
 def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:

@@ -189,7 +189,7 @@ class FixedVoice:
     player: FixedPlayer | None = None
     recorded_for: list[str] = field(default_factory=list)
 
-    async def record(self, name: str) -> FixedRecording:
+    async def record(self, name: str, *, group: bool = False) -> FixedRecording:
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")
         self.recorded_for.append(name)
@@ -229,6 +229,14 @@ class FixedVoice:
 
     async def stop_playing(self) -> None:
         self.player = None
+
+
+@dataclass
+class FixedGroupFiles:
+    """Group files: the snapshot facade sends none."""
+
+    async def send_file(self, name: str, path: str | Path) -> TransferView:
+        raise BadInput("the snapshot facade sends no files")
 
 
 @dataclass
@@ -326,6 +334,10 @@ class SnapshotFacade:
     @property
     def groups(self) -> FixedGroups:
         return self.fixed_groups
+
+    @property
+    def group_files(self) -> FixedGroupFiles:
+        return FixedGroupFiles()
 
     @property
     def address(self) -> str:

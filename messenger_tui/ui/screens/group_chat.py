@@ -9,7 +9,8 @@ F2 shows the members panel (:mod:`.group_members`); F3 lists who got and read ou
 message; Alt+M mutes the group (mentions of us still notify). In the composer, Tab completes
 ``@name`` to a member's name; a sent text carries the identity keys of the members it names
 (``GroupText.mentions``). Typing sends "typing" to the members (ephemeral); theirs shows
-above the composer ("alice is typing…").
+above the composer ("alice is typing…"). Ctrl+O attaches a file, Ctrl+R records a voice
+message and Alt+P plays one (:mod:`.group_file_actions`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
 from messenger_tui.app.models import Contact, Settings
 from messenger_tui.ui.formatting import clean_text, list_time, preview
 from messenger_tui.ui.screens import group_members
+from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
 from messenger_tui.ui.screens.group_members import MemberList
 from messenger_tui.ui.widgets.footer import FittingFooter
+from messenger_tui.ui.widgets.voice_line import RecordingLine
 
 #: Messages shown (the newest).
 GROUP_PAGE = 200
@@ -113,7 +116,7 @@ def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) 
         e
         for e in batch
         if isinstance(e, ev.GroupMessageReceived)
-        and e.message.kind == "text"
+        and e.message.kind in ("text", "attachment", "voice")
         and e.group.id != showing
         and (e.mentioned or not e.group.muted)  # a muted group still tells of a mention
     ]
@@ -145,6 +148,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                         "the next field"),
         Binding("shift+tab", "app.focus_previous", "Previous", show=False,
                 id="group.focus_previous", tooltip="Focus the previous field"),
+        Binding("ctrl+o", "attach_file", "Attach", show=False, priority=True,
+                id="group.attach", tooltip="Send a file to the group (a path prompt)"),
+        Binding("ctrl+r", "record_voice", "Record", show=False, priority=True,
+                id="group.record_voice",
+                tooltip="Record a voice message for the group (Enter sends, Esc cancels)"),
+        Binding("alt+p", "play_voice", "Play", show=False, priority=True, id="group.play_voice",
+                tooltip="Play or pause the newest voice message shown"),
     ]  # fmt: skip
 
     DEFAULT_CSS = """
@@ -165,6 +175,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.typing: dict[bytes, tuple[str, float]] = {}
         self._typing_sent = 0.0  # when we last sent "typing" (0: not typing)
         self._last_key = 0.0
+        self.files = GroupFileControls(self)
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
@@ -173,8 +184,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                 yield Static(id="group-lines")
             yield MemberList(id="group-members", classes="-hidden")
         yield Static(id="group-typing")
+        yield RecordingLine()
         yield Input(placeholder="Write to the group…", id="group-composer")
         yield FittingFooter(drop_order=FOOTER_DROP_ORDER)
+
+    @property
+    def composer(self) -> Input:
+        return self.query_one("#group-composer", Input)
 
     @property
     def group(self) -> Group | None:
@@ -203,6 +219,8 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                     event, ev.GroupMessageReceived | ev.GroupMessageStateChanged | ev.GroupChanged
                 )
                 and event.group.id == self.group_row
+            ) or (  # a file of this group moved on (progress, saved, failed)
+                isinstance(event, ev.TransferChanged) and event.transfer.group_row == self.group_row
             )
             if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
                 self._typing_changed(event)
@@ -233,12 +251,17 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.query_one("#group-header", Static).update(header)
         names = [m.name for m in group.members if not m.me] + [self.service.name]
         own = self.service.name
-        lines = Text("\n").join(message_line(m, names, own) for m in self.messages)
+        lines = Text("\n").join(self._line(m, names, own) for m in self.messages)
         self.query_one("#group-lines", Static).update(lines)
         self.query_one("#group-messages", VerticalScroll).scroll_end(animate=False)
         panel = self.query_one(MemberList)
         if not panel.has_class("-hidden"):
             panel.show_group(group, contacts)
+
+    def _line(self, m: GroupMessage, names: list[str], own: str) -> Text:
+        line = message_line(m, names, own)
+        note = file_note(self.service, m)
+        return line if note is None else line + note
 
     def _contacts_of(self, group: Group) -> dict[int, Contact]:
         contacts: dict[int, Contact] = {}
@@ -421,7 +444,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
     def action_receipts(self) -> None:
         from messenger_tui.ui.screens.group_dialogs import ReceiptsScreen
 
-        own = [m for m in self.messages if m.outgoing and m.kind == "text"]
+        own = [m for m in self.messages if m.outgoing and m.kind in ("text", "attachment", "voice")]
         if not own:
             self.notify("You have not written in this group yet")
             return
@@ -443,6 +466,23 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             markup=False,
         )
         self.reload()
+
+    # ------------------------------------------------------------ files (group_file_actions)
+
+    def action_attach_file(self) -> None:
+        self.files.attach()
+
+    async def action_record_voice(self) -> None:
+        await self.files.record()
+
+    async def action_send_voice(self) -> None:
+        await self.files.send_voice()
+
+    async def action_cancel_voice(self) -> None:
+        await self.files.cancel_voice()
+
+    async def action_play_voice(self) -> None:
+        await self.files.play()
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value

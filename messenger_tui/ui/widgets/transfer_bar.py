@@ -83,6 +83,8 @@ class TransferBar(Static):
         self._render_lines()
 
     def shown_transfers(self) -> list[TransferView]:
+        if self.contact_id is None:  # no conversation open (a group's files show in its view)
+            return []
         return [
             v for v in self._views.values() if v.status in SHOWN and v.contact_id == self.contact_id
         ]
