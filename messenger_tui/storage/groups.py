@@ -372,8 +372,11 @@ class Groups:
         received_at_ms: int | None = None,
         kind: str = "text",
         seq: int | None = None,
+        expire_after_s: int | None = None,
     ) -> GroupMessageRow | None:
-        """Insert a group message (after the group's last); None if already stored."""
+        """Insert a group message (after the group's last); None if already stored.
+        ``expire_after_s``: the disappearing-message timer it is stored under (as
+        ``Messages.insert``)."""
         if self._db.execute(
             "SELECT 1 FROM messages WHERE group_row = ? AND sender = ? AND outgoing = ? "
             "AND message_id = ?",
@@ -386,8 +389,8 @@ class Groups:
         pos = (int(last) if last is not None else 0) + POS_GAP
         cur = self._db.execute(
             "INSERT INTO messages (group_row, sender, message_id, outgoing, kind, body, "
-            "sent_at_ms, received_at_ms, state, pos, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sent_at_ms, received_at_ms, state, pos, seq, expire_after_s) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row_id,
                 sender,
@@ -400,6 +403,7 @@ class Groups:
                 state,
                 pos,
                 seq,
+                expire_after_s or None,
             ),
         )
         return self.message(int(cur.lastrowid or 0))

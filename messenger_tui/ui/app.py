@@ -306,6 +306,9 @@ def _group_commands(screen: GroupChatScreen) -> Iterable[SystemCommand]:
                             screen.action_rename_group)  # fmt: skip
         yield SystemCommand("Leave group", "Leave this group; its history stays (l in the panel)",
                             screen.action_leave_group)  # fmt: skip
+        yield SystemCommand("Disappearing messages",
+                            "Set the timer after which messages here disappear, for every member",
+                            screen.action_disappearing_timer)  # fmt: skip
 
 
 def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:

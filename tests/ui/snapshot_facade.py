@@ -111,6 +111,7 @@ class FixedGroups:
 
     groups: list[Group] = field(default_factory=list)
     messages: dict[int, list[GroupMessage]] = field(default_factory=dict)
+    timers: dict[str, int] = field(default_factory=dict)
 
     def all(self) -> list[Group]:
         return list(self.groups)
@@ -160,6 +161,14 @@ class FixedGroups:
 
     async def send_typing(self, name: str, active: bool) -> None:
         return None
+
+    def timer(self, name: str) -> int:
+        return self.timers.get(name, 0)
+
+    def set_timer(self, name: str, seconds: int) -> bool:
+        changed = self.timers.get(name, 0) != seconds
+        self.timers[name] = seconds
+        return changed
 
 
 @dataclass
