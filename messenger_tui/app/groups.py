@@ -28,8 +28,9 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.disappearing_timer import stamp
 from messenger_tui.app.errors import BadInput
 from messenger_tui.app.group_book import GroupBook, encode
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
 from messenger_tui.app.group_timer import GroupTimers
+from messenger_tui.app.message_log import split_marks
 from messenger_tui.app.models import Contact
 from messenger_tui.core import disappearing as dm
 from messenger_tui.core import payload as pl
@@ -38,7 +39,7 @@ from messenger_tui.core.errors import CoreError
 from messenger_tui.core.groups import membership as gm
 from messenger_tui.core.groups import sender_keys as sk
 from messenger_tui.storage.groups import GroupRow
-from messenger_tui.storage.messages import fts_query
+from messenger_tui.storage.messages import MATCH_END, MATCH_START, fts_query
 from messenger_tui.storage.store import Store
 
 
@@ -119,6 +120,26 @@ class GroupChats:
             if row is not None:
                 hits.append((self._book.model(row), self._book.message_model(m)))
         return list(heapq.merge(hits, key=lambda h: -h[1].id))
+
+    def search_hits(
+        self, text: str, *, name: str | None = None, limit: int = 100
+    ) -> list[GroupSearchHit]:
+        """Full-text search of what the user typed in one group (``name``) or in all of them,
+        newest first, with snippets: the group half of the all-conversation search."""
+        query = fts_query(text)
+        if query is None:
+            return []
+        only = self._book.named(name).id if name is not None else None
+        groups: dict[int, Group | None] = {}
+        hits = []
+        for m, marked in self._store.groups.search_snippets(query, group_row=only, limit=limit):
+            if m.group_row not in groups:
+                groups[m.group_row] = self.by_id(m.group_row)
+            group = groups[m.group_row]
+            if group is not None:
+                plain, spans = split_marks(marked, MATCH_START, MATCH_END)
+                hits.append(GroupSearchHit(group, self._book.message_model(m), plain, spans))
+        return hits
 
     def members(self, name: str) -> Group:
         return self.group(name)

@@ -9,7 +9,8 @@ from typing import Any
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError, BadInput
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.facade import SearchHit
+from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.files_cmd import (
@@ -364,8 +365,22 @@ async def cmd_search(args: argparse.Namespace) -> int:
     """Full-text search of the stored messages (the database is decrypted in memory only)."""
     service = open_service(args)
     try:
-        for hit in service.search(args.text, name=args.contact, limit=args.limit):
-            if args.json:
+        # Contacts' and groups' messages, newest first (``--contact`` may name a group).
+        group = _group_named(service, args.contact) if args.contact is not None else None
+        hits: list[SearchHit | GroupSearchHit] = []
+        if group is None:
+            hits += service.search(args.text, name=args.contact, limit=args.limit)
+        if args.contact is None or group is not None:
+            hits += service.groups.search_hits(args.text, name=args.contact, limit=args.limit)
+        hits.sort(key=lambda h: h.message.id, reverse=True)
+        for hit in hits[: args.limit]:
+            if isinstance(hit, GroupSearchHit):
+                if args.json:
+                    line = {**group_message_json(hit.group, hit.message), "snippet": hit.snippet}
+                    out(json.dumps(line))
+                else:
+                    print_group_message(hit.group, hit.message)
+            elif args.json:
                 out(json.dumps({**message_json(hit.contact, hit.message), "snippet": hit.snippet}))
             else:
                 print_message(hit.contact, hit.message)

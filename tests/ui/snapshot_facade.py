@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
-from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.group_models import Group, GroupMember, GroupMessage, GroupSearchHit
 from messenger_tui.app.images import CellRow, halfblock_cells
 from messenger_tui.app.models import (
     AudioDevices,
@@ -164,6 +164,11 @@ class FixedGroups:
 
     def timer(self, name: str) -> int:
         return self.timers.get(name, 0)
+
+    def search_hits(
+        self, text: str, *, name: str | None = None, limit: int = 100
+    ) -> list[GroupSearchHit]:
+        return []
 
     def set_timer(self, name: str, seconds: int) -> bool:
         changed = self.timers.get(name, 0) != seconds
