@@ -141,10 +141,12 @@ class ExpiryScheduler:
     def purge_now(self, *, limit: int = -1) -> Purged:
         """Delete what has expired, the ``limit`` earliest (-1: all), checkpointing the WAL when
         anything went, and publish :class:`~messenger_tui.app.events.MessagesExpired` per
-        conversation."""
+        1:1 conversation and :class:`~messenger_tui.app.events.GroupMessagesExpired` per group."""
         purged = self._store.expiry.purge(self._now_ms(), limit=limit)
         for contact_id, rows in purged.rows.items():
             self._emit(ev.MessagesExpired(contact_id, tuple(rows)))
+        for group_row, rows in purged.groups.items():
+            self._emit(ev.GroupMessagesExpired(group_row, tuple(rows)))
         return purged
 
     def reschedule(self) -> None:

@@ -144,6 +144,25 @@ class MessagesExpired:
     message_rows: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class GroupTimerChanged:
+    """The group's disappearing-message timer is now ``seconds`` (0: off); ``by_me``: this
+    profile set it (else a member did)."""
+
+    group: Group
+    seconds: int
+    by_me: bool
+
+
+@dataclass(frozen=True)
+class GroupMessagesExpired:
+    """These messages (local row ids) of the group with local row id ``group_row``
+    disappeared: they are gone from the database; remove their lines."""
+
+    group_row: int
+    message_rows: tuple[int, ...]
+
+
 Event = (
     MessageReceived
     | MessageStateChanged
@@ -160,4 +179,5 @@ Event = (
     | TransferChanged
     | TimerChanged
     | MessagesExpired
+    | (GroupTimerChanged | GroupMessagesExpired)
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
 from messenger_tui.app.images import CellRow
 from messenger_tui.app.models import (
     AudioDevices,
@@ -155,6 +155,11 @@ class GroupChatsPort(Protocol):
     def set_muted(self, name: str, muted: bool) -> Group: ...
     def receipts(self, message: GroupMessage) -> list[tuple[str, str]]: ...
     async def send_typing(self, name: str, active: bool) -> None: ...
+    def timer(self, name: str) -> int: ...
+    def search_hits(
+        self, text: str, *, name: str | None = None, limit: int = 100
+    ) -> list[GroupSearchHit]: ...
+    def set_timer(self, name: str, seconds: int) -> bool: ...
 
 
 class GroupFilesPort(Protocol):

@@ -29,7 +29,9 @@ import logging
 from collections.abc import Callable
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.disappearing_timer import TimerBook
 from messenger_tui.app.group_book import GroupBook, encode
+from messenger_tui.app.group_timer import GroupTimers
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
@@ -58,10 +60,17 @@ AttachmentSink = Callable[[GroupRow, bytes, pl.Attachment, int], GroupMessageRow
 
 
 class GroupInbound:
-    def __init__(self, store: Store, book: GroupBook, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        book: GroupBook,
+        now_ms: Callable[[], int],
+        timers: GroupTimers | None = None,
+    ) -> None:
         self._store = store
         self._book = book
         self._now_ms = now_ms
+        self._timers = timers or GroupTimers(store, book, now_ms)
         #: (group row, author) -> ids of group messages stored this burst (delivered receipts).
         self._delivered: dict[tuple[int, bytes], list[bytes]] = {}
         #: Where a member's file goes (the service sets it); None: files are dropped.
@@ -275,6 +284,10 @@ class GroupInbound:
             self._book.notice(row, f"A message from {who} could not be opened and was dropped.")
             log.warning("dropped a group message: %s", type(exc).__name__)
             return
+        if isinstance(payload, pl.GroupTimer):
+            groups.put_sender_key(row.id, sender, encode(record))
+            self._timers.merge_from_member(row, GroupTimers.from_payload(sender, payload), events)
+            return
         if isinstance(payload, pl.Attachment) and self.attachments is not None:
             stored: GroupMessageRow | None = None
             mentions: list[bytes] | None = None
@@ -283,6 +296,12 @@ class GroupInbound:
         else:
             groups.count_dropped(row.id)
             return
+        # No stamp: no statement about the timer (never "off"), as for 1:1 texts. A file
+        # carries no stamp (pl.Attachment has none) and is not timed.
+        setting = self._timers.current(row.id)
+        if isinstance(payload, pl.GroupText) and payload.timer is not None:
+            incoming = TimerBook.from_stamp(payload.timer)
+            setting = self._timers.merge_from_member(row, incoming, events)
         if payload.sender_name:
             groups.set_member_name(row.id, sender, payload.sender_name[:32])
         if isinstance(payload, pl.Attachment):
@@ -299,6 +318,7 @@ class GroupInbound:
                 received_at_ms=self._now_ms(),
                 state="received",
                 seq=payload.seq or None,
+                expire_after_s=setting.seconds or None,  # counts from the read
             )
         groups.put_sender_key(row.id, sender, encode(record))
         if stored is None:

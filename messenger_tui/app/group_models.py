@@ -52,3 +52,15 @@ class GroupMessage:
     delivered: int = 0
     read: int = 0
     recipients: int = 0
+
+
+@dataclass(frozen=True)
+class GroupSearchHit:
+    """One search result in a group: as :class:`~messenger_tui.app.facade.SearchHit` for a
+    1:1 conversation (a snippet around the match; ``highlights``: the character spans of the
+    matched terms), with the group instead of the contact."""
+
+    group: Group
+    message: GroupMessage
+    snippet: str
+    highlights: tuple[tuple[int, int], ...] = ()

@@ -25,17 +25,21 @@ import os
 from collections.abc import Awaitable, Callable
 
 from messenger_tui.app import events as ev
+from messenger_tui.app.disappearing_timer import stamp
 from messenger_tui.app.errors import BadInput
 from messenger_tui.app.group_book import GroupBook, encode
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
+from messenger_tui.app.group_timer import GroupTimers
+from messenger_tui.app.message_log import split_marks
 from messenger_tui.app.models import Contact
+from messenger_tui.core import disappearing as dm
 from messenger_tui.core import payload as pl
 from messenger_tui.core.crypto.identity import IdentityKeyPair
 from messenger_tui.core.errors import CoreError
 from messenger_tui.core.groups import membership as gm
 from messenger_tui.core.groups import sender_keys as sk
 from messenger_tui.storage.groups import GroupRow
-from messenger_tui.storage.messages import fts_query
+from messenger_tui.storage.messages import MATCH_END, MATCH_START, fts_query
 from messenger_tui.storage.store import Store
 
 
@@ -57,6 +61,7 @@ class GroupChats:
         wake: Callable[[], None],
         typing_to: Callable[[Contact, pl.GroupTyping], Awaitable[None]] | None = None,
         contact_of: Callable[[int], Contact | None] | None = None,
+        timers: GroupTimers | None = None,
     ) -> None:
         self._store = store
         self._identity = identity
@@ -68,6 +73,7 @@ class GroupChats:
         self._wake = wake
         self._typing_to = typing_to
         self._contact_of = contact_of
+        self._timers = timers or GroupTimers(store, book, now_ms)
 
     # ------------------------------------------------------------ reading
 
@@ -114,6 +120,26 @@ class GroupChats:
             if row is not None:
                 hits.append((self._book.model(row), self._book.message_model(m)))
         return list(heapq.merge(hits, key=lambda h: -h[1].id))
+
+    def search_hits(
+        self, text: str, *, name: str | None = None, limit: int = 100
+    ) -> list[GroupSearchHit]:
+        """Full-text search of what the user typed in one group (``name``) or in all of them,
+        newest first, with snippets: the group half of the all-conversation search."""
+        query = fts_query(text)
+        if query is None:
+            return []
+        only = self._book.named(name).id if name is not None else None
+        groups: dict[int, Group | None] = {}
+        hits = []
+        for m, marked in self._store.groups.search_snippets(query, group_row=only, limit=limit):
+            if m.group_row not in groups:
+                groups[m.group_row] = self.by_id(m.group_row)
+            group = groups[m.group_row]
+            if group is not None:
+                plain, spans = split_marks(marked, MATCH_START, MATCH_END)
+                hits.append(GroupSearchHit(group, self._book.message_model(m), plain, spans))
+        return hits
 
     def members(self, name: str) -> Group:
         return self.group(name)
@@ -268,6 +294,7 @@ class GroupChats:
         message_id = os.urandom(16)
         groups = self._store.groups
         with self._store.db.transaction():
+            timer = self._timers.current(row.id)
             sending = self._sender_key(row)
             seq = groups.next_send_seq(row.id)
             plaintext = pl.encode_payload(
@@ -278,6 +305,7 @@ class GroupChats:
                     sender_name=self._own_name(),
                     seq=seq,
                     mentions=mentioned or None,
+                    timer=stamp(timer),
                 )
             )
             sending, body = sk.group_encrypt(sending, plaintext)
@@ -292,8 +320,10 @@ class GroupChats:
                 sent_at_ms=now,
                 state="sent" if not recipients else "queued",
                 seq=seq,
+                expire_after_s=timer.seconds,
             )
             assert stored is not None
+            self._timers.start_sent(stored.id, timer.seconds, now)
             if recipients:
                 groups.enqueue(
                     row.id,
@@ -305,6 +335,8 @@ class GroupChats:
                     message_row=stored.id,
                 )
         self._wake()
+        if timer.enabled:
+            self._timers.rearm()
         return self._book.message_model(stored)
 
     @property
@@ -331,6 +363,41 @@ class GroupChats:
                 self._book.send_pairwise(identity, pl.GroupKey(distribution=distribution))
                 groups.set_key_sent(row.id, identity, sending.key_id)
         return sending
+
+    # ------------------------------------------------------------ disappearing messages
+
+    def timer(self, name: str) -> int:
+        """The group's disappearing-message timer in seconds (0: off)."""
+        return self._timers.current(self._book.named(name).id).seconds
+
+    def set_timer(self, name: str, seconds: int) -> bool:
+        """Set the group's timer for every member (:mod:`.group_timer`): stored, noted, and
+        sealed once in the group channel. False if it already was ``seconds``."""
+        try:
+            dm.check_seconds(seconds)
+        except dm.TimerError as exc:
+            raise BadInput(str(exc)) from None
+        row = self._current(name)
+        now = self._now_ms()
+        with self._store.db.transaction():
+            new = self._timers.change(row, seconds)
+            if new is None:
+                return False
+            plaintext = pl.encode_payload(pl.GroupTimer(seconds=new.seconds, version=new.version))
+            self._seal_and_queue(row, plaintext, now)
+        self._wake()
+        group = self._book.model(row)
+        self._emit(ev.GroupTimerChanged(group, seconds, by_me=True))
+        return True
+
+    def _seal_and_queue(self, row: GroupRow, plaintext: bytes, now: int) -> None:
+        """Encrypt a group-channel control payload once and queue it to every other member."""
+        groups = self._store.groups
+        sending, body = sk.group_encrypt(self._sender_key(row), plaintext)
+        groups.update(row.id, sending_key=encode(sending))
+        recipients = [m for m in self._book.log(row).state.member_keys() if m != self.me]
+        if recipients:
+            groups.enqueue(row.id, os.urandom(16), body, recipients, groups.outbox_tail(), now)
 
     async def wait_sent(self, timeout: float) -> bool:
         """Wait until the relay stored every queued group message and pairwise row."""
@@ -364,7 +431,12 @@ class GroupChats:
 
     def mark_shown(self, message: GroupMessage) -> bool:
         with self._store.db.transaction():
-            return self._store.messages.mark_seen_if_unread(message.id)
+            shown = self._store.messages.mark_seen_if_unread(message.id)
+            if shown:
+                self._timers.start_read([message.id])
+        if shown:
+            self._timers.rearm()
+        return shown
 
     def mark_read(self, name: str) -> int:
         """Mark the group's unread messages seen and send each author a read receipt."""
@@ -375,10 +447,12 @@ class GroupChats:
         by_sender: dict[bytes, list[bytes]] = {}
         with self._store.db.transaction():
             self._store.messages.mark_seen([m.id for m in unread])
+            self._timers.start_read([m.id for m in unread])
             for m in unread:
                 by_sender.setdefault(m.sender, []).append(m.message_id)
             self._send_receipts(row, "read", by_sender)
         self._wake()
+        self._timers.rearm()
         return len(unread)
 
     def send_read_receipt(self, group: Group, messages: list[GroupMessage]) -> None:

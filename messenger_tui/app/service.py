@@ -53,6 +53,7 @@ from messenger_tui.app.group_book import GroupBook
 from messenger_tui.app.group_files import GroupFiles, incoming_attachment
 from messenger_tui.app.group_inbound import GroupInbound
 from messenger_tui.app.group_sender import GroupSender
+from messenger_tui.app.group_timer import GroupTimers
 from messenger_tui.app.groups import GroupChats
 from messenger_tui.app.images import CellRow
 from messenger_tui.app.inbound import Inbound, InboundHooks
@@ -181,7 +182,10 @@ class MessengerService:
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices
         )
         group_book = GroupBook(store, identity.public, directory, self._now_ms)
-        self._receiver.groups = group_inbound = GroupInbound(store, group_book, self._now_ms)
+        group_timers = GroupTimers(store, group_book, self._now_ms, self._expiry.reschedule)
+        self._receiver.groups = group_inbound = GroupInbound(
+            store, group_book, self._now_ms, group_timers
+        )
         self._group_sender = GroupSender(store, client, group_book, self._emit)
         self._group_drainer: asyncio.Task[None] | None = None
         self.groups = GroupChats(
@@ -195,6 +199,7 @@ class MessengerService:
             wake=self._wake_senders,
             typing_to=self._outgoing.send_ephemeral,
             contact_of=self.contact_by_id,
+            timers=group_timers,
         )
         self._transfers = TransferManager(
             store,

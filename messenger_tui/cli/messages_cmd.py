@@ -9,7 +9,8 @@ from typing import Any
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError, BadInput
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.facade import SearchHit
+from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.service import MessengerService
 from messenger_tui.cli.files_cmd import (
@@ -85,7 +86,7 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "timer",
         parents=[common],
-        help="show or set a conversation's disappearing-message timer (both sides)",
+        help="show or set the disappearing-message timer of a contact or a group (every member)",
     )
     p.add_argument("name")
     p.add_argument(
@@ -230,6 +231,16 @@ async def cmd_receive(args: argparse.Namespace) -> int:
                 out(json.dumps({"type": "timer", "contact": name, "seconds": event.seconds}))
             else:
                 err(f"{name}: disappearing messages {describe(event.seconds)}")
+        elif isinstance(event, ev.GroupTimerChanged):
+            name = terminal_safe(event.group.name)
+            if args.json:
+                out(json.dumps({"type": "timer", "group": name, "seconds": event.seconds}))
+            else:
+                err(f"#{name}: disappearing messages {describe(event.seconds)}")
+        elif isinstance(event, ev.GroupMessagesExpired) and args.json:
+            group = service.groups.by_id(event.group_row)
+            whose = terminal_safe(group.name) if group is not None else None
+            out(json.dumps({"type": "expired", "group": whose, "count": len(event.message_rows)}))
         elif isinstance(event, ev.MessagesExpired) and args.json:
             owner = service.contact_by_id(event.contact_id)
             whose = terminal_safe(owner.name) if owner is not None else None
@@ -287,6 +298,8 @@ async def cmd_timer(args: argparse.Namespace) -> int:
         return 2
     service = open_service(args)
     try:
+        if _group_named(service, args.name) is not None:
+            return await _group_timer(service, args, seconds)
         contact = service.contact(args.name)
         if seconds is None:
             out(f"{terminal_safe(contact.name)}: disappearing messages "
@@ -306,6 +319,28 @@ async def cmd_timer(args: argparse.Namespace) -> int:
         return 0
     finally:
         await close_service(service)
+
+
+async def _group_timer(
+    service: MessengerService, args: argparse.Namespace, seconds: int | None
+) -> int:
+    """``timer GROUP [DURATION]``: show, or set and send, a group's timer."""
+    name = terminal_safe(service.groups.group(args.name).name)
+    if seconds is None:
+        out(f"#{name}: disappearing messages {describe(service.groups.timer(args.name))}")
+        return 0
+    service.groups.set_timer(args.name, seconds)
+    try:
+        await service.connect(timeout=min(5.0, args.timeout))
+    except AppError as exc:
+        err(f"{exc}\nthe new timer is stored and queued; it is sent the next time "
+            "messenger-tui connects")  # fmt: skip
+        return 0
+    if await service.groups.wait_sent(args.timeout):
+        err(f"disappearing messages in #{name}: {describe(seconds)}")
+        return 0
+    err("the new timer is stored and queued; the relay did not confirm in time")
+    return 0
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
@@ -330,8 +365,22 @@ async def cmd_search(args: argparse.Namespace) -> int:
     """Full-text search of the stored messages (the database is decrypted in memory only)."""
     service = open_service(args)
     try:
-        for hit in service.search(args.text, name=args.contact, limit=args.limit):
-            if args.json:
+        # Contacts' and groups' messages, newest first (``--contact`` may name a group).
+        group = _group_named(service, args.contact) if args.contact is not None else None
+        hits: list[SearchHit | GroupSearchHit] = []
+        if group is None:
+            hits += service.search(args.text, name=args.contact, limit=args.limit)
+        if args.contact is None or group is not None:
+            hits += service.groups.search_hits(args.text, name=args.contact, limit=args.limit)
+        hits.sort(key=lambda h: h.message.id, reverse=True)
+        for hit in hits[: args.limit]:
+            if isinstance(hit, GroupSearchHit):
+                if args.json:
+                    line = {**group_message_json(hit.group, hit.message), "snippet": hit.snippet}
+                    out(json.dumps(line))
+                else:
+                    print_group_message(hit.group, hit.message)
+            elif args.json:
                 out(json.dumps({**message_json(hit.contact, hit.message), "snippet": hit.snippet}))
             else:
                 print_message(hit.contact, hit.message)

@@ -122,6 +122,9 @@ class GroupText(_Payload, tag="group_text", frozen=True):
     #: The members the text mentions (``@name``), by identity key, so a rename keeps them;
     #: absent or None: none. At most :data:`MAX_MENTIONS`.
     mentions: Annotated[list[bytes], msgspec.Meta(max_length=256)] | None = None
+    #: The group's disappearing-message timer it was sent under, as :attr:`Text.timer`
+    #: (absent: no statement, never "off").
+    timer: TimerStamp | None = None
 
 
 #: At most this many mentions in one group text (a group has at most 256 members).
@@ -159,6 +162,16 @@ class Timer(_Payload, tag="timer", frozen=True):
     version: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
+class GroupTimer(_Payload, tag="group_timer", frozen=True):
+    """The sender set the group's disappearing-message timer to ``seconds`` (0: off) as change
+    number ``version``: :class:`Timer` for a group, sent once in the group channel (sealed with
+    the sender's sender key, so its author is the signing sender; core/disappearing.py: the
+    highest ``(version, author)`` wins on every member)."""
+
+    seconds: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
 Payload = (
     Text
     | Receipt
@@ -167,6 +180,7 @@ Payload = (
     | (GroupChange | GroupKey | GroupKeyRequest | GroupReceipt | GroupText | GroupTyping)
     | Attachment
     | Timer
+    | GroupTimer
     | (GroupCallInvite | GroupCallFrameKey)  # group calls: core/calls/group_keys.py
 )
 

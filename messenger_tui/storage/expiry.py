@@ -10,7 +10,7 @@ expired message is left in any file of the profile.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from messenger_tui.core.disappearing import OFF, TimerSetting
 from messenger_tui.storage.db import Database
@@ -21,15 +21,24 @@ def contact_conversation(contact_id: int) -> str:
     return f"contact:{contact_id}"
 
 
+def group_conversation(group_row: int) -> str:
+    """The conversation key of a group (its local row id)."""
+    return f"group:{group_row}"
+
+
 @dataclass(frozen=True)
 class Purged:
-    """What one purge removed: message row ids by contact id."""
+    """What one purge removed: message row ids by contact id (1:1 conversations) and by group
+    row id (groups)."""
 
     rows: dict[int, list[int]]
+    groups: dict[int, list[int]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return sum(len(ids) for ids in self.rows.values())
+        return sum(len(ids) for ids in self.rows.values()) + sum(
+            len(ids) for ids in self.groups.values()
+        )
 
 
 class Expiry:
@@ -83,22 +92,27 @@ class Expiry:
         their FTS entries and any outbox row holding them, in one transaction; then checkpoint
         the WAL (TRUNCATE). Returns what went."""
         rows: dict[int, list[int]] = {}
+        groups: dict[int, list[int]] = {}
         with self._db.transaction():
             gone = self._db.execute(
                 "DELETE FROM messages WHERE id IN (SELECT id FROM messages "
                 "WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ? "
-                "ORDER BY expires_at_ms LIMIT ?) RETURNING id, contact_id",
+                "ORDER BY expires_at_ms LIMIT ?) RETURNING id, contact_id, group_row",
                 (now_ms, limit),
             ).fetchall()
-            for row_id, contact_id in gone:
-                rows.setdefault(int(contact_id), []).append(int(row_id))
+            for row_id, contact_id, group_row in gone:
+                if contact_id is not None:
+                    rows.setdefault(int(contact_id), []).append(int(row_id))
+                else:
+                    groups.setdefault(int(group_row), []).append(int(row_id))
             if gone:
-                self._db.executemany(
-                    "DELETE FROM outbox WHERE message_row = ?", [(int(r[0]),) for r in gone]
-                )
+                ids = [(int(r[0]),) for r in gone]
+                self._db.executemany("DELETE FROM outbox WHERE message_row = ?", ids)
+                # a group message still waiting for the relay goes too (as a 1:1 one does)
+                self._db.executemany("DELETE FROM group_outbox WHERE message_row = ?", ids)
         if gone:
             self.checkpoint()
-        return Purged(rows)
+        return Purged(rows, groups)
 
     def checkpoint(self) -> None:
         """Write the WAL back and truncate it to zero bytes: the old page images in it (which

@@ -7,8 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from messenger_tui.core.message_states import MessageState, is_message_state
-from messenger_tui.storage.db import Database
-from messenger_tui.storage.messages import OUTGOING_ORDER, POS_GAP
+from messenger_tui.storage.db import Database, OperationalError
+from messenger_tui.storage.messages import (
+    FTS_INDEXES,
+    MATCH_END,
+    MATCH_START,
+    OUTGOING_ORDER,
+    POS_GAP,
+    SNIPPET_TOKENS,
+)
 
 
 @dataclass(frozen=True)
@@ -372,8 +379,11 @@ class Groups:
         received_at_ms: int | None = None,
         kind: str = "text",
         seq: int | None = None,
+        expire_after_s: int | None = None,
     ) -> GroupMessageRow | None:
-        """Insert a group message (after the group's last); None if already stored."""
+        """Insert a group message (after the group's last); None if already stored.
+        ``expire_after_s``: the disappearing-message timer it is stored under (as
+        ``Messages.insert``)."""
         if self._db.execute(
             "SELECT 1 FROM messages WHERE group_row = ? AND sender = ? AND outgoing = ? "
             "AND message_id = ?",
@@ -386,8 +396,8 @@ class Groups:
         pos = (int(last) if last is not None else 0) + POS_GAP
         cur = self._db.execute(
             "INSERT INTO messages (group_row, sender, message_id, outgoing, kind, body, "
-            "sent_at_ms, received_at_ms, state, pos, seq) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sent_at_ms, received_at_ms, state, pos, seq, expire_after_s) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 row_id,
                 sender,
@@ -400,6 +410,7 @@ class Groups:
                 state,
                 pos,
                 seq,
+                expire_after_s or None,
             ),
         )
         return self.message(int(cur.lastrowid or 0))
@@ -462,13 +473,35 @@ class Groups:
 
     def search(self, query: str, limit: int = 100) -> list[GroupMessageRow]:
         """Group messages matching an FTS5 query (quoted by the caller), newest first."""
-        rows = self._db.execute(
-            f"SELECT {', '.join('m.' + c.strip() for c in _M.split(','))} FROM messages_fts "
-            "JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH ? "
-            "AND m.group_row IS NOT NULL ORDER BY m.id DESC LIMIT ?",
-            (query, limit),
-        ).fetchall()
-        return [_message(r) for r in rows]
+        return [row for row, _snippet in self.search_snippets(query, limit=limit)]
+
+    def search_snippets(
+        self, query: str, *, group_row: int | None = None, limit: int = 100
+    ) -> list[tuple[GroupMessageRow, str]]:
+        """Group messages matching an FTS5 query (quoted by the caller: ``fts_query``), in
+        both full-text indexes (messages under a disappearing timer are in the timed one),
+        newest first, each with a snippet around the match (the terms between
+        :data:`~messenger_tui.storage.messages.MATCH_START` and ``MATCH_END``)."""
+        columns = ", ".join("m." + c.strip() for c in _M.split(","))
+        rows: list[tuple[Any, ...]] = []
+        for index in FTS_INDEXES:
+            sql = (
+                f"SELECT {columns}, snippet({index}, 0, ?, ?, '…', ?) FROM {index} "
+                f"JOIN messages m ON m.id = {index}.rowid WHERE {index} MATCH ? "
+                "AND m.group_row IS NOT NULL"
+            )
+            params: list[object] = [MATCH_START, MATCH_END, SNIPPET_TOKENS, query]
+            if group_row is not None:
+                sql += " AND m.group_row = ?"
+                params.append(group_row)
+            sql += " ORDER BY m.id DESC LIMIT ?"
+            params.append(limit)
+            try:
+                rows.extend(self._db.execute(sql, tuple(params)).fetchall())
+            except OperationalError:  # defensive: the query is quoted, this should not be
+                return []
+        rows.sort(key=lambda r: int(r[0]), reverse=True)
+        return [(_message(r[:-1]), str(r[-1])) for r in rows[:limit]]
 
     # ------------------------------------------------------------ receipts
 

@@ -308,6 +308,9 @@ def _group_commands(screen: GroupChatScreen) -> Iterable[SystemCommand]:
                             screen.action_leave_group)  # fmt: skip
         yield SystemCommand("Attach file", "Send a file to every member of this group (Ctrl+O)",
                             screen.action_attach_file)  # fmt: skip
+        yield SystemCommand("Disappearing messages",
+                            "Set the timer after which messages here disappear, for every member",
+                            screen.action_disappearing_timer)  # fmt: skip
 
 
 def _contact_commands(main: MainScreen) -> Iterable[SystemCommand]:

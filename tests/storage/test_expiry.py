@@ -122,3 +122,33 @@ def test_purge_in_batches_earliest_first(tmp_path: Path) -> None:
     assert purge(3) == sorted([*early[3:], late[0]])
     assert purge(-1) == late[1:]
     store.close()
+
+
+def test_purge_names_the_group_and_drops_its_outbox_row(tmp_path: Path) -> None:
+    """A group message's purge is reported under its group row (never under a contact), with
+    the group outbox row still holding it; 1:1 messages purged at once keep their contact."""
+    store = Store.open(tmp_path / "m.db")
+    me = os.urandom(32)
+    with store.db.transaction():
+        bob = store.contacts.insert("bob", os.urandom(32), 1).id
+        group = store.groups.insert(os.urandom(16), "team", b"log", 1).id
+        group_rows = []
+        for i in range(5):
+            row = store.groups.insert_message(
+                group, me, os.urandom(16), outgoing=True, body=f"grp{MARKER}{i}",
+                sent_at_ms=1000 + i, state="queued", expire_after_s=5,
+            )  # fmt: skip
+            assert row is not None
+            store.expiry.set_deadline(row.id, 6000)
+            group_rows.append(row.id)
+        store.groups.enqueue(group, os.urandom(16), b"sealed", [os.urandom(32)], 0, 1,
+                             message_row=group_rows[0])  # fmt: skip
+    one = _fill(store, bob, 3, deadline=6000, tag="pair")
+    purged = store.expiry.purge(6000)
+    assert purged.groups == {group: group_rows}
+    assert purged.rows == {bob: one}
+    assert purged.count == 8
+    assert store.groups.outbox_count() == 0
+    assert store.groups.history(group, 50) == []
+    assert _files_with(tmp_path, b"grp" + MARKER.encode()) == []
+    store.close()

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
-from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.group_models import Group, GroupMember, GroupMessage, GroupSearchHit
 from messenger_tui.app.images import CellRow, halfblock_cells
 from messenger_tui.app.models import (
     AudioDevices,
@@ -111,6 +111,7 @@ class FixedGroups:
 
     groups: list[Group] = field(default_factory=list)
     messages: dict[int, list[GroupMessage]] = field(default_factory=dict)
+    timers: dict[str, int] = field(default_factory=dict)
 
     def all(self) -> list[Group]:
         return list(self.groups)
@@ -160,6 +161,19 @@ class FixedGroups:
 
     async def send_typing(self, name: str, active: bool) -> None:
         return None
+
+    def timer(self, name: str) -> int:
+        return self.timers.get(name, 0)
+
+    def search_hits(
+        self, text: str, *, name: str | None = None, limit: int = 100
+    ) -> list[GroupSearchHit]:
+        return []
+
+    def set_timer(self, name: str, seconds: int) -> bool:
+        changed = self.timers.get(name, 0) != seconds
+        self.timers[name] = seconds
+        return changed
 
 
 @dataclass

@@ -11,10 +11,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from messenger_tui.app.facade import SearchHit
+from messenger_tui.app.group_models import GroupSearchHit
 from messenger_tui.app.service import MessengerService
 from messenger_tui.storage.messages import fts_query
 from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
+from messenger_tui.ui.screens.group_chat import GroupChatScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.screens.search import SearchScreen
 from messenger_tui.ui.widgets.conversation_view import PAGE_SIZE
@@ -23,6 +26,10 @@ from tests.helpers.clients import make_service
 from .conftest import OFFLINE_URL, SMALL, screen_text, seed_messages, wait_shown, wait_until
 
 SPECIAL = ['"', '""', "*", "C++", "a AND", "NEAR(", "(", ")", "^x", "-", ":", "'", "x OR y", "\\"]
+
+
+def name_of(hit: SearchHit | GroupSearchHit) -> str:
+    return hit.contact.name if isinstance(hit, SearchHit) else f"# {hit.group.name}"
 
 
 def main_screen(app: MessengerApp) -> MainScreen:
@@ -155,7 +162,7 @@ async def test_search_across_conversations_and_empty_results(
             assert "Type words to find" in search.status_text
             await pilot.press(*"pizza")
             await wait_until(pilot, lambda: len(search.hits) == 2, what="two hits")
-            assert {h.contact.name for h in search.hits} == {"Bob", "Carol"}
+            assert {name_of(h) for h in search.hits} == {"Bob", "Carol"}
             text = screen_text(app)
             assert "Bob" in text and "Carol" in text and "In all conversations" in text
             # Special characters never crash; no match says so.
@@ -169,7 +176,7 @@ async def test_search_across_conversations_and_empty_results(
             # Choose Bob's hit with the arrows: his conversation opens at it.
             search.query_one("#search-input", Input).value = "pizza"
             await wait_until(pilot, lambda: len(search.hits) == 2)
-            bob_index = next(i for i, h in enumerate(search.hits) if h.contact.name == "Bob")
+            bob_index = next(i for i, h in enumerate(search.hits) if name_of(h) == "Bob")
             await pilot.press("down")  # into the results
             for _ in range(bob_index):
                 await pilot.press("down")
@@ -185,7 +192,7 @@ async def test_search_across_conversations_and_empty_results(
             assert isinstance(in_bob, SearchScreen)
             await pilot.press(*"pizza")
             await wait_until(pilot, lambda: len(in_bob.hits) == 1)
-            assert in_bob.hits[0].contact.name == "Bob"
+            assert name_of(in_bob.hits[0]) == "Bob"
             await pilot.press("ctrl+t")
             await wait_until(pilot, lambda: len(in_bob.hits) == 2, what="all conversations")
             await pilot.press("escape")
@@ -223,3 +230,35 @@ async def test_search_from_the_command_palette(
         search = app.screen
         assert isinstance(search, SearchScreen)
         assert search.everywhere is everywhere
+
+
+async def test_all_conversation_search_finds_group_messages_with_the_group_name(
+    offline_pair: tuple[MessengerService, MessengerService],
+) -> None:
+    alice, _bob = offline_pair
+    seed_messages(alice, "Bob", ["pizza with bob"], outgoing=False)
+    alice.groups.create("team", ["Bob"])
+    alice.groups.send_text("team", "pizza for the whole team")
+    alice.groups.send_text("team", "no match here")
+    app = make_app(alice, start_service=False)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = main_screen(app)
+        await pilot.press("ctrl+f")  # no conversation open: all of them
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        await pilot.press(*"pizza")
+        await wait_until(pilot, lambda: len(search.hits) == 2, what="two hits")
+        # newest first, across contacts and groups
+        assert [name_of(h) for h in search.hits] == ["# team", "Bob"]
+        group_hit = search.hits[0]
+        assert isinstance(group_hit, GroupSearchHit)
+        assert group_hit.snippet == "pizza for the whole team"
+        assert group_hit.highlights == ((0, 5),)
+        text = screen_text(app)
+        assert "# team" in text and "you: pizza for the whole team" in text
+        await pilot.press("enter")  # the newest: the group opens
+        await wait_until(pilot, lambda: isinstance(app.screen, GroupChatScreen))
+        assert isinstance(app.screen, GroupChatScreen)
+        assert app.screen.group_row == group_hit.group.id
+        del screen

@@ -33,6 +33,7 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
 from messenger_tui.app.models import Contact, Settings
+from messenger_tui.core.disappearing import describe
 from messenger_tui.ui.formatting import clean_text, list_time, preview
 from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
@@ -215,12 +216,23 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         while True:
             event = await queue.get()
             ours = (
-                isinstance(
-                    event, ev.GroupMessageReceived | ev.GroupMessageStateChanged | ev.GroupChanged
+                (
+                    isinstance(
+                        event,
+                        ev.GroupMessageReceived
+                        | ev.GroupMessageStateChanged
+                        | ev.GroupChanged
+                        | ev.GroupTimerChanged,
+                    )
+                    and event.group.id == self.group_row
                 )
-                and event.group.id == self.group_row
-            ) or (  # a file of this group moved on (progress, saved, failed)
-                isinstance(event, ev.TransferChanged) and event.transfer.group_row == self.group_row
+                or (  # a file of this group moved on (progress, saved, failed)
+                    isinstance(event, ev.TransferChanged)
+                    and event.transfer.group_row == self.group_row
+                )
+                or (
+                    isinstance(event, ev.GroupMessagesExpired) and event.group_row == self.group_row
+                )
             )
             if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
                 self._typing_changed(event)
@@ -244,6 +256,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         header = Text(f"# {group.name} — {about}")
         if group.muted:
             header.append("  (muted)", style="dim")
+        timer = self.service.groups.timer(group.name)
+        if timer:  # as the 1:1 header: the disappearing-message timer
+            header.append(f"  ⏱ {describe(timer)}", style="dim")
         contacts = self._contacts_of(group)
         changed = [c.name for c in contacts.values() if c.key_changed]
         if changed:  # as in 1:1: their safety number changed (F2, then s on them)
@@ -449,6 +464,30 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             self.notify("You have not written in this group yet")
             return
         self.app.push_screen(ReceiptsScreen(self.service, own[-1]))
+
+    def action_disappearing_timer(self) -> None:
+        """Pick the group's disappearing-message timer (every member; from the palette)."""
+        from messenger_tui.ui.screens.timer_dialog import DisappearingTimerScreen
+
+        group = self.group
+        if group is None or not group.is_member:
+            return
+
+        def chosen(seconds: int | None) -> None:
+            if seconds is None:
+                return
+            try:
+                self.service.groups.set_timer(group.name, seconds)
+            except AppError as exc:
+                self.app.notify(str(exc), severity="error", markup=False)
+                return
+            self.app.notify(
+                f"Disappearing messages in {group.name}: {describe(seconds)}", markup=False
+            )
+            self.reload()
+
+        current = self.service.groups.timer(group.name)
+        self.app.push_screen(DisappearingTimerScreen(group.name, current), chosen)
 
     def action_toggle_mute(self) -> None:
         group = self.group

@@ -20,7 +20,7 @@ from textual.widgets import Input, OptionList, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
-from messenger_tui.app.group_models import Group
+from messenger_tui.app.group_models import Group, GroupSearchHit
 from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
@@ -516,8 +516,11 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def action_search(self, everywhere: bool = False) -> None:
         from messenger_tui.ui.screens.search import SearchScreen
 
-        async def chosen(hit: SearchHit | None) -> None:
+        async def chosen(hit: SearchHit | GroupSearchHit | None) -> None:
             if hit is None:
+                return
+            if isinstance(hit, GroupSearchHit):
+                self.app.push_screen(GroupChatScreen(self.service, hit.group.id))
                 return
             if self._filter:  # the result's conversation must be in the list
                 self.action_focus_conversations()

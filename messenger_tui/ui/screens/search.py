@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, SearchHit
+from messenger_tui.app.group_models import GroupSearchHit
 from messenger_tui.app.models import Contact
 from messenger_tui.ui.bindings import focus_bindings
 from messenger_tui.ui.formatting import clean_text, local_dt
@@ -28,17 +29,23 @@ MAX_RESULTS = 200
 HIT_STYLE = "bold reverse"
 
 
-def hit_prompt(hit: SearchHit) -> Text:
-    """Two lines: who and when; the snippet with the matched words highlighted."""
+def hit_prompt(hit: SearchHit | GroupSearchHit) -> Text:
+    """Two lines: who (the contact, or ``# group``) and when; the snippet with the matched
+    words highlighted (in a group, after its author's name)."""
     m = hit.message
     when = local_dt(m.sent_at_ms).strftime("%Y-%m-%d %H:%M")
-    head = Text.assemble((hit.contact.name, "bold"), "  ", (when, "dim"))
+    where = hit.contact.name if isinstance(hit, SearchHit) else f"# {hit.group.name}"
+    head = Text.assemble((where, "bold"), "  ", (when, "dim"))
     # Newlines become spaces: the same length, so the highlight spans stay valid.
     body = Text(clean_text(hit.snippet).replace("\n", " ").replace("\t", " "))
     if len(body.plain) == len(hit.snippet):
         for start, end in hit.highlights:
             body.stylize(HIT_STYLE, start, end)
-    line = Text("you: " if m.outgoing else "", style="dim") + body
+    if isinstance(hit, GroupSearchHit) and not m.outgoing:
+        author = f"{clean_text(hit.message.sender_name)}: "
+    else:
+        author = "you: " if m.outgoing else ""
+    line = Text(author, style="dim") + body
     line.no_wrap = True
     line.overflow = "ellipsis"
     head.no_wrap = True
@@ -46,7 +53,7 @@ def hit_prompt(hit: SearchHit) -> Text:
     return Text("\n").join([head, line])
 
 
-class SearchScreen(ModalScreen[SearchHit | None], inherit_bindings=False):
+class SearchScreen(ModalScreen[SearchHit | GroupSearchHit | None], inherit_bindings=False):
     """Dismisses with the chosen result, or None."""
 
     BINDINGS = [
@@ -67,7 +74,7 @@ class SearchScreen(ModalScreen[SearchHit | None], inherit_bindings=False):
         self.service = service
         self.contact = contact
         self.everywhere = contact is None
-        self.hits: list[SearchHit] = []
+        self.hits: list[SearchHit | GroupSearchHit] = []
         self._initial = query
 
     def compose(self) -> ComposeResult:
@@ -114,7 +121,7 @@ class SearchScreen(ModalScreen[SearchHit | None], inherit_bindings=False):
             self.hits = []
         else:
             try:
-                self.hits = self.service.search(text, name=name, limit=MAX_RESULTS)
+                self.hits = self._search(text, name)
             except AppError as exc:  # e.g. the contact was deleted meanwhile
                 self.hits = []
                 status.update(Text(str(exc), style="red"))
@@ -138,6 +145,17 @@ class SearchScreen(ModalScreen[SearchHit | None], inherit_bindings=False):
                 f"{n}{more} {'message' if n == 1 else 'messages'} · ↑ ↓ Enter to open",
                 style="dim",
             ))  # fmt: skip
+
+    def _search(self, text: str, name: str | None) -> list[SearchHit | GroupSearchHit]:
+        """The open conversation's hits, or every conversation's: contacts' and groups'
+        merged newest first (one row-id order for both)."""
+        hits: list[SearchHit | GroupSearchHit] = list(
+            self.service.search(text, name=name, limit=MAX_RESULTS)
+        )
+        if name is None:
+            hits += self.service.groups.search_hits(text, limit=MAX_RESULTS)
+            hits.sort(key=lambda h: h.message.id, reverse=True)
+        return hits[:MAX_RESULTS]
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

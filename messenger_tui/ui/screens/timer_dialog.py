@@ -24,7 +24,8 @@ class DisappearingTimerScreen(ModalScreen[int | None], inherit_bindings=False):
                 tooltip="Close without changing the timer"),
     ]  # fmt: skip
 
-    def __init__(self, contact: Contact, current: int) -> None:
+    def __init__(self, contact: Contact | str, current: int) -> None:
+        """``contact``: the open conversation's contact, or a group's name."""
         super().__init__(classes="dialog-screen")
         self.contact = contact
         self.current = current
@@ -39,11 +40,17 @@ class DisappearingTimerScreen(ModalScreen[int | None], inherit_bindings=False):
         ]
         with Vertical(id="timer-dialog", classes="dialog"):
             yield Static("Disappearing messages", classes="dialog-title", markup=False)
-            yield Static(
-                f"Messages with {self.contact.name} sent or read from now on disappear this "
-                "long after, on both sides. Esc: cancel.",
-                markup=False,
-            )
+            if isinstance(self.contact, str):
+                about = (
+                    f"Messages in {self.contact} sent or read from now on disappear this long "
+                    "after, for every member. Esc: cancel."
+                )
+            else:
+                about = (
+                    f"Messages with {self.contact.name} sent or read from now on disappear this "
+                    "long after, on both sides. Esc: cancel."
+                )
+            yield Static(about, markup=False)
             yield OptionList(*options, id="timer-choices")
 
     def on_mount(self) -> None:
