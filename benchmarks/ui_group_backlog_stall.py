@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import Settings
-from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess
+from benchmarks.procs import ServerProcess
 from benchmarks.ui_common import run_child
-from benchmarks.ui_stall import AIM_STALL_MS, TICK_S, OpenView, child_main, render_stalls
+from benchmarks.ui_stall import (
+    AIM_STALL_MS,
+    RELAY_ARGS,
+    TICK_S,
+    OpenView,
+    child_main,
+    render_stalls,
+)
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
@@ -46,18 +53,6 @@ TITLE = "UI: receiving a 5,000-message backlog in a 50-member group"
 MEMBERS = 50
 SENDERS = 5
 GROUP = "backlog"
-#: Most members are strangers to each other: no message-request caps in this benchmark.
-RELAY_ARGS = (
-    *RELAY_BENCH_ARGS,
-    "--request-limit",
-    "10000000",
-    "--request-bytes",
-    str(1 << 40),
-    "--request-per-sender",
-    "10000000",
-    "--mailbox-bytes",
-    str(1 << 40),
-)
 
 
 # ---------------------------------------------------------------------- child process

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import fmt, md_table
+from benchmarks.procs import RELAY_BENCH_ARGS
 from benchmarks.ui_common import TERMINAL, emit
 
 if TYPE_CHECKING:
@@ -37,6 +38,21 @@ if TYPE_CHECKING:
     from messenger_tui.app.service import MessengerService
     from messenger_tui.ui.app import MessengerApp
 
+#: The relay of both backlogs: the benchmark options, with the message-request quotas lifted.
+#: A backlog's sender has not been granted the receiver's delivery secret when it writes (the
+#: receiver is offline), so the relay would hold all but a request's few of its messages; in
+#: a group most members are strangers to each other anyway.
+RELAY_ARGS = (
+    *RELAY_BENCH_ARGS,
+    "--request-limit",
+    "10000000",
+    "--request-bytes",
+    str(1 << 40),
+    "--request-per-sender",
+    "10000000",
+    "--mailbox-bytes",
+    str(1 << 40),
+)
 TICK_S = 0.005
 SAMPLE_OVER_S = 0.05
 AIM_STALL_MS = 100.0
