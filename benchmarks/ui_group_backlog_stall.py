@@ -17,115 +17,74 @@ then ingests the backlog (5 sender keys and N group messages) in a fresh child p
   read, queues read receipts) while it arrives.
 - **Baseline**: the same backlog ingested by the service alone.
 
-The stall meter is :class:`benchmarks.ui_backlog_stall.StallMeter` (a 5 ms asyncio ticker's
-worst lateness, from ``start()`` until every message is stored and, with the UI, shown).
+The stall meter, the child and the table are :mod:`benchmarks.ui_stall`'s (shared with
+:mod:`benchmarks.ui_backlog_stall`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import Settings, fmt, md_table
-from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess
-from benchmarks.ui_backlog_stall import TICK_S, StallMeter
-from benchmarks.ui_common import TERMINAL, emit, run_child
+from benchmarks.common import Settings
+from benchmarks.procs import ServerProcess
+from benchmarks.ui_common import run_child
+from benchmarks.ui_stall import (
+    AIM_STALL_MS,
+    RELAY_ARGS,
+    TICK_S,
+    OpenView,
+    child_main,
+    render_stalls,
+)
+
+if TYPE_CHECKING:
+    from textual.pilot import Pilot
+
+    from messenger_tui.app.service import MessengerService
+    from messenger_tui.ui.app import MessengerApp
 
 NAME = "ui_group_backlog_stall"
 TITLE = "UI: receiving a 5,000-message backlog in a 50-member group"
-AIM_STALL_MS = 100.0
 MEMBERS = 50
 SENDERS = 5
 GROUP = "backlog"
-#: Most members are strangers to each other: no message-request caps in this benchmark.
-RELAY_ARGS = (
-    *RELAY_BENCH_ARGS,
-    "--request-limit",
-    "10000000",
-    "--request-bytes",
-    str(1 << 40),
-    "--request-per-sender",
-    "10000000",
-    "--mailbox-bytes",
-    str(1 << 40),
-)
 
 
 # ---------------------------------------------------------------------- child process
 
 
-async def _child(kind: str, home: Path, expected: int) -> dict[str, Any]:
-    from messenger_tui.app.profile import open_profile
-    from messenger_tui.app.service import MessengerService
-
-    profile = open_profile(home, None)
-    service = MessengerService(profile)
+def conversation(service: MessengerService, expected: int) -> tuple[Callable[[], bool], OpenView]:
+    """The group: every message stored; the open group screen shows the newest."""
     group = service.groups.group(GROUP)
+    target = service.store.groups.message_count(group.id) + expected
 
-    def count() -> int:
-        return service.store.groups.message_count(group.id)
+    def stored() -> bool:
+        return service.store.groups.message_count(group.id) >= target
 
-    target = count() + expected
-    meter = StallMeter()
-    out: dict[str, Any] = {"kind": kind, "messages": expected}
-    try:
-        if kind == "service":
-            meter.start()
-            t0 = time.perf_counter()
-            await service.start()
-            while count() < target:
-                await asyncio.sleep(0.02)
-            out["ingest_s"] = round(time.perf_counter() - t0, 3)
-            await meter.stop()
-        else:
-            from messenger_tui.ui import make_app
-            from messenger_tui.ui.screens.group_chat import GroupChatScreen
+    async def open_view(
+        app: MessengerApp, pilot: Pilot[Any]
+    ) -> tuple[Callable[[], bool], Callable[[], dict[str, Any]]]:
+        from messenger_tui.ui.screens.group_chat import GroupChatScreen
 
-            app = make_app(service, start_service=False, freeze_gc=True)
-            async with app.run_test(size=TERMINAL) as pilot:
-                while app.main_screen is None:
-                    await pilot.pause(0.01)
-                screen = GroupChatScreen(service, group.id)
-                await app.push_screen(screen)
-                await pilot.pause()
+        screen = GroupChatScreen(service, group.id)
+        await app.push_screen(screen)
+        await pilot.pause()
 
-                def shown() -> bool:
-                    if count() < target or not screen.messages:
-                        return False
-                    newest = service.groups.history(GROUP, limit=1)
-                    return bool(newest) and screen.messages[-1].id == newest[-1].id
+        def shown() -> bool:
+            newest = service.groups.history(GROUP, limit=1)
+            return bool(screen.messages and newest) and screen.messages[-1].id == newest[-1].id
 
-                meter.start()
-                t0 = time.perf_counter()
-                await service.start()
-                while not shown():
-                    await asyncio.sleep(0.02)
-                stored = time.perf_counter()
-                await pilot.pause()
-                out["ingest_s"] = round(time.perf_counter() - t0, 3)
-                out["stored_s"] = round(stored - t0, 3)
-                await meter.stop()
-                out["view_loaded"] = len(screen.messages)
-        out |= meter.summary()
-        out["msgs_per_s"] = round(expected / out["ingest_s"], 1)
-    finally:
-        await service.close()
-        profile.close()
-    return out
+        def report() -> dict[str, Any]:
+            return {"view_loaded": len(screen.messages)}
 
+        return shown, report
 
-def child_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME} child")
-    parser.add_argument("kind", choices=["ui", "service"])
-    parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--expected", type=int, required=True)
-    args = parser.parse_args(argv)
-    emit(asyncio.run(_child(args.kind, args.home, args.expected)))
-    return 0
+    return stored, open_view
 
 
 # ---------------------------------------------------------------------- parent
@@ -219,53 +178,20 @@ def run(settings: Settings) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
-    aim = result["aim_stall_ms"]
-    rows = []
-    for label, r in (
-        ("UI open on the group (make_app + service)", result["ui"]),
-        ("baseline: the service alone, no UI", result["service"]),
-    ):
-        mark = (" ✓" if r["max_stall_ms"] <= aim else " ✗") if r is result["ui"] else ""
-        rows.append(
-            [
-                label,
-                fmt(r["messages"]),
-                fmt(r["max_stall_ms"], 1) + mark,
-                fmt(r["p99_late_ms"], 1),
-                fmt(r["stalls_over_50ms"]),
-                fmt(r["stalls_over_100ms"]),
-                fmt(r["ingest_s"], 2),
-                fmt(r["msgs_per_s"]),
-            ]
-        )
-    table = md_table(
-        [
-            "receiver",
-            "messages",
-            "longest stall ms",
-            "p99 lateness ms",
-            "stalls > 50 ms",
-            "stalls > 100 ms",
-            "ingest s",
-            "msgs/s",
-        ],
-        rows,
-    )
-    return "\n".join(
-        [
-            table,
-            "",
-            f"A {result['members']}-member group; {result['senders']} senders wrote the "
-            f"backlog while the receiver was offline; the relay delivers it when the receiver "
-            f"connects; ingest = service.start() -> every group message stored (and shown by "
-            f"the open group screen). Stall = lateness of a {TICK_S * 1000:.0f} ms asyncio "
-            f"ticker. Aim: no stall over {aim:.0f} ms (as for 1:1, `ui_backlog_stall`).",
-        ]
+    return render_stalls(
+        result,
+        "UI open on the group (make_app + service)",
+        f"A {result['members']}-member group; {result['senders']} senders wrote the "
+        f"backlog while the receiver was offline; the relay delivers it when the receiver "
+        f"connects; ingest = service.start() -> every group message stored (and shown by "
+        f"the open group screen). Stall = lateness of a {TICK_S * 1000:.0f} ms asyncio "
+        f"ticker. Aim: no stall over {result['aim_stall_ms']:.0f} ms (as for 1:1, "
+        f"`ui_backlog_stall`).",
     )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        sys.exit(child_main(sys.argv[2:]))
+        sys.exit(child_main(NAME, sys.argv[2:], conversation))
     print(f"run it through the runner: python -m benchmarks.run {NAME}")
     sys.exit(2)

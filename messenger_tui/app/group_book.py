@@ -52,6 +52,9 @@ class GroupBook:
         self.me = me
         self._directory = directory
         self._now_ms = now_ms
+        #: identity -> short fingerprint (a base32 encoding each: worth keeping; bounded by
+        #: the members of our groups, at most 256 per group)
+        self._fingerprints: dict[bytes, str] = {}
 
     # ------------------------------------------------------------ lookups
 
@@ -87,7 +90,14 @@ class GroupBook:
         contact = self._directory.by_identity(identity)
         if contact is not None:
             return contact.name
-        return announced or f"~{short_fingerprint(identity)}"
+        if announced:
+            return announced
+        fingerprint = self._fingerprints.get(identity)
+        if fingerprint is None:
+            if len(self._fingerprints) >= 4096:
+                self._fingerprints.clear()
+            fingerprint = self._fingerprints[identity] = f"~{short_fingerprint(identity)}"
+        return fingerprint
 
     # ------------------------------------------------------------ writes
 

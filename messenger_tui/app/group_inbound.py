@@ -25,12 +25,14 @@ Rules (docs/protocol.md "Groups in the app"):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.disappearing_timer import TimerBook
 from messenger_tui.app.group_book import GroupBook, encode
+from messenger_tui.app.group_models import Group
 from messenger_tui.app.group_timer import GroupTimers
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
@@ -75,6 +77,11 @@ class GroupInbound:
         self._delivered: dict[tuple[int, bytes], list[bytes]] = {}
         #: Where a member's file goes (the service sets it); None: files are dropped.
         self.attachments: AttachmentSink | None = None
+        #: The read model of each group a message of this burst went to (its members are 50
+        #: names to resolve: once per burst, not per message), its unread count kept up.
+        self._models: dict[int, Group] = {}
+        #: (group row, member) -> the name it gave itself, as stored this burst.
+        self._names: dict[tuple[int, bytes], str] = {}
 
     # ------------------------------------------------------------ pairwise
 
@@ -136,6 +143,7 @@ class GroupInbound:
         was_member = row.is_member
         old_state = log_before.state if log_before is not None else None
         row, _gone = self._book.save_log(row, new_log)
+        self._models.pop(row.id, None)
         self._book.notice(row, self._describe(old_state, new_log.state, was_member, change))
         events.append(ev.GroupChanged(self._book.model(row)))
 
@@ -298,12 +306,16 @@ class GroupInbound:
             return
         # No stamp: no statement about the timer (never "off"), as for 1:1 texts. A file
         # carries no stamp (pl.Attachment has none) and is not timed.
-        setting = self._timers.current(row.id)
         if isinstance(payload, pl.GroupText) and payload.timer is not None:
             incoming = TimerBook.from_stamp(payload.timer)
             setting = self._timers.merge_from_member(row, incoming, events)
-        if payload.sender_name:
-            groups.set_member_name(row.id, sender, payload.sender_name[:32])
+        else:
+            setting = self._timers.current(row.id)
+        name = (payload.sender_name or "")[:32]
+        if name and self._names.get((row.id, sender)) != name:
+            groups.set_member_name(row.id, sender, name)
+            self._names[(row.id, sender)] = name
+            self._models.pop(row.id, None)
         if isinstance(payload, pl.Attachment):
             assert self.attachments is not None
             stored = self.attachments(row, sender, payload, self._now_ms())
@@ -327,9 +339,19 @@ class GroupInbound:
         mentioned = self._book.me in (mentions or ())
         events.append(
             ev.GroupMessageReceived(
-                self._book.model(row), self._book.message_model(stored), mentioned=mentioned
+                self._burst_model(row), self._book.message_model(stored), mentioned=mentioned
             )
         )
+
+    def _burst_model(self, row: GroupRow) -> Group:
+        """The group's read model after one more unread message, built once per burst."""
+        model = self._models.get(row.id)
+        if model is None:
+            model = self._book.model(row)  # counts the message just stored
+        else:
+            model = dataclasses.replace(model, unread=model.unread + 1)
+        self._models[row.id] = model
+        return model
 
     def _hold(self, row: GroupRow, sender: bytes, key_id: int, body: bytes) -> None:
         now = self._now_ms()
@@ -348,8 +370,17 @@ class GroupInbound:
             who = self._book.member_name(row.id, _evicted.sender)
             self._book.notice(row, f"A message from {who} never got its key and was dropped.")
 
+    def begin_burst(self) -> None:
+        """A burst starts (its own transaction): nothing kept from an earlier one, which may
+        have been rolled back."""
+        self._models.clear()
+        self._names.clear()
+        self._delivered.clear()
+
     def flush_receipts(self) -> bool:
         """Queue the delivered receipts of this burst; True if any was queued."""
+        self._models.clear()
+        self._names.clear()
         delivered, self._delivered = self._delivered, {}
         for (row_id, sender), ids in delivered.items():
             row = self._store.groups.by_id(row_id)

@@ -126,6 +126,8 @@ class Receiver:
         now = self._now_ms()
         delivered: dict[bytes, list[bytes]] = {}
         db = self._store.db
+        if self.groups is not None:
+            self.groups.begin_burst()
         with db.transaction():
             book = SessionBook(self._store.sessions, now)
             for frame in frames:

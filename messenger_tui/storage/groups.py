@@ -413,7 +413,20 @@ class Groups:
                 expire_after_s or None,
             ),
         )
-        return self.message(int(cur.lastrowid or 0))
+        # the row as inserted (no read back: this runs once per message of a backlog)
+        return GroupMessageRow(
+            id=int(cur.lastrowid or 0),
+            group_row=row_id,
+            sender=sender,
+            message_id=message_id,
+            outgoing=outgoing,
+            kind=kind,
+            body=body,
+            sent_at_ms=sent_at_ms,
+            received_at_ms=received_at_ms,
+            state=state,
+            pos=pos,
+        )
 
     def message(self, message_row: int) -> GroupMessageRow | None:
         r = self._db.execute(

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 from rich.text import Text
-from textual.widgets import Input, SelectionList, Static
+from textual.widgets import Input, SelectionList
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.service import MessengerService
@@ -23,6 +23,7 @@ from messenger_tui.ui.screens.group_dialogs import (
     RenameGroupScreen,
 )
 from messenger_tui.ui.screens.group_members import MemberList
+from messenger_tui.ui.widgets.group_lines import GroupLines
 from tests.helpers.clients import next_event, wait_for
 
 from .conftest import LARGE, SMALL, screen_text, wait_shown, wait_until
@@ -183,7 +184,7 @@ async def test_mentions_complete_highlight_and_notify_when_muted(trio: Trio) -> 
         # opened: the mention stands out (reverse) in the view
         await app.push_screen(GroupChatScreen(alice, alice.groups.group("club").id))
         await wait_shown(pilot, "bob: @alice look")
-        lines = group_screen(app).query_one("#group-lines", Static).content
+        lines = group_screen(app).query_one(GroupLines).texts[-1]
         assert isinstance(lines, Text)
         marked = [lines.plain[s.start : s.end] for s in lines.spans if "reverse" in str(s.style)]
         assert marked == ["@alice"]

@@ -24,7 +24,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
@@ -39,6 +39,7 @@ from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
 from messenger_tui.ui.screens.group_members import MemberList
 from messenger_tui.ui.widgets.footer import FittingFooter
+from messenger_tui.ui.widgets.group_lines import GroupLines
 from messenger_tui.ui.widgets.voice_line import RecordingLine
 
 #: Messages shown (the newest).
@@ -162,7 +163,6 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
     GroupChatScreen { layout: vertical; }
     GroupChatScreen #group-header { height: 1; background: $panel; padding: 0 1; }
     GroupChatScreen #group-body { height: 1fr; }
-    GroupChatScreen #group-messages { height: 1fr; width: 1fr; padding: 0 1; }
     GroupChatScreen #group-typing { height: 1; padding: 0 1; color: $text-muted; }
     """
 
@@ -181,8 +181,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
         with Horizontal(id="group-body"):
-            with VerticalScroll(id="group-messages"):
-                yield Static(id="group-lines")
+            yield GroupLines(id="group-lines")
             yield MemberList(id="group-members", classes="-hidden")
         yield Static(id="group-typing")
         yield RecordingLine()
@@ -210,9 +209,12 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
 
     @work(exclusive=True, group="group-events")
     async def _consume(self, queue: asyncio.Queue[ev.Event]) -> None:
-        """One reload per burst: when the queue empties after an event of this group (or a
-        contact change: a member's key or name), whatever came after it."""
+        """One update per burst, when the queue empties after an event of this group (or a
+        contact change: a member's key or name), whatever came after it: the new messages
+        appended when that is all the burst brought (a backlog: each message rendered once),
+        else a reload."""
         stale = False
+        new: list[ev.GroupMessageReceived] = []
         while True:
             event = await queue.get()
             ours = (
@@ -237,12 +239,17 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
                 self._typing_changed(event)
             elif ours and isinstance(event, ev.GroupMessageReceived):
-                self.typing.pop(event.message.sender, None)  # it was sent: no longer typing
-                self._show_typing()
+                if self.typing.pop(event.message.sender, None) is not None:
+                    self._show_typing()  # it was sent: no longer typing
+                new.append(event)
+                ours = False
             stale = stale or ours or isinstance(event, ev.ContactChanged)
-            if stale and queue.empty():
-                stale = False
-                self.reload()
+            if (stale or new) and queue.empty():
+                if stale:
+                    self.reload()
+                else:
+                    self._append(new)
+                stale, new = False, []
 
     def reload(self) -> None:
         group = self.group
@@ -264,11 +271,8 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         if changed:  # as in 1:1: their safety number changed (F2, then s on them)
             header.append(f"  ! {', '.join(changed)}: key changed (F2, s)", style="bold red")
         self.query_one("#group-header", Static).update(header)
-        names = [m.name for m in group.members if not m.me] + [self.service.name]
-        own = self.service.name
-        lines = Text("\n").join(self._line(m, names, own) for m in self.messages)
-        self.query_one("#group-lines", Static).update(lines)
-        self.query_one("#group-messages", VerticalScroll).scroll_end(animate=False)
+        names, own = self._names(group)
+        self.query_one(GroupLines).show(self._line(m, names, own) for m in self.messages)
         panel = self.query_one(MemberList)
         if not panel.has_class("-hidden"):
             panel.show_group(group, contacts)
@@ -277,6 +281,32 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         line = message_line(m, names, own)
         note = file_note(self.service, m)
         return line if note is None else line + note
+
+    def _names(self, group: Group) -> tuple[list[str], str]:
+        """The names a mention may use (members', ours) and our own."""
+        own = self.service.name
+        return [m.name for m in group.members if not m.me] + [own], own
+
+    def _append(self, received: list[ev.GroupMessageReceived]) -> None:
+        """Messages stored after those shown: add their lines (marked read: the group is on
+        screen), without reloading the ones shown."""
+        shown = {m.id for m in self.messages[-len(received) - 1 :]}
+        fresh = [e.message for e in received if e.message.id not in shown]
+        if not fresh:
+            return
+        group = received[-1].group
+        newest = self.service.groups.history(group.name, limit=1)
+        if (self.messages and fresh[0].id < self.messages[-1].id) or (
+            newest and newest[-1].id != fresh[-1].id
+        ):
+            # not simply after the last shown (a notice came with them, say): reload
+            self.reload()
+            return
+        self.messages = (self.messages + fresh)[-GROUP_PAGE:]
+        names, own = self._names(group)
+        self.query_one(GroupLines).append(self._line(m, names, own) for m in fresh)
+        if any(not m.outgoing for m in fresh):
+            self.service.groups.mark_read(group.name)
 
     def _contacts_of(self, group: Group) -> dict[int, Contact]:
         contacts: dict[int, Contact] = {}

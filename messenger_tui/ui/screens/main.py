@@ -172,7 +172,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
             self.query_one(CallPane).show_stats(update.stats)
         await self._apply_to_list(update)
         if any(isinstance(e, ev.GroupChanged | ev.GroupMessageReceived) for e in batch):
-            self._show_summaries()  # groups: their rows and unread counts
+            if self.app.screen is self:  # covered (a group open): rebuilt when it resumes
+                self._show_summaries()  # groups: their rows and unread counts
             announce_group(self.app, self.service.settings(), batch)
         if update.header:
             self.refresh_header()
