@@ -72,6 +72,10 @@ DELAY_MARGIN_MS: Final = 30
 COVERED_MS: Final = 80
 #: Largest device delay (playback to capture) the delay line can hold.
 MAX_DELAY_MS: Final = 500
+#: How much earlier than the devices' timestamps say the echo may come (the timestamps of
+#: PulseAudio's ALSA plugin are off by up to ~150 ms; played audio is in the ring as soon as
+#: the sink pulls it, ahead of its playing).
+MAX_AHEAD_MS: Final = 200
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
 OFFSET_FRAMES: Final = 50
@@ -183,10 +187,12 @@ class DelayEstimator:
         *,
         window_s: float = 4.0,
         max_delay_ms: int = MAX_DELAY_MS,
+        max_ahead_ms: int = MAX_AHEAD_MS,
         min_correlation: float = 0.3,
     ) -> None:
         self._size = int(window_s * SAMPLE_RATE) // ENVELOPE_BLOCK
         self._max_lag = max_delay_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
+        self._min_lag = -(max_ahead_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK)
         self._min_correlation = min_correlation
         self._played: list[float] = []
         self._captured: list[float] = []
@@ -198,7 +204,8 @@ class DelayEstimator:
         self._ref_all: list[float] = []
         self._cap_energy = 0.0
         self._next_lag = 0
-        self._best_lag, self._best = -1, 0.0
+        self._best_lag: int | None = None
+        self._best = 0.0
 
     @staticmethod
     def _envelope(frame: bytes | memoryview, out: list[float]) -> None:
@@ -225,7 +232,7 @@ class DelayEstimator:
         """The delay in samples, or ``None`` when the recent audio does not say."""
         if not self.begin():
             return None
-        while not self.step(self._max_lag + 1):
+        while not self.step(self._max_lag - self._min_lag + 1):
             pass
         return self.result
 
@@ -235,19 +242,21 @@ class DelayEstimator:
         ~20 ms of CPU at once (60 ms under load), which the event loop, and the device
         thread waiting for the GIL, would feel as a stall."""
         played, captured = self._played, self._captured
-        n = len(captured) - self._max_lag
-        if n < self._max_lag:
+        span = self._max_lag - self._min_lag
+        # captured[i] ~ played[i - lag] for lag in [min_lag, max_lag]: the captured values
+        # compared are those with played values on both sides (a negative lag, the echo
+        # before the timestamps say it plays, needs played values after it)
+        n = len(captured) - span
+        if n < span:
             return False
-        # captured[i] ~ played[i - lag]: compare the newest n captured values with played
-        # values lag blocks earlier
-        cap = captured[-n:]
+        first = self._max_lag
+        cap = captured[first : first + n]
         cap_mean = sum(cap) / n
         self._cap = [v - cap_mean for v in cap]
         self._cap_energy = math.fsum(map(mul, self._cap, self._cap))
-        end = len(played)
-        self._ref_all = played[end - n - self._max_lag :]
-        self._next_lag = 0
-        self._best_lag, self._best = -1, 0.0
+        self._ref_all = played[: first + n - self._min_lag]
+        self._next_lag = self._min_lag
+        self._best_lag, self._best = None, 0.0
         return True
 
     def step(self, lags: int) -> bool:
@@ -271,8 +280,9 @@ class DelayEstimator:
         if stop <= self._max_lag:
             return False
         self.last_correlation = self._best
-        ok = self._best_lag >= 0 and self._best >= self._min_correlation
-        self.result = self._best_lag * ENVELOPE_BLOCK if ok else None
+        best = self._best_lag
+        ok = best is not None and self._best >= self._min_correlation
+        self.result = best * ENVELOPE_BLOCK if ok and best is not None else None
         self._cap, self._ref_all = [], []
         return True
 
@@ -316,7 +326,10 @@ class VoiceProcessor:
                 )
             self._preprocessor = pre
         # the played audio, as a ring of int16 samples indexed by the played-sample count
-        self._ring_samples = (MAX_DELAY_MS * rate // 1000 // FRAME_SAMPLES + 4) * FRAME_SAMPLES
+        self._ahead = MAX_AHEAD_MS * rate // 1000
+        self._ring_samples = (
+            (MAX_DELAY_MS + MAX_AHEAD_MS) * rate // 1000 // FRAME_SAMPLES + 4
+        ) * FRAME_SAMPLES
         self._ring = (ctypes.c_int16 * self._ring_samples)()
         self._ring_address = ctypes.addressof(self._ring)
         self._ring_bytes = memoryview(self._ring).cast("B")
@@ -330,6 +343,9 @@ class VoiceProcessor:
         self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
         self._margin = DELAY_MARGIN_MS * rate // 1000
+        #: The reference's delay behind the captured audio in use (the delay line's, or less
+        #: while the sink has not pulled that far)
+        self._ref_delay = 0
         self._covered = COVERED_MS * rate // 1000
         self._capture = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._reference = (ctypes.c_int16 * FRAME_SAMPLES)()
@@ -380,9 +396,9 @@ class VoiceProcessor:
 
     def set_delay(self, samples: int) -> None:
         """Align the reference to a delay of ``samples`` (clamped to what the ring holds)."""
-        limit = self._ring_samples - 2 * FRAME_SAMPLES
+        limit = self._ring_samples - 2 * FRAME_SAMPLES - self._ahead
         with self._lock:
-            self._delay = max(0, min(samples, limit))
+            self._delay = max(-self._ahead, min(samples, limit))
 
     def played(self, frame: bytes, at: float | None = None) -> None:
         """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes); ``at``: when
@@ -424,7 +440,13 @@ class VoiceProcessor:
 
     def _fill_reference(self) -> None:
         """Copy the played samples aligned with the captured frame into the reference."""
-        first = self._captured_count + self._offset - max(0, self._delay - self._margin)
+        # never past the newest played sample (a delay line set ahead of the timestamps,
+        # before the sink has pulled that far)
+        first = min(
+            self._captured_count + self._offset - (self._delay - self._margin),
+            self._played_count - FRAME_SAMPLES,
+        )
+        self._ref_delay = self._captured_count + self._offset - first
         address = self._reference_address
         filled = 0
         while filled < FRAME_SAMPLES:
@@ -543,7 +565,7 @@ class VoiceProcessor:
                 return
             self._estimating = False
             estimate = self._estimator.result
-            log.debug(
+            log.info(
                 "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
                 "%d ms behind (offset in use %d ms), delay line %d ms, canceller %.1f dB, %s",
                 "?" if estimate is None else f"{estimate // 48} ms",
@@ -555,7 +577,7 @@ class VoiceProcessor:
                 "cancelling" if self._cancelling else "bypassed",
             )
             if estimate is not None:
-                lead = estimate - max(0, self._delay - self._margin)
+                lead = estimate - self._ref_delay
                 if not self._margin // 3 <= lead <= self._covered:
                     log.info(
                         "echo canceller: echo delay %d ms (correlation %.2f)",
