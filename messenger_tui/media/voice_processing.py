@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from operator import mul
 from typing import Final, Protocol
 
+from messenger_tui.media.echo_drift import DRIFT_EVERY_FRAMES, DriftTracker
+from messenger_tui.media.echo_reference import ReferenceLine
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.speex_dsp import (
     SPEEX_PREPROCESS_SET_AGC,
@@ -330,10 +332,10 @@ class VoiceProcessor:
         self._ring_samples = (
             (MAX_DELAY_MS + MAX_AHEAD_MS) * rate // 1000 // FRAME_SAMPLES + 4
         ) * FRAME_SAMPLES
-        self._ring = (ctypes.c_int16 * self._ring_samples)()
-        self._ring_address = ctypes.addressof(self._ring)
-        self._ring_bytes = memoryview(self._ring).cast("B")
-        self._played_count = 0
+        self._line = ReferenceLine(self._ring_samples)
+        self._ring_bytes = self._line.ring_bytes
+        self._drift = DriftTracker(self._canceller) if self._canceller is not None else None
+        self._frames_since_drift = 0
         self._captured_count = 0
         # timestamps: the played count at the last played() and its time; the offset (in
         # samples) from a captured count to the played count of the same moment
@@ -406,10 +408,7 @@ class VoiceProcessor:
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a played frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         with self._lock:
-            start = self._played_count % self._ring_samples
-            # the ring is a whole number of frames, so a frame never wraps
-            ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
-            self._played_count += FRAME_SAMPLES
+            self._line.write(frame)
             if at is not None:
                 self._played_at = at
 
@@ -424,7 +423,7 @@ class VoiceProcessor:
         # the played sample at ``at`` (the last played frame started at ``played_at``), never
         # past that frame: the estimator compares with frames in the ring
         since = min(FRAME_SAMPLES, round((at - played_at) * SAMPLE_RATE))
-        now_played = self._played_count - FRAME_SAMPLES + since
+        now_played = self._line.played_count - FRAME_SAMPLES + since
         self._offsets.append(now_played - self._captured_count)
         if len(self._offsets) >= OFFSET_FRAMES:
             offsets = sorted(self._offsets)
@@ -439,39 +438,32 @@ class VoiceProcessor:
                 self._estimating = False
 
     def _fill_reference(self) -> None:
-        """Copy the played samples aligned with the captured frame into the reference."""
+        """Fill the reference with the played samples aligned with the captured frame,
+        resampled for the clocks' drift (:mod:`messenger_tui.media.echo_reference`)."""
         # never past the newest played sample (a delay line set ahead of the timestamps,
         # before the sink has pulled that far)
         first = min(
             self._captured_count + self._offset - (self._delay - self._margin),
-            self._played_count - FRAME_SAMPLES,
+            self._line.played_count - FRAME_SAMPLES,
         )
-        self._ref_delay = self._captured_count + self._offset - first
-        address = self._reference_address
-        filled = 0
-        while filled < FRAME_SAMPLES:
-            index = first + filled
-            if index < 0 or index >= self._played_count:
-                # not played (yet): silence
-                run = FRAME_SAMPLES - filled if index >= self._played_count else -index
-                run = min(run, FRAME_SAMPLES - filled)
-                ctypes.memset(address + 2 * filled, 0, 2 * run)
-            else:
-                if index < self._played_count - self._ring_samples:
-                    # overwritten already (a delay beyond the ring): silence
-                    run = min(
-                        FRAME_SAMPLES - filled, self._played_count - self._ring_samples - index
-                    )
-                    ctypes.memset(address + 2 * filled, 0, 2 * run)
-                else:
-                    position = index % self._ring_samples
-                    run = min(
-                        FRAME_SAMPLES - filled,
-                        self._ring_samples - position,
-                        self._played_count - index,
-                    )
-                    ctypes.memmove(address + 2 * filled, self._ring_address + 2 * position, 2 * run)
-            filled += run
+        if self._line.fill(first, self._reference_address) and self._drift is not None:
+            self._drift.forget()
+            self._frames_since_drift = 0
+        self._ref_delay = self._captured_count + self._offset - first + self._line.lag
+
+    def _follow_drift(self) -> None:
+        """Every :data:`DRIFT_EVERY_FRAMES` frames while the canceller's output is used,
+        update the drift estimate from its filter and resample the reference by it."""
+        self._frames_since_drift += 1
+        if self._drift is None or self._frames_since_drift < DRIFT_EVERY_FRAMES:
+            return
+        frames, self._frames_since_drift = self._frames_since_drift, 0
+        if not self._cancelling:
+            self._drift.forget()
+            return
+        if self._drift.update(frames):
+            with self._lock:
+                self._line.set_ppm(self._drift.ppm)
 
     def process(self, frame: bytes, at: float | None = None) -> memoryview:
         """The captured ``frame`` processed: a view of an internal buffer, valid until the
@@ -498,6 +490,7 @@ class VoiceProcessor:
                 )
             if not self._gate():
                 ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
+            self._follow_drift()
         else:
             ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
         if pre is not None:
@@ -544,10 +537,11 @@ class VoiceProcessor:
         """The played frame at the same count as the captured frame (no delay), copied (call
         under the lock); ``None`` when it is not in the ring."""
         start = self._captured_count + self._offset
+        played_count = self._line.played_count
         if (
             start < 0
-            or start + FRAME_SAMPLES > self._played_count
-            or start < (self._played_count - self._ring_samples)
+            or start + FRAME_SAMPLES > played_count
+            or start < (played_count - self._ring_samples)
         ):
             return None
         position = start % self._ring_samples
@@ -590,6 +584,7 @@ class VoiceProcessor:
             self._estimating = self._estimator.begin()
 
     def close(self) -> None:
+        self._line.close()
         if self._preprocessor is not None:
             self._preprocessor.close()
         if self._canceller is not None:
