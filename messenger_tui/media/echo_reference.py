@@ -42,7 +42,6 @@ class ReferenceLine:
         self.ring_samples = ring_samples
         self._ring = (ctypes.c_int16 * ring_samples)()
         self._ring_address = ctypes.addressof(self._ring)
-        self.ring_bytes = memoryview(self._ring).cast("B")
         self.played_count = 0
         self._stage = (ctypes.c_int16 * (FRAME_SAMPLES + STAGE_EXTRA))()
         self._stage_address = ctypes.addressof(self._stage)
@@ -72,6 +71,11 @@ class ReferenceLine:
         """The ratio for the next frame (the alternation in :data:`RATIO_DEN`)."""
         self._steps += self.ppm * RATIO_DEN / 1e6
         step = math.floor(self._steps + 0.5)
+        if step == 0:
+            # never num == den: SpeexDSP reduces the ratio to 1/1 and its phase, rescaled to
+            # a denominator of 1, loses the fraction of a sample it had (a jump in the
+            # reference each time the ratio passed 1)
+            step = 1 if self._steps >= 0 else -1
         self._steps -= step
         num = RATIO_DEN - step
         if num != self._num:

@@ -16,14 +16,20 @@ Choices (measured in docs/performance.md, "Echo cancellation and noise suppressi
 - **The delay is estimated, not assumed.** Played and captured audio are counted sample by
   sample from the start of the call, so with one duplex stream (one clock) the echo of played
   sample ``n`` reaches the microphone at captured sample ``n + d`` for a fixed device delay
-  ``d``. :class:`DelayEstimator` finds ``d`` by cross-correlating the two signals' envelopes
-  (2 ms blocks, mean removed, normalised) over the last few seconds; a reference delay line
-  then hands the canceller the played audio from ``d - margin`` samples earlier, so the filter
-  sees aligned signals and its taps cover the room. Two clocks (separate devices) drift apart
-  by tens of ppm: the estimate is renewed every few seconds and the delay line follows it.
+  ``d``. :class:`~messenger_tui.media.echo_delay.DelayEstimator` finds ``d`` by
+  cross-correlating the two signals' envelopes (2 ms blocks, mean removed, normalised) over
+  the last few seconds, on both sides of the devices' timestamps; a reference delay line then
+  hands the canceller the played audio from ``d - margin`` samples earlier, so the filter
+  sees aligned signals and its taps cover the room.
+- **Clock drift is followed.** Two clocks (separate devices, or PulseAudio's adaptive
+  resampling in between) drift apart by tens of ppm, which the filter cannot track:
+  :mod:`messenger_tui.media.echo_drift` measures the slide from the filter itself and
+  :mod:`messenger_tui.media.echo_reference` resamples the reference by it.
 - **Residual echo suppression**: the preprocessor is given the canceller's state
   (``SPEEX_PREPROCESS_SET_ECHO_STATE``) and removes what the linear filter left (soft clipping
   in a small loudspeaker is not linear).
+- **The canceller's output is used only while it removes echo**
+  (:mod:`messenger_tui.media.echo_gate`).
 - **No allocation per frame**: the ring, the sub-frame buffers and the output are ctypes
   buffers created once; :meth:`~VoiceProcessor.process` returns a view of the output buffer.
 
@@ -36,13 +42,17 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import threading
 from dataclasses import dataclass
-from operator import mul
 from typing import Final, Protocol
 
+from messenger_tui.media.echo_delay import (
+    MAX_AHEAD_MS,
+    MAX_DELAY_MS,
+    DelayEstimator,
+)
 from messenger_tui.media.echo_drift import DRIFT_EVERY_FRAMES, DriftTracker
+from messenger_tui.media.echo_gate import EchoGate
 from messenger_tui.media.echo_reference import ReferenceLine
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.speex_dsp import (
@@ -72,12 +82,6 @@ DELAY_MARGIN_MS: Final = 30
 #: this-many ms of the filter (or before it): each move costs the filter its convergence, and
 #: an echo anywhere in that stretch leaves the rest of the filter for the room's tail.
 COVERED_MS: Final = 80
-#: Largest device delay (playback to capture) the delay line can hold.
-MAX_DELAY_MS: Final = 500
-#: How much earlier than the devices' timestamps say the echo may come (the timestamps of
-#: PulseAudio's ALSA plugin are off by up to ~150 ms; played audio is in the ring as soon as
-#: the sink pulls it, ahead of its playing).
-MAX_AHEAD_MS: Final = 200
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
 OFFSET_FRAMES: Final = 50
@@ -88,23 +92,6 @@ OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
 ESTIMATE_LAGS_PER_FRAME: Final = 26
-#: Envelope block: one value per 2 ms.
-ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
-ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
-#: The canceller's output replaces the capture only while it removes something: its power,
-#: smoothed over the frames in which the far end is heard, is at least this much below the
-#: capture's (and the capture goes out untouched again once it is less than
-#: :data:`GATE_OFF_DB` below). Where there is no echo (a headset, separate devices), the
-#: filter only learns from the near end's speech while both talk, and its output is the
-#: near end plus a filtered copy of the far end (measured: wideband PESQ of double talk
-#: without echo 4.64 -> 1.63 through the filter; 4.64 with the gate).
-GATE_ON_DB: Final = 3.0
-GATE_OFF_DB: Final = 1.0
-#: Smoothing of those powers: one pole, a time constant of this many frames (0.4 s).
-GATE_FRAMES: Final = 20
-#: A played frame whose RMS is below this (int16; about -50 dBFS) is "the far end silent".
-GATE_FAR_RMS: Final = 100
-GATE_STRIDE: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,123 +159,6 @@ def open_voice_processor(settings: VoiceSettings | None = None) -> CaptureProces
         return PassThrough(str(exc))
 
 
-class DelayEstimator:
-    """Estimates the delay from played audio to its echo in the captured audio.
-
-    Both signals are reduced to envelopes (mean absolute value per :data:`ENVELOPE_BLOCK`
-    samples, every second sample), kept for ``window_s`` seconds. :meth:`estimate`
-    cross-correlates the mean-removed envelopes for every lag from 0 to ``max_delay_ms`` and
-    returns the best lag in samples when its normalised correlation is at least
-    ``min_correlation`` and the far end spoke (else ``None``: keep the previous estimate).
-    Pure Python on 500 envelope values a second: about 20 ms of CPU per estimate over 4 s with
-    a 500 ms search, run every few seconds.
-    """
-
-    def __init__(
-        self,
-        *,
-        window_s: float = 4.0,
-        max_delay_ms: int = MAX_DELAY_MS,
-        max_ahead_ms: int = MAX_AHEAD_MS,
-        min_correlation: float = 0.3,
-    ) -> None:
-        self._size = int(window_s * SAMPLE_RATE) // ENVELOPE_BLOCK
-        self._max_lag = max_delay_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
-        self._min_lag = -(max_ahead_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK)
-        self._min_correlation = min_correlation
-        self._played: list[float] = []
-        self._captured: list[float] = []
-        self.last_correlation = 0.0
-        #: The last estimate :meth:`step` finished (samples; None: the audio did not say).
-        self.result: int | None = None
-        # an estimate in progress (begin/step)
-        self._cap: list[float] = []
-        self._ref_all: list[float] = []
-        self._cap_energy = 0.0
-        self._next_lag = 0
-        self._best_lag: int | None = None
-        self._best = 0.0
-
-    @staticmethod
-    def _envelope(frame: bytes | memoryview, out: list[float]) -> None:
-        samples = memoryview(frame).cast("h")
-        for start in range(0, len(samples), ENVELOPE_BLOCK):
-            block = samples[start : start + ENVELOPE_BLOCK : 2]
-            out.append(sum(map(abs, block)) / len(block))
-
-    def reset(self) -> None:
-        """Forget the history (the two signals' alignment changed)."""
-        self._played.clear()
-        self._captured.clear()
-
-    def add(self, played: bytes | memoryview, captured: bytes | memoryview) -> None:
-        """The played and captured frames of the same 20 ms of the stream counters."""
-        self._envelope(played, self._played)
-        self._envelope(captured, self._captured)
-        excess = len(self._played) - self._size
-        if excess > 0:
-            del self._played[:excess]
-            del self._captured[:excess]
-
-    def estimate(self) -> int | None:
-        """The delay in samples, or ``None`` when the recent audio does not say."""
-        if not self.begin():
-            return None
-        while not self.step(self._max_lag - self._min_lag + 1):
-            pass
-        return self.result
-
-    def begin(self) -> bool:
-        """Start an estimate over the recent audio, to be computed by :meth:`step` (False:
-        not enough audio yet). A call spreads the work over frames this way: an estimate is
-        ~20 ms of CPU at once (60 ms under load), which the event loop, and the device
-        thread waiting for the GIL, would feel as a stall."""
-        played, captured = self._played, self._captured
-        span = self._max_lag - self._min_lag
-        # captured[i] ~ played[i - lag] for lag in [min_lag, max_lag]: the captured values
-        # compared are those with played values on both sides (a negative lag, the echo
-        # before the timestamps say it plays, needs played values after it)
-        n = len(captured) - span
-        if n < span:
-            return False
-        first = self._max_lag
-        cap = captured[first : first + n]
-        cap_mean = sum(cap) / n
-        self._cap = [v - cap_mean for v in cap]
-        self._cap_energy = math.fsum(map(mul, self._cap, self._cap))
-        self._ref_all = played[: first + n - self._min_lag]
-        self._next_lag = self._min_lag
-        self._best_lag, self._best = None, 0.0
-        return True
-
-    def step(self, lags: int) -> bool:
-        """Try the next ``lags`` lags of the estimate :meth:`begin` started; True when it is
-        done (:attr:`result` then holds it)."""
-        cap, ref_all, cap_energy = self._cap, self._ref_all, self._cap_energy
-        n = len(cap)
-        stop = min(self._max_lag + 1, self._next_lag + lags)
-        for lag in range(self._next_lag, stop):
-            start = self._max_lag - lag
-            ref = ref_all[start : start + n]
-            mean = sum(ref) / n
-            energy = math.fsum(map(mul, ref, ref)) - n * mean * mean
-            if energy <= 0.0 or cap_energy <= 0.0:
-                continue
-            # sum((r - mean) * c) == sum(r * c) since sum(c) == 0
-            score = sum(map(mul, ref, cap)) / math.sqrt(energy * cap_energy)
-            if score > self._best:
-                self._best_lag, self._best = lag, score
-        self._next_lag = stop
-        if stop <= self._max_lag:
-            return False
-        self.last_correlation = self._best
-        best = self._best_lag
-        ok = best is not None and self._best >= self._min_correlation
-        self.result = best * ENVELOPE_BLOCK if ok and best is not None else None
-        self._cap, self._ref_all = [], []
-        return True
-
-
 class VoiceProcessor:
     """SpeexDSP echo canceller + preprocessor for 20 ms frames of 48 kHz mono int16.
 
@@ -333,7 +203,6 @@ class VoiceProcessor:
             (MAX_DELAY_MS + MAX_AHEAD_MS) * rate // 1000 // FRAME_SAMPLES + 4
         ) * FRAME_SAMPLES
         self._line = ReferenceLine(self._ring_samples)
-        self._ring_bytes = self._line.ring_bytes
         self._drift = DriftTracker(self._canceller) if self._canceller is not None else None
         self._frames_since_drift = 0
         self._captured_count = 0
@@ -344,12 +213,20 @@ class VoiceProcessor:
         self._offset = 0
         self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
+        #: Until a delay is set (an estimate), the reference is never ahead of the capture's
+        #: moment: the margin applies only to a delay found
+        self._delay_set = False
+        #: Whether an estimate has found the echo (until then one is tried as soon as the
+        #: history allows, not every few seconds)
+        self._found = False
         self._margin = DELAY_MARGIN_MS * rate // 1000
         #: The reference's delay behind the captured audio in use (the delay line's, or less
         #: while the sink has not pulled that far)
         self._ref_delay = 0
         self._covered = COVERED_MS * rate // 1000
         self._capture = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._same_time = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._same_time_address = ctypes.addressof(self._same_time)
         self._reference = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._out = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._capture_address = ctypes.addressof(self._capture)
@@ -360,12 +237,7 @@ class VoiceProcessor:
         self._capture_samples = memoryview(self._capture).cast("B").cast("h")
         self._reference_samples = self._reference_view.cast("h")
         self._out_samples = self._out_view.cast("h")
-        # the gate (_gate): smoothed powers of the capture and the canceller's output
-        self._cancelling = False
-        self._gate_in = self._gate_out = 0.0
-        self._gate_frames = 0
-        self._gate_on = 10 ** (GATE_ON_DB / 10)
-        self._gate_off = 10 ** (GATE_OFF_DB / 10)
+        self._echo_gate = EchoGate()
         self._estimator = estimator if estimator is not None else DelayEstimator()
         self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
         self._frames_since_estimate = 0
@@ -401,6 +273,7 @@ class VoiceProcessor:
         limit = self._ring_samples - 2 * FRAME_SAMPLES - self._ahead
         with self._lock:
             self._delay = max(-self._ahead, min(samples, limit))
+            self._delay_set = True
 
     def played(self, frame: bytes, at: float | None = None) -> None:
         """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes); ``at``: when
@@ -434,6 +307,7 @@ class VoiceProcessor:
                 log.info("echo canceller: capture is %d ms behind playback", median // 48)
                 self._offset = median
                 self._estimator.reset()  # its history was aligned by the old offset
+                self._found = False
                 self._frames_since_estimate = 0
                 self._estimating = False
 
@@ -442,8 +316,11 @@ class VoiceProcessor:
         resampled for the clocks' drift (:mod:`messenger_tui.media.echo_reference`)."""
         # never past the newest played sample (a delay line set ahead of the timestamps,
         # before the sink has pulled that far)
+        shift = self._delay - self._margin
+        if not self._delay_set:
+            shift = max(0, shift)
         first = min(
-            self._captured_count + self._offset - (self._delay - self._margin),
+            self._captured_count + self._offset - shift,
             self._line.played_count - FRAME_SAMPLES,
         )
         if self._line.fill(first, self._reference_address) and self._drift is not None:
@@ -458,7 +335,7 @@ class VoiceProcessor:
         if self._drift is None or self._frames_since_drift < DRIFT_EVERY_FRAMES:
             return
         frames, self._frames_since_drift = self._frames_since_drift, 0
-        if not self._cancelling:
+        if not self._echo_gate.cancelling:
             self._drift.forget()
             return
         if self._drift.update(frames):
@@ -501,34 +378,20 @@ class VoiceProcessor:
 
     @property
     def cancelling(self) -> bool:
-        """Whether the canceller's output goes out now (see :data:`GATE_ON_DB`)."""
-        return self._cancelling
+        """Whether the canceller's output goes out now (:mod:`messenger_tui.media.echo_gate`)."""
+        return self._echo_gate.cancelling
 
     def _gate(self) -> bool:
-        """Whether the canceller's output (in the output buffer) replaces the capture: it does
-        while it is clearly lower in power than the capture when the far end is heard. The
-        residual echo suppressor follows: it is given the canceller's state only then (its
-        echo estimate is the filter's output, noise where there is no echo)."""
-        stride = GATE_STRIDE
-        reference = self._reference_samples[::stride]
-        far = math.fsum(map(mul, reference, reference)) / len(reference)
-        if far >= GATE_FAR_RMS * GATE_FAR_RMS:
-            captured = self._capture_samples[::stride]
-            out = self._out_samples[::stride]
-            a = 1.0 / GATE_FRAMES
-            self._gate_in += a * (math.fsum(map(mul, captured, captured)) - self._gate_in)
-            self._gate_out += a * (math.fsum(map(mul, out, out)) - self._gate_out)
-            self._gate_frames += 1
-            if self._gate_frames >= GATE_FRAMES:
-                ratio = self._gate_in / (self._gate_out + 1.0)
-                if not self._cancelling and ratio >= self._gate_on:
-                    self._set_cancelling(True)
-                elif self._cancelling and ratio < self._gate_off:
-                    self._set_cancelling(False)
-        return self._cancelling
+        """Whether the canceller's output (in the output buffer) replaces the capture
+        (:mod:`messenger_tui.media.echo_gate`). The residual echo suppressor follows: it is
+        given the canceller's state only then (its echo estimate is the filter's output, noise
+        where there is no echo)."""
+        gate = self._echo_gate
+        if gate.update(self._reference_samples, self._capture_samples, self._out_samples):
+            self._set_cancelling(gate.cancelling)
+        return gate.cancelling
 
     def _set_cancelling(self, on: bool) -> None:
-        self._cancelling = on
         log.info("echo canceller: %s", "cancelling" if on else "no echo removed, bypassed")
         if self._preprocessor is not None:
             self._preprocessor.set_echo_state(self._canceller if on else None)
@@ -544,8 +407,9 @@ class VoiceProcessor:
             or start < (played_count - self._ring_samples)
         ):
             return None
-        position = start % self._ring_samples
-        return bytes(self._ring_bytes[2 * position : 2 * (position + FRAME_SAMPLES)])
+        # (a copy: the frame may wrap around the end of the ring)
+        self._line.copy(start, self._same_time_address, FRAME_SAMPLES)
+        return bytes(self._same_time)
 
     def _estimate_delay(self, same_time: bytes, frame: bytes) -> None:
         """Feed the estimator the played audio at the same count as ``frame``, and every few
@@ -561,16 +425,19 @@ class VoiceProcessor:
             estimate = self._estimator.result
             log.info(
                 "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
-                "%d ms behind (offset in use %d ms), delay line %d ms, canceller %.1f dB, %s",
-                "?" if estimate is None else f"{estimate // 48} ms",
+                "%d ms behind (offset in use %d ms), reference %.1f ms behind, drift %.1f ppm, "
+                "canceller %.1f dB, %s",
+                "?" if estimate is None else f"{estimate / 48:.1f} ms",
                 self._estimator.last_correlation,
                 self._last_median // 48,
                 self._offset // 48,
-                self._delay // 48,
-                10 * math.log10((self._gate_in + 1.0) / (self._gate_out + 1.0)),
-                "cancelling" if self._cancelling else "bypassed",
+                self._ref_delay / 48,
+                self._line.ppm,
+                self._echo_gate.removed_db,
+                "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
             if estimate is not None:
+                self._found = True
                 lead = estimate - self._ref_delay
                 if not self._margin // 3 <= lead <= self._covered:
                     log.info(
@@ -579,11 +446,22 @@ class VoiceProcessor:
                         self._estimator.last_correlation,
                     )
                     self.set_delay(estimate)
-        elif self._frames_since_estimate >= self._estimate_every:
+        elif self._frames_since_estimate >= (self._estimate_every if self._found else 1):
             self._frames_since_estimate = 0
             self._estimating = self._estimator.begin()
 
     def close(self) -> None:
+        if self._canceller is not None:
+            result = self._estimator.result
+            log.info(
+                "echo canceller: at the end, echo delay %s, reference %.1f ms behind, drift "
+                "%.1f ppm, canceller removing %.1f dB (%s)",
+                "?" if result is None else f"{result / 48:.1f} ms",
+                self._ref_delay / 48,
+                self._line.ppm,
+                self._echo_gate.removed_db,
+                "cancelling" if self._echo_gate.cancelling else "bypassed",
+            )
         self._line.close()
         if self._preprocessor is not None:
             self._preprocessor.close()

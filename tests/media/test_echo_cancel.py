@@ -78,15 +78,19 @@ def _single_talk_erle(far: np.ndarray, drift_ratio: float) -> float:
 
 
 def test_single_talk_erle_on_one_clock(voices: tuple[np.ndarray, np.ndarray]) -> None:
-    """One duplex stream (capture and playback on one clock): measured 28.8 dB."""
+    """One duplex stream (capture and playback on one clock): measured 27.5 dB."""
     erle = _single_talk_erle(voices[0], drift_ratio=1.0)
     assert erle >= MIN_ERLE_DB, f"ERLE {erle:.1f} dB"
 
 
-def test_single_talk_erle_with_50_ppm_clock_drift(voices: tuple[np.ndarray, np.ndarray]) -> None:
-    """The microphone's clock 50 ppm fast: the drift tracker resamples the reference
-    (measured 30.0 dB; 14.4 dB without drift compensation)."""
-    erle = _single_talk_erle(voices[0], drift_ratio=1.00005)
+@pytest.mark.parametrize("drift_ratio", [1.00005, 0.99995], ids=["mic-fast", "mic-slow"])
+def test_single_talk_erle_with_50_ppm_clock_drift(
+    voices: tuple[np.ndarray, np.ndarray], drift_ratio: float
+) -> None:
+    """The microphone's clock 50 ppm fast (the echo comes earlier and earlier) or slow (later):
+    the drift tracker resamples the reference (measured 29.9 and 27.0 dB; 14.4 dB without
+    drift compensation)."""
+    erle = _single_talk_erle(voices[0], drift_ratio=drift_ratio)
     assert erle >= MIN_ERLE_DB, f"ERLE {erle:.1f} dB"
 
 
