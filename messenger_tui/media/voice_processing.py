@@ -219,6 +219,9 @@ class VoiceProcessor:
         #: Whether an estimate has found the echo (until then one is tried as soon as the
         #: history allows, not every few seconds)
         self._found = False
+        #: Whether any estimate has found the echo (from then on the timestamps are not
+        #: followed: see :meth:`_follow_timestamps`)
+        self._heard_echo = False
         self._margin = DELAY_MARGIN_MS * rate // 1000
         #: The reference's delay behind the captured audio in use (the delay line's, or less
         #: while the sink has not pulled that far)
@@ -304,6 +307,16 @@ class VoiceProcessor:
             median = offsets[len(offsets) // 2]
             self._last_median = median
             if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
+                if self._heard_echo:
+                    # the audio has spoken: the timestamps (PulseAudio's moved by 40-150 ms
+                    # mid-call while the echo stayed put) no longer move the reference; a
+                    # real move of the echo is found by the next estimates
+                    log.debug(
+                        "echo canceller: timestamps say capture is %d ms behind playback "
+                        "(not followed: the echo was found in the audio)",
+                        median // 48,
+                    )
+                    return
                 log.info("echo canceller: capture is %d ms behind playback", median // 48)
                 self._offset = median
                 self._estimator.reset()  # its history was aligned by the old offset
@@ -392,6 +405,8 @@ class VoiceProcessor:
         return gate.cancelling
 
     def _set_cancelling(self, on: bool) -> None:
+        if not on:
+            self._found = False  # the echo may have moved: estimate again at once
         log.info("echo canceller: %s", "cancelling" if on else "no echo removed, bypassed")
         if self._preprocessor is not None:
             self._preprocessor.set_echo_state(self._canceller if on else None)
@@ -437,7 +452,7 @@ class VoiceProcessor:
                 "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
             if estimate is not None:
-                self._found = True
+                self._found = self._heard_echo = True
                 lead = estimate - self._ref_delay
                 if not self._margin // 3 <= lead <= self._covered:
                     log.info(
