@@ -31,6 +31,8 @@ class EchoGate:
 
     def __init__(self) -> None:
         self.cancelling = False
+        #: Whether the far end was heard in the last frame.
+        self.far_active = False
         self._in = self._out = 0.0
         self._frames = 0
         self._on = 10 ** (GATE_ON_DB / 10)
@@ -46,7 +48,8 @@ class EchoGate:
         stride = GATE_STRIDE
         ref = reference[::stride]
         far = math.fsum(map(mul, ref, ref)) / len(ref)
-        if far < GATE_FAR_RMS * GATE_FAR_RMS:
+        self.far_active = far >= GATE_FAR_RMS * GATE_FAR_RMS
+        if not self.far_active:
             return False
         cap = captured[::stride]
         result = out[::stride]

@@ -53,6 +53,8 @@ class ReferenceLine:
         self.ppm = 0.0
         self._steps = 0.0
         self._num = RATIO_DEN
+        #: How many times the reference started again (a jump, or the headroom used up).
+        self.restarts = 0
         #: How many samples the reference lags the requested count (headroom and drift).
         self.lag = 0
 
@@ -113,6 +115,7 @@ class ReferenceLine:
         elif self._feed + FRAME_SAMPLES + 2 > self.played_count:
             restarted = True  # the headroom is used up
         if restarted:
+            self.restarts += 1
             self._resampler.restart()
             self._feed = first - self._headroom
         self._expected = first + FRAME_SAMPLES

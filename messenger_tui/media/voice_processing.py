@@ -57,6 +57,7 @@ from messenger_tui.media.echo_reference import ReferenceLine
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.speex_dsp import (
     SPEEX_PREPROCESS_SET_AGC,
+    SPEEX_PREPROCESS_SET_AGC_INCREMENT,
     SPEEX_PREPROCESS_SET_AGC_MAX_GAIN,
     SPEEX_PREPROCESS_SET_AGC_TARGET,
     SPEEX_PREPROCESS_SET_DENOISE,
@@ -82,6 +83,11 @@ DELAY_MARGIN_MS: Final = 30
 #: this-many ms of the filter (or before it): each move costs the filter its convergence, and
 #: an echo anywhere in that stretch leaves the rest of the filter for the room's tail.
 COVERED_MS: Final = 80
+#: The gain control's gain is held (never raised) while the far end was heard within this
+#: many frames and the canceller removes its echo (see VoiceProcessor._hold_gain) ...
+AGC_HOLD_FRAMES: Final = 15
+#: ... and may rise again at SpeexDSP's default pace (dB a second) after.
+AGC_INCREMENT_DB: Final = 12
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
 OFFSET_FRAMES: Final = 50
@@ -205,6 +211,9 @@ class VoiceProcessor:
         self._line = ReferenceLine(self._ring_samples)
         self._drift = DriftTracker(self._canceller) if self._canceller is not None else None
         self._frames_since_drift = 0
+        self._far_hangover = 0
+        self._gain_held = False
+        self._far_frames = 0
         self._captured_count = 0
         # timestamps: the played count at the last played() and its time; the offset (in
         # samples) from a captured count to the played count of the same moment
@@ -219,9 +228,6 @@ class VoiceProcessor:
         #: Whether an estimate has found the echo (until then one is tried as soon as the
         #: history allows, not every few seconds)
         self._found = False
-        #: Whether any estimate has found the echo (from then on the timestamps are not
-        #: followed: see :meth:`_follow_timestamps`)
-        self._heard_echo = False
         self._margin = DELAY_MARGIN_MS * rate // 1000
         #: The reference's delay behind the captured audio in use (the delay line's, or less
         #: while the sink has not pulled that far)
@@ -307,16 +313,6 @@ class VoiceProcessor:
             median = offsets[len(offsets) // 2]
             self._last_median = median
             if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
-                if self._heard_echo:
-                    # the audio has spoken: the timestamps (PulseAudio's moved by 40-150 ms
-                    # mid-call while the echo stayed put) no longer move the reference; a
-                    # real move of the echo is found by the next estimates
-                    log.debug(
-                        "echo canceller: timestamps say capture is %d ms behind playback "
-                        "(not followed: the echo was found in the audio)",
-                        median // 48,
-                    )
-                    return
                 log.info("echo canceller: capture is %d ms behind playback", median // 48)
                 self._offset = median
                 self._estimator.reset()  # its history was aligned by the old offset
@@ -342,13 +338,16 @@ class VoiceProcessor:
         self._ref_delay = self._captured_count + self._offset - first + self._line.lag
 
     def _follow_drift(self) -> None:
-        """Every :data:`DRIFT_EVERY_FRAMES` frames while the canceller's output is used,
-        update the drift estimate from its filter and resample the reference by it."""
+        """Every :data:`DRIFT_EVERY_FRAMES` frames in which the far end was mostly heard (the
+        filter adapts only then), update the drift estimate from the filter and resample the
+        reference by it."""
         self._frames_since_drift += 1
+        self._far_frames += self._echo_gate.far_active
         if self._drift is None or self._frames_since_drift < DRIFT_EVERY_FRAMES:
             return
         frames, self._frames_since_drift = self._frames_since_drift, 0
-        if not self._echo_gate.cancelling:
+        far, self._far_frames = self._far_frames, 0
+        if 2 * far < frames:
             self._drift.forget()
             return
         if self._drift.update(frames):
@@ -384,10 +383,28 @@ class VoiceProcessor:
         else:
             ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
         if pre is not None:
+            if canceller is not None and self.settings.gain_control:
+                self._hold_gain(pre)
             for k in range(SUBFRAMES):
                 pre.run(self._out_address + 2 * k * SUBFRAME_SAMPLES)
         self._captured_count += FRAME_SAMPLES
         return self._out_view
+
+    def _hold_gain(self, pre: Preprocessor) -> None:
+        """Keep the gain control from raising its gain while the capture is the far end's
+        echo (the canceller removing it, the far end heard within :data:`AGC_HOLD_FRAMES`):
+        it would raise the residual echo back toward its target level (measured through
+        PulseAudio's loopback: the far end heard itself 18 dB lower instead of 34). Lowering
+        the gain stays allowed."""
+        gate = self._echo_gate
+        if gate.far_active:
+            self._far_hangover = AGC_HOLD_FRAMES
+        elif self._far_hangover:
+            self._far_hangover -= 1
+        hold = gate.cancelling and self._far_hangover > 0
+        if hold != self._gain_held:
+            self._gain_held = hold
+            pre.set_int(SPEEX_PREPROCESS_SET_AGC_INCREMENT, 0 if hold else AGC_INCREMENT_DB)
 
     @property
     def cancelling(self) -> bool:
@@ -440,19 +457,20 @@ class VoiceProcessor:
             estimate = self._estimator.result
             log.info(
                 "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
-                "%d ms behind (offset in use %d ms), reference %.1f ms behind, drift %.1f ppm, "
-                "canceller %.1f dB, %s",
+                "%d ms behind (offset in use %d ms), reference %.1f ms behind (%d restarts), "
+                "drift %.1f ppm, canceller %.1f dB, %s",
                 "?" if estimate is None else f"{estimate / 48:.1f} ms",
                 self._estimator.last_correlation,
                 self._last_median // 48,
                 self._offset // 48,
                 self._ref_delay / 48,
+                self._line.restarts,
                 self._line.ppm,
                 self._echo_gate.removed_db,
                 "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
             if estimate is not None:
-                self._found = self._heard_echo = True
+                self._found = True
                 lead = estimate - self._ref_delay
                 if not self._margin // 3 <= lead <= self._covered:
                     log.info(
