@@ -88,20 +88,17 @@ COVERED_MS: Final = 80
 AGC_HOLD_FRAMES: Final = 15
 #: ... and may rise again at SpeexDSP's default pace (dB a second) after.
 AGC_INCREMENT_DB: Final = 12
-#: A step in the timestamps (frames lost) agreed on by this many frames in a row is followed
-#: at once; while it is unconfirmed the canceller is held (measured: a 40 ms step followed
-#: only by the median, 0.3 s later, cost the filter all it had learnt: 9.9 dB in a real call
-#: through PulseAudio).
-STEP_FRAMES: Final = 4
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
-OFFSET_FRAMES: Final = 25
+OFFSET_FRAMES: Final = 50
 #: ... and a new median replaces the one in use only when they differ by more than this
-#: (a stream that started later, or lost frames to an overflow or an underflow: a single lost
-#: frame, 20 ms, must be followed at once, else the echo moves in the filter, which then has
-#: to learn it again: measured, a real call through PulseAudio 10.7 dB instead of 33 with a
-#: slack of 30 ms; clock drift is slower, and the drift tracker follows it).
-OFFSET_SLACK_MS: Final = 12
+#: (a stream that started later, or lost frames to an overflow; clock drift is slower, and
+#: the drift tracker follows it). Tried: 12 ms over 25 frames, to follow a single lost frame
+#: (20 ms) at once, and following a step agreed on by 4 frames at once; under load
+#: PulseAudio's timestamps also crept and jumped by 10-235 ms with the echo staying put, and
+#: following them lost more runs than it saved (1 of 3 runs passed, against 4 of 6 with
+#: these values).
+OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
 ESTIMATE_LAGS_PER_FRAME: Final = 26
@@ -226,10 +223,6 @@ class VoiceProcessor:
         # samples) from a captured count to the played count of the same moment
         self._played_at: float | None = None
         self._offsets: list[int] = []
-        #: The latest frames' offsets while they disagree with the one in use (a step?), and
-        #: whether the latest does
-        self._steps: list[int] = []
-        self._suspect = False
         self._offset = 0
         self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
@@ -317,40 +310,19 @@ class VoiceProcessor:
         # past that frame: the estimator compares with frames in the ring
         since = min(FRAME_SAMPLES, round((at - played_at) * SAMPLE_RATE))
         now_played = self._line.played_count - FRAME_SAMPLES + since
-        sample = now_played - self._captured_count
-        self._offsets.append(sample)
-        slack = OFFSET_SLACK_MS * SAMPLE_RATE // 1000
-        # a step (frames lost) shows in every frame from then on: after STEP_FRAMES of them,
-        # agreeing, it is followed at once; until then the filter is held (see process)
-        self._suspect = abs(sample - self._offset) > slack
-        steps = self._steps
-        if not self._suspect:
-            steps.clear()
-        else:
-            steps.append(sample)
-            if len(steps) >= STEP_FRAMES and max(steps) - min(steps) <= slack:
-                self._move_offset(sorted(steps)[len(steps) // 2])
-                self._offsets.clear()
-                steps.clear()
-                self._suspect = False
-                return
-            if len(steps) >= STEP_FRAMES:
-                del steps[0]
+        self._offsets.append(now_played - self._captured_count)
         if len(self._offsets) >= OFFSET_FRAMES:
             offsets = sorted(self._offsets)
             self._offsets.clear()
             median = offsets[len(offsets) // 2]
             self._last_median = median
-            if abs(median - self._offset) > slack:
-                self._move_offset(median)
-
-    def _move_offset(self, offset: int) -> None:
-        log.info("echo canceller: capture is %d ms behind playback", offset // 48)
-        self._offset = offset
-        self._estimator.reset()  # its history was aligned by the old offset
-        self._found = False
-        self._frames_since_estimate = 0
-        self._estimating = False
+            if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
+                log.info("echo canceller: capture is %d ms behind playback", median // 48)
+                self._offset = median
+                self._estimator.reset()  # its history was aligned by the old offset
+                self._found = False
+                self._frames_since_estimate = 0
+                self._estimating = False
 
     def _fill_reference(self) -> None:
         """Fill the reference with the played samples aligned with the captured frame,
@@ -402,21 +374,16 @@ class VoiceProcessor:
                 same_time = self._same_time_played()
             if same_time is not None:
                 self._estimate_delay(same_time, frame)
-            if self._suspect:
-                # the timestamps say the streams may have stepped apart: the filter would
-                # learn a misaligned echo and lose what it knows; the frame passes as it is
+            for k in range(SUBFRAMES):
+                offset = 2 * k * SUBFRAME_SAMPLES
+                canceller.cancel(
+                    self._capture_address + offset,
+                    self._reference_address + offset,
+                    self._out_address + offset,
+                )
+            if not self._gate():
                 ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
-            else:
-                for k in range(SUBFRAMES):
-                    offset = 2 * k * SUBFRAME_SAMPLES
-                    canceller.cancel(
-                        self._capture_address + offset,
-                        self._reference_address + offset,
-                        self._out_address + offset,
-                    )
-                if not self._gate():
-                    ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
-                self._follow_drift()
+            self._follow_drift()
         else:
             ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
         if pre is not None:
@@ -492,7 +459,7 @@ class VoiceProcessor:
                 return
             self._estimating = False
             estimate = self._estimator.result
-            log.info(
+            log.debug(
                 "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
                 "%d ms behind (offset in use %d ms), reference %.1f ms behind (%d restarts), "
                 "drift %.1f ppm, canceller %.1f dB, %s",
