@@ -20,6 +20,8 @@ MAX_AHEAD_MS: Final = 200
 #: Envelope block: one value per 2 ms.
 ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
 ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
+#: A search around the delay found covers this much each side of it.
+NARROW_MS: Final = 40
 
 
 class DelayEstimator:
@@ -58,7 +60,7 @@ class DelayEstimator:
         self._ref_sums: list[float] = []
         self._ref_squares: list[float] = []
         self._cap_energy = 0.0
-        self._next_lag = 0
+        self._next_lag = self._stop_lag = 0
         self._best_lag: int | None = None
         self._best = 0.0
 
@@ -91,11 +93,13 @@ class DelayEstimator:
             pass
         return self.result
 
-    def begin(self) -> bool:
+    def begin(self, around: int | None = None) -> bool:
         """Start an estimate over the recent audio, to be computed by :meth:`step` (False:
         not enough audio yet). A call spreads the work over frames this way: an estimate is
         ~20 ms of CPU at once (60 ms under load), which the event loop, and the device
-        thread waiting for the GIL, would feel as a stall."""
+        thread waiting for the GIL, would feel as a stall. ``around``: search only within
+        :data:`NARROW_MS` of this delay (samples): the echo found, whether it is still there
+        (a tenth of the lags)."""
         played, captured = self._played, self._captured
         span = self._max_lag - self._min_lag
         # captured[i] ~ played[i - lag] for lag in [min_lag, max_lag]: the captured values
@@ -113,7 +117,12 @@ class DelayEstimator:
         # each lag's mean and energy from running sums: one pass per lag (the product)
         self._ref_sums = list(accumulate(ref_all, initial=0.0))
         self._ref_squares = list(accumulate(map(mul, ref_all, ref_all), initial=0.0))
-        self._next_lag = self._min_lag
+        self._next_lag, self._stop_lag = self._min_lag, self._max_lag + 1
+        if around is not None:
+            centre = round(around / ENVELOPE_BLOCK)
+            reach = NARROW_MS * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
+            self._next_lag = max(self._min_lag, centre - reach)
+            self._stop_lag = max(self._next_lag, min(self._max_lag + 1, centre + reach + 1))
         self._best_lag, self._best = None, 0.0
         return True
 
@@ -123,7 +132,7 @@ class DelayEstimator:
         cap, ref_all, cap_energy = self._cap, self._ref_all, self._cap_energy
         sums, squares = self._ref_sums, self._ref_squares
         n = len(cap)
-        stop = min(self._max_lag + 1, self._next_lag + lags)
+        stop = min(self._stop_lag, self._next_lag + lags)
         for lag in range(self._next_lag, stop):
             start = self._max_lag - lag
             total = sums[start + n] - sums[start]
@@ -135,7 +144,7 @@ class DelayEstimator:
             if score > self._best:
                 self._best_lag, self._best = lag, score
         self._next_lag = stop
-        if stop <= self._max_lag:
+        if stop < self._stop_lag:
             return False
         self.last_correlation = self._best
         best = self._best_lag
