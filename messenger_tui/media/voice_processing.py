@@ -88,25 +88,19 @@ COVERED_MS: Final = 80
 AGC_HOLD_FRAMES: Final = 15
 #: ... and may rise again at SpeexDSP's default pace (dB a second) after.
 AGC_INCREMENT_DB: Final = 12
-#: A sharp step in the timestamps (frames lost) is followed at once, not a second later by
-#: the median (measured: a 101 ms step followed by the median let the echo through for
-#: 1.5 s, 18.4 dB in a real call through PulseAudio): a frame within STEP_CLOSE_MS of the
-#: offset in use, then STEP_FRAMES frames at least STEP_MIN_MS away agreeing within
-#: STEP_AGREE_MS.
-STEP_FRAMES: Final = 4
-STEP_MIN_MS: Final = 15
-STEP_CLOSE_MS: Final = 8
-STEP_AGREE_MS: Final = 5
+#: Until the echo is found, an estimate is tried this often (frames), not every 2 s.
+RETRY_FRAMES: Final = 10
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
 OFFSET_FRAMES: Final = 50
 #: ... and a new median replaces the one in use only when they differ by more than this
 #: (a stream that started later, or lost frames to an overflow; clock drift is slower, and
 #: the drift tracker follows it). Tried: 12 ms over 25 frames, to follow a single lost frame
-#: (20 ms) at once, and following a step agreed on by 4 frames at once; under load
+#: (20 ms) at once, and following at once a step agreed on by 4 frames (held filter meanwhile,
+#: or a sharp step only: a frame close to the offset, then four agreeing 15 ms away); under load
 #: PulseAudio's timestamps also crept and jumped by 10-235 ms with the echo staying put, and
-#: following them lost more runs than it saved (1 of 3 runs passed, against 4 of 6 with
-#: these values).
+#: following them lost more runs than it saved (1 of 3 and 2 of 6 runs passed, against 4 of
+#: 7 with these values: docs/performance.md).
 OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
@@ -232,10 +226,6 @@ class VoiceProcessor:
         # samples) from a captured count to the played count of the same moment
         self._played_at: float | None = None
         self._offsets: list[int] = []
-        #: A sharp step being confirmed (its frames' offsets), and whether the last frame's
-        #: offset was close to the one in use (see _follow_step)
-        self._steps: list[int] = []
-        self._was_close = False
         self._offset = 0
         self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
@@ -325,7 +315,6 @@ class VoiceProcessor:
         now_played = self._line.played_count - FRAME_SAMPLES + since
         sample = now_played - self._captured_count
         self._offsets.append(sample)
-        self._follow_step(sample)
         if len(self._offsets) >= OFFSET_FRAMES:
             offsets = sorted(self._offsets)
             self._offsets.clear()
@@ -333,29 +322,6 @@ class VoiceProcessor:
             self._last_median = median
             if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
                 self._move_offset(median)
-
-    def _follow_step(self, sample: int) -> None:
-        """Follow a sharp step in the timestamps at once (frames lost: the echo moved by
-        whole frames in the counts): a frame's offset close to the one in use, then
-        :data:`STEP_FRAMES` in a row at least :data:`STEP_MIN_MS` away and agreeing. The
-        timestamps also creep by tens of ms with the echo staying put (PulseAudio under
-        load): that is no sharp step, and waits for the median."""
-        rate = SAMPLE_RATE // 1000
-        away = abs(sample - self._offset)
-        steps = self._steps
-        if steps:
-            if abs(sample - steps[0]) <= STEP_AGREE_MS * rate:
-                steps.append(sample)
-                if len(steps) >= STEP_FRAMES:
-                    self._move_offset(sorted(steps)[len(steps) // 2])
-                    self._offsets.clear()
-                    steps.clear()
-                    self._was_close = True
-                return
-            steps.clear()
-        if self._was_close and away >= STEP_MIN_MS * rate:
-            steps.append(sample)
-        self._was_close = away <= STEP_CLOSE_MS * rate
 
     def _move_offset(self, offset: int) -> None:
         log.info("echo canceller: capture is %d ms behind playback", offset // 48)
@@ -526,7 +492,7 @@ class VoiceProcessor:
                         self._estimator.last_correlation,
                     )
                     self.set_delay(estimate)
-        elif self._frames_since_estimate >= (self._estimate_every if self._found else 1):
+        elif self._frames_since_estimate >= (self._estimate_every if self._found else RETRY_FRAMES):
             self._frames_since_estimate = 0
             # once the echo is found, the next estimates look around it only (a collapse or
             # a timestamp move clears _found: the whole range again)
