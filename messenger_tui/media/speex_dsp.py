@@ -30,6 +30,8 @@ from typing import Any, Final
 SPEEX_ECHO_GET_FRAME_SIZE: Final = 3
 SPEEX_ECHO_SET_SAMPLING_RATE: Final = 24
 SPEEX_ECHO_GET_SAMPLING_RATE: Final = 25
+SPEEX_ECHO_GET_IMPULSE_RESPONSE_SIZE: Final = 27
+SPEEX_ECHO_GET_IMPULSE_RESPONSE: Final = 29
 # speex_preprocess.h
 SPEEX_PREPROCESS_SET_DENOISE: Final = 0
 SPEEX_PREPROCESS_SET_AGC: Final = 2
@@ -100,6 +102,7 @@ def load_speexdsp() -> ctypes.CDLL:
 def _declare(lib: ctypes.CDLL) -> None:
     ptr, c_int, c_void_p = ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p
     pcm = ctypes.c_void_p  # spx_int16_t *, passed as buffer addresses
+    u32 = ctypes.c_uint32
     table: dict[str, tuple[Any, tuple[Any, ...]]] = {
         "speex_echo_state_init_mc": (ptr, (c_int, c_int, c_int, c_int)),
         "speex_echo_state_destroy": (None, (ptr,)),
@@ -110,6 +113,12 @@ def _declare(lib: ctypes.CDLL) -> None:
         "speex_preprocess_state_destroy": (None, (ptr,)),
         "speex_preprocess_run": (c_int, (ptr, pcm)),
         "speex_preprocess_ctl": (c_int, (ptr, c_int, c_void_p)),
+        "speex_resampler_init_frac": (ptr, (u32, u32, u32, u32, u32, c_int, c_void_p)),
+        "speex_resampler_destroy": (None, (ptr,)),
+        "speex_resampler_set_rate_frac": (c_int, (ptr, u32, u32, u32, u32)),
+        "speex_resampler_process_int": (c_int, (ptr, u32, pcm, c_void_p, pcm, c_void_p)),
+        "speex_resampler_skip_zeros": (c_int, (ptr,)),
+        "speex_resampler_reset_mem": (c_int, (ptr,)),
     }
     for name, (restype, argtypes) in table.items():
         func = getattr(lib, name)
@@ -141,6 +150,13 @@ class EchoCanceller:
 
     def reset(self) -> None:
         self._lib.speex_echo_state_reset(self.state)
+
+    def impulse_response(self, out: ctypes.Array[ctypes.c_int32]) -> None:
+        """Copy the filter's current impulse response (``filter_length`` int32 taps, scaled
+        by 32767) into ``out``."""
+        if len(out) < self.filter_length:
+            raise ValueError("the impulse response buffer is shorter than the filter")
+        self._lib.speex_echo_ctl(self.state, SPEEX_ECHO_GET_IMPULSE_RESPONSE, out)
 
     def close(self) -> None:
         if self.state:
@@ -188,6 +204,57 @@ class Preprocessor:
     def close(self) -> None:
         if self.state:
             self._lib.speex_preprocess_state_destroy(self.state)
+            self.state = 0
+
+    def __del__(self) -> None:
+        if getattr(self, "state", 0):
+            self.close()
+
+
+class Resampler:
+    """SpeexDSP's resampler on one channel of int16 at a ratio close to 1: it reads
+    ``num / den`` input samples per output sample, the ratio adjustable while it runs
+    (:meth:`set_ratio`), with no jump in the output."""
+
+    def __init__(self, quality: int = 3) -> None:
+        self._lib = load_speexdsp()
+        error = ctypes.c_int(0)
+        state = self._lib.speex_resampler_init_frac(
+            1, 1, 1, 48000, 48000, quality, ctypes.byref(error)
+        )
+        if not state:
+            raise VoiceProcessingUnavailable(
+                f"speex_resampler_init_frac failed ({error.value})", INSTALL_FIX
+            )
+        self.state: int = state
+        self._in_len = ctypes.c_uint32()
+        self._out_len = ctypes.c_uint32()
+        self._in_len_ref = ctypes.byref(self._in_len)
+        self._out_len_ref = ctypes.byref(self._out_len)
+
+    def set_ratio(self, num: int, den: int) -> None:
+        """Read ``num / den`` input samples per output sample (both > 0)."""
+        if self._lib.speex_resampler_set_rate_frac(self.state, num, den, 48000, 48000) != 0:
+            raise ValueError(f"speex_resampler_set_rate_frac refused {num}/{den}")
+
+    def restart(self) -> None:
+        """Forget the input so far: the next input's first sample is the next output's."""
+        self._lib.speex_resampler_reset_mem(self.state)
+        self._lib.speex_resampler_skip_zeros(self.state)
+
+    def process(self, source: int, available: int, out: int, wanted: int) -> tuple[int, int]:
+        """Resample from ``available`` int16 samples at address ``source`` into up to
+        ``wanted`` at ``out``: (input samples read, output samples written)."""
+        self._in_len.value = available
+        self._out_len.value = wanted
+        self._lib.speex_resampler_process_int(
+            self.state, 0, source, self._in_len_ref, out, self._out_len_ref
+        )
+        return self._in_len.value, self._out_len.value
+
+    def close(self) -> None:
+        if self.state:
+            self._lib.speex_resampler_destroy(self.state)
             self.state = 0
 
     def __del__(self) -> None:

@@ -16,14 +16,20 @@ Choices (measured in docs/performance.md, "Echo cancellation and noise suppressi
 - **The delay is estimated, not assumed.** Played and captured audio are counted sample by
   sample from the start of the call, so with one duplex stream (one clock) the echo of played
   sample ``n`` reaches the microphone at captured sample ``n + d`` for a fixed device delay
-  ``d``. :class:`DelayEstimator` finds ``d`` by cross-correlating the two signals' envelopes
-  (2 ms blocks, mean removed, normalised) over the last few seconds; a reference delay line
-  then hands the canceller the played audio from ``d - margin`` samples earlier, so the filter
-  sees aligned signals and its taps cover the room. Two clocks (separate devices) drift apart
-  by tens of ppm: the estimate is renewed every few seconds and the delay line follows it.
+  ``d``. :class:`~messenger_tui.media.echo_delay.DelayEstimator` finds ``d`` by
+  cross-correlating the two signals' envelopes (2 ms blocks, mean removed, normalised) over
+  the last few seconds, on both sides of the devices' timestamps; a reference delay line then
+  hands the canceller the played audio from ``d - margin`` samples earlier, so the filter
+  sees aligned signals and its taps cover the room.
+- **Clock drift is followed.** Two clocks (separate devices, or PulseAudio's adaptive
+  resampling in between) drift apart by tens of ppm, which the filter cannot track:
+  :mod:`messenger_tui.media.echo_drift` measures the slide from the filter itself and
+  :mod:`messenger_tui.media.echo_reference` resamples the reference by it.
 - **Residual echo suppression**: the preprocessor is given the canceller's state
   (``SPEEX_PREPROCESS_SET_ECHO_STATE``) and removes what the linear filter left (soft clipping
   in a small loudspeaker is not linear).
+- **The canceller's output is used only while it removes echo**
+  (:mod:`messenger_tui.media.echo_gate`).
 - **No allocation per frame**: the ring, the sub-frame buffers and the output are ctypes
   buffers created once; :meth:`~VoiceProcessor.process` returns a view of the output buffer.
 
@@ -36,15 +42,22 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import threading
 from dataclasses import dataclass
-from operator import mul
 from typing import Final, Protocol
 
+from messenger_tui.media.echo_delay import (
+    MAX_AHEAD_MS,
+    MAX_DELAY_MS,
+    DelayEstimator,
+)
+from messenger_tui.media.echo_drift import DRIFT_EVERY_FRAMES, DriftTracker
+from messenger_tui.media.echo_gate import EchoGate
+from messenger_tui.media.echo_reference import ReferenceLine
 from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.speex_dsp import (
     SPEEX_PREPROCESS_SET_AGC,
+    SPEEX_PREPROCESS_SET_AGC_INCREMENT,
     SPEEX_PREPROCESS_SET_AGC_MAX_GAIN,
     SPEEX_PREPROCESS_SET_AGC_TARGET,
     SPEEX_PREPROCESS_SET_DENOISE,
@@ -70,35 +83,28 @@ DELAY_MARGIN_MS: Final = 30
 #: this-many ms of the filter (or before it): each move costs the filter its convergence, and
 #: an echo anywhere in that stretch leaves the rest of the filter for the room's tail.
 COVERED_MS: Final = 80
-#: Largest device delay (playback to capture) the delay line can hold.
-MAX_DELAY_MS: Final = 500
+#: The gain control's gain is held (never raised) while the far end was heard within this
+#: many frames and the canceller removes its echo (see VoiceProcessor._hold_gain) ...
+AGC_HOLD_FRAMES: Final = 15
+#: ... and may rise again at SpeexDSP's default pace (dB a second) after.
+AGC_INCREMENT_DB: Final = 12
+#: Until the echo is found, an estimate is tried this often (frames), not every 2 s.
+RETRY_FRAMES: Final = 10
 #: Timestamped frames: the offset between the played and the captured sample counts is the
 #: median over this many frames (callbacks come with scheduling jitter) ...
 OFFSET_FRAMES: Final = 50
 #: ... and a new median replaces the one in use only when they differ by more than this
 #: (a stream that started later, or lost frames to an overflow; clock drift is slower, and
-#: the delay estimate follows it).
+#: the drift tracker follows it). Tried: 12 ms over 25 frames, to follow a single lost frame
+#: (20 ms) at once, and following at once a step agreed on by 4 frames (held filter meanwhile,
+#: or a sharp step only: a frame close to the offset, then four agreeing 15 ms away); under load
+#: PulseAudio's timestamps also crept and jumped by 10-235 ms with the echo staying put, and
+#: following them lost more runs than it saved (1 of 3 and 2 of 6 runs passed, against 4 of
+#: 7 with these values: docs/performance.md).
 OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
 ESTIMATE_LAGS_PER_FRAME: Final = 26
-#: Envelope block: one value per 2 ms.
-ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
-ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
-#: The canceller's output replaces the capture only while it removes something: its power,
-#: smoothed over the frames in which the far end is heard, is at least this much below the
-#: capture's (and the capture goes out untouched again once it is less than
-#: :data:`GATE_OFF_DB` below). Where there is no echo (a headset, separate devices), the
-#: filter only learns from the near end's speech while both talk, and its output is the
-#: near end plus a filtered copy of the far end (measured: wideband PESQ of double talk
-#: without echo 4.64 -> 1.63 through the filter; 4.64 with the gate).
-GATE_ON_DB: Final = 3.0
-GATE_OFF_DB: Final = 1.0
-#: Smoothing of those powers: one pole, a time constant of this many frames (0.4 s).
-GATE_FRAMES: Final = 20
-#: A played frame whose RMS is below this (int16; about -50 dBFS) is "the far end silent".
-GATE_FAR_RMS: Final = 100
-GATE_STRIDE: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,117 +172,6 @@ def open_voice_processor(settings: VoiceSettings | None = None) -> CaptureProces
         return PassThrough(str(exc))
 
 
-class DelayEstimator:
-    """Estimates the delay from played audio to its echo in the captured audio.
-
-    Both signals are reduced to envelopes (mean absolute value per :data:`ENVELOPE_BLOCK`
-    samples, every second sample), kept for ``window_s`` seconds. :meth:`estimate`
-    cross-correlates the mean-removed envelopes for every lag from 0 to ``max_delay_ms`` and
-    returns the best lag in samples when its normalised correlation is at least
-    ``min_correlation`` and the far end spoke (else ``None``: keep the previous estimate).
-    Pure Python on 500 envelope values a second: about 20 ms of CPU per estimate over 4 s with
-    a 500 ms search, run every few seconds.
-    """
-
-    def __init__(
-        self,
-        *,
-        window_s: float = 4.0,
-        max_delay_ms: int = MAX_DELAY_MS,
-        min_correlation: float = 0.3,
-    ) -> None:
-        self._size = int(window_s * SAMPLE_RATE) // ENVELOPE_BLOCK
-        self._max_lag = max_delay_ms * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
-        self._min_correlation = min_correlation
-        self._played: list[float] = []
-        self._captured: list[float] = []
-        self.last_correlation = 0.0
-        #: The last estimate :meth:`step` finished (samples; None: the audio did not say).
-        self.result: int | None = None
-        # an estimate in progress (begin/step)
-        self._cap: list[float] = []
-        self._ref_all: list[float] = []
-        self._cap_energy = 0.0
-        self._next_lag = 0
-        self._best_lag, self._best = -1, 0.0
-
-    @staticmethod
-    def _envelope(frame: bytes | memoryview, out: list[float]) -> None:
-        samples = memoryview(frame).cast("h")
-        for start in range(0, len(samples), ENVELOPE_BLOCK):
-            block = samples[start : start + ENVELOPE_BLOCK : 2]
-            out.append(sum(map(abs, block)) / len(block))
-
-    def reset(self) -> None:
-        """Forget the history (the two signals' alignment changed)."""
-        self._played.clear()
-        self._captured.clear()
-
-    def add(self, played: bytes | memoryview, captured: bytes | memoryview) -> None:
-        """The played and captured frames of the same 20 ms of the stream counters."""
-        self._envelope(played, self._played)
-        self._envelope(captured, self._captured)
-        excess = len(self._played) - self._size
-        if excess > 0:
-            del self._played[:excess]
-            del self._captured[:excess]
-
-    def estimate(self) -> int | None:
-        """The delay in samples, or ``None`` when the recent audio does not say."""
-        if not self.begin():
-            return None
-        while not self.step(self._max_lag + 1):
-            pass
-        return self.result
-
-    def begin(self) -> bool:
-        """Start an estimate over the recent audio, to be computed by :meth:`step` (False:
-        not enough audio yet). A call spreads the work over frames this way: an estimate is
-        ~20 ms of CPU at once (60 ms under load), which the event loop, and the device
-        thread waiting for the GIL, would feel as a stall."""
-        played, captured = self._played, self._captured
-        n = len(captured) - self._max_lag
-        if n < self._max_lag:
-            return False
-        # captured[i] ~ played[i - lag]: compare the newest n captured values with played
-        # values lag blocks earlier
-        cap = captured[-n:]
-        cap_mean = sum(cap) / n
-        self._cap = [v - cap_mean for v in cap]
-        self._cap_energy = math.fsum(map(mul, self._cap, self._cap))
-        end = len(played)
-        self._ref_all = played[end - n - self._max_lag :]
-        self._next_lag = 0
-        self._best_lag, self._best = -1, 0.0
-        return True
-
-    def step(self, lags: int) -> bool:
-        """Try the next ``lags`` lags of the estimate :meth:`begin` started; True when it is
-        done (:attr:`result` then holds it)."""
-        cap, ref_all, cap_energy = self._cap, self._ref_all, self._cap_energy
-        n = len(cap)
-        stop = min(self._max_lag + 1, self._next_lag + lags)
-        for lag in range(self._next_lag, stop):
-            start = self._max_lag - lag
-            ref = ref_all[start : start + n]
-            mean = sum(ref) / n
-            energy = math.fsum(map(mul, ref, ref)) - n * mean * mean
-            if energy <= 0.0 or cap_energy <= 0.0:
-                continue
-            # sum((r - mean) * c) == sum(r * c) since sum(c) == 0
-            score = sum(map(mul, ref, cap)) / math.sqrt(energy * cap_energy)
-            if score > self._best:
-                self._best_lag, self._best = lag, score
-        self._next_lag = stop
-        if stop <= self._max_lag:
-            return False
-        self.last_correlation = self._best
-        ok = self._best_lag >= 0 and self._best >= self._min_correlation
-        self.result = self._best_lag * ENVELOPE_BLOCK if ok else None
-        self._cap, self._ref_all = [], []
-        return True
-
-
 class VoiceProcessor:
     """SpeexDSP echo canceller + preprocessor for 20 ms frames of 48 kHz mono int16.
 
@@ -316,11 +211,16 @@ class VoiceProcessor:
                 )
             self._preprocessor = pre
         # the played audio, as a ring of int16 samples indexed by the played-sample count
-        self._ring_samples = (MAX_DELAY_MS * rate // 1000 // FRAME_SAMPLES + 4) * FRAME_SAMPLES
-        self._ring = (ctypes.c_int16 * self._ring_samples)()
-        self._ring_address = ctypes.addressof(self._ring)
-        self._ring_bytes = memoryview(self._ring).cast("B")
-        self._played_count = 0
+        self._ahead = MAX_AHEAD_MS * rate // 1000
+        self._ring_samples = (
+            (MAX_DELAY_MS + MAX_AHEAD_MS) * rate // 1000 // FRAME_SAMPLES + 4
+        ) * FRAME_SAMPLES
+        self._line = ReferenceLine(self._ring_samples)
+        self._drift = DriftTracker(self._canceller) if self._canceller is not None else None
+        self._frames_since_drift = 0
+        self._far_hangover = 0
+        self._gain_held = False
+        self._far_frames = 0
         self._captured_count = 0
         # timestamps: the played count at the last played() and its time; the offset (in
         # samples) from a captured count to the played count of the same moment
@@ -329,9 +229,20 @@ class VoiceProcessor:
         self._offset = 0
         self._last_median = 0
         self._delay = settings.initial_delay_ms * rate // 1000
+        #: Until a delay is set (an estimate), the reference is never ahead of the capture's
+        #: moment: the margin applies only to a delay found
+        self._delay_set = False
+        #: Whether an estimate has found the echo (until then one is tried as soon as the
+        #: history allows, not every few seconds)
+        self._found = False
         self._margin = DELAY_MARGIN_MS * rate // 1000
+        #: The reference's delay behind the captured audio in use (the delay line's, or less
+        #: while the sink has not pulled that far)
+        self._ref_delay = 0
         self._covered = COVERED_MS * rate // 1000
         self._capture = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._same_time = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._same_time_address = ctypes.addressof(self._same_time)
         self._reference = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._out = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._capture_address = ctypes.addressof(self._capture)
@@ -342,12 +253,7 @@ class VoiceProcessor:
         self._capture_samples = memoryview(self._capture).cast("B").cast("h")
         self._reference_samples = self._reference_view.cast("h")
         self._out_samples = self._out_view.cast("h")
-        # the gate (_gate): smoothed powers of the capture and the canceller's output
-        self._cancelling = False
-        self._gate_in = self._gate_out = 0.0
-        self._gate_frames = 0
-        self._gate_on = 10 ** (GATE_ON_DB / 10)
-        self._gate_off = 10 ** (GATE_OFF_DB / 10)
+        self._echo_gate = EchoGate()
         self._estimator = estimator if estimator is not None else DelayEstimator()
         self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
         self._frames_since_estimate = 0
@@ -380,9 +286,10 @@ class VoiceProcessor:
 
     def set_delay(self, samples: int) -> None:
         """Align the reference to a delay of ``samples`` (clamped to what the ring holds)."""
-        limit = self._ring_samples - 2 * FRAME_SAMPLES
+        limit = self._ring_samples - 2 * FRAME_SAMPLES - self._ahead
         with self._lock:
-            self._delay = max(0, min(samples, limit))
+            self._delay = max(-self._ahead, min(samples, limit))
+            self._delay_set = True
 
     def played(self, frame: bytes, at: float | None = None) -> None:
         """The next frame the sink played (exactly :data:`FRAME_BYTES` bytes); ``at``: when
@@ -390,10 +297,7 @@ class VoiceProcessor:
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a played frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         with self._lock:
-            start = self._played_count % self._ring_samples
-            # the ring is a whole number of frames, so a frame never wraps
-            ctypes.memmove(self._ring_address + 2 * start, frame, FRAME_BYTES)
-            self._played_count += FRAME_SAMPLES
+            self._line.write(frame)
             if at is not None:
                 self._played_at = at
 
@@ -408,48 +312,58 @@ class VoiceProcessor:
         # the played sample at ``at`` (the last played frame started at ``played_at``), never
         # past that frame: the estimator compares with frames in the ring
         since = min(FRAME_SAMPLES, round((at - played_at) * SAMPLE_RATE))
-        now_played = self._played_count - FRAME_SAMPLES + since
-        self._offsets.append(now_played - self._captured_count)
+        now_played = self._line.played_count - FRAME_SAMPLES + since
+        sample = now_played - self._captured_count
+        self._offsets.append(sample)
         if len(self._offsets) >= OFFSET_FRAMES:
             offsets = sorted(self._offsets)
             self._offsets.clear()
             median = offsets[len(offsets) // 2]
             self._last_median = median
             if abs(median - self._offset) > OFFSET_SLACK_MS * SAMPLE_RATE // 1000:
-                log.info("echo canceller: capture is %d ms behind playback", median // 48)
-                self._offset = median
-                self._estimator.reset()  # its history was aligned by the old offset
-                self._frames_since_estimate = 0
-                self._estimating = False
+                self._move_offset(median)
+
+    def _move_offset(self, offset: int) -> None:
+        log.info("echo canceller: capture is %d ms behind playback", offset // 48)
+        self._offset = offset
+        self._estimator.reset()  # its history was aligned by the old offset
+        self._found = False
+        self._frames_since_estimate = 0
+        self._estimating = False
 
     def _fill_reference(self) -> None:
-        """Copy the played samples aligned with the captured frame into the reference."""
-        first = self._captured_count + self._offset - max(0, self._delay - self._margin)
-        address = self._reference_address
-        filled = 0
-        while filled < FRAME_SAMPLES:
-            index = first + filled
-            if index < 0 or index >= self._played_count:
-                # not played (yet): silence
-                run = FRAME_SAMPLES - filled if index >= self._played_count else -index
-                run = min(run, FRAME_SAMPLES - filled)
-                ctypes.memset(address + 2 * filled, 0, 2 * run)
-            else:
-                if index < self._played_count - self._ring_samples:
-                    # overwritten already (a delay beyond the ring): silence
-                    run = min(
-                        FRAME_SAMPLES - filled, self._played_count - self._ring_samples - index
-                    )
-                    ctypes.memset(address + 2 * filled, 0, 2 * run)
-                else:
-                    position = index % self._ring_samples
-                    run = min(
-                        FRAME_SAMPLES - filled,
-                        self._ring_samples - position,
-                        self._played_count - index,
-                    )
-                    ctypes.memmove(address + 2 * filled, self._ring_address + 2 * position, 2 * run)
-            filled += run
+        """Fill the reference with the played samples aligned with the captured frame,
+        resampled for the clocks' drift (:mod:`messenger_tui.media.echo_reference`)."""
+        # never past the newest played sample (a delay line set ahead of the timestamps,
+        # before the sink has pulled that far)
+        shift = self._delay - self._margin
+        if not self._delay_set:
+            shift = max(0, shift)
+        first = min(
+            self._captured_count + self._offset - shift,
+            self._line.played_count - FRAME_SAMPLES,
+        )
+        if self._line.fill(first, self._reference_address) and self._drift is not None:
+            self._drift.forget()
+            self._frames_since_drift = 0
+        self._ref_delay = self._captured_count + self._offset - first + self._line.lag
+
+    def _follow_drift(self) -> None:
+        """Every :data:`DRIFT_EVERY_FRAMES` frames in which the far end was mostly heard (the
+        filter adapts only then), update the drift estimate from the filter and resample the
+        reference by it."""
+        self._frames_since_drift += 1
+        self._far_frames += self._echo_gate.far_active
+        if self._drift is None or self._frames_since_drift < DRIFT_EVERY_FRAMES:
+            return
+        frames, self._frames_since_drift = self._frames_since_drift, 0
+        far, self._far_frames = self._far_frames, 0
+        if 2 * far < frames:
+            self._drift.forget()
+            return
+        if self._drift.update(frames):
+            with self._lock:
+                self._line.set_ppm(self._drift.ppm)
 
     def process(self, frame: bytes, at: float | None = None) -> memoryview:
         """The captured ``frame`` processed: a view of an internal buffer, valid until the
@@ -476,44 +390,51 @@ class VoiceProcessor:
                 )
             if not self._gate():
                 ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
+            self._follow_drift()
         else:
             ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
         if pre is not None:
+            if canceller is not None and self.settings.gain_control:
+                self._hold_gain(pre)
             for k in range(SUBFRAMES):
                 pre.run(self._out_address + 2 * k * SUBFRAME_SAMPLES)
         self._captured_count += FRAME_SAMPLES
         return self._out_view
 
+    def _hold_gain(self, pre: Preprocessor) -> None:
+        """Keep the gain control from raising its gain while the capture is the far end's
+        echo (the canceller removing it, the far end heard within :data:`AGC_HOLD_FRAMES`):
+        it would raise the residual echo back toward its target level (measured through
+        PulseAudio's loopback: the far end heard itself 18 dB lower instead of 34). Lowering
+        the gain stays allowed."""
+        gate = self._echo_gate
+        if gate.far_active:
+            self._far_hangover = AGC_HOLD_FRAMES
+        elif self._far_hangover:
+            self._far_hangover -= 1
+        hold = gate.cancelling and self._far_hangover > 0
+        if hold != self._gain_held:
+            self._gain_held = hold
+            pre.set_int(SPEEX_PREPROCESS_SET_AGC_INCREMENT, 0 if hold else AGC_INCREMENT_DB)
+
     @property
     def cancelling(self) -> bool:
-        """Whether the canceller's output goes out now (see :data:`GATE_ON_DB`)."""
-        return self._cancelling
+        """Whether the canceller's output goes out now (:mod:`messenger_tui.media.echo_gate`)."""
+        return self._echo_gate.cancelling
 
     def _gate(self) -> bool:
-        """Whether the canceller's output (in the output buffer) replaces the capture: it does
-        while it is clearly lower in power than the capture when the far end is heard. The
-        residual echo suppressor follows: it is given the canceller's state only then (its
-        echo estimate is the filter's output, noise where there is no echo)."""
-        stride = GATE_STRIDE
-        reference = self._reference_samples[::stride]
-        far = math.fsum(map(mul, reference, reference)) / len(reference)
-        if far >= GATE_FAR_RMS * GATE_FAR_RMS:
-            captured = self._capture_samples[::stride]
-            out = self._out_samples[::stride]
-            a = 1.0 / GATE_FRAMES
-            self._gate_in += a * (math.fsum(map(mul, captured, captured)) - self._gate_in)
-            self._gate_out += a * (math.fsum(map(mul, out, out)) - self._gate_out)
-            self._gate_frames += 1
-            if self._gate_frames >= GATE_FRAMES:
-                ratio = self._gate_in / (self._gate_out + 1.0)
-                if not self._cancelling and ratio >= self._gate_on:
-                    self._set_cancelling(True)
-                elif self._cancelling and ratio < self._gate_off:
-                    self._set_cancelling(False)
-        return self._cancelling
+        """Whether the canceller's output (in the output buffer) replaces the capture
+        (:mod:`messenger_tui.media.echo_gate`). The residual echo suppressor follows: it is
+        given the canceller's state only then (its echo estimate is the filter's output, noise
+        where there is no echo)."""
+        gate = self._echo_gate
+        if gate.update(self._reference_samples, self._capture_samples, self._out_samples):
+            self._set_cancelling(gate.cancelling)
+        return gate.cancelling
 
     def _set_cancelling(self, on: bool) -> None:
-        self._cancelling = on
+        if not on:
+            self._found = False  # the echo may have moved: estimate again at once
         log.info("echo canceller: %s", "cancelling" if on else "no echo removed, bypassed")
         if self._preprocessor is not None:
             self._preprocessor.set_echo_state(self._canceller if on else None)
@@ -522,14 +443,16 @@ class VoiceProcessor:
         """The played frame at the same count as the captured frame (no delay), copied (call
         under the lock); ``None`` when it is not in the ring."""
         start = self._captured_count + self._offset
+        played_count = self._line.played_count
         if (
             start < 0
-            or start + FRAME_SAMPLES > self._played_count
-            or start < (self._played_count - self._ring_samples)
+            or start + FRAME_SAMPLES > played_count
+            or start < (played_count - self._ring_samples)
         ):
             return None
-        position = start % self._ring_samples
-        return bytes(self._ring_bytes[2 * position : 2 * (position + FRAME_SAMPLES)])
+        # (a copy: the frame may wrap around the end of the ring)
+        self._line.copy(start, self._same_time_address, FRAME_SAMPLES)
+        return bytes(self._same_time)
 
     def _estimate_delay(self, same_time: bytes, frame: bytes) -> None:
         """Feed the estimator the played audio at the same count as ``frame``, and every few
@@ -545,17 +468,23 @@ class VoiceProcessor:
             estimate = self._estimator.result
             log.debug(
                 "echo canceller: echo delay %s (correlation %.2f), timestamps say capture is "
-                "%d ms behind (offset in use %d ms), delay line %d ms, canceller %.1f dB, %s",
-                "?" if estimate is None else f"{estimate // 48} ms",
+                "%d ms behind (offset in use %d ms), reference %.1f ms behind (%d restarts), "
+                "drift %.1f ppm, canceller %.1f dB, %s",
+                "?" if estimate is None else f"{estimate / 48:.1f} ms",
                 self._estimator.last_correlation,
                 self._last_median // 48,
                 self._offset // 48,
-                self._delay // 48,
-                10 * math.log10((self._gate_in + 1.0) / (self._gate_out + 1.0)),
-                "cancelling" if self._cancelling else "bypassed",
+                self._ref_delay / 48,
+                self._line.restarts,
+                self._line.ppm,
+                self._echo_gate.removed_db,
+                "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
-            if estimate is not None:
-                lead = estimate - max(0, self._delay - self._margin)
+            if estimate is None:
+                self._found = False  # (also when a search around it missed: all again)
+            else:
+                self._found = True
+                lead = estimate - self._ref_delay
                 if not self._margin // 3 <= lead <= self._covered:
                     log.info(
                         "echo canceller: echo delay %d ms (correlation %.2f)",
@@ -563,11 +492,26 @@ class VoiceProcessor:
                         self._estimator.last_correlation,
                     )
                     self.set_delay(estimate)
-        elif self._frames_since_estimate >= self._estimate_every:
+        elif self._frames_since_estimate >= (self._estimate_every if self._found else RETRY_FRAMES):
             self._frames_since_estimate = 0
-            self._estimating = self._estimator.begin()
+            # once the echo is found, the next estimates look around it only (a collapse or
+            # a timestamp move clears _found: the whole range again)
+            around = self._estimator.result if self._found else None
+            self._estimating = self._estimator.begin(around)
 
     def close(self) -> None:
+        if self._canceller is not None:
+            result = self._estimator.result
+            log.info(
+                "echo canceller: at the end, echo delay %s, reference %.1f ms behind, drift "
+                "%.1f ppm, canceller removing %.1f dB (%s)",
+                "?" if result is None else f"{result / 48:.1f} ms",
+                self._ref_delay / 48,
+                self._line.ppm,
+                self._echo_gate.removed_db,
+                "cancelling" if self._echo_gate.cancelling else "bypassed",
+            )
+        self._line.close()
         if self._preprocessor is not None:
             self._preprocessor.close()
         if self._canceller is not None:
