@@ -54,7 +54,8 @@ def room_impulse_response(
     decay = np.exp(-6.9 * t / (rt60_ms / 1000))
     rir = rng.standard_normal(n) * decay * 0.3
     rir[0] += 1.0  # the direct path
-    return rir / np.sqrt(np.sum(rir**2))
+    normalised: np.ndarray = rir / np.sqrt(np.sum(rir**2))
+    return normalised
 
 
 def fft_convolve(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -67,7 +68,8 @@ def fft_convolve(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def drift(signal: np.ndarray, ratio: float) -> np.ndarray:
     """``signal`` as heard by a clock ``ratio`` times the player's (linear interpolation)."""
     positions = np.arange(len(signal)) * ratio
-    return np.interp(positions, np.arange(len(signal)), signal, right=0.0)
+    heard: np.ndarray = np.interp(positions, np.arange(len(signal)), signal, right=0.0)
+    return heard
 
 
 def soft_clip(signal: np.ndarray, ceiling: float = 20000.0) -> np.ndarray:
@@ -125,7 +127,8 @@ def active_frames(signal: np.ndarray, threshold_db: float = -30.0) -> np.ndarray
     power = np.array(
         [energy(signal[k * FRAME_SAMPLES : (k + 1) * FRAME_SAMPLES]) for k in range(frames)]
     )
-    return power >= power.max() * 10 ** (threshold_db / 10)
+    mask: np.ndarray = power >= power.max() * 10 ** (threshold_db / 10)
+    return mask
 
 
 def frame_mask_to_samples(mask: np.ndarray) -> np.ndarray:

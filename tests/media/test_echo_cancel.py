@@ -13,15 +13,16 @@ noise-only stretches, and wideband PESQ of noisy speech before and after.
 
 from __future__ import annotations
 
+import ctypes.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from messenger_tui.media import speex_dsp
+from messenger_tui.media.echo_delay import DelayEstimator
 from messenger_tui.media.voice_processing import (
     SUBFRAME_SAMPLES,
-    DelayEstimator,
     PassThrough,
     VoiceProcessor,
     VoiceSettings,
@@ -190,7 +191,7 @@ def test_bad_frame_sizes_are_refused() -> None:
 def test_missing_library_means_a_call_without_processing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(speex_dsp, "_library", None)
     monkeypatch.setattr(speex_dsp, "LIBRARY_NAME", "libspeexdsp-not-installed.so.9")
-    monkeypatch.setattr(speex_dsp.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     processor = open_voice_processor()
     assert isinstance(processor, PassThrough)
     assert "libspeexdsp is not available" in processor.status
