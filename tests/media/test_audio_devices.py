@@ -402,6 +402,9 @@ _CHILD_LOOPBACK = """
 import collections, json, sys, time
 from messenger_tui.media.audio_io import DeviceSink, DeviceSource
 
+# real-time playback and capture: never beside another timing test (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("realtime")
+
 # What a call client does with the devices: capture from the default input, play on the
 # default output. Here what is captured is played straight back, after 60 ms of prefill
 # (a crude jitter buffer: both devices run on the server's clock, but their callbacks are

@@ -23,6 +23,9 @@ from messenger_tui.core.calls.group_keys import group_join_token, new_call_secre
 from tests.helpers.relay_process import RelayProcess
 from tests.relay.group_legs import GroupRawLeg, group_test_frame, parse_test_frame
 
+# forwarding delay through a real relay: never beside another timing test (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("realtime")
+
 FRAME_S = 0.02
 LOUD, SILENT = 10, 127
 

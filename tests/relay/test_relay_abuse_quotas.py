@@ -32,6 +32,9 @@ from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import WireClient, make_auth, new_id, new_key
 from tests.helpers.stranger_flood import FloodProcess
 
+# round trips under a flood: never beside another timing test (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("realtime")
+
 Code = wire.ErrorCode
 #: How much slower another user's round trip may get during an attack (issue 11).
 RTT_FACTOR = 3.0
