@@ -36,6 +36,9 @@ from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, A
 from tests.helpers.pulseaudio import PulseServer, no_audio_env, read_wav_pcm, tone_pcm
 from tests.helpers.speech import find_offset, speech_wav
 
+# real-time playback and capture: never beside another timing test (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("realtime")
+
 _names = itertools.count()
 
 
@@ -401,9 +404,6 @@ def test_missing_sounddevice_package_in_process(monkeypatch: pytest.MonkeyPatch)
 _CHILD_LOOPBACK = """
 import collections, json, sys, time
 from messenger_tui.media.audio_io import DeviceSink, DeviceSource
-
-# real-time playback and capture: never beside another timing test (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("realtime")
 
 # What a call client does with the devices: capture from the default input, play on the
 # default output. Here what is captured is played straight back, after 60 ms of prefill
