@@ -23,9 +23,6 @@ from messenger_tui.core.calls.group_keys import group_join_token, new_call_secre
 from tests.helpers.relay_process import RelayProcess
 from tests.relay.group_legs import GroupRawLeg, group_test_frame, parse_test_frame
 
-# forwarding delay through a real relay: never beside another timing test (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("realtime")
-
 FRAME_S = 0.02
 LOUD, SILENT = 10, 127
 
@@ -252,6 +249,7 @@ async def test_a_leaver_keeping_its_keys_opens_nothing_sent_after_the_switch_ove
             await leg.close()
 
 
+@pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
 async def test_forwarding_delay_six_legs_three_talking(relay: RelayProcess) -> None:
     """Six legs, three talking (the others send silent frames, as muted clients do): the delay
     from send to receipt through the relay process (loopback), per forwarded frame."""

@@ -32,9 +32,6 @@ from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import WireClient, make_auth, new_id, new_key
 from tests.helpers.stranger_flood import FloodProcess
 
-# round trips under a flood: never beside another timing test (tests/conftest.py)
-pytestmark = pytest.mark.xdist_group("realtime")
-
 Code = wire.ErrorCode
 #: How much slower another user's round trip may get during an attack (issue 11).
 RTT_FACTOR = 3.0
@@ -128,6 +125,7 @@ async def keep_sending(
 # --------------------------------------------------------------------- duplicate message ids
 
 
+@pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
 async def test_duplicate_id_attack_does_not_slow_other_users(relay: RelayProcess) -> None:
     probe = await online(relay)
     probe_to = bytes(new_key().verify_key)
@@ -195,6 +193,7 @@ def paced_relay() -> Iterator[RelayProcess]:
         yield process
 
 
+@pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
 async def test_contacts_get_through_a_flood_by_twenty_fresh_identities(
     paced_relay: RelayProcess,
 ) -> None:
