@@ -20,9 +20,13 @@ run: setup
 	$(BIN)/messenger-tui
 
 # Line coverage of messenger_tui is measured on the way (pytest-cov) and printed as one line
-# at the end; `.venv/bin/coverage report` lists it per file afterwards.
+# at the end; `.venv/bin/coverage report` lists it per file afterwards. The tests run on
+# TEST_WORKERS processes (pytest-xdist): most of the suite waits on real processes, so the
+# waits overlap even on 2 cores (tests/conftest.py says which tests share a worker).
+TEST_WORKERS ?= 4
 test: setup lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 --cov --cov-report=
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup \
+		--durations=15 --cov --cov-report=
 	@echo "line coverage of messenger_tui: $$($(BIN)/coverage report --format=total) %"
 
 lint: setup

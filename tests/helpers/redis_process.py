@@ -28,24 +28,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.helpers.ports import free_port
+
 REDIS_SERVER = "redis-server"
 REDIS_CLI = "redis-cli"
-
-
-def free_port(*, below: int = 65536) -> int:
-    """A TCP port free on loopback right now (the OS picks it), lower than ``below``."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port < below:
-            return port
 
 
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (port + 10,000) is a valid, free port too."""
     while True:
-        port = free_port(below=65536 - 10_000)
+        port = free_port()  # under 32,768: the bus port is valid
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port + 10_000))

@@ -7,7 +7,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ import pytest
 
 from tests.helpers.certs import make_self_signed
 from tests.helpers.cli import User, cli_env, run_cli
+from tests.helpers.ports import free_port
 from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(cmd: list[str]) -> subprocess.Popen[bytes]:
@@ -69,7 +63,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 def test_tls_relay_with_pinned_certificate(tmp_path: Path) -> None:
     cert, key, pin = make_self_signed(tmp_path / "tls")
-    port = _free_port()
+    port = free_port()
     proc = _start(
         [
             sys.executable,

@@ -21,7 +21,8 @@ from tests.helpers.relay_wire_client import WireClient, new_id
 MIB = 1024 * 1024
 SAMPLES = 40
 
-pytestmark = pytest.mark.slow
+# round trips idle and under an upload: never beside another timing test (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
 
 async def round_trips(

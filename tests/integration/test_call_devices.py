@@ -36,6 +36,7 @@ def pair(tmp_path: Path, relay: RelayProcess) -> tuple[User, User]:
     return make_pair(tmp_path, relay.url)
 
 
+@pytest.mark.xdist_group("realtime")
 def test_call_through_pulseaudio_devices_both_ways(
     pair: tuple[User, User], pulse_server: PulseServer, tmp_path: Path
 ) -> None:

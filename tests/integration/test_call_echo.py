@@ -37,7 +37,8 @@ from tests.helpers.pulseaudio import RATE, PulseServer, read_wav_pcm, write_wav
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.speech import SENTENCES, find_offset, speech_wav
 
-pytestmark = pytest.mark.slow
+# echo cancellation in a real-time call: never beside another timing test (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
 #: The bar (issue 15): the far end hears its own voice at least this much lower.
 MIN_ECHO_REDUCTION_DB = 25.0

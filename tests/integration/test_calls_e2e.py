@@ -60,6 +60,7 @@ def start_answer(user: User, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.xdist_group("realtime")
 def test_call_both_ways_through_the_relay_scores_pesq(
     pair: tuple[User, User], tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_unknown_contact_is_bad_input(pair: tuple[User, User]) -> None:
     assert proc.returncode == 4 and "nobody" in proc.stderr
 
 
+@pytest.mark.xdist_group("realtime")
 def test_echo_plays_your_voice_back_after_a_delay(
     relay_with_echo: tuple[EchoRelay, str], tmp_path: Path
 ) -> None:
@@ -148,6 +150,7 @@ def test_echo_plays_your_voice_back_after_a_delay(
     assert score >= 3.0  # two passes through the codec
 
 
+@pytest.mark.xdist_group("realtime")
 def test_echo_call_with_play_waits_for_the_echo_of_the_files_end(
     relay_with_echo: tuple[EchoRelay, str], tmp_path: Path
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,21 +10,16 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import User, cli_command, cli_env, run_cli
+from tests.helpers.ports import free_port
 from tests.helpers.relay_process import RelayProcess
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_bad_address_checksum_and_unknown_contact(tmp_path: Path) -> None:
     me, other = User(tmp_path, "me"), User(tmp_path, "other")
-    me.init(f"ws://127.0.0.1:{_free_port()}")
-    addr = other.init(f"ws://127.0.0.1:{_free_port()}")
+    me.init(f"ws://127.0.0.1:{free_port()}")
+    addr = other.init(f"ws://127.0.0.1:{free_port()}")
     typo = addr[:20] + ("a" if addr[20] != "a" else "b") + addr[21:]
     res = me.run("contacts", "add", typo, "--name", "x", check=False)
     assert res.code == 4 and "checksum" in res.err

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 _names = itertools.count()
 
 
+@pytest.mark.xdist_group("realtime")
 async def test_speech_recorded_sent_and_played_scores_3_5(
     tmp_path: Path, pulse_server: PulseServer
 ) -> None:

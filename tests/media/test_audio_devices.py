@@ -36,6 +36,9 @@ from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, A
 from tests.helpers.pulseaudio import PulseServer, no_audio_env, read_wav_pcm, tone_pcm
 from tests.helpers.speech import find_offset, speech_wav
 
+# real-time playback and capture: never beside another timing test (tests/conftest.py)
+pytestmark = pytest.mark.xdist_group("realtime")
+
 _names = itertools.count()
 
 

@@ -349,6 +349,7 @@ class LoopCarrier:
         return True
 
 
+@pytest.mark.xdist_group("realtime")  # real-time threads: frame counts over 2.2 s
 async def test_realtime_call_on_an_event_loop(tmp_path: Path, speech: tuple[Path, Path]) -> None:
     """Device-like threads: a realtime WAV source hands frames over with call_soon_threadsafe,
     a realtime WAV sink pulls from its own thread."""

@@ -89,6 +89,7 @@ def test_the_relay_flags_set_the_pacing(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ real relay process
 
 
+@pytest.mark.xdist_group("realtime")
 async def test_an_address_over_its_send_rate_is_slowed_in_order_and_others_are_not() -> None:
     args = ["--address-send-rate", "50", "--address-send-burst", "10"]
     with RelayProcess(extra_args=args) as relay:
@@ -123,6 +124,7 @@ async def test_an_address_over_its_send_rate_is_slowed_in_order_and_others_are_n
             await client.close()
 
 
+@pytest.mark.xdist_group("realtime")
 async def test_handshakes_over_the_address_rate_wait_then_get_1013() -> None:
     args = ["--address-auth-rate", "2", "--address-auth-burst", "2"]
     with RelayProcess(extra_args=args) as relay:
@@ -150,6 +152,7 @@ async def test_handshakes_over_the_address_rate_wait_then_get_1013() -> None:
             await client.close()
 
 
+@pytest.mark.xdist_group("realtime")
 async def test_a_storage_flood_from_one_address_does_not_slow_others_down() -> None:
     """20 identities of one address send stored envelopes to random recipients (nothing is
     refused, nothing closes their connections): only the Send pacing bounds them. Before it,

@@ -249,6 +249,7 @@ async def test_a_leaver_keeping_its_keys_opens_nothing_sent_after_the_switch_ove
             await leg.close()
 
 
+@pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
 async def test_forwarding_delay_six_legs_three_talking(relay: RelayProcess) -> None:
     """Six legs, three talking (the others send silent frames, as muted clients do): the delay
     from send to receipt through the relay process (loopback), per forwarded frame."""

@@ -316,6 +316,7 @@ async def test_malformed_frames_get_errors_then_disconnect(relay: RelayProcess) 
     await peer.close()
 
 
+@pytest.mark.xdist_group("realtime")  # timed: 1,000 replies within the client's wait
 async def test_default_limits_take_a_1000_message_burst(relay: RelayProcess) -> None:
     alice = await online(relay)
     bob_key = new_key()
@@ -329,6 +330,7 @@ async def test_default_limits_take_a_1000_message_burst(relay: RelayProcess) -> 
     await alice.close()
 
 
+@pytest.mark.xdist_group("realtime")  # timed: 230 requests faster than the bucket refills
 async def test_fetch_bundle_is_rate_limited(relay: RelayProcess) -> None:
     client = await online(relay)
     someone = new_key()

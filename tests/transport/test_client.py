@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 
 import msgspec
@@ -24,19 +23,13 @@ from messenger_tui.transport import (
     RelayUnreachable,
     RequestTimeout,
 )
+from tests.helpers.ports import free_port
 
 from .conftest import Identity, MakeClient, StubRelay, raw_server
 
 
 def new_id() -> bytes:
     return os.urandom(wire.MESSAGE_ID_LEN)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def state_of(client: RelayClient) -> ConnectionState:

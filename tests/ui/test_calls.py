@@ -163,7 +163,13 @@ async def test_call_accept_mute_hang_up_and_the_call_log(
             "Alice's health line all ✓ and her statistics",
         )
         assert alice_pane.stats is not None and alice_pane.stats.frames_sent > 0
-        assert "f6" in _footer(alice_app) and "f7" in _footer(alice_app)
+        # The footer recomposes after the call state changes (empty while it does): wait for
+        # the in-call keys rather than reading it mid-recompose.
+        await until(
+            ap,
+            lambda: "f6" in _footer(alice_app) and "f7" in _footer(alice_app),
+            "Alice's footer offers F6 and F7",
+        )
         assert "f5" not in _footer(alice_app)
 
         # F6 (from the composer, which binds F6 itself) mutes: Alice's pane says so, and Bob

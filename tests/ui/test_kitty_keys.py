@@ -314,6 +314,7 @@ def start_probe(tmp_path: Path, max_hold_s: float = 60.0) -> tuple[Pty, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("realtime")
 def test_hold_to_talk_gate_follows_the_keys_through_a_pty(tmp_path: Path) -> None:
     term, log = start_probe(tmp_path, max_hold_s=0.5)
     try:
@@ -365,6 +366,7 @@ def test_hold_to_talk_gate_follows_the_keys_through_a_pty(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("realtime")
 def test_without_releases_the_talk_key_toggles_through_a_pty(tmp_path: Path) -> None:
     term, log = start_probe(tmp_path)
     try:

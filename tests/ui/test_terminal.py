@@ -4,7 +4,6 @@ typed with send-keys and the screen read with capture-pane."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import cli_env
+from tests.helpers.ports import free_port
 
 # tmux is installed by `make` (.ci/system-deps.sh): a missing tmux fails here, never skips.
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Tmux:
@@ -58,7 +52,7 @@ class Tmux:
 
 def test_make_run_style_session_talks_to_echo(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     env = cli_env()
     command = (
         f"{sys.executable} -m messenger_tui --relay-port {port} --home {home}; "  # = make run

@@ -46,7 +46,9 @@ class Client:
 
 
 def test_twenty_members_three_senders_with_adds_and_removes() -> None:
-    started = time.perf_counter()
+    # CPU time of this process: the simulation is pure computation (core is sans-I/O), so its
+    # cost is the CPU it takes, whatever else the machine runs (wall time counts the others).
+    started = time.process_time()
     rng = DeterministicRng(b"group-sim")
     shuffle = random.Random(13)
     clients = [Client(IdentityKeyPair.generate(rng)) for _ in range(POOL)]
@@ -208,4 +210,4 @@ def test_twenty_members_three_senders_with_adds_and_removes() -> None:
                 pass
     assert attempts > 1000
     assert leaked == 0
-    assert time.perf_counter() - started < 60  # ~20 s budget on a loaded 2-core machine
+    assert time.process_time() - started < 60  # ~20 s budget on a loaded 2-core machine
