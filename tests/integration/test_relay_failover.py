@@ -68,7 +68,7 @@ async def test_both_users_fail_over_to_the_second_node_when_the_first_is_killed(
 
 
 async def test_a_one_shot_connect_tries_each_url_in_turn(tmp_path: Path) -> None:
-    from tests.helpers.redis_process import free_port
+    from tests.helpers.ports import free_port
 
     with RelayProcess(tmp_path / "node") as node:
         dead = f"ws://127.0.0.1:{free_port()}"

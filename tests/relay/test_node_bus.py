@@ -23,7 +23,8 @@ from messenger_tui.relay.node_redis import (
 )
 from messenger_tui.relay.presence import PresenceRegistry
 from messenger_tui.relay.store import StoredEnvelope
-from tests.helpers.redis_process import RedisProcess, free_port
+from tests.helpers.ports import free_port
+from tests.helpers.redis_process import RedisProcess
 
 ALICE = b"a" * 32
 BOB = b"b" * 32

@@ -219,7 +219,7 @@ async def test_redis_operations_per_cross_node_message_are_bounded(
 
 async def test_a_node_without_redis_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     from messenger_tui.relay.errors import RelayStartError
-    from tests.helpers.redis_process import free_port
+    from tests.helpers.ports import free_port
 
     config = RelayConfig(data_dir=tmp_path / "n", store_url=f"redis://127.0.0.1:{free_port()}/0")
     server = RelayServer(config)
