@@ -35,7 +35,10 @@ builds one). Rules:
    local or not, hears presence through Redis (one order for all).
 5. **Shared rate limits**: a token bucket per key in Redis (one Lua script, the server's
    clock), with the hysteresis of :class:`~messenger_tui.relay.rate_limit.TokenBucket`, so a
-   client spreading its connections over nodes gets one budget, not one per node.
+   client spreading its connections over nodes gets one budget, not one per node. The
+   per-identity send limit is taken in leases (:class:`~messenger_tui.relay.node_redis.
+   SendCredit`: up to 64 tokens per script call, spent by the connection, the rest given
+   back when it closes), so a send costs no Redis round trip of its own.
 6. **Redis down**: publishes and limit checks that fail are logged (one line per minute) and
    the node falls back to its own in-memory limiters; the reader reconnects with a backoff
    and re-reads every local mailbox (rule 3).
@@ -58,6 +61,8 @@ from redis.exceptions import RedisError
 from messenger_tui.core import wire
 from messenger_tui.relay.node_redis import (
     BUCKET_LUA,
+    LEASE_LUA,
+    REFUND_LUA,
     RedisUnavailable,
     bus_channel,
     open_redis,
@@ -149,6 +154,8 @@ class NodeBus:
         self._log = log
         self._redis, self.cluster = open_redis(url)
         self._bucket = self._redis.register_script(BUCKET_LUA)
+        self._lease = self._redis.register_script(LEASE_LUA)
+        self._refund = self._redis.register_script(REFUND_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
         self._refresh = self._redis.register_script(_REFRESH_LUA)
         self._seq = itertools.count(1)
@@ -423,6 +430,17 @@ class NodeBus:
         """One step of the shared token bucket ``key``."""
         result = await self._bucket(keys=[key], args=[rate_per_ms, burst, cost, reopen])
         return bool(int(result))
+
+    async def lease(
+        self, key: str, rate_per_ms: float, burst: int, least: float, want: float, reopen: float
+    ) -> float:
+        """Take between ``least`` and ``want`` tokens of the shared bucket ``key`` at once."""
+        result = await self._lease(keys=[key], args=[rate_per_ms, burst, least, want, reopen])
+        return float(result)
+
+    async def refund(self, key: str, burst: int, tokens: float) -> None:
+        """Give ``tokens`` back to the shared bucket ``key`` (capped at ``burst``)."""
+        await self._refund(keys=[key], args=[burst, tokens])
 
     # ------------------------------------------------------------------ subscriptions
 

@@ -28,6 +28,7 @@ from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.frame_queue import FrameQueue
 from messenger_tui.relay.handshake import authenticate
+from messenger_tui.relay.node_redis import SendCredit
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
@@ -115,6 +116,8 @@ class MessageRouteConnection:
         self._pending_inserts = 0
         self._pending_bytes = 0
         self._pusher_task: asyncio.Task[None] | None = None
+        #: Several nodes: this connection's lease on its identity's shared send bucket.
+        self._send_credit: SendCredit | None = None
         self._resume = Wakeup()
         self._malformed = 0
         self._quota_refusals = 0
@@ -203,6 +206,8 @@ class MessageRouteConnection:
                 if nodes is not None:
                     await nodes.release(self)
                     await nodes.unwatch(watched)
+                if self._send_credit is not None:
+                    await self._send_credit.close()
             pusher_task = self._pusher_task
             if pusher_task is not None:
                 pusher_task.cancel()
@@ -254,6 +259,8 @@ class MessageRouteConnection:
             clock=services.clock,
             shared=services.nodes is not None,
         )
+        if services.shared_send is not None:
+            self._send_credit = SendCredit(services.shared_send, identity)
         if services.nodes is not None:
             await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)
         status = await services.prekeys.status(identity)
@@ -316,22 +323,23 @@ class MessageRouteConnection:
                     wait = pacer.reserve(self._address, slots=send_slots(len(frame.body)))
                     if wait:
                         await asyncio.sleep(wait)
-                shared = self._s.shared_send
-                if shared is None:
+                credit = self._send_credit
+                if credit is None:
                     self._on_send(frame)
                 else:
-                    self._on_send(frame, await shared.allow(self.identity))
+                    self._on_send(frame, await credit.allow())
             elif isinstance(frame, wire.SendMulti):
                 # Paced like the 1:1 sends it replaces: the body once, a slot per further
                 # recipient (each is a stored reference and a delivery).
                 slots = send_slots(len(frame.body)) + max(0, len(frame.to) - 1)
                 await self._paced(self._s.limits.address_send, slots=slots)
                 shared = self._s.shared_send
-                if shared is None:
+                credit = self._send_credit
+                if shared is None or credit is None:
                     self._on_send_multi(frame)
                 else:
                     cost = fanout.rate_cost(len(frame.to), shared.limit.burst)
-                    self._on_send_multi(frame, await shared.allow(self.identity, cost))
+                    self._on_send_multi(frame, await credit.allow(cost))
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
             elif isinstance(frame, wire.Signal):
