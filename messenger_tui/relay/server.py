@@ -255,7 +255,11 @@ class RelayServer:
                 await self._services.nodes.start()  # RedisUnavailable: one line, no traceback
             self._services.mailboxes.start()
             blobs = BlobService(
-                config.blob, config.blob.directory(config.data_dir), self._clock, relay_log
+                config.blob,
+                config.blob.directory(config.data_dir),
+                self._clock,
+                relay_log,
+                shared=self._services.nodes is not None,  # several nodes: a shared directory
             )
             try:
                 await blobs.start()

@@ -238,8 +238,12 @@ async def test_a_send_credit_takes_leases_and_gives_back_what_it_did_not_spend(
     one, two = nodes
     limit = RateLimit(0.001, 640)  # lease size 640 // 32 = 20
     never: list[bytes] = []
-    shared = [SharedLimiter(n.bus, "send", limit, lambda k, t: never.append(k) or True)
-              for n in (one, two)]  # fmt: skip
+
+    def fallback(key: bytes, tokens: float) -> bool:
+        never.append(key)
+        return True
+
+    shared = [SharedLimiter(n.bus, "send", limit, fallback) for n in (one, two)]
     assert shared[0].lease_size == 20
 
     def scripts() -> int:
