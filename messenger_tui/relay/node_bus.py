@@ -10,7 +10,9 @@ builds one). Rules:
    (SSUBSCRIBE/SPUBLISH, the channel lives on the shard of its slot); standalone: plain
    pub/sub. Messages are one tag byte and a payload: ``W`` (wake up: new envelopes were
    committed), ``R`` + owner token (a newer connection of the identity), ``S`` + sender +
-   body (an ephemeral frame: typing, call signalling; never stored).
+   body (an ephemeral frame: typing, call signalling; never stored), ``K`` + 4 bytes (the
+   identity's one-time prekeys ran low after a fetch on another node: the unsolicited
+   ``Ok(ref=0, prekeys_remaining)`` its own node would have sent).
 2. **One connection per identity across nodes.** The owner key ``mt:{hex}:owner`` names the
    connection that holds the identity (``<node id>:<connection number>``, expiring after
    :data:`OWNER_TTL_MS` unless its node refreshes it). A connection that authenticates first
@@ -36,9 +38,9 @@ builds one). Rules:
 5. **Shared rate limits**: a token bucket per key in Redis (one Lua script, the server's
    clock), with the hysteresis of :class:`~messenger_tui.relay.rate_limit.TokenBucket`, so a
    client spreading its connections over nodes gets one budget, not one per node. The
-   per-identity send limit is taken in leases (:class:`~messenger_tui.relay.node_redis.
-   SendCredit`: up to 64 tokens per script call, spent by the connection, the rest given
-   back when it closes), so a send costs no Redis round trip of its own.
+   per-identity send and bundle-fetch limits are taken in leases (:class:`~messenger_tui.
+   relay.node_redis.LeasedBucket`: up to 64 tokens per script call, spent by the connection,
+   the rest given back when it closes), so a send costs no Redis round trip of its own.
 6. **Redis down**: publishes and limit checks that fail are logged (one line per minute) and
    the node falls back to its own in-memory limiters; the reader reconnects with a backoff
    and re-reads every local mailbox (rule 3).
@@ -91,6 +93,7 @@ WAKE: Final = b"W"
 REPLACED: Final = b"R"
 SIGNAL: Final = b"S"
 PRESENCE: Final = b"P"
+PREKEYS_LOW: Final = b"K"
 
 # KEYS[1] owner key; ARGV[1] token. Delete it only if it still names this connection.
 _RELEASE_LUA: Final = """
@@ -386,6 +389,10 @@ class NodeBus:
         except RedisError as exc:
             self.redis_failed("forwarding a signal", exc)
 
+    def prekeys_low(self, owner: bytes, remaining: int) -> None:
+        """Tell ``owner``, on whatever node holds it, that its one-time prekeys run low."""
+        self._spawn(self._signal(owner, PREKEYS_LOW + max(0, remaining).to_bytes(4, "big")))
+
     # ------------------------------------------------------------------ presence (rule 4)
 
     async def watch(self, identities: Iterable[bytes]) -> set[bytes]:
@@ -589,6 +596,11 @@ class NodeBus:
                 peer.reread()
         elif tag == REPLACED:
             self._spawn(self._replaced(identity, payload))
+        elif tag == PREKEYS_LOW and len(payload) == 4:
+            peer = self._peers.peer_for(identity)
+            if peer is not None:
+                remaining = int.from_bytes(payload, "big")
+                peer.try_send_frame(wire.Ok(ref=0, prekeys_remaining=remaining))
         elif tag == SIGNAL and len(payload) >= wire.KEY_LEN:
             peer = self._peers.peer_for(identity)
             if peer is not None:

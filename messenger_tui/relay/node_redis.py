@@ -57,7 +57,7 @@ return ok
 
 # KEYS[1] bucket; ARGV rate per ms, burst, least, want, reopen level. The same bucket as
 # BUCKET_LUA, taking up to ``want`` tokens at once (at least ``least``): returns the tokens
-# taken ("0": refused), which the caller spends locally (a connection's send credit).
+# taken ("0": refused), which the caller spends locally (a connection's lease, LeasedBucket).
 LEASE_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -96,7 +96,7 @@ redis.call('HSET', KEYS[1], 't', tostring(math.min(tonumber(ARGV[1]), t + tonumb
 return 1
 """
 
-#: Most tokens a connection's send credit takes from its shared bucket at once (and the most
+#: Most tokens a connection's lease takes from its shared bucket at once (and the most
 #: a node holds unspent per connection: what hopping between nodes could gain, and what a
 #: connection closed without refunding loses).
 LEASE_MAX: Final = 64
@@ -202,7 +202,7 @@ class SharedLimiter:
 
     @property
     def lease_size(self) -> int:
-        """Tokens a :class:`SendCredit` takes at once: a small share of the burst."""
+        """Tokens a :class:`LeasedBucket` takes at once: a small share of the burst."""
         return max(1, min(LEASE_MAX, self.limit.burst // 32))
 
     async def lease(self, key: bytes, least: float, want: float) -> float | None:
@@ -234,8 +234,9 @@ class SharedLimiter:
         return self._fallback(key, tokens)
 
 
-class SendCredit:
-    """One connection's advance on its identity's shared send bucket (node bus rule 5).
+class LeasedBucket:
+    """One connection's advance on its identity's shared bucket (node bus rule 5): the send
+    limit, the bundle-fetch limit.
 
     Tokens are taken from Redis :attr:`SharedLimiter.lease_size` at a time and spent here,
     so a send costs a Redis round trip once per lease instead of once per send (the round

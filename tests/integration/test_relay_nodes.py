@@ -1,6 +1,7 @@
 """Several relay processes on one real redis-server (issue 16's tests 2 and 4): a node
 SIGKILLed mid-burst loses nothing, one identity ends with one connection across nodes within a
-second, typing crosses nodes.
+second, typing crosses nodes, the low-prekey notice crosses nodes, and the one-time prekey
+budgets are one budget for the deployment.
 
 The nodes run with ``--store redis://...`` (the Redis store backend); the node bus alone is
 tested in tests/relay/test_node_bus.py and tests/relay/test_relay_nodes_bus.py.
@@ -13,11 +14,14 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
+import nacl.signing
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
 from messenger_tui.core.close_codes import CLOSE_REPLACED
+from messenger_tui.core.crypto.identity import IdentityKeyPair
+from messenger_tui.core.crypto.prekeys import generate_one_time_prekeys, generate_signed_prekey
 from tests.helpers.redis_process import RedisProcess
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import WireClient, new_id, new_key
@@ -128,3 +132,60 @@ async def test_one_identity_on_two_nodes_ends_with_one_connection_and_typing_cro
     )
     await alice.close()
     await second.close()
+
+
+def _publish_frame(identity: IdentityKeyPair, count: int) -> wire.PublishPrekeys:
+    spk = generate_signed_prekey(identity, 3, now_ms=0)
+    return wire.PublishPrekeys(
+        ref=1,
+        spk_id=spk.id,
+        spk=spk.public,
+        spk_sig=spk.signature,
+        opks=[wire.OneTimePrekeyWire(k.id, k.public) for k in generate_one_time_prekeys(1, count)],
+    )
+
+
+async def test_the_low_prekey_notice_reaches_an_owner_on_another_node(
+    three_nodes: list[RelayProcess],
+) -> None:
+    node1, node2, _ = three_nodes
+    identity = IdentityKeyPair.generate()
+    owner = await WireClient.connect(node1.url, nacl.signing.SigningKey(identity.seed))
+    await owner.send(_publish_frame(identity, 3))
+    assert (await owner.recv_until(wire.Ok))[0].prekeys_remaining == 3
+    fetcher = await WireClient.connect(node2.url)
+    await fetcher.send(wire.FetchBundle(ref=9, identity=identity.public))
+    assert (await fetcher.recv_until(wire.Bundle))[0].opk_id is not None
+    notice, _ = await owner.recv_until(wire.Ok, timeout=2.0)
+    assert notice == wire.Ok(ref=0, prekeys_remaining=2)  # sent by node 2, through the bus
+    for client in (owner, fetcher):
+        await client.close()
+
+
+async def test_one_time_prekey_budgets_do_not_multiply_across_nodes(
+    three_nodes: list[RelayProcess],
+) -> None:
+    """The per-target budget (burst 20) and the per-(requester, target) budget (burst 2)
+    hold for the deployment, not per node: fetchers spread over three nodes get no more."""
+    identity = IdentityKeyPair.generate()
+    owner = await WireClient.connect(three_nodes[0].url, nacl.signing.SigningKey(identity.seed))
+    await owner.send(_publish_frame(identity, 100))
+    assert (await owner.recv_until(wire.Ok))[0].prekeys_remaining == 100
+    drainer_key = new_key()
+    handed = 0
+    for node in three_nodes:  # one identity hopping between nodes
+        drainer = await WireClient.connect(node.url, drainer_key)
+        for ref in range(5):
+            await drainer.send(wire.FetchBundle(ref=ref, identity=identity.public))
+        handed += sum(
+            [(await drainer.recv_until(wire.Bundle))[0].opk_id is not None for _ in range(5)]
+        )
+        await drainer.close()
+    assert handed == 2  # the pair's burst once, not once per node
+    fetchers = [await WireClient.connect(three_nodes[n % 3].url) for n in range(30)]
+    for n, fetcher in enumerate(fetchers):
+        await fetcher.send(wire.FetchBundle(ref=n, identity=identity.public))
+    more = sum([(await f.recv_until(wire.Bundle))[0].opk_id is not None for f in fetchers])
+    assert handed + more == 20, more  # the target's burst once, not 20 per node
+    for client in (owner, *fetchers):
+        await client.close()

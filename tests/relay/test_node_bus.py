@@ -15,8 +15,8 @@ from messenger_tui.core import wire
 from messenger_tui.relay.config import RateLimit
 from messenger_tui.relay.node_bus import NodeBus
 from messenger_tui.relay.node_redis import (
+    LeasedBucket,
     RedisUnavailable,
-    SendCredit,
     SharedLimiter,
     bus_channel,
     is_redis_url,
@@ -232,7 +232,7 @@ async def test_a_shared_rate_limit_does_not_multiply_across_nodes(
     assert await shared[0].allow(BOB)  # another key has its own bucket
 
 
-async def test_a_send_credit_takes_leases_and_gives_back_what_it_did_not_spend(
+async def test_a_leased_bucket_takes_leases_and_gives_back_what_it_did_not_spend(
     nodes: tuple[Node, Node], redis_server: RedisProcess
 ) -> None:
     one, two = nodes
@@ -251,14 +251,14 @@ async def test_a_send_credit_takes_leases_and_gives_back_what_it_did_not_spend(
         line = next((x for x in stats.splitlines() if x.startswith("cmdstat_evalsha:")), "")
         return int(line.split("calls=")[1].split(",")[0]) if line else 0
 
-    assert await SendCredit(shared[0], b"w" * 32).allow()  # loads the script (one NOSCRIPT)
-    first = SendCredit(shared[0], ALICE)
+    assert await LeasedBucket(shared[0], b"w" * 32).allow()  # loads the script (one NOSCRIPT)
+    first = LeasedBucket(shared[0], ALICE)
     before = scripts()
     assert all([await first.allow() for _ in range(205)])
     assert scripts() - before == 11  # one script call per 20 sends, not one per send
     assert first.credit == 15  # 11 leases of 20, 205 spent
     # The identity moves to node 2 while node 1 still holds credit: one budget all the same.
-    second = SendCredit(shared[1], ALICE)
+    second = LeasedBucket(shared[1], ALICE)
     assert all([await second.allow() for _ in range(300)])
     await first.close()  # node 1's connection closes: its 15 unspent tokens go back
     assert first.credit == 0
@@ -266,7 +266,7 @@ async def test_a_send_credit_takes_leases_and_gives_back_what_it_did_not_spend(
     assert sum([await second.allow() for _ in range(300)]) == 640 - 205 - 300
     assert never == []  # Redis answered every time: no fallback to a node's own bucket
     # A send costing more than a lease (SendMulti to many) takes it in one call.
-    third = SendCredit(shared[0], BOB)
+    third = LeasedBucket(shared[0], BOB)
     assert await third.allow(50) and third.credit == 0
 
 
