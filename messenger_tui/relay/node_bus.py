@@ -221,6 +221,11 @@ class NodeBus:
             pubsub = self._redis.pubsub()
         else:
             pubsub = _BusPubSub(self._redis.connection_pool, on_connected=self._pubsub_connected)
+            # Connected before anyone subscribes: redis-py's PubSub takes its connection on
+            # first use, and concurrent first uses (many clients authenticating at once) each
+            # took one, subscribed on a connection the reader never read (no confirmation:
+            # a rebuild that closed the connection under the other subscribers).
+            await pubsub.connect()  # type: ignore[no-untyped-call]
         self._pubsub = pubsub
         channels = list(self._channels)
         if channels:
