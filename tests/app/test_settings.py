@@ -158,7 +158,6 @@ async def test_relay_url_is_checked_and_stored(pair) -> None:
     assert alice._client.endpoint.connect_url.startswith("ws://127.0.0.1:10")
 
 
-
 async def test_several_relay_urls_of_one_deployment_are_checked_and_stored(pair) -> None:
     """The settings' Relay URL field takes the nodes of one relay, comma-separated (issue 16);
     the client starts on the first."""
