@@ -295,10 +295,13 @@ class Load:
         pairs: list[Pair],
         server: ServerProcess,
         body_size: int = BODY_SIZE,
+        also: Sequence[ServerProcess] = (),
     ) -> None:
         self.target = target
         self.pairs = pairs
         self.server = server
+        #: Every server process whose CPU the phases count (several relay nodes).
+        self.servers = (server, *also)
         self._decode: Callable[[bytes], Any] = (
             wire.decode_relay_frame if target.kind == "relay" else wire.decode_client_frame
         )
@@ -321,11 +324,18 @@ class Load:
         window: int,
         server: ServerProcess,
         body_size: int = BODY_SIZE,
+        *,
+        recipient_target: Target | None = None,
+        also: Sequence[ServerProcess] = (),
     ) -> Load:
-        """Generate identities, connect recipients first, then senders; start readers."""
+        """Generate identities, connect recipients first, then senders; start readers.
+        ``recipient_target`` puts the recipients on another server than the senders (another
+        relay node of the same deployment); ``also`` names further server processes whose
+        CPU is counted with ``server``'s."""
         senders = [Identity.generate() for _ in range(n_pairs)]
         recipients = [Identity.generate() for _ in range(n_pairs)]
-        recipient_ws = await open_many(target, [(r, b"R", r.public) for r in recipients])
+        at = recipient_target or target
+        recipient_ws = await open_many(at, [(r, b"R", r.public) for r in recipients])
         try:
             specs = [(s, b"S", r.public) for s, r in zip(senders, recipients)]
             sender_ws = await open_many(target, specs)
@@ -336,7 +346,7 @@ class Load:
             Pair(i, senders[i], recipients[i], sender_ws[i], recipient_ws[i], window)
             for i in range(n_pairs)
         ]
-        load = cls(target, pairs, server, body_size)
+        load = cls(target, pairs, server, body_size, also)
         load._start_readers()
         return load
 
@@ -469,8 +479,8 @@ class Load:
     # ------------------------------------------------------------------------ phases
 
     def _cpu_marks(self, marks: dict[str, float], suffix: str) -> None:
-        marks["c" + suffix] = self.server.cpu_seconds()
-        marks["l" + suffix] = self.server.loop_cpu_seconds()
+        marks["c" + suffix] = sum(s.cpu_seconds() for s in self.servers)
+        marks["l" + suffix] = sum(s.loop_cpu_seconds() for s in self.servers)
         marks["g" + suffix] = time.process_time()
         marks["m" + suffix] = machine_busy_seconds()
 
@@ -479,6 +489,11 @@ class Load:
         del self._recv_ns[:]
         self.errors.clear()
         self._refused_base = self._refused()
+
+    @property
+    def delivered_total(self) -> int:
+        """Deliveries received since the load was opened (every phase)."""
+        return self._delivered_total
 
     def _refused(self) -> int:
         return sum(p.refused for p in self.pairs)

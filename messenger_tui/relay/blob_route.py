@@ -57,6 +57,7 @@ from messenger_tui.core.blob_wire import (
     encode_blob_frame,
 )
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.relay import blob_shared
 from messenger_tui.relay.blob_index import BlobConfig, BlobEntry, BlobIndex
 from messenger_tui.relay.blob_store import BlobFiles
 from messenger_tui.relay.clock import Clock
@@ -96,6 +97,7 @@ class BlobStats:
     expired: int = 0
     stale_removed: int = 0
     malformed: int = 0
+    adopted: int = 0  # blobs another node stored, found in the shared directory
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
@@ -104,8 +106,18 @@ class BlobStats:
 class BlobService:
     """The relay's blobs: index, files, per-upload write locks, sweeper."""
 
-    def __init__(self, config: BlobConfig, directory: Path, clock: Clock, log: logging.Logger):
+    def __init__(
+        self,
+        config: BlobConfig,
+        directory: Path,
+        clock: Clock,
+        log: logging.Logger,
+        *,
+        shared: bool = False,
+    ):
         self.config = config
+        #: Several relay nodes share the directory (relay/blob_shared.py).
+        self.shared = shared
         self.files = BlobFiles(directory)
         self.index = BlobIndex(config)
         self.stats = BlobStats()
@@ -117,7 +129,8 @@ class BlobService:
     async def start(self) -> None:
         """Open the directory, rebuild the index, start the sweeper. Raises OSError."""
         await asyncio.to_thread(self.files.prepare)
-        found = await asyncio.to_thread(self.files.scan, self._clock())
+        grace = blob_shared.STRAY_GRACE_MS if self.shared else 0
+        found = await asyncio.to_thread(self.files.scan, self._clock(), grace)
         for entry in found.entries:
             self.index.add(entry)
         if found.entries or found.removed:
@@ -146,6 +159,23 @@ class BlobService:
     def now(self) -> int:
         return self._clock()
 
+    async def find(self, blob_id: bytes) -> BlobEntry | None:
+        """The blob ``blob_id``: from the index, or with several nodes from the shared
+        directory (another node stored it: relay/blob_shared.py rule 1)."""
+        entry = self.index.get(blob_id)
+        if entry is not None or not self.shared:
+            return entry
+        entry = await blob_shared.adopt(self.index, self.files, blob_id)
+        if entry is not None:
+            self.stats.adopted += 1
+        return entry
+
+    async def refresh(self, entry: BlobEntry) -> BlobEntry | None:
+        """With several nodes, ``entry`` as the shared files show it now (rule 2)."""
+        if not self.shared:
+            return entry
+        return await blob_shared.refresh(self.index, self.files, entry)
+
     async def sweep(self) -> tuple[int, int]:
         """Remove expired blobs and stale uploads now; (expired, stale) counts."""
         expired = stale = 0
@@ -153,6 +183,10 @@ class BlobService:
             lock = self._locks.get(entry.id)
             if lock is not None and lock.locked():
                 continue  # being written right now: not stale
+            if self.shared and await blob_shared.skip_removal(
+                self.index, self.files, entry, self._clock()
+            ):
+                continue  # another node wrote it since, or removed it already
             self.index.remove(entry.id)
             self._locks.pop(entry.id, None)
             try:
@@ -276,9 +310,9 @@ class BlobSession:
 
     # ------------------------------------------------------------------- requests
 
-    def _own(self, blob_id: bytes, ref: int | bytes) -> BlobEntry | None:
+    async def _own(self, blob_id: bytes, ref: int | bytes) -> BlobEntry | None:
         """The caller's upload ``blob_id``, or None after answering why not."""
-        entry = self._index.get(blob_id)
+        entry = await self._blobs.find(blob_id)
         if entry is None:
             self._error(ErrorCode.NOT_FOUND, "no such upload (it may have expired)", ref)
             return None
@@ -322,10 +356,14 @@ class BlobSession:
         )
 
     async def _resume(self, frame: BlobResume) -> None:
-        entry = self._own(frame.id, frame.ref)
+        entry = await self._own(frame.id, frame.ref)
         if entry is None:
             return
         async with self._blobs.lock(entry.id):  # an older connection's write lands first
+            entry = await self._blobs.refresh(entry)  # another node may have written more
+            if entry is None:
+                self._error(ErrorCode.NOT_FOUND, "no such upload (it may have expired)", frame.ref)
+                return
             self._blobs.stats.resumed += 1
             self._send(
                 BlobOffset(
@@ -340,7 +378,7 @@ class BlobSession:
             )
 
     async def _chunk(self, frame: BlobChunk) -> None:
-        entry = self._own(frame.id, frame.id)
+        entry = await self._own(frame.id, frame.id)
         if entry is None:
             return
         blobs = self._blobs
@@ -403,7 +441,9 @@ class BlobSession:
             )
 
     async def _get(self, frame: BlobGet) -> None:
-        entry = self._index.get(frame.id)
+        entry = await self._blobs.find(frame.id)
+        if entry is not None and not entry.complete:
+            entry = await self._blobs.refresh(entry)  # another node may have finished it
         if entry is None:
             self._error(ErrorCode.NOT_FOUND, "no such blob (it may have expired)", frame.ref)
             return

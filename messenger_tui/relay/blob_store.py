@@ -11,6 +11,11 @@ All files are 0600 in a 0700 directory. :meth:`BlobFiles.scan` rebuilds the inde
 an upload resumes from its ``.part`` file's length; a ``.part`` already complete (the relay
 stopped between the last write and the rename) is finished; anything without a readable
 ``.meta``, or longer than its declared size, is removed.
+
+Several relay nodes share one blob directory (docs/operations.md): :meth:`BlobFiles.load`
+reads one blob's state from the files (what another node wrote), and a scan given a
+``stray_grace_ms`` leaves alone stray files younger than that (another node may be between
+two steps of :meth:`BlobFiles.create` right now).
 """
 
 from __future__ import annotations
@@ -65,8 +70,9 @@ class BlobFiles:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
 
-    def scan(self, now_ms: int) -> ScanResult:
-        """Every blob on disk as an index entry; stray files removed."""
+    def scan(self, now_ms: int, stray_grace_ms: int = 0) -> ScanResult:
+        """Every blob on disk as an index entry; stray files removed (only those last
+        modified ``stray_grace_ms`` or longer ago)."""
         entries: list[BlobEntry] = []
         removed = finished = 0
         names = set(os.listdir(self.dir))
@@ -109,11 +115,36 @@ class BlobFiles:
             entries.append(entry)
         for name in names - known:
             try:
+                if stray_grace_ms:
+                    age_ms = now_ms - (self.dir / name).stat().st_mtime_ns // 1_000_000
+                    if age_ms < stray_grace_ms:
+                        continue  # maybe another node's upload being created
                 os.unlink(self.dir / name)
                 removed += 1
             except OSError:
                 pass
         return ScanResult(entries, removed, finished)
+
+    def load(self, blob_id: bytes) -> BlobEntry | None:
+        """One blob as its files describe it now (finished, or an upload with the bytes its
+        ``.part`` holds), or None when it has no readable ``.meta`` or no data file."""
+        try:
+            meta = _meta_decoder.decode(self.path(blob_id, META).read_bytes())
+        except (OSError, msgspec.DecodeError):
+            return None
+        entry = BlobEntry(id=blob_id, owner=meta.owner, size=meta.size)
+        for suffix, complete in (("", True), (PART, False)):
+            try:
+                st = self.path(blob_id, suffix).stat()
+            except OSError:
+                continue
+            if st.st_size > meta.size or (complete and st.st_size != meta.size):
+                return None
+            entry.complete = complete
+            entry.offset = st.st_size
+            entry.touched_ms = st.st_mtime_ns // 1_000_000
+            return entry
+        return None
 
     # -------------------------------------------------------------------- upload
 

@@ -10,7 +10,9 @@ builds one). Rules:
    (SSUBSCRIBE/SPUBLISH, the channel lives on the shard of its slot); standalone: plain
    pub/sub. Messages are one tag byte and a payload: ``W`` (wake up: new envelopes were
    committed), ``R`` + owner token (a newer connection of the identity), ``S`` + sender +
-   body (an ephemeral frame: typing, call signalling; never stored).
+   body (an ephemeral frame: typing, call signalling; never stored), ``K`` + 4 bytes (the
+   identity's one-time prekeys ran low after a fetch on another node: the unsolicited
+   ``Ok(ref=0, prekeys_remaining)`` its own node would have sent).
 2. **One connection per identity across nodes.** The owner key ``mt:{hex}:owner`` names the
    connection that holds the identity (``<node id>:<connection number>``, expiring after
    :data:`OWNER_TTL_MS` unless its node refreshes it). A connection that authenticates first
@@ -35,7 +37,10 @@ builds one). Rules:
    local or not, hears presence through Redis (one order for all).
 5. **Shared rate limits**: a token bucket per key in Redis (one Lua script, the server's
    clock), with the hysteresis of :class:`~messenger_tui.relay.rate_limit.TokenBucket`, so a
-   client spreading its connections over nodes gets one budget, not one per node.
+   client spreading its connections over nodes gets one budget, not one per node. The
+   per-identity send and bundle-fetch limits are taken in leases (:class:`~messenger_tui.
+   relay.node_redis.LeasedBucket`: up to 64 tokens per script call, spent by the connection,
+   the rest given back when it closes), so a send costs no Redis round trip of its own.
 6. **Redis down**: publishes and limit checks that fail are logged (one line per minute) and
    the node falls back to its own in-memory limiters; the reader reconnects with a backoff
    and re-reads every local mailbox (rule 3).
@@ -58,6 +63,8 @@ from redis.exceptions import RedisError
 from messenger_tui.core import wire
 from messenger_tui.relay.node_redis import (
     BUCKET_LUA,
+    LEASE_LUA,
+    REFUND_LUA,
     RedisUnavailable,
     bus_channel,
     open_redis,
@@ -86,6 +93,7 @@ WAKE: Final = b"W"
 REPLACED: Final = b"R"
 SIGNAL: Final = b"S"
 PRESENCE: Final = b"P"
+PREKEYS_LOW: Final = b"K"
 
 # KEYS[1] owner key; ARGV[1] token. Delete it only if it still names this connection.
 _RELEASE_LUA: Final = """
@@ -149,6 +157,8 @@ class NodeBus:
         self._log = log
         self._redis, self.cluster = open_redis(url)
         self._bucket = self._redis.register_script(BUCKET_LUA)
+        self._lease = self._redis.register_script(LEASE_LUA)
+        self._refund = self._redis.register_script(REFUND_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
         self._refresh = self._redis.register_script(_REFRESH_LUA)
         self._seq = itertools.count(1)
@@ -211,6 +221,11 @@ class NodeBus:
             pubsub = self._redis.pubsub()
         else:
             pubsub = _BusPubSub(self._redis.connection_pool, on_connected=self._pubsub_connected)
+            # Connected before anyone subscribes: redis-py's PubSub takes its connection on
+            # first use, and concurrent first uses (many clients authenticating at once) each
+            # took one, subscribed on a connection the reader never read (no confirmation:
+            # a rebuild that closed the connection under the other subscribers).
+            await pubsub.connect()  # type: ignore[no-untyped-call]
         self._pubsub = pubsub
         channels = list(self._channels)
         if channels:
@@ -379,6 +394,10 @@ class NodeBus:
         except RedisError as exc:
             self.redis_failed("forwarding a signal", exc)
 
+    def prekeys_low(self, owner: bytes, remaining: int) -> None:
+        """Tell ``owner``, on whatever node holds it, that its one-time prekeys run low."""
+        self._spawn(self._signal(owner, PREKEYS_LOW + max(0, remaining).to_bytes(4, "big")))
+
     # ------------------------------------------------------------------ presence (rule 4)
 
     async def watch(self, identities: Iterable[bytes]) -> set[bytes]:
@@ -423,6 +442,17 @@ class NodeBus:
         """One step of the shared token bucket ``key``."""
         result = await self._bucket(keys=[key], args=[rate_per_ms, burst, cost, reopen])
         return bool(int(result))
+
+    async def lease(
+        self, key: str, rate_per_ms: float, burst: int, least: float, want: float, reopen: float
+    ) -> float:
+        """Take between ``least`` and ``want`` tokens of the shared bucket ``key`` at once."""
+        result = await self._lease(keys=[key], args=[rate_per_ms, burst, least, want, reopen])
+        return float(result)
+
+    async def refund(self, key: str, burst: int, tokens: float) -> None:
+        """Give ``tokens`` back to the shared bucket ``key`` (capped at ``burst``)."""
+        await self._refund(keys=[key], args=[burst, tokens])
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -571,6 +601,11 @@ class NodeBus:
                 peer.reread()
         elif tag == REPLACED:
             self._spawn(self._replaced(identity, payload))
+        elif tag == PREKEYS_LOW and len(payload) == 4:
+            peer = self._peers.peer_for(identity)
+            if peer is not None:
+                remaining = int.from_bytes(payload, "big")
+                peer.try_send_frame(wire.Ok(ref=0, prekeys_remaining=remaining))
         elif tag == SIGNAL and len(payload) >= wire.KEY_LEN:
             peer = self._peers.peer_for(identity)
             if peer is not None:

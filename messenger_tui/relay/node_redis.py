@@ -55,6 +55,53 @@ return ok
 """
 
 
+# KEYS[1] bucket; ARGV rate per ms, burst, least, want, reopen level. The same bucket as
+# BUCKET_LUA, taking up to ``want`` tokens at once (at least ``least``): returns the tokens
+# taken ("0": refused), which the caller spends locally (a connection's lease, LeasedBucket).
+LEASE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local least = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local reopen = tonumber(ARGV[5])
+local b = redis.call('HMGET', KEYS[1], 't', 'u', 'c')
+local tokens = tonumber(b[1]) or burst
+local updated = tonumber(b[2]) or now
+local closed = b[3] == '1'
+if now > updated then
+  tokens = math.min(burst, tokens + (now - updated) * rate)
+  updated = now
+end
+if closed and tokens >= math.max(least, reopen) then closed = false end
+local taken = 0
+if (not closed) and tokens >= least then
+  taken = math.min(want, tokens)
+  tokens = tokens - taken
+else
+  closed = true
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'u', tostring(updated), 'c',
+  closed and '1' or '0')
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
+return tostring(taken)
+"""
+
+# KEYS[1] bucket; ARGV burst, tokens. Give back tokens a lease took and did not spend.
+REFUND_LUA: Final = """
+local t = tonumber(redis.call('HGET', KEYS[1], 't'))
+if t == nil then return 0 end
+redis.call('HSET', KEYS[1], 't', tostring(math.min(tonumber(ARGV[1]), t + tonumber(ARGV[2]))))
+return 1
+"""
+
+#: Most tokens a connection's lease takes from its shared bucket at once (and the most
+#: a node holds unspent per connection: what hopping between nodes could gain, and what a
+#: connection closed without refunding loses).
+LEASE_MAX: Final = 64
+
+
 class RedisUnavailable(RelayStartError):
     """The node bus cannot reach Redis at start."""
 
@@ -114,6 +161,12 @@ class BucketHost(Protocol):
         self, key: str, rate_per_ms: float, burst: int, cost: float, reopen: float
     ) -> bool: ...
 
+    async def lease(
+        self, key: str, rate_per_ms: float, burst: int, least: float, want: float, reopen: float
+    ) -> float: ...
+
+    async def refund(self, key: str, burst: int, tokens: float) -> None: ...
+
     def redis_failed(self, what: str, exc: BaseException) -> None: ...
 
 
@@ -133,7 +186,7 @@ class SharedLimiter:
         limit = self.limit
         try:
             allowed = await self._bus.bucket(
-                f"mt:rl:{self._name}:{hash_tag(key)}",
+                self._key(key),
                 limit.rate_per_s / 1000.0,
                 limit.burst,
                 tokens,
@@ -143,3 +196,85 @@ class SharedLimiter:
             self._bus.redis_failed("a shared rate limit", exc)
             return self._fallback(key, tokens)
         return allowed
+
+    def _key(self, key: bytes) -> str:
+        return f"mt:rl:{self._name}:{hash_tag(key)}"
+
+    @property
+    def lease_size(self) -> int:
+        """Tokens a :class:`LeasedBucket` takes at once: a small share of the burst."""
+        return max(1, min(LEASE_MAX, self.limit.burst // 32))
+
+    async def lease(self, key: bytes, least: float, want: float) -> float | None:
+        """Take between ``least`` and ``want`` tokens of ``key``'s bucket: the tokens taken
+        (0: refused), or None when Redis failed (the caller falls back)."""
+        limit = self.limit
+        try:
+            return await self._bus.lease(
+                self._key(key),
+                limit.rate_per_s / 1000.0,
+                limit.burst,
+                least,
+                want,
+                max(1.0, limit.burst / 10),
+            )
+        except RedisError as exc:
+            self._bus.redis_failed("a shared rate limit", exc)
+            return None
+
+    async def refund(self, key: bytes, tokens: float) -> None:
+        """Give back ``tokens`` taken by :meth:`lease` and not spent."""
+        try:
+            await self._bus.refund(self._key(key), self.limit.burst, tokens)
+        except RedisError as exc:
+            self._bus.redis_failed("a shared rate limit", exc)
+
+    def fallback(self, key: bytes, tokens: float) -> bool:
+        """The node's own bucket (Redis failed)."""
+        return self._fallback(key, tokens)
+
+
+class LeasedBucket:
+    """One connection's advance on its identity's shared bucket (node bus rule 5): the send
+    limit, the bundle-fetch limit.
+
+    Tokens are taken from Redis :attr:`SharedLimiter.lease_size` at a time and spent here,
+    so a send costs a Redis round trip once per lease instead of once per send (the round
+    trip, a script that writes under ``appendfsync always``, dominated a node's CPU and
+    latency per message). The identity has one connection in the deployment, so the credit
+    is not multiplied by nodes; a connection moving to another node can hold at most one
+    lease on each, and :meth:`close` gives back what was not spent.
+    """
+
+    __slots__ = ("_credit", "_key", "_limiter")
+
+    def __init__(self, limiter: SharedLimiter, key: bytes) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._credit = 0.0
+
+    @property
+    def credit(self) -> float:
+        return self._credit
+
+    async def allow(self, tokens: float = 1.0) -> bool:
+        """Spend ``tokens``; False means refuse (the shared bucket is empty)."""
+        if self._credit >= tokens:
+            self._credit -= tokens
+            return True
+        limiter = self._limiter
+        need = tokens - self._credit
+        want = max(tokens, limiter.lease_size) - self._credit
+        taken = await limiter.lease(self._key, need, want)
+        if taken is None:
+            return limiter.fallback(self._key, tokens)
+        if taken < need:
+            return False
+        self._credit += taken - tokens
+        return True
+
+    async def close(self) -> None:
+        """Give back the unspent credit (the connection is closing)."""
+        credit, self._credit = self._credit, 0.0
+        if credit > 0:
+            await self._limiter.refund(self._key, credit)

@@ -15,6 +15,9 @@ prekey). The fetch itself still succeeds, so nobody is locked out of starting a 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Protocol
+
 from messenger_tui.core import wire
 from messenger_tui.core.crypto import prekeys as crypto_prekeys
 from messenger_tui.core.crypto.primitives import X25519_KEY_LEN
@@ -29,6 +32,12 @@ from messenger_tui.relay.store import (
     PrekeyStore,
     SignedPrekey,
 )
+
+
+class SharedBudget(Protocol):
+    """A budget kept where every relay node counts it (relay/node_redis.SharedLimiter)."""
+
+    def allow(self, key: bytes, tokens: float = 1.0) -> Awaitable[bool]: ...
 
 
 class PrekeyRejected(Exception):
@@ -57,8 +66,19 @@ class PrekeyDirectory:
         self._clock = clock
         self._pair = None if pair_limit is None else RateLimiter(pair_limit, clock)
         self._target = None if target_limit is None else RateLimiter(target_limit, clock)
+        self._shared: tuple[SharedBudget | None, SharedBudget | None] | None = None
         #: Fetches answered without a one-time prekey because of the budget.
         self.over_budget = 0
+
+    @property
+    def local_budgets(self) -> tuple[RateLimiter | None, RateLimiter | None]:
+        """This node's own (pair, target) budgets: what shared budgets fall back to."""
+        return self._pair, self._target
+
+    def share_budgets(self, pair: SharedBudget | None, target: SharedBudget | None) -> None:
+        """Several relay nodes: count the (pair, target) budgets in Redis, so a requester
+        spreading its fetches over nodes does not get one budget per node."""
+        self._shared = (pair, target)
 
     async def publish(self, identity: bytes, frame: wire.PublishPrekeys) -> int:
         """Verify and store ``identity``'s prekeys; return the one-time prekeys now held.
@@ -107,7 +127,7 @@ class PrekeyDirectory:
             raise PrekeyRejected(
                 wire.ErrorCode.BAD_REQUEST, "identity must be a 32-byte Ed25519 public key"
             )
-        one_time = self._within_budget(identity, requester)
+        one_time = await self._within_budget(identity, requester)
         if not one_time:
             self.over_budget += 1
         bundle = await self._store.take_bundle(identity, one_time=one_time)
@@ -115,7 +135,16 @@ class PrekeyDirectory:
             raise PrekeyRejected(wire.ErrorCode.NOT_FOUND, "no prekeys published for that identity")
         return bundle
 
-    def _within_budget(self, identity: bytes, requester: bytes | None) -> bool:
+    async def _within_budget(self, identity: bytes, requester: bytes | None) -> bool:
+        if self._shared is not None:
+            shared_pair, shared_target = self._shared
+            if (
+                shared_pair is not None
+                and requester is not None
+                and not await shared_pair.allow(requester + identity)
+            ):
+                return False
+            return shared_target is None or await shared_target.allow(identity)
         pair = self._pair
         if pair is not None and requester is not None and not pair.allow(requester + identity):
             return False

@@ -255,7 +255,11 @@ class RelayServer:
                 await self._services.nodes.start()  # RedisUnavailable: one line, no traceback
             self._services.mailboxes.start()
             blobs = BlobService(
-                config.blob, config.blob.directory(config.data_dir), self._clock, relay_log
+                config.blob,
+                config.blob.directory(config.data_dir),
+                self._clock,
+                relay_log,
+                shared=self._services.nodes is not None,  # several nodes: a shared directory
             )
             try:
                 await blobs.start()
@@ -397,6 +401,24 @@ class RelayServer:
                 peer.offers_done()
             offered.clear()
 
+        prekeys = PrekeyDirectory(
+            store,
+            max_one_time=config.max_one_time_prekeys,
+            clock=clock,
+            pair_limit=config.prekey_pair_limit,
+            target_limit=config.prekey_target_limit,
+        )
+        fetch_bundle = RateLimiter(config.fetch_bundle_limit, clock)
+        if nodes is not None:  # one-time prekeys are scarce: their budgets cross nodes
+            pair, target = prekeys.local_budgets
+            prekeys.share_budgets(
+                None
+                if pair is None
+                else SharedLimiter(nodes, "opkpair", config.prekey_pair_limit, pair.allow),
+                None
+                if target is None
+                else SharedLimiter(nodes, "opktarget", config.prekey_target_limit, target.allow),
+            )
         return RelayServices(
             config=config,
             relay_key=self.relay_key,
@@ -411,18 +433,12 @@ class RelayServer:
                 on_stored=route_stored,
                 on_batch_end=batch_end,
             ),
-            prekeys=PrekeyDirectory(
-                store,
-                max_one_time=config.max_one_time_prekeys,
-                clock=clock,
-                pair_limit=config.prekey_pair_limit,
-                target_limit=config.prekey_target_limit,
-            ),
+            prekeys=prekeys,
             presence=presence,
             limits=RateLimiters(
                 send=send,
                 signal=RateLimiter(config.signal_limit, clock),
-                fetch_bundle=RateLimiter(config.fetch_bundle_limit, clock),
+                fetch_bundle=fetch_bundle,
                 new_identity=new_identity,
                 **address_pacers(config, clock),
             ),
@@ -434,6 +450,9 @@ class RelayServer:
             shared_new_identity=None
             if nodes is None
             else SharedLimiter(nodes, "newid", config.new_identity_limit, new_identity.allow),
+            shared_fetch_bundle=None
+            if nodes is None
+            else SharedLimiter(nodes, "fetch", config.fetch_bundle_limit, fetch_bundle.allow),
         )
 
     async def _handle(self, connection: ServerConnection) -> None:

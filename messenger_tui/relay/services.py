@@ -82,3 +82,5 @@ class RelayServices:
     #: address, used instead of ``limits.send`` / ``limits.new_identity`` when ``nodes`` is set.
     shared_send: SharedLimiter | None = None
     shared_new_identity: SharedLimiter | None = None
+    #: Shared bucket of the per-identity bundle-fetch limit (several nodes).
+    shared_fetch_bundle: SharedLimiter | None = None

@@ -28,6 +28,7 @@ from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.frame_queue import FrameQueue
 from messenger_tui.relay.handshake import authenticate
+from messenger_tui.relay.node_redis import LeasedBucket
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
@@ -115,6 +116,10 @@ class MessageRouteConnection:
         self._pending_inserts = 0
         self._pending_bytes = 0
         self._pusher_task: asyncio.Task[None] | None = None
+        #: Several nodes: this connection's leases on its identity's shared send and
+        #: bundle-fetch buckets.
+        self._send_credit: LeasedBucket | None = None
+        self._fetch_credit: LeasedBucket | None = None
         self._resume = Wakeup()
         self._malformed = 0
         self._quota_refusals = 0
@@ -203,6 +208,9 @@ class MessageRouteConnection:
                 if nodes is not None:
                     await nodes.release(self)
                     await nodes.unwatch(watched)
+                for credit in (self._send_credit, self._fetch_credit):
+                    if credit is not None:
+                        await credit.close()
             pusher_task = self._pusher_task
             if pusher_task is not None:
                 pusher_task.cancel()
@@ -254,6 +262,10 @@ class MessageRouteConnection:
             clock=services.clock,
             shared=services.nodes is not None,
         )
+        if services.shared_send is not None:
+            self._send_credit = LeasedBucket(services.shared_send, identity)
+        if services.shared_fetch_bundle is not None:
+            self._fetch_credit = LeasedBucket(services.shared_fetch_bundle, identity)
         if services.nodes is not None:
             await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)
         status = await services.prekeys.status(identity)
@@ -316,22 +328,23 @@ class MessageRouteConnection:
                     wait = pacer.reserve(self._address, slots=send_slots(len(frame.body)))
                     if wait:
                         await asyncio.sleep(wait)
-                shared = self._s.shared_send
-                if shared is None:
+                credit = self._send_credit
+                if credit is None:
                     self._on_send(frame)
                 else:
-                    self._on_send(frame, await shared.allow(self.identity))
+                    self._on_send(frame, await credit.allow())
             elif isinstance(frame, wire.SendMulti):
                 # Paced like the 1:1 sends it replaces: the body once, a slot per further
                 # recipient (each is a stored reference and a delivery).
                 slots = send_slots(len(frame.body)) + max(0, len(frame.to) - 1)
                 await self._paced(self._s.limits.address_send, slots=slots)
                 shared = self._s.shared_send
-                if shared is None:
+                credit = self._send_credit
+                if shared is None or credit is None:
                     self._on_send_multi(frame)
                 else:
                     cost = fanout.rate_cost(len(frame.to), shared.limit.burst)
-                    self._on_send_multi(frame, await shared.allow(self.identity, cost))
+                    self._on_send_multi(frame, await credit.allow(cost))
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
             elif isinstance(frame, wire.Signal):
@@ -503,7 +516,12 @@ class MessageRouteConnection:
                 services.counters.signals_dropped += 1
 
     async def _on_fetch_bundle(self, frame: wire.FetchBundle) -> None:
-        if not self._s.limits.fetch_bundle.allow(self.identity):
+        credit = self._fetch_credit
+        if not (
+            self._s.limits.fetch_bundle.allow(self.identity)
+            if credit is None
+            else await credit.allow()
+        ):
             self._error(ErrorCode.RATE_LIMITED, "too many bundle fetches; retry later", frame.ref)
             return
         try:
@@ -543,11 +561,16 @@ class MessageRouteConnection:
 
     async def _notify_prekeys_low(self, owner: bytes) -> None:
         owner_peer = self._s.presence.peer_for(owner)
-        if owner_peer is None:
+        nodes = self._s.nodes
+        if owner_peer is None and nodes is None:
             return
         remaining = (await self._s.prekeys.status(owner)).one_time_remaining
-        if remaining <= PREKEY_LOW_NOTIFY:
+        if remaining > PREKEY_LOW_NOTIFY:
+            return
+        if owner_peer is not None:
             owner_peer.try_send_frame(wire.Ok(ref=0, prekeys_remaining=remaining))
+        elif nodes is not None:  # the owner may be connected to another node
+            nodes.prekeys_low(owner, remaining)
 
     async def _on_set_verifier(self, frame: wire.SetDeliveryVerifier) -> None:
         problem = await set_verifier(self._s, self.identity, frame.verifier)

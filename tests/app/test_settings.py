@@ -172,6 +172,19 @@ async def test_relay_url_is_checked_and_stored(pair: Pair) -> None:
     assert alice._client.endpoint.connect_url.startswith("ws://127.0.0.1:10")
 
 
+async def test_several_relay_urls_of_one_deployment_are_checked_and_stored(pair: Pair) -> None:
+    """The settings' Relay URL field takes the nodes of one relay, comma-separated (issue 16);
+    the client starts on the first."""
+    alice, _bob = pair
+    s = await alice.set_relay_url("ws://127.0.0.1:10, ws://127.0.0.1:11")
+    assert s.relay_url == "ws://127.0.0.1:10,ws://127.0.0.1:11" == alice.profile.relay_url
+    assert alice._client.endpoint.connect_url.startswith("ws://127.0.0.1:10")
+    for bad in ("ws://127.0.0.1:10,http://x", "ws://127.0.0.1:10,ws://127.0.0.1:10"):
+        with pytest.raises(BadInput):
+            await alice.set_relay_url(bad)
+    assert alice.settings().relay_url == "ws://127.0.0.1:10,ws://127.0.0.1:11"  # unchanged
+
+
 async def test_passphrase_set_change_remove(pair: Pair) -> None:
     alice, _bob = pair
     home = alice.profile.paths.home

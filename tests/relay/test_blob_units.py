@@ -137,3 +137,34 @@ def test_relay_flags_set_the_blob_limits(tmp_path: Path) -> None:
     assert default.max_file_size == 100 * MIB and default.directory(tmp_path) == tmp_path / "blobs"
     with pytest.raises(ValueError):
         config_from_args(build_parser().parse_args(["--blob-quota-bytes", "0"]))
+
+
+def test_a_shared_directory_scan_spares_young_strays_and_load_reads_one_blob(
+    tmp_path: Path,
+) -> None:
+    """Several nodes on one blob directory (relay/blob_shared.py rules 1 and 4)."""
+    files = BlobFiles(tmp_path / "blobs")
+    files.prepare()
+    upload = BlobEntry(id=os.urandom(32), owner=ALICE, size=100)
+    files.create(upload, now_ms=0)  # another node, between writing .meta and the chunks
+    os.unlink(files.path(upload.id, ".part"))
+    young = files.dir / "junk"
+    young.write_bytes(b"?")
+    now_ms = os.stat(young).st_mtime_ns // 1_000_000 + 1_000
+    found = files.scan(now_ms=now_ms, stray_grace_ms=3_600_000)
+    assert found.entries == [] and found.removed == 0  # nothing young is removed
+    assert young.exists() and files.path(upload.id, ".meta").exists()
+    assert files.load(upload.id) is None  # no data file yet: not a blob
+    fd = os.open(files.path(upload.id, ".part"), os.O_WRONLY | os.O_CREAT, 0o600)
+    files.write(fd, 0, b"x" * 40, sync=False)
+    loaded = files.load(upload.id)
+    assert loaded is not None and (loaded.offset, loaded.complete) == (40, False)
+    files.write(fd, 40, b"y" * 60, sync=False)
+    files.finish(upload.id, fd, now_ms=7_000)
+    loaded = files.load(upload.id)
+    assert loaded is not None and loaded.complete and loaded.touched_ms == 7_000
+    assert loaded.owner == ALICE and loaded.size == 100
+    assert files.load(os.urandom(32)) is None
+    # an old stray goes, as on one node
+    found = files.scan(now_ms=now_ms + 3_600_000, stray_grace_ms=3_600_000)
+    assert found.removed == 1 and not young.exists()

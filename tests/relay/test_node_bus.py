@@ -15,6 +15,7 @@ from messenger_tui.core import wire
 from messenger_tui.relay.config import RateLimit
 from messenger_tui.relay.node_bus import NodeBus
 from messenger_tui.relay.node_redis import (
+    LeasedBucket,
     RedisUnavailable,
     SharedLimiter,
     bus_channel,
@@ -230,6 +231,44 @@ async def test_a_shared_rate_limit_does_not_multiply_across_nodes(
     assert results[:50] == [True] * 50
     assert fallback_used == []
     assert await shared[0].allow(BOB)  # another key has its own bucket
+
+
+async def test_a_leased_bucket_takes_leases_and_gives_back_what_it_did_not_spend(
+    nodes: tuple[Node, Node], redis_server: RedisProcess
+) -> None:
+    one, two = nodes
+    limit = RateLimit(0.001, 640)  # lease size 640 // 32 = 20
+    never: list[bytes] = []
+
+    def fallback(key: bytes, tokens: float) -> bool:
+        never.append(key)
+        return True
+
+    shared = [SharedLimiter(n.bus, "send", limit, fallback) for n in (one, two)]
+    assert shared[0].lease_size == 20
+
+    def scripts() -> int:
+        stats = redis_server.cli("info", "commandstats")
+        line = next((x for x in stats.splitlines() if x.startswith("cmdstat_evalsha:")), "")
+        return int(line.split("calls=")[1].split(",")[0]) if line else 0
+
+    assert await LeasedBucket(shared[0], b"w" * 32).allow()  # loads the script (one NOSCRIPT)
+    first = LeasedBucket(shared[0], ALICE)
+    before = scripts()
+    assert all([await first.allow() for _ in range(205)])
+    assert scripts() - before == 11  # one script call per 20 sends, not one per send
+    assert first.credit == 15  # 11 leases of 20, 205 spent
+    # The identity moves to node 2 while node 1 still holds credit: one budget all the same.
+    second = LeasedBucket(shared[1], ALICE)
+    assert all([await second.allow() for _ in range(300)])
+    await first.close()  # node 1's connection closes: its 15 unspent tokens go back
+    assert first.credit == 0
+    # The burst once: 205 spent on node 1, the rest on node 2 (node 1's lease included).
+    assert sum([await second.allow() for _ in range(300)]) == 640 - 205 - 300
+    assert never == []  # Redis answered every time: no fallback to a node's own bucket
+    # A send costing more than a lease (SendMulti to many) takes it in one call.
+    third = LeasedBucket(shared[0], BOB)
+    assert await third.allow(50) and third.credit == 0
 
 
 async def test_a_redis_restart_resubscribes_and_rereads_every_local_mailbox(

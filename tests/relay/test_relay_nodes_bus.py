@@ -211,8 +211,10 @@ async def test_redis_operations_per_cross_node_message_are_bounded(
         f"node bus per cross-node message: {trips / count:.2f} round trips, "
         f"{executed / count:.2f} commands executed ({delta})"
     )
-    assert trips <= 2 * count  # the shared send limit (one script) and at most one wake-up
-    assert executed <= 6 * count
+    # At most one wake-up per message, and the shared send limit's script once per lease
+    # (300 // 32 = 9 tokens here), not once per send.
+    assert trips <= count + count // 8
+    assert executed <= 2 * count
     await alice.close()
     await bob.close()
 
