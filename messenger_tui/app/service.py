@@ -39,7 +39,7 @@ from messenger_tui.app import audio_setup, profile_keys
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.audio_setup import MicLevelTest, device_audio
-from messenger_tui.app.call_ports import CallPorts, make_call_manager
+from messenger_tui.app.call_ports import CallPorts, make_call_manager, make_group_call_manager
 from messenger_tui.app.calls import AudioFactory
 from messenger_tui.app.contact_book import ContactBook, SafetyNumber
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
@@ -49,6 +49,7 @@ from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.group_book import GroupBook
+from messenger_tui.app.group_calls import GroupCallManager
 from messenger_tui.app.group_inbound import GroupInbound
 from messenger_tui.app.group_sender import GroupSender
 from messenger_tui.app.groups import GroupChats
@@ -89,6 +90,8 @@ class MessengerService:
 
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
+    #: Group calls: start or join, leave, participants (:mod:`.group_calls`).
+    group_calls: GroupCallManager
     voice: VoiceNotes
 
     def __init__(
@@ -193,6 +196,14 @@ class MessengerService:
             typing_to=self._outgoing.send_ephemeral,
             contact_of=self.contact_by_id,
         )
+        self.group_calls = make_group_call_manager(
+            self._call_ports,
+            groups=self.groups.all,
+            emit=self._emit,
+            audio_factory=self.chosen_devices,
+            other_call_busy=lambda: self.calls.busy,
+        )
+        self._receiver.group_member = self._is_group_member
         self._transfers = TransferManager(
             store,
             identity,
@@ -225,6 +236,7 @@ class MessengerService:
                 refresh_prekeys=self._upkeep.schedule_refresh,
                 on_call=self.calls.on_signal,
                 on_relay_error=self._relay_error,
+                on_group_call=self.group_calls.on_signal,
             ),
         )
 
@@ -275,6 +287,7 @@ class MessengerService:
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
         await self.calls.close()
+        await self.group_calls.close()
         await self.voice.close()
         await self._transfers.close()
         await self._inbound.close()
@@ -560,6 +573,7 @@ class MessengerService:
         """Where calls take and play audio: ``factory()`` returns a (source, sink) per call;
         the default, :meth:`chosen_devices` (also meant by :func:`device_audio`)."""
         self.calls.audio_factory = self.chosen_devices if factory is device_audio else factory
+        self.group_calls.audio_factory = self.calls.audio_factory
 
     def chosen_devices(self) -> tuple[AudioSource, AudioSink]:
         """The microphone and speaker the settings name (the system's defaults if none)."""
@@ -582,6 +596,8 @@ class MessengerService:
         gate(contact, calling=True)
         if not self.connected:
             raise RelayUnavailable("not connected to the relay; calls need a live connection")
+        if self.group_calls.busy:
+            raise BadInput("you are in a group call; leave it first")
         self._check_devices()
         self.calls.gated = self._settings.current().talk_mode != "open"
         return self.calls.place_call(contact)
@@ -692,6 +708,13 @@ class MessengerService:
         finally:
             self._setup_done.set()
             self._wake_senders()
+
+    def _is_group_member(self, identity: bytes) -> bool:
+        """A member of a group we are in (group call messages are taken from them)."""
+        return any(
+            group.is_member and any(m.identity == identity for m in group.members)
+            for group in self.groups.all()
+        )
 
     def _relay_error(self, text: str) -> None:
         self.last_error = text
