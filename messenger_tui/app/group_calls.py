@@ -357,6 +357,7 @@ class GroupCallManager:
             if not current():
                 return
             if not present and leg.media is not None:
+                self._changed(machine)  # the leaver's last health, while it is listed
                 leg.media.remove(identity)
             self._run(machine, machine.relay_member(identity, present))
             self._changed(machine)
@@ -476,6 +477,8 @@ class GroupCallManager:
                     loss_percent=h.loss_percent,
                     delay_ms=h.delay_ms,
                     heard=h.frames_received > 0,
+                    voice_frames_received=h.voice_frames_received,
+                    voice_frames_expected=h.voice_frames_expected,
                 )
             )
         return GroupCallView(

@@ -71,6 +71,9 @@ class GroupCallParticipant:
     delay_ms: float = 0.0
     #: Heard from yet (its key arrived and a frame opened).
     heard: bool = False
+    #: Frames of its talk bursts that arrived, of those its bursts spanned.
+    voice_frames_received: int = 0
+    voice_frames_expected: int = 0
 
 
 @dataclass(frozen=True)
