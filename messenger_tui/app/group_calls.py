@@ -27,6 +27,9 @@ Manager rules (beyond the table):
    is armed at the earliest after every input.
 4. While in a call, a ``GroupCallChanged`` with fresh participant health is published every
    :data:`HEALTH_INTERVAL_S`.
+5. A frame key that could not be sent (the relay connection down for a moment, no session
+   yet) is tried again :data:`KEY_RETRIES` times, :data:`KEY_RETRY_S` apart, while we are in
+   that call: without it that member hears nothing of us until the next rotation.
 
 Nothing here logs keys, secrets, tokens or audio.
 """
@@ -59,6 +62,9 @@ log = logging.getLogger(__name__)
 
 #: How often the participants' health is published while in a call.
 HEALTH_INTERVAL_S = 1.0
+#: A frame key that could not be sent is tried again this often, this many times.
+KEY_RETRY_S = 0.5
+KEY_RETRIES = 4
 
 AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 
@@ -328,12 +334,38 @@ class GroupCallManager:
         while True:
             member, message = await self._signals.get()
             try:
-                if not await self._send_signal(member, encode_group_call_message(message)):
-                    log.info("group call %s not sent (offline or no session)", _tag(message))
+                sent = await self._send_signal(member, encode_group_call_message(message))
             except Exception as exc:  # a failed send must not stop the later ones
                 log.warning("group call message could not be sent: %s", type(exc).__name__)
+                sent = False
             finally:
                 self._signals.task_done()
+            if not sent:
+                log.info("group call %s not sent (offline or no session)", _tag(message))
+                if isinstance(message, GroupCallFrameKey):
+                    self._retry_key(member, message, KEY_RETRIES)
+
+    def _retry_key(self, member: bytes, message: GroupCallFrameKey, left: int) -> None:
+        """A frame key that did not go out (the relay connection was down a moment) is
+        tried again (rule 5): without it the member hears nothing of us until the next
+        rotation. Only while we are still in that call."""
+        if left <= 0:
+            return
+
+        async def again() -> None:
+            await asyncio.sleep(KEY_RETRY_S)
+            if not any(m.call_id == message.call_id for m in self._machines.values()):
+                return
+            if self._leg is None:
+                return
+            try:
+                sent = await self._send_signal(member, encode_group_call_message(message))
+            except Exception:
+                sent = False
+            if not sent:
+                self._retry_key(member, message, left - 1)
+
+        self._spawn(again())
 
     # ------------------------------------------------------------------ the leg and media
 
