@@ -52,8 +52,8 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
     GroupCallMessage,
-    encode_group_call_message,
 )
+from messenger_tui.core.payload import encode_payload
 from messenger_tui.media.codec import CodecUnavailable
 from messenger_tui.media.group_receive import ParticipantHealth
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
@@ -334,7 +334,7 @@ class GroupCallManager:
         while True:
             member, message = await self._signals.get()
             try:
-                sent = await self._send_signal(member, encode_group_call_message(message))
+                sent = await self._send_signal(member, encode_payload(message))
             except Exception as exc:  # a failed send must not stop the later ones
                 log.warning("group call message could not be sent: %s", type(exc).__name__)
                 sent = False
@@ -359,7 +359,7 @@ class GroupCallManager:
             if self._leg is None:
                 return
             try:
-                sent = await self._send_signal(member, encode_group_call_message(message))
+                sent = await self._send_signal(member, encode_payload(message))
             except Exception:
                 sent = False
             if not sent:

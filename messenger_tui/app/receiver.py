@@ -32,7 +32,6 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
     GroupCallMessage,
-    decode_group_call_message,
 )
 from messenger_tui.core.calls.messages import (
     CallAccept,
@@ -395,7 +394,7 @@ class Receiver:
                 session, plaintext, used_opk = self._open(frame.sender, envelope, book)
                 content = decode_signal(plaintext)
             except (CryptoError, pl.MalformedPayload, MalformedCallMessage):
-                return None  # MalformedGroupCallMessage is a CryptoError
+                return None
             if isinstance(content, pl.Typing | pl.GroupTyping):
                 if envelope.prekey is not None:
                     return None
@@ -448,17 +447,13 @@ CALL_MESSAGE_TYPES = (CallOffer, CallRinging, CallAccept, CallDecline, CallBusy,
 GROUP_CALL_MESSAGE_TYPES = (GroupCallInvite, GroupCallFrameKey)
 
 
-def decode_signal(plaintext: bytes) -> pl.Payload | CallMessage | GroupCallMessage:
-    """A payload, or (for ``call_*`` tags) a call message, or (``group_call_*``) a group
-    call message."""
+def decode_signal(plaintext: bytes) -> pl.Payload | CallMessage:
+    """A payload (group call messages are payloads), or (for ``call_*`` tags) a call
+    message."""
     try:
         return pl.decode_payload(plaintext)
     except pl.MalformedPayload:
-        pass
-    try:
         return decode_call_message(plaintext)
-    except MalformedCallMessage:
-        return decode_group_call_message(plaintext)
 
 
 def _safe_name(name: str | None) -> str | None:

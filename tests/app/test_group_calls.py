@@ -17,10 +17,8 @@ from messenger_tui.app.group_calls import GroupCallManager, LegCallbacks
 from messenger_tui.app.group_models import Group, GroupMember
 from messenger_tui.core.calls.group_call import RING_S
 from messenger_tui.core.calls.group_frames import GroupFrameOpener, GroupFrameSealer
-from messenger_tui.core.calls.group_keys import (
-    GroupCallFrameKey,
-    decode_group_call_message,
-)
+from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite
+from messenger_tui.core.payload import decode_payload
 from messenger_tui.media.group_receive import ParticipantHealth
 from messenger_tui.media.ports import AudioSink, AudioSource
 
@@ -172,7 +170,8 @@ class Net:
 
     def deliver(self, sender: bytes, recipient: bytes, plaintext: bytes) -> None:
         member = self.by_identity(recipient)
-        message = decode_group_call_message(plaintext)
+        message = decode_payload(plaintext)
+        assert isinstance(message, GroupCallInvite | GroupCallFrameKey)
         if isinstance(message, GroupCallFrameKey):
             member.keys.append((sender, message))
         member.manager.on_signal(sender, message)

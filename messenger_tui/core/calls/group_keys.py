@@ -78,31 +78,6 @@ class GroupCallFrameKey(msgspec.Struct, tag="group_call_key", tag_field="t", fro
         return f"GroupCallFrameKey(key_id={self.key_id:#010x})"
 
 
-#: What travels over the E2E channel for group calls (ephemeral ``signal`` frames).
+#: What travels over the E2E channel for group calls (ephemeral ``signal`` frames; both are
+#: members of :data:`messenger_tui.core.payload.Payload`, encoded and decoded with it).
 GroupCallMessage = GroupCallInvite | GroupCallFrameKey
-
-_group_encoder = msgspec.msgpack.Encoder()
-_group_decoder: msgspec.msgpack.Decoder[GroupCallMessage] = msgspec.msgpack.Decoder(
-    GroupCallMessage
-)
-
-
-class MalformedGroupCallMessage(CryptoError):
-    """A decrypted plaintext that is not a group call message this version understands."""
-
-
-def encode_group_call_message(message: GroupCallMessage) -> bytes:
-    """Serialize a group call message; the result is what the pairwise ratchet encrypts."""
-    return _group_encoder.encode(message)
-
-
-def decode_group_call_message(data: bytes) -> GroupCallMessage:
-    """Parse a decrypted plaintext. Raises :class:`MalformedGroupCallMessage`."""
-    try:
-        return _group_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise MalformedGroupCallMessage(f"unreadable group call message: {exc}") from None
-    except RecursionError:
-        raise MalformedGroupCallMessage(
-            "unreadable group call message: nested too deeply"
-        ) from None
