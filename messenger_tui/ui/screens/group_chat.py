@@ -6,10 +6,12 @@ service's events: a group message, state change or membership change of this gro
 the view, and what is shown is marked read (read receipts go to each author).
 
 F2 shows the members panel (:mod:`.group_members`); F3 lists who got and read our newest
-message; Alt+M mutes the group (mentions of us still notify). In the composer, Tab completes
-``@name`` to a member's name; a sent text carries the identity keys of the members it names
-(``GroupText.mentions``). Typing sends "typing" to the members (ephemeral); theirs shows
-above the composer ("alice is typing…").
+message; F5 starts the group's call, or joins it when it rings or is in progress (the call
+pane above the messages lists the participants, :mod:`..widgets.group_call_pane`), F6 mutes
+the microphone in it and F7 leaves it; Alt+M mutes the group (mentions of us still
+notify). In the composer, Tab completes ``@name`` to a member's name; a sent text carries
+the identity keys of the members it names (``GroupText.mentions``). Typing sends "typing"
+to the members (ephemeral); theirs shows above the composer ("alice is typing…").
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from textual.widgets import Input, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
-from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.group_models import Group, GroupCallView, GroupMember, GroupMessage
 from messenger_tui.app.models import Contact, Settings
 from messenger_tui.ui.formatting import clean_text, list_time, preview
 from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_members import MemberList
 from messenger_tui.ui.widgets.footer import FittingFooter
+from messenger_tui.ui.widgets.group_call_pane import GroupCallPane
 
 #: Messages shown (the newest).
 GROUP_PAGE = 200
@@ -137,6 +140,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                         "promote, rename, leave"),
         Binding("f3", "receipts", "Who got it", id="group.receipts",
                 tooltip="Who got and who read your newest message in this group"),
+        Binding("f5", "group_call", "Call", id="group.call",
+                tooltip="Start the group's call (ringing the members), or join it when it "
+                        "rings or is in progress"),
+        Binding("f6", "group_call_mute", "Mute mic", id="group.call_mute",
+                tooltip="Mute or unmute your microphone in the group call"),
+        Binding("f7", "leave_call", "Leave call", id="group.call_leave",
+                tooltip="Leave the group call"),
         Binding("alt+m", "toggle_mute", "Mute", show=False, priority=True, id="group.mute",
                 tooltip="Mute or unmute the group (messages that mention you still notify)"),
         Binding("tab", "complete", "Complete", show=False, priority=True,
@@ -164,10 +174,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         #: Members typing now: identity -> (name, monotonic time the notice lapses).
         self.typing: dict[bytes, tuple[str, float]] = {}
         self._typing_sent = 0.0  # when we last sent "typing" (0: not typing)
+        #: The group's call as last shown (None: it never had one here).
+        self.call: GroupCallView | None = None
         self._last_key = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
+        yield GroupCallPane(id="group-call")
         with Horizontal(id="group-body"):
             with VerticalScroll(id="group-messages"):
                 yield Static(id="group-lines")
@@ -184,6 +197,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self._queue = self.service.subscribe()
         self._consume(self._queue)
         self.reload()
+        group = self.group
+        if group is not None:
+            self.show_call(self.service.group_calls.view(group.name))
         self.query_one(Input).focus()
         self.set_interval(1.0, self._tick_typing)
 
@@ -204,7 +220,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                 )
                 and event.group.id == self.group_row
             )
-            if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
+            if isinstance(event, ev.GroupCallChanged) and event.call.group_row == self.group_row:
+                self.show_call(event.call)
+            elif isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
                 self._typing_changed(event)
             elif ours and isinstance(event, ev.GroupMessageReceived):
                 self.typing.pop(event.message.sender, None)  # it was sent: no longer typing
@@ -334,6 +352,42 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         composer.cursor_position = start + len(completed)
 
     # ------------------------------------------------------------ members panel
+
+    # ------------------------------------------------------------------ the group's call
+
+    def show_call(self, call: GroupCallView | None) -> None:
+        self.call = call
+        self.query_one(GroupCallPane).show_call(call)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Call keys show (and work) when they apply: Call unless we are in (or joining) the
+        call; Mute mic and Leave call while we are."""
+        if action in ("group_call", "group_call_mute", "leave_call"):
+            in_call = self.call is not None and self.call.state in ("joining", "in_call")
+            if action == "group_call":
+                group = self.group
+                return not in_call and group is not None and group.is_member
+            return in_call
+        return True
+
+    async def action_group_call(self) -> None:
+        group = self.group
+        if group is None:
+            return
+        try:
+            await self.service.audio_devices(rescan=True)
+            self.show_call(self.service.group_calls.start_or_join(group.name))
+        except AppError as exc:
+            self.app.notify(str(exc), severity="error", timeout=10)
+
+    def action_group_call_mute(self) -> None:
+        call = self.call
+        if call is not None:
+            self.service.group_calls.set_muted(not call.muted)
+
+    def action_leave_call(self) -> None:
+        self.service.group_calls.leave()
 
     def action_back(self) -> None:
         panel = self.query_one(MemberList)
