@@ -112,7 +112,8 @@ async def follow_group_call(
                 talking = True
                 on_talking()
                 leave_at = None if talk_s is None else loop.time() + talk_s
-        elif call.state == "ended":
+        elif call.state in ("ended", "in_progress") and (was_in or call.state == "ended"):
+            # in_progress: we left a call the others are still in (it stays joinable)
             if not was_in:
                 return EXIT_GROUP_CALL_FAILED
             return EXIT_GROUP_CALL_LOST if call.problem else 0

@@ -218,7 +218,8 @@ async def test_every_join_and_leave_rotates_and_a_leaver_gets_no_new_key() -> No
     assert len(ann_keys_to_cy) == 1  # announced on Cy's join
     cy.manager.leave()
     await settle()
-    assert cy.state == "ended" and cy.legs[0].left and cy.media[0].stopped
+    # the others are still in: the call stays joinable for Cy (rule 8 of the core table)
+    assert cy.state == "in_progress" and cy.legs[0].left and cy.media[0].stopped
     assert cy.manager.active() is None
     # Ann and Bob rotated on the leave: new keys went to each other, none to Cy.
     assert [k for s, k in cy.keys if s == ann.identity] == ann_keys_to_cy
@@ -226,6 +227,20 @@ async def test_every_join_and_leave_rotates_and_a_leaver_gets_no_new_key() -> No
     assert len(ann_to_bob) == 3  # Bob's join, Cy's join, Cy's leave
     assert len(set(ann_to_bob)) == 3
     assert ann.media[0].removed == [cy.identity]
+    # Cy joins the same call again: the others rotate again and Cy gets their new keys
+    cy.manager.start_or_join("team")
+    await settle()
+    assert cy.state == "in_call" and len(cy.legs) == 2
+    assert cy.legs[1].token == cy.legs[0].token  # the same room
+    assert [k for s, k in cy.keys if s == ann.identity][-1].key_id not in ann_to_bob
+    assert sorted(p.name for p in ann.manager.view("team").participants) == ["bob", "cy"]  # type: ignore[union-attr]
+    # the last one to leave ends it
+    for m in (ann, bob):
+        m.manager.leave()
+        await settle()
+    cy.manager.leave()
+    await settle()
+    assert cy.state == "ended"
     for manager in (ann.manager, bob.manager, cy.manager):
         await manager.close()
 

@@ -1,7 +1,8 @@
 """Group calls in the app (issue 15, "what must be shown" 4): from a group conversation F5
 starts the group's call or joins it, the call pane lists the participants with a speaking
-marker and their health, F7 leaves. Alice uses the app; Bob and Carol are in-process services;
-all through a real relay, audio from silent loops (and a tone for Bob, so he speaks)."""
+marker and their health, F7 leaves (the call stays joinable while others are in it). Alice
+uses the app; Bob and Carol are in-process services; all through a real relay, audio from
+silent loops (and a tone for Bob, so he speaks)."""
 
 from __future__ import annotations
 
@@ -134,10 +135,16 @@ async def test_start_then_members_join_listed_with_speaking_marker_then_leave(
         text = screen_text(app)
         assert "○ carol" in text  # silent: no speaking marker
         await pilot.press("f7")
-        await wait_until(pilot, lambda: "In the call" not in screen_text(app), what="leave")
-        assert "f5 Call" in screen_text(app)
+        # Bob and Carol are still in it: the call stays joinable
+        await wait_shown(pilot, "Call in progress  F5 join")
+        assert "In the call" not in screen_text(app) and "f5 Call" in screen_text(app)
         assert alice.group_calls.active() is None
         await wait_for(lambda: names_in_call(bob) == ["carol"])
+        await pilot.press("f5")  # join the same call again
+        await wait_shown(pilot, "In the call · 2 others", timeout=20)
+        await wait_for(lambda: sorted(names_in_call(bob)) == ["alice", "carol"])
+        await pilot.press("f7")
+        await wait_shown(pilot, "Call in progress  F5 join")
 
 
 async def test_a_ringing_call_shows_and_f5_joins(
