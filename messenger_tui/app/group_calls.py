@@ -45,7 +45,8 @@ from typing import Protocol
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import BadInput
-from messenger_tui.app.group_models import Group, GroupCallParticipant, GroupCallView
+from messenger_tui.app.group_call_view import group_call_view
+from messenger_tui.app.group_models import Group, GroupCallView
 from messenger_tui.core.calls import group_call as gc
 from messenger_tui.core.calls.group_frames import GroupFrameOpener, GroupFrameSealer
 from messenger_tui.core.calls.group_keys import (
@@ -488,36 +489,13 @@ class GroupCallManager:
         return group
 
     def _view(self, group: Group, machine: gc.GroupCall) -> GroupCallView:
-        names = {m.identity: m.name for m in group.members}
         leg = self._leg if self._leg and self._leg.group_id == group.group_id else None
-        health = {h.identity: h for h in leg.media.health()} if leg and leg.media else {}
-        participants = []
         in_call = machine.state in (gc.GroupCallState.JOINING, gc.GroupCallState.IN_CALL)
-        for identity in machine.participants if in_call else []:
-            name = names.get(identity, "not a member")
-            h = health.get(identity)
-            if h is None:
-                participants.append(GroupCallParticipant(identity, name))
-                continue
-            participants.append(
-                GroupCallParticipant(
-                    identity,
-                    name,
-                    speaking=h.speaking,
-                    level_dbov=h.level_dbov,
-                    frames_received=h.frames_received,
-                    loss_percent=h.loss_percent,
-                    delay_ms=h.delay_ms,
-                    heard=h.frames_received > 0,
-                    voice_frames_received=h.voice_frames_received,
-                    voice_frames_expected=h.voice_frames_expected,
-                )
-            )
-        return GroupCallView(
-            group_row=group.id,
-            group_name=group.name,
-            state=machine.state.value,
-            participants=tuple(participants),
+        return group_call_view(
+            group,
+            machine.state.value,
+            machine.participants if in_call else [],
+            leg.media.health() if leg and leg.media else [],
             muted=self._muted,
             problem=self._problem.get(group.group_id),
             joined_ms=leg.joined_ms if leg else None,

@@ -605,6 +605,8 @@ class MessengerService:
     def accept_call(self) -> None:
         """Answer the ringing call (:class:`BadInput` when none rings; :class:`AudioProblem`
         when the chosen devices are missing: the call keeps ringing, decline it)."""
+        if self.group_calls.busy:
+            raise BadInput("you are in a group call; leave it first")
         self._check_devices()
         self.calls.gated = self._settings.current().talk_mode != "open"
         self.calls.accept()
