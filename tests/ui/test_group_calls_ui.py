@@ -162,3 +162,20 @@ async def test_a_ringing_call_shows_and_f5_joins(
         await wait_for(lambda: names_in_call(bob) == ["alice"])
         await pilot.press("f7")
         await wait_until(pilot, lambda: "In the call" not in screen_text(app), what="leave")
+
+
+async def test_a_call_ringing_in_a_group_not_on_screen_shows_a_toast(
+    trio: tuple[MessengerService, MessengerService, MessengerService],
+) -> None:
+    _alice, bob, _carol = trio
+    app = make_app(_alice)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_shown(pilot, "# team")
+        bob.group_calls.start_or_join("team")
+        await wait_until(
+            pilot,
+            lambda: any("A call rings in #team" in str(n.message) for n in app._notifications),
+            what="the toast",
+        )
+        await open_group(pilot, app)
+        await wait_shown(pilot, "A call rings in this group  F5 join")

@@ -130,6 +130,26 @@ def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) 
         app.notify(f"and {len(new) - 3} more group messages", timeout=4)
 
 
+def announce_group_call(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
+    """A toast (and the bell, when it is on) when a group's call starts ringing, unless that
+    group is on screen (its call pane shows it)."""
+    showing = app.screen.group_row if isinstance(app.screen, GroupChatScreen) else None
+    for e in batch:
+        if (
+            isinstance(e, ev.GroupCallChanged)
+            and e.call.state == "ringing"
+            and e.call.group_row != showing
+        ):
+            app.notify(
+                f"A call rings in #{e.call.group_name}: open the group and press F5 to join",
+                title="Group call",
+                timeout=8,
+                markup=False,
+            )
+            if settings.bell:
+                app.bell()
+
+
 class GroupChatScreen(Screen[None], inherit_bindings=False):
     BINDINGS = [
         Binding("escape", "back", "Back", id="group.back",
