@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.directory import ContactDirectory
+from messenger_tui.app.group_calls import (
+    GroupCallManager,
+    GroupLegLike,
+    GroupMediaLike,
+    LegCallbacks,
+)
+from messenger_tui.app.group_models import Group
 from messenger_tui.app.models import Contact, Message
 from messenger_tui.app.rows import contact_model, message_model
 from messenger_tui.app.sender import OutboxSender
+from messenger_tui.core.calls.group_frames import GroupFrameOpener, GroupFrameSealer
 from messenger_tui.core.calls.media_keys import MediaKeys
 from messenger_tui.core.calls.states import CallInfo
 from messenger_tui.core.crypto.identity import IdentityKeyPair
@@ -142,6 +151,49 @@ class CallPorts:
             voice=processor,
         )
 
+    @property
+    def identity_public(self) -> bytes:
+        return self._identity.public
+
+    def open_group_leg(self, join_token: bytes, callbacks: LegCallbacks) -> GroupLegLike:
+        from messenger_tui.transport.group_link import GroupLink
+        from messenger_tui.transport.media_join import media_relay_url
+
+        return GroupLink(
+            media_relay_url(self._relay_url(), join_token),  # one node per room (several)
+            self._identity.public,
+            self._identity.sign,
+            join_token=join_token,
+            on_frame=callbacks.on_frame,
+            on_joined=callbacks.on_joined,
+            on_member=callbacks.on_member,
+            on_ended=callbacks.on_ended,
+        )
+
+    def make_group_media(
+        self,
+        sealer: GroupFrameSealer,
+        opener: GroupFrameOpener,
+        send: Callable[[bytes], bool],
+        source: AudioSource,
+        sink: AudioSink,
+    ) -> GroupMediaLike:
+        from messenger_tui.media.codec import OpusSettings
+        from messenger_tui.media.group_session import GroupMediaSession
+        from messenger_tui.media.session import DEFAULT_COMPLEXITY
+
+        return GroupMediaSession(
+            sealer,
+            opener,
+            send,
+            source,
+            sink,
+            loop=asyncio.get_running_loop(),
+            settings=OpusSettings(
+                bitrate=self._bitrate_kbps() * 1000, complexity=DEFAULT_COMPLEXITY
+            ),
+        )
+
     def _voice_processor(self, source: AudioSource) -> CaptureProcessor | None:
         """Echo cancellation and noise suppression for a microphone in a room (a source
         with a true ``acoustic``); None for WAV files and loops, which have no echo."""
@@ -174,4 +226,27 @@ def make_call_manager(
         open_link=ports.open_link,
         make_session=ports.make_session,
         audio_factory=audio_factory,
+    )
+
+
+def make_group_call_manager(
+    ports: CallPorts,
+    *,
+    groups: Callable[[], list[Group]],
+    emit: Callable[[ev.Event], None],
+    audio_factory: AudioFactory,
+    other_call_busy: Callable[[], bool],
+) -> GroupCallManager:
+    """The group call manager (app/group_calls.py) over the same ports as 1:1 calls."""
+    return GroupCallManager(
+        own=ports.identity_public,
+        clock=time.monotonic,
+        now_ms=ports.now_ms,
+        groups=groups,
+        send_signal=ports.send_signal,
+        emit=emit,
+        open_leg=ports.open_group_leg,
+        make_media=ports.make_group_media,
+        audio_factory=audio_factory,
+        other_call_busy=other_call_busy,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from messenger_tui.app.group_models import Group, GroupMessage
+from messenger_tui.app.group_models import Group, GroupCallView, GroupMessage
 from messenger_tui.app.models import CallStats, CallView, Contact, Message, TransferView
 from messenger_tui.core.message_states import MessageState
 
@@ -74,6 +74,14 @@ class CallChanged:
     """The call's state, ringing, mute, media link or problem changed."""
 
     call: CallView
+
+
+@dataclass(frozen=True)
+class GroupCallChanged:
+    """A group's call rang, was joined or left, its participants or their health changed
+    (while in a call, about once a second)."""
+
+    call: GroupCallView
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,7 @@ Event = (
     | BacklogDrained
     | CallChanged
     | CallStatsChanged
+    | GroupCallChanged
     | (GroupChanged | GroupMessageReceived | GroupMessageStateChanged | GroupTypingChanged)
     | TransferChanged
     | TimerChanged

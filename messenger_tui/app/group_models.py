@@ -64,3 +64,41 @@ class GroupSearchHit:
     message: GroupMessage
     snippet: str
     highlights: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupCallParticipant:
+    """One line of a group call's participants list (besides us)."""
+
+    identity: bytes
+    name: str
+    #: Its voice activity bit within the last 0.3 s.
+    speaking: bool = False
+    #: Its last frame's level (dBov, 0 to -127).
+    level_dbov: int = -127
+    frames_received: int = 0
+    #: Loss while the relay forwarded it (its talk bursts; media/group_receive.py).
+    loss_percent: float = 0.0
+    #: Its jitter buffer's delay.
+    delay_ms: float = 0.0
+    #: Heard from yet (its key arrived and a frame opened).
+    heard: bool = False
+    #: Frames of its talk bursts that arrived, of those its bursts spanned.
+    voice_frames_received: int = 0
+    voice_frames_expected: int = 0
+
+
+@dataclass(frozen=True)
+class GroupCallView:
+    """A group's call as this member sees it."""
+
+    group_row: int
+    group_name: str
+    #: idle | ringing | in_progress ("call in progress, join") | joining | in_call | ended
+    state: str
+    participants: tuple[GroupCallParticipant, ...] = ()
+    muted: bool = False
+    #: Why the last join or the audio failed, in words.
+    problem: str | None = None
+    #: When we joined (wall clock, ms), in a call.
+    joined_ms: int | None = None

@@ -23,6 +23,7 @@ from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.rows import contact_model
 from messenger_tui.core import wire
+from messenger_tui.core.calls.group_keys import GroupCallMessage
 from messenger_tui.core.calls.messages import CallMessage
 from messenger_tui.core.turns import OncePerTurn
 from messenger_tui.transport.client import RelayClient
@@ -49,6 +50,7 @@ class InboundHooks:
     refresh_prekeys: Callable[[], None]
     on_call: Callable[[bytes, CallMessage], None]
     on_relay_error: Callable[[str], None]
+    on_group_call: Callable[[bytes, GroupCallMessage], None] = lambda sender, message: None
 
 
 class Inbound:
@@ -99,6 +101,8 @@ class Inbound:
                     hooks.emit(signal_in.event)
                 if signal_in.call is not None:
                     hooks.on_call(frame.sender, signal_in.call)
+                if signal_in.group_call is not None:
+                    hooks.on_group_call(frame.sender, signal_in.group_call)
                 if signal_in.used_prekey:
                     hooks.refresh_prekeys()
         elif isinstance(frame, wire.Presence):

@@ -28,6 +28,11 @@ from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.attachments import encode_pointer
+from messenger_tui.core.calls.group_keys import (
+    GroupCallFrameKey,
+    GroupCallInvite,
+    GroupCallMessage,
+)
 from messenger_tui.core.calls.messages import (
     CallAccept,
     CallBusy,
@@ -119,6 +124,9 @@ class Receiver:
         self._now_ms = now_ms
         #: Group traffic (set by the service; None: group payloads are ignored).
         self.groups: GroupInbound | None = None
+        #: Whether an identity is a member of a group we are in (set by the service): group
+        #: call messages are taken from such members even when they are not contacts.
+        self.group_member: Callable[[bytes], bool] = lambda identity: False
 
     def process(self, frames: list[wire.Deliver]) -> Outcome:
         """Decrypt and store a burst of deliveries in one transaction; then ack ``acks``."""
@@ -375,7 +383,10 @@ class Receiver:
         quietly. A call offer may be the first message of a session (the caller had no
         reply from us yet); typing never starts one."""
         row = self._directory.by_identity(frame.sender)
-        if (row is None and not self.calls_from_strangers) or (row is not None and row.blocked):
+        member = row is None and self.group_member(frame.sender)
+        if (row is None and not self.calls_from_strangers and not member) or (
+            row is not None and row.blocked
+        ):
             return None
         now = self._now_ms()
         with self._store.db.transaction():
@@ -389,9 +400,12 @@ class Receiver:
             if isinstance(content, pl.Typing | pl.GroupTyping):
                 if envelope.prekey is not None:
                     return None
-            elif not isinstance(content, CALL_MESSAGE_TYPES):
+            elif not isinstance(content, CALL_MESSAGE_TYPES + GROUP_CALL_MESSAGE_TYPES):
                 return None
-            if row is None:
+            if row is None and isinstance(content, GROUP_CALL_MESSAGE_TYPES):
+                if not member:
+                    return None
+            elif row is None:
                 # Only a profile that answers anyone (Echo) gets here; strangers' calls
                 # otherwise never ring. The caller becomes a message request.
                 if not isinstance(content, CallOffer):
@@ -403,6 +417,14 @@ class Receiver:
                 self._store.prekeys.delete_one_time(used_opk)
             book.put(frame.sender, session)
             book.flush()
+        if isinstance(content, GROUP_CALL_MESSAGE_TYPES):
+            # the group call manager checks membership of the group the message names
+            return SignalIn(
+                contact_model(row) if row else None,
+                group_call=content,
+                used_prekey=used_opk is not None,
+            )
+        assert row is not None
         contact = contact_model(row)
         if isinstance(content, pl.Typing):
             return SignalIn(contact, event=ev.TypingChanged(contact, content.active))
@@ -414,19 +436,22 @@ class Receiver:
 
 @dataclass(frozen=True)
 class SignalIn:
-    """What an ephemeral frame carried: an event to publish, or a call message."""
+    """What an ephemeral frame carried: an event to publish, or a (group) call message."""
 
-    contact: Contact
+    contact: Contact | None
     event: ev.Event | None = None
     call: CallMessage | None = None
+    group_call: GroupCallMessage | None = None
     used_prekey: bool = False
 
 
 CALL_MESSAGE_TYPES = (CallOffer, CallRinging, CallAccept, CallDecline, CallBusy, CallHangup)
+GROUP_CALL_MESSAGE_TYPES = (GroupCallInvite, GroupCallFrameKey)
 
 
 def decode_signal(plaintext: bytes) -> pl.Payload | CallMessage:
-    """A payload, or (for ``call_*`` tags) a call message."""
+    """A payload (group call messages are payloads), or (for ``call_*`` tags) a call
+    message."""
     try:
         return pl.decode_payload(plaintext)
     except pl.MalformedPayload:

@@ -40,7 +40,7 @@ from messenger_tui.app import audio_setup, profile_keys
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
 from messenger_tui.app.audio_setup import MicLevelTest, device_audio
-from messenger_tui.app.call_ports import CallPorts, make_call_manager
+from messenger_tui.app.call_ports import CallPorts, make_call_manager, make_group_call_manager
 from messenger_tui.app.calls import AudioFactory
 from messenger_tui.app.contact_book import ContactBook, SafetyNumber
 from messenger_tui.app.conversations import ConversationSummary, summaries, summary_for
@@ -50,6 +50,7 @@ from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.event_bus import EventBus
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.group_book import GroupBook
+from messenger_tui.app.group_calls import GroupCallManager
 from messenger_tui.app.group_files import GroupFiles, incoming_attachment
 from messenger_tui.app.group_inbound import GroupInbound
 from messenger_tui.app.group_sender import GroupSender
@@ -92,6 +93,8 @@ class MessengerService:
 
     #: Group chats: create, members, send, read (:mod:`.groups`).
     groups: GroupChats
+    #: Group calls: start or join, leave, participants (:mod:`.group_calls`).
+    group_calls: GroupCallManager
     voice: VoiceNotes
     group_files: GroupFiles
 
@@ -201,6 +204,14 @@ class MessengerService:
             contact_of=self.contact_by_id,
             timers=group_timers,
         )
+        self.group_calls = make_group_call_manager(
+            self._call_ports,
+            groups=self.groups.all,
+            emit=self._emit,
+            audio_factory=self.chosen_devices,
+            other_call_busy=lambda: self.calls.busy,
+        )
+        self._receiver.group_member = self._is_group_member
         self._transfers = TransferManager(
             store,
             identity,
@@ -246,6 +257,7 @@ class MessengerService:
                 refresh_prekeys=self._upkeep.schedule_refresh,
                 on_call=self.calls.on_signal,
                 on_relay_error=self._relay_error,
+                on_group_call=self.group_calls.on_signal,
             ),
         )
 
@@ -296,6 +308,7 @@ class MessengerService:
     async def close(self) -> None:
         """Store what was delivered, flush acks, close the connection, stop background tasks."""
         await self.calls.close()
+        await self.group_calls.close()
         await self.voice.close()
         await self._transfers.close()
         await self._inbound.close()
@@ -602,6 +615,7 @@ class MessengerService:
         """Where calls take and play audio: ``factory()`` returns a (source, sink) per call;
         the default, :meth:`chosen_devices` (also meant by :func:`device_audio`)."""
         self.calls.audio_factory = self.chosen_devices if factory is device_audio else factory
+        self.group_calls.audio_factory = self.calls.audio_factory
 
     def chosen_devices(self) -> tuple[AudioSource, AudioSink]:
         """The microphone and speaker the settings name (the system's defaults if none)."""
@@ -624,6 +638,8 @@ class MessengerService:
         gate(contact, calling=True)
         if not self.connected:
             raise RelayUnavailable("not connected to the relay; calls need a live connection")
+        if self.group_calls.busy:
+            raise BadInput("you are in a group call; leave it first")
         self._check_devices()
         self.calls.gated = self._settings.current().talk_mode != "open"
         return self.calls.place_call(contact)
@@ -631,6 +647,8 @@ class MessengerService:
     def accept_call(self) -> None:
         """Answer the ringing call (:class:`BadInput` when none rings; :class:`AudioProblem`
         when the chosen devices are missing: the call keeps ringing, decline it)."""
+        if self.group_calls.busy:
+            raise BadInput("you are in a group call; leave it first")
         self._check_devices()
         self.calls.gated = self._settings.current().talk_mode != "open"
         self.calls.accept()
@@ -734,6 +752,13 @@ class MessengerService:
         finally:
             self._setup_done.set()
             self._wake_senders()
+
+    def _is_group_member(self, identity: bytes) -> bool:
+        """A member of a group we are in (group call messages are taken from them)."""
+        return any(
+            group.is_member and any(m.identity == identity for m in group.members)
+            for group in self.groups.all()
+        )
 
     def _relay_error(self, text: str) -> None:
         self.last_error = text

@@ -27,6 +27,8 @@ from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
 from messenger_tui.app.models import CallStats, CallView
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.group_call_cmd import describe as describe_group_call
+from messenger_tui.cli.group_call_cmd import follow_group_call, is_group_call
 from messenger_tui.cli.output import err
 from messenger_tui.cli.profile_service import close_service, home_dir, open_service
 from messenger_tui.media.pacing import LoopPacer
@@ -47,9 +49,10 @@ def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "call",
         parents=[common],
-        help="call a contact (headless: WAV files or the default devices)",
+        help="call a contact or a group (headless: WAV files or the default devices)",
         description="Ring NAME and talk. Ends when --duration passes, when the --play file "
-        "has been sent, when the peer hangs up, or on Ctrl-C.",
+        "has been sent, when the peer hangs up, or on Ctrl-C. NAME may be a group: its call "
+        "is started (ringing the members) or joined.",
     )
     p.add_argument("name")
     _audio_options(p)
@@ -96,6 +99,13 @@ def _audio_options(p: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         help="seconds of talk before hanging up (default: until --play ends, or the peer hangs up)",
+    )
+    p.add_argument(
+        "--wait-for",
+        type=int,
+        default=0,
+        metavar="N",
+        help="group calls: hold the --play file (and --duration) until N others are in the call",
     )
 
 
@@ -339,6 +349,9 @@ async def _calling(
 
 async def cmd_call(args: argparse.Namespace) -> int:
     async with _calling(args) as (service, audio, queue):
+        if is_group_call(service, args.name):
+            service.group_calls.start_or_join(args.name)
+            return await _follow_group(service, queue, args.name, args, audio)
         service.place_call(args.name)
         talk_s = _talk_time(args, echo=_is_echo(service, args.name))
         try:
@@ -365,4 +378,30 @@ async def cmd_answer(args: argparse.Namespace) -> int:
                 err(_describe(event.call))
                 service.accept_call()
                 break
+            if isinstance(event, ev.GroupCallChanged) and event.call.state == "ringing":
+                name = event.call.group_name
+                err(describe_group_call(event.call))
+                service.group_calls.start_or_join(name)
+                return await _follow_group(service, queue, name, args, audio)
         return await _follow(service, queue, _talk_time(args), audio.connected)
+
+
+async def _follow_group(
+    service: MessengerService,
+    queue: asyncio.Queue[ev.Event],
+    name: str,
+    args: argparse.Namespace,
+    audio: HeadlessAudio,
+) -> int:
+    try:
+        return await follow_group_call(
+            service,
+            queue,
+            name,
+            talk_s=_talk_time(args),
+            wait_for=args.wait_for,
+            on_talking=audio.connected,
+        )
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        service.group_calls.leave()
+        raise

@@ -16,6 +16,15 @@ loop, pull on the sink thread) and the set of streams.
 Per participant the path keeps what the call pane shows: frames received, loss, jitter
 buffer delay, the last level byte and whether it is speaking (its voice activity bit within
 the last :data:`SPEAKING_HOLD_S`).
+
+**Loss while forwarded.** The relay forwards a participant's stream only while it is among a
+receiver's loudest three, so gaps in its sequence numbers are mostly the relay's choice, not
+loss (and the jitter buffer conceals every slot of them). The loss shown is counted over the
+participant's *talk bursts*: from its first frame with the voice bit to its last, a burst
+ending after :data:`BURST_GAP_FRAMES` frames without voice; every sequence number in a burst
+that never arrived is lost. A talker is forwarded while it talks (it is among the loudest),
+so this is the loss of what one could hear. The media carrier is one TCP path (no
+reordering): a frame is counted on arrival.
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: A participant counts as speaking for this long after a frame with the voice bit.
 SPEAKING_HOLD_S: Final = 0.3
+#: Frames (20 ms) without the voice bit that end a talk burst (see "Loss while forwarded").
+BURST_GAP_FRAMES: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +63,25 @@ class ParticipantHealth:
     frames_received: int
     loss_percent: float
     delay_ms: float
+    #: Frames of its talk bursts that arrived, and that its bursts spanned.
+    voice_frames_received: int = 0
+    voice_frames_expected: int = 0
 
 
 class _Stream:
-    __slots__ = ("decoder", "frames", "jb", "last_level", "last_voice_at")
+    __slots__ = (
+        "burst_first",
+        "burst_last",
+        "burst_received",
+        "decoder",
+        "done_expected",
+        "done_received",
+        "frames",
+        "jb",
+        "last_level",
+        "last_voice_at",
+        "since_first",
+    )
 
     def __init__(self, config: JitterBufferConfig, decoder: OpusDecoder) -> None:
         self.jb = JitterBuffer(config)
@@ -63,6 +89,38 @@ class _Stream:
         self.frames = 0
         self.last_level = 127
         self.last_voice_at = float("-inf")
+        self.burst_first: int | None = None  # the current talk burst's first voice sequence
+        self.burst_last = 0
+        self.since_first = 0  # frames received since (and with) burst_first
+        self.burst_received = 0  # since_first when the burst's last voice frame came
+        self.done_expected = 0  # closed bursts
+        self.done_received = 0
+
+    def count(self, sequence: int, voice: bool) -> None:
+        """Loss while forwarded (see the module docstring)."""
+        first = self.burst_first
+        if first is not None and sequence > self.burst_last + BURST_GAP_FRAMES:
+            self.done_expected += self.burst_last - first + 1
+            self.done_received += self.burst_received
+            first = self.burst_first = None
+        if first is None:
+            if not voice:
+                return
+            first = self.burst_first = sequence
+            self.since_first = 0
+        if sequence >= first:
+            self.since_first += 1
+        if voice and sequence >= self.burst_last:
+            self.burst_last = sequence
+            self.burst_received = self.since_first
+
+    def voice_totals(self) -> tuple[int, int]:
+        """(received, expected) over the talk bursts so far."""
+        received, expected = self.done_received, self.done_expected
+        if self.burst_first is not None:
+            received += self.burst_received
+            expected += self.burst_last - self.burst_first + 1
+        return received, expected
 
 
 def mix(frames: list[bytes]) -> bytes:
@@ -126,6 +184,7 @@ class GroupReceivePath:
                     self._config, self._decoder_factory()
                 )
             stream.frames += 1
+            stream.count(opened.header.sequence, opened.header.voice)
             stream.last_level = opened.header.level
             if opened.header.voice:
                 stream.last_voice_at = now
@@ -164,15 +223,18 @@ class GroupReceivePath:
         with self.lock:
             for identity, stream in self._streams.items():
                 stats = stream.jb.stats
-                slots = stats.played + stats.lost
+                received, expected = stream.voice_totals()
+                lost = max(0, expected - received)
                 out.append(
                     ParticipantHealth(
                         identity=identity,
                         speaking=now - stream.last_voice_at <= SPEAKING_HOLD_S,
                         level_dbov=level_dbov(stream.last_level),
                         frames_received=stream.frames,
-                        loss_percent=100.0 * stats.lost / slots if slots else 0.0,
+                        loss_percent=100.0 * lost / expected if expected else 0.0,
                         delay_ms=stats.current_delay_ms,
+                        voice_frames_received=received,
+                        voice_frames_expected=expected,
                     )
                 )
         return out

@@ -26,7 +26,13 @@ from typing import Any, NoReturn
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AudioProblem, BadInput
 from messenger_tui.app.facade import ConversationSummary, SearchHit
-from messenger_tui.app.group_models import Group, GroupMember, GroupMessage, GroupSearchHit
+from messenger_tui.app.group_models import (
+    Group,
+    GroupCallView,
+    GroupMember,
+    GroupMessage,
+    GroupSearchHit,
+)
 from messenger_tui.app.images import CellRow, halfblock_cells
 from messenger_tui.app.models import (
     AudioDevices,
@@ -177,6 +183,37 @@ class FixedGroups:
 
 
 @dataclass
+class FixedGroupCalls:
+    """Fixed group calls (none unless a scene adds them), by group name."""
+
+    views: dict[str, GroupCallView] = field(default_factory=dict)
+
+    def view(self, name: str) -> GroupCallView | None:
+        return self.views.get(name)
+
+    def active(self) -> GroupCallView | None:
+        return next((v for v in self.views.values() if v.state in ("joining", "in_call")), None)
+
+    def calls(self) -> list[GroupCallView]:
+        return [v for v in self.views.values() if v.state not in ("idle", "ended")]
+
+    def start_or_join(self, name: str) -> GroupCallView:
+        view = self.views.get(name)
+        if view is None:
+            raise BadInput("the snapshot facade starts no group calls")
+        return view
+
+    def decline(self, name: str) -> None:
+        raise BadInput("the snapshot facade's group calls do not change")
+
+    def leave(self) -> None:
+        return None
+
+    def set_muted(self, muted: bool) -> None:
+        return None
+
+
+@dataclass
 class FixedRecording:
     level: float = 0.25
     elapsed_ms: int = 4_000
@@ -277,6 +314,7 @@ class SnapshotFacade:
     mic_levels: tuple[float, ...] = (0.05, 0.3)
     mic_tests: list[FixedMicTest] = field(default_factory=list)
     fixed_groups: FixedGroups = field(default_factory=FixedGroups)
+    fixed_group_calls: FixedGroupCalls = field(default_factory=FixedGroupCalls)
     transfer_list: list[TransferView] = field(default_factory=list)
     #: Disappearing-message timers by contact id (seconds; absent: off).
     timers: dict[int, int] = field(default_factory=dict)
@@ -352,6 +390,10 @@ class SnapshotFacade:
     @property
     def group_files(self) -> FixedGroupFiles:
         return FixedGroupFiles()
+
+    @property
+    def group_calls(self) -> FixedGroupCalls:
+        return self.fixed_group_calls
 
     @property
     def address(self) -> str:

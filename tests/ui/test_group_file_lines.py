@@ -7,8 +7,8 @@ from textual.app import App
 
 from messenger_tui.app.group_models import GroupMessage
 from messenger_tui.app.models import TransferView
-from messenger_tui.ui.screens.group_chat import message_line
 from messenger_tui.ui.screens.group_file_actions import file_note
+from messenger_tui.ui.screens.group_message_text import message_line
 from messenger_tui.ui.widgets.transfer_bar import TransferBar
 from tests.ui.snapshot_facade import SnapshotFacade
 

@@ -28,6 +28,12 @@ Design rules
    others rotate when the relay tells them of our join, which can be before the relay's
    answer reaches us) are kept, at most :data:`MAX_KEYS_PER_SENDER` per member, and
    installed when the join completes.
+8. **Leaving keeps a call others are in joinable.** ``leave`` while others are present in the
+   room (as the relay last said) is ``LEAVE_REJOINABLE``: the media stops and every key is
+   forgotten as on any leave, but the call's id and secret stay and the state is
+   ``IN_PROGRESS`` ("call in progress, join"), so joining again joins the same call (and the
+   others rotate on that join as on any other). Leaving alone, a failed leg or a join timeout
+   end it (``ENDED``).
 """
 
 from __future__ import annotations
@@ -78,6 +84,7 @@ class GroupEvent(Enum):
     JOIN = "join"
     DECLINE = "decline"
     LEAVE = "leave"
+    LEAVE_REJOINABLE = "leave_rejoinable"  # leave while others are in the call (rule 8)
     # peers (E2E)
     INVITE = "invite"
     INVITE_STALE = "invite_stale"  # older than RING_S: shows in progress, never rings
@@ -104,7 +111,9 @@ class GroupAction(Enum):
     STOP_MEDIA = "stop_media"  # close the leg, forget every key
 
 
-_LOCAL: Final = frozenset({GroupEvent.START, GroupEvent.JOIN, GroupEvent.DECLINE})
+_LOCAL: Final = frozenset(
+    {GroupEvent.START, GroupEvent.JOIN, GroupEvent.DECLINE, GroupEvent.LEAVE_REJOINABLE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +154,7 @@ GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransi
         E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
         E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
         E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
     },
 }
 
@@ -261,6 +271,9 @@ class GroupCall:
         return self._fire(E.DECLINE)
 
     def leave(self) -> list[GroupEffect]:
+        call = self._call
+        if self.state is S.IN_CALL and call is not None and call.present:
+            return self._fire(E.LEAVE_REJOINABLE)  # rule 8
         return self._fire(E.LEAVE)
 
     def invite_received(
@@ -417,6 +430,8 @@ class GroupCall:
             self.sealer = None
             self.opener = None
             self._early_keys = {}
+            if self._call is not None:
+                self._call.present = set()
             effects.append(DisconnectLeg())
 
     def _announce(self, key: FrameKey, effects: list[GroupEffect]) -> None:

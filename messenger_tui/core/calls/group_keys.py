@@ -76,3 +76,8 @@ class GroupCallFrameKey(msgspec.Struct, tag="group_call_key", tag_field="t", fro
 
     def __repr__(self) -> str:
         return f"GroupCallFrameKey(key_id={self.key_id:#010x})"
+
+
+#: What travels over the E2E channel for group calls (ephemeral ``signal`` frames; both are
+#: members of :data:`messenger_tui.core.payload.Payload`, encoded and decoded with it).
+GroupCallMessage = GroupCallInvite | GroupCallFrameKey

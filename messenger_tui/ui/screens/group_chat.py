@@ -6,17 +6,19 @@ service's events: a group message, state change or membership change of this gro
 the view, and what is shown is marked read (read receipts go to each author).
 
 F2 shows the members panel (:mod:`.group_members`); F3 lists who got and read our newest
-message; Alt+M mutes the group (mentions of us still notify). In the composer, Tab completes
-``@name`` to a member's name; a sent text carries the identity keys of the members it names
-(``GroupText.mentions``). Typing sends "typing" to the members (ephemeral); theirs shows
-above the composer ("alice is typing…"). Ctrl+O attaches a file, Ctrl+R records a voice
-message and Alt+P plays one (:mod:`.group_file_actions`).
+message; F5 starts the group's call, or joins it when it rings or is in progress (the call
+pane above the messages lists the participants, :mod:`..widgets.group_call_pane`), F6 mutes
+the microphone in it and F7 leaves it; Alt+M mutes the group (mentions of us still
+notify). In the composer, Tab completes ``@name`` to a member's name; a sent text carries
+the identity keys of the members it names (``GroupText.mentions``). Typing sends "typing"
+to the members (ephemeral); theirs shows above the composer ("alice is typing…").
+Ctrl+O attaches a file, Ctrl+R records a voice message and Alt+P plays one
+(:mod:`.group_file_actions`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 
@@ -31,23 +33,26 @@ from textual.widgets import Input, Static
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
-from messenger_tui.app.group_models import Group, GroupMember, GroupMessage
+from messenger_tui.app.group_models import Group, GroupCallView, GroupMember, GroupMessage
 from messenger_tui.app.models import Contact, Settings
 from messenger_tui.core.disappearing import describe
-from messenger_tui.ui.formatting import clean_text, list_time, preview
+from messenger_tui.ui.formatting import clean_text, preview
 from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
 from messenger_tui.ui.screens.group_members import MemberList
+from messenger_tui.ui.screens.group_message_text import (
+    mentioned_members,
+    message_line,
+)
 from messenger_tui.ui.widgets.footer import FittingFooter
+from messenger_tui.ui.widgets.group_call_pane import GroupCallPane
 from messenger_tui.ui.widgets.group_lines import GroupLines
 from messenger_tui.ui.widgets.voice_line import RecordingLine
 
-#: Messages shown (the newest).
-GROUP_PAGE = 200
-#: Colours of member names, picked by a hash of the member's identity key.
-MEMBER_COLOURS = ("cyan", "magenta", "green", "yellow", "bright_blue", "bright_red", "orange3")
 #: A typing notice not renewed within this many seconds is dropped (a lost "stopped").
 TYPING_SHOWN_S = 6.0
+#: Messages shown (the newest).
+GROUP_PAGE = 200
 #: While we type, "typing" is sent again at most this often; idle this long sends "stopped".
 TYPING_RESEND_S = 3.0
 TYPING_IDLE_S = 5.0
@@ -61,51 +66,6 @@ FOOTER_DROP_ORDER = (
 )
 #: The partial ``@name`` before the cursor.
 _MENTION_TAIL = re.compile(r"@([^@\n]*)$")
-
-
-def member_colour(identity: bytes) -> str:
-    return MEMBER_COLOURS[hashlib.sha256(identity).digest()[0] % len(MEMBER_COLOURS)]
-
-
-def mentioned_members(text: str, members: tuple[GroupMember, ...]) -> list[bytes]:
-    """The identity keys of the other members ``text`` names as ``@name``."""
-    folded = text.casefold()
-    return [m.identity for m in members if not m.me and f"@{m.name}".casefold() in folded]
-
-
-def highlight_mentions(body: Text, names: list[str], own: str) -> None:
-    """Style every ``@name`` of a member in ``body``; a mention of ``own`` stands out."""
-    plain = body.plain.casefold()
-    for name in sorted(set(names), key=len, reverse=True):
-        if not name:
-            continue
-        needle = f"@{name}".casefold()
-        style = "bold reverse" if name == own else "bold underline"
-        start = plain.find(needle)
-        while start >= 0:
-            body.stylize(style, start, start + len(needle))
-            start = plain.find(needle, start + len(needle))
-
-
-def message_line(m: GroupMessage, names: list[str] | None = None, own: str = "") -> Text:
-    """One message as the view shows it (``names``: the members' names, for mentions)."""
-    when = Text(f"{list_time(m.sent_at_ms)} ", style="dim")
-    if m.kind == "notice":
-        return when + Text(f"! {m.text}", style="italic dim")
-    name = "you" if m.outgoing else m.sender_name
-    body = Text(f": {m.text}")
-    if names and "@" in m.text:
-        highlight_mentions(body, names, own)
-    line = when + Text(name, style=f"bold {member_colour(m.sender)}") + body
-    if m.outgoing:
-        if m.state == "queued":
-            state = "queued"
-        else:
-            state = f"delivered to {m.delivered} of {m.recipients}"
-            if m.read:
-                state += f", read by {m.read}"
-        line.append(f"  ({state})", style="dim")
-    return line
 
 
 def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
@@ -132,6 +92,26 @@ def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) 
         app.notify(f"and {len(new) - 3} more group messages", timeout=4)
 
 
+def announce_group_call(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
+    """A toast (and the bell, when it is on) when a group's call starts ringing, unless that
+    group is on screen (its call pane shows it)."""
+    showing = app.screen.group_row if isinstance(app.screen, GroupChatScreen) else None
+    for e in batch:
+        if (
+            isinstance(e, ev.GroupCallChanged)
+            and e.call.state == "ringing"
+            and e.call.group_row != showing
+        ):
+            app.notify(
+                f"A call rings in #{e.call.group_name}: open the group and press F5 to join",
+                title="Group call",
+                timeout=8,
+                markup=False,
+            )
+            if settings.bell:
+                app.bell()
+
+
 class GroupChatScreen(Screen[None], inherit_bindings=False):
     BINDINGS = [
         Binding("escape", "back", "Back", id="group.back",
@@ -142,6 +122,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                         "promote, rename, leave"),
         Binding("f3", "receipts", "Who got it", id="group.receipts",
                 tooltip="Who got and who read your newest message in this group"),
+        Binding("f5", "group_call", "Call", id="group.call",
+                tooltip="Start the group's call (ringing the members), or join it when it "
+                        "rings or is in progress"),
+        Binding("f6", "group_call_mute", "Mute mic", id="group.call_mute",
+                tooltip="Mute or unmute your microphone in the group call"),
+        Binding("f7", "leave_call", "Leave call", id="group.call_leave",
+                tooltip="Leave the group call"),
         Binding("alt+m", "toggle_mute", "Mute", show=False, priority=True, id="group.mute",
                 tooltip="Mute or unmute the group (messages that mention you still notify)"),
         Binding("tab", "complete", "Complete", show=False, priority=True,
@@ -175,11 +162,14 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         #: Members typing now: identity -> (name, monotonic time the notice lapses).
         self.typing: dict[bytes, tuple[str, float]] = {}
         self._typing_sent = 0.0  # when we last sent "typing" (0: not typing)
+        #: The group's call as last shown (None: it never had one here).
+        self.call: GroupCallView | None = None
         self._last_key = 0.0
         self.files = GroupFileControls(self)
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
+        yield GroupCallPane(id="group-call")
         with Horizontal(id="group-body"):
             yield GroupLines(id="group-lines")
             yield MemberList(id="group-members", classes="-hidden")
@@ -200,6 +190,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self._queue = self.service.subscribe()
         self._consume(self._queue)
         self.reload()
+        group = self.group
+        if group is not None:
+            self.show_call(self.service.group_calls.view(group.name))
         self.query_one(Input).focus()
         self.set_interval(1.0, self._tick_typing)
 
@@ -236,7 +229,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                     isinstance(event, ev.GroupMessagesExpired) and event.group_row == self.group_row
                 )
             )
-            if isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
+            if isinstance(event, ev.GroupCallChanged) and event.call.group_row == self.group_row:
+                self.show_call(event.call)
+            elif isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
                 self._typing_changed(event)
             elif ours and isinstance(event, ev.GroupMessageReceived):
                 if self.typing.pop(event.message.sender, None) is not None:
@@ -402,6 +397,42 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         composer.cursor_position = start + len(completed)
 
     # ------------------------------------------------------------ members panel
+
+    # ------------------------------------------------------------------ the group's call
+
+    def show_call(self, call: GroupCallView | None) -> None:
+        self.call = call
+        self.query_one(GroupCallPane).show_call(call)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Call keys show (and work) when they apply: Call unless we are in (or joining) the
+        call; Mute mic and Leave call while we are."""
+        if action in ("group_call", "group_call_mute", "leave_call"):
+            in_call = self.call is not None and self.call.state in ("joining", "in_call")
+            if action == "group_call":
+                group = self.group
+                return not in_call and group is not None and group.is_member
+            return in_call
+        return True
+
+    async def action_group_call(self) -> None:
+        group = self.group
+        if group is None:
+            return
+        try:
+            await self.service.audio_devices(rescan=True)
+            self.show_call(self.service.group_calls.start_or_join(group.name))
+        except AppError as exc:
+            self.app.notify(str(exc), severity="error", timeout=10)
+
+    def action_group_call_mute(self) -> None:
+        call = self.call
+        if call is not None:
+            self.service.group_calls.set_muted(not call.muted)
+
+    def action_leave_call(self) -> None:
+        self.service.group_calls.leave()
 
     def action_back(self) -> None:
         panel = self.query_one(MemberList)

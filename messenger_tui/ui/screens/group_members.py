@@ -17,6 +17,7 @@ from textual.widgets.option_list import Option
 from messenger_tui.app.errors import AppError, BadInput
 from messenger_tui.app.group_models import Group, GroupMember
 from messenger_tui.app.models import Contact
+from messenger_tui.ui.screens.group_message_text import member_colour
 
 if TYPE_CHECKING:
     from messenger_tui.ui.screens.group_chat import GroupChatScreen
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 def member_label(member: GroupMember, contact: Contact | None) -> Text:
     """One row: the name, "admin", "you", and "! key changed" when their key changed."""
-    from messenger_tui.ui.screens.group_chat import member_colour
-
     line = Text("★ " if member.admin else "  ", style="yellow")
     line.append("you" if member.me else member.name, style=f"bold {member_colour(member.identity)}")
     if member.admin:

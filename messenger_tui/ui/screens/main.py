@@ -24,7 +24,11 @@ from messenger_tui.app.group_models import Group, GroupSearchHit
 from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
-from messenger_tui.ui.screens.group_chat import GroupChatScreen, announce_group
+from messenger_tui.ui.screens.group_chat import (
+    GroupChatScreen,
+    announce_group,
+    announce_group_call,
+)
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 from messenger_tui.ui.screens.voice_actions import VoiceControls
@@ -175,6 +179,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             if self.app.screen is self:  # covered (a group open): rebuilt when it resumes
                 self._show_summaries()  # groups: their rows and unread counts
             announce_group(self.app, self.service.settings(), batch)
+        announce_group_call(self.app, self.service.settings(), batch)
         if update.header:
             self.refresh_header()
         if update.status:

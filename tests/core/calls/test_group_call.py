@@ -245,3 +245,20 @@ def test_keys_arriving_while_joining_are_kept_and_installed() -> None:
     clock.now += SWITCH_OVER_S
     assert alice.sealer is not None and bob.opener is not None
     assert bob.opener.open(alice.sealer.seal(b"hi", 0, 0), strict=True) is not None
+
+
+def test_leaving_while_others_are_in_keeps_the_call_joinable() -> None:
+    """Rule 8: leave with others present -> IN_PROGRESS (same call, joinable); alone -> ENDED."""
+    clock = FakeClock()
+    alice = machine(ALICE, clock)
+    alice.start(now_ms(clock))
+    assert StateChange(S.IN_CALL) in alice.relay_joined([BOB])
+    call_id = alice.call_id
+    effects = alice.leave()
+    assert effects == [DisconnectLeg(), StateChange(S.IN_PROGRESS)]
+    assert alice.sealer is None and alice.opener is None and alice.participants == []
+    assert alice.call_id == call_id
+    join = alice.join()
+    assert StateChange(S.JOINING) in join and any(isinstance(e, ConnectLeg) for e in join)
+    assert StateChange(S.IN_CALL) in alice.relay_joined([])  # everyone else left meanwhile
+    assert alice.leave() == [DisconnectLeg(), StateChange(S.ENDED)]
