@@ -62,7 +62,6 @@ from redis.exceptions import RedisError
 
 from messenger_tui.core import wire
 from messenger_tui.relay.node_redis import (
-    BUCKET_LUA,
     LEASE_LUA,
     REFUND_LUA,
     RedisUnavailable,
@@ -156,7 +155,6 @@ class NodeBus:
         self._peers = peers
         self._log = log
         self._redis, self.cluster = open_redis(url)
-        self._bucket = self._redis.register_script(BUCKET_LUA)
         self._lease = self._redis.register_script(LEASE_LUA)
         self._refund = self._redis.register_script(REFUND_LUA)
         self._release = self._redis.register_script(_RELEASE_LUA)
@@ -439,9 +437,9 @@ class NodeBus:
     async def bucket(
         self, key: str, rate_per_ms: float, burst: int, cost: float, reopen: float
     ) -> bool:
-        """One step of the shared token bucket ``key``."""
-        result = await self._bucket(keys=[key], args=[rate_per_ms, burst, cost, reopen])
-        return bool(int(result))
+        """One step of the shared token bucket ``key``: spend ``cost`` (> 0) tokens, or False
+        (a lease of exactly ``cost``)."""
+        return await self.lease(key, rate_per_ms, burst, cost, cost, reopen) > 0
 
     async def lease(
         self, key: str, rate_per_ms: float, burst: int, least: float, want: float, reopen: float

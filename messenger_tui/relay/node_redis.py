@@ -24,40 +24,11 @@ from messenger_tui.relay.store_url import parse_store_url
 #: Seconds to connect to Redis before a bus operation counts as failed.
 REDIS_CONNECT_TIMEOUT_S: Final = 2.0
 
-# KEYS[1] bucket; ARGV rate per ms, burst, cost, reopen level. 1 = allowed.
-BUCKET_LUA: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local reopen = tonumber(ARGV[4])
-local b = redis.call('HMGET', KEYS[1], 't', 'u', 'c')
-local tokens = tonumber(b[1]) or burst
-local updated = tonumber(b[2]) or now
-local closed = b[3] == '1'
-if now > updated then
-  tokens = math.min(burst, tokens + (now - updated) * rate)
-  updated = now
-end
-if closed and tokens >= math.max(cost, reopen) then closed = false end
-local ok = 0
-if (not closed) and tokens >= cost then
-  tokens = tokens - cost
-  ok = 1
-else
-  closed = true
-end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'u', tostring(updated), 'c',
-  closed and '1' or '0')
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
-return ok
-"""
-
-
-# KEYS[1] bucket; ARGV rate per ms, burst, least, want, reopen level. The same bucket as
-# BUCKET_LUA, taking up to ``want`` tokens at once (at least ``least``): returns the tokens
-# taken ("0": refused), which the caller spends locally (a connection's lease, LeasedBucket).
+# KEYS[1] bucket; ARGV rate per ms, burst, least, want, reopen level. A token bucket that
+# refills at ``rate`` up to ``burst``, closes when it runs dry and reopens at ``reopen``
+# tokens; takes up to ``want`` tokens at once (at least ``least``): returns the tokens taken
+# ("0": refused), which the caller spends locally (a connection's lease, LeasedBucket), or
+# ``least == want == cost`` for one step of the bucket (NodeBus.bucket).
 LEASE_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
