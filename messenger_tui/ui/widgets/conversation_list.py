@@ -150,7 +150,9 @@ class ConversationList(OptionList, inherit_bindings=False):
             self._rebuild()
 
     def _rebuild(self) -> None:
-        keep = self.highlighted_contact
+        # the highlighted row by its option id: a contact's or a group's (a rebuild while a
+        # group is highlighted must not move the highlight to the first contact)
+        keep = None if self.highlighted is None else self.get_option_at_index(self.highlighted).id
         self._width = self.scrollable_content_region.width
         self.clear_options()
         self.add_options(
@@ -160,7 +162,8 @@ class ConversationList(OptionList, inherit_bindings=False):
             Option(self._group_prompt(g), id=group_option_id(g.id)) for g in self._groups
         )
         if keep is not None:
-            self.highlight_contact(keep)
+            with contextlib.suppress(OptionDoesNotExist):
+                self.highlighted = self.get_option_index(keep)
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(name, partial=True)
