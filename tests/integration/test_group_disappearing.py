@@ -74,6 +74,13 @@ async def test_group_messages_expire_on_every_member(tmp_path: Path) -> None:
             assert alice.groups.set_timer("team", 5)
             assert not alice.groups.set_timer("team", 5)  # unchanged: nothing sent
             await wait_for(lambda: all(s.groups.timer("team") == 5 for s in members))
+            # stored first, then the event reaches each subscriber's queue and `collect`
+            await wait_for(
+                lambda: all(
+                    any(isinstance(e, ev.GroupTimerChanged) for e in seen[s.name])
+                    for s in (bob, carol)
+                )
+            )
             for s in (bob, carol):
                 changed = [e for e in seen[s.name] if isinstance(e, ev.GroupTimerChanged)]
                 assert [(e.group.name, e.seconds, e.by_me) for e in changed] == [("team", 5, False)]
