@@ -17,23 +17,19 @@ group twin, :mod:`benchmarks.ui_group_backlog_stall`).
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import Settings
-from benchmarks.procs import ServerProcess
-from benchmarks.ui_common import run_child
 from benchmarks.ui_stall import (
     AIM_STALL_MS,
-    RELAY_ARGS,
     TICK_S,
     OpenView,
     StallMeter,
     child_main,
+    measure_backlog,
 )
 from benchmarks.ui_stall import render_stalls as _render_stalls
 
@@ -127,17 +123,7 @@ def run(settings: Settings) -> dict[str, Any]:
     n = 1000 if settings.quick else 5000
     workdir = settings.workdir / NAME
     out: dict[str, Any] = {"aim_stall_ms": AIM_STALL_MS, "messages": n}
-    with ServerProcess.relay(workdir, RELAY_ARGS) as relay:
-        t0 = time.perf_counter()
-        homes = asyncio.run(_prepare(relay.url, workdir, n))
-        out["prepare_s"] = round(time.perf_counter() - t0, 1)
-        args = ["--expected", str(n)]
-        out["service"] = run_child(
-            NAME, ["service", "--home", str(homes["service"]), *args], 600, workdir
-        )
-        out["ui"] = run_child(NAME, ["ui", "--home", str(homes["ui"]), *args], 600, workdir)
-        relay.check_alive()
-    return out
+    return measure_backlog(NAME, workdir, _prepare, n, 600, out)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -31,14 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import Settings
-from benchmarks.procs import ServerProcess
-from benchmarks.ui_common import run_child
 from benchmarks.ui_stall import (
     AIM_STALL_MS,
-    RELAY_ARGS,
     TICK_S,
     OpenView,
     child_main,
+    measure_backlog,
     render_stalls,
 )
 
@@ -164,17 +162,7 @@ def run(settings: Settings) -> dict[str, Any]:
         "members": MEMBERS,
         "senders": SENDERS,
     }
-    with ServerProcess.relay(workdir, RELAY_ARGS) as relay:
-        t0 = time.perf_counter()
-        homes = asyncio.run(_prepare(relay.url, workdir, n))
-        out["prepare_s"] = round(time.perf_counter() - t0, 1)
-        args = ["--expected", str(n)]
-        out["service"] = run_child(
-            NAME, ["service", "--home", str(homes["service"]), *args], 900, workdir
-        )
-        out["ui"] = run_child(NAME, ["ui", "--home", str(homes["ui"]), *args], 900, workdir)
-        relay.check_alive()
-    return out
+    return measure_backlog(NAME, workdir, _prepare, n, 900, out)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -24,13 +24,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import fmt, md_table
-from benchmarks.procs import RELAY_BENCH_ARGS
-from benchmarks.ui_common import TERMINAL, emit
+from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess
+from benchmarks.ui_common import TERMINAL, emit, run_child
 
 if TYPE_CHECKING:
     from textual.pilot import Pilot
@@ -231,6 +231,30 @@ def child_main(name: str, argv: list[str], conversation: Conversation) -> int:
     args = parser.parse_args(argv)
     emit(asyncio.run(ingest(args.kind, args.home, args.expected, conversation)))
     return 0
+
+
+def measure_backlog(
+    name: str,
+    workdir: Path,
+    prepare: Callable[[str, Path, int], Coroutine[Any, Any, dict[str, Path]]],
+    messages: int,
+    timeout_s: float,
+    out: dict[str, Any],
+) -> dict[str, Any]:
+    """One backlog run on a relay process: ``prepare`` writes the backlog and returns the
+    receivers' homes ("service", "ui"); each receiver then runs in a child process
+    (``child_main``), and its figures go into ``out`` under its name."""
+    with ServerProcess.relay(workdir, RELAY_ARGS) as relay:
+        t0 = time.perf_counter()
+        homes = asyncio.run(prepare(relay.url, workdir, messages))
+        out["prepare_s"] = round(time.perf_counter() - t0, 1)
+        args = ["--expected", str(messages)]
+        for part in ("service", "ui"):
+            out[part] = run_child(
+                name, [part, "--home", str(homes[part]), *args], timeout_s, workdir
+            )
+        relay.check_alive()
+    return out
 
 
 def render_stalls(result: dict[str, Any], ui_label: str, note: str) -> str:
