@@ -647,6 +647,13 @@ class SnapshotFacade:
         data = self.image_list.get(message_row)
         return None if data is None else (halfblock_cells(data, cols, rows), False)
 
+    async def image_picture(
+        self, message_row: int, width_px: int, height_px: int
+    ) -> tuple[bytes, bool] | None:
+        """A scene's images as they are (kitty / sixel are never chosen under Pilot)."""
+        data = self.image_list.get(message_row)
+        return None if data is None else (data, False)
+
 
 # ---------------------------------------------------------------------- ready scenes
 

@@ -1,10 +1,12 @@
 """Images and voice messages in place in a group conversation (:mod:`.group_chat`), as the
 1:1 conversation view has them.
 
-* An image's half-block preview under its line (``▀`` per cell, the upper pixel as its
-  colour and the lower one as its background), drawn from the thumbnail the pointer carries
-  and drawn again from the full image once it is downloaded (the facade's ``image_preview``,
-  decoded off the event loop). Loaded once per message; the view is rebuilt when it arrives.
+* An image's preview under its line: kitty's placeholder cells where the terminal and the
+  ``image_preview`` setting allow (ui/image_display.py), else half-blocks (``▀`` per cell,
+  the upper pixel as its colour and the lower one as its background), drawn from the
+  thumbnail the pointer carries and drawn again from the full image once it is downloaded
+  (the facade's ``image_preview`` / ``image_picture``, decoded off the event loop).
+  Loaded once per message; the view is rebuilt when it arrives.
 * Alt+O opens the newest file received in this group with the desktop's program (on request
   only: received files never open by themselves).
 * Alt+← / Alt+→ move the voice message playing 5 s back or ahead; Alt+S steps its speed
@@ -17,6 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from rich.color import Color
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 
@@ -24,6 +27,8 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.group_models import GroupMessage
 from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
 from messenger_tui.app.models import TransferView
+from messenger_tui.ui.image_display import KITTY, OFF, kitty_lines, picture_pixels
+from messenger_tui.ui.screens.transfer_actions import display_mode
 from messenger_tui.ui.widgets.group_lines import GroupLines
 
 if TYPE_CHECKING:
@@ -45,13 +50,26 @@ def preview_text(cells: list[CellRow], indent: int = PREVIEW_INDENT) -> Text:
     return out
 
 
+def picture_text(lines: list[list[Segment]], indent: int = PREVIEW_INDENT) -> Text:
+    """A picture in kitty's placeholder cells (ui/image_display.py) as lines of text."""
+    out = Text()
+    for i, line in enumerate(lines):
+        if i:
+            out.append("\n")
+        out.append(" " * indent)
+        for segment in line:
+            out.append(segment.text, segment.style)
+    return out
+
+
 class GroupMedia:
     """The group screen's image previews and its open / seek / speed keys."""
 
     def __init__(self, screen: GroupChatScreen) -> None:
         self.screen = screen
-        #: Loaded previews by message row.
+        #: Loaded previews by message row (half-blocks), and pictures (kitty placeholders).
         self.previews: dict[int, list[CellRow]] = {}
+        self.pictures: dict[int, list[list[Segment]]] = {}
         self._asked: set[int] = set()
 
     # ------------------------------------------------------------------ previews
@@ -65,12 +83,15 @@ class GroupMedia:
     def preview(self, m: GroupMessage) -> Text | None:
         """The preview to draw under ``m`` (None: not an image, or not loaded yet; asking
         for it loads it in a worker the first time)."""
-        if m.kind != "attachment":
+        if m.kind != "attachment" or display_mode(self.screen) == OFF:
             return None
-        cells = self.previews.get(m.id)
-        if cells is None and m.id not in self._asked:
+        if m.id not in self._asked:
             self._asked.add(m.id)
             self.screen.run_worker(self._load(m.id), group="group-previews")
+        picture = self.pictures.get(m.id)
+        if picture:
+            return picture_text(picture)
+        cells = self.previews.get(m.id)
         return None if not cells else preview_text(cells)
 
     def transfer_changed(self, view: TransferView) -> None:
@@ -86,7 +107,14 @@ class GroupMedia:
                 break
             await asyncio.sleep(0.05)
         cols, rows = self.preview_size()
-        found = await self.screen.service.image_preview(row, cols, rows)
+        service = self.screen.service
+        if display_mode(self.screen) == KITTY:
+            picture = await service.image_picture(row, *picture_pixels(cols, rows))
+            if picture is not None:
+                self.pictures[row] = kitty_lines(picture[0], cols, rows)
+                self.screen.reload()
+                return
+        found = await service.image_preview(row, cols, rows)
         if found is None:
             return
         self.previews[row] = found[0]
