@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 def install_previews(screen: MainScreen) -> None:
     """The conversation view's image previews: half-blocks, or the terminal's graphics
     protocol as the ``image_preview`` setting and the terminal allow (ui/image_display.py)."""
-    view = screen.view
-    view.preview_loader = screen.service.image_preview
-    view.picture_loader = screen.service.image_picture
-    view.display_mode = lambda: display_mode(screen)
+    images = screen.view.images
+    images.preview_loader = screen.service.image_preview
+    images.picture_loader = screen.service.image_picture
+    images.display_mode = lambda: display_mode(screen)
 
 
 def display_mode(screen: Screen[Any]) -> str:

@@ -16,21 +16,17 @@ At most :data:`MAX_LOADED` messages stay loaded; the far end is dropped and load
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import ClassVar
 
-from rich.segment import Segment
 from rich.style import Style
-from textual.binding import Binding
 from textual.geometry import Size
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
 from messenger_tui.app.models import UNREAD_KINDS, Message
 from messenger_tui.core.message_states import MessageState
-from messenger_tui.ui.image_display import HALF_BLOCKS, KITTY, OFF, kitty_lines, picture_pixels
+from messenger_tui.ui.widgets.conversation_keys import ScrollKeys
 from messenger_tui.ui.widgets.history_window import (
     MAX_LOADED,
     PAGE_SIZE,
@@ -38,6 +34,7 @@ from messenger_tui.ui.widgets.history_window import (
     Loader,
     NewerLoader,
 )
+from messenger_tui.ui.widgets.inline_images import InlineImages
 from messenger_tui.ui.widgets.message_lines import (
     LINE_STYLES,
     Pen,
@@ -56,30 +53,9 @@ __all__ = ["LOAD_MARGIN", "MAX_LOADED", "PAGE_SIZE", "ConversationView", "Loader
 LOAD_MARGIN = 3
 
 
-#: (message row, columns, lines) -> (cell rows, drawn from the full image) or None.
-PreviewLoader = Callable[[int, int, int], Awaitable[tuple[list[CellRow], bool] | None]]
-#: (message row, width px, height px) -> (PNG, from the full image) or None (kitty, sixel).
-PictureLoader = Callable[[int, int, int], Awaitable[tuple[bytes, bool] | None]]
-
-
-class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
+class ConversationView(ScrollKeys, can_focus=True):
     """Messages of one conversation. Feed it with :meth:`show`, :meth:`append`,
     :meth:`update_states`; it asks ``load_older`` for more as the user scrolls up."""
-
-    BINDINGS = [
-        Binding("up", "scroll_up", "Up", show=False, id="messages.line_up",
-                tooltip="Scroll the conversation one line up"),
-        Binding("down", "scroll_down", "Down", show=False, id="messages.line_down",
-                tooltip="Scroll the conversation one line down"),
-        Binding("pageup", "page_up", "Page up", show=False, id="messages.page_up_view",
-                tooltip="Scroll the conversation one page up (older)"),
-        Binding("pagedown", "page_down", "Page down", show=False, id="messages.page_down_view",
-                tooltip="Scroll the conversation one page down (newer)"),
-        Binding("home", "scroll_home", "Oldest", show=False, id="messages.oldest",
-                tooltip="Scroll to the oldest loaded message (older pages load on the way)"),
-        Binding("end", "scroll_end", "Newest", show=False, id="messages.newest",
-                tooltip="Jump to the newest message"),
-    ]  # fmt: skip
 
     COMPONENT_CLASSES: ClassVar[set[str]] = set(LINE_STYLES)
 
@@ -126,15 +102,8 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self._following = True
         #: The inline line of a voice message (the screen sets it: ui/screens/voice_actions).
         self.voice_label: Callable[[Message], str | None] = lambda _m: None
-        #: Loads an image message's half-block preview (set by the screen; app/images.py).
-        self.preview_loader: PreviewLoader | None = None
-        #: Loads an image message's picture for the terminal's graphics protocol, and what
-        #: images are drawn with now (ui/image_display.py; set by the screen).
-        self.picture_loader: PictureLoader | None = None
-        self.display_mode: Callable[[], str] = lambda: HALF_BLOCKS
-        self._previews: dict[int, list[CellRow]] = {}
-        self._pictures: dict[int, list[list[Segment]]] = {}
-        self._preview_asked: set[int] = set()
+        #: The image previews (the screen sets their loaders: ui/screens/transfer_actions.py).
+        self.images = InlineImages(self)
 
     # ------------------------------------------------------------------ public API
 
@@ -387,26 +356,6 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             if not self.load_newer():
                 return
 
-    # ------------------------------------------------------------------ actions (no animation)
-
-    def action_scroll_up(self) -> None:
-        self.scroll_up(animate=False)
-
-    def action_scroll_down(self) -> None:
-        self.scroll_down(animate=False)
-
-    def action_page_up(self) -> None:
-        self.scroll_page_up(animate=False)
-
-    def action_page_down(self) -> None:
-        self.scroll_page_down(animate=False)
-
-    def action_scroll_home(self) -> None:
-        self.scroll_home(animate=False, x_axis=False)
-
-    def action_scroll_end(self) -> None:
-        self.jump_to_newest()
-
     # ------------------------------------------------------------------ Textual hooks
 
     def render_line(self, y: int) -> Strip:
@@ -461,34 +410,14 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def preview_size(self) -> tuple[int, int]:
         """Columns and lines of an inline image preview at this view's size."""
-        cols = max(8, min(PREVIEW_COLS, self.scrollable_content_region.width - 24))
-        return cols, max(3, min(PREVIEW_ROWS, self.size.height // 4))
+        return self.images.size()
 
     def reload_preview(self, row_id: int) -> None:
         """Draw the preview of this message again (its full image was downloaded)."""
-        self._preview_asked.discard(row_id)
+        self.images.forget(row_id)
         if self.message(row_id) is not None:
             self._cache.pop(row_id, None)
             self._relayout(keep="same")
-
-    async def _load_preview(self, row_id: int) -> None:
-        cols, rows = self.preview_size()
-        if self.display_mode() == KITTY and self.picture_loader is not None:
-            picture = await self.picture_loader(row_id, *picture_pixels(cols, rows))
-            if picture is not None:
-                self._pictures[row_id] = kitty_lines(picture[0], cols, rows)
-                self._cache.pop(row_id, None)
-                self._relayout(keep="same")
-                return
-        loader = self.preview_loader
-        if loader is None:
-            return
-        found = await loader(row_id, cols, rows)
-        if found is None:
-            return
-        self._previews[row_id] = found[0]
-        self._cache.pop(row_id, None)
-        self._relayout(keep="same")
 
     # ------------------------------------------------------------------ layout
 
@@ -555,21 +484,14 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         if cached is not None:
             return cached
         voice = self.voice_label(m) if m.kind == "voice" else None
-        if (
-            m.kind == "attachment"
-            and m.id not in self._preview_asked
-            and self.preview_loader
-            and self.display_mode() != OFF
-        ):
-            self._preview_asked.add(m.id)
-            self.run_worker(self._load_preview(m.id), group="previews")
+        self.images.ask(m)
         block = message_strips(
             pen,
             m,
             self._their_name,
-            self._previews.get(m.id),
+            self.images.cells(m.id),
             voice=voice,
-            picture=self._pictures.get(m.id),
+            picture=self.images.picture(m.id),
         )
         if m.id == self._highlight:
             block = highlighted(pen, block)
