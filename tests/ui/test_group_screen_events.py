@@ -10,7 +10,7 @@ import pytest
 
 from messenger_tui.app import events as ev
 from messenger_tui.ui import make_app
-from messenger_tui.ui.screens import group_chat
+from messenger_tui.ui.screens import group_typing
 from messenger_tui.ui.screens.group_chat import GroupChatScreen
 
 from .conftest import SMALL, screen_text, wait_shown, wait_until
@@ -37,7 +37,7 @@ async def test_burst_ending_with_another_event_still_reloads() -> None:
 async def test_typing_notice_shows_and_lapses(monkeypatch: pytest.MonkeyPatch) -> None:
     facade = group_scene()
     app = make_app(facade)
-    monkeypatch.setattr(group_chat, "TYPING_SHOWN_S", 1.0)
+    monkeypatch.setattr(group_typing, "TYPING_SHOWN_S", 1.0)
     async with app.run_test(size=SMALL) as pilot:
         await wait_until(pilot, lambda: app.main_screen is not None)
         await app.push_screen(GroupChatScreen(facade, 1))

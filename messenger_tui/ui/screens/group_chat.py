@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -36,9 +35,8 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade
 from messenger_tui.app.group_models import Group, GroupCallView, GroupMember, GroupMessage
-from messenger_tui.app.models import Contact, Settings
+from messenger_tui.app.models import Contact
 from messenger_tui.core.disappearing import describe
-from messenger_tui.ui.formatting import clean_text, preview
 from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
 from messenger_tui.ui.screens.group_media import GroupMedia
@@ -47,18 +45,15 @@ from messenger_tui.ui.screens.group_message_text import (
     mentioned_members,
     message_line,
 )
+from messenger_tui.ui.screens.group_notify import announce_group, announce_group_call
+from messenger_tui.ui.screens.group_typing import GroupTyping
 from messenger_tui.ui.widgets.footer import FittingFooter
 from messenger_tui.ui.widgets.group_call_pane import GroupCallPane
 from messenger_tui.ui.widgets.group_lines import GroupLines
 from messenger_tui.ui.widgets.voice_line import RecordingLine
 
-#: A typing notice not renewed within this many seconds is dropped (a lost "stopped").
-TYPING_SHOWN_S = 6.0
 #: Messages shown (the newest).
 GROUP_PAGE = 200
-#: While we type, "typing" is sent again at most this often; idle this long sends "stopped".
-TYPING_RESEND_S = 3.0
-TYPING_IDLE_S = 5.0
 #: Footer keys left out first in a narrow terminal (they stay in the palette and F1).
 FOOTER_DROP_ORDER = (
     "screen.rename_group",
@@ -67,52 +62,10 @@ FOOTER_DROP_ORDER = (
     "back",
     "toggle_members",
 )
+#: Re-exported: the main screen announces group messages and calls with these.
+__all__ = ["GroupChatScreen", "announce_group", "announce_group_call"]
 #: The partial ``@name`` before the cursor.
 _MENTION_TAIL = re.compile(r"@([^@\n]*)$")
-
-
-def announce_group(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
-    """A toast per new group message (at most three), unless toasts are off or that group is
-    on screen. Title: "#group · sender"."""
-    if not settings.toasts:
-        return
-    showing = app.screen.group_row if isinstance(app.screen, GroupChatScreen) else None
-    new = [
-        e
-        for e in batch
-        if isinstance(e, ev.GroupMessageReceived)
-        and e.message.kind in ("text", "attachment", "voice")
-        and e.group.id != showing
-        and (e.mentioned or not e.group.muted)  # a muted group still tells of a mention
-    ]
-    for e in new[-3:]:
-        text = preview(clean_text(e.message.text), 200)
-        title = f"#{e.group.name} · {e.message.sender_name}"
-        if e.mentioned:
-            title += " mentioned you"
-        app.notify(text, title=title, timeout=4, markup=False)
-    if len(new) > 3:
-        app.notify(f"and {len(new) - 3} more group messages", timeout=4)
-
-
-def announce_group_call(app: App[object], settings: Settings, batch: list[ev.Event]) -> None:
-    """A toast (and the bell, when it is on) when a group's call starts ringing, unless that
-    group is on screen (its call pane shows it)."""
-    showing = app.screen.group_row if isinstance(app.screen, GroupChatScreen) else None
-    for e in batch:
-        if (
-            isinstance(e, ev.GroupCallChanged)
-            and e.call.state == "ringing"
-            and e.call.group_row != showing
-        ):
-            app.notify(
-                f"A call rings in #{e.call.group_name}: open the group and press F5 to join",
-                title="Group call",
-                timeout=8,
-                markup=False,
-            )
-            if settings.bell:
-                app.bell()
 
 
 class GroupChatScreen(Screen[None], inherit_bindings=False):
@@ -172,12 +125,10 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.group_row = group_row
         self.messages: list[GroupMessage] = []
         self._queue: asyncio.Queue[ev.Event] | None = None
-        #: Members typing now: identity -> (name, monotonic time the notice lapses).
-        self.typing: dict[bytes, tuple[str, float]] = {}
-        self._typing_sent = 0.0  # when we last sent "typing" (0: not typing)
+        #: Who is typing here, and our own typing notices (group_typing.py).
+        self.typing = GroupTyping(self)
         #: The group's call as last shown (None: it never had one here).
         self.call: GroupCallView | None = None
-        self._last_key = 0.0
         self.files = GroupFileControls(self)
         self.media = GroupMedia(self)
 
@@ -208,7 +159,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         if group is not None:
             self.show_call(self.service.group_calls.view(group.name))
         self.query_one(Input).focus()
-        self.set_interval(1.0, self._tick_typing)
+        self.set_interval(1.0, self.typing.tick)
 
     def on_unmount(self) -> None:
         if self._queue is not None:
@@ -248,10 +199,9 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             if isinstance(event, ev.GroupCallChanged) and event.call.group_row == self.group_row:
                 self.show_call(event.call)
             elif isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
-                self._typing_changed(event)
+                self.typing.changed(event)
             elif ours and isinstance(event, ev.GroupMessageReceived):
-                if self.typing.pop(event.message.sender, None) is not None:
-                    self._show_typing()  # it was sent: no longer typing
+                self.typing.sent(event.message.sender)  # it was sent: no longer typing
                 new.append(event)
                 ours = False
             stale = stale or ours or isinstance(event, ev.ContactChanged)
@@ -277,7 +227,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         timer = self.service.groups.timer(group.name)
         if timer:  # as the 1:1 header: the disappearing-message timer
             header.append(f"  ⏱ {describe(timer)}", style="dim")
-        contacts = self._contacts_of(group)
+        contacts = self.contacts_of(group)
         changed = [c.name for c in contacts.values() if c.key_changed]
         if changed:  # as in 1:1: their safety number changed (F2, then s on them)
             header.append(f"  ! {', '.join(changed)}: key changed (F2, s)", style="bold red")
@@ -322,7 +272,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         if any(not m.outgoing for m in fresh):
             self.service.groups.mark_read(group.name)
 
-    def _contacts_of(self, group: Group) -> dict[int, Contact]:
+    def contacts_of(self, group: Group) -> dict[int, Contact]:
         contacts: dict[int, Contact] = {}
         for m in group.members:
             if m.contact_id is not None:
@@ -331,61 +281,11 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                     contacts[m.contact_id] = contact
         return contacts
 
-    # ------------------------------------------------------------ typing
-
-    def _typing_changed(self, event: ev.GroupTypingChanged) -> None:
-        if event.active:
-            self.typing[event.member] = (event.name, time.monotonic() + TYPING_SHOWN_S)
-        else:
-            self.typing.pop(event.member, None)
-        self._show_typing()
-
-    def _tick_typing(self) -> None:
-        now = time.monotonic()
-        lapsed = [k for k, (_, until) in self.typing.items() if until <= now]
-        for k in lapsed:
-            del self.typing[k]
-        if lapsed:
-            self._show_typing()
-        if self._typing_sent and now - self._last_key >= TYPING_IDLE_S:
-            self._send_typing(False)
-
-    def typing_text(self) -> str:
-        names = sorted(name for name, _ in self.typing.values())
-        if not names:
-            return ""
-        if len(names) == 1:
-            return f"{names[0]} is typing…"
-        if len(names) <= 3:
-            return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
-        return f"{len(names)} people are typing…"
-
-    def _show_typing(self) -> None:
-        self.query_one("#group-typing", Static).update(Text(self.typing_text()))
+    # ------------------------------------------------------------ typing (group_typing)
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id != "group-composer":
-            return
-        now = time.monotonic()
-        self._last_key = now
-        if not event.value.strip():
-            if self._typing_sent:
-                self._send_typing(False)
-        elif now - self._typing_sent >= TYPING_RESEND_S:
-            self._send_typing(True)
-
-    def _send_typing(self, active: bool) -> None:
-        group = self.group
-        self._typing_sent = time.monotonic() if active else 0.0
-        if group is not None and group.is_member:
-            self._typing_worker(group.name, active)
-
-    @work(group="group-typing")
-    async def _typing_worker(self, name: str, active: bool) -> None:
-        try:
-            await self.service.groups.send_typing(name, active)
-        except AppError:
-            pass  # typing is best effort: the group went away meanwhile
+        if event.input.id == "group-composer":
+            self.typing.composer_changed(event.value)
 
     # ------------------------------------------------------------ mentions
 
@@ -461,29 +361,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             self.app.pop_screen()
 
     def action_toggle_members(self) -> None:
-        panel = self.query_one(MemberList)
-        group = self.group
-        if panel.has_class("-hidden") and group is not None:
-            panel.remove_class("-hidden")
-            panel.show_group(group, self._contacts_of(group))
-            panel.focus()
-        else:
-            panel.add_class("-hidden")
-            self.query_one("#group-composer", Input).focus()
+        group_members.toggle_panel(self)
 
     def highlighted_member(self) -> GroupMember | None:
-        identity = self.query_one(MemberList).highlighted_identity()
-        group = self.group
-        if identity is None or group is None:
-            return None
-        return next((m for m in group.members if m.identity == identity), None)
+        return group_members.highlighted_member(self)
 
     def action_add_members(self) -> None:
-        from messenger_tui.ui.screens.group_dialogs import AddMembersScreen
-
-        group = self.group
-        if group is not None:
-            self.app.push_screen(AddMembersScreen(self.service, group), self._after_dialog)
+        group_members.add_members(self)
 
     def action_remove_member(self) -> None:
         group_members.apply(self, "remove")
@@ -492,47 +376,13 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         group_members.apply(self, "admin")
 
     def action_rename_group(self) -> None:
-        from messenger_tui.ui.screens.group_dialogs import RenameGroupScreen
-
-        group = self.group
-        if group is not None:
-            self.app.push_screen(RenameGroupScreen(self.service, group), self._after_dialog)
+        group_members.rename_group(self)
 
     def action_leave_group(self) -> None:
-        from messenger_tui.ui.screens.contact_dialogs import ConfirmScreen
-
-        group = self.group
-        if group is None or not group.is_member:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if not yes or group is None:
-                return
-            try:
-                self.service.groups.leave(group.name)
-            except AppError as exc:
-                self.notify(str(exc), severity="error", markup=False)
-            self.reload()
-
-        question = f"Leave {group.name}? You keep its history but get no new messages."
-        self.app.push_screen(ConfirmScreen("Leave group", question, "Leave"), answered)
+        group_members.leave_group(self)
 
     def action_member_safety(self) -> None:
-        from messenger_tui.ui.screens.safety import SafetyNumberScreen
-
-        member = self.highlighted_member()
-        if member is None or member.me:
-            return
-        contact = (
-            self.service.contact_by_id(member.contact_id) if member.contact_id is not None else None
-        )
-        if contact is None:
-            self.notify(f"{member.name} is not a contact: add them to see a safety number")
-            return
-        self.app.push_screen(SafetyNumberScreen(self.service, contact), lambda _: self.reload())
-
-    def _after_dialog(self, group: Group | None) -> None:
-        self.reload()
+        group_members.member_safety(self)
 
     # ------------------------------------------------------------ receipts, mute
 
@@ -625,8 +475,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
             self.notify(str(exc), severity="error")
             return
         event.input.value = ""
-        if self._typing_sent:
-            self._send_typing(False)
+        self.typing.stop()
         self.reload()
 
 

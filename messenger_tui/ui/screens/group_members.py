@@ -83,6 +83,77 @@ class MemberList(OptionList):
         return bytes.fromhex(option_id) if option_id else None
 
 
+def toggle_panel(screen: GroupChatScreen) -> None:
+    """F2: show the panel (focused) or hide it (back to the composer)."""
+    panel = screen.query_one(MemberList)
+    group = screen.group
+    if panel.has_class("-hidden") and group is not None:
+        panel.remove_class("-hidden")
+        panel.show_group(group, screen.contacts_of(group))
+        panel.focus()
+    else:
+        panel.add_class("-hidden")
+        screen.composer.focus()
+
+
+def highlighted_member(screen: GroupChatScreen) -> GroupMember | None:
+    identity = screen.query_one(MemberList).highlighted_identity()
+    group = screen.group
+    if identity is None or group is None:
+        return None
+    return next((m for m in group.members if m.identity == identity), None)
+
+
+def add_members(screen: GroupChatScreen) -> None:
+    from messenger_tui.ui.screens.group_dialogs import AddMembersScreen
+
+    group = screen.group
+    if group is not None:
+        screen.app.push_screen(AddMembersScreen(screen.service, group), lambda _: screen.reload())
+
+
+def rename_group(screen: GroupChatScreen) -> None:
+    from messenger_tui.ui.screens.group_dialogs import RenameGroupScreen
+
+    group = screen.group
+    if group is not None:
+        screen.app.push_screen(RenameGroupScreen(screen.service, group), lambda _: screen.reload())
+
+
+def leave_group(screen: GroupChatScreen) -> None:
+    from messenger_tui.ui.screens.contact_dialogs import ConfirmScreen
+
+    group = screen.group
+    if group is None or not group.is_member:
+        return
+
+    def answered(yes: bool | None) -> None:
+        if not yes or group is None:
+            return
+        try:
+            screen.service.groups.leave(group.name)
+        except AppError as exc:
+            screen.notify(str(exc), severity="error", markup=False)
+        screen.reload()
+
+    question = f"Leave {group.name}? You keep its history but get no new messages."
+    screen.app.push_screen(ConfirmScreen("Leave group", question, "Leave"), answered)
+
+
+def member_safety(screen: GroupChatScreen) -> None:
+    from messenger_tui.ui.screens.safety import SafetyNumberScreen
+
+    member = highlighted_member(screen)
+    if member is None or member.me:
+        return
+    service = screen.service
+    contact = service.contact_by_id(member.contact_id) if member.contact_id is not None else None
+    if contact is None:
+        screen.notify(f"{member.name} is not a contact: add them to see a safety number")
+        return
+    screen.app.push_screen(SafetyNumberScreen(service, contact), lambda _: screen.reload())
+
+
 def apply(screen: GroupChatScreen, what: str) -> None:
     """Run one members-panel action on the open group (``what``: the action's name)."""
     group = screen.group
