@@ -16,9 +16,11 @@ preview). Images reach the terminal as a PNG the app downscaled under the pixel 
 
 Kitty pictures use the protocol's Unicode placeholders (one character per cell, the image id in
 the colour), so they are ordinary text to the line-based views: they scroll, wrap and clip
-like text. Sixel is detected and can be chosen, but the line-based views still draw
-half-blocks for it: a sixel picture is pixels written at a cursor position, which a view that
-scrolls line by line would have to crop and redraw itself (not done yet).
+like text. Sixel pictures are pixels written at a cursor position: the 1:1 view keeps the
+half-block preview as the text of those cells and draws the sixel over it from the
+preview's last line, only while the whole preview is on screen and its screen is active
+(:meth:`ConversationView.render_line`), so a picture cut by the view's edge shows as
+half-blocks and never spills over other widgets. The group view draws half-blocks for sixel.
 """
 
 from __future__ import annotations
@@ -163,3 +165,26 @@ def kitty_lines(png: bytes, max_cols: int, max_rows: int) -> list[list[Segment]]
     options = console.options.update(width=cols, height=rows)
     segments = [s for s in image.__rich_console__(console, options) if isinstance(s, Segment)]
     return [line for line in Segment.split_lines(segments) if line][:rows]
+
+
+def sixel_data(png: bytes, cols: int, rows: int) -> str:
+    """A picture as sixel data covering exactly ``cols`` x ``rows`` cells (the half-block
+    preview's box; run it in a worker thread)."""
+    from PIL import Image
+    from textual_image._sixel import image_to_sixels
+    from textual_image._terminal import get_cell_size
+
+    cell = get_cell_size()
+    with Image.open(io.BytesIO(png)) as image:
+        scaled = image.convert("RGB").resize((cols * cell.width, rows * cell.height))
+    return image_to_sixels(scaled)
+
+
+def sixel_overlay(data: str, x: int, y: int) -> Segment:
+    """A zero-width segment that draws sixel ``data`` with its top left at screen cell
+    (``x``, ``y``) and puts the cursor back where it was."""
+    from rich.control import Control
+    from rich.segment import ControlType
+
+    move = Control.move_to(x, y).segment.text
+    return Segment(f"\x1b7{move}{data}\x1b8", control=((ControlType.CURSOR_FORWARD, 0),))

@@ -181,3 +181,42 @@ async def test_off_shows_no_preview_and_pilot_keeps_half_blocks() -> None:
     assert "▀" in shown and PLACEHOLDER not in shown
     shown = await open_image_scene(OFF)
     assert "▀" not in shown and PLACEHOLDER not in shown
+
+
+async def test_sixel_is_drawn_over_a_wholly_visible_preview_only(terminal_out: FakeTty) -> None:
+    """Sixel: the half-blocks stay the cells' text; the preview's last line carries the
+    picture (drawn at the preview's top left on screen, the cursor put back), and only while
+    the whole preview is on screen."""
+    app = make_app(image_scene())
+    app.terminal_graphics = TerminalGraphics(True, None, SIXEL)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.main_screen
+        assert screen is not None
+        await wait_until(pilot, lambda: bool(screen.conversation_list.option_count))
+        await open_first(cast(Pilot[object], pilot), screen)
+        await wait_until(pilot, lambda: "▀" in screen_text(app), what="half-blocks")
+        view = screen.view
+        photo = next(m for m in view.messages if m.kind == "attachment")
+        await wait_until(pilot, lambda: view.images.sixel(photo.id) is not None, what="sixel")
+        cells = view.images.cells(photo.id)
+        assert cells
+        owners = view._line_owner
+        last = max(i for i, owner in enumerate(owners) if owner == photo.id)
+        top = last - len(cells) + 1
+        scroll_y = int(view.scroll_y)
+        drawn = {
+            i: [seg.text for seg in view.render_line(i - scroll_y) if seg.control]
+            for i in range(scroll_y, min(len(owners), scroll_y + view.size.height))
+        }
+        assert [i for i, controls in drawn.items() if controls] == [last]
+        (overlay,) = drawn[last]
+        region = view.scrollable_content_region
+        y = region.y + top - scroll_y
+        x = screen_text(app).splitlines()[y].index("▀")  # the preview's top left on screen
+        assert overlay.startswith(f"\x1b7\x1b[{y + 1};{x + 1}H\x1bP") and overlay.endswith("\x1b8")
+        # the line keeps its width: the overlay takes no cells
+        assert view.render_line(last - scroll_y).cell_length == region.width
+        # a preview cut by the top edge is not drawn (its half-blocks stand in)
+        assert view.images.overlay(owners, last, top + 1) is None
+        assert view.images.overlay(owners, last, top) is not None
+        assert PLACEHOLDER not in screen_text(app)

@@ -366,7 +366,8 @@ class ConversationView(ScrollKeys, can_focus=True):
             strip = self._lines[index]
         else:
             strip = Strip.blank(width, self.rich_style)
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        strip = strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        return self.images.over(strip, self._line_owner, index, scroll_y)
 
     @property
     def following(self) -> bool:

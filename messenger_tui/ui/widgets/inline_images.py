@@ -3,20 +3,34 @@ message's preview, loaded once in a worker and drawn under its line.
 
 What draws it follows ``display_mode`` (ui/image_display.py: the ``image_preview`` setting
 within what the terminal allows): kitty's placeholder cells from a PNG the app downscaled
-(``picture_loader``), else half-blocks (``preview_loader``), or nothing (``off``). A finished
+(``picture_loader``), else half-blocks (``preview_loader``), in sixel mode with sixel data
+drawn over them by the view, or nothing (``off``). A finished
 download draws its preview again from the full image (:meth:`InlineImages.forget`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from rich.segment import Segment
+from textual.strip import Strip
 
 from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
 from messenger_tui.app.models import Message
-from messenger_tui.ui.image_display import HALF_BLOCKS, KITTY, OFF, kitty_lines, picture_pixels
+from messenger_tui.ui.formatting import clock
+from messenger_tui.ui.image_display import (
+    HALF_BLOCKS,
+    KITTY,
+    OFF,
+    SIXEL,
+    kitty_lines,
+    picture_pixels,
+    sixel_data,
+    sixel_overlay,
+)
+from messenger_tui.ui.widgets.message_lines import NAME_WIDTH
 
 if TYPE_CHECKING:
     from messenger_tui.ui.widgets.conversation_view import ConversationView
@@ -40,6 +54,7 @@ class InlineImages:
         self.display_mode: Callable[[], str] = lambda: HALF_BLOCKS
         self._cells: dict[int, list[CellRow]] = {}
         self._pictures: dict[int, list[list[Segment]]] = {}
+        self._sixels: dict[int, str] = {}
         self._asked: set[int] = set()
 
     def size(self) -> tuple[int, int]:
@@ -65,6 +80,37 @@ class InlineImages:
     def picture(self, row_id: int) -> list[list[Segment]] | None:
         return self._pictures.get(row_id)
 
+    def sixel(self, row_id: int) -> str | None:
+        """Sixel data covering this message's half-block preview (sixel mode), if loaded."""
+        return self._sixels.get(row_id)
+
+    def over(self, strip: Strip, owners: list[int | None], index: int, scroll_y: int) -> Strip:
+        """Line ``index`` of the view with a sixel picture drawn over it when it is the
+        last line of a picture's preview that is wholly on screen (:meth:`overlay`)."""
+        overlay = self.overlay(owners, index, scroll_y)
+        return strip if overlay is None else Strip([*strip, overlay], strip.cell_length)
+
+    def overlay(self, owners: list[int | None], index: int, scroll_y: int) -> Segment | None:
+        """On line ``index`` of the view (``owners``: the message row of each line), the
+        last line of a sixel picture's preview that is wholly on screen (and the screen
+        active): the segment drawing the picture over its half-blocks. None elsewhere (a
+        preview cut by the top edge keeps its half-blocks)."""
+        if not self._sixels or not 0 <= index < len(owners):
+            return None
+        row = owners[index]
+        if row is None or (index + 1 < len(owners) and owners[index + 1] == row):
+            return None  # not the last line of a message's block
+        view = self._view
+        data, cells, m = self._sixels.get(row), self._cells.get(row), view.message(row)
+        if data is None or not cells or m is None or not view.screen.is_active:
+            return None
+        top = index - len(cells) + 1
+        if top < scroll_y:
+            return None
+        region = view.scrollable_content_region
+        indent = len(clock(m.sent_at_ms)) + 1 + NAME_WIDTH + 1  # as message_lines draws it
+        return sixel_overlay(data, region.x + indent, region.y + top - scroll_y)
+
     def forget(self, row_id: int) -> None:
         """Load this message's preview again when it is next drawn."""
         self._asked.discard(row_id)
@@ -83,5 +129,10 @@ class InlineImages:
         found = await loader(row_id, cols, rows)
         if found is None:
             return
-        self._cells[row_id] = found[0]
+        cells = self._cells[row_id] = found[0]
+        if self.display_mode() == SIXEL and self.picture_loader is not None and cells:
+            box = (len(cells[0]), len(cells))  # the sixel covers the half-blocks exactly
+            picture = await self.picture_loader(row_id, *picture_pixels(*box))
+            if picture is not None:
+                self._sixels[row_id] = await asyncio.to_thread(sixel_data, picture[0], *box)
         self._view.redraw_message(row_id)
