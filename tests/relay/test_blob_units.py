@@ -137,6 +137,12 @@ def test_relay_flags_set_the_blob_limits(tmp_path: Path) -> None:
     assert default.max_file_size == 100 * MIB and default.directory(tmp_path) == tmp_path / "blobs"
     with pytest.raises(ValueError):
         config_from_args(build_parser().parse_args(["--blob-quota-bytes", "0"]))
+    # downloads read ahead 4 chunks by default; 0 (read after each send) to 64
+    assert default.read_ahead == 4
+    ahead = build_parser().parse_args(["--data", str(tmp_path), "--blob-read-ahead", "0"])
+    assert config_from_args(ahead).blob.read_ahead == 0
+    with pytest.raises(ValueError, match="read_ahead"):
+        config_from_args(build_parser().parse_args(["--blob-read-ahead", "65"]))
 
 
 def test_a_shared_directory_scan_spares_young_strays_and_load_reads_one_blob(
