@@ -30,6 +30,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -151,26 +152,54 @@ def run(settings: Settings) -> dict[str, Any]:
     relay_args = ("--blob-max-size", str(300 * MIB), "--log-level", "WARNING")
     # before: the relay reads each chunk after sending the previous one, the client writes
     # each 64 KiB frame on its own; after: 4 chunks read ahead, 1 MiB write batches
-    before = ServerProcess.relay(work / "before", (*relay_args, "--blob-read-ahead", "0"))
-    relay = ServerProcess.relay(work / "after", relay_args)
+    before = ServerProcess.relay(work / "relay-before", (*relay_args, "--blob-read-ahead", "0"))
+    relay = ServerProcess.relay(work / "relay-after", relay_args)
+    rounds = 1 if settings.quick else 3
+    runs: dict[str, list[dict[str, Any]]] = {}
+    ratios: dict[str, list[float]] = {"send": [], "receive": [], "receive_before": []}
     with bare.start(), before.start(), relay.start():
-        base_up, base_down = asyncio.run(_bare(bare.url, src, work / "bare-copy"))
-        old_up, old_down = asyncio.run(_ours(work / "before", before.url, src, " before", CHUNK))
         relay_before = relay.rss_kib()
         client_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        ours_up, ours_down = asyncio.run(_ours(work / "after", relay.url, src, "", None))
+        for n in range(rounds):
+            # each round: the bare copy, then before and after in alternating order
+            base_up, base_down = asyncio.run(_bare(bare.url, src, work / "bare-copy"))
+            got: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            order = [("before", before, CHUNK), ("", relay, None)]
+            for label, server, batch in order if n % 2 == 0 else order[::-1]:
+                tag = f" {label}" if label else ""
+                got[label] = asyncio.run(_ours(work / f"r{n}{label}", server.url, src, tag, batch))
+            (ours_up, ours_down), (old_up, old_down) = got[""], got["before"]
+            for row in (ours_up, old_up, base_up, ours_down, old_down, base_down):
+                runs.setdefault(row["name"], []).append(row)
+            ratios["send"].append(ours_up["mib_per_s"] / base_up["mib_per_s"])
+            ratios["receive"].append(ours_down["mib_per_s"] / base_down["mib_per_s"])
+            ratios["receive_before"].append(old_down["mib_per_s"] / base_down["mib_per_s"])
         relay_growth = relay.rss_kib() - relay_before
         client_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - client_before
     shutil.rmtree(work, ignore_errors=True)
+    rows = [_median_row(name, found) for name, found in runs.items()]
     return {
         "bytes": size,
-        "rows": [ours_up, old_up, base_up, ours_down, old_down, base_down],
-        "send_vs_bare": round(ours_up["mib_per_s"] / base_up["mib_per_s"], 2),
-        "receive_vs_bare": round(ours_down["mib_per_s"] / base_down["mib_per_s"], 2),
-        "receive_before_vs_bare": round(old_down["mib_per_s"] / base_down["mib_per_s"], 2),
+        "rounds": rounds,
+        "rows": rows,
+        # medians over the rounds of each round's ratio (ours / the bare copy of that round)
+        "send_vs_bare": round(statistics.median(ratios["send"]), 2),
+        "receive_vs_bare": round(statistics.median(ratios["receive"]), 2),
+        "receive_before_vs_bare": round(statistics.median(ratios["receive_before"]), 2),
+        "receive_vs_bare_rounds": [round(r, 2) for r in ratios["receive"]],
+        "receive_before_vs_bare_rounds": [round(r, 2) for r in ratios["receive_before"]],
         # peak RSS growth of the benchmark process (both clients) and the relay's RSS growth
         "client_peak_rss_growth_mib": round(client_growth / 1024, 1),
         "relay_rss_growth_mib": round(relay_growth / 1024, 1),
+    }
+
+
+def _median_row(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "wall_s": round(statistics.median(r["wall_s"] for r in rows), 3),
+        "mib_per_s": round(statistics.median(r["mib_per_s"] for r in rows), 1),
+        "cpu_ms_per_mib": round(statistics.median(r["cpu_ms_per_mib"] for r in rows), 1),
     }
 
 
@@ -182,10 +211,13 @@ def render(result: dict[str, Any]) -> str:
     table = md_table(["path", "MiB/s", "wall s", "client CPU ms per MiB"], rows)
     return (
         f"{result['bytes'] // MIB} MiB file, relay and baseline server as subprocesses on "
-        f"loopback, both clients in the benchmark process.\n\n{table}\n\nOurs against the bare "
-        f"copy: send {result['send_vs_bare']:.2f}x, receive {result['receive_vs_bare']:.2f}x "
-        f"(before read-ahead and write batches, same run: "
-        f"{result.get('receive_before_vs_bare', 0):.2f}x). "
+        f"loopback, both clients in the benchmark process; medians of {result.get('rounds', 1)} "
+        f"rounds (each: the bare copy, then before and after in alternating order).\n\n"
+        f"{table}\n\nOurs against the bare copy of the same round (median): send "
+        f"{result['send_vs_bare']:.2f}x, receive {result['receive_vs_bare']:.2f}x "
+        f"(rounds {result.get('receive_vs_bare_rounds', [])}); before read-ahead and write "
+        f"batches: {result.get('receive_before_vs_bare', 0):.2f}x "
+        f"(rounds {result.get('receive_before_vs_bare_rounds', [])}). "
         f"Memory during the transfer: peak RSS of the client process grew by "
         f"{result['client_peak_rss_growth_mib']:.1f} MiB (both clients), the relay's RSS by "
         f"{result['relay_rss_growth_mib']:.1f} MiB."
