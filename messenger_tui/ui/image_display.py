@@ -16,11 +16,11 @@ preview). Images reach the terminal as a PNG the app downscaled under the pixel 
 
 Kitty pictures use the protocol's Unicode placeholders (one character per cell, the image id in
 the colour), so they are ordinary text to the line-based views: they scroll, wrap and clip
-like text. Sixel pictures are pixels written at a cursor position: the 1:1 view keeps the
+like text. Sixel pictures are pixels written at a cursor position: a view keeps the
 half-block preview as the text of those cells and draws the sixel over it from the
 preview's last line, only while the whole preview is on screen and its screen is active
-(:meth:`ConversationView.render_line`), so a picture cut by the view's edge shows as
-half-blocks and never spills over other widgets. The group view draws half-blocks for sixel.
+(``InlineImages.over`` for the 1:1 view, ``GroupLines.render_line`` for groups), so a picture
+cut by the view's edge shows as half-blocks and never spills over other widgets.
 """
 
 from __future__ import annotations

@@ -5,12 +5,16 @@ received file; snapshots at 80x24 and 160x50 (regenerate with ``--snapshot-updat
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any, cast
 
+import pytest
 from textual.pilot import Pilot
 
 from messenger_tui.app.images import halfblock_cells
 from messenger_tui.ui import make_app
+from messenger_tui.ui.image_display import SIXEL, TerminalGraphics
 from messenger_tui.ui.screens.group_chat import GroupChatScreen
 from messenger_tui.ui.screens.main import MainScreen
 from messenger_tui.ui.widgets.group_lines import GroupLines
@@ -92,3 +96,39 @@ async def test_group_photo_preview_and_voice_line(size: tuple[int, int]) -> None
 def test_group_media(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     """A group conversation with a photo (its half-block preview) and a voice line."""
     assert _snap(snap_compare, group_media_scene(), size, preview_drawn)
+
+
+async def test_sixel_over_the_group_preview_only_while_wholly_on_screen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sixel terminals: the group's photo keeps its half-blocks as text, and its last line
+    draws the picture over them (at the preview's top left) while the whole preview shows."""
+    monkeypatch.setattr(sys, "__stdout__", io.StringIO())  # what textual-image may write
+    app = make_app(group_media_scene())
+    app.terminal_graphics = TerminalGraphics(True, None, SIXEL)
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = app.main_screen
+        assert screen is not None
+        await wait_until(pilot, lambda: bool(screen.conversation_list.option_count))
+        await preview_drawn(cast(Pilot[object], pilot), screen)
+        group = group_screen(pilot)
+        await wait_until(pilot, lambda: 200 in group.media.sixels, what="sixel data")
+        view = group.query_one(GroupLines)
+
+        def overlays() -> dict[int, str]:
+            found = {}
+            for y in range(view.size.height):
+                controls = [seg.text for seg in view.render_line(y) if seg.control]
+                if controls:
+                    found[y] = controls[0]
+            return found
+
+        await wait_until(pilot, lambda: len(overlays()) == 1, what="one overlay")
+        ((last, overlay),) = overlays().items()
+        cells = group.media.previews[200]
+        region = view.scrollable_content_region
+        top = region.y + last - len(cells) + 1
+        x = screen_text(app).splitlines()[top].index("▀")
+        assert overlay.startswith(f"\x1b7\x1b[{top + 1};{x + 1}H\x1bP") and overlay.endswith(
+            "\x1b8"
+        )

@@ -158,6 +158,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         group = self.group
         if group is not None:
             self.show_call(self.service.group_calls.view(group.name))
+        self.query_one(GroupLines).sixel_source = self.media.sixel_for
         self.query_one(Input).focus()
         self.set_interval(1.0, self.typing.tick)
 

@@ -2,10 +2,11 @@
 1:1 conversation view has them.
 
 * An image's preview under its line: kitty's placeholder cells where the terminal and the
-  ``image_preview`` setting allow (ui/image_display.py), else half-blocks (``▀`` per cell,
-  the upper pixel as its colour and the lower one as its background), drawn from the
-  thumbnail the pointer carries and drawn again from the full image once it is downloaded
-  (the facade's ``image_preview`` / ``image_picture``, decoded off the event loop).
+  ``image_preview`` setting allow (ui/image_display.py), a sixel picture drawn over the
+  half-blocks while the whole preview is on screen (sixel terminals), else half-blocks
+  (``▀`` per cell, the upper pixel as its colour and the lower one as its background), drawn
+  from the thumbnail the pointer carries and drawn again from the full image once it is
+  downloaded (the facade's ``image_preview`` / ``image_picture``, decoded off the event loop).
   Loaded once per message; the view is rebuilt when it arrives.
 * Alt+O opens the newest file received in this group with the desktop's program (on request
   only: received files never open by themselves).
@@ -27,9 +28,16 @@ from messenger_tui.app.errors import AppError
 from messenger_tui.app.group_models import GroupMessage
 from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
 from messenger_tui.app.models import TransferView
-from messenger_tui.ui.image_display import KITTY, OFF, kitty_lines, picture_pixels
+from messenger_tui.ui.image_display import (
+    KITTY,
+    OFF,
+    SIXEL,
+    kitty_lines,
+    picture_pixels,
+    sixel_data,
+)
 from messenger_tui.ui.screens.transfer_actions import display_mode
-from messenger_tui.ui.widgets.group_lines import GroupLines
+from messenger_tui.ui.widgets.group_lines import SIXEL_META, GroupLines
 
 if TYPE_CHECKING:
     from messenger_tui.ui.screens.group_chat import GroupChatScreen
@@ -38,15 +46,21 @@ if TYPE_CHECKING:
 PREVIEW_INDENT = 2
 
 
-def preview_text(cells: list[CellRow], indent: int = PREVIEW_INDENT) -> Text:
-    """An image preview as lines of ``▀`` cells (two pixels per cell)."""
+def preview_text(
+    cells: list[CellRow], indent: int = PREVIEW_INDENT, sixel_row: int | None = None
+) -> Text:
+    """An image preview as lines of ``▀`` cells (two pixels per cell). ``sixel_row``: the
+    message whose sixel picture is drawn over them, marked on the last line's cells
+    (:meth:`GroupLines.render_line` finds it there)."""
     out = Text()
     for i, row in enumerate(cells):
         if i:
             out.append("\n")
         out.append(" " * indent)
+        meta = {SIXEL_META: sixel_row} if sixel_row is not None and i == len(cells) - 1 else None
         for top, bottom in row:
-            out.append("▀", Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+            style = Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom), meta=meta)
+            out.append("▀", style)
     return out
 
 
@@ -70,6 +84,8 @@ class GroupMedia:
         #: Loaded previews by message row (half-blocks), and pictures (kitty placeholders).
         self.previews: dict[int, list[CellRow]] = {}
         self.pictures: dict[int, list[list[Segment]]] = {}
+        #: Sixel data drawn over a half-block preview (sixel mode), by message row.
+        self.sixels: dict[int, str] = {}
         self._asked: set[int] = set()
 
     # ------------------------------------------------------------------ previews
@@ -92,7 +108,8 @@ class GroupMedia:
         if picture:
             return picture_text(picture)
         cells = self.previews.get(m.id)
-        return None if not cells else preview_text(cells)
+        sixel_row = m.id if m.id in self.sixels else None
+        return None if not cells else preview_text(cells, sixel_row=sixel_row)
 
     def transfer_changed(self, view: TransferView) -> None:
         """A download of this group finished: its preview is drawn again from the full
@@ -117,8 +134,18 @@ class GroupMedia:
         found = await service.image_preview(row, cols, rows)
         if found is None:
             return
-        self.previews[row] = found[0]
+        cells = self.previews[row] = found[0]
+        if display_mode(self.screen) == SIXEL and cells:
+            box = (len(cells[0]), len(cells))  # the sixel covers the half-blocks exactly
+            picture = await service.image_picture(row, *picture_pixels(*box))
+            if picture is not None:
+                self.sixels[row] = await asyncio.to_thread(sixel_data, picture[0], *box)
         self.screen.reload()
+
+    def sixel_for(self, row: int) -> tuple[str, int, int] | None:
+        """The sixel data over ``row``'s preview, its lines and its indent (GroupLines)."""
+        data, cells = self.sixels.get(row), self.previews.get(row)
+        return None if data is None or not cells else (data, len(cells), PREVIEW_INDENT)
 
     # ------------------------------------------------------------------ keys
 

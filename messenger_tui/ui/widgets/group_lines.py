@@ -10,14 +10,21 @@ message shown (benchmarks/ui_group_backlog_stall.py). :meth:`GroupLines.show` re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.text import Text
 from textual import events
+from textual.strip import Strip
 from textual.widgets import RichLog
+
+from messenger_tui.ui.image_display import sixel_overlay
 
 #: Messages kept (and re-wrapped on a resize): the group screen shows the newest 200.
 MAX_KEPT = 400
+#: Style meta key on the last line of a preview with a sixel picture: the message's row.
+SIXEL_META = "sixel_row"
+#: (message row) -> (sixel data, preview lines, indent) or None.
+SixelSource = Callable[[int], tuple[str, int, int] | None]
 
 
 class GroupLines(RichLog):
@@ -39,6 +46,8 @@ class GroupLines(RichLog):
         #: The rendered messages, oldest first (what a resize writes again).
         self.texts: list[Text] = []
         self._width = 0  # the widget's width the lines are wrapped for (0: not known yet)
+        #: Sixel pictures over previews (the group screen's media sets it).
+        self.sixel_source: SixelSource = lambda _row: None
 
     def show(self, texts: Iterable[Text]) -> None:
         """Replace every line with these messages."""
@@ -65,6 +74,25 @@ class GroupLines(RichLog):
         self.clear()
         if self.texts:
             self.write(Text("\n").join(self.texts), width=self._wrap_width(), scroll_end=True)
+
+    def render_line(self, y: int) -> Strip:
+        """The line; on the last line of a preview with a sixel picture that is wholly on
+        screen (and the screen active), the picture drawn over its half-blocks."""
+        strip = super().render_line(y)
+        row = next(
+            (seg.style.meta[SIXEL_META] for seg in strip
+             if seg.style is not None and seg.style.meta.get(SIXEL_META) is not None),
+            None,
+        )  # fmt: skip
+        found = self.sixel_source(row) if isinstance(row, int) else None
+        if found is None or not self.screen.is_active:
+            return strip
+        data, lines, indent = found
+        if y - lines + 1 < 0:
+            return strip  # cut by the top edge: the half-blocks stand in
+        region = self.scrollable_content_region
+        overlay = sixel_overlay(data, region.x + indent, region.y + y - lines + 1)
+        return Strip([*strip, overlay], strip.cell_length)
 
     def on_resize(self, event: events.Resize) -> None:
         # (RichLog's own handler runs after this one and writes what was deferred until the
