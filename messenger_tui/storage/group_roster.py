@@ -11,6 +11,10 @@ class GroupRoster:
     """Rows of ``groups``, ``group_members`` and ``group_sender_keys``."""
 
     _db: Database
+    #: Bumped (in memory) whenever the sender keys we hold of others may have changed in a
+    #: way our group send grants depend on (app/group_grants.py): a new key, a key dropped,
+    #: a group left. Counts only up; a rolled-back change costs one needless recompute.
+    sender_keys_version: int
 
     # ------------------------------------------------------------ groups
 
@@ -60,6 +64,8 @@ class GroupRoster:
         }
         if not fields or not set(fields) <= allowed:
             raise ValueError(f"unknown group fields: {sorted(set(fields) - allowed)}")
+        if "is_member" in fields:
+            self.sender_keys_version += 1
         assignments = ", ".join(f"{name} = ?" for name in fields)
         self._db.execute(
             f"UPDATE groups SET {assignments} WHERE id = ?", (*fields.values(), row_id)
@@ -171,7 +177,23 @@ class GroupRoster:
             (row_id, sender, record),
         )
 
+    def member_sender_keys(self) -> list[tuple[bytes, bytes, bytes]]:
+        """(group id, sender, record) of every sender key we hold of a current member of a
+        group we are in."""
+        rows = self._db.execute(
+            "SELECT g.group_id, k.sender, k.record FROM group_sender_keys k "
+            "JOIN groups g ON g.id = k.group_row AND g.is_member = 1 "
+            "JOIN group_members m ON m.group_row = k.group_row AND m.identity = k.sender "
+            "ORDER BY g.id, k.sender"
+        ).fetchall()
+        return [(bytes(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    def sender_key_changed(self) -> None:
+        """A new sender key of another member was stored (see :attr:`sender_keys_version`)."""
+        self.sender_keys_version += 1
+
     def drop_sender_key(self, row_id: int, sender: bytes) -> None:
+        self.sender_keys_version += 1
         self._db.execute(
             "DELETE FROM group_sender_keys WHERE group_row = ? AND sender = ?", (row_id, sender)
         )

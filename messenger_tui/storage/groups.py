@@ -21,3 +21,4 @@ class Groups(GroupRoster, GroupOutbox, GroupMessages):
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.sender_keys_version = 0
