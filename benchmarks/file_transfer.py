@@ -9,6 +9,9 @@ In one run, over one random file on disk:
 - **ours, receive**: the other in-process client fetches the blob while checking every
   chunk and the digest and decrypting (the check follows the fetch), and saves the file;
   until its transfer is ``done``.
+- **ours before, send / receive**: the same through a second relay with ``--blob-read-ahead
+  0`` (each chunk read after the previous one went out) and bob writing every 64 KiB frame
+  on its own (``write_batch``), as before the receive pass: before/after in one run.
 - **baseline, up / down**: ``benchmarks/bare_blob_server.py``, a websockets server that only
   writes what it receives to a file (acknowledging each 64 KiB message) and streams it back:
   the floor of any upload/download over websockets on this machine.
@@ -92,7 +95,11 @@ async def _bare(url: str, src: Path, dest: Path) -> tuple[dict[str, Any], dict[s
     return up, down
 
 
-async def _ours(workdir: Path, url: str, src: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _ours(
+    workdir: Path, url: str, src: Path, label: str, write_batch: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Send and receive through the relay at ``url``; ``write_batch``: bob's download write
+    batch (None: the client's default)."""
     size = src.stat().st_size
     alice = MessengerService(create_profile(workdir / "alice", "alice", url, None))
     bob = MessengerService(create_profile(workdir / "bob", "bob", url, None))
@@ -101,12 +108,14 @@ async def _ours(workdir: Path, url: str, src: Path) -> tuple[dict[str, Any], dic
         bob.add_contact(alice.address, "alice")
         bob.set_download_dir(workdir / "downloads")
         bob.transfer_manager.download_all = True
+        if write_batch is not None:
+            bob.transfer_manager.blob_link_options["write_batch"] = write_batch
         await alice.start()
         await bob.start()
         cpu, wall = time.process_time(), time.perf_counter()
         sent = await alice.send_file("bob", src)
         done = await alice.wait_transfer(sent.id, 600)
-        up = _row("ours, send (seal + upload)", size, time.perf_counter() - wall,
+        up = _row(f"ours{label}, send (seal + upload)", size, time.perf_counter() - wall,
                   time.process_time() - cpu)  # fmt: skip
         assert done.status == "done", done.error
         deadline = time.monotonic() + 120
@@ -117,8 +126,8 @@ async def _ours(workdir: Path, url: str, src: Path) -> tuple[dict[str, Any], dic
             await asyncio.sleep(0.01)
         got = next(t for t in bob.transfers() if t.direction == "down")
         final = await bob.wait_transfer(got.id, 600)
-        down = _row("ours, receive (fetch + check + save)", size, time.perf_counter() - wall,
-                    time.process_time() - cpu)  # fmt: skip
+        down = _row(f"ours{label}, receive (fetch + check + save)", size,
+                    time.perf_counter() - wall, time.process_time() - cpu)  # fmt: skip
         assert final.status == "done", final.error
         return up, down
     finally:
@@ -139,20 +148,26 @@ def run(settings: Settings) -> dict[str, Any]:
         re.compile(r"^bare blob server listening on (\S+)$"),
         work,
     )
-    relay = ServerProcess.relay(work, ("--blob-max-size", str(300 * MIB), "--log-level", "WARNING"))
-    with bare.start(), relay.start():
+    relay_args = ("--blob-max-size", str(300 * MIB), "--log-level", "WARNING")
+    # before: the relay reads each chunk after sending the previous one, the client writes
+    # each 64 KiB frame on its own; after: 4 chunks read ahead, 1 MiB write batches
+    before = ServerProcess.relay(work / "before", (*relay_args, "--blob-read-ahead", "0"))
+    relay = ServerProcess.relay(work / "after", relay_args)
+    with bare.start(), before.start(), relay.start():
         base_up, base_down = asyncio.run(_bare(bare.url, src, work / "bare-copy"))
+        old_up, old_down = asyncio.run(_ours(work / "before", before.url, src, " before", CHUNK))
         relay_before = relay.rss_kib()
         client_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        ours_up, ours_down = asyncio.run(_ours(work, relay.url, src))
+        ours_up, ours_down = asyncio.run(_ours(work / "after", relay.url, src, "", None))
         relay_growth = relay.rss_kib() - relay_before
         client_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - client_before
     shutil.rmtree(work, ignore_errors=True)
     return {
         "bytes": size,
-        "rows": [ours_up, base_up, ours_down, base_down],
+        "rows": [ours_up, old_up, base_up, ours_down, old_down, base_down],
         "send_vs_bare": round(ours_up["mib_per_s"] / base_up["mib_per_s"], 2),
         "receive_vs_bare": round(ours_down["mib_per_s"] / base_down["mib_per_s"], 2),
+        "receive_before_vs_bare": round(old_down["mib_per_s"] / base_down["mib_per_s"], 2),
         # peak RSS growth of the benchmark process (both clients) and the relay's RSS growth
         "client_peak_rss_growth_mib": round(client_growth / 1024, 1),
         "relay_rss_growth_mib": round(relay_growth / 1024, 1),
@@ -168,7 +183,9 @@ def render(result: dict[str, Any]) -> str:
     return (
         f"{result['bytes'] // MIB} MiB file, relay and baseline server as subprocesses on "
         f"loopback, both clients in the benchmark process.\n\n{table}\n\nOurs against the bare "
-        f"copy: send {result['send_vs_bare']:.2f}x, receive {result['receive_vs_bare']:.2f}x. "
+        f"copy: send {result['send_vs_bare']:.2f}x, receive {result['receive_vs_bare']:.2f}x "
+        f"(before read-ahead and write batches, same run: "
+        f"{result.get('receive_before_vs_bare', 0):.2f}x). "
         f"Memory during the transfer: peak RSS of the client process grew by "
         f"{result['client_peak_rss_growth_mib']:.1f} MiB (both clients), the relay's RSS by "
         f"{result['relay_rss_growth_mib']:.1f} MiB."

@@ -41,6 +41,7 @@ from benchmarks import (
     relay_redis,
     relay_throughput,
     sqlcipher_cost,
+    transfer_memory,
     ui_backlog_stall,
     ui_cold_start,
     ui_group_backlog_stall,
@@ -72,6 +73,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         attachment_crypto,
         sqlcipher_cost,
         file_transfer,
+        transfer_memory,
     )
 }
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ Example::
 
     [ui]
     theme = "nord"           # any Textual theme (Ctrl+P, "Change theme" lists them)
+    image_preview = "auto"   # auto | kitty | sixel | half-blocks | off
 
     [notifications]          # defaults until changed on the settings screen
     toasts = true
@@ -48,7 +49,7 @@ MAX_CONFIG_BYTES = 256 * 1024
 
 #: Section -> {option -> type} of the settings a file may give defaults for.
 SETTING_SECTIONS: dict[str, dict[str, type[bool | int | str]]] = {
-    "ui": {"theme": str},
+    "ui": {"theme": str, "image_preview": str},
     "notifications": {"toasts": bool, "bell": bool, "desktop": bool, "private": bool},
     "messaging": {"read_receipts": bool, "typing": bool},
     "calls": {
@@ -64,7 +65,8 @@ SETTING_NAMES: dict[tuple[str, str], str] = {("calls", "bitrate_kbps"): "call_bi
 INT_RANGES: dict[tuple[str, str], tuple[int, int]] = {("calls", "bitrate_kbps"): (12, 64)}
 #: Text options that take one of a few values (as in app/models.py's TALK_MODES).
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("calls", "talk_mode"): ("open", "hold", "toggle")
+    ("calls", "talk_mode"): ("open", "hold", "toggle"),
+    ("ui", "image_preview"): ("auto", "kitty", "sixel", "half-blocks", "off"),
 }
 
 

@@ -273,6 +273,9 @@ class MessengerFacade(Protocol):
     async def image_preview(
         self, message_row: int, cols: int, rows: int
     ) -> tuple[list[CellRow], bool] | None: ...
+    async def image_picture(
+        self, message_row: int, width_px: int, height_px: int
+    ) -> tuple[bytes, bool] | None: ...
 
 
 class ProfileGate(Protocol):

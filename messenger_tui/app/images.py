@@ -191,3 +191,19 @@ def halfblock_cells(
             line.append(((top[0], top[1], top[2]), (bottom[0], bottom[1], bottom[2])))
         out.append(tuple(line))
     return out
+
+
+def preview_png(source: Path | bytes, max_width_px: int, max_height_px: int) -> bytes:
+    """The image downscaled to fit ``max_width_px`` x ``max_height_px`` pixels (never
+    enlarged), as a PNG: what a terminal graphics protocol (kitty, sixel) is sent, so the
+    terminal never decodes the received file itself. :class:`BadInput` for an unreadable
+    image or a bomb (the same pixel limit as everything shown)."""
+    image = _open_checked(source)
+    with image:
+        rgb = _load(image).convert("RGB")
+    width, height = rgb.size
+    scale = min(max_width_px / width, max_height_px / height, 1.0)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    out = io.BytesIO()
+    rgb.resize(size, Image.Resampling.LANCZOS).save(out, "PNG")
+    return out.getvalue()

@@ -112,6 +112,9 @@ class CallStats:
 
 #: The talk modes of :attr:`Settings.talk_mode`.
 TALK_MODES: tuple[str, ...] = ("open", "hold", "toggle")
+#: How inline images show (ui/image_display.py): "auto" (the terminal's graphics protocol
+#: when it has one, else half-blocks), "kitty", "sixel", "half-blocks", "off".
+IMAGE_PREVIEW_MODES: tuple[str, ...] = ("auto", "kitty", "sixel", "half-blocks", "off")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class Settings:
     echo_cancellation: bool = True
     #: ... and suppress steady background noise and even out a quiet microphone's level.
     noise_suppression: bool = True
+    #: How inline images show (one of :data:`IMAGE_PREVIEW_MODES`).
+    image_preview: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -546,6 +546,12 @@ class MessengerService:
         """An image message's half-block preview: (cell rows, drawn from the full image)."""
         return await self._transfers.image_preview(message_row, cols, rows)
 
+    async def image_picture(
+        self, message_row: int, width_px: int, height_px: int
+    ) -> tuple[bytes, bool] | None:
+        """An image message's picture for kitty / sixel: (PNG, from the full image)."""
+        return await self._transfers.image_picture(message_row, width_px, height_px)
+
     async def send_voice(
         self, name: str, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
     ) -> TransferView:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from messenger_tui.app.errors import BadInput
-from messenger_tui.app.models import TALK_MODES, Settings
+from messenger_tui.app.models import IMAGE_PREVIEW_MODES, TALK_MODES, Settings
 from messenger_tui.core.crypto import keystore
 from messenger_tui.core.errors import CryptoError
 from messenger_tui.storage.store import Store
@@ -38,6 +38,7 @@ STORED_KEYS: dict[str, str] = {
     "auto_download_kib": "files.auto_download_kib",
     "echo_cancellation": "audio.echo_cancellation",
     "noise_suppression": "audio.noise_suppression",
+    "image_preview": "ui.image_preview",
 }
 #: Settings that are names, and how long each may be.
 TEXT_SETTINGS: dict[str, int] = {
@@ -46,9 +47,13 @@ TEXT_SETTINGS: dict[str, int] = {
     "speaker": 256,
     "talk_mode": 16,
     "download_dir": 4096,
+    "image_preview": 16,
 }
 #: Text settings that take one of a few values.
-CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {"talk_mode": TALK_MODES}
+CHOICE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "talk_mode": TALK_MODES,
+    "image_preview": IMAGE_PREVIEW_MODES,
+}
 #: Settings that are whole numbers, and their range (inclusive).
 INT_SETTINGS: dict[str, tuple[int, int]] = {
     # Opus's useful range for speech: below 12 kb/s wideband speech degrades fast; above
@@ -165,6 +170,7 @@ class ProfileSettings:
             auto_download_kib=int(values["auto_download_kib"]),
             echo_cancellation=bool(values["echo_cancellation"]),
             noise_suppression=bool(values["noise_suppression"]),
+            image_preview=str(values["image_preview"]),
             relay_url=get("relay_url") or self._default_relay_url,
             passphrase_set=encrypted,
         )

@@ -47,6 +47,7 @@ from messenger_tui.app.images import (
     halfblock_cells,
     is_image_mime,
     prepare_image,
+    preview_png,
 )
 from messenger_tui.app.models import Contact, Settings, TransferView
 from messenger_tui.app.outgoing import gate
@@ -279,12 +280,9 @@ class TransferManager:
         except OSError as exc:
             raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    async def image_preview(
-        self, message_row: int, cols: int, rows: int
-    ) -> tuple[list[CellRow], bool] | None:
-        """An image message's half-block preview (app/images.py) and whether it was drawn
-        from the full image (a finished download) rather than the thumbnail; None for a
-        message that is not an image or an image that cannot be read."""
+    def _image_source(self, message_row: int) -> tuple[Path | bytes, bool] | None:
+        """An image message's picture to show: the saved file of a finished download, else
+        the thumbnail its pointer carries; and whether it is the full image."""
         row = self._store.transfers.for_message(message_row)
         if row is None or not is_image_mime(row.mime_type):
             return None
@@ -297,13 +295,37 @@ class TransferManager:
                     source = decode_pointer(row.state).thumbnail
                 except AttachmentError:
                     source = None
-        if source is None:
+        return None if source is None else (source, full)
+
+    async def image_preview(
+        self, message_row: int, cols: int, rows: int
+    ) -> tuple[list[CellRow], bool] | None:
+        """An image message's half-block preview (app/images.py) and whether it was drawn
+        from the full image (a finished download) rather than the thumbnail; None for a
+        message that is not an image or an image that cannot be read."""
+        found = self._image_source(message_row)
+        if found is None:
             return None
         try:
-            cells = await asyncio.to_thread(halfblock_cells, source, cols, rows)
+            cells = await asyncio.to_thread(halfblock_cells, found[0], cols, rows)
         except (BadInput, OSError):
             return None
-        return cells, full
+        return cells, found[1]
+
+    async def image_picture(
+        self, message_row: int, width_px: int, height_px: int
+    ) -> tuple[bytes, bool] | None:
+        """An image message's picture for a terminal graphics protocol: a PNG at most
+        ``width_px`` x ``height_px`` (app/images.py, decoded off the event loop under the
+        pixel limit), and whether it is from the full image; None as for image_preview."""
+        found = self._image_source(message_row)
+        if found is None:
+            return None
+        try:
+            png = await asyncio.to_thread(preview_png, found[0], width_px, height_px)
+        except (BadInput, OSError):
+            return None
+        return png, found[1]
 
     # ------------------------------------------------------------------ commands
 

@@ -75,6 +75,13 @@ def add_blob_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how often expired blobs and stale uploads are removed (default 600)",
     )
+    g.add_argument(
+        "--blob-read-ahead",
+        type=int,
+        default=d.read_ahead,
+        metavar="CHUNKS",
+        help=f"chunks a download reads ahead of the socket, 0-64 (default {d.read_ahead})",
+    )
 
 
 def blob_config(args: argparse.Namespace) -> BlobConfig:
@@ -88,5 +95,6 @@ def blob_config(args: argparse.Namespace) -> BlobConfig:
         ttl_s=args.blob_ttl_days * DAY_S,
         partial_ttl_s=args.blob_partial_ttl_hours * 3600,
         sweep_interval_s=args.blob_sweep_interval,
+        read_ahead=args.blob_read_ahead,
         dir=Path(args.blob_dir).expanduser() if args.blob_dir else None,
     )

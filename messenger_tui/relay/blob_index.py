@@ -54,6 +54,9 @@ class BlobConfig:
     #: MAX_BLOB_CHUNK): smaller chunks keep each turn of the event loop short, so a chat
     #: frame never waits long behind one.
     chunk_size: int = 64 * 1024
+    #: Chunks a download reads from disk ahead of the one being sent (0: read each after
+    #: the previous one went out): at most this many chunks per download in memory.
+    read_ahead: int = 4
     #: Where blobs live; None: ``<data dir>/blobs``.
     dir: Path | None = None
 
@@ -72,6 +75,8 @@ class BlobConfig:
                 raise ValueError(f"blob {name} must be positive")
         if min(self.ttl_s, self.partial_ttl_s, self.sweep_interval_s) <= 0:
             raise ValueError("blob lifetimes and the sweep interval must be positive")
+        if not 0 <= self.read_ahead <= 64:
+            raise ValueError("blob read_ahead must be from 0 to 64")
         if self.chunk_size > MAX_BLOB_CHUNK:
             raise ValueError(f"blob chunk_size must be at most {MAX_BLOB_CHUNK}")
         BlobLayout(self.max_file_size, MIN_CHUNK_SIZE)  # within the format's bound

@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final
@@ -465,15 +466,29 @@ class BlobSession:
         blobs = self._blobs
         blobs.stats.downloads += 1
         chunk_size = blobs.config.chunk_size
+        # reads in flight (worker threads), in order: up to `read_ahead` beyond the chunk
+        # being sent, so the disk and the socket work at the same time
+        reads: deque[asyncio.Future[bytes]] = deque()
+        next_read = frame.offset
+
+        def read_ahead(count: int) -> None:
+            nonlocal next_read
+            while len(reads) < count and next_read < entry.size:
+                n = min(chunk_size, entry.size - next_read)
+                reads.append(asyncio.ensure_future(
+                    asyncio.to_thread(self._files.read, fd, next_read, n)
+                ))  # fmt: skip
+                next_read += n
+
         try:
             self._send(BlobInfo(ref=frame.ref, id=entry.id, size=entry.size))
             offset = frame.offset
             while offset < entry.size:
-                data = await asyncio.to_thread(
-                    self._files.read, fd, offset, min(chunk_size, entry.size - offset)
-                )
-                if not data:
+                read_ahead(1)
+                data = await reads.popleft()
+                if len(data) != min(chunk_size, entry.size - offset):
                     raise OSError("the blob file is shorter than its size")
+                read_ahead(blobs.config.read_ahead)
                 # send() waits while the connection's write buffer is over its high mark
                 chunk = BlobData(id=entry.id, offset=offset, data=data)
                 await self._conn.send(encode_blob_frame(chunk))
@@ -484,6 +499,11 @@ class BlobSession:
             self._s.log.error("blob %s: read failed: %s", id_label(entry.id), exc)
             self._error(ErrorCode.INTERNAL, "the relay could not read this blob", frame.ref)
         finally:
+            if reads:  # a read still running must not meet a closed (or reused) fd
+                await asyncio.wait(reads)
+                for pending in reads:
+                    if not pending.cancelled():
+                        pending.exception()  # retrieved: no "never retrieved" warning
             await asyncio.to_thread(os.close, fd)
 
 

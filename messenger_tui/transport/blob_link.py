@@ -19,7 +19,8 @@ and the relay's Challenge -> Auth -> AuthOk exactly as the message link
   ``on_progress(done, total)`` follows the bytes the relay confirmed (upload) or the bytes
   written (download).
 
-File reads and writes run in worker threads; memory holds at most a window of chunks.
+File reads and writes run in worker threads; memory holds at most a window of chunks (and a
+download's write batch, 1 MiB).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 2.0
 MAX_QUEUE = 16
+#: Downloaded bytes gathered before one write: one worker-thread hop per MiB rather than per
+#: 64 KiB frame (benchmarks/file_transfer.py measures both).
+WRITE_BATCH = 1024 * 1024
 
 Progress = Callable[[int, int], None]
 F = TypeVar("F")
@@ -184,6 +188,7 @@ class BlobLink:
         backoff: Backoff | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
+        write_batch: int = WRITE_BATCH,
     ) -> None:
         if len(identity_public) != KEY_LEN:
             raise ValueError(f"identity_public must be {KEY_LEN} bytes")
@@ -198,6 +203,8 @@ class BlobLink:
         self._clock = clock
         self._ws: ClientConnection | None = None
         self._refs = itertools.count(1)
+        #: Downloaded bytes gathered before one write (one worker-thread hop per batch).
+        self.write_batch = max(1, write_batch)
 
     def abort_connection(self) -> None:
         """Drop the current connection (as a network failure would); a transfer in progress
@@ -341,31 +348,44 @@ class BlobLink:
         transfer: BlobTransfer,
         on_progress: Progress | None,
     ) -> None:
-        """Receive from ``cursor[0]`` to the end, advancing ``cursor[0]`` as bytes land."""
+        """Receive from ``cursor[0]`` to the end, advancing ``cursor[0]`` as bytes land on
+        disk: frames are gathered up to :attr:`write_batch` bytes and written at once (bytes
+        not written when the connection drops are fetched again on resume)."""
         position = cursor[0]
         ref = next(self._refs)
         await ws.send(blob_wire.encode_blob_frame(BlobGet(ref=ref, id=blob_id, offset=position)))
         info = await self._expect(ws, BlobInfo, ref)
         transfer.size = info.size
         _report(on_progress, position, info.size)
+        pending = bytearray()  # received, not yet written: from cursor[0] on
+        received = position
+
+        async def flush() -> None:
+            if pending:
+                await asyncio.to_thread(_pwrite_all, fd, bytes(pending), cursor[0])
+                cursor[0] += len(pending)
+                pending.clear()
+                _report(on_progress, cursor[0], info.size)
+
         while True:
             frame = await self._recv(ws)
             if isinstance(frame, BlobData) and frame.id == blob_id:
-                if frame.offset != position or position + len(frame.data) > info.size:
+                if frame.offset != received or received + len(frame.data) > info.size:
                     raise RelayProtocolError(
                         f"relay {self.endpoint.display} sent blob bytes out of order"
                     )
-                await asyncio.to_thread(_pwrite_all, fd, frame.data, position)
-                position += len(frame.data)
-                cursor[0] = position
+                pending += frame.data
+                received += len(frame.data)
                 transfer.wire_bytes += len(frame.data)
-                _report(on_progress, position, info.size)
+                if len(pending) >= self.write_batch:
+                    await flush()
             elif isinstance(frame, BlobEnd) and frame.id == blob_id:
-                if position != info.size:
+                if received != info.size:
                     raise RelayProtocolError(
-                        f"relay {self.endpoint.display} ended the blob at {position} of "
+                        f"relay {self.endpoint.display} ended the blob at {received} of "
                         f"{info.size} bytes"
                     )
+                await flush()
                 return
             elif isinstance(frame, Error):
                 raise BlobRefused(frame.code, f"the relay refused the download: {frame.message}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Iterable
+from typing import Any
 
 from textual import constants
 from textual.app import App, SystemCommand
@@ -16,6 +17,7 @@ from textual.theme import Theme
 
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, ProfileGate
+from messenger_tui.ui.image_display import NO_TERMINAL, TerminalGraphics, probe_terminal
 from messenger_tui.ui.kitty_keys import KittyLinuxDriver
 from messenger_tui.ui.screens.group_chat import GroupChatScreen
 from messenger_tui.ui.screens.main import MainScreen
@@ -71,6 +73,15 @@ class MessengerApp(TalkKeyHandlers, App[None], inherit_bindings=False):
         self.startup_error: AppError | None = None
         #: The talk key and the call's mic gate (hold-to-talk, toggle; ui/talk_keys.py).
         self.talk = TalkKeys(self, self._set_talking, changed=self._talk_changed)
+        #: What inline images can use here (found when the app runs in a terminal).
+        self.terminal_graphics: TerminalGraphics = NO_TERMINAL
+
+    async def run_async(self, *args: Any, **kwargs: Any) -> None:
+        """Ask the terminal what images it can show before Textual owns stdin (not for a
+        headless run; Pilot never comes here): ui/image_display.py."""
+        if not kwargs.get("headless", False):
+            self.terminal_graphics = probe_terminal()
+        return await super().run_async(*args, **kwargs)
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's Linux driver with key releases (ui/kitty_keys.py) on Linux and macOS;

@@ -320,6 +320,8 @@ class SnapshotFacade:
     timers: dict[int, int] = field(default_factory=dict)
     voice: FixedVoice = field(init=False)
     image_list: dict[int, bytes] = field(default_factory=dict)
+    #: Transfers open_file was asked to open.
+    opened: list[int] = field(default_factory=list)
     _subscribers: list[asyncio.Queue[ev.Event]] = field(default_factory=list)
     _next_row: int = 1
 
@@ -633,7 +635,10 @@ class SnapshotFacade:
         return next((t for t in self.transfer_list if t.message_row == message_row), None)
 
     def open_file(self, transfer_id: int) -> None:
-        raise BadInput("the snapshot facade opens no files")
+        """Records the request (no program runs): ``opened`` lists the transfer ids."""
+        if not any(t.id == transfer_id and t.status == "done" for t in self.transfer_list):
+            raise BadInput("that file is not downloaded yet")
+        self.opened.append(transfer_id)
 
     async def image_preview(
         self, message_row: int, cols: int, rows: int
@@ -641,6 +646,13 @@ class SnapshotFacade:
         """A scene's images: ``image_list`` maps a message row to an image file's bytes."""
         data = self.image_list.get(message_row)
         return None if data is None else (halfblock_cells(data, cols, rows), False)
+
+    async def image_picture(
+        self, message_row: int, width_px: int, height_px: int
+    ) -> tuple[bytes, bool] | None:
+        """A scene's images as they are (kitty / sixel are never chosen under Pilot)."""
+        data = self.image_list.get(message_row)
+        return None if data is None else (data, False)
 
 
 # ---------------------------------------------------------------------- ready scenes
@@ -879,4 +891,51 @@ def image_scene() -> SnapshotFacade:
                           state="received", kind="attachment")  # fmt: skip
     f.image_list[photo.id] = sample_image()
     f.new_message(bob, ms_at(0, 9, 45), "Wow, enjoy!", outgoing=True, state="delivered")
+    return f
+
+
+def group_media_scene() -> SnapshotFacade:
+    """The group scene with, after its texts, a photo from Carol (its half-block preview
+    under her line) and a voice message from Bob (0:12, downloaded): the group's media
+    in place, as in 1:1."""
+    f = group_scene()
+    group = f.fixed_groups.groups[0]
+    shown = f.fixed_groups.messages[group.id]
+    for offset, (name, kind, text) in enumerate(
+        (("Carol", "attachment", "[file] sunset.png"), ("Bob", "voice", "[voice 0:12]"))
+    ):
+        row = 200 + offset
+        shown.append(
+            GroupMessage(
+                id=row,
+                group_row=group.id,
+                message_id=bytes([0x40 + offset]) * 16,
+                sender=fixed_identity(name),
+                sender_name=name,
+                outgoing=False,
+                kind=kind,
+                text=text,
+                sent_at_ms=ms_at(0, 10, 30 + offset),
+                received_at_ms=ms_at(0, 10, 30 + offset),
+                state="seen",
+                delivered=0,
+                read=0,
+                recipients=3,
+            )
+        )
+    f.image_list[200] = sample_image()
+    f.transfer_list.extend(
+        [
+            TransferView(
+                id=11, contact_id=None, direction="down", status="done", name="sunset.png",
+                mime_type="image/png", size=2_301, done=4_096, total=4_096, message_row=200,
+                path="/downloads/sunset.png", group_row=group.id,
+            ),
+            TransferView(
+                id=12, contact_id=None, direction="down", status="done", name="voice.ogg",
+                mime_type="audio/ogg", size=3_900, done=4_096, total=4_096, message_row=201,
+                duration_ms=12_000, waveform=VOICE_WAVE, group_row=group.id,
+            ),
+        ]
+    )  # fmt: skip
     return f

@@ -25,6 +25,7 @@ from tests.helpers.pulseaudio import tone_pcm, write_wav
 from tests.helpers.relay_process import RelayProcess
 
 from .conftest import LARGE, screen_text, wait_shown, wait_until
+from .snapshot_facade import sample_image
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +111,13 @@ async def test_attach_a_file_in_a_group(
         await wait_shown(pilot, "bob: [file] from-bob.txt")
         await wait_for(lambda: saved_file(alice, "from-bob.txt") is not None, timeout=30)
         await wait_shown(pilot, "saved)")
+
+        # a photo from bob shows its half-block preview under his line (the real service's
+        # image_preview of a group message: the thumbnail, then the saved image)
+        (tmp_path / "sunset.png").write_bytes(sample_image())
+        await bob.group_files.send_file("team", tmp_path / "sunset.png")
+        await wait_shown(pilot, "bob: [file] sunset.png")
+        await wait_until(pilot, lambda: "▀" in screen_text(app), what="the preview")
 
         # Ctrl+R records for the group (a looping tone as the microphone); Enter sends it to
         # the members, Alt+P plays it in place

@@ -13,7 +13,9 @@ notify). In the composer, Tab completes ``@name`` to a member's name; a sent tex
 the identity keys of the members it names (``GroupText.mentions``). Typing sends "typing"
 to the members (ephemeral); theirs shows above the composer ("alice is typing…").
 Ctrl+O attaches a file, Ctrl+R records a voice message and Alt+P plays one
-(:mod:`.group_file_actions`).
+(:mod:`.group_file_actions`); an image shows a preview under its line, Alt+O opens the newest
+file received, Alt+← Alt+→ seek and Alt+S sets the speed of the voice message playing
+(:mod:`.group_media`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from messenger_tui.core.disappearing import describe
 from messenger_tui.ui.formatting import clean_text, preview
 from messenger_tui.ui.screens import group_members
 from messenger_tui.ui.screens.group_file_actions import GroupFileControls, file_note
+from messenger_tui.ui.screens.group_media import GroupMedia
 from messenger_tui.ui.screens.group_members import MemberList
 from messenger_tui.ui.screens.group_message_text import (
     mentioned_members,
@@ -144,6 +147,16 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                 tooltip="Record a voice message for the group (Enter sends, Esc cancels)"),
         Binding("alt+p", "play_voice", "Play", show=False, priority=True, id="group.play_voice",
                 tooltip="Play or pause the newest voice message shown"),
+        Binding("alt+left", "seek_voice(False)", "Back 5 s", show=False, priority=True,
+                id="group.voice_back", tooltip="Jump 5 seconds back in the voice message playing"),
+        Binding("alt+right", "seek_voice(True)", "Ahead 5 s", show=False, priority=True,
+                id="group.voice_ahead",
+                tooltip="Jump 5 seconds ahead in the voice message playing"),
+        Binding("alt+s", "voice_speed", "Speed", show=False, priority=True, id="group.voice_speed",
+                tooltip="Voice message speed: 1x, 1.5x, 2x (faster is also higher)"),
+        Binding("alt+o", "open_file", "Open file", show=False, priority=True, id="group.open_file",
+                tooltip="Open the newest file received in this group with the desktop's program "
+                        "(xdg-open); files never open by themselves"),
     ]  # fmt: skip
 
     DEFAULT_CSS = """
@@ -166,6 +179,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.call: GroupCallView | None = None
         self._last_key = 0.0
         self.files = GroupFileControls(self)
+        self.media = GroupMedia(self)
 
     def compose(self) -> ComposeResult:
         yield Static(id="group-header")
@@ -229,6 +243,8 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
                     isinstance(event, ev.GroupMessagesExpired) and event.group_row == self.group_row
                 )
             )
+            if ours and isinstance(event, ev.TransferChanged):
+                self.media.transfer_changed(event.transfer)
             if isinstance(event, ev.GroupCallChanged) and event.call.group_row == self.group_row:
                 self.show_call(event.call)
             elif isinstance(event, ev.GroupTypingChanged) and event.group.id == self.group_row:
@@ -275,7 +291,10 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
     def _line(self, m: GroupMessage, names: list[str], own: str) -> Text:
         line = message_line(m, names, own)
         note = file_note(self.service, m)
-        return line if note is None else line + note
+        if note is not None:
+            line += note
+        image = self.media.preview(m)
+        return line if image is None else line + Text("\n") + image
 
     def _names(self, group: Group) -> tuple[list[str], str]:
         """The names a mention may use (members', ours) and our own."""
@@ -583,6 +602,15 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
 
     async def action_play_voice(self) -> None:
         await self.files.play()
+
+    def action_seek_voice(self, forward: bool) -> None:
+        self.media.seek(forward)
+
+    def action_voice_speed(self) -> None:
+        self.media.next_speed()
+
+    def action_open_file(self) -> None:
+        self.media.open_newest()
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value

@@ -126,7 +126,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         status.outbox_waiting = self.service.outbox_count()
         status.conn_state = self.service.connection_state
         self.voice_controls = VoiceControls(self)
-        self.view.preview_loader = self.service.image_preview
+        transfer_actions.install_previews(self)
         self.view.clear(PICK_HINT)
         self.refresh_all_summaries()
         self.refresh_header()

@@ -3,15 +3,34 @@ the inline image previews of the conversation view."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from textual.screen import Screen
 
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.models import TransferView
+from messenger_tui.ui.image_display import choose_display, graphics_of
 from messenger_tui.ui.screens.attach_prompt import AttachPrompt
 from messenger_tui.ui.widgets.transfer_bar import TransferBar
 
 if TYPE_CHECKING:
     from messenger_tui.ui.screens.main import MainScreen
+
+
+def install_previews(screen: MainScreen) -> None:
+    """The conversation view's image previews: half-blocks, or the terminal's graphics
+    protocol as the ``image_preview`` setting and the terminal allow (ui/image_display.py)."""
+    view = screen.view
+    view.preview_loader = screen.service.image_preview
+    view.picture_loader = screen.service.image_picture
+    view.display_mode = lambda: display_mode(screen)
+
+
+def display_mode(screen: Screen[Any]) -> str:
+    """What images are drawn with on this screen now (kitty, sixel, half-blocks, off)."""
+    service = getattr(screen, "service", None)
+    setting = service.settings().image_preview if service is not None else "auto"
+    return choose_display(setting, graphics_of(screen.app))
 
 
 def attach(screen: MainScreen) -> None:

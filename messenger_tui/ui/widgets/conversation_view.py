@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.style import Style
 from textual.binding import Binding
 from textual.geometry import Size
@@ -29,6 +30,7 @@ from textual.strip import Strip
 from messenger_tui.app.images import PREVIEW_COLS, PREVIEW_ROWS, CellRow
 from messenger_tui.app.models import UNREAD_KINDS, Message
 from messenger_tui.core.message_states import MessageState
+from messenger_tui.ui.image_display import HALF_BLOCKS, KITTY, OFF, kitty_lines, picture_pixels
 from messenger_tui.ui.widgets.history_window import (
     MAX_LOADED,
     PAGE_SIZE,
@@ -56,6 +58,8 @@ LOAD_MARGIN = 3
 
 #: (message row, columns, lines) -> (cell rows, drawn from the full image) or None.
 PreviewLoader = Callable[[int, int, int], Awaitable[tuple[list[CellRow], bool] | None]]
+#: (message row, width px, height px) -> (PNG, from the full image) or None (kitty, sixel).
+PictureLoader = Callable[[int, int, int], Awaitable[tuple[bytes, bool] | None]]
 
 
 class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -124,7 +128,12 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         self.voice_label: Callable[[Message], str | None] = lambda _m: None
         #: Loads an image message's half-block preview (set by the screen; app/images.py).
         self.preview_loader: PreviewLoader | None = None
+        #: Loads an image message's picture for the terminal's graphics protocol, and what
+        #: images are drawn with now (ui/image_display.py; set by the screen).
+        self.picture_loader: PictureLoader | None = None
+        self.display_mode: Callable[[], str] = lambda: HALF_BLOCKS
         self._previews: dict[int, list[CellRow]] = {}
+        self._pictures: dict[int, list[list[Segment]]] = {}
         self._preview_asked: set[int] = set()
 
     # ------------------------------------------------------------------ public API
@@ -463,10 +472,17 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
             self._relayout(keep="same")
 
     async def _load_preview(self, row_id: int) -> None:
+        cols, rows = self.preview_size()
+        if self.display_mode() == KITTY and self.picture_loader is not None:
+            picture = await self.picture_loader(row_id, *picture_pixels(cols, rows))
+            if picture is not None:
+                self._pictures[row_id] = kitty_lines(picture[0], cols, rows)
+                self._cache.pop(row_id, None)
+                self._relayout(keep="same")
+                return
         loader = self.preview_loader
         if loader is None:
             return
-        cols, rows = self.preview_size()
         found = await loader(row_id, cols, rows)
         if found is None:
             return
@@ -539,10 +555,22 @@ class ConversationView(ScrollView, can_focus=True, inherit_bindings=False):
         if cached is not None:
             return cached
         voice = self.voice_label(m) if m.kind == "voice" else None
-        if m.kind == "attachment" and m.id not in self._preview_asked and self.preview_loader:
+        if (
+            m.kind == "attachment"
+            and m.id not in self._preview_asked
+            and self.preview_loader
+            and self.display_mode() != OFF
+        ):
             self._preview_asked.add(m.id)
             self.run_worker(self._load_preview(m.id), group="previews")
-        block = message_strips(pen, m, self._their_name, self._previews.get(m.id), voice=voice)
+        block = message_strips(
+            pen,
+            m,
+            self._their_name,
+            self._previews.get(m.id),
+            voice=voice,
+            picture=self._pictures.get(m.id),
+        )
         if m.id == self._highlight:
             block = highlighted(pen, block)
         self._cache[m.id] = block

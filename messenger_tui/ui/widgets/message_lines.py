@@ -140,6 +140,16 @@ def preview_strips(pen: Pen, cells: list[CellRow], indent: int) -> list[Strip]:
     return out
 
 
+def picture_strips(pen: Pen, lines: list[list[Segment]], indent: int) -> list[Strip]:
+    """A picture in the terminal's graphics protocol under a message (kitty's placeholder
+    cells: ui/image_display.py), cut to the width."""
+    out = []
+    for line in lines:
+        strip = Strip([Segment(" " * indent, pen.base), *line])
+        out.append(strip.crop(0, pen.width).extend_cell_length(pen.width, pen.base))
+    return out
+
+
 def message_strips(
     pen: Pen,
     m: Message,
@@ -147,6 +157,7 @@ def message_strips(
     preview: list[CellRow] | None = None,
     *,
     voice: str | None = None,
+    picture: list[list[Segment]] | None = None,
 ) -> list[Strip]:
     """One message: time, name column, wrapped text, and for own messages the delivery mark
     at the right of the last line; an image's ``preview`` (half-blocks) under it. Notices
@@ -209,6 +220,8 @@ def message_strips(
             row.append(" " * pad)
             row.append(mark, mark_style)
         out.append(pen.strip(row))
-    if preview:
+    if picture:
+        out.extend(picture_strips(pen, picture, indent))
+    elif preview:
         out.extend(preview_strips(pen, preview, indent))
     return out
