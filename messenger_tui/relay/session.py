@@ -32,7 +32,13 @@ from messenger_tui.relay.node_redis import LeasedBucket
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
-from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoredEnvelope
+from messenger_tui.relay.store import (
+    InsertOutcome,
+    InsertResult,
+    NewEnvelope,
+    StoredEnvelope,
+    StoreUnavailable,
+)
 from messenger_tui.relay.wakeup import Wakeup
 
 #: Close code sent to the older connection when the same identity connects again.
@@ -200,6 +206,11 @@ class MessageRouteConnection:
             await self._serve()
         except (ConnectionClosed, _SessionEnd):
             pass
+        except StoreUnavailable as exc:
+            # Redis restarting, or a cluster slot migrating (TRYAGAIN): not this client's
+            # fault and not a bug; it reconnects and is served again (no traceback).
+            self._s.log.warning("%s: closed, storage unavailable: %s", self._label, exc)
+            await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
             if self._identity is not None:
                 watched = self._s.presence.watching(self)
@@ -298,7 +309,10 @@ class MessageRouteConnection:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, StoreUnavailable):  # as in run(): the client reconnects
+            self._s.log.warning("%s: delivery paused, storage unavailable: %s", self._label, exc)
+            _spawn(self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry"))
+        elif exc is not None:
             self._s.log.error("%s: delivery failed: %r", self._label, exc)
             self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
             _spawn(self._close(CLOSE_INTERNAL, "relay storage fault"))
