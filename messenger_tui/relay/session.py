@@ -207,6 +207,11 @@ class MessageRouteConnection:
             await self._serve()
         except (ConnectionClosed, _SessionEnd):
             pass
+        except StoreUnavailable as exc:
+            # Redis restarting, or a cluster slot migrating (TRYAGAIN): not this client's
+            # fault and not a bug; it reconnects and is served again (no traceback).
+            self._s.log.warning("%s: closed, storage unavailable: %s", self._label, exc)
+            await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
             if self._identity is not None:
                 watched = self._s.presence.watching(self)
@@ -305,7 +310,10 @@ class MessageRouteConnection:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, StoreUnavailable):  # as in run(): the client reconnects
+            self._s.log.warning("%s: delivery paused, storage unavailable: %s", self._label, exc)
+            _spawn(self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry"))
+        elif exc is not None:
             self._s.log.error("%s: delivery failed: %r", self._label, exc)
             self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
             _spawn(self._close(CLOSE_INTERNAL, "relay storage fault"))
