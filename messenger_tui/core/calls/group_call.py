@@ -34,6 +34,18 @@ Design rules
    ``IN_PROGRESS`` ("call in progress, join"), so joining again joins the same call (and the
    others rotate on that join as on any other). Leaving alone, a failed leg or a join timeout
    end it (``ENDED``).
+9. **A dropped leg rejoins by itself.** When the relay connection of a leg that was in the
+   call drops (``LEG_DROPPED``: the connection closed or failed, not a leave), the call goes
+   ``REJOINING``: the media keeps running (frames sent meanwhile are dropped by the leg) and
+   the same call is joined again with the same token; each failed attempt is retried
+   :data:`REJOIN_RETRY_S` later, and the whole rejoin gives up after
+   :data:`REJOIN_TIMEOUT_S` (``ENDED``). On the relay's ``group_joined`` the call is
+   ``IN_CALL`` again with the *same* sealer and opener (``RESUME_MEDIA``): the roster is
+   taken from the relay, the keys of members who left meanwhile are forgotten, and our
+   current (and pending) frame key is announced again to the members present (the others
+   forgot it when the relay told them we left; a new key would cost a switch-over of
+   silence). The others rotate on our join as on any other. Relay member events of the lost
+   leg are ignored while rejoining.
 """
 
 from __future__ import annotations
@@ -63,6 +75,10 @@ from messenger_tui.core.errors import CoreError
 RING_S: Final = 30.0
 #: From "join" to the relay's ``group_joined``; past it the join failed.
 JOIN_TIMEOUT_S: Final = 15.0
+#: A dropped leg's rejoin gives up after this long (rule 9) ...
+REJOIN_TIMEOUT_S: Final = 20.0
+#: ... trying again this long after each failed attempt.
+REJOIN_RETRY_S: Final = 0.5
 
 
 class GroupCallStateError(CoreError):
@@ -75,6 +91,7 @@ class GroupCallState(Enum):
     IN_PROGRESS = "in_progress"  # a call others are in: "call in progress, join"
     JOINING = "joining"  # our leg is connecting
     IN_CALL = "in_call"
+    REJOINING = "rejoining"  # our leg dropped; joining the same call again (rule 9)
     ENDED = "ended"  # we left (or the join failed); a new invite starts over
 
 
@@ -93,9 +110,12 @@ class GroupEvent(Enum):
     MEMBER_JOINED = "member_joined"
     MEMBER_LEFT = "member_left"
     LEG_FAILED = "leg_failed"
+    LEG_DROPPED = "leg_dropped"  # the connection of a leg that was in the call (rule 9)
     # timers
     RING_TIMEOUT = "ring_timeout"
     JOIN_TIMEOUT = "join_timeout"
+    REJOIN_RETRY = "rejoin_retry"
+    REJOIN_TIMEOUT = "rejoin_timeout"
 
 
 class GroupAction(Enum):
@@ -109,6 +129,9 @@ class GroupAction(Enum):
     ROTATE_KEY = "rotate_key"
     FORGET_LEAVER = "forget_leaver"
     STOP_MEDIA = "stop_media"  # close the leg, forget every key
+    ARM_REJOIN_TIMER = "arm_rejoin_timer"  # the rejoin's overall deadline (rule 9)
+    ARM_RETRY_TIMER = "arm_retry_timer"  # the next attempt after a failed one
+    RESUME_MEDIA = "resume_media"  # same sealer and opener; roster synced, own key re-sent
 
 
 _LOCAL: Final = frozenset(
@@ -153,6 +176,16 @@ GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransi
         E.MEMBER_JOINED: _T(S.IN_CALL, (A.ROTATE_KEY,)),
         E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
         E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEG_DROPPED: _T(S.REJOINING, (A.CONNECT_LEG, A.ARM_REJOIN_TIMER)),
+        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
+    },
+    S.REJOINING: {
+        E.JOINED: _T(S.IN_CALL, (A.RESUME_MEDIA,)),
+        E.LEG_DROPPED: _T(S.REJOINING, (A.ARM_RETRY_TIMER,)),
+        E.LEG_FAILED: _T(S.REJOINING, (A.ARM_RETRY_TIMER,)),
+        E.REJOIN_RETRY: _T(S.REJOINING, (A.CONNECT_LEG,)),
+        E.REJOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
         E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
         E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
     },
@@ -238,6 +271,8 @@ class GroupCall:
         self._call: _Call | None = None
         self._ring_deadline: float | None = None
         self._join_deadline: float | None = None
+        self._rejoin_deadline: float | None = None
+        self._retry_deadline: float | None = None
         self.sealer: GroupFrameSealer | None = None
         self.opener: GroupFrameOpener | None = None
         self.counters = GroupCallCounters()
@@ -256,7 +291,16 @@ class GroupCall:
 
     @property
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._ring_deadline, self._join_deadline) if d is not None]
+        deadlines = [
+            d
+            for d in (
+                self._ring_deadline,
+                self._join_deadline,
+                self._rejoin_deadline,
+                self._retry_deadline,
+            )
+            if d is not None
+        ]
         return min(deadlines, default=None)
 
     # ------------------------------------------------------------------------ inputs
@@ -272,7 +316,7 @@ class GroupCall:
 
     def leave(self) -> list[GroupEffect]:
         call = self._call
-        if self.state is S.IN_CALL and call is not None and call.present:
+        if self.state in (S.IN_CALL, S.REJOINING) and call is not None and call.present:
             return self._fire(E.LEAVE_REJOINABLE)  # rule 8
         return self._fire(E.LEAVE)
 
@@ -317,8 +361,11 @@ class GroupCall:
         return installed
 
     def relay_joined(self, participants: list[bytes]) -> list[GroupEffect]:
-        if self._call is not None and self.state is S.JOINING:
+        if self._call is not None and self.state in (S.JOINING, S.REJOINING):
+            previous = self._call.present
             self._call.present = {p for p in participants if p != self.own}
+            if self.state is S.REJOINING:
+                return self._fire(E.JOINED, gone=frozenset(previous - self._call.present))
         return self._fire(E.JOINED)
 
     def relay_member(self, identity: bytes, present: bool) -> list[GroupEffect]:
@@ -334,7 +381,12 @@ class GroupCall:
         return self._fire(E.MEMBER_LEFT, leaver=identity)
 
     def leg_failed(self) -> list[GroupEffect]:
+        """The leg ended before it joined (the relay refused, could not connect)."""
         return self._fire(E.LEG_FAILED)
+
+    def leg_dropped(self) -> list[GroupEffect]:
+        """The connection of a leg that had joined closed or failed (rule 9)."""
+        return self._fire(E.LEG_DROPPED)
 
     def poll(self, now: float) -> list[GroupEffect]:
         if self._ring_deadline is not None and now >= self._ring_deadline:
@@ -343,6 +395,12 @@ class GroupCall:
         if self._join_deadline is not None and now >= self._join_deadline:
             self._join_deadline = None
             return self._fire(E.JOIN_TIMEOUT)
+        if self._rejoin_deadline is not None and now >= self._rejoin_deadline:
+            self._rejoin_deadline = None
+            return self._fire(E.REJOIN_TIMEOUT)
+        if self._retry_deadline is not None and now >= self._retry_deadline:
+            self._retry_deadline = None
+            return self._fire(E.REJOIN_RETRY)
         return []
 
     # ---------------------------------------------------------------------- the table
@@ -354,6 +412,7 @@ class GroupCall:
         now_ms: int = 0,
         invite: GroupCallInvite | None = None,
         leaver: bytes | None = None,
+        gone: frozenset[bytes] = frozenset(),
     ) -> list[GroupEffect]:
         row = GROUP_TRANSITIONS[self.state].get(event)
         if row is None:
@@ -362,12 +421,14 @@ class GroupCall:
             return []
         effects: list[GroupEffect] = []
         for action in row.actions:
-            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver)
+            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver, gone=gone)
         if row.target is not self.state:
             if row.target is not S.RINGING:
                 self._ring_deadline = None
             if row.target is not S.JOINING:
                 self._join_deadline = None
+            if row.target is not S.REJOINING:
+                self._rejoin_deadline = self._retry_deadline = None
             self.state = row.target
             effects.append(StateChange(row.target))
         return effects
@@ -380,6 +441,7 @@ class GroupCall:
         now_ms: int,
         invite: GroupCallInvite | None,
         leaver: bytes | None,
+        gone: frozenset[bytes] = frozenset(),
     ) -> None:
         if action is A.NEW_CALL:
             call_id, secret = new_call_secret(self._rng)
@@ -426,6 +488,19 @@ class GroupCall:
         elif action is A.FORGET_LEAVER:
             if self.opener is not None and leaver is not None:
                 self.opener.remove_sender(leaver)
+        elif action is A.ARM_REJOIN_TIMER:
+            self._rejoin_deadline = self._clock() + REJOIN_TIMEOUT_S
+        elif action is A.ARM_RETRY_TIMER:
+            self._retry_deadline = self._clock() + REJOIN_RETRY_S
+        elif action is A.RESUME_MEDIA:
+            if self.sealer is None or self.opener is None:
+                raise GroupCallStateError("no media to resume")
+            for identity in sorted(gone):
+                self.opener.remove_sender(identity)
+            self._announce(self.sealer.current, effects)
+            pending = self.sealer.pending
+            if pending is not None:
+                self._announce(pending, effects)
         elif action is A.STOP_MEDIA:
             self.sealer = None
             self.opener = None
