@@ -57,6 +57,7 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
     GroupCallMessage,
+    GroupCallOver,
 )
 from messenger_tui.core.payload import encode_payload
 from messenger_tui.media.codec import CodecUnavailable
@@ -259,6 +260,10 @@ class GroupCallManager:
                 return
             machine = self._machine(group)
             self._run(machine, machine.invite_received(sender, message, self._now_ms()))
+        elif isinstance(message, GroupCallOver):
+            over = self._machines.get(message.group_id)
+            if over is not None and self._group(message.group_id) is not None:
+                self._run(over, over.call_over_received(sender, message))
         elif isinstance(message, GroupCallFrameKey):
             for machine in self._machines.values():
                 if machine.call_id == message.call_id:
@@ -290,6 +295,8 @@ class GroupCallManager:
                     self._queue(effect.member, effect.invite)
                 elif isinstance(effect, gc.SendFrameKey):
                     self._queue(effect.member, effect.key)
+                elif isinstance(effect, gc.SendCallOver):
+                    self._queue(effect.member, effect.message)
                 elif isinstance(effect, gc.ConnectLeg):
                     self._connect(machine, effect.token)
                 elif isinstance(effect, gc.DisconnectLeg):

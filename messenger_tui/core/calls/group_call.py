@@ -46,6 +46,13 @@ Design rules
    forgot it when the relay told them we left; a new key would cost a switch-over of
    silence). The others rotate on our join as on any other. Relay member events of the lost
    leg are ignored while rejoining.
+10. **The last one out says the call is over.** Leaving while nobody else is present (as
+   the relay last said) sends :class:`GroupCallOver` to every other member
+   (``SEND_CALL_OVER``). A member whose call rings or shows "call in progress, join"
+   (``RINGING``, ``IN_PROGRESS``) takes it (``CALL_OVER``, from a member, for that call) and
+   goes ``ENDED``: it stops ringing and stops offering to join. A member joining or in the
+   call ignores it (the relay says who is there, not the message), as does anyone for
+   another call or from a non-member.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from messenger_tui.core.calls.group_frames import (
 from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
+    GroupCallOver,
     group_join_token,
     new_call_secret,
 )
@@ -105,6 +113,7 @@ class GroupEvent(Enum):
     # peers (E2E)
     INVITE = "invite"
     INVITE_STALE = "invite_stale"  # older than RING_S: shows in progress, never rings
+    CALL_OVER = "call_over"  # the last participant left (rule 10)
     # relay
     JOINED = "joined"
     MEMBER_JOINED = "member_joined"
@@ -131,6 +140,7 @@ class GroupAction(Enum):
     STOP_MEDIA = "stop_media"  # close the leg, forget every key
     ARM_REJOIN_TIMER = "arm_rejoin_timer"  # the rejoin's overall deadline (rule 9)
     ARM_RETRY_TIMER = "arm_retry_timer"  # the next attempt after a failed one
+    SEND_CALL_OVER = "send_call_over"  # to every other member (rule 10)
     RESUME_MEDIA = "resume_media"  # same sealer and opener; roster synced, own key re-sent
 
 
@@ -163,9 +173,16 @@ GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransi
         E.JOIN: _JOIN,
         E.DECLINE: _T(S.IN_PROGRESS),
         E.RING_TIMEOUT: _T(S.IN_PROGRESS),
+        E.CALL_OVER: _T(S.ENDED),
         E.LEAVE: _T(S.IN_PROGRESS),
     },
-    S.IN_PROGRESS: {E.JOIN: _JOIN, E.START: _START, E.INVITE: _RING, E.LEAVE: _T(S.IN_PROGRESS)},
+    S.IN_PROGRESS: {
+        E.JOIN: _JOIN,
+        E.START: _START,
+        E.INVITE: _RING,
+        E.CALL_OVER: _T(S.ENDED),
+        E.LEAVE: _T(S.IN_PROGRESS),
+    },
     S.JOINING: {
         E.JOINED: _T(S.IN_CALL, (A.START_MEDIA,)),
         E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
@@ -177,7 +194,7 @@ GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransi
         E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
         E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
         E.LEG_DROPPED: _T(S.REJOINING, (A.CONNECT_LEG, A.ARM_REJOIN_TIMER)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA, A.SEND_CALL_OVER)),
         E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
     },
     S.REJOINING: {
@@ -186,7 +203,7 @@ GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransi
         E.LEG_FAILED: _T(S.REJOINING, (A.ARM_RETRY_TIMER,)),
         E.REJOIN_RETRY: _T(S.REJOINING, (A.CONNECT_LEG,)),
         E.REJOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA, A.SEND_CALL_OVER)),
         E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
     },
 }
@@ -211,6 +228,14 @@ class SendFrameKey:
     key: GroupCallFrameKey
 
 
+@dataclass(frozen=True, slots=True)
+class SendCallOver:
+    """Send ``message`` to ``member`` over the E2E channel (rule 10)."""
+
+    member: bytes
+    message: GroupCallOver
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class ConnectLeg:
     """Open the media route leg and send ``group_join(token)``."""
@@ -231,7 +256,7 @@ class StateChange:
     state: GroupCallState
 
 
-GroupEffect = SendInvite | SendFrameKey | ConnectLeg | DisconnectLeg | StateChange
+GroupEffect = SendInvite | SendFrameKey | SendCallOver | ConnectLeg | DisconnectLeg | StateChange
 
 
 @dataclass(slots=True)
@@ -332,6 +357,19 @@ class GroupCall:
         age_s = (now_ms - invite.started_at_ms) / 1000
         event = E.INVITE if -RING_S < age_s < RING_S else E.INVITE_STALE
         return self._fire(event, now_ms=now_ms, invite=invite)
+
+    def call_over_received(self, sender: bytes, message: GroupCallOver) -> list[GroupEffect]:
+        """An E2E "call over" (rule 10): ends a ringing or in-progress call of ours."""
+        call = self._call
+        if (
+            call is None
+            or sender == self.own
+            or sender not in self._members()
+            or message.group_id != self.group_id
+            or message.call_id != call.call_id
+        ):
+            return []
+        return self._fire(E.CALL_OVER)
 
     def frame_key_received(self, sender: bytes, message: GroupCallFrameKey) -> bool:
         """An E2E frame key (rule 7); True when installed."""
@@ -488,6 +526,11 @@ class GroupCall:
         elif action is A.FORGET_LEAVER:
             if self.opener is not None and leaver is not None:
                 self.opener.remove_sender(leaver)
+        elif action is A.SEND_CALL_OVER:
+            call = self._required_call()
+            over = GroupCallOver(group_id=call.group_id, call_id=call.call_id)
+            for member in sorted(self._members() - {self.own}):
+                effects.append(SendCallOver(member, over))
         elif action is A.ARM_REJOIN_TIMER:
             self._rejoin_deadline = self._clock() + REJOIN_TIMEOUT_S
         elif action is A.ARM_RETRY_TIMER:
