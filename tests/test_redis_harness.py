@@ -40,3 +40,20 @@ def test_three_master_cluster_serves_every_slot_and_keeps_hash_tags_together() -
             str(index).encode() for index in range(50)
         ]
         client.close()
+
+
+def test_a_tls_server_speaks_only_tls() -> None:
+    with RedisProcess(tls=True) as server:
+        assert server.url.startswith("rediss://")
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
+        plain = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=2)
+        try:
+            plain.ping()
+        except redis.RedisError:
+            pass
+        else:
+            raise AssertionError("a plaintext client was answered by the TLS-only server")
+        finally:
+            plain.close()

@@ -192,6 +192,8 @@ class CallPorts:
             settings=OpusSettings(
                 bitrate=self._bitrate_kbps() * 1000, complexity=DEFAULT_COMPLEXITY
             ),
+            # the echo of the mix as played is cancelled as a 1:1 call's (same settings)
+            voice=self._voice_processor(source),
         )
 
     def _voice_processor(self, source: AudioSource) -> CaptureProcessor | None:

@@ -12,6 +12,10 @@ machine and carries out the effects it returns:
 * ``ConnectLeg``: a group leg (``transport/group_link.py``) joins the room with the token;
   its ``group_joined`` / ``group_member`` / end are fed back to the machine; on ``IN_CALL``
   the media session (``media/group_session.py``) starts between the leg and the audio ends.
+  A leg that drops after it joined is reported as ``leg_dropped`` (the machine's rule 9):
+  its ``ConnectLeg`` opens a new leg with the same token for the same call, and the media
+  session (the same sealer and opener) goes on, writing to whichever leg is current; a
+  callback of an earlier leg is ignored.
 * ``DisconnectLeg``: the media stops and the leg sends ``group_leave`` and closes; the
   machine has already forgotten every key.
 * ``StateChange``: a :class:`~messenger_tui.app.events.GroupCallChanged` event.
@@ -53,6 +57,7 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
     GroupCallMessage,
+    GroupCallOver,
 )
 from messenger_tui.core.payload import encode_payload
 from messenger_tui.media.codec import CodecUnavailable
@@ -115,6 +120,11 @@ class _Leg:
     media: GroupMediaLike | None = None
     joined_ms: int | None = None
     left: list[bytes] = field(default_factory=list)
+    attempt: int = 0  # legs opened for this call (a rejoin opens another)
+
+    def send(self, frame: bytes) -> bool:
+        """The media session's writer: the current leg, whichever it is."""
+        return self.leg.send(frame) if self.leg is not None else False
 
 
 class GroupCallManager:
@@ -197,7 +207,11 @@ class GroupCallManager:
             raise BadInput(f"you are no longer a member of {group.name}")
         machine = self._machine(group)
         state = machine.state
-        if state in (gc.GroupCallState.JOINING, gc.GroupCallState.IN_CALL):
+        if state in (
+            gc.GroupCallState.JOINING,
+            gc.GroupCallState.IN_CALL,
+            gc.GroupCallState.REJOINING,
+        ):
             return self._view(group, machine)
         if self._leg is not None or self._other_call_busy():
             raise BadInput("you are already in a call; leave it first")
@@ -246,6 +260,10 @@ class GroupCallManager:
                 return
             machine = self._machine(group)
             self._run(machine, machine.invite_received(sender, message, self._now_ms()))
+        elif isinstance(message, GroupCallOver):
+            over = self._machines.get(message.group_id)
+            if over is not None and self._group(message.group_id) is not None:
+                self._run(over, over.call_over_received(sender, message))
         elif isinstance(message, GroupCallFrameKey):
             for machine in self._machines.values():
                 if machine.call_id == message.call_id:
@@ -277,6 +295,8 @@ class GroupCallManager:
                     self._queue(effect.member, effect.invite)
                 elif isinstance(effect, gc.SendFrameKey):
                     self._queue(effect.member, effect.key)
+                elif isinstance(effect, gc.SendCallOver):
+                    self._queue(effect.member, effect.message)
                 elif isinstance(effect, gc.ConnectLeg):
                     self._connect(machine, effect.token)
                 elif isinstance(effect, gc.DisconnectLeg):
@@ -374,9 +394,14 @@ class GroupCallManager:
         leg = self._leg
         if leg is None or leg.group_id != machine.group_id:
             leg = self._leg = _Leg(machine.group_id)
+        leg.attempt += 1
+        attempt = leg.attempt
+        if leg.leg is not None:  # a rejoin: the dropped leg goes
+            self._spawn(leg.leg.close())
+            leg.leg = None
 
         def current() -> bool:
-            return self._leg is leg
+            return self._leg is leg and leg.attempt == attempt
 
         def on_frame(frame: bytes) -> None:
             if current() and leg.media is not None:
@@ -396,12 +421,16 @@ class GroupCallManager:
             self._changed(machine)
 
         def on_ended(reason: str) -> None:
-            if current() and machine.state in (
-                gc.GroupCallState.JOINING,
-                gc.GroupCallState.IN_CALL,
-            ):
+            if not current():
+                return
+            if machine.state is gc.GroupCallState.JOINING:
                 self._problem[machine.group_id] = reason
                 self._run(machine, machine.leg_failed())
+            elif machine.state in (gc.GroupCallState.IN_CALL, gc.GroupCallState.REJOINING):
+                # rule 9: rejoin; the reason shows if the rejoin gives up
+                log.info("group call leg dropped; rejoining")
+                self._problem[machine.group_id] = reason
+                self._run(machine, machine.leg_dropped())
 
         leg.leg = self._open_leg(token, LegCallbacks(on_frame, on_joined, on_member, on_ended))
         leg.leg.start()
@@ -410,10 +439,13 @@ class GroupCallManager:
         leg = self._leg
         if leg is None or leg.leg is None or machine.sealer is None or machine.opener is None:
             return
+        if leg.media is not None:  # rejoined (rule 9): the same session goes on
+            self._problem.pop(machine.group_id, None)
+            return
         leg.joined_ms = self._now_ms()
         try:
             source, sink = self.audio_factory()
-            media = self._make_media(machine.sealer, machine.opener, leg.leg.send, source, sink)
+            media = self._make_media(machine.sealer, machine.opener, leg.send, source, sink)
         except (AudioUnavailable, CodecUnavailable) as exc:
             self._media_failed(machine, exc)
             return
@@ -490,7 +522,11 @@ class GroupCallManager:
 
     def _view(self, group: Group, machine: gc.GroupCall) -> GroupCallView:
         leg = self._leg if self._leg and self._leg.group_id == group.group_id else None
-        in_call = machine.state in (gc.GroupCallState.JOINING, gc.GroupCallState.IN_CALL)
+        in_call = machine.state in (
+            gc.GroupCallState.JOINING,
+            gc.GroupCallState.IN_CALL,
+            gc.GroupCallState.REJOINING,
+        )
         return group_call_view(
             group,
             machine.state.value,

@@ -201,6 +201,7 @@ class GroupInbound:
             log.warning("dropped a sender key: %s", type(exc).__name__)
             return
         self._store.groups.put_sender_key(row.id, sender, encode(record))
+        self._store.groups.sender_key_changed()  # our group send grants follow (group_grants)
         pending, released = gp.release_messages(
             self._book.pending(row), sender, distribution.key_id
         )

@@ -19,6 +19,13 @@ Rules:
    (:meth:`~messenger_tui.storage.groups.Groups.drop_recipient`).
 4. While rows wait, the drain runs again every :data:`POLL_S` (the pairwise rows it waits
    for are stored by :class:`~messenger_tui.app.sender.OutboxSender`).
+5. The upload is in the short fan-out form when we hold a sender key in the group: our send
+   credential and an 8-byte reference per recipient (core/groups/send_credential.py). The
+   recipients the relay answers ``not_granted`` for (their grant of our current key is not
+   registered yet, or they granted none) are sent the same message at once in the long
+   form (identity and delivery secret); nothing waits on a grant.
+6. Each wake first brings our own grants up to date (:class:`~.group_grants.GroupGrants`),
+   and an idle sender wakes every :data:`GRANTS_POLL_S` to do so.
 """
 
 from __future__ import annotations
@@ -27,9 +34,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+import msgspec
+
 from messenger_tui.app import events as ev
 from messenger_tui.app.group_book import GroupBook
+from messenger_tui.app.group_grants import GroupGrants, sending_credential
 from messenger_tui.core import wire
+from messenger_tui.core.groups import send_credential as sc
 from messenger_tui.storage.groups import GroupOutboxRow
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
@@ -41,6 +52,9 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1.0
 #: How often the drain looks again while rows wait for their pairwise rows.
 POLL_S = 0.2
+#: How often an idle sender looks whether our group send grants changed (a sender key came
+#: or went; the check is an integer comparison until they did).
+GRANTS_POLL_S = 1.0
 #: Group outbox rows uploaded per pass (each is one frame in flight).
 PAGE = 64
 
@@ -58,6 +72,13 @@ class GroupSender:
         self._book = book
         self._emit = emit
         self._wakeup = asyncio.Event()
+        self.grants = GroupGrants(store, client)
+        #: group row -> (its sending key blob, our send credential of it)
+        self._credentials: dict[int, tuple[bytes, bytes]] = {}
+        self._short_form = True  # False after a relay refused the short form
+        #: Recipients named by reference (short form) and by identity (long form) so far.
+        self.named_short = 0
+        self.named_long = 0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -68,7 +89,7 @@ class GroupSender:
     async def run(self) -> None:
         """Drain whenever woken (and every POLL_S while rows wait); runs until cancelled."""
         while True:
-            timeout = POLL_S if self.waiting() else None
+            timeout = POLL_S if self.waiting() else GRANTS_POLL_S
             try:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
@@ -77,6 +98,7 @@ class GroupSender:
             if not self._client.connected:
                 continue
             try:
+                await self.grants.sync()
                 if await self._drain():
                     await asyncio.sleep(RETRY_AFTER_S)  # a recipient was refused for now
             except (NotConnected, TransportError):
@@ -91,7 +113,8 @@ class GroupSender:
     async def _drain(self) -> bool:
         """One pass; True if the relay refused some recipient (retry after a pause)."""
         rows = self._store.groups.pending_sends(PAGE)
-        futures: list[tuple[GroupOutboxRow, asyncio.Future[wire.StoredMulti]]] = []
+        futures: list[tuple[GroupOutboxRow, dict[bytes, bytes], asyncio.Future[wire.StoredMulti]]]
+        futures = []
         for row in rows:
             ready = [
                 identity
@@ -100,14 +123,75 @@ class GroupSender:
             ]
             if not ready:
                 continue
-            access = self._store.groups.delivery_access(ready)
-            recipients = [wire.MultiRecipient(to=to, access=access[to]) for to in ready]
-            futures.append((row, self._client.submit_multi(row.envelope_id, row.body, recipients)))
+            credential = self.credential(row.group_row) if self._short_form else None
+            if credential is None:
+                futures.append((row, {}, self._submit_long(row, ready)))
+            else:
+                by_ref = {sc.recipient_ref(credential, to): to for to in ready}
+                refs = b"".join(by_ref)
+                self.named_short += len(by_ref)
+                short = self._client.submit_short(row.envelope_id, row.body, credential, refs)
+                futures.append((row, by_ref, short))
         refused = False
-        for row, future in futures:
-            answer = await future
+        for row, by_ref, future in futures:
+            if by_ref:
+                try:
+                    answer = await self._complete_short(row, by_ref, await future)
+                except RelayRequestError as exc:
+                    if exc.code != wire.ErrorCode.BAD_REQUEST:
+                        raise
+                    # A relay without the short form: the long form from now on.
+                    log.warning("relay refused a short group send; using the long form")
+                    self._short_form = False
+                    answer = await self._submit_long(row, list(by_ref.values()))
+            else:
+                answer = await future
             refused = self._stored(row, answer) or refused
         return refused
+
+    def credential(self, group_row: int) -> bytes | None:
+        """Our send credential in this group (None: no sender key yet: the long form)."""
+        row = self._store.groups.by_id(group_row)
+        if row is None or row.sending_key is None:
+            return None
+        cached = self._credentials.get(group_row)
+        if cached is not None and cached[0] == row.sending_key:
+            return cached[1]
+        sending = self._book.sending_key(row)
+        if sending is None:
+            return None
+        credential = sending_credential(sending)
+        self._credentials[group_row] = (row.sending_key, credential)
+        return credential
+
+    def _submit_long(
+        self, row: GroupOutboxRow, recipients: list[bytes]
+    ) -> asyncio.Future[wire.StoredMulti]:
+        self.named_long += len(recipients)
+        access = self._store.groups.delivery_access(recipients)
+        to = [wire.MultiRecipient(to=identity, access=access[identity]) for identity in recipients]
+        return self._client.submit_multi(row.envelope_id, row.body, to)
+
+    async def _complete_short(
+        self, row: GroupOutboxRow, by_ref: dict[bytes, bytes], answer: wire.StoredMulti
+    ) -> wire.StoredMulti:
+        """A short send's answer by identity; the ``not_granted`` recipients sent in the long
+        form now, their outcomes merged in."""
+        results: list[wire.MultiOutcome] = []
+        ungranted: list[bytes] = []
+        for outcome in answer.results:
+            identity = by_ref.get(outcome.to)
+            if identity is None:
+                continue
+            if outcome.code == wire.ErrorCode.NOT_GRANTED:
+                ungranted.append(identity)
+            else:
+                results.append(msgspec.structs.replace(outcome, to=identity))
+        if ungranted:
+            log.debug("short group send: %d recipients in the long form", len(ungranted))
+            long = await self._submit_long(row, ungranted)
+            results.extend(long.results)
+        return wire.StoredMulti(id=answer.id, results=results)
 
     def _stored(self, row: GroupOutboxRow, answer: wire.StoredMulti) -> bool:
         stored = [result.to for result in answer.results if result.code is None]

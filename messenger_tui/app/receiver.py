@@ -32,6 +32,7 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
     GroupCallMessage,
+    GroupCallOver,
 )
 from messenger_tui.core.calls.messages import (
     CallAccept,
@@ -446,7 +447,7 @@ class SignalIn:
 
 
 CALL_MESSAGE_TYPES = (CallOffer, CallRinging, CallAccept, CallDecline, CallBusy, CallHangup)
-GROUP_CALL_MESSAGE_TYPES = (GroupCallInvite, GroupCallFrameKey)
+GROUP_CALL_MESSAGE_TYPES = (GroupCallInvite, GroupCallFrameKey, GroupCallOver)
 
 
 def decode_signal(plaintext: bytes) -> pl.Payload | CallMessage:

@@ -47,6 +47,8 @@ def describe(call: GroupCallView) -> str:
         return f"call in progress in {call.group_name}, join"
     if call.state == "joining":
         return f"joining the group call in {call.group_name}…"
+    if call.state == "rejoining":
+        return f"connection lost, rejoining the group call in {call.group_name}…"
     if call.state == "in_call":
         names = ", ".join(p.name for p in call.participants) or "nobody else yet"
         return f"in the group call in {call.group_name} with {names}"

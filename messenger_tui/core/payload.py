@@ -13,7 +13,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from messenger_tui.core.attachments.pointer import AttachmentPointer
-from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite
+from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite, GroupCallOver
 from messenger_tui.core.errors import CoreError, MalformedAttachmentPointer
 
 #: Longest text message accepted (bytes of UTF-8); keeps envelopes well under MAX_ENVELOPE.
@@ -181,7 +181,7 @@ Payload = (
     | Attachment
     | Timer
     | GroupTimer
-    | (GroupCallInvite | GroupCallFrameKey)  # group calls: core/calls/group_keys.py
+    | (GroupCallInvite | GroupCallFrameKey | GroupCallOver)  # group calls: core/calls/group_keys.py
 )
 
 _encoder = msgspec.msgpack.Encoder()

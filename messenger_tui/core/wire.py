@@ -49,6 +49,8 @@ class ErrorCode:
     FORBIDDEN: Final = "forbidden"  # acting on something that is not the caller's
     BAD_REQUEST: Final = "bad_request"  # well-formed frame with invalid field values
     MAILBOX_FULL: Final = "mailbox_full"  # recipient's queue at its bound
+    #: a short send's reference that no grant resolves: name that recipient in the long form
+    NOT_GRANTED: Final = "not_granted"
     INTERNAL: Final = "internal"  # relay fault; the request may be retried
 
 
@@ -218,6 +220,11 @@ class SendMulti(_Frame, tag="send_multi", frozen=True):
     id: bytes
     body: bytes
     to: list[MultiRecipient]
+    #: The short fan-out form (core/groups/send_credential.py): ``to`` is empty, ``cred`` is
+    #: the sender key's send credential and ``refs`` the recipients' 8-byte references,
+    #: concatenated; the answer's ``MultiOutcome.to`` is then each reference.
+    cred: bytes | None = None
+    refs: bytes = b""
 
 
 class Ack(_Frame, tag="ack", frozen=True):
@@ -259,6 +266,17 @@ class SetDeliveryVerifier(_Frame, tag="set_delivery_verifier", frozen=True):
     verifier: bytes
 
 
+class SetGroupGrants(_Frame, tag="set_group_grants", frozen=True):
+    """Replace the caller's group send grants: ``grants`` is up to
+    :data:`~messenger_tui.core.groups.send_credential.MAX_GRANTS` entries of 64 bytes, a
+    sender's identity then the verifier of that sender's current send credential
+    (core/groups/send_credential.py), concatenated. Short sends from a sender presenting a
+    granted credential reach the caller (as a contact's); answered by :class:`Ok`."""
+
+    ref: int
+    grants: bytes
+
+
 class Subscribe(_Frame, tag="subscribe", frozen=True):
     """Receive :class:`Presence` for these identities (replaces earlier subscriptions)."""
 
@@ -294,6 +312,7 @@ ClientFrame = (
     | Subscribe
     | Signal
     | SetDeliveryVerifier
+    | SetGroupGrants
 )
 
 T = TypeVar("T")

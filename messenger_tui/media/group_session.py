@@ -2,9 +2,18 @@
 
 ::
 
-    source (mic / WAV) --on_frame--> loop: GroupSendPath.frame -> send(frame) (the leg)
+    source (mic / WAV) --on_frame--> loop: [voice.process] -> GroupSendPath.frame
+                                           -> send(frame) (the leg)
     leg --receive(frame)--> GroupReceivePath (per-participant jitter buffers)
-    sink (speaker / WAV) --pull--> GroupReceivePath.pull (the mix)
+    sink (speaker / WAV) --pull--> GroupReceivePath.pull (the mix) [-> voice.played(mix)]
+
+**Echo cancellation** (``voice``, a
+:class:`~messenger_tui.media.voice_processing.CaptureProcessor`, given for a microphone in a
+room): the reference is the *mix as played*, the very frame the sink pulled, handed to
+``voice.played`` in the order the device takes it, with the device's ``play_time`` when the
+sink has one; each captured frame goes through ``voice.process`` (with the source's
+``capture_time``, taken on the device thread) before the level byte and the encoder, also
+while muted (the canceller keeps tracking the room). The session closes the processor.
 
 It never opens a socket: ``send`` is the leg's non-blocking write (a dropped frame is gone),
 and the leg hands incoming frames to :meth:`GroupMediaSession.receive`. Capture callbacks
@@ -26,6 +35,7 @@ from messenger_tui.media.group_receive import GroupReceivePath, ParticipantHealt
 from messenger_tui.media.group_send import GroupSendPath
 from messenger_tui.media.jitter_buffer import JitterBufferConfig
 from messenger_tui.media.ports import FRAME_BYTES, AudioSink, AudioSource
+from messenger_tui.media.voice_processing import CaptureProcessor
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +55,11 @@ class GroupMediaSession:
         settings: OpusSettings | None = None,
         jitter: JitterBufferConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        voice: CaptureProcessor | None = None,
     ) -> None:
         self._send = send
+        self._clock = clock
+        self.voice = voice
         self._source = source
         self._sink = sink
         self._loop = loop
@@ -90,30 +103,53 @@ class GroupMediaSession:
             self._start_ends()
 
     def _start_ends(self) -> None:
-        self._sink.start(self.receive_path.pull)
+        self._sink.start(self.receive_path.pull if self.voice is None else self._pull_played)
         try:
             self._source.start(self._on_capture)
         except BaseException:
             self._sink.stop()
             raise
 
+    def _pull_played(self) -> bytes:
+        """The sink's callback with a capture processor: the mix it plays is also the echo
+        reference (in the order the device takes it)."""
+        frame = self.receive_path.pull()
+        voice = self.voice
+        if voice is not None:
+            try:
+                at = getattr(self._sink, "play_time", None)
+                voice.played(frame, self._clock() if at is None else at)
+            except Exception:  # never raise into a device callback
+                log.exception("echo reference failed; voice processing is off for this call")
+                self.voice = None
+        return frame
+
     def _on_capture(self, pcm: bytes) -> None:
         if self._stopped or len(pcm) != FRAME_BYTES:
             return
+        # the time it left the device, for the echo canceller (the loop may run it later)
+        at: float | None = None
+        if self.voice is not None:
+            at = getattr(self._source, "capture_time", None)
+            if at is None:
+                at = self._clock()
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._send_one(pcm)
+            self._send_one(pcm, at)
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed under a device thread
-                self._loop.call_soon_threadsafe(self._send_one, pcm)
+                self._loop.call_soon_threadsafe(self._send_one, pcm, at)
 
-    def _send_one(self, pcm: bytes) -> None:
+    def _send_one(self, pcm: bytes, at: float | None = None) -> None:
         if self._stopped:
             return
         try:
+            voice = self.voice
+            if voice is not None:
+                pcm = bytes(voice.process(pcm, self._clock() if at is None else at))
             frame = self.send_path.frame(pcm)
         except Exception as exc:  # never raise into the capture path; counted
             self.frames_dropped += 1
@@ -132,9 +168,18 @@ class GroupMediaSession:
         self._stopped = True
         if self._started:
             await asyncio.to_thread(self._stop_ends)
+        else:
+            voice, self.voice = self.voice, None
+            if voice is not None:
+                voice.close()
 
     def _stop_ends(self) -> None:
         try:
             self._source.stop()
         finally:
-            self._sink.stop()
+            try:
+                self._sink.stop()
+            finally:
+                voice, self.voice = self.voice, None
+                if voice is not None:
+                    voice.close()

@@ -7,7 +7,8 @@ remembers every identity it has seen) against a token bucket per source address
 usual size of one subscriber's network). A known identity always gets in.
 
 Delivery verifiers (:mod:`messenger_tui.core.delivery_access`) are registered here too: the
-session forwards ``SetDeliveryVerifier``.
+session forwards ``SetDeliveryVerifier``, and group send grants (relay/group_grants.py):
+``SetGroupGrants``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ipaddress
 from typing import Any
 
 from messenger_tui.core.delivery_access import VERIFIER_LEN
+from messenger_tui.relay.group_grants import parse_grants
 from messenger_tui.relay.services import RelayServices
 
 
@@ -60,4 +62,13 @@ async def set_verifier(services: RelayServices, identity: bytes, verifier: bytes
     if len(verifier) != VERIFIER_LEN:
         return f"a delivery verifier is {VERIFIER_LEN} bytes (SHA-256), got {len(verifier)}"
     await services.store.set_delivery_verifier(identity, verifier, now_ms=services.clock())
+    return None
+
+
+async def set_grants(services: RelayServices, identity: bytes, packed: bytes) -> str | None:
+    """Register ``identity``'s grants; an error message when they are refused."""
+    grants = parse_grants(packed)
+    if isinstance(grants, str):
+        return grants
+    await services.store.set_group_grants(identity, grants, now_ms=services.clock())
     return None

@@ -14,7 +14,8 @@ connection's outgoing buffer has room again. The pusher:
   only when its seq directly follows the last one seen here: a gap means another node
   committed envelopes in between whose wake-up has not arrived yet, so the pusher reads the
   store after its cursor instead (pushing the later one first would move the cursor past
-  them, and the re-read on their wake-up would start after them: never delivered);
+  them, and the re-read on their wake-up would start after them: never delivered), and
+  ignores one at or before the last seen (read from the store before its wake-up came);
 * sends ``Drained`` after the initial backlog (always, even when empty) and each later time it
   catches up after having pushed something: for live envelopes, when the caller signals the
   end of a commit batch with :meth:`offers_done` (once per batch, in the same write).
@@ -68,7 +69,11 @@ class DeliveryPusher:
         return len(self._inflight)
 
     def offer(self, envelope: StoredEnvelope) -> None:
-        """A new envelope for this identity was committed; push it now or when there is room."""
+        """A new envelope for this identity was committed; push it now or when there is room.
+        Several nodes: an envelope at or before the last one seen here was read from the
+        store already (its wake-up came late) and is ignored."""
+        if self._shared and envelope.seq <= (self._live[-1].seq if self._live else self._cursor):
+            return
         if self._caught_up and not self._fetching and not self._follows(envelope):
             # Another node's envelopes may lie between (see the module docstring).
             self._caught_up = False

@@ -17,6 +17,12 @@ Rules (docs/protocol.md, "Multi-recipient send"):
 - otherwise each recipient is decided alone, exactly as a ``Send`` to it would be
   (idempotent by (recipient, sender, id); its own contact or request quota, counting the
   shared body's full size against it), and the answer is one ``StoredMulti`` listing each;
+- the short form (``cred`` set, ``to`` empty, ``refs`` the 8-byte references) is checked by
+  :func:`check_short` (the same bounds on the reference count, no reference twice, a
+  32-byte credential), then :func:`resolve_short` turns it into the long form for the
+  recipients whose grant (relay/group_grants.py) holds the credential's verifier for this
+  sender, marked ``granted`` (a contact's envelope); each reference no grant resolves is
+  answered ``not_granted``, and :meth:`ShortSend.answer` maps the answer back to references;
 - the rate cost is one token per recipient (a delivery costs the same as a 1:1 send), capped
   at the bucket's burst so a full group stays sendable under a small configured burst.
 """
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from messenger_tui.core import wire
+from messenger_tui.core.groups import send_credential as sc
 from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, SharedUpload
 
 
@@ -64,6 +71,67 @@ def check_send_multi(frame: wire.SendMulti, max_envelope: int) -> Refusal | None
     return None
 
 
+def check_short(frame: wire.SendMulti) -> Refusal | None:
+    """None when a short-form frame is well formed, else its refusal."""
+    bad = wire.ErrorCode.BAD_REQUEST
+    if frame.cred is None or len(frame.cred) != sc.CREDENTIAL_LEN:
+        return Refusal(bad, f"a send credential is {sc.CREDENTIAL_LEN} bytes")
+    if frame.to:
+        return Refusal(bad, "a short send names its recipients by reference only")
+    try:
+        refs = sc.split_refs(frame.refs)
+    except ValueError as exc:
+        return Refusal(bad, str(exc))
+    if not 1 <= len(refs) <= wire.MAX_MULTI_RECIPIENTS:
+        return Refusal(
+            bad,
+            f"a multi-recipient send names 1 to {wire.MAX_MULTI_RECIPIENTS} "
+            f"recipients, got {len(refs)}",
+        )
+    if len(set(refs)) != len(refs):
+        return Refusal(bad, "a recipient is named twice")
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ShortSend:
+    """A short send resolved: ``frame`` the long form for the granted recipients (empty
+    ``to`` when none), ``ref_of`` each one's reference, ``unresolved`` the others."""
+
+    frame: wire.SendMulti
+    ref_of: dict[bytes, bytes]
+    unresolved: list[bytes]
+
+    def answer(self, outcomes: list[wire.MultiOutcome]) -> list[wire.MultiOutcome]:
+        """The long form's outcomes by reference, then ``not_granted`` for the others."""
+        mapped = [
+            wire.MultiOutcome(to=self.ref_of[o.to], code=o.code, request=o.request)
+            for o in outcomes
+        ]
+        return mapped + [
+            wire.MultiOutcome(to=ref, code=wire.ErrorCode.NOT_GRANTED) for ref in self.unresolved
+        ]
+
+
+def resolve_short(frame: wire.SendMulti, grantees: list[bytes]) -> ShortSend:
+    """Resolve a checked short frame's references against ``grantees`` (the identities
+    granting this sender the verifier of ``frame.cred``)."""
+    assert frame.cred is not None
+    by_ref = {sc.recipient_ref(frame.cred, g): g for g in grantees}
+    to: list[wire.MultiRecipient] = []
+    ref_of: dict[bytes, bytes] = {}
+    unresolved: list[bytes] = []
+    for ref in sc.split_refs(frame.refs):
+        recipient = by_ref.get(ref)
+        if recipient is None:
+            unresolved.append(ref)
+        else:
+            to.append(wire.MultiRecipient(to=recipient))
+            ref_of[recipient] = ref
+    long = wire.SendMulti(id=frame.id, body=frame.body, to=to)
+    return ShortSend(long, ref_of, unresolved)
+
+
 def rate_cost(recipients: int, burst: int) -> float:
     """Send-bucket tokens one ``SendMulti`` costs: one per recipient, at most the burst."""
     return float(min(recipients, burst))
@@ -74,11 +142,12 @@ def upload_size(frame: wire.SendMulti) -> int:
     return len(frame.body) + sum(len(r.header) for r in frame.to)
 
 
-def envelopes(frame: wire.SendMulti, sender: bytes) -> list[NewEnvelope]:
-    """One envelope per recipient, in the frame's order, sharing one upload."""
+def envelopes(frame: wire.SendMulti, sender: bytes, *, granted: bool = False) -> list[NewEnvelope]:
+    """One envelope per recipient, in the frame's order, sharing one upload (``granted``:
+    the recipients were resolved from their grants, :func:`resolve_short`)."""
     upload = SharedUpload()
     return [
-        NewEnvelope(r.to, sender, frame.id, frame.body, r.access, r.header, upload)
+        NewEnvelope(r.to, sender, frame.id, frame.body, r.access, r.header, upload, granted)
         for r in frame.to
     ]
 

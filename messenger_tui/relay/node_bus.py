@@ -9,7 +9,8 @@ builds one). Rules:
    to the node, and unsubscribes when it leaves. Redis Cluster: sharded pub/sub
    (SSUBSCRIBE/SPUBLISH, the channel lives on the shard of its slot); standalone: plain
    pub/sub. Messages are one tag byte and a payload: ``W`` (wake up: new envelopes were
-   committed), ``R`` + owner token (a newer connection of the identity), ``S`` + sender +
+   committed), ``E`` + records (a wake-up carrying the envelopes committed, when they fit:
+   relay/node_wake.py), ``R`` + owner token (a newer connection of the identity), ``S`` + sender +
    body (an ephemeral frame: typing, call signalling; never stored), ``K`` + 4 bytes (the
    identity's one-time prekeys ran low after a fetch on another node: the unsolicited
    ``Ok(ref=0, prekeys_remaining)`` its own node would have sent).
@@ -25,10 +26,12 @@ builds one). Rules:
    ``R`` names no one and a node with a connection of that identity reads the owner key and
    closes its connection unless the key names it.
 3. **Wake-ups are at-most-once.** A commit for a recipient that is not connected to this node
-   publishes ``W`` on the recipient's channel (after the commit). The receiving node makes
-   that connection's pusher re-read the mailbox from the store. Pub/sub loses messages while a
-   node is disconnected from Redis, so whenever the node (re)subscribes it re-reads the
-   mailbox of every local connection: nothing committed is ever left unread.
+   publishes ``E`` with the envelopes (up to a bound) or ``W`` on the recipient's channel
+   (after the commit). The receiving node offers the carried envelopes to that connection's
+   pusher, which delivers them from memory if they directly follow what it has seen and
+   re-reads the mailbox otherwise; ``W`` makes it re-read the mailbox. Pub/sub loses
+   messages while a node is disconnected from Redis, so whenever the node (re)subscribes it
+   re-reads the mailbox of every local connection: nothing committed is ever left unread.
 4. **Presence** of identities watched by local connections: a node subscribes to
    ``mt:{hex}:seen`` of each identity its connections watch (counted; unsubscribed when the
    last watcher leaves) and hears ``P`` + online byte there, published when the owner key is
@@ -71,6 +74,8 @@ from messenger_tui.relay.node_redis import (
     redacted,
     seen_channel,
 )
+from messenger_tui.relay.node_wake import ENVELOPES, WAKE, PendingWakes, decode_envelopes
+from messenger_tui.relay.store import StoredEnvelope
 
 #: Lifetime of an owner key its node stops refreshing (a killed node): presence of its
 #: identities goes stale for at most this long; the node refreshes every third of it.
@@ -88,7 +93,6 @@ CLUSTER_POLL_S: Final = 0.002
 #: Retries of a wake-up publish that failed (with a doubling delay from RECONNECT_BASE_S).
 WAKE_RETRIES: Final = 6
 
-WAKE: Final = b"W"
 REPLACED: Final = b"R"
 SIGNAL: Final = b"S"
 PRESENCE: Final = b"P"
@@ -129,6 +133,12 @@ class BusPeer(Protocol):
 
     def replace(self) -> None: ...
 
+    def offer(self, envelope: StoredEnvelope) -> None:
+        """An envelope committed on another node, carried by its wake-up."""
+        ...
+
+    def offers_done(self) -> None: ...
+
     def reread(self) -> None:
         """New envelopes may be in the store: read the mailbox again."""
         ...
@@ -168,7 +178,7 @@ class NodeBus:
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
-        self._wakes: set[bytes] = set()
+        self._wakes = PendingWakes()
         self._waking: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure_logged_at = -60.0
@@ -346,10 +356,11 @@ class NodeBus:
 
     # ------------------------------------------------------------------ wake-ups (rule 3)
 
-    def wake(self, recipient: bytes) -> None:
-        """An envelope for ``recipient`` (not connected here) was committed: wake the node
-        that holds it. Batched: one publish per recipient per round."""
-        self._wakes.add(recipient)
+    def wake(self, recipient: bytes, envelope: StoredEnvelope | None = None) -> None:
+        """``envelope`` (None: something) was committed for ``recipient``, not connected
+        here: wake the node that holds it, carrying the envelope when it fits
+        (relay/node_wake.py). Batched: one publish per recipient per round."""
+        self._wakes.add(recipient, envelope)
         if self._waking is None:
             self._waking = asyncio.get_running_loop().create_task(self._send_wakes())
 
@@ -357,15 +368,16 @@ class NodeBus:
         failures = 0
         try:
             while self._wakes:
-                batch, self._wakes = self._wakes, set()
+                batch = self._wakes.take()
                 try:
-                    if self.cluster:
-                        for identity in batch:
-                            await self._publish(bus_channel(identity), WAKE)
+                    if self.cluster:  # one shard per channel: publish to all at once
+                        await asyncio.gather(
+                            *(self._publish(bus_channel(r), message) for r, message in batch)
+                        )
                     else:
                         async with self._redis.pipeline(transaction=False) as pipe:
-                            for identity in batch:
-                                pipe.publish(bus_channel(identity), WAKE)
+                            for recipient, message in batch:
+                                pipe.publish(bus_channel(recipient), message)
                             await pipe.execute()
                         self.published += len(batch)
                     failures = 0
@@ -375,7 +387,7 @@ class NodeBus:
                     self.redis_failed("publishing wake-ups", exc)
                     failures += 1
                     if failures <= WAKE_RETRIES:
-                        self._wakes |= batch
+                        self._wakes.restore(batch)
                         await asyncio.sleep(RECONNECT_BASE_S * 2**failures)
         finally:
             self._waking = None
@@ -593,7 +605,17 @@ class NodeBus:
             if tag == PRESENCE and len(payload) == 1:
                 self._peers.notify_presence(identity, online=payload[-1] == 1)
             return
-        if tag == WAKE:
+        if tag == ENVELOPES:
+            peer = self._peers.peer_for(identity)
+            if peer is not None:
+                envelopes = decode_envelopes(identity, payload)
+                if envelopes is None:
+                    peer.reread()
+                    return
+                for envelope in envelopes:
+                    peer.offer(envelope)
+                peer.offers_done()
+        elif tag == WAKE:
             peer = self._peers.peer_for(identity)
             if peer is not None:
                 peer.reread()

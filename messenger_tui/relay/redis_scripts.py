@@ -19,6 +19,10 @@ from typing import Final
 #: Shared by the mailbox scripts: parse a record, delete one by seq, purge the expired head.
 #: KEYS: 1 seq, 2 q (zset seq->seq), 3 e (hash seq->record), 4 k (hash msg_id..sender->seq),
 #: 5 m (hash msg_id->"seq,seq"), 6 u (usage hash), 7 v (verifier), 8 the slot's purge index.
+#: The presented verifier of an envelope that reached its recipient through a group send
+#: grant (relay/group_grants.py): a contact's, whatever the recipient's verifier.
+GRANTED: Final = b"granted"
+
 _MAILBOX_COMMON: Final = r"""
 local released = {}
 local function parse(rec)
@@ -91,7 +95,8 @@ end
 
 #: One recipient's inserts and acks of one batch. ARGV: recipient, now, the five quota
 #: limits (contact count, contact bytes, request count, request bytes, per sender), the
-#: number of inserts, then per insert: sender, msg_id, presented verifier ("" for none), size,
+#: number of inserts, then per insert: sender, msg_id, presented verifier ("" for none,
+#: :data:`GRANTED` for a recipient reached through its group send grant), size,
 #: record tail; then the number of acks and the acked msg_ids. Returns {results, released}:
 #: per insert {code, request, seq[, original record]} (code 0 stored, 1 duplicate, 2 mailbox
 #: full, 3 requests full, 4 sender's requests full), and the shared-body keys whose reference
@@ -109,7 +114,7 @@ for _ = 1, tonumber(ARGV[8]) do
   local sender, msgid, access, size, tail =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   i = i + 5
-  local request = verifier ~= false and access ~= verifier
+  local request = verifier ~= false and access ~= verifier and access ~= 'granted'
   local flag = request and 1 or 0
   local old = redis.call('HGET', KEYS[4], msgid .. sender)
   if old then

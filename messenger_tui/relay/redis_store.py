@@ -41,6 +41,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from messenger_tui.core.delivery_access import delivery_verifier
+from messenger_tui.relay import group_grants
 from messenger_tui.relay import redis_keys as keys
 from messenger_tui.relay import redis_scripts as scripts
 from messenger_tui.relay.quotas import MailboxQuota
@@ -218,7 +219,13 @@ class RedisStore:
             args: list[Any] = [recipient, now_ms, *limit_args, len(batch.inserts)]
             for index in batch.inserts:
                 env = inserts[index]
-                access = b"" if env.access is None else delivery_verifier(env.access)
+                access = (
+                    scripts.GRANTED
+                    if env.granted
+                    else b""
+                    if env.access is None
+                    else delivery_verifier(env.access)
+                )
                 args += [env.sender, env.msg_id, access, env.size, tails[index]]
             args += [len(batch.acks), *batch.acks]
             return await self._call(lambda c: _WRITE(c, keys.mailbox_keys(recipient).all(), args))
@@ -423,6 +430,16 @@ class RedisStore:
     async def set_delivery_verifier(self, identity: bytes, verifier: bytes, *, now_ms: int) -> None:
         """See :meth:`messenger_tui.relay.store.AccessStore.set_delivery_verifier`."""
         await self._call(lambda c: c.set(keys.verifier_key(identity), verifier))
+
+    async def set_group_grants(
+        self, identity: bytes, grants: Sequence[tuple[bytes, bytes]], *, now_ms: int
+    ) -> None:
+        """See :meth:`messenger_tui.relay.store.AccessStore.set_group_grants`."""
+        await group_grants.redis_set(self._call, identity, grants)
+
+    async def grantees(self, sender: bytes, verifier: bytes) -> list[bytes]:
+        """See :meth:`messenger_tui.relay.store.AccessStore.grantees`."""
+        return await group_grants.redis_grantees(self._call, sender, verifier)
 
     async def identity_known(self, identity: bytes) -> bool:
         """See :meth:`messenger_tui.relay.store.AccessStore.identity_known`."""

@@ -394,7 +394,7 @@ class RelayServer:
                 peer.offer(envelope)
                 offered[id(peer)] = peer
             elif nodes is not None:
-                nodes.wake(envelope.recipient)  # maybe connected to another node
+                nodes.wake(envelope.recipient, envelope)  # maybe connected to another node
 
         def batch_end() -> None:
             for peer in offered.values():

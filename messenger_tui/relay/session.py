@@ -22,8 +22,9 @@ from websockets.exceptions import ConnectionClosed
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.groups.send_credential import grant_verifier
 from messenger_tui.relay import fanout
-from messenger_tui.relay.access_gate import address_key, admit_identity, set_verifier
+from messenger_tui.relay.access_gate import address_key, admit_identity, set_grants, set_verifier
 from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.frame_queue import FrameQueue
@@ -32,7 +33,13 @@ from messenger_tui.relay.node_redis import LeasedBucket
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
-from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoredEnvelope
+from messenger_tui.relay.store import (
+    InsertOutcome,
+    InsertResult,
+    NewEnvelope,
+    StoredEnvelope,
+    StoreUnavailable,
+)
 from messenger_tui.relay.wakeup import Wakeup
 
 #: Close code sent to the older connection when the same identity connects again.
@@ -200,6 +207,11 @@ class MessageRouteConnection:
             await self._serve()
         except (ConnectionClosed, _SessionEnd):
             pass
+        except StoreUnavailable as exc:
+            # Redis restarting, or a cluster slot migrating (TRYAGAIN): not this client's
+            # fault and not a bug; it reconnects and is served again (no traceback).
+            self._s.log.warning("%s: closed, storage unavailable: %s", self._label, exc)
+            await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
             if self._identity is not None:
                 watched = self._s.presence.watching(self)
@@ -298,7 +310,10 @@ class MessageRouteConnection:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is not None:
+        if isinstance(exc, StoreUnavailable):  # as in run(): the client reconnects
+            self._s.log.warning("%s: delivery paused, storage unavailable: %s", self._label, exc)
+            _spawn(self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry"))
+        elif exc is not None:
             self._s.log.error("%s: delivery failed: %r", self._label, exc)
             self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
             _spawn(self._close(CLOSE_INTERNAL, "relay storage fault"))
@@ -334,6 +349,12 @@ class MessageRouteConnection:
                 else:
                     self._on_send(frame, await credit.allow())
             elif isinstance(frame, wire.SendMulti):
+                short: fanout.ShortSend | None = None
+                if frame.cred is not None:  # the short form: resolve it to the long one
+                    short = await self._resolve_short(frame)
+                    if short is None:
+                        continue  # refused, or answered: no reference was granted
+                    frame = short.frame
                 # Paced like the 1:1 sends it replaces: the body once, a slot per further
                 # recipient (each is a stored reference and a delivery).
                 slots = send_slots(len(frame.body)) + max(0, len(frame.to) - 1)
@@ -341,10 +362,10 @@ class MessageRouteConnection:
                 shared = self._s.shared_send
                 credit = self._send_credit
                 if shared is None or credit is None:
-                    self._on_send_multi(frame)
+                    self._on_send_multi(frame, short=short)
                 else:
                     cost = fanout.rate_cost(len(frame.to), shared.limit.burst)
-                    self._on_send_multi(frame, await credit.allow(cost))
+                    self._on_send_multi(frame, await credit.allow(cost), short)
             elif isinstance(frame, wire.Ack):
                 self._on_ack(frame)
             elif isinstance(frame, wire.Signal):
@@ -360,6 +381,8 @@ class MessageRouteConnection:
                     await self._on_subscribe_nodes(frame)
             elif isinstance(frame, wire.SetDeliveryVerifier):
                 await self._on_set_verifier(frame)
+            elif isinstance(frame, wire.SetGroupGrants):
+                await self._on_set_grants(frame)
             else:  # a second Auth
                 self._error(ErrorCode.BAD_REQUEST, "already authenticated")
 
@@ -436,9 +459,34 @@ class MessageRouteConnection:
                 wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
             )
 
-    def _on_send_multi(self, frame: wire.SendMulti, allowed: bool | None = None) -> None:
+    async def _resolve_short(self, frame: wire.SendMulti) -> fanout.ShortSend | None:
+        """A short send's long form; None when it was refused or answered already (no
+        reference granted: nothing to store)."""
+        refusal = fanout.check_short(frame)
+        if refusal is not None:
+            self._error(refusal.code, refusal.message, frame.id)
+            return None
+        assert frame.cred is not None
+        try:
+            grantees = await self._s.store.grantees(self.identity, grant_verifier(frame.cred))
+        except StoreUnavailable:
+            self._error(ErrorCode.INTERNAL, "relay storage unavailable; retry", frame.id)
+            return None
+        short = fanout.resolve_short(frame, grantees)
+        if not short.frame.to:
+            self._frames.put(wire.StoredMulti(id=frame.id, results=short.answer([])))
+            return None
+        return short
+
+    def _on_send_multi(
+        self,
+        frame: wire.SendMulti,
+        allowed: bool | None = None,
+        short: fanout.ShortSend | None = None,
+    ) -> None:
         """One upload for many recipients (relay/fanout.py has the rules); ``allowed`` as in
-        :meth:`_on_send`."""
+        :meth:`_on_send`; ``short``: the frame is a resolved short send (answered by
+        reference)."""
         refusal = fanout.check_send_multi(frame, self._config.max_envelope)
         limiter = self._s.limits.send
         if refusal is not None:
@@ -457,8 +505,20 @@ class MessageRouteConnection:
         else:
             self._pending_inserts += len(frame.to)
             self._pending_bytes += fanout.upload_size(frame)
-            results = fanout.MultiResults(frame, self._multi_done)
-            for envelope in fanout.envelopes(frame, self.identity):
+            done = self._multi_done
+            if short is not None:
+
+                def done(
+                    frame: wire.SendMulti,
+                    outcomes: list[wire.MultiOutcome],
+                    refused_requests: int,
+                    short: fanout.ShortSend = short,
+                ) -> None:
+                    self._multi_done(frame, short.answer(outcomes), refused_requests)
+
+            results = fanout.MultiResults(frame, done)
+            granted = short is not None
+            for envelope in fanout.envelopes(frame, self.identity, granted=granted):
                 self._s.mailboxes.submit(envelope, results.done)
 
     def _multi_done(
@@ -574,6 +634,18 @@ class MessageRouteConnection:
 
     async def _on_set_verifier(self, frame: wire.SetDeliveryVerifier) -> None:
         problem = await set_verifier(self._s, self.identity, frame.verifier)
+        if problem is not None:
+            self._error(ErrorCode.BAD_REQUEST, problem, frame.ref)
+        else:
+            self._frames.put(wire.Ok(ref=frame.ref))
+
+    async def _on_set_grants(self, frame: wire.SetGroupGrants) -> None:
+        try:
+            problem = await set_grants(self._s, self.identity, frame.grants)
+        except StoreUnavailable:
+            problem = "relay storage unavailable; retry"
+            self._error(ErrorCode.INTERNAL, problem, frame.ref)
+            return
         if problem is not None:
             self._error(ErrorCode.BAD_REQUEST, problem, frame.ref)
         else:

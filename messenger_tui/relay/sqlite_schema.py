@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from messenger_tui.relay import fanout_store
+from messenger_tui.relay import fanout_store, group_grants
 
 SCHEMA_VERSION: Final = 3
 
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS identities (
 ) WITHOUT ROWID;
 """
     + fanout_store.SHARED_BODIES_SCHEMA
+    + group_grants.GRANTS_SCHEMA
 )
 
 #: Schema 1 -> 3 in one go (the current schema script makes the v3 table).

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from messenger_tui.core.delivery_access import access_matches
-from messenger_tui.relay import fanout_store
+from messenger_tui.relay import fanout_store, group_grants
 from messenger_tui.relay.fanout_store import SharedBodyWriter
 from messenger_tui.relay.quotas import MailboxQuota, MailboxUsage, admit
 from messenger_tui.relay.sqlite_checkpointer import CHECKPOINT_INTERVAL_S, WalCheckpointer
@@ -253,7 +253,11 @@ class SqliteStore:
             verifier = self._verifier(env.recipient)
             # A recipient that registered no verifier (an older client) has one quota: all
             # of its envelopes count as a contact's, as before delivery access existed.
-            request = verifier is not None and not access_matches(verifier, env.access)
+            request = (
+                not env.granted
+                and verifier is not None
+                and not access_matches(verifier, env.access)
+            )
             old = batch.get(key)
             if old is None and key in stored_before:
                 old = self._row_by_seq(stored_before[key])
@@ -505,6 +509,16 @@ class SqliteStore:
             self._verifiers.pop(identity, None)
             raise
         self._verifiers[identity] = verifier
+
+    async def set_group_grants(
+        self, identity: bytes, grants: Sequence[tuple[bytes, bytes]], *, now_ms: int
+    ) -> None:
+        """See :meth:`messenger_tui.relay.store.AccessStore.set_group_grants`."""
+        group_grants.sqlite_set(self._conn, identity, grants)
+
+    async def grantees(self, sender: bytes, verifier: bytes) -> list[bytes]:
+        """See :meth:`messenger_tui.relay.store.AccessStore.grantees`."""
+        return group_grants.sqlite_grantees(self._conn, sender, verifier)
 
     async def identity_known(self, identity: bytes) -> bool:
         """See :meth:`messenger_tui.relay.store.AccessStore.identity_known`."""

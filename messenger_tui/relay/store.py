@@ -50,6 +50,9 @@ class NewEnvelope:
     access: bytes | None = None
     header: bytes | None = None
     upload: SharedUpload | None = None
+    #: Reached the recipient through its group send grant (a short ``SendMulti``): counts
+    #: as a contact's envelope, as a matching ``access`` would.
+    granted: bool = False
 
     @property
     def size(self) -> int:
@@ -238,6 +241,17 @@ class AccessStore(Protocol):
 
     async def identity_known(self, identity: bytes) -> bool:
         """Whether the relay has seen ``identity`` authenticate before."""
+        ...
+
+    async def set_group_grants(
+        self, identity: bytes, grants: Sequence[tuple[bytes, bytes]], *, now_ms: int
+    ) -> None:
+        """Replace ``identity``'s group send grants with ``grants`` ((sender, verifier)
+        pairs, already checked and bounded by the caller); durable on return."""
+        ...
+
+    async def grantees(self, sender: bytes, verifier: bytes) -> list[bytes]:
+        """The identities whose current grants hold (``sender``, ``verifier``)."""
         ...
 
     async def record_identity(self, identity: bytes, *, now_ms: int) -> None:

@@ -14,9 +14,10 @@ Connects like a 1:1 media link (TCP/TLS/pin, Challenge -> Auth -> AuthOk through
 * :meth:`GroupLink.leave` sends ``group_leave`` (the relay tells the others at once) and
   closes.
 
-Not yet: reconnecting after a drop (the 1:1 link's rejoin table, core/links/media_rejoin.py,
-fits as is: the relay lets the same identity replace its own stale group leg). A drop ends
-the leg (``on_ended``). Nothing logged contains the join token, keys or frame bytes.
+A drop ends the leg (``on_ended``); rejoining is the call's business (rule 9 of
+core/calls/group_call.py: the app opens a new leg with the same token; the relay lets the same
+identity replace its own stale group leg). Nothing logged contains the join token, keys or
+frame bytes.
 """
 
 from __future__ import annotations

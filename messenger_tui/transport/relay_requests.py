@@ -150,6 +150,22 @@ class RelayRequests:
         link.enqueue(data)
         return future
 
+    def submit_short(
+        self, id: bytes, body: bytes, cred: bytes, refs: bytes
+    ) -> asyncio.Future[StoredMulti]:
+        """:meth:`submit_multi` in the short fan-out form: the send credential and the
+        recipients' 8-byte references (core/groups/send_credential.py); the answer names each
+        recipient by its reference, ``not_granted`` for the ones to send in the long form."""
+        link = self._require_link()
+        if len(id) != MESSAGE_ID_LEN:
+            raise ValueError(f"message id must be {MESSAGE_ID_LEN} bytes, got {len(id)}")
+        data = encode(SendMulti(id=id, body=body, to=[], cred=cred, refs=refs))
+        if len(data) > MAX_FRAME:
+            raise ValueError(f"the send is {len(data)} bytes, over the frame limit of {MAX_FRAME}")
+        future, _ = link.pending.multi(id)
+        link.enqueue(data)
+        return future
+
     async def request(self, frame: Any, timeout: float = 10.0) -> RelayFrame:
         """Send a frame that carries ``ref`` (FetchBundle, PublishPrekeys) and return the
         relay's answer (Bundle or Ok) with the same ref.

@@ -12,12 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.calls import (
-    CallManager,
-    MediaCarrierLink,
-    call_log_text,
-    format_duration,
-)
+from messenger_tui.app.call_log import call_log_text, format_duration
+from messenger_tui.app.calls import CallManager, MediaCarrierLink
 from messenger_tui.app.errors import BadInput
 from messenger_tui.app.models import CallView, Contact, Message
 from messenger_tui.core.calls.media_keys import CallRole, MediaKeys

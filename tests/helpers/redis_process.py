@@ -7,6 +7,9 @@ Usage::
         redis.kill()                         # SIGKILL, like a crash
         redis.restart()                      # same directory (its AOF) and the same port
 
+    with RedisProcess(tls=True) as redis:    # TLS only (a certificate made for the test)
+        url = redis.url                      # "rediss://127.0.0.1:PORT/0?ssl_ca_certs=..."
+
     with RedisClusterProcess(masters=3) as cluster:   # three masters, all 16,384 slots covered
         url = cluster.url                             # a seed node's URL
         cluster.nodes[0].kill()
@@ -21,6 +24,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -28,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.helpers.certs import make_certificate
 from tests.helpers.ports import free_port
 
 REDIS_SERVER = "redis-server"
@@ -57,6 +62,7 @@ class RedisProcess:
         appendfsync: str = "always",
         extra_args: Sequence[str] = (),
         startup_timeout: float = 15.0,
+        tls: bool = False,
     ) -> None:
         self._own_dir: Path | None = None
         if directory is None:
@@ -69,9 +75,14 @@ class RedisProcess:
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen[bytes] | None = None
+        #: TLS only (no plaintext port): a self-signed certificate for 127.0.0.1, which is
+        #: its own CA (clients need not present one).
+        self.tls = make_certificate(self.directory / "tls", ["127.0.0.1"]) if tls else None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls.cert}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
@@ -79,10 +90,14 @@ class RedisProcess:
         return self.directory / "redis.log"
 
     def command(self) -> list[str]:
+        port = ["--port", str(self.port)]
+        if self.tls is not None:
+            port = ["--port", "0", "--tls-port", str(self.port)]
+            port += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
+            port += ["--tls-ca-cert-file", str(self.tls.cert), "--tls-auth-clients", "no"]
         return [
             REDIS_SERVER,
-            "--port",
-            str(self.port),
+            *port,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -135,15 +150,21 @@ class RedisProcess:
         """True when the server answers PING (and has finished loading its AOF)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
+                if self.tls is None:
+                    sock.sendall(b"PING\r\n")
+                    return sock.recv(64).startswith(b"+PONG")
+                context = ssl.create_default_context(cafile=str(self.tls.cert))
+                with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"PING\r\n")
+                    return tls.recv(64).startswith(b"+PONG")
         except OSError:
             return False
 
     def cli(self, *args: str) -> str:
         """Run ``redis-cli`` against this server; its standard output."""
+        tls = [] if self.tls is None else ["--tls", "--cacert", str(self.tls.cert)]
         done = subprocess.run(
-            [REDIS_CLI, "-p", str(self.port), *args],
+            [REDIS_CLI, "-p", str(self.port), *tls, *args],
             capture_output=True,
             text=True,
             timeout=30,

@@ -74,6 +74,7 @@ def start_answer(user: User, *args: str) -> CallProcess:
     return proc
 
 
+@pytest.mark.xdist_group("realtime")  # scores the speech heard after the outage (PESQ)
 def test_relay_back_within_10_s_the_call_resumes(
     pair: tuple[User, User], relay: RelayProcess, tmp_path: Path
 ) -> None:

@@ -186,8 +186,10 @@ async def test_one_identity_on_two_nodes_ends_with_one_connection_and_typing_cro
     key = new_key()
     first = await WireClient.connect(node1.url, key)
     await first.expect(wire.Drained)
-    started = time.monotonic()
     second = await WireClient.connect(node2.url, key)
+    # From the moment node 2 has the second connection (its handshake under load is not the
+    # cross-node replacement being measured).
+    started = time.monotonic()
     assert await first.wait_closed(timeout=1.0) == CLOSE_REPLACED
     assert time.monotonic() - started < 1.0
 

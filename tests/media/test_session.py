@@ -464,7 +464,7 @@ async def test_a_device_that_fails_to_open_raises_its_reason_and_closes_the_othe
 def test_a_microphone_that_stops_mid_call_says_why_on_the_health_line() -> None:
     """A PortAudio device that went away reports it in its stats; the call's statistics
     carry the reason, so "capturing ✗" comes with an explanation, not a guess."""
-    from messenger_tui.app.calls import call_stats
+    from messenger_tui.app.call_log import call_stats
     from messenger_tui.media.audio_io import DeviceStats
     from messenger_tui.ui.widgets.call_pane import health_line
 

@@ -254,6 +254,29 @@ async def test_shared_mailbox_reads_what_another_node_committed_before_a_local_o
         assert deliveries(h.sink.take()) == []
 
 
+async def test_shared_mailbox_ignores_a_carried_envelope_already_read_from_the_store(
+    store: SqliteStore, clock: ManualClock
+) -> None:
+    # Several nodes: the envelopes were read from the store (a re-read) before the wake-ups
+    # that carry them arrived: offering them late delivers nothing twice and reads nothing.
+    async with PusherHarness(store, clock, window=8, shared=True) as h:
+        assert h.sink.take() == [wire.Drained(pushed=0)]
+        first, second = await put(store, [new(), new()])
+        h.pusher.reread()
+        await settle()
+        assert deliveries(h.sink.take()) == [first.msg_id, second.msg_id]
+        h.pusher.offer(first)
+        h.pusher.offer(second)
+        h.pusher.offers_done()
+        await settle()
+        assert deliveries(h.sink.take()) == []
+        [third] = await put(store, [new()])
+        await store.close()  # the next one must come from memory, not from the store
+        h.pusher.offer(third)
+        h.pusher.offers_done()
+        assert deliveries(h.sink.take()) == [third.msg_id]
+
+
 async def test_congested_sink_pauses_pushing(store: SqliteStore, clock: ManualClock) -> None:
     stored = await put(store, [new() for _ in range(3)])
     h = PusherHarness(store, clock, window=8)

@@ -174,3 +174,34 @@ async def test_a_call_ringing_in_a_group_not_on_screen_shows_a_toast(
         )
         await open_group(pilot, app)
         await wait_shown(pilot, "A call rings in this group  F5 join")
+
+
+async def test_call_over_stops_offering_to_join(
+    trio: tuple[MessengerService, MessengerService, MessengerService],
+) -> None:
+    """Rule 10: Bob starts, Carol joins, Alice never does (she declined: "call in progress,
+    join"). Bob leaves: Carol is still in it, nothing changes for Alice. Carol leaves, the last
+    one out: her "call over" reaches Alice, whose pane stops offering to join."""
+    alice, bob, carol = trio
+    app = make_app(alice)
+    async with app.run_test(size=LARGE) as pilot:
+        await open_group(pilot, app)
+        bob.group_calls.start_or_join("team")
+        await wait_shown(pilot, "A call rings in this group  F5 join")
+        await wait_for(lambda: state(carol) == "ringing")
+        carol.group_calls.start_or_join("team")
+        await wait_for(lambda: names_in_call(bob) == ["carol"], 20)
+        alice.group_calls.decline("team")
+        await wait_shown(pilot, "Call in progress  F5 join")
+        bob.group_calls.leave()
+        await wait_for(lambda: names_in_call(carol) == [], 20)
+        await pilot.pause(0.5)  # Bob was not the last one: no "call over"
+        assert "Call in progress  F5 join" in screen_text(app)
+        assert state(alice) == "in_progress"
+        carol.group_calls.leave()
+        await wait_until(
+            pilot, lambda: "Call in progress" not in screen_text(app), what="the pane hidden"
+        )
+        assert state(alice) == "ended"
+        assert "F5 join" not in screen_text(app)
+        await wait_shown(pilot, "f5 Call")  # a new call can be started

@@ -5,6 +5,8 @@ keys in the footer. 80x24; same conventions as test_snapshots.py (regenerate wit
 
 from __future__ import annotations
 
+import dataclasses
+
 from messenger_tui.app.group_models import GroupCallParticipant, GroupCallView
 from messenger_tui.ui.widgets.group_call_pane import pane_text
 
@@ -53,3 +55,28 @@ def test_group_call_pane_text_before_snapshot() -> None:
         "  ○ Carol  loss 0.0 %  buffer 80 ms",
         "  ○ Dave  not heard yet",
     ]
+
+
+def _with_state(state: str) -> SnapshotFacade:
+    f = group_call_scene()
+    views = f.fixed_group_calls.views
+    views["Book club"] = dataclasses.replace(views["Book club"], state=state)
+    return f
+
+
+def test_group_call_over(snap_compare: SnapCompare) -> None:
+    """A "call over" reached us (rule 10): the call ended without a problem, so the pane is
+    gone and nothing offers to join; F5 starts a new call."""
+    assert _snap(snap_compare, _with_state("ended"), SMALL, open_group)
+
+
+def test_group_call_rejoining(snap_compare: SnapCompare) -> None:
+    """Our leg dropped and rejoins by itself (rule 9)."""
+    assert _snap(snap_compare, _with_state("rejoining"), SMALL, open_group)
+
+
+def test_group_call_over_and_rejoining_pane_text() -> None:
+    assert pane_text(_with_state("ended").fixed_group_calls.views["Book club"]) is None
+    rejoining = pane_text(_with_state("rejoining").fixed_group_calls.views["Book club"])
+    assert rejoining is not None
+    assert rejoining.plain == "☏ Connection lost, rejoining the call…  F7 leave"

@@ -1,48 +1,33 @@
-"""A group call seen from one member: its lifecycle as a table, its frame keys, who gets them.
+"""A group call seen from one member: the machine that runs the group call table, its frame
+keys, who gets them.
 
-Design rules
-============
-
-1. **The table is the behaviour.** :data:`GROUP_TRANSITIONS` maps ``(state, event)`` to the
-   next state and the named :class:`GroupAction` steps. Code outside the table only classifies
-   inputs (guards: which call, which sender, is it a member) and runs the named steps.
-2. **Sans-I/O.** Inputs are method calls carrying ``now`` (seconds, a monotonic clock shared
-   with the injected ``clock`` of the frame sealer and opener); outputs are effect objects.
-   Timers are deadlines: read :attr:`GroupCall.next_deadline` and call :meth:`GroupCall.poll`.
-3. **Local events the table does not list are errors** (:class:`GroupCallStateError`): check
-   :attr:`GroupCall.state` first. ``leave`` is listed in every state. **Peer, relay and timer
-   events the table does not list are ignored** (late, duplicated or for an ended call).
-4. **Ringing ends on its own.** An invite rings for :data:`RING_S` (30 s) after the call
-   started, then shows "call in progress, join" (``IN_PROGRESS``); an invite older than that
-   never rings. Declining stops the ringing and also leaves the call joinable.
-5. **Keys go to members present, only.** A frame key is announced to every identity that is
-   both a member of the group (as this client's membership says) and connected to the room
-   now (as the relay's ``group_joined``/``group_member`` say). An identity in the room that is
-   not a member (someone given the call secret, a removed member) never gets a key, and the
-   relay cannot add one: the E2E channel decides who is a member.
-6. **Rotate on every join and leave** (relay ``group_member`` events): a fresh key, announced
-   to the members present after the change; the sealer switches after its switch-over. A
-   leaver's keys are forgotten at once.
-7. **Keys are taken only from members**, over the E2E channel, for the current call id;
-   anything else is ignored (and counted). Keys that arrive while we are still joining (the
-   others rotate when the relay tells them of our join, which can be before the relay's
-   answer reaches us) are kept, at most :data:`MAX_KEYS_PER_SENDER` per member, and
-   installed when the join completes.
-8. **Leaving keeps a call others are in joinable.** ``leave`` while others are present in the
-   room (as the relay last said) is ``LEAVE_REJOINABLE``: the media stops and every key is
-   forgotten as on any leave, but the call's id and secret stay and the state is
-   ``IN_PROGRESS`` ("call in progress, join"), so joining again joins the same call (and the
-   others rotate on that join as on any other). Leaving alone, a failed leg or a join timeout
-   end it (``ENDED``).
+The behaviour is :data:`~messenger_tui.core.calls.group_call_table.GROUP_TRANSITIONS` and the
+design rules written with it (``core/calls/group_call_table.py``); this module classifies
+inputs into the table's events (guards: which call, which sender, is it a member), runs the
+named actions and returns effects. The table's names are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Final
 
+from messenger_tui.core.calls.group_call_table import (
+    GROUP_TRANSITIONS,
+    JOIN_TIMEOUT_S,
+    LOCAL_EVENTS,
+    REJOIN_RETRY_S,
+    REJOIN_TIMEOUT_S,
+    RING_S,
+    A,
+    E,
+    GroupAction,
+    GroupCallState,
+    GroupCallStateError,
+    GroupEvent,
+    GroupTransition,
+    S,
+)
 from messenger_tui.core.calls.group_frames import (
     MAX_KEYS_PER_SENDER,
     FrameKey,
@@ -53,110 +38,33 @@ from messenger_tui.core.calls.group_frames import (
 from messenger_tui.core.calls.group_keys import (
     GroupCallFrameKey,
     GroupCallInvite,
+    GroupCallOver,
     group_join_token,
     new_call_secret,
 )
 from messenger_tui.core.crypto.primitives import Rng, default_rng
-from messenger_tui.core.errors import CoreError
 
-#: An invite rings this long after the call started (then: "call in progress, join").
-RING_S: Final = 30.0
-#: From "join" to the relay's ``group_joined``; past it the join failed.
-JOIN_TIMEOUT_S: Final = 15.0
-
-
-class GroupCallStateError(CoreError):
-    """A local action the current state does not allow."""
-
-
-class GroupCallState(Enum):
-    IDLE = "idle"
-    RINGING = "ringing"  # invited, ringing
-    IN_PROGRESS = "in_progress"  # a call others are in: "call in progress, join"
-    JOINING = "joining"  # our leg is connecting
-    IN_CALL = "in_call"
-    ENDED = "ended"  # we left (or the join failed); a new invite starts over
-
-
-class GroupEvent(Enum):
-    # local
-    START = "start"
-    JOIN = "join"
-    DECLINE = "decline"
-    LEAVE = "leave"
-    LEAVE_REJOINABLE = "leave_rejoinable"  # leave while others are in the call (rule 8)
-    # peers (E2E)
-    INVITE = "invite"
-    INVITE_STALE = "invite_stale"  # older than RING_S: shows in progress, never rings
-    # relay
-    JOINED = "joined"
-    MEMBER_JOINED = "member_joined"
-    MEMBER_LEFT = "member_left"
-    LEG_FAILED = "leg_failed"
-    # timers
-    RING_TIMEOUT = "ring_timeout"
-    JOIN_TIMEOUT = "join_timeout"
-
-
-class GroupAction(Enum):
-    NEW_CALL = "new_call"  # fresh call id and secret
-    ADOPT_INVITE = "adopt_invite"
-    SEND_INVITES = "send_invites"
-    ARM_RING_TIMER = "arm_ring_timer"
-    ARM_JOIN_TIMER = "arm_join_timer"
-    CONNECT_LEG = "connect_leg"
-    START_MEDIA = "start_media"  # new sealer, first key announced to the members present
-    ROTATE_KEY = "rotate_key"
-    FORGET_LEAVER = "forget_leaver"
-    STOP_MEDIA = "stop_media"  # close the leg, forget every key
-
-
-_LOCAL: Final = frozenset(
-    {GroupEvent.START, GroupEvent.JOIN, GroupEvent.DECLINE, GroupEvent.LEAVE_REJOINABLE}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupTransition:
-    target: GroupCallState
-    actions: tuple[GroupAction, ...] = ()
-
-
-S = GroupCallState
-E = GroupEvent
-A = GroupAction
-_T = GroupTransition
-
-_START: Final = _T(S.JOINING, (A.NEW_CALL, A.SEND_INVITES, A.CONNECT_LEG, A.ARM_JOIN_TIMER))
-_JOIN: Final = _T(S.JOINING, (A.CONNECT_LEG, A.ARM_JOIN_TIMER))
-_RING: Final = _T(S.RINGING, (A.ADOPT_INVITE, A.ARM_RING_TIMER))
-_SHOW: Final = _T(S.IN_PROGRESS, (A.ADOPT_INVITE,))
-
-#: The whole behaviour: ``GROUP_TRANSITIONS[state][event]``. Missing pairs: rule 3.
-GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransition]]] = {
-    S.IDLE: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.IDLE)},
-    S.ENDED: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.ENDED)},
-    S.RINGING: {
-        E.JOIN: _JOIN,
-        E.DECLINE: _T(S.IN_PROGRESS),
-        E.RING_TIMEOUT: _T(S.IN_PROGRESS),
-        E.LEAVE: _T(S.IN_PROGRESS),
-    },
-    S.IN_PROGRESS: {E.JOIN: _JOIN, E.START: _START, E.INVITE: _RING, E.LEAVE: _T(S.IN_PROGRESS)},
-    S.JOINING: {
-        E.JOINED: _T(S.IN_CALL, (A.START_MEDIA,)),
-        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.JOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
-    },
-    S.IN_CALL: {
-        E.MEMBER_JOINED: _T(S.IN_CALL, (A.ROTATE_KEY,)),
-        E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
-        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
-    },
-}
+__all__ = [
+    "GROUP_TRANSITIONS",
+    "JOIN_TIMEOUT_S",
+    "REJOIN_RETRY_S",
+    "REJOIN_TIMEOUT_S",
+    "RING_S",
+    "ConnectLeg",
+    "DisconnectLeg",
+    "GroupAction",
+    "GroupCall",
+    "GroupCallCounters",
+    "GroupCallState",
+    "GroupCallStateError",
+    "GroupEffect",
+    "GroupEvent",
+    "GroupTransition",
+    "SendCallOver",
+    "SendFrameKey",
+    "SendInvite",
+    "StateChange",
+]
 
 
 # ---------------------------------------------------------------------------- effects
@@ -176,6 +84,14 @@ class SendFrameKey:
 
     member: bytes
     key: GroupCallFrameKey
+
+
+@dataclass(frozen=True, slots=True)
+class SendCallOver:
+    """Send ``message`` to ``member`` over the E2E channel (rule 10)."""
+
+    member: bytes
+    message: GroupCallOver
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -198,7 +114,7 @@ class StateChange:
     state: GroupCallState
 
 
-GroupEffect = SendInvite | SendFrameKey | ConnectLeg | DisconnectLeg | StateChange
+GroupEffect = SendInvite | SendFrameKey | SendCallOver | ConnectLeg | DisconnectLeg | StateChange
 
 
 @dataclass(slots=True)
@@ -238,6 +154,8 @@ class GroupCall:
         self._call: _Call | None = None
         self._ring_deadline: float | None = None
         self._join_deadline: float | None = None
+        self._rejoin_deadline: float | None = None
+        self._retry_deadline: float | None = None
         self.sealer: GroupFrameSealer | None = None
         self.opener: GroupFrameOpener | None = None
         self.counters = GroupCallCounters()
@@ -256,7 +174,16 @@ class GroupCall:
 
     @property
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._ring_deadline, self._join_deadline) if d is not None]
+        deadlines = [
+            d
+            for d in (
+                self._ring_deadline,
+                self._join_deadline,
+                self._rejoin_deadline,
+                self._retry_deadline,
+            )
+            if d is not None
+        ]
         return min(deadlines, default=None)
 
     # ------------------------------------------------------------------------ inputs
@@ -272,7 +199,7 @@ class GroupCall:
 
     def leave(self) -> list[GroupEffect]:
         call = self._call
-        if self.state is S.IN_CALL and call is not None and call.present:
+        if self.state in (S.IN_CALL, S.REJOINING) and call is not None and call.present:
             return self._fire(E.LEAVE_REJOINABLE)  # rule 8
         return self._fire(E.LEAVE)
 
@@ -288,6 +215,19 @@ class GroupCall:
         age_s = (now_ms - invite.started_at_ms) / 1000
         event = E.INVITE if -RING_S < age_s < RING_S else E.INVITE_STALE
         return self._fire(event, now_ms=now_ms, invite=invite)
+
+    def call_over_received(self, sender: bytes, message: GroupCallOver) -> list[GroupEffect]:
+        """An E2E "call over" (rule 10): ends a ringing or in-progress call of ours."""
+        call = self._call
+        if (
+            call is None
+            or sender == self.own
+            or sender not in self._members()
+            or message.group_id != self.group_id
+            or message.call_id != call.call_id
+        ):
+            return []
+        return self._fire(E.CALL_OVER)
 
     def frame_key_received(self, sender: bytes, message: GroupCallFrameKey) -> bool:
         """An E2E frame key (rule 7); True when installed."""
@@ -317,8 +257,11 @@ class GroupCall:
         return installed
 
     def relay_joined(self, participants: list[bytes]) -> list[GroupEffect]:
-        if self._call is not None and self.state is S.JOINING:
+        if self._call is not None and self.state in (S.JOINING, S.REJOINING):
+            previous = self._call.present
             self._call.present = {p for p in participants if p != self.own}
+            if self.state is S.REJOINING:
+                return self._fire(E.JOINED, gone=frozenset(previous - self._call.present))
         return self._fire(E.JOINED)
 
     def relay_member(self, identity: bytes, present: bool) -> list[GroupEffect]:
@@ -334,7 +277,12 @@ class GroupCall:
         return self._fire(E.MEMBER_LEFT, leaver=identity)
 
     def leg_failed(self) -> list[GroupEffect]:
+        """The leg ended before it joined (the relay refused, could not connect)."""
         return self._fire(E.LEG_FAILED)
+
+    def leg_dropped(self) -> list[GroupEffect]:
+        """The connection of a leg that had joined closed or failed (rule 9)."""
+        return self._fire(E.LEG_DROPPED)
 
     def poll(self, now: float) -> list[GroupEffect]:
         if self._ring_deadline is not None and now >= self._ring_deadline:
@@ -343,6 +291,12 @@ class GroupCall:
         if self._join_deadline is not None and now >= self._join_deadline:
             self._join_deadline = None
             return self._fire(E.JOIN_TIMEOUT)
+        if self._rejoin_deadline is not None and now >= self._rejoin_deadline:
+            self._rejoin_deadline = None
+            return self._fire(E.REJOIN_TIMEOUT)
+        if self._retry_deadline is not None and now >= self._retry_deadline:
+            self._retry_deadline = None
+            return self._fire(E.REJOIN_RETRY)
         return []
 
     # ---------------------------------------------------------------------- the table
@@ -354,20 +308,23 @@ class GroupCall:
         now_ms: int = 0,
         invite: GroupCallInvite | None = None,
         leaver: bytes | None = None,
+        gone: frozenset[bytes] = frozenset(),
     ) -> list[GroupEffect]:
         row = GROUP_TRANSITIONS[self.state].get(event)
         if row is None:
-            if event in _LOCAL:
+            if event in LOCAL_EVENTS:
                 raise GroupCallStateError(f"cannot {event.value} while {self.state.value}")
             return []
         effects: list[GroupEffect] = []
         for action in row.actions:
-            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver)
+            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver, gone=gone)
         if row.target is not self.state:
             if row.target is not S.RINGING:
                 self._ring_deadline = None
             if row.target is not S.JOINING:
                 self._join_deadline = None
+            if row.target is not S.REJOINING:
+                self._rejoin_deadline = self._retry_deadline = None
             self.state = row.target
             effects.append(StateChange(row.target))
         return effects
@@ -380,6 +337,7 @@ class GroupCall:
         now_ms: int,
         invite: GroupCallInvite | None,
         leaver: bytes | None,
+        gone: frozenset[bytes] = frozenset(),
     ) -> None:
         if action is A.NEW_CALL:
             call_id, secret = new_call_secret(self._rng)
@@ -426,6 +384,24 @@ class GroupCall:
         elif action is A.FORGET_LEAVER:
             if self.opener is not None and leaver is not None:
                 self.opener.remove_sender(leaver)
+        elif action is A.SEND_CALL_OVER:
+            call = self._required_call()
+            over = GroupCallOver(group_id=call.group_id, call_id=call.call_id)
+            for member in sorted(self._members() - {self.own}):
+                effects.append(SendCallOver(member, over))
+        elif action is A.ARM_REJOIN_TIMER:
+            self._rejoin_deadline = self._clock() + REJOIN_TIMEOUT_S
+        elif action is A.ARM_RETRY_TIMER:
+            self._retry_deadline = self._clock() + REJOIN_RETRY_S
+        elif action is A.RESUME_MEDIA:
+            if self.sealer is None or self.opener is None:
+                raise GroupCallStateError("no media to resume")
+            for identity in sorted(gone):
+                self.opener.remove_sender(identity)
+            self._announce(self.sealer.current, effects)
+            pending = self.sealer.pending
+            if pending is not None:
+                self._announce(pending, effects)
         elif action is A.STOP_MEDIA:
             self.sealer = None
             self.opener = None

@@ -78,6 +78,17 @@ class GroupCallFrameKey(msgspec.Struct, tag="group_call_key", tag_field="t", fro
         return f"GroupCallFrameKey(key_id={self.key_id:#010x})"
 
 
-#: What travels over the E2E channel for group calls (ephemeral ``signal`` frames; both are
+class GroupCallOver(msgspec.Struct, tag="group_call_over", tag_field="t", frozen=True):
+    """E2E, to every other member, from the last participant to leave: ``call_id`` in
+    ``group_id`` is over (nobody is in it), so "call in progress, join" stops."""
+
+    group_id: bytes
+    call_id: Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+
+    def __repr__(self) -> str:
+        return f"GroupCallOver(call_id={self.call_id.hex()[:8]}…)"
+
+
+#: What travels over the E2E channel for group calls (ephemeral ``signal`` frames; all are
 #: members of :data:`messenger_tui.core.payload.Payload`, encoded and decoded with it).
-GroupCallMessage = GroupCallInvite | GroupCallFrameKey
+GroupCallMessage = GroupCallInvite | GroupCallFrameKey | GroupCallOver

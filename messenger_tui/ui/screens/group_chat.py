@@ -329,7 +329,11 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         """Call keys show (and work) when they apply: Call unless we are in (or joining) the
         call; Mute mic and Leave call while we are."""
         if action in ("group_call", "group_call_mute", "leave_call"):
-            in_call = self.call is not None and self.call.state in ("joining", "in_call")
+            in_call = self.call is not None and self.call.state in (
+                "joining",
+                "in_call",
+                "rejoining",
+            )
             if action == "group_call":
                 group = self.group
                 return not in_call and group is not None and group.is_member

@@ -38,6 +38,9 @@ def pane_text(call: GroupCallView) -> Text | None:
         return Text.assemble(("☏ ", "bold"), "Call in progress", ("  F5 join", "dim"))
     if call.state == "joining":
         return Text.assemble(("☏ ", "bold"), "Joining the call…", ("  F7 leave", "dim"))
+    if call.state == "rejoining":
+        return Text.assemble(("☏ ", "bold"), "Connection lost, rejoining the call…",
+                             ("  F7 leave", "dim"))  # fmt: skip
     if call.state == "ended":
         if not call.problem:
             return None

@@ -15,12 +15,13 @@ from messenger_tui.core.calls.group_call import (
     GroupCallStateError,
     GroupEffect,
     GroupEvent,
+    SendCallOver,
     SendFrameKey,
     SendInvite,
     StateChange,
 )
 from messenger_tui.core.calls.group_frames import SWITCH_OVER_S, level_byte
-from messenger_tui.core.calls.group_keys import GroupCallInvite, group_join_token
+from messenger_tui.core.calls.group_keys import GroupCallInvite, GroupCallOver, group_join_token
 
 ALICE, BOB, CAROL, MALLORY = b"a" * 32, b"b" * 32, b"c" * 32, b"m" * 32
 GROUP = b"g" * 16
@@ -261,4 +262,10 @@ def test_leaving_while_others_are_in_keeps_the_call_joinable() -> None:
     join = alice.join()
     assert StateChange(S.JOINING) in join and any(isinstance(e, ConnectLeg) for e in join)
     assert StateChange(S.IN_CALL) in alice.relay_joined([])  # everyone else left meanwhile
-    assert alice.leave() == [DisconnectLeg(), StateChange(S.ENDED)]
+    over = GroupCallOver(group_id=GROUP, call_id=call_id or b"")
+    assert alice.leave() == [  # the last one out says so (rule 10)
+        DisconnectLeg(),
+        SendCallOver(BOB, over),
+        SendCallOver(CAROL, over),
+        StateChange(S.ENDED),
+    ]
