@@ -246,12 +246,16 @@ class NodeBus:
         asyncio.get_running_loop().call_soon(self._reread_all)
 
     async def _sub(self, *channels: str) -> None:
+        if self._pubsub is None:
+            return  # being rebuilt: the rebuild subscribes to every channel in _channels
         if self.cluster:
             await self._pubsub.ssubscribe(*channels)
         else:
             await self._pubsub.subscribe(*channels)
 
     async def _unsub(self, *channels: str) -> None:
+        if self._pubsub is None:
+            return  # being rebuilt without them (a stale one is harmless: nobody local)
         if self.cluster:
             await self._pubsub.sunsubscribe(*channels)
         else:
