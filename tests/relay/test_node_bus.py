@@ -365,12 +365,14 @@ async def test_connections_come_and_go_while_redis_is_down(
     redis_server.kill()
     # The reader notices and rebuilds its subscription connection, failing while Redis is
     # down: leaving and joining meanwhile must neither raise nor be forgotten.
-    await wait_for(lambda: two.bus._pubsub is None, timeout=10.0)
+    await wait_for(lambda: two.bus.subscriptions.pubsub is None, timeout=10.0)
     await two.disconnect(bob)
     carol = await two.connect(b"c" * 32)
     redis_server.restart()
-    await wait_for(lambda: two.bus.resubscribes >= 1 and two.bus._pubsub is not None, 10.0)
+    await wait_for(
+        lambda: two.bus.resubscribes >= 1 and two.bus.subscriptions.pubsub is not None, 10.0
+    )
     carol.rereads = 0
-    await wait_for(lambda: bool(two.bus._pubsub.subscribed))
+    await wait_for(lambda: bool(two.bus.subscriptions.pubsub.subscribed))
     one.bus.wake(carol.identity)
     await wait_for(lambda: carol.rereads >= 1, timeout=5.0)
