@@ -13,21 +13,30 @@ Both are measured in one run twice: ``in_process`` (the two nodes are ``RelaySer
 this process's event loop, beside the load generator: no scheduling between processes) and
 ``processes`` (the nodes are relay subprocesses, ``python -m messenger_tui.relay --store``).
 Rounds alternate ``cross`` and ``same``. Aim (issue 16): p99 <= 10 ms on loopback.
+
+Beside the latencies, Redis calls per delivered message (``INFO commandstats`` deltas over
+each phase, warm-up and drain included: the commands the relay sends itself, scripts counted
+once, and of those the script calls): a figure that does not drift with the machine's load
+and shows what the cross-node path costs beyond the same-node one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import redis
+
 from benchmarks.common import Settings, fmt, md_table
 from benchmarks.loadgen import BODY_SIZE, Load, PhaseResult, Target, merge
 from benchmarks.procs import RELAY_BENCH_ARGS, ServerProcess, raise_nofile
+from benchmarks.relay_redis import TOP_LEVEL, _redis_counters
 from messenger_tui.relay.config import RateLimit, RelayConfig
 from messenger_tui.relay.server import RelayServer
 from tests.helpers.redis_process import RedisProcess
@@ -94,8 +103,36 @@ async def _in_process_nodes(url: str, workdir: Path) -> AsyncIterator[list[Relay
             await server.stop()
 
 
+@dataclasses.dataclass
+class _Calls:
+    """Redis commands over some phases and the messages delivered in them."""
+
+    top_level: int = 0
+    scripts: int = 0
+    messages: int = 0
+
+    def add(self, before: dict[str, int], after: dict[str, int], messages: int) -> None:
+        def delta(name: str) -> int:
+            return after.get(name, 0) - before.get(name, 0)
+
+        self.top_level += sum(delta(name) for name in TOP_LEVEL)
+        self.scripts += delta("evalsha") + delta("eval")
+        self.messages += messages
+
+    def per_message(self) -> dict[str, float | None]:
+        per = 1 / self.messages if self.messages else None
+        return {
+            "calls_per_msg": round(self.top_level * per, 2) if per else None,
+            "scripts_per_msg": round(self.scripts * per, 2) if per else None,
+        }
+
+
 async def _measure(
-    targets: tuple[Target, Target], servers: list[Any], plan: dict[str, Any]
+    targets: tuple[Target, Target],
+    servers: list[Any],
+    plan: dict[str, Any],
+    client: redis.Redis,
+    calls: dict[str, dict[str, _Calls]],
 ) -> dict[str, dict[str, PhaseResult]]:
     a, b = targets
     first, also = servers[0], tuple(servers[1:])
@@ -106,14 +143,19 @@ async def _measure(
             "same": await Load.open(a, pairs, WINDOW, first, also=also),
         }
         rounds: dict[str, list[PhaseResult]] = {kind: [] for kind in KINDS}
+        tally = calls.setdefault(str(pairs), {kind: _Calls() for kind in KINDS})
         try:
             for index in range(plan["rounds"]):
                 for kind in KINDS if index % 2 == 0 else tuple(reversed(KINDS)):
+                    load = loads[kind]
+                    before, delivered = _redis_counters(client)[0], load.delivered_total
                     rounds[kind].append(
-                        await loads[kind].paced(
+                        await load.paced(
                             RATES[pairs], plan["warmup_s"], plan["measure_s"], plan["drain_s"]
                         )
                     )
+                    after = _redis_counters(client)[0]
+                    tally[kind].add(before, after, load.delivered_total - delivered)
                     for server in servers:
                         server.check_alive()
         finally:
@@ -128,12 +170,14 @@ async def _run(settings: Settings) -> dict[str, Any]:
     raise_nofile(12 * max(PAIRS) + 256)
     workdir = settings.workdir / NAME
     results: dict[str, dict[str, dict[str, PhaseResult]]] = {}
+    calls: dict[str, dict[str, dict[str, _Calls]]] = {mode: {} for mode in MODES}
     with RedisProcess(workdir / "redis") as redis_server:
+        client = redis.Redis.from_url(redis_server.url)
         async with _in_process_nodes(redis_server.url, workdir / "in-process") as nodes:
             targets = tuple(Target("relay", n.url, n.relay_key) for n in nodes)
             here = cast(ServerProcess, _ThisProcess())
             results["in_process"] = await _measure(
-                cast(tuple[Target, Target], targets), [here], plan
+                cast(tuple[Target, Target], targets), [here], plan, client, calls["in_process"]
             )
         args = [*RELAY_BENCH_ARGS, "--store", redis_server.url]
         with (
@@ -144,7 +188,10 @@ async def _run(settings: Settings) -> dict[str, Any]:
                 Target("relay", node_a.url, node_a.relay_key),
                 Target("relay", node_b.url, node_b.relay_key),
             )
-            results["processes"] = await _measure(targets, [node_a, node_b], plan)
+            results["processes"] = await _measure(
+                targets, [node_a, node_b], plan, client, calls["processes"]
+            )
+        client.close()
     out: dict[str, Any] = {
         "plan": plan,
         "body_bytes": BODY_SIZE,
@@ -153,7 +200,10 @@ async def _run(settings: Settings) -> dict[str, Any]:
     }
     for mode, by_pairs in results.items():
         out[mode] = {
-            pairs: {kind: result.summary() for kind, result in kinds.items()}
+            pairs: {
+                kind: result.summary() | calls[mode][pairs][kind].per_message()
+                for kind, result in kinds.items()
+            }
             for pairs, kinds in by_pairs.items()
         }
     return out
@@ -183,6 +233,9 @@ def render(result: dict[str, Any]) -> str:
                     fmt(cross["p99_ms"], 2) + verdict,
                     fmt(same["p50_ms"], 2),
                     fmt(same["p99_ms"], 2),
+                    f"{fmt(cross.get('calls_per_msg'), 2)} / {fmt(same.get('calls_per_msg'), 2)}",
+                    f"{fmt(cross.get('scripts_per_msg'), 2)} / "
+                    f"{fmt(same.get('scripts_per_msg'), 2)}",
                 ]
             )
     table = md_table(
@@ -195,11 +248,15 @@ def render(result: dict[str, Any]) -> str:
             "A → B p99 ms",
             "same node p50 ms",
             "same node p99 ms",
+            "Redis calls/msg (A → B / same)",
+            "of which scripts",
         ],
         rows,
     )
     return (
         table + f"\n\nSend on node A → Deliver at node B (store commit with `appendfsync always` "
         f"included), beside sender and recipient on the same node in the same run; "
-        f"{result['body_bytes']}-byte bodies, open loop. Aim: p99 ≤ {AIM_P99_MS:g} ms.\n"
+        f"{result['body_bytes']}-byte bodies, open loop. Aim: p99 ≤ {AIM_P99_MS:g} ms. Redis "
+        "calls per delivered message: what the relays send (a pipeline's commands each), "
+        "scripts (insert, mailbox read, ack, shared limits) once each.\n"
     )

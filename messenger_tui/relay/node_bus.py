@@ -47,6 +47,9 @@ builds one). Rules:
 6. **Redis down**: publishes and limit checks that fail are logged (one line per minute) and
    the node falls back to its own in-memory limiters; the reader reconnects with a backoff
    and re-reads every local mailbox (rule 3).
+
+The subscribing connection and its reader are relay/node_subscriptions.py; the wake-up
+messages and their batching, relay/node_wake.py.
 """
 
 from __future__ import annotations
@@ -57,10 +60,9 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from messenger_tui.core import wire
@@ -74,22 +76,13 @@ from messenger_tui.relay.node_redis import (
     redacted,
     seen_channel,
 )
+from messenger_tui.relay.node_subscriptions import RECONNECT_BASE_S, BusSubscriptions
 from messenger_tui.relay.node_wake import ENVELOPES, WAKE, PendingWakes, decode_envelopes
 from messenger_tui.relay.store import StoredEnvelope
 
 #: Lifetime of an owner key its node stops refreshing (a killed node): presence of its
 #: identities goes stale for at most this long; the node refreshes every third of it.
 OWNER_TTL_MS: Final = 90_000
-#: Seconds a new connection waits for its channel subscription to be confirmed.
-SUBSCRIBE_CONFIRM_S: Final = 2.0
-#: Reader reconnect delays after Redis went away (seconds, first and ceiling).
-RECONNECT_BASE_S: Final = 0.1
-RECONNECT_MAX_S: Final = 5.0
-#: Channels per SUBSCRIBE / UNSUBSCRIBE command (a watch list is up to 1,000 identities).
-SUBSCRIBE_BATCH: Final = 100
-#: Cluster mode: how long the reader waits on one shard's subscription connection per poll.
-CLUSTER_POLL_S: Final = 0.002
-
 #: Retries of a wake-up publish that failed (with a doubling delay from RECONNECT_BASE_S).
 WAKE_RETRIES: Final = 6
 
@@ -108,19 +101,6 @@ _REFRESH_LUA: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-
-
-class _BusPubSub(PubSub):
-    """A PubSub that reports every connection it makes: redis-py reconnects and resubscribes
-    by itself after a short outage, and the bus must then re-read (rule 3)."""
-
-    def __init__(self, *args: Any, on_connected: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_connected = on_connected
-
-    async def on_connect(self, connection: Any) -> None:
-        await super().on_connect(connection)
-        self._on_connected()
 
 
 class BusPeer(Protocol):
@@ -173,20 +153,27 @@ class NodeBus:
         self._tokens: dict[bytes, str] = {}  # identity -> owner token of the local connection
         self._local: dict[bytes, BusPeer] = {}  # identity -> its connection here (from claim)
         self._claiming: set[str] = set()  # tokens whose owner-key SET has not completed
-        self._channels: dict[str, int] = {}  # subscribed channel -> local users of it
-        self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._pubsub: Any = None
+        self.subscriptions = BusSubscriptions(
+            self._redis,
+            cluster=self.cluster,
+            on_message=self._handle,
+            on_resubscribed=self._reread_all,
+            failed=self.redis_failed,
+        )
         self._reader: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._wakes = PendingWakes()
         self._waking: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failure_logged_at = -60.0
-        self._broken = False
         #: Counters (tests, benchmarks, stats line).
         self.published = 0
         self.received = 0
-        self.resubscribes = 0
+
+    @property
+    def resubscribes(self) -> int:
+        """Times the subscriptions were made again after Redis went away."""
+        return self.subscriptions.resubscribes
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -194,7 +181,7 @@ class NodeBus:
         """Check Redis answers, then start the reader; :class:`RedisUnavailable` otherwise."""
         try:
             await self._redis.ping()
-            await self._open_pubsub()
+            await self.subscriptions.open()
         except (RedisError, OSError) as exc:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
@@ -202,7 +189,7 @@ class NodeBus:
                 f"cannot reach Redis for the node bus at {redacted(self.url)}: {exc}"
             ) from None
         loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read(), name="node-bus-reader")
+        self._reader = loop.create_task(self.subscriptions.read(), name="node-bus-reader")
         self._keeper = loop.create_task(self._keep_owners(), name="node-bus-owners")
 
     async def stop(self) -> None:
@@ -214,48 +201,9 @@ class NodeBus:
             *(t for t in (self._reader, self._keeper, self._waking, *self._tasks) if t),
             return_exceptions=True,
         )
-        with contextlib.suppress(Exception):
-            if self._pubsub is not None:
-                await self._pubsub.aclose()
+        await self.subscriptions.close()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
-
-    async def _open_pubsub(self) -> None:
-        old, self._pubsub = self._pubsub, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await old.aclose()
-        if self.cluster:
-            pubsub = self._redis.pubsub()
-        else:
-            pubsub = _BusPubSub(self._redis.connection_pool, on_connected=self._pubsub_connected)
-            # Connected before anyone subscribes: redis-py's PubSub takes its connection on
-            # first use, and concurrent first uses (many clients authenticating at once) each
-            # took one, subscribed on a connection the reader never read (no confirmation:
-            # a rebuild that closed the connection under the other subscribers).
-            await pubsub.connect()  # type: ignore[no-untyped-call]
-        self._pubsub = pubsub
-        channels = list(self._channels)
-        if channels:
-            await self._sub(*channels)
-
-    def _pubsub_connected(self) -> None:
-        # redis-py reconnected the pubsub by itself (its first connection is made before
-        # this callback is registered): publishes may have been missed meanwhile.
-        self.resubscribes += 1
-        asyncio.get_running_loop().call_soon(self._reread_all)
-
-    async def _sub(self, *channels: str) -> None:
-        if self.cluster:
-            await self._pubsub.ssubscribe(*channels)
-        else:
-            await self._pubsub.subscribe(*channels)
-
-    async def _unsub(self, *channels: str) -> None:
-        if self.cluster:
-            await self._pubsub.sunsubscribe(*channels)
-        else:
-            await self._pubsub.unsubscribe(*channels)
 
     async def _publish(self, channel: str, message: bytes) -> None:
         if self.cluster:
@@ -288,7 +236,7 @@ class NodeBus:
         channel = bus_channel(identity)
         self._claiming.add(token)
         try:
-            await self._join(channel, confirm=True)
+            await self.subscriptions.join(channel, confirm=True)
             older = await self._redis.set(owner_key(identity), token, px=OWNER_TTL_MS, get=True)
             self._claiming.discard(token)
             # Always: an owner key lost with Redis's data must not leave two connections.
@@ -305,7 +253,7 @@ class NodeBus:
     async def release(self, peer: BusPeer) -> None:
         """``peer`` disconnected: drop its ownership (if it still has it) and subscription."""
         identity = peer.identity
-        await self._leave(bus_channel(identity))  # one leave for the join of its claim
+        await self.subscriptions.leave(bus_channel(identity))  # one leave for the join of its claim
         if self._local.get(identity) is not peer:
             return  # a newer local connection of this identity took over: it owns the rest
         del self._local[identity]
@@ -413,7 +361,7 @@ class NodeBus:
     async def watch(self, identities: Iterable[bytes]) -> set[bytes]:
         """Start hearing presence of ``identities``; return those online on any node."""
         wanted = list(identities)
-        await self._join_many([seen_channel(identity) for identity in wanted])
+        await self.subscriptions.join_many([seen_channel(identity) for identity in wanted])
         if not wanted:
             return set()
         try:
@@ -429,20 +377,7 @@ class NodeBus:
 
     async def unwatch(self, identities: Iterable[bytes]) -> None:
         """Stop hearing presence of ``identities`` (one watcher fewer each)."""
-        gone = []
-        for channel in (seen_channel(identity) for identity in identities):
-            count = self._channels.get(channel, 0)
-            if count > 1:
-                self._channels[channel] = count - 1
-            elif count:
-                del self._channels[channel]
-                gone.append(channel)
-        for start in range(0, len(gone), SUBSCRIBE_BATCH):
-            try:
-                await self._unsub(*gone[start : start + SUBSCRIBE_BATCH])
-            except (RedisError, OSError) as exc:
-                self.redis_failed("unsubscribing", exc)
-                return
+        await self.subscriptions.leave_many([seen_channel(identity) for identity in identities])
 
     # ------------------------------------------------------------------ rate limits (rule 5)
 
@@ -464,106 +399,6 @@ class NodeBus:
         """Give ``tokens`` back to the shared bucket ``key`` (capped at ``burst``)."""
         await self._refund(keys=[key], args=[burst, tokens])
 
-    # ------------------------------------------------------------------ subscriptions
-
-    async def _join_many(self, channels: list[str]) -> None:
-        """Subscribe to ``channels`` (counted), in batches, without waiting for confirmations
-        (presence: a late subscription only misses a change the MGET after it reads)."""
-        new = []
-        for channel in channels:
-            count = self._channels.get(channel, 0)
-            self._channels[channel] = count + 1
-            if not count:
-                new.append(channel)
-        for start in range(0, len(new), SUBSCRIBE_BATCH):
-            try:
-                await self._sub(*new[start : start + SUBSCRIBE_BATCH])
-            except (RedisError, OSError) as exc:
-                self.redis_failed("subscribing", exc)
-                self._broken = True  # the reader rebuilds every subscription
-                return
-
-    async def _join(self, channel: str, *, confirm: bool) -> None:
-        count = self._channels.get(channel, 0)
-        self._channels[channel] = count + 1
-        if count:
-            return
-        waiter: asyncio.Future[None] | None = None
-        if confirm:
-            waiter = asyncio.get_running_loop().create_future()
-            self._confirm[channel] = waiter
-        try:
-            await self._sub(channel)
-            if waiter is not None:
-                await asyncio.wait_for(waiter, SUBSCRIBE_CONFIRM_S)
-        except (RedisError, TimeoutError, OSError) as exc:
-            # Not subscribed for sure: rebuild the subscriptions and re-read every local
-            # mailbox (rule 3) rather than leave this connection without wake-ups.
-            self.redis_failed("subscribing", exc)
-            self._broken = True
-        finally:
-            self._confirm.pop(channel, None)
-
-    async def _leave(self, channel: str) -> None:
-        count = self._channels.get(channel, 0)
-        if count > 1:
-            self._channels[channel] = count - 1
-            return
-        self._channels.pop(channel, None)
-        if count:
-            try:
-                await self._unsub(channel)
-            except (RedisError, OSError) as exc:
-                self.redis_failed("unsubscribing", exc)
-
-    async def _read(self) -> None:
-        delay = RECONNECT_BASE_S
-        while True:
-            if self._broken:
-                await asyncio.sleep(delay)
-                delay = min(RECONNECT_MAX_S, delay * 2)
-                try:
-                    await self._open_pubsub()
-                except (RedisError, OSError) as exc:
-                    self.redis_failed("resubscribing", exc)
-                    continue
-                self._broken = False
-                self.resubscribes += 1
-                self._reread_all()
-                continue
-            try:
-                if self.cluster:
-                    # redis-py polls the shards' connections one after the other, each for
-                    # the timeout: keep it short (a message waits at most shards x this).
-                    if not self._pubsub.node_pubsub_mapping:
-                        await asyncio.sleep(CLUSTER_POLL_S)
-                        continue
-                    message = await self._pubsub.get_sharded_message(timeout=CLUSTER_POLL_S)
-                    if message is not None:
-                        self._handle(message)
-                    delay = RECONNECT_BASE_S
-                elif self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self._handle(message)
-                    delay = RECONNECT_BASE_S
-                else:
-                    await asyncio.sleep(0.01)
-            except (RedisError, OSError) as exc:
-                self.redis_failed("reading the bus", exc)
-                self._broken = True
-            except RuntimeError as exc:
-                if self.cluster and "connection not set" in str(exc):
-                    # redis-py lists a shard's PubSub before its SSUBSCRIBE has connected
-                    # it: poll again in a moment.
-                    await asyncio.sleep(CLUSTER_POLL_S)
-                    continue
-                self.redis_failed("reading the bus (unexpected)", exc)
-                self._broken = True
-            except Exception as exc:  # redis-py's own state went wrong: start over
-                self.redis_failed("reading the bus (unexpected)", exc)
-                self._broken = True
-
     def _reread_all(self) -> None:
         """Rule 3: after a resubscription nothing published meanwhile is known: re-read.
         Redis may have lost data too (a restart without persistence): own again the
@@ -582,16 +417,9 @@ class NodeBus:
                 return
 
     def _handle(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
+        """A message on one of the subscribed channels (rules 1 to 4)."""
         channel = message.get("channel")
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
-        if kind in ("subscribe", "ssubscribe"):
-            waiter = self._confirm.get(name)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-            return
-        if kind not in ("message", "smessage"):
-            return
         data = message.get("data")
         if not isinstance(data, bytes) or not data:
             return

@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sqlite3
-import ssl
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from messenger_tui.core.address import short_fingerprint
-from messenger_tui.relay.address_pacing import address_pacers
 from messenger_tui.relay.blob_route import BlobService, BlobSession, is_blob_path
 from messenger_tui.relay.clock import Clock, wall_clock_ms
 from messenger_tui.relay.config import RelayConfig
@@ -42,18 +38,14 @@ from messenger_tui.relay.logs import (
     relay_log,
     websockets_log,
 )
-from messenger_tui.relay.mailboxes import Mailboxes
 from messenger_tui.relay.media_route import MediaRouteConnection, MediaRouter, is_media_path
-from messenger_tui.relay.node_bus import NodeBus
-from messenger_tui.relay.node_redis import SharedLimiter, is_redis_url
-from messenger_tui.relay.prekey_directory import PrekeyDirectory
-from messenger_tui.relay.presence import Peer, PresenceRegistry
-from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.relay_key import RelayKeyError, load_or_create_relay_key
-from messenger_tui.relay.services import RateLimiters, RelayServices
+from messenger_tui.relay.server_setup import build_ssl_context, reason, restrict_db_files
+from messenger_tui.relay.server_setup import prepare_data_dir as prepare_data_dir  # the CLI's
+from messenger_tui.relay.services import RelayServices
+from messenger_tui.relay.services_wiring import build_services
 from messenger_tui.relay.session import MessageRouteConnection
-from messenger_tui.relay.sqlite_store import DB_FILE
-from messenger_tui.relay.store import RelayStore, StoredEnvelope, StoreUnavailable
+from messenger_tui.relay.store import RelayStore, StoreUnavailable
 from messenger_tui.relay.store_open import StoreSetupError, open_store, shared_relay_key
 from messenger_tui.relay.store_url import parse_store_url
 
@@ -67,56 +59,6 @@ CLOSE_INTERNAL: Final = 1011
 #: Unexpected connection failures logged per minute (one line each, no traceback); more are
 #: counted and summed up in the next line, so a flood cannot rotate the log away.
 MAX_FAILURE_LINES_PER_MIN: Final = 10
-#: Files of the relay's SQLite database, created or restricted to 0600 before it opens.
-_DB_FILES: Final = (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm", DB_FILE + "-journal")
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno).lower()
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def prepare_data_dir(path: os.PathLike[str]) -> None:
-    """Create the data directory (0700) or check it is a writable directory.
-
-    Raises :class:`DataDirError` with a one-line reason."""
-    path = Path(path)
-    try:
-        if path.exists() and not path.is_dir():
-            raise DataDirError(f"the data directory {path} is a file; pass a directory to --data")
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataDirError(f"cannot create the data directory {path}: {_reason(exc)}") from None
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        raise DataDirError(f"the data directory {path} is not writable by this user")
-
-
-def restrict_db_files(data_dir: os.PathLike[str]) -> None:
-    """Create the database file 0600 before SQLite opens it (SQLite gives its -wal and -shm
-    the database's mode) and restrict files an older relay left readable."""
-    base = os.fspath(data_dir)
-    fd = os.open(os.path.join(base, DB_FILE), os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    for name in _DB_FILES:
-        try:
-            os.chmod(os.path.join(base, name), 0o600)
-        except FileNotFoundError:
-            pass
-
-
-def build_ssl_context(config: RelayConfig) -> ssl.SSLContext | None:
-    """The server TLS context for ``config`` (TLS 1.2+), or None without a certificate."""
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(config.tls_cert, config.tls_key)
-    return context
 
 
 class RelayServer:
@@ -220,7 +162,7 @@ class RelayServer:
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise TlsSetupError(
                 f"cannot load the TLS certificate {config.tls_cert} or key {config.tls_key}: "
-                f"{_reason(exc)}"
+                f"{reason(exc)}"
             ) from None
         prepare_data_dir(config.data_dir)
         handler: logging.Handler | None = None
@@ -248,9 +190,9 @@ class RelayServer:
                 raise
             except (OSError, sqlite3.Error, RelayKeyError) as exc:
                 raise DataDirError(
-                    f"cannot use the data directory {config.data_dir}: {_reason(exc)}"
+                    f"cannot use the data directory {config.data_dir}: {reason(exc)}"
                 ) from None
-            self._services = self._build_services(store)
+            self._services = build_services(config, self._clock, store, self.relay_key)
             if self._services.nodes is not None:
                 await self._services.nodes.start()  # RedisUnavailable: one line, no traceback
             self._services.mailboxes.start()
@@ -265,7 +207,7 @@ class RelayServer:
                 await blobs.start()
             except OSError as exc:
                 raise DataDirError(
-                    f"cannot use the blob directory {blobs.files.dir}: {_reason(exc)}"
+                    f"cannot use the blob directory {blobs.files.dir}: {reason(exc)}"
                 ) from None
             self._blobs = blobs
             try:
@@ -288,7 +230,7 @@ class RelayServer:
                 )
             except OSError as exc:
                 raise ListenError(
-                    f"cannot listen on {config.host}:{config.port}: {_reason(exc)}; is another "
+                    f"cannot listen on {config.host}:{config.port}: {reason(exc)}; is another "
                     "relay running there? pick another --port"
                 ) from None
         except BaseException:
@@ -376,84 +318,6 @@ class RelayServer:
         await self.stop()
 
     # ------------------------------------------------------------------------------ wiring
-
-    def _build_services(self, store: RelayStore) -> RelayServices:
-        config = self.config
-        clock = self._clock
-        # Several nodes on one Redis: the node bus carries what crosses nodes (node_bus.py).
-        several = is_redis_url(config.store_url)
-        presence = PresenceRegistry(notify_locally=not several)
-        nodes = NodeBus(config.store_url, presence, relay_log) if several else None
-        offered: dict[int, Peer] = {}
-        send = RateLimiter(config.send_limit, clock)
-        new_identity = RateLimiter(config.new_identity_limit, clock)
-
-        def route_stored(envelope: StoredEnvelope) -> None:
-            peer = presence.peer_for(envelope.recipient)
-            if peer is not None:
-                peer.offer(envelope)
-                offered[id(peer)] = peer
-            elif nodes is not None:
-                nodes.wake(envelope.recipient, envelope)  # maybe connected to another node
-
-        def batch_end() -> None:
-            for peer in offered.values():
-                peer.offers_done()
-            offered.clear()
-
-        prekeys = PrekeyDirectory(
-            store,
-            max_one_time=config.max_one_time_prekeys,
-            clock=clock,
-            pair_limit=config.prekey_pair_limit,
-            target_limit=config.prekey_target_limit,
-        )
-        fetch_bundle = RateLimiter(config.fetch_bundle_limit, clock)
-        if nodes is not None:  # one-time prekeys are scarce: their budgets cross nodes
-            pair, target = prekeys.local_budgets
-            prekeys.share_budgets(
-                None
-                if pair is None
-                else SharedLimiter(nodes, "opkpair", config.prekey_pair_limit, pair.allow),
-                None
-                if target is None
-                else SharedLimiter(nodes, "opktarget", config.prekey_target_limit, target.allow),
-            )
-        return RelayServices(
-            config=config,
-            relay_key=self.relay_key,
-            clock=clock,
-            store=store,
-            mailboxes=Mailboxes(
-                store,
-                clock=clock,
-                ttl_ms=config.ttl_ms,
-                mailbox_limit=config.mailbox_limit,
-                quota=config.mailbox_quota,
-                on_stored=route_stored,
-                on_batch_end=batch_end,
-            ),
-            prekeys=prekeys,
-            presence=presence,
-            limits=RateLimiters(
-                send=send,
-                signal=RateLimiter(config.signal_limit, clock),
-                fetch_bundle=fetch_bundle,
-                new_identity=new_identity,
-                **address_pacers(config, clock),
-            ),
-            log=relay_log,
-            nodes=nodes,
-            shared_send=None
-            if nodes is None
-            else SharedLimiter(nodes, "send", config.send_limit, send.allow),
-            shared_new_identity=None
-            if nodes is None
-            else SharedLimiter(nodes, "newid", config.new_identity_limit, new_identity.allow),
-            shared_fetch_bundle=None
-            if nodes is None
-            else SharedLimiter(nodes, "fetch", config.fetch_bundle_limit, fetch_bundle.allow),
-        )
 
     async def _handle(self, connection: ServerConnection) -> None:
         services = self._services

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from messenger_tui.core.delivery_access import access_matches
-from messenger_tui.relay import fanout_store, group_grants
+from messenger_tui.relay import fanout_store, group_grants, sqlite_prekeys
 from messenger_tui.relay.fanout_store import SharedBodyWriter
 from messenger_tui.relay.quotas import MailboxQuota, MailboxUsage, admit
 from messenger_tui.relay.sqlite_checkpointer import CHECKPOINT_INTERVAL_S, WalCheckpointer
@@ -340,85 +340,6 @@ class SqliteStore:
             return len(expired), None
         return len(expired), int(rows[-1][0])
 
-    def _put_prekeys_sync(
-        self,
-        identity: bytes,
-        signed: SignedPrekey,
-        one_time: Sequence[OneTimePrekey],
-        max_one_time: int,
-        now_ms: int,
-    ) -> int:
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT INTO signed_prekeys (identity, spk_id, spk, spk_sig, published_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (identity) DO UPDATE SET "
-                "spk_id=excluded.spk_id, spk=excluded.spk, spk_sig=excluded.spk_sig, "
-                "published_at_ms=excluded.published_at_ms",
-                (identity, signed.spk_id, signed.spk, signed.spk_sig, now_ms),
-            )
-            held = self._opk_count(identity)
-            for opk in one_time:
-                if held >= max_one_time:
-                    break
-                cur = db.execute(
-                    "INSERT INTO one_time_prekeys (identity, opk_id, key) VALUES (?, ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    (identity, opk.opk_id, opk.key),
-                )
-                held += cur.rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return held
-
-    def _opk_count(self, identity: bytes) -> int:
-        (n,) = self._conn.execute(
-            "SELECT COUNT(*) FROM one_time_prekeys WHERE identity=?", (identity,)
-        ).fetchone()
-        return int(n)
-
-    def _take_bundle_sync(self, identity: bytes, with_one_time: bool) -> PrekeyBundle | None:
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            row = db.execute(
-                "SELECT spk_id, spk, spk_sig FROM signed_prekeys WHERE identity=?", (identity,)
-            ).fetchone()
-            if row is None:
-                db.execute("ROLLBACK")
-                return None
-            signed = SignedPrekey(row[0], row[1], row[2])
-            opk_row = None
-            if with_one_time:
-                opk_row = db.execute(
-                    "SELECT opk_id, key FROM one_time_prekeys WHERE identity=? "
-                    "ORDER BY opk_id LIMIT 1",
-                    (identity,),
-                ).fetchone()
-            one_time = None
-            if opk_row is not None:
-                one_time = OneTimePrekey(opk_row[0], opk_row[1])
-                db.execute(
-                    "DELETE FROM one_time_prekeys WHERE identity=? AND opk_id=?",
-                    (identity, one_time.opk_id),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return PrekeyBundle(identity, signed, one_time)
-
-    def _prekey_status_sync(self, identity: bytes) -> PrekeyStatus:
-        row = self._conn.execute(
-            "SELECT spk_id FROM signed_prekeys WHERE identity=?", (identity,)
-        ).fetchone()
-        return PrekeyStatus(self._opk_count(identity), None if row is None else int(row[0]))
-
     # ------------------------------------------------------------------ async interface
 
     async def write(
@@ -481,15 +402,17 @@ class SqliteStore:
         now_ms: int,
     ) -> int:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.put_prekeys`."""
-        return self._put_prekeys_sync(identity, signed, one_time, max_one_time, now_ms)
+        return sqlite_prekeys.put_prekeys(
+            self._conn, identity, signed, one_time, max_one_time, now_ms
+        )
 
     async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.take_bundle`."""
-        return self._take_bundle_sync(identity, one_time)
+        return sqlite_prekeys.take_bundle(self._conn, identity, one_time)
 
     async def prekey_status(self, identity: bytes) -> PrekeyStatus:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.prekey_status`."""
-        return self._prekey_status_sync(identity)
+        return sqlite_prekeys.prekey_status(self._conn, identity)
 
     async def set_delivery_verifier(self, identity: bytes, verifier: bytes, *, now_ms: int) -> None:
         """See :meth:`messenger_tui.relay.store.AccessStore.set_delivery_verifier`."""

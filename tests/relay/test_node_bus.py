@@ -355,3 +355,24 @@ async def test_an_owner_key_lost_with_redis_data_still_leaves_one_connection(
     redis_server.cli("flushall")  # Redis lost its data (no persistence)
     await two.connect(BOB)
     await wait_for(first.replaced.is_set, timeout=1.0)
+
+
+async def test_connections_come_and_go_while_redis_is_down(
+    nodes: tuple[Node, Node], redis_server: RedisProcess
+) -> None:
+    one, two = nodes
+    bob = await two.connect(BOB)
+    redis_server.kill()
+    # The reader notices and rebuilds its subscription connection, failing while Redis is
+    # down: leaving and joining meanwhile must neither raise nor be forgotten.
+    await wait_for(lambda: two.bus.subscriptions.pubsub is None, timeout=10.0)
+    await two.disconnect(bob)
+    carol = await two.connect(b"c" * 32)
+    redis_server.restart()
+    await wait_for(
+        lambda: two.bus.resubscribes >= 1 and two.bus.subscriptions.pubsub is not None, 10.0
+    )
+    carol.rereads = 0
+    await wait_for(lambda: bool(two.bus.subscriptions.pubsub.subscribed))
+    one.bus.wake(carol.identity)
+    await wait_for(lambda: carol.rereads >= 1, timeout=5.0)

@@ -156,7 +156,8 @@ async def test_redis_killed_and_restarted_mid_burst_loses_nothing_acknowledged(
                 if queued == 0:
                     break
                 await asyncio.sleep(0.3)
-        assert set(outcome.closes) <= {CLOSE_TRY_AGAIN}, outcome.closes
+        logs = node1.stderr_text()[-3000:] + node2.stderr_text()[-3000:]
+        assert set(outcome.closes) <= {CLOSE_TRY_AGAIN}, (outcome.closes, logs)
         print(
             f"errors retried {len(outcome.errors)}, closes {len(outcome.closes)}, "
             f"deliveries {len(outcome.delivered)} for {MESSAGES}"

@@ -79,7 +79,7 @@ class DroppingBus:
         self.dropped = 0
         self.drop_every = 0  # drop every n-th wake-up (0: none)
         self.drop_all = False
-        handle = bus._handle
+        handle = bus.subscriptions.on_message
 
         def dropping(message: dict[str, Any]) -> None:
             data = message.get("data")
@@ -91,7 +91,7 @@ class DroppingBus:
                     return
             handle(message)
 
-        bus._handle = dropping  # type: ignore[method-assign]
+        bus.subscriptions.on_message = dropping
 
 
 async def deliveries(client: WireClient, count: int, timeout: float = 10.0) -> list[wire.Deliver]:
