@@ -14,7 +14,8 @@ Ann hears is her own voice coming back through Bob.
 The call runs twice, echo cancellation on (the default) and off (``[calls]
 echo_cancellation = false`` in Bob's config.toml; noise suppression and gain control stay on
 in both). The figure: the energy of what Ann hears over her speech, from 2 s after it starts
-to its end, off over on, in dB.
+to its end, off over on, in dB; and the same from 4 s (the canceller engages about 3 s into
+the far end's speech in this call, so the 2 s figure mostly measures its convergence).
 """
 
 from __future__ import annotations
@@ -37,11 +38,17 @@ from tests.helpers.speech import SENTENCES, find_offset, speech_wav
 # echo cancellation in a real-time call: never beside another timing test (tests/conftest.py)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
-#: What holds on this loaded machine run after run (see the measured figures below).
+#: What holds on this loaded machine run after run, from 2 s (measured 12.7-14.8 dB in five
+#: runs) and from 4 s (31.7-39.9 dB in four); the 1:1 test saw runs whose device streams lost
+#: frames fall to 10-18 dB, hence the margin.
 MIN_ECHO_REDUCTION_DB = 6.0
+MIN_SETTLED_REDUCTION_DB = 12.0
 #: The issue's bar, not met in every run (the xfail below).
 ISSUE_ECHO_REDUCTION_DB = 25.0
 CONVERGED_S = 2.0
+#: Past the canceller's convergence in this call (it engages ~3 s into the far end's speech
+#: here, against under 2 s in the 1:1 test): what it does once it cancels.
+SETTLED_S = 4.0
 MEMBERS = ("ann", "bob", "cy")
 _runs = itertools.count()
 
@@ -127,7 +134,9 @@ def _echo_call(
     return _read(heard), transcript
 
 
-def _reduction(tmp_path: Path, server: PulseServer, relay_url: str) -> float:
+def _reduction(tmp_path: Path, server: PulseServer, relay_url: str) -> tuple[float, float]:
+    """How much lower Ann hears herself with Bob's canceller on: from :data:`CONVERGED_S`
+    and from :data:`SETTLED_S` into her speech."""
     asyncio.run(_make_group(tmp_path, relay_url))
     pcm = b"".join(read_wav_pcm(speech_wav(tmp_path / "speech", text)) for text in SENTENCES)
     far = write_wav(tmp_path / "far.wav", pcm)
@@ -141,31 +150,37 @@ def _reduction(tmp_path: Path, server: PulseServer, relay_url: str) -> float:
     start_on = find_offset(far_samples, on)
     if abs(start_on - start_off) > 0.3 * RATE:
         start_on = start_off
-    skip = int(CONVERGED_S * RATE)
-    length = len(far_samples) - skip
-    window_off = off[start_off + skip : start_off + skip + length]
-    window_on = on[start_on + skip : start_on + skip + length]
-    assert len(window_off) > RATE * 5, "the off run's recording does not cover the speech"
-    level_far = _level_db(far_samples[skip:])
-    level_off, level_on = _level_db(window_off), _level_db(window_on)
-    reduction = level_off - level_on
-    print(
-        f"group call: far speech {level_far:.1f} dB; Ann hears herself at {level_off:.1f} dB "
-        f"with Bob's canceller off, {level_on:.1f} dB on: {reduction:.1f} dB lower "
-        f"(echo at +{start_off / RATE * 1000:.0f} ms / +{start_on / RATE * 1000:.0f} ms)"
-    )
-    # the echo path really carries her voice back through Bob when nothing cancels it
-    assert level_off > level_far - 20, (level_off, level_far)
-    return reduction
+    figures = []
+    for skip_s in (CONVERGED_S, SETTLED_S):
+        skip = int(skip_s * RATE)
+        length = len(far_samples) - skip
+        window_off = off[start_off + skip : start_off + skip + length]
+        window_on = on[start_on + skip : start_on + skip + length]
+        assert len(window_off) > RATE * 5, "the off run's recording does not cover the speech"
+        level_far = _level_db(far_samples[skip:])
+        level_off, level_on = _level_db(window_off), _level_db(window_on)
+        figures.append(level_off - level_on)
+        print(
+            f"group call, from {skip_s:.0f} s: far speech {level_far:.1f} dB; Ann hears herself "
+            f"at {level_off:.1f} dB with Bob's canceller off, {level_on:.1f} dB on: "
+            f"{level_off - level_on:.1f} dB lower (echo at +{start_off / RATE * 1000:.0f} ms / "
+            f"+{start_on / RATE * 1000:.0f} ms)"
+        )
+        # the echo path really carries her voice back through Bob when nothing cancels it
+        assert level_off > level_far - 20, (level_off, level_far)
+    return figures[0], figures[1]
 
 
 def test_group_call_far_end_hears_its_own_voice_lower_with_the_canceller_on(
     tmp_path: Path, relay: RelayProcess, pulse_server: PulseServer
 ) -> None:
-    reduction = _reduction(tmp_path, pulse_server, relay.url)
+    reduction, settled = _reduction(tmp_path, pulse_server, relay.url)
     assert reduction >= MIN_ECHO_REDUCTION_DB, f"only {reduction:.1f} dB lower"
+    assert settled >= MIN_SETTLED_REDUCTION_DB, f"only {settled:.1f} dB lower from 4 s"
     if reduction < ISSUE_ECHO_REDUCTION_DB:
         pytest.xfail(
-            f"{reduction:.1f} dB lower: the issue's {ISSUE_ECHO_REDUCTION_DB:.0f} dB is not "
-            "met in every run (docs/performance.md, 'Echo cancellation in group calls')"
+            f"{reduction:.1f} dB lower from {CONVERGED_S:.0f} s ({settled:.1f} dB from "
+            f"{SETTLED_S:.0f} s): the issue's {ISSUE_ECHO_REDUCTION_DB:.0f} dB is not met from "
+            f"{CONVERGED_S:.0f} s, the canceller engaging ~3 s into the speech "
+            "(docs/performance.md, 'Echo cancellation in group calls')"
         )
