@@ -38,8 +38,8 @@ from tests.helpers.speech import SENTENCES, find_offset, speech_wav
 # echo cancellation in a real-time call: never beside another timing test (tests/conftest.py)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
-#: What holds on this loaded machine run after run, from 2 s (measured 12.7-14.8 dB in five
-#: runs) and from 4 s (31.7-39.9 dB in four); the 1:1 test saw runs whose device streams lost
+#: What holds on this loaded machine run after run, from 2 s (measured 12.7-14.8 dB in six
+#: runs) and from 4 s (31.7-39.9 dB in three); the 1:1 test saw runs whose device streams lost
 #: frames fall to 10-18 dB, hence the margin.
 MIN_ECHO_REDUCTION_DB = 6.0
 MIN_SETTLED_REDUCTION_DB = 12.0
