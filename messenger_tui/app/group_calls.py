@@ -2,13 +2,11 @@
 per group, its timers, its leg on the relay, its media session.
 
 The lifecycle is the core machine's transition table (its rules are written at the top of
-``core/calls/group_call.py``); :class:`GroupCallManager` only routes inputs to the right
+``core/calls/group_call_table.py``); :class:`GroupCallManager` only routes inputs to the right
 machine and carries out the effects it returns:
 
-* ``SendInvite`` / ``SendFrameKey``: the message is sealed in the member's pairwise session
-  and sent as an ephemeral ``signal`` frame (never stored by the relay; dropped for an offline
-  member), one at a time, in order, from one task: so a rotated key goes out right after the
-  relay says who joined or left, and the sealer's switch-over (1 s) covers its trip.
+* ``SendInvite`` / ``SendFrameKey`` / ``SendCallOver``: the message goes to the member over
+  the E2E channel, in order, from one task (``app/group_call_signals.py``).
 * ``ConnectLeg``: a group leg (``transport/group_link.py``) joins the room with the token;
   its ``group_joined`` / ``group_member`` / end are fed back to the machine; on ``IN_CALL``
   the media session (``media/group_session.py``) starts between the leg and the audio ends.
@@ -32,8 +30,8 @@ Manager rules (beyond the table):
 4. While in a call, a ``GroupCallChanged`` with fresh participant health is published every
    :data:`HEALTH_INTERVAL_S`.
 5. A frame key that could not be sent (the relay connection down for a moment, no session
-   yet) is tried again :data:`KEY_RETRIES` times, :data:`KEY_RETRY_S` apart, while we are in
-   that call: without it that member hears nothing of us until the next rotation.
+   yet) is tried again a few times while we are in that call (``app/group_call_signals.py``):
+   without it that member hears nothing of us until the next rotation.
 
 Nothing here logs keys, secrets, tokens or audio.
 """
@@ -49,6 +47,7 @@ from typing import Protocol
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.errors import BadInput
+from messenger_tui.app.group_call_signals import GroupCallSignals
 from messenger_tui.app.group_call_view import group_call_view
 from messenger_tui.app.group_models import Group, GroupCallView
 from messenger_tui.core.calls import group_call as gc
@@ -59,7 +58,6 @@ from messenger_tui.core.calls.group_keys import (
     GroupCallMessage,
     GroupCallOver,
 )
-from messenger_tui.core.payload import encode_payload
 from messenger_tui.media.codec import CodecUnavailable
 from messenger_tui.media.group_receive import ParticipantHealth
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
@@ -68,9 +66,6 @@ log = logging.getLogger(__name__)
 
 #: How often the participants' health is published while in a call.
 HEALTH_INTERVAL_S = 1.0
-#: A frame key that could not be sent is tried again this often, this many times.
-KEY_RETRY_S = 0.5
-KEY_RETRIES = 4
 
 AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 
@@ -148,7 +143,6 @@ class GroupCallManager:
         self._clock = clock
         self._now_ms = now_ms
         self._groups = groups
-        self._send_signal = send_signal
         self._emit = emit
         self._open_leg = open_leg
         self._make_media = make_media
@@ -159,8 +153,9 @@ class GroupCallManager:
         self._muted = False
         self._problem: dict[bytes, str] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self._signals: asyncio.Queue[tuple[bytes, GroupCallMessage]] = asyncio.Queue()
-        self._signal_task: asyncio.Task[None] | None = None
+        self._signals = GroupCallSignals(
+            send_signal, still_in_call=self._still_in_call, spawn=self._spawn
+        )
         self._health_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -276,11 +271,11 @@ class GroupCallManager:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._signals.join(), 2.0)
+        await self._signals.drain(2.0)
         if self._background:
             await asyncio.wait(set(self._background), timeout=3.0)
-        for task in (self._signal_task, self._health_task, *self._background):
+        await self._signals.close()
+        for task in (self._health_task, *self._background):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -292,11 +287,11 @@ class GroupCallManager:
         try:
             for effect in effects:
                 if isinstance(effect, gc.SendInvite):
-                    self._queue(effect.member, effect.invite)
+                    self._signals.queue(effect.member, effect.invite)
                 elif isinstance(effect, gc.SendFrameKey):
-                    self._queue(effect.member, effect.key)
+                    self._signals.queue(effect.member, effect.key)
                 elif isinstance(effect, gc.SendCallOver):
-                    self._queue(effect.member, effect.message)
+                    self._signals.queue(effect.member, effect.message)
                 elif isinstance(effect, gc.ConnectLeg):
                     self._connect(machine, effect.token)
                 elif isinstance(effect, gc.DisconnectLeg):
@@ -339,54 +334,14 @@ class GroupCallManager:
                 self._run(machine, effects)
         self._arm_timer()
 
+    def _still_in_call(self, call_id: bytes) -> bool:
+        """Whether we are still in (or joining) call ``call_id`` (a key retry's guard)."""
+        return self._leg is not None and any(m.call_id == call_id for m in self._machines.values())
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    # ------------------------------------------------------------------ E2E out
-
-    def _queue(self, member: bytes, message: GroupCallMessage) -> None:
-        self._signals.put_nowait((member, message))
-        if self._signal_task is None or self._signal_task.done():
-            self._signal_task = asyncio.get_running_loop().create_task(self._signal_loop())
-
-    async def _signal_loop(self) -> None:
-        while True:
-            member, message = await self._signals.get()
-            try:
-                sent = await self._send_signal(member, encode_payload(message))
-            except Exception as exc:  # a failed send must not stop the later ones
-                log.warning("group call message could not be sent: %s", type(exc).__name__)
-                sent = False
-            finally:
-                self._signals.task_done()
-            if not sent:
-                log.info("group call %s not sent (offline or no session)", _tag(message))
-                if isinstance(message, GroupCallFrameKey):
-                    self._retry_key(member, message, KEY_RETRIES)
-
-    def _retry_key(self, member: bytes, message: GroupCallFrameKey, left: int) -> None:
-        """A frame key that did not go out (the relay connection was down a moment) is
-        tried again (rule 5): without it the member hears nothing of us until the next
-        rotation. Only while we are still in that call."""
-        if left <= 0:
-            return
-
-        async def again() -> None:
-            await asyncio.sleep(KEY_RETRY_S)
-            if not any(m.call_id == message.call_id for m in self._machines.values()):
-                return
-            if self._leg is None:
-                return
-            try:
-                sent = await self._send_signal(member, encode_payload(message))
-            except Exception:
-                sent = False
-            if not sent:
-                self._retry_key(member, message, left - 1)
-
-        self._spawn(again())
 
     # ------------------------------------------------------------------ the leg and media
 
@@ -536,7 +491,3 @@ class GroupCallManager:
             problem=self._problem.get(group.group_id),
             joined_ms=leg.joined_ms if leg else None,
         )
-
-
-def _tag(message: GroupCallMessage) -> str:
-    return type(message).__name__

@@ -17,7 +17,7 @@ from messenger_tui.app.group_calls import GroupCallManager, LegCallbacks
 from messenger_tui.app.group_models import Group, GroupMember
 from messenger_tui.core.calls.group_call import RING_S
 from messenger_tui.core.calls.group_frames import GroupFrameOpener, GroupFrameSealer
-from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite
+from messenger_tui.core.calls.group_keys import GroupCallFrameKey, GroupCallInvite, GroupCallOver
 from messenger_tui.core.payload import decode_payload
 from messenger_tui.media.group_receive import ParticipantHealth
 from messenger_tui.media.ports import AudioSink, AudioSource
@@ -70,7 +70,9 @@ class FakeLeg:
         self.room.leave(self.token, self.identity)
 
     async def close(self) -> None:
-        await self.leave()
+        # as the relay: a closed leg leaves unless a newer one of its identity holds the place
+        if self.room.legs.get(self.token, {}).get(self.identity) is self.cb:
+            await self.leave()
 
 
 class FakeMedia:
@@ -164,6 +166,7 @@ class Net:
         self.members: list[Member] = []
         self.members = [Member(name, self) for name in names]
         self.outsider_keys = 0
+        self.delivered: list[tuple[bytes, bytes, object]] = []
 
     def by_identity(self, identity: bytes) -> Member:
         return next(m for m in self.members if m.identity == identity)
@@ -171,7 +174,8 @@ class Net:
     def deliver(self, sender: bytes, recipient: bytes, plaintext: bytes) -> None:
         member = self.by_identity(recipient)
         message = decode_payload(plaintext)
-        assert isinstance(message, GroupCallInvite | GroupCallFrameKey)
+        assert isinstance(message, GroupCallInvite | GroupCallFrameKey | GroupCallOver)
+        self.delivered.append((sender, recipient, message))
         if isinstance(message, GroupCallFrameKey):
             member.keys.append((sender, message))
         member.manager.on_signal(sender, message)
@@ -288,3 +292,65 @@ async def test_a_stale_invite_shows_in_progress_and_decline_keeps_it_joinable() 
     assert bob.state == "in_call"
     for manager in (ann.manager, bob.manager, cy.manager):
         await manager.close()
+
+
+async def test_a_dropped_leg_rejoins_with_the_same_token_and_media() -> None:
+    """Rule 9 in the manager: a leg that ends after it joined is a drop; a new leg joins the
+    same room, the media session goes on (not a new one), callbacks of the dropped leg are
+    ignored, and the others get our key again."""
+    net = Net(["ann", "bob"])
+    ann, bob = net.members
+    ann.manager.start_or_join("team")
+    await settle()
+    bob.manager.start_or_join("team")
+    await settle()
+    first = ann.legs[0]
+    keys_before = len([k for s, k in bob.keys if s == ann.identity])
+    net.room.leave(first.token, ann.identity)  # the relay saw the connection go
+    first.cb.on_ended("connection closed")
+    await settle()
+    # the fake room answers a join at once (inside the drop's own effects): rejoined
+    # already, with a second leg (the rejoining state in between: tests/core and
+    # tests/integration/test_group_call_rejoin.py)
+    assert ann.state == "in_call"
+    states = [e.call.state for e in ann.events if isinstance(e, ev.GroupCallChanged)]
+    assert "ended" not in states
+    assert len(ann.legs) == 2 and ann.legs[1].token == first.token
+    assert len(ann.media) == 1 and not ann.media[0].stopped  # the same session
+    assert [k for s, k in bob.keys if s == ann.identity][keys_before:]  # our key again
+    view = ann.manager.view("team")
+    assert view is not None and view.problem is None
+    assert [p.name for p in view.participants] == ["bob"]
+    # the dropped leg's late callbacks change nothing
+    first.cb.on_ended("late")
+    first.cb.on_member(bob.identity, False)
+    await settle()
+    assert ann.state == "in_call" and len(ann.legs) == 2
+    assert [p.name for p in bob.manager.view("team").participants] == ["ann"]  # type: ignore[union-attr]
+    for m in (ann, bob):
+        await m.manager.close()
+
+
+async def test_the_last_one_out_ends_the_offer_to_join_for_the_others() -> None:
+    """Rule 10 in the manager: Bob and Cy in the call, Ann shown "in progress"; Bob leaves
+    (Cy still there: nothing sent); Cy leaves, the last: Ann's call ends."""
+    net = Net(["ann", "bob", "cy"])
+    ann, bob, cy = net.members
+    bob.manager.start_or_join("team")
+    await settle()
+    cy.manager.start_or_join("team")
+    await settle()
+    ann.manager.decline("team")
+    assert ann.state == "in_progress"
+    bob.manager.leave()
+    await settle()
+    assert not [m for _, _, m in net.delivered if isinstance(m, GroupCallOver)]
+    assert ann.state == "in_progress"
+    cy.manager.leave()
+    await settle()
+    overs = [(s, r) for s, r, m in net.delivered if isinstance(m, GroupCallOver)]
+    assert sorted(overs) == sorted([(cy.identity, ann.identity), (cy.identity, bob.identity)])
+    assert ann.state == "ended" and bob.state == "ended" and cy.state == "ended"
+    assert ann.manager.calls() == []  # nothing offers to join
+    for m in (ann, bob, cy):
+        await m.manager.close()

@@ -1,7 +1,9 @@
 """A TCP forwarder on loopback, on the test's event loop, whose connections the test can cut:
 put it between a client and the relay, then :meth:`CutProxy.cut` aborts (both ways, at once,
 as a dead link does) the connections accepted after a :meth:`CutProxy.mark`. New connections
-are forwarded as before (the relay is still there: only the path broke)."""
+are forwarded as before (the relay is still there: only the path broke), unless
+:attr:`CutProxy.refusing` is set: then each new connection is closed at once (the path stays
+down)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ class CutProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.accepted = 0
+        self.refused = 0
+        #: While True, new connections are closed at once.
+        self.refusing = False
         self._server: asyncio.Server | None = None
         # (index of the connection, its two transports) while open
         self._open: dict[int, tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = {}
@@ -47,6 +52,10 @@ class CutProxy:
         return cut
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            self.refused += 1
+            writer.transport.abort()
+            return
         index = self.accepted
         self.accepted += 1
         try:

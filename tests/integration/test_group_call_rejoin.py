@@ -22,6 +22,7 @@ import pytest
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.service import MessengerService
+from messenger_tui.core.calls.group_call import REJOIN_RETRY_S
 from messenger_tui.media.pacing import LoopPacer
 from messenger_tui.media.ports import FRAME_SAMPLES, AudioSink, AudioSource
 from tests.helpers.clients import introduce, make_service, wait_for
@@ -34,6 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 MAX_REJOIN_S = 5.0
 #: Frames (20 ms each) heard after the cut that count as "audio flows again".
 AGAIN_FRAMES = 5
+#: How long the second test keeps the path down.
+DOWN_S = 2.0
 
 
 def _tone(hz: float) -> bytes:
@@ -142,6 +145,60 @@ async def test_a_cut_leg_rejoins_and_audio_flows_again(tmp_path: Path) -> None:
                 view = ann.group_calls.active()
                 assert view is not None and [p.name for p in view.participants] == ["bob"]
                 assert view.problem is None
+            finally:
+                for s in (ann, bob):
+                    s.group_calls.leave()
+                    await s.close()
+                    s.profile.close()
+
+
+async def test_a_leg_whose_path_stays_down_keeps_trying_then_rejoins(tmp_path: Path) -> None:
+    """The path stays down for 2 s after the cut (the proxy refuses new connections): the
+    rejoin retries every 0.5 s (rule 9) and gets back in once the path is up."""
+    with RelayProcess(tmp_path / "relay") as relay:
+        async with CutProxy("127.0.0.1", relay.port) as proxy:
+            ann = make_service(tmp_path, "ann", proxy.url())
+            bob = make_service(tmp_path, "bob", relay.url)
+            try:
+                await introduce(ann, bob)
+                ann.groups.create("team", ["bob"])
+                for s in (ann, bob):
+                    s.set_audio(tone_audio(440 if s is ann else 660))
+                    await s.start()
+                await wait_for(
+                    lambda: all(
+                        len(s.groups.all()) == 1 and len(s.groups.all()[0].members) == 2
+                        for s in (ann, bob)
+                    ),
+                    timeout=60,
+                )
+                mark = proxy.mark()
+                ann.group_calls.start_or_join("team")
+                await wait_for(lambda: bob.group_calls.calls() != [], timeout=30)
+                bob.group_calls.start_or_join("team")
+                await wait_for(lambda: heard_frames(ann) > 50 and heard_frames(bob) > 50, 30)
+                proxy.refusing = True
+                cut_at = time.monotonic()
+                assert proxy.cut(mark) == 1
+                await wait_for(lambda: state(ann) == "rejoining", 10)
+                await asyncio.sleep(DOWN_S)
+                assert state(ann) == "rejoining"
+                refused = proxy.refused
+                proxy.refusing = False
+                await wait_for(lambda: state(ann) == "in_call", 10)
+                back_s = time.monotonic() - cut_at
+                bob_low = heard_frames(bob)
+                await wait_for(lambda: heard_frames(bob) >= bob_low + AGAIN_FRAMES, 10)
+                heard_s = time.monotonic() - cut_at
+                print(
+                    f"path down {DOWN_S} s: {refused} attempts refused, in_call again "
+                    f"{back_s:.2f} s after the cut, Bob hears Ann {heard_s:.2f} s after it"
+                )
+                # retried about every REJOIN_RETRY_S while down (not once, not in a tight loop)
+                assert 2 <= refused <= DOWN_S / REJOIN_RETRY_S + 2, refused
+                assert back_s <= DOWN_S + 2 * REJOIN_RETRY_S + 2.0, back_s
+                view = ann.group_calls.active()
+                assert view is not None and view.problem is None
             finally:
                 for s in (ann, bob):
                     s.group_calls.leave()

@@ -10,6 +10,7 @@ named actions and returns effects. The table's names are re-exported here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from messenger_tui.core.calls.group_call_table import (
@@ -261,7 +262,7 @@ class GroupCall:
             previous = self._call.present
             self._call.present = {p for p in participants if p != self.own}
             if self.state is S.REJOINING:
-                return self._fire(E.JOINED, gone=frozenset(previous - self._call.present))
+                return self._fire(E.JOINED, previous=frozenset(previous))
         return self._fire(E.JOINED)
 
     def relay_member(self, identity: bytes, present: bool) -> list[GroupEffect]:
@@ -308,7 +309,7 @@ class GroupCall:
         now_ms: int = 0,
         invite: GroupCallInvite | None = None,
         leaver: bytes | None = None,
-        gone: frozenset[bytes] = frozenset(),
+        previous: frozenset[bytes] = frozenset(),
     ) -> list[GroupEffect]:
         row = GROUP_TRANSITIONS[self.state].get(event)
         if row is None:
@@ -317,7 +318,9 @@ class GroupCall:
             return []
         effects: list[GroupEffect] = []
         for action in row.actions:
-            self._run(action, effects, now_ms=now_ms, invite=invite, leaver=leaver, gone=gone)
+            self._run(
+                action, effects, now_ms=now_ms, invite=invite, leaver=leaver, previous=previous
+            )
         if row.target is not self.state:
             if row.target is not S.RINGING:
                 self._ring_deadline = None
@@ -337,7 +340,7 @@ class GroupCall:
         now_ms: int,
         invite: GroupCallInvite | None,
         leaver: bytes | None,
-        gone: frozenset[bytes] = frozenset(),
+        previous: frozenset[bytes] = frozenset(),
     ) -> None:
         if action is A.NEW_CALL:
             call_id, secret = new_call_secret(self._rng)
@@ -396,12 +399,21 @@ class GroupCall:
         elif action is A.RESUME_MEDIA:
             if self.sealer is None or self.opener is None:
                 raise GroupCallStateError("no media to resume")
-            for identity in sorted(gone):
+            present = self._required_call().present
+            for identity in sorted(previous - present):  # left while we were away
                 self.opener.remove_sender(identity)
-            self._announce(self.sealer.current, effects)
+            # those who had our keys before the drop get them again at once (they forgot
+            # them when the relay said we left) ...
+            kept = previous & present
+            self._announce(self.sealer.current, effects, to=kept)
             pending = self.sealer.pending
             if pending is not None:
-                self._announce(pending, effects)
+                self._announce(pending, effects, to=kept)
+            # ... and a change of who is there is a join or leave we missed: rotate (rule 6),
+            # so a leaver opens nothing after the switch-over and a joiner nothing from before
+            if present != previous:
+                self.counters.rotations += 1
+                self._announce(self.sealer.rotate(), effects)
         elif action is A.STOP_MEDIA:
             self.sealer = None
             self.opener = None
@@ -410,10 +422,14 @@ class GroupCall:
                 self._call.present = set()
             effects.append(DisconnectLeg())
 
-    def _announce(self, key: FrameKey, effects: list[GroupEffect]) -> None:
+    def _announce(
+        self, key: FrameKey, effects: list[GroupEffect], *, to: AbstractSet[bytes] | None = None
+    ) -> None:
+        """Send ``key`` to the members present (or to those of ``to`` who are)."""
         call = self._required_call()
         message = GroupCallFrameKey(call_id=call.call_id, key_id=key.key_id, key=key.key)
-        for member in sorted(call.present & self._members()):
+        recipients = call.present if to is None else call.present & to
+        for member in sorted(recipients & self._members()):
             effects.append(SendFrameKey(member, message))
 
     def _required_call(self) -> _Call:

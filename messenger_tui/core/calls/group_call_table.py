@@ -45,9 +45,12 @@ Design rules
    :data:`REJOIN_TIMEOUT_S` (``ENDED``). On the relay's ``group_joined`` the call is
    ``IN_CALL`` again with the *same* sealer and opener (``RESUME_MEDIA``): the roster is
    taken from the relay, the keys of members who left meanwhile are forgotten, and our
-   current (and pending) frame key is announced again to the members present (the others
-   forgot it when the relay told them we left; a new key would cost a switch-over of
-   silence). The others rotate on our join as on any other. Relay member events of the lost
+   current (and pending) frame key is announced again to the members who were present before
+   the drop and still are (they forgot it when the relay told them we left; a new key would
+   cost a switch-over of silence). If who is present changed meanwhile, that is a join or
+   leave we missed: we rotate as rule 6 says (a leaver opens nothing of ours after the
+   switch-over, a joiner never gets the key that sealed what we sent before it joined). The
+   others rotate on our join as on any other. Relay member events of the lost
    leg are ignored while rejoining.
 10. **The last one out says the call is over.** Leaving while nobody else is present (as
    the relay last said) sends :class:`GroupCallOver` to every other member

@@ -109,8 +109,39 @@ def test_rejoined_forgets_members_who_left_meanwhile_and_sends_the_pending_key_t
     effects = alice.relay_joined([ALICE, BOB])  # Carol left while we were away
     assert alice.participants == [BOB]
     assert alice.opener.key_ids(CAROL) == []
+    current = alice.sealer.current
+    fresh = alice.sealer.pending  # Carol's leave, missed while away: a rotation (rule 6)
+    assert fresh is not None and fresh.key_id not in (current.key_id, pending.key_id)
     sent = {(k.member, k.key.key_id) for k in of(SendFrameKey, effects)}
-    assert sent == {(BOB, alice.sealer.current.key_id), (BOB, pending.key_id)}
+    assert sent == {(BOB, current.key_id), (BOB, pending.key_id), (BOB, fresh.key_id)}
+
+
+def test_someone_who_joined_while_we_were_away_gets_only_a_fresh_key() -> None:
+    """Rule 9 with rule 6: a joiner we missed never gets the key that sealed what we sent
+    before it joined; the members who had it get it again at once."""
+    clock = FakeClock()
+    alice = machine(ALICE, clock)
+    alice.start(now_ms(clock))
+    alice.relay_joined([ALICE, BOB])
+    assert alice.sealer is not None
+    old = alice.sealer.current
+    rotations = alice.counters.rotations
+    alice.leg_dropped()
+    effects = alice.relay_joined([ALICE, BOB, CAROL])  # Carol joined meanwhile
+    fresh = alice.sealer.pending
+    assert fresh is not None and alice.counters.rotations == rotations + 1
+    sent = {(k.member, k.key.key_id) for k in of(SendFrameKey, effects)}
+    assert sent == {(BOB, old.key_id), (BOB, fresh.key_id), (CAROL, fresh.key_id)}
+
+
+def test_the_same_roster_after_the_rejoin_needs_no_rotation() -> None:
+    clock = FakeClock()
+    alice, _ = dropped(clock)
+    rotations = alice.counters.rotations
+    effects = alice.relay_joined([ALICE, BOB, CAROL])
+    assert alice.counters.rotations == rotations
+    assert alice.sealer is not None and alice.sealer.pending is None
+    assert len(of(SendFrameKey, effects)) == 2
 
 
 def test_a_failed_attempt_is_retried_after_the_retry_delay() -> None:
