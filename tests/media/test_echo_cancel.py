@@ -22,7 +22,6 @@ import pytest
 from messenger_tui.media import speex_dsp
 from messenger_tui.media.echo_delay import DelayEstimator
 from messenger_tui.media.voice_processing import (
-    SUBFRAME_SAMPLES,
     PassThrough,
     VoiceProcessor,
     VoiceSettings,
@@ -39,6 +38,7 @@ from ._echo_sim import (
     fft_convolve,
     frame_mask_to_samples,
     loop_to,
+    lowpass,
     projected_gain,
     read_wav,
     room_impulse_response,
@@ -116,18 +116,23 @@ def test_without_an_echo_path_double_talk_passes_the_near_end_untouched(
     """A headset: the far end plays, nothing of it reaches the microphone, both talk at once.
     The filter, adapting to the near end's speech, would add a filtered copy of the far end
     (measured without the gate: the output 8 dB from the near end's speech, wideband PESQ
-    4.64 -> 1.63); the gate keeps the capture (measured: identical)."""
+    4.64 -> 1.63); the gate keeps the capture (measured at 48 kHz: identical; at 16 kHz,
+    below 7 kHz: 36.9 dB, wideband PESQ 4.61).
+
+    Compared below 7 kHz: the processor runs at 16 kHz, and its output has nothing above
+    the resamplers' passband (~7 kHz; the call's Opus is wideband, 8 kHz, anyway)."""
     far, near = voices
     n = min(len(far), len(near))
     processor = VoiceProcessor(VoiceSettings(noise_suppression=False, gain_control=False))
     out = run_frames(far[:n], near[:n], processor.played, processor.process)
     # the preprocessor (here only the residual echo suppressor's host) delays by one
-    # SpeexDSP frame
-    lag = SUBFRAME_SAMPLES
+    # SpeexDSP frame, the resamplers by their filters' half lengths
+    lag = processor.latency_samples
     m = len(out) - lag
-    error = db(energy(near[:m]) / energy(out[lag:] - to_int16(near[:m])))
+    near_band = lowpass(to_int16(near[:m]).astype(np.float64), 7000)
+    error = db(energy(near_band) / energy(lowpass(out[lag:], 7000) - near_band))
     assert not processor.cancelling
-    assert error >= 30.0, f"the output is {error:.1f} dB from the near end's speech"
+    assert error >= 30.0, f"the output is {error:.1f} dB from the near end's speech below 7 kHz"
 
 
 def test_noise_suppression_keeps_speech_quality(
