@@ -94,7 +94,7 @@ SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100
 SUBFRAMES: Final = PROCESS_FRAME // PROCESS_SUBFRAME
 FILTER_MS: Final = 160
 #: SpeexDSP's resampler quality for the capture's way down and up (2: ~60 dB stopband, a
-#: passband to 0.88 of 8 kHz; the reference's resampler uses the same).
+#: passband to 0.88 of 8 kHz; the reference's, fractional for the drift, uses 1).
 RATE_QUALITY: Final = 2
 #: The reference is handed over this much earlier than the estimated delay, so a small
 #: estimation error or drift never puts the echo before the reference (the filter cannot
