@@ -8,15 +8,10 @@ level evened out. The engine is SpeexDSP (:mod:`messenger_tui.media.speex_dsp`).
 
 Choices (measured in docs/performance.md, "Echo cancellation and noise suppression"):
 
-- **At 16 kHz.** The call is wideband (Opus sends up to 8 kHz of audio), so the canceller
-  and the preprocessor run at :data:`PROCESS_RATE`: the capture is decimated by SpeexDSP's
-  resampler, the reference is drawn from the played ring at 16 kHz by the drift resampler it
-  goes through anyway, and the processed frame is brought back to 48 kHz. A third of the
-  samples and, for the filter, a third of the taps: the canceller and preprocessor cost
-  about a fifth of what they did at 48 kHz. The price: the output has nothing above ~7 kHz
-  (the resamplers' passband; Opus wideband keeps up to 8 kHz) and comes
-  :attr:`~VoiceProcessor.latency_samples` later (the preprocessor's 10 ms and the two
-  resamplers' ~2 ms).
+- **At 16 kHz** (the call is wideband): the capture goes down and the output back up
+  through :mod:`messenger_tui.media.voice_rate`, the reference is drawn at 16 kHz by the
+  drift resampler. A third of the samples and of the taps: about a fifth of the cost at
+  48 kHz; the output has nothing above ~7 kHz and comes ~2 ms later.
 - **Frames of 10 ms, two per call frame.** SpeexDSP's filter adapts once per frame; 10 ms
   frames (160 samples at 16 kHz) converge faster than 20 ms ones (and keep the near end in
   double talk: 20 ms frames lost 6 dB of it).
@@ -43,9 +38,11 @@ Choices (measured in docs/performance.md, "Echo cancellation and noise suppressi
 - **No allocation per frame**: the ring, the sub-frame buffers and the output are ctypes
   buffers created once; :meth:`~VoiceProcessor.process` returns a view of the output buffer.
 
-Each stage is a setting (:class:`VoiceSettings`): echo cancellation, noise suppression and
-gain control, all on by default. Without libspeexdsp, :func:`open_voice_processor` returns a
-pass-through processor whose :attr:`~PassThrough.status` says why.
+Each stage is a setting (:class:`~messenger_tui.media.voice_settings.VoiceSettings`, with the
+:class:`~messenger_tui.media.voice_settings.CaptureProcessor` protocol and the pass-through,
+re-exported here): echo cancellation, noise suppression and gain control, all on by default.
+Without libspeexdsp, :func:`open_voice_processor` returns a pass-through processor whose
+:attr:`~PassThrough.status` says why.
 """
 
 from __future__ import annotations
@@ -53,8 +50,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from messenger_tui.media.echo_delay import (
     MAX_AHEAD_MS,
@@ -77,25 +73,30 @@ from messenger_tui.media.speex_dsp import (
     SPEEX_PREPROCESS_SET_NOISE_SUPPRESS,
     EchoCanceller,
     Preprocessor,
-    Resampler,
     VoiceProcessingUnavailable,
 )
+from messenger_tui.media.voice_rate import (
+    PROCESS_FRAME,
+    PROCESS_RATE,
+    PROCESS_SUBFRAME,
+    RateBridge,
+)
+from messenger_tui.media.voice_settings import CaptureProcessor, PassThrough, VoiceSettings
+
+__all__ = [
+    "CaptureProcessor",
+    "PassThrough",
+    "VoiceProcessor",
+    "VoiceSettings",
+    "open_voice_processor",
+]
 
 log = logging.getLogger(__name__)
 
-#: The canceller's and the preprocessor's rate (the call is wideband).
-PROCESS_RATE: Final = 16_000
-DECIMATION: Final = SAMPLE_RATE // PROCESS_RATE
-#: A call frame (20 ms) and a SpeexDSP frame (10 ms) at :data:`PROCESS_RATE`.
-PROCESS_FRAME: Final = FRAME_SAMPLES // DECIMATION
-PROCESS_SUBFRAME: Final = PROCESS_RATE // 100
 #: 10 ms at the call's rate (the preprocessor's delay, in 48 kHz samples).
 SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100
 SUBFRAMES: Final = PROCESS_FRAME // PROCESS_SUBFRAME
 FILTER_MS: Final = 160
-#: SpeexDSP's resampler quality for the capture's way down and up (2: ~60 dB stopband, a
-#: passband to 0.88 of 8 kHz; the reference's, fractional for the drift, uses 1).
-RATE_QUALITY: Final = 2
 #: The reference is handed over this much earlier than the estimated delay, so a small
 #: estimation error or drift never puts the echo before the reference (the filter cannot
 #: cancel an echo that precedes its reference).
@@ -126,60 +127,6 @@ OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
 ESTIMATE_LAGS_PER_FRAME: Final = 26
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceSettings:
-    """Which stages run; all on by default."""
-
-    echo_cancellation: bool = True
-    noise_suppression: bool = True
-    gain_control: bool = True
-    #: Deepest noise attenuation (dB, negative), SpeexDSP's default.
-    noise_suppress_db: int = -15
-    #: Residual echo attenuation (dB, negative) in single talk and while the near end talks.
-    echo_suppress_db: int = -40
-    echo_suppress_active_db: int = -15
-    #: The level automatic gain control aims for (int16 RMS, about -18 dBFS).
-    agc_target: int = 4000
-    #: Largest gain it applies (dB), for quiet microphones.
-    agc_max_gain_db: int = 20
-    #: The device delay to assume until the first estimate (ms).
-    initial_delay_ms: int = 0
-
-
-class CaptureProcessor(Protocol):
-    """What the media session calls on each frame (a :class:`VoiceProcessor` or a
-    :class:`PassThrough`)."""
-
-    status: str
-
-    def played(self, frame: bytes, at: float | None = None) -> None: ...
-
-    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview: ...
-
-    def set_delay(self, samples: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class PassThrough:
-    """No processing (libspeexdsp missing, or every stage off); :attr:`status` says why."""
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-
-    def played(self, frame: bytes, at: float | None = None) -> None:
-        pass
-
-    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview:
-        return frame
-
-    def set_delay(self, samples: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def open_voice_processor(settings: VoiceSettings | None = None) -> CaptureProcessor:
@@ -242,9 +189,7 @@ class VoiceProcessor:
         self._drift = (
             DriftTracker(self._canceller, PROCESS_FRAME) if self._canceller is not None else None
         )
-        # the capture's way down to PROCESS_RATE and the output's way back up
-        self._down = Resampler(RATE_QUALITY, SAMPLE_RATE, PROCESS_RATE)
-        self._up = Resampler(RATE_QUALITY, PROCESS_RATE, SAMPLE_RATE)
+        self._rate = RateBridge()
         self._frames_since_drift = 0
         self._far_hangover = 0
         self._gain_held = False
@@ -286,13 +231,9 @@ class VoiceProcessor:
         self._near_samples = memoryview(self._near).cast("B").cast("h")
         self._reference_samples = memoryview(self._reference).cast("B").cast("h")
         self._processed_samples = memoryview(self._processed).cast("B").cast("h")
-        #: The output's delay behind the capture (48 kHz samples): the two resamplers' filters
-        #: and the preprocessor's 10 ms frame.
-        self.latency_samples = (
-            self._down.latency
-            + DECIMATION * self._up.latency
-            + (SUBFRAME_SAMPLES if self._preprocessor is not None else 0)
-        )
+        #: The output's delay behind the capture (48 kHz samples): the resamplers' and the
+        #: preprocessor's 10 ms frame.
+        self.latency_samples = self._rate.latency + (SUBFRAME_SAMPLES if self._preprocessor else 0)
         self._echo_gate = EchoGate()
         self._estimator = estimator if estimator is not None else DelayEstimator()
         self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
@@ -412,7 +353,7 @@ class VoiceProcessor:
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a captured frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         ctypes.memmove(self._capture_address, frame, FRAME_BYTES)
-        self._down.process(self._capture_address, FRAME_SAMPLES, self._near_address, PROCESS_FRAME)
+        self._rate.down(self._capture_address, self._near_address)
         near, processed = self._near_address, self._processed_address
         canceller, pre = self._canceller, self._preprocessor
         if canceller is not None:
@@ -437,7 +378,7 @@ class VoiceProcessor:
                 self._hold_gain(pre)
             for k in range(SUBFRAMES):
                 pre.run(processed + 2 * k * PROCESS_SUBFRAME)
-        self._up.process(processed, PROCESS_FRAME, self._out_address, FRAME_SAMPLES)
+        self._rate.up(processed, self._out_address)
         self._captured_count += FRAME_SAMPLES
         return self._out_view
 
@@ -552,8 +493,7 @@ class VoiceProcessor:
                 "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
         self._line.close()
-        self._down.close()
-        self._up.close()
+        self._rate.close()
         if self._preprocessor is not None:
             self._preprocessor.close()
         if self._canceller is not None:
