@@ -7,8 +7,8 @@ end, and its echo through a simulated room as the capture). Per 20 ms frame, bes
 * **Opus encode**: the call's encoder (24 kb/s VBR under a 75-byte limit, complexity 6,
   wideband cap), one frame.
 * **AEC + NS + AGC**: :class:`~messenger_tui.media.voice_processing.VoiceProcessor` with the
-  defaults (two 10 ms SpeexDSP frames, 250 ms filter, residual echo suppression, denoise, AGC,
-  the delay estimator), ``played`` + ``process`` per frame; and each stage alone.
+  defaults (at 16 kHz: two 10 ms SpeexDSP frames, 160 ms filter, residual echo suppression,
+  denoise, AGC, the delay estimator), ``played`` + ``process`` per frame; and each stage alone.
 
 Run: ``.venv/bin/python -m benchmarks.voice_dsp [--seconds 10] [--passes 3]``, or as part of
 ``make bench`` (``python -m benchmarks.run voice_dsp``: the CPU table, and the callgrind counts

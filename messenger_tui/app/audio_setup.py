@@ -18,7 +18,7 @@ from messenger_tui.app.models import AudioDevices, Settings
 from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
 
 if TYPE_CHECKING:
-    from messenger_tui.media.audio_io import LevelMonitor
+    from messenger_tui.media.audio_check import LevelMonitor
 
 #: How often the settings' mic test reports the microphone's level.
 MIC_TEST_INTERVAL_MS = 100
@@ -84,7 +84,7 @@ async def start_mic_test(device: str | None, on_level: Callable[[float], None]) 
     (0..1, about ten times a second) to ``on_level``, which runs on the device's thread
     and must not block. :class:`AudioProblem` when it cannot be opened. Stop it with
     the returned handle's ``stop()``."""
-    from messenger_tui.media.audio_io import LevelMonitor
+    from messenger_tui.media.audio_check import LevelMonitor
 
     monitor = LevelMonitor(device, on_level, interval_ms=MIC_TEST_INTERVAL_MS)
     try:

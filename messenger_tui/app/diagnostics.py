@@ -10,7 +10,7 @@ from pathlib import Path
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.profile import ProfilePaths, open_profile, profile_exists
 from messenger_tui.app.service import MessengerService
-from messenger_tui.media.audio_io import probe_audio, probe_opus
+from messenger_tui.media.audio_check import probe_audio, probe_opus
 from messenger_tui.storage.profile_lock import ProfileLock
 
 

@@ -6,11 +6,10 @@
   thread. The input callback copies each frame (PortAudio reuses its buffer) and hands it to
   ``on_frame`` without blocking; the output callback calls ``pull()`` and writes exactly what
   the host asks for (a small carry buffer absorbs hosts that use other block sizes).
-* :class:`LevelMonitor` opens an input and reports its live level (the settings mic test).
 * :func:`list_devices` names the inputs and outputs; :func:`refresh_devices` re-scans them
   (PortAudio enumerates devices once, when it initialises).
-* :func:`probe_audio` / :func:`probe_opus` answer "can this machine do calls?" without ever
-  raising (``messenger-tui doctor``).
+* The settings mic test's :class:`~messenger_tui.media.audio_check.LevelMonitor` and the
+  doctor's probes are in :mod:`messenger_tui.media.audio_check`.
 
 Devices are chosen by name: an exact match first, then a case-insensitive substring; ``None``
 is the system default. Every failure (PortAudio missing, no such device, device busy, an
@@ -30,10 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from messenger_tui.media.levels import frame_level
 from messenger_tui.media.ports import (
     FRAME_BYTES,
-    FRAME_MS,
     FRAME_SAMPLES,
     SAMPLE_RATE,
     AudioUnavailable,
@@ -42,7 +39,7 @@ from messenger_tui.media.ports import (
 Direction = Literal["input", "output"]
 
 _FIX_PORTAUDIO = "install it: sudo apt-get install libportaudio2 (make setup does)"
-_FIX_HEADLESS = (
+FIX_HEADLESS = (
     "connect a device, or on a headless machine start PulseAudio "
     "(`pulseaudio --start`) and install libasound2-plugins so PortAudio sees 'pulse'"
 )
@@ -116,7 +113,7 @@ def resolve_device(name: str | None, direction: Direction) -> tuple[int, str]:
     kind = _kind(direction)
     if not usable:
         raise AudioUnavailable(
-            f"no {kind} device found; calls are unavailable (chat works)", _FIX_HEADLESS
+            f"no {kind} device found; calls are unavailable (chat works)", FIX_HEADLESS
         )
     if name is None:
         try:
@@ -429,96 +426,3 @@ class DeviceSink(_DeviceStream):
             self._carry += self._next_frame(pull)
         outdata[:] = bytes(self._carry[:need])
         del self._carry[:need]
-
-
-class LevelMonitor:
-    """The live level of an input device, for the settings screen's mic test.
-
-    ``on_level`` gets a 0..1 level (RMS, as :func:`~messenger_tui.media.levels.frame_level`;
-    the loudest frame of each ``interval_ms``) on PortAudio's callback thread; it must not
-    block. :attr:`level` holds the latest value for callers that poll instead."""
-
-    def __init__(
-        self,
-        device: str | None,
-        on_level: Callable[[float], None],
-        *,
-        interval_ms: int = FRAME_MS,
-    ) -> None:
-        self.device = device
-        self.on_level = on_level
-        self._every = max(1, interval_ms // FRAME_MS)
-        self._source = DeviceSource(device)
-        self._count = 0
-        self._loudest = 0.0
-        self.level = 0.0
-
-    @property
-    def device_name(self) -> str | None:
-        return self._source.device_name
-
-    @property
-    def running(self) -> bool:
-        return self._source.running
-
-    def stats(self) -> DeviceStats:
-        return self._source.stats()
-
-    def start(self) -> None:
-        """Open the device and start reporting; raises :class:`AudioUnavailable`."""
-        self._count = 0
-        self._loudest = 0.0
-        self._source.start(self._on_frame)
-
-    def stop(self) -> None:
-        """Stop; no ``on_level`` call follows once this returns. Idempotent."""
-        self._source.stop()
-
-    def _on_frame(self, frame: bytes) -> None:
-        self._loudest = max(self._loudest, frame_level(frame))
-        self._count += 1
-        if self._count >= self._every:
-            level, self._loudest, self._count = self._loudest, 0.0, 0
-            self.level = level
-            self.on_level(level)
-
-
-# --------------------------------------------------------------------------- doctor
-
-
-@dataclass(frozen=True)
-class AudioProbe:
-    available: bool
-    reason: str | None = None
-    fix: str | None = None
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-
-
-def probe_audio() -> AudioProbe:
-    """List input and output devices; explain what is missing and how to fix it."""
-    try:
-        inputs, outputs = list_devices()
-    except AudioUnavailable as exc:
-        return AudioProbe(False, exc.reason, exc.fix)
-    if not inputs or not outputs:
-        missing = "microphone" if not inputs else "speaker"
-        return AudioProbe(
-            False,
-            f"no {missing} device found; calls are unavailable (chat works)",
-            _FIX_HEADLESS,
-            inputs,
-            outputs,
-        )
-    return AudioProbe(True, None, None, inputs, outputs)
-
-
-def probe_opus() -> AudioProbe:
-    """Check that libopus loads (the codec of calls), the same way the codec loads it."""
-    from messenger_tui.media.codec import CodecUnavailable, load_opus
-
-    try:
-        load_opus()
-    except CodecUnavailable as exc:
-        return AudioProbe(False, exc.reason, exc.fix)
-    return AudioProbe(True)

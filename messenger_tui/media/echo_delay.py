@@ -20,17 +20,25 @@ MAX_AHEAD_MS: Final = 200
 #: Envelope block: one value per 2 ms.
 ENVELOPE_BLOCK: Final = SAMPLE_RATE // 500
 ENVELOPE_PER_FRAME: Final = FRAME_SAMPLES // ENVELOPE_BLOCK
+#: Every this-many-th sample goes into a block's mean (8 of 96: an envelope needs no more,
+#: and this pure-Python loop cost 20 M instructions a second of call at every second one).
+ENVELOPE_STRIDE: Final = 12
 #: A search around the delay found covers this much each side of it.
 NARROW_MS: Final = 40
+#: A search first compares envelopes of this many blocks summed (4 ms) ...
+COARSE: Final = 2
+#: ... then this many blocks each side of the best of them, at 2 ms.
+FINE_REACH: Final = 3
 
 
 class DelayEstimator:
     """Estimates the delay from played audio to its echo in the captured audio.
 
     Both signals are reduced to envelopes (mean absolute value per :data:`ENVELOPE_BLOCK`
-    samples, every second sample), kept for ``window_s`` seconds. :meth:`estimate`
-    cross-correlates the mean-removed envelopes for every lag from ``-max_ahead_ms`` (the echo
-    before the timestamps say its sound plays: they can be wrong) to ``max_delay_ms`` and
+    samples, every :data:`ENVELOPE_STRIDE`-th sample), kept for ``window_s`` seconds.
+    :meth:`estimate` cross-correlates the mean-removed envelopes for every lag from
+    ``-max_ahead_ms`` (the echo before the timestamps say its sound plays: they can be wrong)
+    to ``max_delay_ms`` and
     returns the best lag in samples when its normalised correlation is at least
     ``min_correlation`` and the far end spoke (else ``None``: keep the previous estimate).
     Pure Python on 500 envelope values a second: one product of ~1,650 values per lag (each
@@ -61,15 +69,18 @@ class DelayEstimator:
         self._ref_squares: list[float] = []
         self._cap_energy = 0.0
         self._next_lag = self._stop_lag = 0
+        #: The pass in progress: its envelope blocks per value (COARSE or 1), its largest lag.
+        self._scale = 1
+        self._pass_max_lag = self._max_lag
         self._best_lag: int | None = None
         self._best = 0.0
 
     @staticmethod
     def _envelope(frame: bytes | memoryview, out: list[float]) -> None:
-        samples = memoryview(frame).cast("h")
-        for start in range(0, len(samples), ENVELOPE_BLOCK):
-            block = samples[start : start + ENVELOPE_BLOCK : 2]
-            out.append(sum(map(abs, block)) / len(block))
+        samples = memoryview(frame).cast("h")[::ENVELOPE_STRIDE]
+        size = ENVELOPE_BLOCK // ENVELOPE_STRIDE
+        for start in range(0, len(samples), size):
+            out.append(sum(map(abs, samples[start : start + size])) / size)
 
     def reset(self) -> None:
         """Forget the history (the two signals' alignment changed)."""
@@ -93,36 +104,47 @@ class DelayEstimator:
             pass
         return self.result
 
-    def begin(self, around: int | None = None) -> bool:
+    def begin(self, around: int | None = None, *, fine: bool = False) -> bool:
         """Start an estimate over the recent audio, to be computed by :meth:`step` (False:
         not enough audio yet). A call spreads the work over frames this way: an estimate is
         ~20 ms of CPU at once (60 ms under load), which the event loop, and the device
         thread waiting for the GIL, would feel as a stall. ``around``: search only within
         :data:`NARROW_MS` of this delay (samples): the echo found, whether it is still there
-        (a tenth of the lags)."""
+        (a tenth of the lags). Either search compares envelopes of :data:`COARSE` blocks summed
+        first (a quarter of the products), then the :data:`FINE_REACH` blocks each side of
+        the best coarse lag at the full resolution (``fine``: that second pass)."""
         played, captured = self._played, self._captured
-        span = self._max_lag - self._min_lag
+        scale = 1
+        if not fine:
+            scale = COARSE
+            played = [a + b for a, b in zip(played[::2], played[1::2])]
+            captured = [a + b for a, b in zip(captured[::2], captured[1::2])]
+        max_lag, min_lag = self._max_lag // scale, -(-self._min_lag // scale)
+        span = max_lag - min_lag
         # captured[i] ~ played[i - lag] for lag in [min_lag, max_lag]: the captured values
         # compared are those with played values on both sides (a negative lag, the echo
         # before the timestamps say it plays, needs played values after it)
         n = len(captured) - span
         if n < span:
             return False
-        first = self._max_lag
+        first = max_lag
         cap = captured[first : first + n]
         cap_mean = sum(cap) / n
         self._cap = [v - cap_mean for v in cap]
         self._cap_energy = math.fsum(map(mul, self._cap, self._cap))
-        self._ref_all = ref_all = played[: first + n - self._min_lag]
+        self._ref_all = ref_all = played[: first + n - min_lag]
         # each lag's mean and energy from running sums: one pass per lag (the product)
         self._ref_sums = list(accumulate(ref_all, initial=0.0))
         self._ref_squares = list(accumulate(map(mul, ref_all, ref_all), initial=0.0))
-        self._next_lag, self._stop_lag = self._min_lag, self._max_lag + 1
+        self._scale, self._pass_max_lag = scale, max_lag
+        self._next_lag, self._stop_lag = min_lag, max_lag + 1
         if around is not None:
-            centre = round(around / ENVELOPE_BLOCK)
-            reach = NARROW_MS * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK
-            self._next_lag = max(self._min_lag, centre - reach)
-            self._stop_lag = max(self._next_lag, min(self._max_lag + 1, centre + reach + 1))
+            centre = round(around / ENVELOPE_BLOCK / scale)
+            reach = (
+                FINE_REACH if fine else NARROW_MS * SAMPLE_RATE // 1000 // ENVELOPE_BLOCK // scale
+            )
+            self._next_lag = max(min_lag, centre - reach)
+            self._stop_lag = max(self._next_lag, min(max_lag + 1, centre + reach + 1))
         self._best_lag, self._best = None, 0.0
         return True
 
@@ -134,7 +156,7 @@ class DelayEstimator:
         n = len(cap)
         stop = min(self._stop_lag, self._next_lag + lags)
         for lag in range(self._next_lag, stop):
-            start = self._max_lag - lag
+            start = self._pass_max_lag - lag
             total = sums[start + n] - sums[start]
             energy = squares[start + n] - squares[start] - total * total / n
             if energy <= 1e-6 * n or cap_energy <= 0.0:
@@ -146,8 +168,15 @@ class DelayEstimator:
         self._next_lag = stop
         if stop < self._stop_lag:
             return False
-        self.last_correlation = self._best
         best = self._best_lag
+        coarse = self._scale != 1
+        if (
+            coarse
+            and best is not None
+            and self.begin(best * self._scale * ENVELOPE_BLOCK, fine=True)
+        ):
+            return False  # the coarse pass is done: now around its best lag
+        self.last_correlation = self._best
         ok = best is not None and self._best >= self._min_correlation
         self.result = best * ENVELOPE_BLOCK if ok and best is not None else None
         self._cap, self._ref_all, self._ref_sums, self._ref_squares = [], [], [], []

@@ -30,8 +30,10 @@ from messenger_tui.media.speex_dsp import EchoCanceller
 
 #: Frames (20 ms) between two readings of the filter.
 DRIFT_EVERY_FRAMES: Final = 12
-#: Taps each side of the strongest one compared between readings.
-DRIFT_WINDOW: Final = 256
+#: Taps each side of the strongest one compared between readings (8 ms at 16 kHz).
+DRIFT_WINDOW: Final = 128
+#: The strongest tap is looked for among every this-many-th (the window covers the rest).
+PEAK_STRIDE: Final = 4
 #: Largest slide between two readings (samples): 3 is 260 ppm at 12 frames.
 MAX_SHIFT: Final = 3
 #: The readings' match must be at least this good (normalised correlation) to count.
@@ -45,10 +47,13 @@ MAX_PPM: Final = 300.0
 class DriftTracker:
     """The drift estimate (:attr:`ppm`; positive: the echo comes later and later)."""
 
-    def __init__(self, canceller: EchoCanceller) -> None:
+    def __init__(self, canceller: EchoCanceller, frame_samples: int = FRAME_SAMPLES) -> None:
+        """``frame_samples``: samples per 20 ms frame at the canceller's rate."""
         self._canceller = canceller
+        self._frame_samples = frame_samples
         self._taps = (ctypes.c_int32 * canceller.filter_length)()
         self._view = memoryview(self._taps).cast("B").cast("i")
+        #: The previous reading's taps around its centre (from centre - window - shift).
         self._previous: list[int] | None = None
         self._centre = 0
         self.ppm = 0.0
@@ -61,26 +66,34 @@ class DriftTracker:
 
     def update(self, frames: int) -> bool:
         """Read the filter after ``frames`` frames of far-end speech since the last reading;
-        True when the estimate changed."""
+        True when the estimate changed. Only what is compared becomes Python numbers: every
+        :data:`PEAK_STRIDE`-th tap to find the strongest, and the taps around the previous
+        reading's centre (a whole filter as a list was most of the tracker's cost)."""
         self._canceller.impulse_response(self._taps)
-        taps = self._view.tolist()
+        view = self._view
         previous, centre = self._previous, self._centre
-        high, low = max(taps), min(taps)
-        peak = high if high >= -low else low
-        self._centre = min(
-            max(taps.index(peak), DRIFT_WINDOW + MAX_SHIFT),
-            len(taps) - DRIFT_WINDOW - MAX_SHIFT - 1,
-        )
-        self._previous = taps
+        coarse = view[::PEAK_STRIDE].tolist()
+        high, low = max(coarse), min(coarse)
+        strongest = coarse.index(high if high >= -low else low) * PEAK_STRIDE
+        reach = DRIFT_WINDOW + MAX_SHIFT
+        self._centre = min(max(strongest, reach), len(view) - reach - 1)
         if previous is None or frames <= 0:
+            self._previous = view[self._centre - reach : self._centre + reach + 1].tolist()
             return False
-        before = previous[centre - DRIFT_WINDOW : centre + DRIFT_WINDOW]
+        # the taps now around the previous centre, and around the new one for next time
+        taps = view[centre - reach : centre + reach + 1].tolist()
+        if self._centre == centre:
+            self._previous = taps
+        else:
+            self._previous = view[self._centre - reach : self._centre + reach + 1].tolist()
+        # (both lists start at centre - reach)
+        before = previous[MAX_SHIFT : MAX_SHIFT + 2 * DRIFT_WINDOW]
         scores = []
         for lag in range(-MAX_SHIFT, MAX_SHIFT + 1):
-            now = taps[centre - DRIFT_WINDOW + lag : centre + DRIFT_WINDOW + lag]
+            now = taps[MAX_SHIFT + lag : MAX_SHIFT + 2 * DRIFT_WINDOW + lag]
             scores.append(float(sum(map(mul, before, now))))
         energy_before = float(sum(map(mul, before, before)))
-        now = taps[centre - DRIFT_WINDOW : centre + DRIFT_WINDOW]
+        now = taps[MAX_SHIFT : MAX_SHIFT + 2 * DRIFT_WINDOW]
         energy_now = float(sum(map(mul, now, now)))
         best = max(range(len(scores)), key=scores.__getitem__)
         if energy_before <= 0.0 or energy_now <= 0.0 or not 0 < best < len(scores) - 1:
@@ -91,7 +104,7 @@ class DriftTracker:
         curve = a - 2 * b + c
         shift = best - MAX_SHIFT + (0.5 * (a - c) / curve if curve < 0 else 0.0)
         self.last_shift = shift
-        samples = frames * FRAME_SAMPLES
+        samples = frames * self._frame_samples
         ppm = self.ppm + LOOP_GAIN * shift / samples * 1e6
         self.ppm = max(-MAX_PPM, min(MAX_PPM, ppm))
         return True

@@ -23,7 +23,7 @@ GATE_FRAMES: Final = 20
 #: A played frame whose RMS is below this (int16; about -50 dBFS) is "the far end silent".
 GATE_FAR_RMS: Final = 100
 #: Every this-many-th sample is enough for a power.
-GATE_STRIDE: Final = 4
+GATE_STRIDE: Final = 8
 
 
 class EchoGate:
@@ -47,15 +47,15 @@ class EchoGate:
         """One frame's int16 sample views; True when :attr:`cancelling` changed."""
         stride = GATE_STRIDE
         ref = reference[::stride]
-        far = math.fsum(map(mul, ref, ref)) / len(ref)
+        far = sum(map(mul, ref, ref)) / len(ref)
         self.far_active = far >= GATE_FAR_RMS * GATE_FAR_RMS
         if not self.far_active:
             return False
         cap = captured[::stride]
         result = out[::stride]
         a = 1.0 / GATE_FRAMES
-        self._in += a * (math.fsum(map(mul, cap, cap)) - self._in)
-        self._out += a * (math.fsum(map(mul, result, result)) - self._out)
+        self._in += a * (sum(map(mul, cap, cap)) - self._in)
+        self._out += a * (sum(map(mul, result, result)) - self._out)
         self._frames += 1
         if self._frames < GATE_FRAMES:
             return False

@@ -2,8 +2,9 @@
 
 :class:`ReferenceLine` keeps the played samples in a ring indexed by the played-sample count
 (:meth:`~ReferenceLine.write`), and fills a captured frame's reference from the played samples
-starting at a given count (:meth:`~ReferenceLine.fill`): through SpeexDSP's resampler, at the
-rate the drift estimate says (:mod:`messenger_tui.media.echo_drift`), so the echo stays put in
+starting at a given count (:meth:`~ReferenceLine.fill`): through SpeexDSP's resampler, down to
+the canceller's rate (16 kHz: the ring holds 48 kHz samples) and at the ratio the drift
+estimate says (:mod:`messenger_tui.media.echo_drift`), so the echo stays put in
 the canceller's filter while the two clocks part. The resampler always runs (a ratio of
 exactly 1 without drift): switching it on later would move the reference and cost the filter
 its convergence.
@@ -28,31 +29,46 @@ HEADROOM_MS: Final = 2
 STAGE_EXTRA: Final = 16
 #: The resampler's ratio is num / RATIO_DEN. SpeexDSP rescales its phase by the old and new
 #: denominators when the ratio changes, in 32 bits: a denominator above 2**16 overflows (it
-#: refuses the change). That is a step of 15 ppm; the ratio set for each frame alternates
-#: between the two nearest steps so their mean is the drift (the position error that leaves
-#: within a frame is below 0.02 samples).
+#: refuses the change). That is a step of 15 ppm; the ratio set for a frame alternates
+#: between the two nearest steps so their mean is the drift (each held while the position
+#: error stays within :data:`HOLD_STEPS`).
 RATIO_DEN: Final = 1 << 16
-RESAMPLER_QUALITY: Final = 2
+#: SpeexDSP's quality 1 (16 taps a phase, 48 for the 3:1 decimation): the drift makes the
+#: ratio fractional, which SpeexDSP computes by interpolating its filter table, 4 products a
+#: tap; quality 2 cost 6 M instructions a second of call more for the same ERLE offline.
+RESAMPLER_QUALITY: Final = 1
+#: How far (in steps of 1 / RATIO_DEN over a frame: 0.015 samples) the reference may run
+#: ahead of or behind the drift before the ratio's step changes: 0.06 samples.
+HOLD_STEPS: Final = 4.0
 
 
 class ReferenceLine:
-    """The played audio by count, and the drift-resampled reference."""
+    """The played audio by count (48 kHz), and the drift-resampled reference at
+    ``out_rate`` (a divisor of 48 kHz)."""
 
-    def __init__(self, ring_samples: int) -> None:
+    def __init__(self, ring_samples: int, out_rate: int = SAMPLE_RATE) -> None:
+        if SAMPLE_RATE % out_rate:
+            raise ValueError(f"the reference's rate must divide {SAMPLE_RATE}")
         self.ring_samples = ring_samples
+        #: Played samples per reference sample (without drift), and reference samples a frame.
+        self._decimation = SAMPLE_RATE // out_rate
+        self.frame_out = FRAME_SAMPLES // self._decimation
         self._ring = (ctypes.c_int16 * ring_samples)()
         self._ring_address = ctypes.addressof(self._ring)
         self.played_count = 0
         self._stage = (ctypes.c_int16 * (FRAME_SAMPLES + STAGE_EXTRA))()
         self._stage_address = ctypes.addressof(self._stage)
-        self._resampler = Resampler(RESAMPLER_QUALITY)
+        self._resampler = Resampler(RESAMPLER_QUALITY, SAMPLE_RATE, out_rate)
         self._headroom = HEADROOM_MS * SAMPLE_RATE // 1000
         #: The count the resampler reads next, and the requested count it goes with.
         self._feed = 0
         self._expected: int | None = None
         self.ppm = 0.0
-        self._steps = 0.0
-        self._num = RATIO_DEN
+        #: The step in use (RATIO_DEN - step: 0 until a drift is set, the resampler's exact
+        #: initial ratio) and the position lost to it so far, in step-frames.
+        self._step = 0
+        self._error = 0.0
+        self._num = RATIO_DEN * self._decimation
         #: How many times the reference started again (a jump, or the headroom used up).
         self.restarts = 0
         #: How many samples the reference lags the requested count (headroom and drift).
@@ -70,19 +86,27 @@ class ReferenceLine:
         self.ppm = ppm
 
     def _next_ratio(self) -> None:
-        """The ratio for the next frame (the alternation in :data:`RATIO_DEN`)."""
-        self._steps += self.ppm * RATIO_DEN / 1e6
-        step = math.floor(self._steps + 0.5)
-        if step == 0:
-            # never num == den: SpeexDSP reduces the ratio to 1/1 and its phase, rescaled to
-            # a denominator of 1, loses the fraction of a sample it had (a jump in the
-            # reference each time the ratio passed 1)
-            step = 1 if self._steps >= 0 else -1
-        self._steps -= step
-        num = RATIO_DEN - step
-        if num != self._num:
-            self._num = num
-            self._resampler.set_ratio(num, RATIO_DEN)
+        """The ratio for the next frame (the alternation in :data:`RATIO_DEN`): the step in
+        use is kept while the position it has lost or gained against the drift stays within
+        :data:`HOLD_STEPS`, then the other side's step takes over. (Alternating every frame
+        cost a recomputation of SpeexDSP's filter table each frame: 8 M instructions a second
+        of call.)"""
+        target = self.ppm * RATIO_DEN / 1e6
+        error = self._error + target - self._step
+        if abs(error) > HOLD_STEPS:
+            step = math.floor(target) + (1 if error > 0 else 0)
+            if step == 0:
+                # never num == den * decimation once drifting: SpeexDSP reduces the ratio to
+                # 1/1 (3/1) and its phase, rescaled to a denominator of 1, loses the fraction
+                # of a sample it had (a jump in the reference each time the ratio passed 1)
+                step = 1 if error > 0 else -1
+            error += self._step - step
+            self._step = step
+            num = (RATIO_DEN - step) * self._decimation
+            if num != self._num:
+                self._num = num
+                self._resampler.set_ratio(num, RATIO_DEN)
+        self._error = error
 
     def copy(self, first: int, address: int, count: int) -> None:
         """The played samples from count ``first`` into ``count`` int16 at ``address``
@@ -107,8 +131,8 @@ class ReferenceLine:
 
     def fill(self, first: int, address: int) -> bool:
         """The reference for a captured frame aligned with played count ``first``, into one
-        frame at ``address``, resampled for the drift; True when it restarted (the filter's
-        alignment jumped)."""
+        frame at ``address`` (:attr:`frame_out` samples at the output rate), resampled for
+        the drift; True when it restarted (the filter's alignment jumped)."""
         restarted = False
         if self._expected != first:
             restarted = True
@@ -122,9 +146,10 @@ class ReferenceLine:
         self._next_ratio()
         available = max(0, min(FRAME_SAMPLES + STAGE_EXTRA, self.played_count - self._feed))
         self.copy(self._feed, self._stage_address, available)
-        used, made = self._resampler.process(self._stage_address, available, address, FRAME_SAMPLES)
-        if made < FRAME_SAMPLES:
-            ctypes.memset(address + 2 * made, 0, 2 * (FRAME_SAMPLES - made))
+        wanted = self.frame_out
+        used, made = self._resampler.process(self._stage_address, available, address, wanted)
+        if made < wanted:
+            ctypes.memset(address + 2 * made, 0, 2 * (wanted - made))
         self._feed += used
         self.lag = first + FRAME_SAMPLES - self._feed
         return restarted

@@ -119,6 +119,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "speex_resampler_process_int": (c_int, (ptr, u32, pcm, c_void_p, pcm, c_void_p)),
         "speex_resampler_skip_zeros": (c_int, (ptr,)),
         "speex_resampler_reset_mem": (c_int, (ptr,)),
+        "speex_resampler_get_input_latency": (c_int, (ptr,)),
     }
     for name, (restype, argtypes) in table.items():
         func = getattr(lib, name)
@@ -212,15 +213,18 @@ class Preprocessor:
 
 
 class Resampler:
-    """SpeexDSP's resampler on one channel of int16 at a ratio close to 1: it reads
-    ``num / den`` input samples per output sample, the ratio adjustable while it runs
-    (:meth:`set_ratio`), with no jump in the output."""
+    """SpeexDSP's resampler on one channel of int16: from ``in_rate`` to ``out_rate`` (the
+    same by default). It reads ``num / den`` input samples per output sample, the ratio
+    adjustable while it runs (:meth:`set_ratio`), with no jump in the output. Its FIR filter
+    delays the output by half its length (:attr:`latency`, in input samples) unless
+    :meth:`restart` skipped it."""
 
-    def __init__(self, quality: int = 3) -> None:
+    def __init__(self, quality: int = 3, in_rate: int = 48000, out_rate: int = 48000) -> None:
         self._lib = load_speexdsp()
+        self.in_rate, self.out_rate = in_rate, out_rate
         error = ctypes.c_int(0)
         state = self._lib.speex_resampler_init_frac(
-            1, 1, 1, 48000, 48000, quality, ctypes.byref(error)
+            1, in_rate, out_rate, in_rate, out_rate, quality, ctypes.byref(error)
         )
         if not state:
             raise VoiceProcessingUnavailable(
@@ -232,9 +236,15 @@ class Resampler:
         self._in_len_ref = ctypes.byref(self._in_len)
         self._out_len_ref = ctypes.byref(self._out_len)
 
+    @property
+    def latency(self) -> int:
+        """The output's delay behind the input (input samples), from the start."""
+        return int(self._lib.speex_resampler_get_input_latency(self.state))
+
     def set_ratio(self, num: int, den: int) -> None:
         """Read ``num / den`` input samples per output sample (both > 0)."""
-        if self._lib.speex_resampler_set_rate_frac(self.state, num, den, 48000, 48000) != 0:
+        rates = (self.in_rate, self.out_rate)
+        if self._lib.speex_resampler_set_rate_frac(self.state, num, den, *rates) != 0:
             raise ValueError(f"speex_resampler_set_rate_frac refused {num}/{den}")
 
     def restart(self) -> None:

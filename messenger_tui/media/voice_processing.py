@@ -8,9 +8,14 @@ level evened out. The engine is SpeexDSP (:mod:`messenger_tui.media.speex_dsp`).
 
 Choices (measured in docs/performance.md, "Echo cancellation and noise suppression"):
 
+- **At 16 kHz** (the call is wideband): the capture goes down and the output back up
+  through :mod:`messenger_tui.media.voice_rate`, the reference is drawn at 16 kHz by the
+  drift resampler. A third of the samples and of the taps: about a fifth of the cost at
+  48 kHz; the output has nothing above ~7 kHz and comes ~2 ms later.
 - **Frames of 10 ms, two per call frame.** SpeexDSP's filter adapts once per frame; 10 ms
-  frames (480 samples) converge faster than 20 ms ones and cost about a third more.
-- **A 250 ms filter** (12,000 taps at 48 kHz): a living room's echo tail (RT60 0.2-0.4 s;
+  frames (160 samples at 16 kHz) converge faster than 20 ms ones (and keep the near end in
+  double talk: 20 ms frames lost 6 dB of it).
+- **A 160 ms filter** (2,560 taps at 16 kHz): a living room's echo tail (RT60 0.2-0.4 s;
   the tail below -30 dB matters little once the preprocessor suppresses the residual) plus
   the :data:`DELAY_MARGIN_MS` safety margin of the alignment below.
 - **The delay is estimated, not assumed.** Played and captured audio are counted sample by
@@ -33,9 +38,11 @@ Choices (measured in docs/performance.md, "Echo cancellation and noise suppressi
 - **No allocation per frame**: the ring, the sub-frame buffers and the output are ctypes
   buffers created once; :meth:`~VoiceProcessor.process` returns a view of the output buffer.
 
-Each stage is a setting (:class:`VoiceSettings`): echo cancellation, noise suppression and
-gain control, all on by default. Without libspeexdsp, :func:`open_voice_processor` returns a
-pass-through processor whose :attr:`~PassThrough.status` says why.
+Each stage is a setting (:class:`~messenger_tui.media.voice_settings.VoiceSettings`, with the
+:class:`~messenger_tui.media.voice_settings.CaptureProcessor` protocol and the pass-through,
+re-exported here): echo cancellation, noise suppression and gain control, all on by default.
+Without libspeexdsp, :func:`open_voice_processor` returns a pass-through processor whose
+:attr:`~PassThrough.status` says why.
 """
 
 from __future__ import annotations
@@ -43,8 +50,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from messenger_tui.media.echo_delay import (
     MAX_AHEAD_MS,
@@ -69,12 +75,28 @@ from messenger_tui.media.speex_dsp import (
     Preprocessor,
     VoiceProcessingUnavailable,
 )
+from messenger_tui.media.voice_rate import (
+    PROCESS_FRAME,
+    PROCESS_RATE,
+    PROCESS_SUBFRAME,
+    RateBridge,
+)
+from messenger_tui.media.voice_settings import CaptureProcessor, PassThrough, VoiceSettings
+
+__all__ = [
+    "CaptureProcessor",
+    "PassThrough",
+    "VoiceProcessor",
+    "VoiceSettings",
+    "open_voice_processor",
+]
 
 log = logging.getLogger(__name__)
 
-SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100  # 10 ms
-SUBFRAMES: Final = FRAME_SAMPLES // SUBFRAME_SAMPLES
-FILTER_MS: Final = 250
+#: 10 ms at the call's rate (the preprocessor's delay, in 48 kHz samples).
+SUBFRAME_SAMPLES: Final = SAMPLE_RATE // 100
+SUBFRAMES: Final = PROCESS_FRAME // PROCESS_SUBFRAME
+FILTER_MS: Final = 160
 #: The reference is handed over this much earlier than the estimated delay, so a small
 #: estimation error or drift never puts the echo before the reference (the filter cannot
 #: cancel an echo that precedes its reference).
@@ -105,60 +127,6 @@ OFFSET_SLACK_MS: Final = 30
 #: An estimate is computed this many lags per captured frame (10 frames for the 500 ms
 #: search: ~2 ms of CPU a frame instead of ~20 ms at once every few seconds).
 ESTIMATE_LAGS_PER_FRAME: Final = 26
-
-
-@dataclass(frozen=True, slots=True)
-class VoiceSettings:
-    """Which stages run; all on by default."""
-
-    echo_cancellation: bool = True
-    noise_suppression: bool = True
-    gain_control: bool = True
-    #: Deepest noise attenuation (dB, negative), SpeexDSP's default.
-    noise_suppress_db: int = -15
-    #: Residual echo attenuation (dB, negative) in single talk and while the near end talks.
-    echo_suppress_db: int = -40
-    echo_suppress_active_db: int = -15
-    #: The level automatic gain control aims for (int16 RMS, about -18 dBFS).
-    agc_target: int = 4000
-    #: Largest gain it applies (dB), for quiet microphones.
-    agc_max_gain_db: int = 20
-    #: The device delay to assume until the first estimate (ms).
-    initial_delay_ms: int = 0
-
-
-class CaptureProcessor(Protocol):
-    """What the media session calls on each frame (a :class:`VoiceProcessor` or a
-    :class:`PassThrough`)."""
-
-    status: str
-
-    def played(self, frame: bytes, at: float | None = None) -> None: ...
-
-    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview: ...
-
-    def set_delay(self, samples: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class PassThrough:
-    """No processing (libspeexdsp missing, or every stage off); :attr:`status` says why."""
-
-    def __init__(self, status: str) -> None:
-        self.status = status
-
-    def played(self, frame: bytes, at: float | None = None) -> None:
-        pass
-
-    def process(self, frame: bytes, at: float | None = None) -> bytes | memoryview:
-        return frame
-
-    def set_delay(self, samples: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def open_voice_processor(settings: VoiceSettings | None = None) -> CaptureProcessor:
@@ -192,10 +160,12 @@ class VoiceProcessor:
         rate = SAMPLE_RATE
         self._canceller: EchoCanceller | None = None
         if settings.echo_cancellation:
-            self._canceller = EchoCanceller(SUBFRAME_SAMPLES, rate * FILTER_MS // 1000, rate)
+            self._canceller = EchoCanceller(
+                PROCESS_SUBFRAME, PROCESS_RATE * FILTER_MS // 1000, PROCESS_RATE
+            )
         self._preprocessor: Preprocessor | None = None
         if settings.noise_suppression or settings.gain_control or self._canceller:
-            pre = Preprocessor(SUBFRAME_SAMPLES, rate)
+            pre = Preprocessor(PROCESS_SUBFRAME, PROCESS_RATE)
             pre.set_int(SPEEX_PREPROCESS_SET_DENOISE, int(settings.noise_suppression))
             pre.set_int(SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, settings.noise_suppress_db)
             pre.set_int(SPEEX_PREPROCESS_SET_AGC, int(settings.gain_control))
@@ -215,8 +185,11 @@ class VoiceProcessor:
         self._ring_samples = (
             (MAX_DELAY_MS + MAX_AHEAD_MS) * rate // 1000 // FRAME_SAMPLES + 4
         ) * FRAME_SAMPLES
-        self._line = ReferenceLine(self._ring_samples)
-        self._drift = DriftTracker(self._canceller) if self._canceller is not None else None
+        self._line = ReferenceLine(self._ring_samples, PROCESS_RATE)
+        self._drift = (
+            DriftTracker(self._canceller, PROCESS_FRAME) if self._canceller is not None else None
+        )
+        self._rate = RateBridge()
         self._frames_since_drift = 0
         self._far_hangover = 0
         self._gain_held = False
@@ -240,19 +213,27 @@ class VoiceProcessor:
         #: while the sink has not pulled that far)
         self._ref_delay = 0
         self._covered = COVERED_MS * rate // 1000
+        # 48 kHz: the captured frame, the played one of the same count (the estimator's), the
+        # output; PROCESS_RATE: the capture (near), the reference and the processed frame
         self._capture = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._same_time = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._same_time_address = ctypes.addressof(self._same_time)
-        self._reference = (ctypes.c_int16 * FRAME_SAMPLES)()
         self._out = (ctypes.c_int16 * FRAME_SAMPLES)()
+        self._near = (ctypes.c_int16 * PROCESS_FRAME)()
+        self._reference = (ctypes.c_int16 * PROCESS_FRAME)()
+        self._processed = (ctypes.c_int16 * PROCESS_FRAME)()
         self._capture_address = ctypes.addressof(self._capture)
+        self._near_address = ctypes.addressof(self._near)
         self._reference_address = ctypes.addressof(self._reference)
+        self._processed_address = ctypes.addressof(self._processed)
         self._out_address = ctypes.addressof(self._out)
         self._out_view = memoryview(self._out).cast("B")
-        self._reference_view = memoryview(self._reference).cast("B")
-        self._capture_samples = memoryview(self._capture).cast("B").cast("h")
-        self._reference_samples = self._reference_view.cast("h")
-        self._out_samples = self._out_view.cast("h")
+        self._near_samples = memoryview(self._near).cast("B").cast("h")
+        self._reference_samples = memoryview(self._reference).cast("B").cast("h")
+        self._processed_samples = memoryview(self._processed).cast("B").cast("h")
+        #: The output's delay behind the capture (48 kHz samples): the resamplers' and the
+        #: preprocessor's 10 ms frame.
+        self.latency_samples = self._rate.latency + (SUBFRAME_SAMPLES if self._preprocessor else 0)
         self._echo_gate = EchoGate()
         self._estimator = estimator if estimator is not None else DelayEstimator()
         self._estimate_every = max(1, int(estimate_every_s * 1000) // 20)
@@ -372,6 +353,8 @@ class VoiceProcessor:
         if len(frame) != FRAME_BYTES:
             raise ValueError(f"a captured frame is {FRAME_BYTES} bytes of 16-bit mono PCM")
         ctypes.memmove(self._capture_address, frame, FRAME_BYTES)
+        self._rate.down(self._capture_address, self._near_address)
+        near, processed = self._near_address, self._processed_address
         canceller, pre = self._canceller, self._preprocessor
         if canceller is not None:
             with self._lock:
@@ -381,23 +364,21 @@ class VoiceProcessor:
                 same_time = self._same_time_played()
             if same_time is not None:
                 self._estimate_delay(same_time, frame)
+            reference = self._reference_address
             for k in range(SUBFRAMES):
-                offset = 2 * k * SUBFRAME_SAMPLES
-                canceller.cancel(
-                    self._capture_address + offset,
-                    self._reference_address + offset,
-                    self._out_address + offset,
-                )
+                offset = 2 * k * PROCESS_SUBFRAME
+                canceller.cancel(near + offset, reference + offset, processed + offset)
             if not self._gate():
-                ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
+                ctypes.memmove(processed, near, 2 * PROCESS_FRAME)
             self._follow_drift()
         else:
-            ctypes.memmove(self._out_address, self._capture_address, FRAME_BYTES)
+            ctypes.memmove(processed, near, 2 * PROCESS_FRAME)
         if pre is not None:
             if canceller is not None and self.settings.gain_control:
                 self._hold_gain(pre)
             for k in range(SUBFRAMES):
-                pre.run(self._out_address + 2 * k * SUBFRAME_SAMPLES)
+                pre.run(processed + 2 * k * PROCESS_SUBFRAME)
+        self._rate.up(processed, self._out_address)
         self._captured_count += FRAME_SAMPLES
         return self._out_view
 
@@ -428,7 +409,7 @@ class VoiceProcessor:
         given the canceller's state only then (its echo estimate is the filter's output, noise
         where there is no echo)."""
         gate = self._echo_gate
-        if gate.update(self._reference_samples, self._capture_samples, self._out_samples):
+        if gate.update(self._reference_samples, self._near_samples, self._processed_samples):
             self._set_cancelling(gate.cancelling)
         return gate.cancelling
 
@@ -512,6 +493,7 @@ class VoiceProcessor:
                 "cancelling" if self._echo_gate.cancelling else "bypassed",
             )
         self._line.close()
+        self._rate.close()
         if self._preprocessor is not None:
             self._preprocessor.close()
         if self._canceller is not None:

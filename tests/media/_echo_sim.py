@@ -65,6 +65,14 @@ def fft_convolve(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out[: len(signal)]
 
 
+def lowpass(signal: np.ndarray, hz: float) -> np.ndarray:
+    """``signal`` with nothing above ``hz`` (a brick wall in the frequency domain)."""
+    spectrum = np.fft.rfft(signal)
+    spectrum[np.fft.rfftfreq(len(signal), 1 / RATE) > hz] = 0
+    out: np.ndarray = np.fft.irfft(spectrum, len(signal))
+    return out
+
+
 def drift(signal: np.ndarray, ratio: float) -> np.ndarray:
     """``signal`` as heard by a clock ``ratio`` times the player's (linear interpolation)."""
     positions = np.arange(len(signal)) * ratio

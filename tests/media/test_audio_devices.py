@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from messenger_tui.media.audio_check import LevelMonitor
 from messenger_tui.media.audio_io import (
     DeviceSink,
     DeviceSource,
-    LevelMonitor,
     _explain,
     list_devices,
     resolve_device,
@@ -331,9 +331,8 @@ def test_portaudio_errors_become_reasons(error: str, reason: str, fix: str | Non
 
 _CHILD_NO_DEVICES = """
 import json
-from messenger_tui.media.audio_io import (
-    DeviceSink, DeviceSource, LevelMonitor, list_devices, probe_audio,
-)
+from messenger_tui.media.audio_check import LevelMonitor, probe_audio
+from messenger_tui.media.audio_io import DeviceSink, DeviceSource, list_devices
 from messenger_tui.media.ports import AudioUnavailable
 
 out = {}
