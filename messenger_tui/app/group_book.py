@@ -176,7 +176,8 @@ class GroupBook:
             muted=row.muted,
         )
 
-    def message_model(self, m: GroupMessageRow) -> GroupMessage:
+    def message_model(self, m: GroupMessageRow, *, announced: str | None = None) -> GroupMessage:
+        """``announced``: the sender's self-given name when the caller knows it (else read)."""
         groups = self._store.groups
         delivered = read = recipients = 0
         if m.outgoing:
@@ -184,9 +185,8 @@ class GroupBook:
             read = sum(1 for state in receipts.values() if state == "read")
             delivered = len(receipts)
             recipients = max(0, groups.member_count(m.group_row) - 1)
-        announced = (
-            None if m.sender == self.me else groups.member_announced_name(m.group_row, m.sender)
-        )
+        if announced is None and m.sender != self.me:
+            announced = groups.member_announced_name(m.group_row, m.sender)
         return GroupMessage(
             id=m.id,
             group_row=m.group_row,

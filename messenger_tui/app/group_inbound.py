@@ -34,6 +34,7 @@ from messenger_tui.app.disappearing_timer import TimerBook
 from messenger_tui.app.group_book import GroupBook, encode
 from messenger_tui.app.group_models import Group
 from messenger_tui.app.group_timer import GroupTimers
+from messenger_tui.core import disappearing as dm
 from messenger_tui.core import payload as pl
 from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
@@ -82,6 +83,14 @@ class GroupInbound:
         self._models: dict[int, Group] = {}
         #: (group row, member) -> the name it gave itself, as stored this burst.
         self._names: dict[tuple[int, bytes], str] = {}
+        #: Read once per burst, not per message (a backlog is thousands of messages from a few
+        #: senders): group id -> the group's row and membership state; (group row, sender) ->
+        #: its sender-key record as last stored; group row -> its timer. Kept only while
+        #: nothing else writes them: any pairwise group payload, a held message, an error
+        #: (its savepoint is rolled back) and the burst's end clear them (:meth:`_forget`).
+        self._rows: dict[bytes, tuple[GroupRow, gm.GroupState]] = {}
+        self._records: dict[tuple[int, bytes], sk.SenderKeyRecord | None] = {}
+        self._timer_settings: dict[int, dm.TimerSetting] = {}
 
     # ------------------------------------------------------------ pairwise
 
@@ -92,6 +101,7 @@ class GroupInbound:
         payload: pl.Payload,
         events: list[ev.Event],
     ) -> None:
+        self._forget()  # a change, key or receipt may rewrite what the caches hold
         if isinstance(payload, pl.GroupChange):
             self._change(contact, sender, payload.change, events)
         elif isinstance(payload, pl.GroupKey):
@@ -247,10 +257,22 @@ class GroupInbound:
         except CoreError as exc:
             log.warning("dropped a group message: %s", type(exc).__name__)
             return
-        row = self._store.groups.by_group_id(header.group_id)
-        if row is None or not row.is_member:
-            return  # a group we are not (or no longer) in: nothing to read
-        self._open(row, frame.sender, frame.body, events)
+        cached = self._rows.get(header.group_id)
+        if cached is None:
+            row = self._store.groups.by_group_id(header.group_id)
+            if row is None or not row.is_member:
+                return  # a group we are not (or no longer) in: nothing to read
+            cached = self._rows[header.group_id] = (row, self._book.log(row).state)
+        try:
+            self._open(cached[0], frame.sender, frame.body, events, state=cached[1])
+        except BaseException:
+            self._forget()  # the receiver rolls this envelope's savepoint back
+            raise
+
+    def _forget(self) -> None:
+        self._rows.clear()
+        self._records.clear()
+        self._timer_settings.clear()
 
     def _open(
         self,
@@ -260,16 +282,22 @@ class GroupInbound:
         events: list[ev.Event],
         *,
         released: bool = False,
+        state: gm.GroupState | None = None,
     ) -> None:
-        """Decrypt and store one group message (``released``: it was held for its key)."""
+        """Decrypt and store one group message (``released``: it was held for its key;
+        ``state``: the group's membership state when the caller has it)."""
         groups = self._store.groups
         try:
-            gm.require_member(self._book.log(row).state, sender)
+            gm.require_member(self._book.log(row).state if state is None else state, sender)
         except NotGroupMember:
             groups.count_dropped(row.id)
             log.info("dropped a group message from a non-member")
             return
-        record = self._book.record(row, sender)
+        key = (row.id, sender)
+        if key in self._records:
+            record = self._records[key]
+        else:
+            record = self._records[key] = self._book.record(row, sender)
         try:
             if record is None:
                 header = sk.parse_group_header(body)
@@ -295,7 +323,10 @@ class GroupInbound:
             return
         if isinstance(payload, pl.GroupTimer):
             groups.put_sender_key(row.id, sender, encode(record))
-            self._timers.merge_from_member(row, GroupTimers.from_payload(sender, payload), events)
+            self._records[key] = record
+            self._timer_settings[row.id] = self._timers.merge_from_member(
+                row, GroupTimers.from_payload(sender, payload), events, self._timer(row.id)
+            )
             return
         if isinstance(payload, pl.Attachment) and self.attachments is not None:
             stored: GroupMessageRow | None = None
@@ -309,9 +340,10 @@ class GroupInbound:
         # carries no stamp (pl.Attachment has none) and is not timed.
         if isinstance(payload, pl.GroupText) and payload.timer is not None:
             incoming = TimerBook.from_stamp(payload.timer)
-            setting = self._timers.merge_from_member(row, incoming, events)
+            setting = self._timers.merge_from_member(row, incoming, events, self._timer(row.id))
         else:
-            setting = self._timers.current(row.id)
+            setting = self._timer(row.id)
+        self._timer_settings[row.id] = setting
         name = (payload.sender_name or "")[:32]
         if name and self._names.get((row.id, sender)) != name:
             groups.set_member_name(row.id, sender, name)
@@ -334,15 +366,20 @@ class GroupInbound:
                 expire_after_s=setting.seconds or None,  # counts from the read
             )
         groups.put_sender_key(row.id, sender, encode(record))
+        self._records[key] = record
         if stored is None:
             return
         self._delivered.setdefault((row.id, sender), []).append(payload.id)
         mentioned = self._book.me in (mentions or ())
-        events.append(
-            ev.GroupMessageReceived(
-                self._burst_model(row), self._book.message_model(stored), mentioned=mentioned
-            )
-        )
+        # The name the member gave itself is the one just stored, if it gave one.
+        message = self._book.message_model(stored, announced=name or None)
+        events.append(ev.GroupMessageReceived(self._burst_model(row), message, mentioned=mentioned))
+
+    def _timer(self, row_id: int) -> dm.TimerSetting:
+        setting = self._timer_settings.get(row_id)
+        if setting is None:
+            setting = self._timer_settings[row_id] = self._timers.current(row_id)
+        return setting
 
     def _burst_model(self, row: GroupRow) -> Group:
         """The group's read model after one more unread message, built once per burst."""
@@ -355,6 +392,7 @@ class GroupInbound:
         return model
 
     def _hold(self, row: GroupRow, sender: bytes, key_id: int, body: bytes) -> None:
+        self._forget()  # the row's held messages change
         now = self._now_ms()
         pending, expired = gp.expire_messages(self._book.pending(row), now)
         for message in expired:  # held a week: the sender never answered (rule 4)
@@ -377,11 +415,13 @@ class GroupInbound:
         self._models.clear()
         self._names.clear()
         self._delivered.clear()
+        self._forget()
 
     def flush_receipts(self) -> bool:
         """Queue the delivered receipts of this burst; True if any was queued."""
         self._models.clear()
         self._names.clear()
+        self._forget()
         delivered, self._delivered = self._delivered, {}
         for (row_id, sender), ids in delivered.items():
             row = self._store.groups.by_id(row_id)

@@ -70,13 +70,19 @@ class GroupTimers:
         return new
 
     def merge_from_member(
-        self, row: GroupRow, incoming: dm.TimerSetting, events: list[ev.Event]
+        self,
+        row: GroupRow,
+        incoming: dm.TimerSetting,
+        events: list[ev.Event],
+        current: dm.TimerSetting | None = None,
     ) -> dm.TimerSetting:
         """Merge a setting a member sent (a ``GroupTimer``, or the stamp of a text), inside the
         receiver's savepoint; a change of the seconds is noted in the group and published. A
-        setting out of bounds is ignored (logged without content). Returns the setting after."""
+        setting out of bounds is ignored (logged without content). Returns the setting after.
+        ``current``: the stored setting when the caller has it (else it is read)."""
         key = group_conversation(row.id)
-        current = self._store.expiry.timer(key)
+        if current is None:
+            current = self._store.expiry.timer(key)
         try:
             dm.check_incoming(current, incoming)
         except dm.TimerError as exc:

@@ -98,8 +98,10 @@ async def redis_set(call: Call, identity: bytes, grants: Sequence[Grant]) -> Non
     own = _own_key(identity)
     old: set[bytes] = {bytes(m) for m in await call(lambda c: c.smembers(own))}
     new = {sender + verifier for sender, verifier in grants}
-    for entry in new - old:
-        await call(partial(_sadd, _grantees_key(entry[:32], entry[32:]), identity))
+    if new - old:
+        await call(
+            partial(_each, "sadd", [_grantees_key(e[:32], e[32:]) for e in new - old], identity)
+        )
 
     async def replace(c: Any) -> Any:
         pipe = c.pipeline(transaction=True)
@@ -109,16 +111,19 @@ async def redis_set(call: Call, identity: bytes, grants: Sequence[Grant]) -> Non
         return await pipe.execute()
 
     await call(replace)
-    for entry in old - new:
-        await call(partial(_srem, _grantees_key(entry[:32], entry[32:]), identity))
+    if old - new:
+        await call(
+            partial(_each, "srem", [_grantees_key(e[:32], e[32:]) for e in old - new], identity)
+        )
 
 
-async def _sadd(key: str, member: bytes, client: Any) -> Any:
-    return await client.sadd(key, member)
-
-
-async def _srem(key: str, member: bytes, client: Any) -> Any:
-    return await client.srem(key, member)
+async def _each(command: str, keys: list[str], member: bytes, client: Any) -> Any:
+    """``command key member`` for every key, in one pipeline (keys in many slots: no
+    transaction)."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        getattr(pipe, command)(key, member)
+    return await pipe.execute()
 
 
 async def redis_grantees(call: Call, sender: bytes, verifier: bytes) -> list[bytes]:

@@ -43,20 +43,15 @@ class GroupMessages:
         """Insert a group message (after the group's last); None if already stored.
         ``expire_after_s``: the disappearing-message timer it is stored under (as
         ``Messages.insert``)."""
-        if self._db.execute(
-            "SELECT 1 FROM messages WHERE group_row = ? AND sender = ? AND outgoing = ? "
-            "AND message_id = ?",
-            (row_id, sender, int(outgoing), message_id),
-        ).fetchone():
-            return None
-        last = self._db.execute(
-            "SELECT max(pos) FROM messages WHERE group_row = ?", (row_id,)
-        ).fetchone()[0]
-        pos = (int(last) if last is not None else 0) + POS_GAP
-        cur = self._db.execute(
+        # One statement (a backlog stores thousands): the position after the group's last,
+        # nothing when the (group, sender, direction, id) is stored already.
+        r = self._db.execute(
             "INSERT INTO messages (group_row, sender, message_id, outgoing, kind, body, "
             "sent_at_ms, received_at_ms, state, pos, seq, expire_after_s) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "coalesce((SELECT max(pos) FROM messages WHERE group_row = ?), 0) + ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM messages WHERE group_row = ? AND sender = ? "
+            "AND outgoing = ? AND message_id = ?) RETURNING id, pos",
             (
                 row_id,
                 sender,
@@ -67,14 +62,21 @@ class GroupMessages:
                 sent_at_ms,
                 received_at_ms,
                 state,
-                pos,
+                row_id,
+                POS_GAP,
                 seq,
                 expire_after_s or None,
+                row_id,
+                sender,
+                int(outgoing),
+                message_id,
             ),
-        )
+        ).fetchone()
+        if r is None:
+            return None
         # the row as inserted (no read back: this runs once per message of a backlog)
         return GroupMessageRow(
-            id=int(cur.lastrowid or 0),
+            id=int(r[0]),
             group_row=row_id,
             sender=sender,
             message_id=message_id,
@@ -84,7 +86,7 @@ class GroupMessages:
             sent_at_ms=sent_at_ms,
             received_at_ms=received_at_ms,
             state=state,
-            pos=pos,
+            pos=int(r[1]),
         )
 
     def message(self, message_row: int) -> GroupMessageRow | None:

@@ -28,6 +28,10 @@ from tests.helpers.relay_wire_client import WireClient, new_id, new_key
 from tests.relay.conftest import open_redis_store
 
 # The store tests, run again below over the cluster (the module's own `store` fixture).
+from tests.relay.test_group_grants import (  # noqa: F401
+    test_granted_envelope_counts_as_a_contacts,
+    test_grants_replace_and_look_up,
+)
 from tests.relay.test_relay_fanout_store import (  # noqa: F401
     test_ack_deletes_reference_then_body_with_the_last,
     test_one_body_row_for_100_recipients,
