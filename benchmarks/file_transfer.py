@@ -104,7 +104,7 @@ async def _ours(workdir: Path, url: str, src: Path) -> tuple[dict[str, Any], dic
         await alice.start()
         await bob.start()
         cpu, wall = time.process_time(), time.perf_counter()
-        sent = await alice.send_file("bob", src)
+        sent = await alice.send_file(alice.contact("bob").id, src)
         done = await alice.wait_transfer(sent.id, 600)
         up = _row("ours, send (seal + upload)", size, time.perf_counter() - wall,
                   time.process_time() - cpu)  # fmt: skip

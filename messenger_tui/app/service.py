@@ -64,6 +64,7 @@ from messenger_tui.app.models import (
     CallStats,
     CallView,
     Contact,
+    ContactId,
     Message,
     Settings,
     TransferView,
@@ -357,34 +358,43 @@ class MessengerService:
         return self._contacts.all()
 
     def contact(self, name: str) -> Contact:
-        """The contact called ``name``; :class:`BadInput` naming the known ones otherwise."""
+        """The contact called ``name``; :class:`BadInput` naming the known ones otherwise.
+        For the edges that take names (the CLI resolves its NAME arguments once, then uses
+        the id); everything else takes a :data:`ContactId`."""
         return self._contacts.named(name)
+
+    def _known(self, contact_id: ContactId) -> Contact:
+        """The contact with this id as stored now; :class:`BadInput` if it was deleted."""
+        contact = self._contacts.by_id(contact_id)
+        if contact is None:
+            raise BadInput("that contact no longer exists")
+        return contact
 
     def add_contact(self, address: str, name: str) -> Contact:
         """Add (or update) a contact. A known name with a new address is a key change:
         sending to it stays blocked until :meth:`accept_key`."""
         return self._contacts.add(address, name)
 
-    def rename_contact(self, name: str, new_name: str) -> Contact:
-        return self._contacts.rename(self.contact(name), new_name)
+    def rename_contact(self, contact_id: ContactId, new_name: str) -> Contact:
+        return self._contacts.rename(self._known(contact_id), new_name)
 
-    def set_blocked(self, name: str, blocked: bool) -> Contact:
-        return self._contacts.set_blocked(self.contact(name), blocked)
+    def set_blocked(self, contact_id: ContactId, blocked: bool) -> Contact:
+        return self._contacts.set_blocked(self._known(contact_id), blocked)
 
-    def delete_contact(self, name: str) -> None:
+    def delete_contact(self, contact_id: ContactId) -> None:
         """Delete a contact with its conversation, sessions and queued messages."""
-        self._contacts.delete(self.contact(name))
+        self._contacts.delete(self._known(contact_id))
 
-    def safety_number(self, name: str) -> SafetyNumber:
-        return self._contacts.safety_number(self.contact(name))
+    def safety_number(self, contact_id: ContactId) -> SafetyNumber:
+        return self._contacts.safety_number(self._known(contact_id))
 
-    def accept_key(self, name: str) -> Contact:
+    def accept_key(self, contact_id: ContactId) -> Contact:
         """Mark the contact verified; also accepts a changed key and unblocks sending."""
-        return self._contacts.accept_key(self.contact(name))
+        return self._contacts.accept_key(self._known(contact_id))
 
-    def set_muted(self, name: str, muted: bool) -> Contact:
+    def set_muted(self, contact_id: ContactId, muted: bool) -> Contact:
         """Mute (no toast, bell or desktop notification) or unmute a contact."""
-        return self._contacts.set_muted(self.contact(name), muted)
+        return self._contacts.set_muted(self._known(contact_id), muted)
 
     def contact_by_id(self, contact_id: int) -> Contact | None:
         """The contact with this local id (ids survive renames), or None if deleted."""
@@ -415,22 +425,31 @@ class MessengerService:
 
     # ------------------------------------------------------------------ messages
 
-    def history(self, name: str, *, limit: int = 50, before_id: int | None = None) -> list[Message]:
-        return self._log.page(self.contact(name).id, limit=limit, before_id=before_id)
+    def history(
+        self, contact_id: ContactId, *, limit: int = 50, before_id: int | None = None
+    ) -> list[Message]:
+        """A page of the conversation before ``before_id`` (the newest without), oldest
+        first; empty for a contact that does not exist (any more)."""
+        return self._log.page(contact_id, limit=limit, before_id=before_id)
 
-    def history_after(self, name: str, after_id: int, *, limit: int = 50) -> list[Message]:
+    def history_after(
+        self, contact_id: ContactId, after_id: int, *, limit: int = 50
+    ) -> list[Message]:
         """The page after ``after_id`` (a local row id), oldest first."""
-        return self._log.page_after(self.contact(name).id, after_id, limit=limit)
+        return self._log.page_after(contact_id, after_id, limit=limit)
 
-    def history_around(self, name: str, message_id: int, *, limit: int = 50) -> list[Message]:
+    def history_around(
+        self, contact_id: ContactId, message_id: int, *, limit: int = 50
+    ) -> list[Message]:
         """About ``limit`` messages with the row ``message_id`` in the middle, oldest first
         (where a search result opens); empty if it is not in this conversation."""
-        return self._log.page_around(self.contact(name).id, message_id, limit=limit)
+        return self._log.page_around(contact_id, message_id, limit=limit)
 
-    def search(self, text: str, *, name: str | None = None, limit: int = 100) -> list[SearchHit]:
-        """Full-text search for what the user typed, in one conversation (``name``) or in
-        all, newest first. Any text is safe (FTS5 syntax characters are taken literally)."""
-        contact_id = self.contact(name).id if name is not None else None
+    def search(
+        self, text: str, *, contact_id: ContactId | None = None, limit: int = 100
+    ) -> list[SearchHit]:
+        """Full-text search for what the user typed, in one conversation (``contact_id``) or
+        in all, newest first. Any text is safe (FTS5 syntax characters are taken literally)."""
         return self._log.search(text, contact_id=contact_id, limit=limit)
 
     def unread(self) -> list[tuple[Contact, Message]]:
@@ -448,11 +467,11 @@ class MessengerService:
         it was not unread."""
         return self._outgoing.mark_shown(message)
 
-    def send_read_receipt(self, name: str, message_ids: list[bytes]) -> None:
+    def send_read_receipt(self, contact_id: ContactId, message_ids: list[bytes]) -> None:
         """Queue a read receipt for these incoming messages (the same rules as
         :meth:`mark_read`: none to blocked contacts, message requests, or when read receipts
         are off)."""
-        self._outgoing.send_read_receipt(self.contact(name), message_ids)
+        self._outgoing.send_read_receipt(self._known(contact_id), message_ids)
 
     def outbox_count(self) -> int:
         return self.store.outbox.count() + self.store.groups.outbox_count()
@@ -461,29 +480,31 @@ class MessengerService:
         """Why messages to ``identity`` wait (e.g. no keys published), if known."""
         return self._sender.bundle_problem(identity)
 
-    async def send_text(self, name: str, text: str) -> Message:
-        """Queue a text for ``name``; it is durably stored before this returns and sent as
-        soon as the relay is reachable. Watch :class:`MessageStateChanged` for progress."""
-        return self._outgoing.send_text(self.contact(name), text)
+    async def send_text(self, contact_id: ContactId, text: str) -> Message:
+        """Queue a text for the contact; it is durably stored before this returns and sent as
+        soon as the relay is reachable. Watch :class:`MessageStateChanged` for progress.
+        The contact is read as stored now (a rename or a key change since the caller looked
+        it up applies; the key-change gate of :mod:`.outgoing` decides)."""
+        return self._outgoing.send_text(self._known(contact_id), text)
 
-    async def mark_read(self, name: str) -> int:
+    async def mark_read(self, contact_id: ContactId) -> int:
         """Mark the conversation's incoming messages as seen and send a read receipt."""
-        return self._outgoing.mark_read(self.contact(name))
+        return self._outgoing.mark_read(self._known(contact_id))
 
-    async def send_typing(self, name: str, active: bool) -> None:
+    async def send_typing(self, contact_id: ContactId, active: bool) -> None:
         """Tell the contact we started/stopped typing (ephemeral; dropped when offline)."""
-        await self._outgoing.send_typing(self.contact(name), active)
+        await self._outgoing.send_typing(self._known(contact_id), active)
 
-    def disappearing_timer(self, name: str) -> int:
+    def disappearing_timer(self, contact_id: ContactId) -> int:
         """The conversation's disappearing-message timer in seconds (0: off)."""
-        return self._timers.current(self.contact(name).id).seconds
+        return self._timers.current(self._known(contact_id).id).seconds
 
-    def set_disappearing_timer(self, name: str, seconds: int) -> int:
+    def set_disappearing_timer(self, contact_id: ContactId, seconds: int) -> int:
         """Set the conversation's disappearing-message timer (0: off; 1 s to 4 weeks) for both
         sides: stored and queued to the contact (sent as soon as the relay is reachable).
         Messages sent or read from now on disappear that long after; older ones are kept.
         :class:`BadInput` for a duration out of range, or a contact one may not write to."""
-        contact = self.contact(name)
+        contact = self._known(contact_id)
         gate(contact)
         try:
             changed = self._timers.set_by_user(contact, seconds)
@@ -518,27 +539,13 @@ class MessengerService:
     def transfer_manager(self) -> TransferManager:
         return self._transfers
 
-    async def send_file(self, name: str, path: str | Path) -> TransferView:
-        """Send a file to ``name``: sealed, uploaded on its own connection (resuming by
+    async def send_file(self, contact_id: ContactId, path: str | Path) -> TransferView:
+        """Send a file to the contact: sealed, uploaded on its own connection (resuming by
         itself), then its pointer through the outbox. Watch :class:`TransferChanged`.
         An image is re-encoded without its metadata (EXIF location) and gets a thumbnail;
-        :class:`BadInput` for an unreadable file or a decompression bomb."""
-        group = self._group_only(name)
-        if group is not None:
-            return await self.group_files.send_file(group, path)
-        return await self._transfers.send_any(self.contact(name), Path(path))
-
-    def _group_only(self, name: str) -> str | None:
-        """``name`` when it names a group and no contact (send-file and send-voice take
-        either, as send does; a contact's name wins)."""
-        try:
-            self.contact(name)
-        except BadInput:
-            try:
-                return self.groups.group(name).name
-            except BadInput:
-                return None
-        return None
+        :class:`BadInput` for an unreadable file or a decompression bomb. (A group's files:
+        :attr:`group_files`.)"""
+        return await self._transfers.send_any(self._known(contact_id), Path(path))
 
     async def image_preview(
         self, message_row: int, cols: int, rows: int
@@ -547,15 +554,12 @@ class MessengerService:
         return await self._transfers.image_preview(message_row, cols, rows)
 
     async def send_voice(
-        self, name: str, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
+        self, contact_id: ContactId, path: str | Path, duration_ms: int, waveform: tuple[int, ...]
     ) -> TransferView:
-        """Send an Ogg Opus file (media/voice_note.py) as a voice message (to a contact, or
-        to a group when no contact has that name)."""
-        group = self._group_only(name)
-        if group is not None:
-            return await self.group_files.send_voice(group, path, duration_ms, waveform)
+        """Send an Ogg Opus file (media/voice_note.py) as a voice message to the contact
+        (a group's: :attr:`group_files`)."""
         return self._transfers.send_file(
-            self.contact(name),
+            self._known(contact_id),
             Path(path),
             mime_type="audio/ogg",
             voice=(duration_ms, waveform),
@@ -631,10 +635,10 @@ class MessengerService:
         """Report microphone ``device``'s level to ``on_level`` (:mod:`.audio_setup`)."""
         return await audio_setup.start_mic_test(device, on_level)
 
-    def place_call(self, name: str) -> CallView:
+    def place_call(self, contact_id: ContactId) -> CallView:
         """Ring a contact. Raises :class:`BadInput` (blocked, key changed, already in a call)
         or :class:`RelayUnavailable` (calls need the relay now; they are never queued)."""
-        contact = self.contact(name)
+        contact = self._known(contact_id)
         gate(contact, calling=True)
         if not self.connected:
             raise RelayUnavailable("not connected to the relay; calls need a live connection")

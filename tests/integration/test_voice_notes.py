@@ -127,7 +127,7 @@ async def test_recording_is_refused_during_a_call_and_cancel_removes_the_file(
                 await alice.start()
                 await bob.start()
                 await wait_for(lambda: alice.connected, 10)
-                alice.place_call("bob")
+                alice.place_call(alice.contact("bob").id)
                 with pytest.raises(BadInput, match="during a call"):
                     await alice.voice.record("bob")
                 alice.hang_up()

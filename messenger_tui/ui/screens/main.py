@@ -21,7 +21,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
 from messenger_tui.app.group_models import Group, GroupSearchHit
-from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
+from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, ContactId, Message
 from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
 from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
 from messenger_tui.ui.screens.group_chat import (
@@ -232,17 +232,11 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
     # ------------------------------------------------------------------ conversations
 
-    def _history(self, contact_id: int, before_id: int | None, limit: int) -> list[Message]:
-        contact = self.service.contact_by_id(contact_id)
-        if contact is None:
-            return []
-        return self.service.history(contact.name, limit=limit, before_id=before_id)
+    def _history(self, contact_id: ContactId, before_id: int | None, limit: int) -> list[Message]:
+        return self.service.history(contact_id, limit=limit, before_id=before_id)
 
-    def _history_after(self, contact_id: int, after_id: int, limit: int) -> list[Message]:
-        contact = self.service.contact_by_id(contact_id)
-        if contact is None:
-            return []
-        return self.service.history_after(contact.name, after_id, limit=limit)
+    def _history_after(self, contact_id: ContactId, after_id: int, limit: int) -> list[Message]:
+        return self.service.history_after(contact_id, after_id, limit=limit)
 
     def refresh_all_summaries(self) -> None:
         summaries = self.service.conversations()
@@ -307,7 +301,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         older = lambda before, limit: self._history(contact.id, before, limit)  # noqa: E731
         newer = lambda after, limit: self._history_after(contact.id, after, limit)  # noqa: E731
         window = (
-            self.service.history_around(contact.name, around, limit=PAGE_SIZE)
+            self.service.history_around(contact.id, around, limit=PAGE_SIZE)
             if around is not None
             else []
         )
@@ -371,7 +365,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if self.current is None:
             return
         try:
-            marked = await self.service.mark_read(self.current.name)
+            marked = await self.service.mark_read(self.current.id)
         except AppError:
             return
         if marked:
@@ -427,7 +421,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if contact is None:
             return 0
         try:
-            return self.service.disappearing_timer(contact.name)
+            return self.service.disappearing_timer(contact.id)
         except AppError:  # deleted meanwhile
             return 0
 

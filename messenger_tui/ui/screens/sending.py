@@ -24,7 +24,7 @@ async def submit(screen: MainScreen, text: str) -> None:
         composer.restore(text)
         return
     try:
-        message = await screen.service.send_text(contact.name, text)
+        message = await screen.service.send_text(contact.id, text)
     except KeyChangeBlocked:  # the service's gate (app/outgoing.py) is the only check
         composer.restore(text)
         screen.app.notify(
@@ -47,6 +47,6 @@ async def submit(screen: MainScreen, text: str) -> None:
 async def send_typing(screen: MainScreen, contact: Contact, active: bool) -> None:
     """Best effort: a typing notice that cannot go out is not worth a toast."""
     try:
-        await screen.service.send_typing(contact.name, active)
+        await screen.service.send_typing(contact.id, active)
     except AppError:
         pass

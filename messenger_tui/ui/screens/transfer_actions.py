@@ -27,13 +27,13 @@ def attach(screen: MainScreen) -> None:
         if path is None:
             return
         try:
-            view = await screen.service.send_file(contact.name, path)
+            view = await screen.service.send_file(contact.id, path)
         except AppError as exc:
             screen.app.notify(str(exc), severity="error")
             return
         bar(screen).update_transfer(view)
         if screen.current is not None and screen.current.id == contact.id:
-            newest = screen.service.history(contact.name, limit=1)
+            newest = screen.service.history(contact.id, limit=1)
             if newest and newest[-1].id == view.message_row:
                 screen.view.append(newest)
                 screen.view.jump_to_newest()
