@@ -63,11 +63,15 @@ class VoiceNotes:
         if call is not None and call.live:
             raise BadInput(f"cannot {what} during a call: the call is using the microphone")
 
-    async def record(self, target: ContactId | str, *, group: bool = False) -> VoiceRecording:
-        """Start recording a voice message for ``target``: a contact's id, or with ``group``
-        a group's name (see the module doc)."""
-        if group != isinstance(target, str):
-            raise BadInput("a voice message is for a contact (by id) or a group (by name)")
+    async def record(self, contact_id: ContactId) -> VoiceRecording:
+        """Start recording a voice message for a contact (see the module doc)."""
+        return await self._start(contact_id, group=False)
+
+    async def record_for_group(self, name: str) -> VoiceRecording:
+        """Start recording a voice message for the group ``name``."""
+        return await self._start(name, group=True)
+
+    async def _start(self, target: ContactId | str, *, group: bool) -> VoiceRecording:
         self._refuse_during_call("record a voice message")
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")

@@ -241,7 +241,13 @@ class FixedVoice:
     player: FixedPlayer | None = None
     recorded_for: list[ContactId | str] = field(default_factory=list)
 
-    async def record(self, target: ContactId | str, *, group: bool = False) -> FixedRecording:
+    async def record(self, contact_id: ContactId) -> FixedRecording:
+        return self._record(contact_id)
+
+    async def record_for_group(self, name: str) -> FixedRecording:
+        return self._record(name)
+
+    def _record(self, target: ContactId | str) -> FixedRecording:
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")
         self.recorded_for.append(target)

@@ -19,10 +19,7 @@ async def submit(screen: MainScreen, text: str) -> None:
         composer.restore(text)
         screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
         return
-    contact = screen.service.contact_by_id(screen.current.id)
-    if contact is None:
-        composer.restore(text)
-        return
+    contact = screen.current  # by id: the service reads it as stored now (renamed or not)
     try:
         message = await screen.service.send_text(contact.id, text)
     except KeyChangeBlocked:  # the service's gate (app/outgoing.py) is the only check

@@ -19,9 +19,7 @@ def attach(screen: MainScreen) -> None:
     if screen.current is None:
         screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
         return
-    contact = screen.service.contact_by_id(screen.current.id)
-    if contact is None:
-        return
+    contact = screen.current  # sent by id (the service reads it as stored then)
 
     async def chosen(path: str | None) -> None:
         if path is None:
