@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -46,18 +45,15 @@ from typing import TYPE_CHECKING
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.access_keys import AccessKeys
-from messenger_tui.app.call_ports import CallPorts, make_call_manager, make_group_call_manager
+from messenger_tui.app.call_ports import CallPorts, make_call_manager
 from messenger_tui.app.contact_book import ContactBook
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.disappearing_timer import ExpiryScheduler, TimerBook
 from messenger_tui.app.errors import RelayUnavailable
 from messenger_tui.app.event_bus import EventBus
-from messenger_tui.app.group_book import GroupBook
 from messenger_tui.app.group_calls import GroupCallManager
-from messenger_tui.app.group_files import GroupFiles, incoming_attachment
-from messenger_tui.app.group_inbound import GroupInbound
-from messenger_tui.app.group_sender import GroupSender
-from messenger_tui.app.group_timer import GroupTimers
+from messenger_tui.app.group_files import GroupFiles
+from messenger_tui.app.group_wiring import wire_groups
 from messenger_tui.app.groups import GroupChats
 from messenger_tui.app.inbound import Inbound, InboundHooks
 from messenger_tui.app.message_log import MessageLog
@@ -182,34 +178,6 @@ class MessengerService(
         self.calls = make_call_manager(
             self._call_ports, emit=self._emit, audio_factory=self.chosen_devices
         )
-        group_book = GroupBook(store, identity.public, directory, self._now_ms)
-        group_timers = GroupTimers(store, group_book, self._now_ms, self._expiry.reschedule)
-        self._receiver.groups = group_inbound = GroupInbound(
-            store, group_book, self._now_ms, group_timers
-        )
-        self._group_sender = GroupSender(store, client, group_book, self._emit)
-        self._group_drainer: asyncio.Task[None] | None = None
-        self.groups = GroupChats(
-            store,
-            identity,
-            group_book,
-            contact=self.contact,
-            own_name=lambda: self.name,
-            now_ms=self._now_ms,
-            emit=self._emit,
-            wake=self._wake_senders,
-            typing_to=self._outgoing.send_ephemeral,
-            contact_of=self.contact_by_id,
-            timers=group_timers,
-        )
-        self.group_calls = make_group_call_manager(
-            self._call_ports,
-            groups=self.groups.all,
-            emit=self._emit,
-            audio_factory=self.chosen_devices,
-            other_call_busy=lambda: self.calls.busy,
-        )
-        self._receiver.group_member = self._is_group_member
         self._transfers = TransferManager(
             store,
             identity,
@@ -223,18 +191,31 @@ class MessengerService(
             emit=self._emit,
             outbox_changed=events.outbox_changed_soon,
         )
-        #: Files and voice messages in groups (app/group_files.py).
-        self.group_files = GroupFiles(
+        group_parts = wire_groups(
             store,
-            group_book,
-            self.groups,
+            identity,
+            directory,
+            client,
+            self._receiver,
             self._transfers,
-            own_name=lambda: self.name,
+            self._call_ports,
             now_ms=self._now_ms,
             emit=self._emit,
             wake=self._wake_senders,
+            reschedule_expiry=self._expiry.reschedule,
+            contact=self.contact,
+            contact_of=self.contact_by_id,
+            own_name=lambda: self.name,
+            typing_to=self._outgoing.send_ephemeral,
+            audio_factory=self.chosen_devices,
+            other_call_busy=lambda: self.calls.busy,
         )
-        group_inbound.attachments = functools.partial(incoming_attachment, store)
+        self.groups = group_parts.chats
+        self.group_calls = group_parts.calls
+        #: Files and voice messages in groups (app/group_files.py).
+        self.group_files = group_parts.files
+        self._group_sender = group_parts.sender
+        self._group_drainer: asyncio.Task[None] | None = None
         #: Voice messages: record, send, play (app/voice_notes.py).
         self.voice = VoiceNotes(
             microphone=lambda: self.chosen_devices()[0],
@@ -370,13 +351,6 @@ class MessengerService(
         finally:
             self._setup_done.set()
             self._wake_senders()
-
-    def _is_group_member(self, identity: bytes) -> bool:
-        """A member of a group we are in (group call messages are taken from them)."""
-        return any(
-            group.is_member and any(m.identity == identity for m in group.members)
-            for group in self.groups.all()
-        )
 
     def _relay_error(self, text: str) -> None:
         self.last_error = text
