@@ -114,7 +114,7 @@ async def _ours(
         await alice.start()
         await bob.start()
         cpu, wall = time.process_time(), time.perf_counter()
-        sent = await alice.send_file("bob", src)
+        sent = await alice.send_file(alice.contact("bob").id, src)
         done = await alice.wait_transfer(sent.id, 600)
         up = _row(f"ours{label}, send (seal + upload)", size, time.perf_counter() - wall,
                   time.process_time() - cpu)  # fmt: skip

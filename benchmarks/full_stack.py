@@ -112,7 +112,7 @@ async def _burst(
         profiler.enable()
     t0 = time.perf_counter()
     for i in range(first, first + n):
-        await alice.send_text("bob", _text(i))
+        await alice.send_text(alice.contact("bob").id, _text(i))
     enqueued = time.perf_counter() - t0
     await _wait(received.reached, timeout, f"bob to store {n} messages")
     stored = received.last_at - t0

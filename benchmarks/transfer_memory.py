@@ -62,7 +62,7 @@ async def _client(home: Path, role: str, peer: str, path: Path) -> None:
         await loop.run_in_executor(None, sys.stdin.readline)  # "go"
         started = time.perf_counter()
         if role == "send":
-            sent = await service.send_file(peer, path)
+            sent = await service.send_file(service.contact(peer).id, path)
             final = await service.wait_transfer(sent.id, 1800)
         else:
             deadline = time.monotonic() + 1800

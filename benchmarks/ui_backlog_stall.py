@@ -67,7 +67,10 @@ def conversation(service: MessengerService, expected: int) -> tuple[Callable[[],
 
         def shown() -> bool:
             msgs = view.messages
-            return bool(msgs) and msgs[-1].id == service.history(PEER, limit=1)[-1].id
+            return (
+                bool(msgs)
+                and msgs[-1].id == service.history(service.contact(PEER).id, limit=1)[-1].id
+            )
 
         def report() -> dict[str, Any]:
             return {
@@ -107,7 +110,7 @@ async def _prepare(relay_url: str, workdir: Path, n: int) -> dict[str, Path]:
                 text = f"backlog {i:05d}: " + "the quick brown fox jumps over the lazy dog " * (
                     1 + i % 3
                 )
-                await bob.send_text(f"alice-{kind}", text[: 40 + (i * 37) % 120])
+                await bob.send_text(bob.contact(f"alice-{kind}").id, text[: 40 + (i * 37) % 120])
         # ~50 sends/s on a quiet machine; a loaded one (other jobs) takes several times longer
         if not await bob.wait_outbox_empty(max(300.0, n / 10)):
             raise RuntimeError("bob's outbox did not drain")

@@ -84,9 +84,9 @@ async def run_echo(home: Path, relay_url: str, ready: asyncio.Event | None = Non
                 contact = event.contact
                 if contact.auto_added:  # Echo talks to everyone: accept the request
                     contact = service.add_contact(contact.address, contact.name)
-                await service.mark_read(contact.name)
+                await service.mark_read(contact.id)
                 try:
-                    await service.send_text(contact.name, f"echo: {event.message.text}")
+                    await service.send_text(contact.id, f"echo: {event.message.text}")
                 except Exception as exc:  # one bad message must not stop Echo
                     log.warning("echo could not reply: %s", type(exc).__name__)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NewType
 
 from messenger_tui.core.address import encode_address
 from messenger_tui.core.message_states import MessageState
@@ -11,10 +12,15 @@ from messenger_tui.core.message_states import MessageState
 #: (texts, files and voice messages; schema 009's index holds the same).
 UNREAD_KINDS = frozenset({"text", "attachment", "voice"})
 
+#: A contact's local id (the row id of its contact entry): what the facade is keyed by. It
+#: survives renames and is never reused, while a display name may change or look like another
+#: one; names are resolved to ids once, at the edge (the CLI's NAME arguments).
+ContactId = NewType("ContactId", int)
+
 
 @dataclass(frozen=True)
 class Contact:
-    id: int
+    id: ContactId
     name: str
     identity: bytes
     verified: bool
@@ -33,7 +39,7 @@ class Contact:
 class Message:
     id: int  # local row id, display order
     message_id: bytes
-    contact_id: int
+    contact_id: ContactId
     outgoing: bool
     kind: str  # text | notice | call (a call-log entry)
     text: str

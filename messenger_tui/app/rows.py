@@ -3,14 +3,14 @@ the UI, which imports the models, never loads the storage layer)."""
 
 from __future__ import annotations
 
-from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.models import Contact, ContactId, Message
 from messenger_tui.storage.contacts import ContactRow
 from messenger_tui.storage.messages import MessageRow
 
 
 def contact_model(row: ContactRow) -> Contact:
     return Contact(
-        id=row.id,
+        id=ContactId(row.id),
         name=row.name,
         identity=row.identity,
         verified=row.verified,
@@ -25,7 +25,7 @@ def message_model(row: MessageRow) -> Message:
     return Message(
         id=row.id,
         message_id=row.message_id,
-        contact_id=row.contact_id,
+        contact_id=ContactId(row.contact_id),
         outgoing=row.outgoing,
         kind=row.kind,
         text=row.body,

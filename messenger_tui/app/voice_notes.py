@@ -20,12 +20,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from messenger_tui.app.errors import BadInput
-from messenger_tui.app.models import CallView, TransferView
+from messenger_tui.app.models import CallView, ContactId, TransferView
 from messenger_tui.app.voice_playback import SEEK_MS, VoicePlayer
 from messenger_tui.app.voice_recording import VoiceRecording
 from messenger_tui.media.ports import AudioSink, AudioSource
 
-SendVoice = Callable[[str, Path, int, tuple[int, ...]], Awaitable[TransferView]]
+#: Sends a recorded file (path, duration in ms, waveform) to a contact (by id) ...
+SendVoice = Callable[[ContactId, Path, int, tuple[int, ...]], Awaitable[TransferView]]
+#: ... or to a group (by name).
+SendGroupVoice = Callable[[str, Path, int, tuple[int, ...]], Awaitable[TransferView]]
 
 
 class VoiceNotes:
@@ -36,7 +39,7 @@ class VoiceNotes:
         speaker: Callable[[], AudioSink],
         current_call: Callable[[], CallView | None],
         send_voice: SendVoice,
-        send_group_voice: SendVoice | None = None,
+        send_group_voice: SendGroupVoice | None = None,
         transfer_for_message: Callable[[int], TransferView | None],
         transfer: Callable[[int], TransferView | None],
     ) -> None:
@@ -48,7 +51,8 @@ class VoiceNotes:
         self._transfer_for_message = transfer_for_message
         self._transfer = transfer
         self.recording: VoiceRecording | None = None
-        self.recording_for: str | None = None
+        #: Who the recording is for: a contact's id, or (``recording_group``) a group's name.
+        self.recording_for: ContactId | str | None = None
         #: The recording is for the group ``recording_for`` (app/group_files.py).
         self.recording_group = False
         self.player: VoicePlayer | None = None
@@ -59,9 +63,15 @@ class VoiceNotes:
         if call is not None and call.live:
             raise BadInput(f"cannot {what} during a call: the call is using the microphone")
 
-    async def record(self, name: str, *, group: bool = False) -> VoiceRecording:
-        """Start recording a voice message for ``name`` (a contact, or with ``group`` a
-        group; see the module doc)."""
+    async def record(self, contact_id: ContactId) -> VoiceRecording:
+        """Start recording a voice message for a contact (see the module doc)."""
+        return await self._start(contact_id, group=False)
+
+    async def record_for_group(self, name: str) -> VoiceRecording:
+        """Start recording a voice message for the group ``name``."""
+        return await self._start(name, group=True)
+
+    async def _start(self, target: ContactId | str, *, group: bool) -> VoiceRecording:
         self._refuse_during_call("record a voice message")
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")
@@ -69,22 +79,24 @@ class VoiceNotes:
             await self.player.close()
             self.player = None
         self.recording = await VoiceRecording.start(self.microphone())
-        self.recording_for = name
+        self.recording_for = target
         self.recording_group = group
         return self.recording
 
     async def send(self) -> TransferView:
         """Finish the recording and send it to the contact it was started for."""
-        recording, name = self.recording, self.recording_for
-        if recording is None or name is None:
+        recording, target = self.recording, self.recording_for
+        if recording is None or target is None:
             raise BadInput("no voice message is being recorded")
         self.recording = self.recording_for = None
-        send = self._send_voice
-        if self.recording_group and self._send_group_voice is not None:
-            send = self._send_group_voice
         path, info = await recording.finish()
         try:
-            view = await send(name, path, info.duration_ms, info.waveform)
+            if isinstance(target, str):
+                if self._send_group_voice is None:
+                    raise BadInput("voice messages to groups are not available here")
+                view = await self._send_group_voice(target, path, info.duration_ms, info.waveform)
+            else:
+                view = await self._send_voice(target, path, info.duration_ms, info.waveform)
         except Exception:
             shutil.rmtree(recording.folder, ignore_errors=True)
             raise

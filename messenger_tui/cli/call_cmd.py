@@ -25,8 +25,9 @@ from messenger_tui.app.audio_setup import device_audio
 from messenger_tui.app.config import load_config
 from messenger_tui.app.echo import ECHO_CALL_DELAY_S
 from messenger_tui.app.errors import BadInput, RelayUnavailable, TimedOut
-from messenger_tui.app.models import CallStats, CallView
+from messenger_tui.app.models import CallStats, CallView, Contact
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.contact_names import contact_named
 from messenger_tui.cli.group_call_cmd import describe as describe_group_call
 from messenger_tui.cli.group_call_cmd import follow_group_call, is_group_call
 from messenger_tui.cli.output import err
@@ -248,10 +249,10 @@ def _talk_time(args: argparse.Namespace, echo: bool = False) -> float | None:
     return None
 
 
-def _is_echo(service: MessengerService, name: str) -> bool:
-    """Whether ``name`` is the relay's Echo participant (known once connected)."""
+def _is_echo(service: MessengerService, contact: Contact) -> bool:
+    """Whether ``contact`` is the relay's Echo participant (known once connected)."""
     echo = service.relay_echo_identity
-    return echo is not None and service.contact(name).identity == echo
+    return echo is not None and contact.identity == echo
 
 
 async def _follow(
@@ -352,8 +353,9 @@ async def cmd_call(args: argparse.Namespace) -> int:
         if is_group_call(service, args.name):
             service.group_calls.start_or_join(args.name)
             return await _follow_group(service, queue, args.name, args, audio)
-        service.place_call(args.name)
-        talk_s = _talk_time(args, echo=_is_echo(service, args.name))
+        contact = contact_named(service, args.name)
+        service.place_call(contact.id)
+        talk_s = _talk_time(args, echo=_is_echo(service, contact))
         try:
             return await _follow(service, queue, talk_s, audio.connected, args.ring_timeout)
         except (asyncio.CancelledError, KeyboardInterrupt):

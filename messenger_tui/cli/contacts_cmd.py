@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from messenger_tui.cli.contact_names import contact_named
 from messenger_tui.cli.output import contact_json, err, out
 from messenger_tui.cli.profile_service import close_service, open_service
 
@@ -69,10 +70,10 @@ async def cmd_contacts(args: argparse.Namespace) -> int:
                     extra = f"  [{', '.join(flags)}]" if flags else ""
                     out(f"{c.name}  {c.address}{extra}")
         elif args.contacts_cmd == "verify":
-            number = service.safety_number(args.name)
+            number = service.safety_number(contact_named(service, args.name).id)
             contact = number.contact
             if args.accept:
-                service.accept_key(args.name)
+                service.accept_key(number.contact.id)
                 out(
                     f"{contact.name} is now verified"
                     + (
@@ -93,14 +94,17 @@ async def cmd_contacts(args: argparse.Namespace) -> int:
                     f"it matches: messenger-tui contacts verify {contact.name} --accept"
                 )
         elif args.contacts_cmd == "rename":
-            contact = service.rename_contact(args.name, args.new_name)
+            contact = service.rename_contact(contact_named(service, args.name).id, args.new_name)
             out(f"renamed to {contact.name}")
         elif args.contacts_cmd in ("block", "unblock"):
-            service.set_blocked(args.name, args.contacts_cmd == "block")
-            out(f"{args.name} {args.contacts_cmd}ed")
+            contact = service.set_blocked(
+                contact_named(service, args.name).id, args.contacts_cmd == "block"
+            )
+            out(f"{contact.name} {args.contacts_cmd}ed")
         elif args.contacts_cmd == "remove":
-            service.delete_contact(args.name)
-            out(f"removed {args.name} and the conversation")
+            contact = contact_named(service, args.name)
+            service.delete_contact(contact.id)
+            out(f"removed {contact.name} and the conversation")
     finally:
         await close_service(service)
     return 0

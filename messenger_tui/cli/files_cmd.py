@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import AppError
 from messenger_tui.app.models import TransferView
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.contact_names import contact_or_group
 from messenger_tui.cli.output import err, out, terminal_safe
 from messenger_tui.cli.profile_service import close_service, open_service
 
@@ -158,8 +158,15 @@ async def _send_and_wait(service: MessengerService, args: argparse.Namespace, st
 async def cmd_send_file(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
+        contact = contact_or_group(service, args.name)
         return await _send_and_wait(
-            service, args, lambda: service.send_file(args.name, Path(args.path))
+            service,
+            args,
+            lambda: (
+                service.group_files.send_file(args.name, Path(args.path))
+                if contact is None
+                else service.send_file(contact.id, Path(args.path))
+            ),
         )
     finally:
         await close_service(service)
@@ -171,8 +178,7 @@ async def cmd_send_voice(args: argparse.Namespace) -> int:
     service = open_service(args)
     folder: Path | None = None
     try:
-        if _group_named(service, args.name) is None:
-            service.contact(args.name)  # an unknown name fails before any encoding
+        contact = contact_or_group(service, args.name)  # an unknown name fails first
         path, info = await asyncio.to_thread(
             make_voice_file, wav=args.from_wav, seconds=args.duration
         )
@@ -181,7 +187,11 @@ async def cmd_send_voice(args: argparse.Namespace) -> int:
         return await _send_and_wait(
             service,
             args,
-            lambda: service.send_voice(args.name, path, info.duration_ms, info.waveform),
+            lambda: (
+                service.group_files.send_voice(args.name, path, info.duration_ms, info.waveform)
+                if contact is None
+                else service.send_voice(contact.id, path, info.duration_ms, info.waveform)
+            ),
         )
     finally:
         await close_service(service)
@@ -233,17 +243,6 @@ def _group_attachment_json(service: MessengerService, view: TransferView) -> dic
         "status": view.status,
     }
     return _file_fields(data, view)
-
-
-def _group_named(service: MessengerService, name: str) -> str | None:
-    try:
-        service.contact(name)
-    except AppError:
-        try:
-            return service.groups.group(name).name
-        except AppError:
-            return None
-    return None
 
 
 def prepare_downloads(service: MessengerService, args: argparse.Namespace) -> set[int]:

@@ -8,11 +8,12 @@ import json
 from typing import Any
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.errors import AppError, BadInput
+from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import SearchHit
 from messenger_tui.app.group_models import Group, GroupMessage, GroupSearchHit
-from messenger_tui.app.models import Contact, Message
+from messenger_tui.app.models import Contact, ContactId, Message
 from messenger_tui.app.service import MessengerService
+from messenger_tui.cli.contact_names import contact_or_group
 from messenger_tui.cli.files_cmd import (
     add_receive_file_arguments,
     finish_downloads,
@@ -106,55 +107,47 @@ def add_message_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_search)
 
 
-def _group_named(service: MessengerService, name: str) -> Group | None:
-    """The group called ``name`` when no contact is (``send`` and ``history`` take either)."""
-    try:
-        service.contact(name)
-    except BadInput:
-        try:
-            return service.groups.group(name)
-        except BadInput:
-            return None
-    return None
-
-
 async def cmd_send(args: argparse.Namespace) -> int:
     service = open_service(args)
-    if _group_named(service, args.name) is not None:
-        await close_service(service)
-        args.group_cmd = "send"
-        return await cmd_group(args)
     try:
-        message = await service.send_text(args.name, args.text)
-        contact = service.contact(args.name)
-        deadline = asyncio.get_running_loop().time() + args.timeout
-        while True:
-            try:
-                await service.connect(timeout=min(5.0, args.timeout))
-                break
-            except AppError as exc:
-                if not args.wait:
-                    err(
-                        f"{exc}\nthe message is queued in the outbox "
-                        f"({service.outbox_count()} waiting) and is sent the next time "
-                        "messenger-tui connects"
-                    )
-                    return 0
-                if asyncio.get_running_loop().time() >= deadline:
-                    err(f"{exc}\nthe message stays queued in the outbox")
-                    return 5
-                await asyncio.sleep(1.0)
-        remaining = max(1.0, deadline - asyncio.get_running_loop().time())
-        if await service.wait_outbox_empty(remaining, message_row=message.id):
-            err(f"sent to {contact.name} (stored by the relay)")
-            # Give receipts and older queued rows a moment to go out too.
-            await service.wait_outbox_empty(2.0)
-            return 0
-        problem = service.bundle_problem(contact.identity) or "the relay did not confirm in time"
-        err(f"queued for {contact.name}, not sent yet: {problem}")
-        return 10 if args.wait else 0
+        contact = contact_or_group(service, args.name)
+        if contact is not None:
+            return await _send_text(service, contact, args)
     finally:
         await close_service(service)
+    args.group_cmd = "send"
+    return await cmd_group(args)
+
+
+async def _send_text(service: MessengerService, contact: Contact, args: argparse.Namespace) -> int:
+    """Queue the text, then connect and wait until the relay stored it (``--wait``)."""
+    message = await service.send_text(contact.id, args.text)
+    deadline = asyncio.get_running_loop().time() + args.timeout
+    while True:
+        try:
+            await service.connect(timeout=min(5.0, args.timeout))
+            break
+        except AppError as exc:
+            if not args.wait:
+                err(
+                    f"{exc}\nthe message is queued in the outbox "
+                    f"({service.outbox_count()} waiting) and is sent the next time "
+                    "messenger-tui connects"
+                )
+                return 0
+            if asyncio.get_running_loop().time() >= deadline:
+                err(f"{exc}\nthe message stays queued in the outbox")
+                return 5
+            await asyncio.sleep(1.0)
+    remaining = max(1.0, deadline - asyncio.get_running_loop().time())
+    if await service.wait_outbox_empty(remaining, message_row=message.id):
+        err(f"sent to {contact.name} (stored by the relay)")
+        # Give receipts and older queued rows a moment to go out too.
+        await service.wait_outbox_empty(2.0)
+        return 0
+    problem = service.bundle_problem(contact.identity) or "the relay did not confirm in time"
+    err(f"queued for {contact.name}, not sent yet: {problem}")
+    return 10 if args.wait else 0
 
 
 async def cmd_receive(args: argparse.Namespace) -> int:
@@ -178,14 +171,14 @@ async def cmd_receive(args: argparse.Namespace) -> int:
         # next run, with the same `id`; nothing is marked seen unprinted. Read receipts go per
         # conversation after the batch (a crash before that loses only the receipt).
         names: set[str] = set()
-        read: dict[str, list[bytes]] = {}
+        read: dict[ContactId, list[bytes]] = {}
         for contact, m in service.unread():
             show(contact, m)
             names.add(contact.name)
             if not args.no_read and service.mark_shown(m):
-                read.setdefault(contact.name, []).append(m.message_id)
-        for name, ids in read.items():
-            service.send_read_receipt(name, ids)
+                read.setdefault(contact.id, []).append(m.message_id)
+        for contact_id, ids in read.items():
+            service.send_read_receipt(contact_id, ids)
         group_read: dict[int, tuple[Group, list[GroupMessage]]] = {}
         for group, gm in service.groups.unread():
             if gm.id in printed:
@@ -298,14 +291,14 @@ async def cmd_timer(args: argparse.Namespace) -> int:
         return 2
     service = open_service(args)
     try:
-        if _group_named(service, args.name) is not None:
+        contact = contact_or_group(service, args.name)
+        if contact is None:
             return await _group_timer(service, args, seconds)
-        contact = service.contact(args.name)
         if seconds is None:
             out(f"{terminal_safe(contact.name)}: disappearing messages "
-                f"{describe(service.disappearing_timer(contact.name))}")  # fmt: skip
+                f"{describe(service.disappearing_timer(contact.id))}")  # fmt: skip
             return 0
-        service.set_disappearing_timer(contact.name, seconds)
+        service.set_disappearing_timer(contact.id, seconds)
         try:
             await service.connect(timeout=min(5.0, args.timeout))
         except AppError as exc:
@@ -345,20 +338,19 @@ async def _group_timer(
 
 async def cmd_history(args: argparse.Namespace) -> int:
     service = open_service(args)
-    if _group_named(service, args.name) is not None:
-        await close_service(service)
-        args.group_cmd = "history"
-        return await cmd_group(args)
     try:
-        contact = service.contact(args.name)
-        for m in service.history(args.name, limit=args.limit):
-            if args.json:
-                out(json.dumps(message_json(contact, m)))
-            else:
-                print_message(contact, m)
+        contact = contact_or_group(service, args.name)
+        if contact is not None:
+            for m in service.history(contact.id, limit=args.limit):
+                if args.json:
+                    out(json.dumps(message_json(contact, m)))
+                else:
+                    print_message(contact, m)
+            return 0
     finally:
         await close_service(service)
-    return 0
+    args.group_cmd = "history"
+    return await cmd_group(args)
 
 
 async def cmd_search(args: argparse.Namespace) -> int:
@@ -366,11 +358,13 @@ async def cmd_search(args: argparse.Namespace) -> int:
     service = open_service(args)
     try:
         # Contacts' and groups' messages, newest first (``--contact`` may name a group).
-        group = _group_named(service, args.contact) if args.contact is not None else None
+        contact = contact_or_group(service, args.contact) if args.contact is not None else None
+        in_group = args.contact is not None and contact is None
         hits: list[SearchHit | GroupSearchHit] = []
-        if group is None:
-            hits += service.search(args.text, name=args.contact, limit=args.limit)
-        if args.contact is None or group is not None:
+        if not in_group:
+            contact_id = contact.id if contact is not None else None
+            hits += service.search(args.text, contact_id=contact_id, limit=args.limit)
+        if args.contact is None or in_group:
             hits += service.groups.search_hits(args.text, name=args.contact, limit=args.limit)
         hits.sort(key=lambda h: h.message.id, reverse=True)
         for hit in hits[: args.limit]:

@@ -38,28 +38,15 @@ from messenger_tui.core.links.relay_link import (
     LinkPhase,
     RelayLink,
 )
-from messenger_tui.core.wire import (
-    KEY_LEN,
-    MAX_FRAME,
-    AuthOk,
-    Challenge,
-    Subscribe,
-    encode,
-)
+from messenger_tui.core.wire import KEY_LEN, MAX_FRAME, AuthOk, Challenge, Subscribe, encode
 from messenger_tui.transport.backoff import Backoff
-from messenger_tui.transport.dialer import (
-    authenticate,
-    connection_class,
-    open_socket,
-)
-from messenger_tui.transport.errors import (
-    NotConnected,
-    TransportError,
-)
+from messenger_tui.transport.dialer import authenticate, connection_class, open_socket
+from messenger_tui.transport.errors import NotConnected, TransportError
+from messenger_tui.transport.failover_urls import FailoverUrls
 from messenger_tui.transport.relay_connection import FrameHandler, RelayConnection
 from messenger_tui.transport.relay_requests import ACK_CHUNK, RelayRequests
 from messenger_tui.transport.table_driver import TableDriver
-from messenger_tui.transport.urls import RelayEndpoint, parse_relay_urls, split_relay_urls
+from messenger_tui.transport.urls import RelayEndpoint
 
 __all__ = [
     "ACK_CHUNK",
@@ -136,10 +123,8 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         super().__init__()
         if len(identity_public) != KEY_LEN:
             raise ValueError(f"identity_public must be {KEY_LEN} bytes")
-        self._urls: list[str] = []
-        self._endpoints: list[RelayEndpoint] = []
-        self._url_index = 0
-        self.endpoint: RelayEndpoint = parse_relay_urls(url)[0]
+        self._relays = FailoverUrls(url)
+        self.endpoint: RelayEndpoint = self._relays.endpoint
         self._conn_class: type[ClientConnection] | None = None
         self._machine = RelayLink(
             backoff if backoff is not None else Backoff(), stable_after=stable_after
@@ -170,27 +155,25 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         """Use the relay at ``url`` (or the comma-separated URLs of one deployment) from the
         next connection on (:class:`BadRelayUrl` for an unusable one; nothing changes then).
         To switch now: :meth:`close`, then :meth:`start` again."""
-        endpoints = parse_relay_urls(url)
-        self._urls = split_relay_urls(url)
-        self._endpoints = endpoints
-        self._machine.set_urls(len(endpoints))
+        self._relays.replace(url)
+        self._machine.set_urls(len(self._relays))
         self._use_url(0)
 
     def _use_url(self, index: int) -> None:
-        self._url_index = index
-        self.endpoint = self._endpoints[index]
+        self._relays.index = index
+        self.endpoint = self._relays.endpoint
         self._conn_class = connection_class(self.endpoint)
 
     @property
     def current_url(self) -> str:
         """The relay URL in use (of several: the one of the current or last connection);
         media and blob links of a call go there."""
-        return self._urls[self._url_index]
+        return self._relays.current
 
     @property
     def urls(self) -> list[str]:
         """Every relay URL of the profile, in failover order."""
-        return list(self._urls)
+        return list(self._relays.urls)
 
     # ------------------------------------------------------------------ properties
 
@@ -231,7 +214,7 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
         With several relay URLs it tries each once, in failover order, and raises the last
         failure.
         """
-        for remaining in range(len(self._endpoints) - 1, -1, -1):
+        for remaining in range(len(self._relays) - 1, -1, -1):
             try:
                 return await self._connect_once_attempt()
             except TransportError:
@@ -370,7 +353,7 @@ class RelayClient(RelayRequests, TableDriver[RelayLink]):
             if isinstance(effect, Report):
                 self._report(effect)
             elif isinstance(effect, Connect):
-                if self._machine.url_index != self._url_index:  # failover (rule 10)
+                if self._machine.url_index != self._relays.index:  # failover (rule 10)
                     self._use_url(self._machine.url_index)
                 attempt = asyncio.get_running_loop().create_task(
                     self._connect(), name="relay-connect"

@@ -15,7 +15,7 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.call_log import call_log_text, format_duration
 from messenger_tui.app.calls import CallManager, MediaCarrierLink
 from messenger_tui.app.errors import BadInput
-from messenger_tui.app.models import CallView, Contact, Message
+from messenger_tui.app.models import CallView, Contact, ContactId, Message
 from messenger_tui.core.calls.media_keys import CallRole, MediaKeys
 from messenger_tui.core.calls.messages import decode_call_message
 from messenger_tui.core.calls.signalling import CallSignalling, CallTimeouts
@@ -142,12 +142,12 @@ class Phone:
         def contact_for(identity: bytes) -> Contact | None:
             if self.peer is None or identity != self.peer.identity:
                 return None
-            return Contact(1, self.peer.name, identity, False, False, False, False)
+            return Contact(ContactId(1), self.peer.name, identity, False, False, False, False)
 
         def log_call(info: CallInfo, text: str) -> Message:
             self.log.append((info.call_id, text))
             return Message(
-                len(self.log), info.call_id, 1, info.outgoing, "call", text, 0, 0, "seen"
+                len(self.log), info.call_id, ContactId(1), info.outgoing, "call", text, 0, 0, "seen"
             )
 
         def open_link(token: bytes, leg: int, on_state: Callable[[str], None]) -> FakeLink:
@@ -239,7 +239,7 @@ async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
 
 def bob_contact(alice: Phone) -> Contact:
     assert alice.peer is not None
-    return Contact(1, "bob", alice.peer.identity, False, False, False, False)
+    return Contact(ContactId(1), "bob", alice.peer.identity, False, False, False, False)
 
 
 async def test_call_rings_connects_and_hangs_up_with_log_on_both_sides() -> None:
@@ -380,7 +380,7 @@ async def test_a_second_call_or_accepting_nothing_is_refused() -> None:
     alice, _bob = pair()
     alice.m.place_call(bob_contact(alice))
     with pytest.raises(BadInput):
-        alice.m.place_call(Contact(2, "carol", b"C" * 32, False, False, False, False))
+        alice.m.place_call(Contact(ContactId(2), "carol", b"C" * 32, False, False, False, False))
     with pytest.raises(BadInput):
         alice.m.accept()  # nothing rings here
 

@@ -55,31 +55,31 @@ def _expire_after(alice: MessengerService, text: str) -> int | None:
 async def test_a_text_without_a_stamp_does_not_turn_the_timer_off(
     alice: MessengerService,
 ) -> None:
-    alice.set_disappearing_timer("bob", 300)
+    alice.set_disappearing_timer(alice.contact("bob").id, 300)
     events = _deliver(alice, _text("from an old client", None))
-    assert alice.disappearing_timer("bob") == 300
+    assert alice.disappearing_timer(alice.contact("bob").id) == 300
     assert not [e for e in events if isinstance(e, ev.TimerChanged)]
     assert _expire_after(alice, "from an old client") == 300  # kept under the timer in force
 
 
 async def test_stamps_and_timer_payloads_merge_by_version(alice: MessengerService) -> None:
     bob = alice.contact("bob")
-    alice.set_disappearing_timer("bob", 300)  # version 1 by alice
+    alice.set_disappearing_timer(alice.contact("bob").id, 300)  # version 1 by alice
     stale_off = pl.TimerStamp(seconds=0, version=0, author=b"")
     _deliver(alice, _text("stale", stale_off))
-    assert alice.disappearing_timer("bob") == 300
+    assert alice.disappearing_timer(alice.contact("bob").id) == 300
     events = _deliver(alice, _text("newer", pl.TimerStamp(60, 2, bob.identity)))
-    assert alice.disappearing_timer("bob") == 60
+    assert alice.disappearing_timer(alice.contact("bob").id) == 60
     assert [(e.seconds, e.by_me) for e in events if isinstance(e, ev.TimerChanged)] == [(60, False)]
     assert _expire_after(alice, "newer") == 60
     _deliver(alice, pl.Timer(seconds=0, version=3))  # bob turns it off
-    assert alice.disappearing_timer("bob") == 0
+    assert alice.disappearing_timer(alice.contact("bob").id) == 0
     _deliver(alice, _text("after off", None))
     assert _expire_after(alice, "after off") is None
     # A jump far past every version seen is ignored (it would pin the timer).
     _deliver(alice, pl.Timer(seconds=30, version=3 + dm.MAX_VERSION_JUMP + 1))
-    assert alice.disappearing_timer("bob") == 0
-    history = [m.text for m in alice.history("bob")]
+    assert alice.disappearing_timer(alice.contact("bob").id) == 0
+    history = [m.text for m in alice.history(alice.contact("bob").id)]
     assert "bob set disappearing messages to 1 min." in history
     assert "bob turned disappearing messages off." in history
 
@@ -90,9 +90,9 @@ async def test_setting_the_timer_queues_it_and_refuses_bad_durations(
     from messenger_tui.app.errors import BadInput
 
     before = alice.outbox_count()
-    alice.set_disappearing_timer("bob", 5)
+    alice.set_disappearing_timer(alice.contact("bob").id, 5)
     assert alice.outbox_count() == before + 1
-    alice.set_disappearing_timer("bob", 5)  # unchanged: nothing sent
+    alice.set_disappearing_timer(alice.contact("bob").id, 5)  # unchanged: nothing sent
     assert alice.outbox_count() == before + 1
     with pytest.raises(BadInput, match="1 s to 28 days"):
-        alice.set_disappearing_timer("bob", dm.MAX_TIMER_S + 1)
+        alice.set_disappearing_timer(alice.contact("bob").id, dm.MAX_TIMER_S + 1)

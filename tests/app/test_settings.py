@@ -138,13 +138,13 @@ async def test_read_receipts_off_keeps_the_local_read_state_but_sends_nothing(pa
     _incoming(alice, "Bob", "one")
     before = alice.outbox_count()
     alice.update_settings(read_receipts=False)
-    assert await alice.mark_read("Bob") == 1
+    assert await alice.mark_read(alice.contact("Bob").id) == 1
     summary = alice.conversation(alice.contact("Bob").id)
     assert summary is not None and summary.unread == 0  # seen locally
     assert alice.outbox_count() == before  # no read receipt queued
     alice.update_settings(read_receipts=True)
     _incoming(alice, "Bob", "two")
-    assert await alice.mark_read("Bob") == 1
+    assert await alice.mark_read(alice.contact("Bob").id) == 1
     assert alice.outbox_count() == before + 1
 
 
@@ -215,11 +215,11 @@ async def test_passphrase_set_change_remove(pair: Pair) -> None:
 async def test_mute_is_stored_and_announced(pair: Pair) -> None:
     alice, _bob = pair
     events = alice.subscribe()
-    muted = alice.set_muted("Bob", True)
+    muted = alice.set_muted(alice.contact("Bob").id, True)
     assert muted.muted and alice.contact("Bob").muted
     changed = events.get_nowait()
     assert isinstance(changed, ev.ContactChanged) and changed.contact.muted
-    assert alice.set_muted("Bob", False).muted is False
+    assert alice.set_muted(alice.contact("Bob").id, False).muted is False
 
 
 async def test_talk_mode_is_stored_and_gates_the_next_call(pair: Pair) -> None:

@@ -45,9 +45,9 @@ async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(
         await bob.close()  # bob is offline during the burst
         events = alice.subscribe()
         for text in texts:
-            await alice.send_text("bob", text)
+            await alice.send_text(alice.contact("bob").id, text)
         acknowledged: set[str] = set()
-        rows = {m.id: m.text for m in alice.history("bob", limit=BURST)}
+        rows = {m.id: m.text for m in alice.history(alice.contact("bob").id, limit=BURST)}
         await alice.start()
 
         async def collect(limit: int) -> None:
@@ -69,12 +69,22 @@ async def test_relay_sigkill_mid_burst_loses_nothing_acknowledged(
         await bob.start()
         await wait_for(
             lambda: (
-                len([m for m in bob.history("alice", limit=BURST + 10) if m.kind == "text"])
+                len(
+                    [
+                        m
+                        for m in bob.history(bob.contact("alice").id, limit=BURST + 10)
+                        if m.kind == "text"
+                    ]
+                )
                 >= BURST
             ),
             timeout=90,
         )
-        received = [m.text for m in bob.history("alice", limit=BURST + 10) if m.kind == "text"]
+        received = [
+            m.text
+            for m in bob.history(bob.contact("alice").id, limit=BURST + 10)
+            if m.kind == "text"
+        ]
         assert received == texts  # every message exactly once, in order
         assert acknowledged <= set(received)
     assert_no_plaintext(relay.data_dir, texts[:50] + texts[-50:])
@@ -97,7 +107,7 @@ async def test_receiver_sigkill_mid_receive_then_ratchet_continues(
         bob_id = decode_address(bob_addr)
         await wait_for(lambda: alice.store.contacts.delivery_access(bob_id) is not None, 30)
         for text in texts:
-            await alice.send_text("bob", text)
+            await alice.send_text(alice.contact("bob").id, text)
         await wait_for(lambda: alice.outbox_count() == 0, timeout=60)
 
         db = bob_user.home / "messenger.db"
@@ -125,7 +135,7 @@ async def test_receiver_sigkill_mid_receive_then_ratchet_continues(
         # The killed run printed nothing (it prints after the backlog); the rerun shows all.
         assert [m["text"] for m in first] == texts
 
-        await alice.send_text("bob", "after the crash")
+        await alice.send_text(alice.contact("bob").id, "after the crash")
         await wait_for(lambda: alice.outbox_count() == 0, timeout=30)
         later = bob_user.run("receive", "--json").json_lines()
         assert [m["text"] for m in later] == ["after the crash"]

@@ -43,14 +43,17 @@ async def test_adding_shares_the_secret_and_blocking_rekeys_the_others(tmp_path:
             assert first is not None and len(first) == ACCESS_SECRET_LEN
             assert held(carol, alice_id) == first
 
-            alice.set_blocked("carol", True)
+            alice.set_blocked(alice.contact("carol").id, True)
             await wait_for(lambda: held(bob, alice_id) not in (None, first), timeout=30)
             rotated = held(bob, alice_id)
             # Bob holds the new secret; carol (blocked) was never sent it.
             assert held(carol, alice_id) == first != rotated
             # Bob's messages still reach alice.
-            await bob.send_text("alice", "still friends")
+            await bob.send_text(bob.contact("alice").id, "still friends")
             await wait_for(
-                lambda: any(m.text == "still friends" for m in alice.history("bob", limit=10)),
+                lambda: any(
+                    m.text == "still friends"
+                    for m in alice.history(alice.contact("bob").id, limit=10)
+                ),
                 timeout=30,
             )

@@ -128,7 +128,7 @@ def send_many(root: Path, relay_url: str) -> None:
         async with client(root, "alice", relay_url) as alice:
             await alice.connect(timeout=10)
             for i in range(COUNT):
-                await alice.send_text("bob", f"{MARKER} number {i:02d}")
+                await alice.send_text(alice.contact("bob").id, f"{MARKER} number {i:02d}")
             assert await alice.wait_outbox_empty(60)
 
     asyncio.run(go())
@@ -214,19 +214,23 @@ async def test_two_members_changing_the_timer_at_once_converge(
         a_events, b_events = alice.subscribe(), bob.subscribe()
         for round_no, (a_value, b_value) in enumerate([(300, 60), (0, 3600), (30, 5)]):
             # Both change it from the same version, before either hears of the other's change.
-            alice.set_disappearing_timer("bob", a_value)
-            bob.set_disappearing_timer("alice", b_value)
+            alice.set_disappearing_timer(alice.contact("bob").id, a_value)
+            bob.set_disappearing_timer(bob.contact("alice").id, b_value)
             winner = a_value if alice.identity.public > bob.identity.public else b_value
 
             def converged(w: int = winner) -> bool:
-                return alice.disappearing_timer("bob") == w and bob.disappearing_timer("alice") == w
+                return (
+                    alice.disappearing_timer(alice.contact("bob").id) == w
+                    and bob.disappearing_timer(bob.contact("alice").id) == w
+                )
 
             await wait_for(converged, timeout=30)
             a_setting = alice._timers.current(alice.contact("bob").id)
             b_setting = bob._timers.current(bob.contact("alice").id)
             assert a_setting == b_setting and a_setting.version == round_no + 1
         # A text sent now carries the converged timer and does not change it.
-        await alice.send_text("bob", "after the race")
+        await alice.send_text(alice.contact("bob").id, "after the race")
         await next_event(b_events, ev.MessageReceived)
-        assert bob.disappearing_timer("alice") == alice.disappearing_timer("bob")
+        bob_timer = bob.disappearing_timer(bob.contact("alice").id)
+        assert bob_timer == alice.disappearing_timer(alice.contact("bob").id)
         del a_events

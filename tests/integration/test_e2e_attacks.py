@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 def _texts(service: MessengerService) -> list[str]:
-    return [m.text for m in service.history("alice", limit=100) if m.kind == "text"]
+    return [
+        m.text for m in service.history(service.contact("alice").id, limit=100) if m.kind == "text"
+    ]
 
 
 def _sealed(alice: MessengerService, text: str) -> bytes:
@@ -50,7 +52,7 @@ async def test_tampered_ciphertext_is_refused_visibly_and_changes_nothing(
         events = bob.subscribe()
         await bob.start()
         await alice.start()
-        await alice.send_text("bob", "first")
+        await alice.send_text(alice.contact("bob").id, "first")
         await next_event(events, ev.MessageReceived)
 
         envelope = bytearray(_sealed(alice, "tampered"))
@@ -58,10 +60,12 @@ async def test_tampered_ciphertext_is_refused_visibly_and_changes_nothing(
         await alice._client.submit_envelope(os.urandom(16), bob_key(alice), bytes(envelope))
         failure = await next_event(events, ev.MessageFailed)
         assert "failed authentication" in failure.reason
-        notices = [m.text for m in bob.history("alice") if m.kind == "notice"]
+        notices = [m.text for m in bob.history(bob.contact("alice").id) if m.kind == "notice"]
         assert any("could not be opened" in n for n in notices)
 
-        await alice.send_text("bob", "second")  # same ratchet position as the tampered one
+        await alice.send_text(
+            alice.contact("bob").id, "second"
+        )  # same ratchet position as the tampered one
         await next_event(events, ev.MessageReceived)
         assert _texts(bob) == ["first", "second"]
 
@@ -75,7 +79,7 @@ async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay: RelayProce
         events = bob.subscribe()
         await bob.start()
         await alice.start()
-        await alice.send_text("bob", "hello")
+        await alice.send_text(alice.contact("bob").id, "hello")
         await next_event(events, ev.MessageReceived)
         # alice seals one message (saving her ratchet state, as the app does) ...
         payload = pl.encode_payload(pl.Text(id=os.urandom(16), text="only once", sent_at_ms=1))
@@ -85,10 +89,10 @@ async def test_replayed_envelope_is_shown_once(tmp_path: Path, relay: RelayProce
         await next_event(events, ev.MessageReceived)
         # ... and an attacker (or the relay) replays it under a fresh envelope id.
         await alice._client.submit_envelope(os.urandom(16), bob_key(alice), body)
-        await alice.send_text("bob", "after replay")
+        await alice.send_text(alice.contact("bob").id, "after replay")
         await next_event(events, ev.MessageReceived)
         assert _texts(bob) == ["hello", "only once", "after replay"]
-        assert not [m for m in bob.history("alice") if m.kind == "notice"]
+        assert not [m for m in bob.history(bob.contact("alice").id) if m.kind == "notice"]
 
 
 async def test_impersonation_in_the_handshake_is_refused(
@@ -134,15 +138,15 @@ async def test_key_change_blocks_sending_until_accepted(
         changed = alice.add_contact(bob2.address, "bob")
         assert changed.key_changed
         with pytest.raises(KeyChangeBlocked, match="accept"):
-            await alice.send_text("bob", "blocked")
-        notices = [m.text for m in alice.history("bob") if m.kind == "notice"]
+            await alice.send_text(alice.contact("bob").id, "blocked")
+        notices = [m.text for m in alice.history(alice.contact("bob").id) if m.kind == "notice"]
         assert any("identity key changed" in n for n in notices)
-        alice.accept_key("bob")
+        alice.accept_key(alice.contact("bob").id)
         await alice.connect(timeout=10)
         bob2.add_contact(alice.address, "alice")
         events = bob2.subscribe()
         await bob2.start()
-        await alice.send_text("bob", "to the new key")
+        await alice.send_text(alice.contact("bob").id, "to the new key")
         received = await next_event(events, ev.MessageReceived)
         assert received.message.text == "to the new key"
         await wait_for(lambda: alice.outbox_count() == 0)
@@ -174,6 +178,6 @@ async def test_replayed_handshake_after_session_eviction_is_not_shown_again(
         await alice._client.submit_envelope(replay_id, bob.identity.public, body)
         await wait_for(lambda: bob.store.received.seen(alice.identity.public, replay_id))
         assert _texts(bob) == ["handshake"]
-        assert not [m for m in bob.history("alice") if m.kind == "notice"]
+        assert not [m for m in bob.history(bob.contact("alice").id) if m.kind == "notice"]
         # Accepting it again would install a rewound session, making bob reuse message keys.
         assert bob.store.sessions.for_peer(alice.identity.public) == []

@@ -55,7 +55,7 @@ async def test_a_file_arrives_byte_identical_with_progress(tmp_path: Path) -> No
             bob.set_download_dir(tmp_path / "downloads")
             await bob.start()
             events = alice.subscribe()
-            sent = await alice.send_file("bob", src)
+            sent = await alice.send_file(alice.contact("bob").id, src)
             assert sent.status == "encrypting" and sent.size == src.stat().st_size
             done = await alice.wait_transfer(sent.id, 60)
             assert done.status == "done", done.error
@@ -96,7 +96,7 @@ async def test_over_the_limit_waits_for_a_request_then_a_second_copy_gets_a_suff
             await introduce(alice, bob)
             bob.update_settings(auto_download_kib=1024, download_dir=str(downloads))
             await bob.start()
-            sent = await alice.send_file("bob", src)
+            sent = await alice.send_file(alice.contact("bob").id, src)
             assert (await alice.wait_transfer(sent.id, 60)).status == "done"
             got_id = await incoming_transfer(bob)
             await wait_for(lambda: bob.transfer(got_id).status == "offered", 10)  # type: ignore[union-attr]
@@ -125,7 +125,7 @@ async def test_a_flipped_byte_on_the_relay_fails_clearly_and_writes_no_file(
             bob.update_settings(auto_download_kib=0)
             bob.set_download_dir(downloads)
             await bob.start()
-            sent = await alice.send_file("bob", src)
+            sent = await alice.send_file(alice.contact("bob").id, src)
             assert (await alice.wait_transfer(sent.id, 60)).status == "done"
             got_id = await incoming_transfer(bob)
             await wait_for(lambda: bob.transfer(got_id).status == "offered", 10)  # type: ignore[union-attr]
@@ -160,7 +160,7 @@ async def text_round_trips(
             if not during():
                 break
             start = time.perf_counter()
-            await alice.send_text("bob", f"ping {i}")
+            await alice.send_text(alice.contact("bob").id, f"ping {i}")
             while True:
                 event = await asyncio.wait_for(queue.get(), 10)
                 if isinstance(event, ev.MessageReceived) and event.message.text == f"ping {i}":
@@ -190,7 +190,7 @@ async def test_a_text_round_trip_during_a_200_mib_upload_stays_within_2x_idle(
             await bob.start()
             await text_round_trips(alice, bob, 5, during=lambda: True)  # warm up
             idle = statistics.median(await text_round_trips(alice, bob, 30, during=lambda: True))
-            sent = await alice.send_file("bob", src)
+            sent = await alice.send_file(alice.contact("bob").id, src)
 
             def uploading() -> bool:
                 view = alice.transfer(sent.id)
@@ -222,7 +222,7 @@ async def test_a_strangers_file_waits_for_a_request_however_small(tmp_path: Path
             await bob.start()
             await carol.connect(timeout=10)
             carol.add_contact(bob.address, "bob")  # bob never added carol
-            sent = await carol.send_file("bob", src)
+            sent = await carol.send_file(carol.contact("bob").id, src)
             assert (await carol.wait_transfer(sent.id, 60)).status == "done"
             got_id = await incoming_transfer(bob)
             await wait_for(lambda: bob.transfer(got_id).status == "offered", 10)  # type: ignore[union-attr]

@@ -37,7 +37,7 @@ async def test_an_image_arrives_without_exif_with_a_thumbnail_and_counts_as_unre
             bob.set_download_dir(tmp_path / "downloads")
             bob_events = bob.subscribe()
             await bob.start()
-            sent = await alice.send_file("bob", src)
+            sent = await alice.send_file(alice.contact("bob").id, src)
             assert sent.mime_type == "image/jpeg" and sent.name == "beach.jpg"
             done = await alice.wait_transfer(sent.id, 60)
             assert done.status == "done", done.error
@@ -86,6 +86,6 @@ async def test_a_decompression_bomb_is_refused_and_nothing_is_sent(tmp_path: Pat
         ):
             await introduce(alice, bob)
             with pytest.raises(BadInput, match=r"cat\.png is refused.*decompression bomb"):
-                await alice.send_file("bob", src)
+                await alice.send_file(alice.contact("bob").id, src)
             assert alice.transfers() == []
-            assert alice.history("bob") == []
+            assert alice.history(alice.contact("bob").id) == []

@@ -31,7 +31,7 @@ async def test_prekeys_are_replenished_while_connected(
         events = bob.subscribe()
         await bob.start()
         await alice.start()
-        await alice.send_text("bob", "after the handshake")
+        await alice.send_text(alice.contact("bob").id, "after the handshake")
         await next_event(events, ev.MessageReceived)
         await wait_for(lambda: bob.store.prekeys.max_one_time_id() > prekey_upkeep.PREKEY_BATCH)
         await wait_for(lambda: not bob.store.prekeys.unpublished_one_time())

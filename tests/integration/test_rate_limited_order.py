@@ -23,13 +23,17 @@ async def test_rate_limited_burst_arrives_in_order(tmp_path: Path) -> None:
             await introduce(alice, bob)
             texts = [f"paced {i:03d}" for i in range(COUNT)]
             for text in texts:
-                await alice.send_text("bob", text)
+                await alice.send_text(alice.contact("bob").id, text)
             await bob.start()
             await alice.start()
             await wait_for(lambda: alice.outbox_count() == 0, timeout=60)
 
             def received() -> list[str]:
-                return [m.text for m in bob.history("alice", limit=COUNT + 10) if m.kind == "text"]
+                return [
+                    m.text
+                    for m in bob.history(bob.contact("alice").id, limit=COUNT + 10)
+                    if m.kind == "text"
+                ]
 
             await wait_for(lambda: len(received()) >= COUNT, timeout=60)
             assert received() == texts

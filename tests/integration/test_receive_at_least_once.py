@@ -72,7 +72,7 @@ async def test_sigkill_mid_print_repeats_at_most_one_line_per_crash(
         bob_id = decode_address(bob_addr)
         await wait_for(lambda: alice.store.contacts.delivery_access(bob_id) is not None, 30)
         for text in texts:
-            await alice.send_text("bob", text)
+            await alice.send_text(alice.contact("bob").id, text)
         await wait_for(lambda: alice.outbox_count() == 0, timeout=60)
 
     rng = random.Random(11)

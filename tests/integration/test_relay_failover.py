@@ -22,7 +22,7 @@ AFTER = 40
 
 
 def texts_from(service: MessengerService, name: str) -> list[str]:
-    return [m.text for m in service.history(name, limit=1000) if not m.outgoing]
+    return [m.text for m in service.history(service.contact(name).id, limit=1000) if not m.outgoing]
 
 
 async def test_both_users_fail_over_to_the_second_node_when_the_first_is_killed(
@@ -45,16 +45,16 @@ async def test_both_users_fail_over_to_the_second_node_when_the_first_is_killed(
             await bob.start()
             assert alice._client.current_url == first.url
             for i in range(BEFORE):
-                await alice.send_text("bob", f"before {i:03d}")
+                await alice.send_text(alice.contact("bob").id, f"before {i:03d}")
             await wait_for(lambda: len(texts_from(bob, "alice")) == BEFORE, timeout=60)
 
             first.kill()  # node 1 dies: both fail over to node 2
             for i in range(AFTER):
-                await alice.send_text("bob", f"after {i:03d}")
+                await alice.send_text(alice.contact("bob").id, f"after {i:03d}")
             await wait_for(lambda: alice._client.current_url == second.url, timeout=30)
             await wait_for(lambda: bob._client.current_url == second.url, timeout=30)
             await wait_for(lambda: len(texts_from(bob, "alice")) == BEFORE + AFTER, timeout=90)
-            await bob.send_text("alice", "got them all")
+            await bob.send_text(bob.contact("alice").id, "got them all")
             await wait_for(lambda: texts_from(alice, "bob") == ["got them all"], timeout=60)
 
             expected = [f"before {i:03d}" for i in range(BEFORE)]

@@ -44,7 +44,7 @@ async def test_speech_recorded_sent_and_played_scores_3_5(
             await bob.start()
             with pulse_server.use(source=mic.name, sink=speaker.name):
                 # recording: the app's microphone hears the speech in real time
-                recording = await alice.voice.record("bob")
+                recording = await alice.voice.record(alice.contact("bob").id)
                 await asyncio.sleep(0.2)
                 mic.feed(speech)
                 await asyncio.to_thread(mic.wait_fed)
@@ -113,12 +113,12 @@ async def test_recording_is_refused_during_a_call_and_cancel_removes_the_file(
         ):
             await introduce(alice, bob)
             with pulse_server.use(source=mic.name):
-                recording = await alice.voice.record("bob")
+                recording = await alice.voice.record(alice.contact("bob").id)
                 mic.feed_tone(440, 0.5)
                 await asyncio.sleep(0.6)
                 assert recording.path.exists() and recording.elapsed_ms >= 400
                 with pytest.raises(BadInput, match="already being recorded"):
-                    await alice.voice.record("bob")
+                    await alice.voice.record(alice.contact("bob").id)
                 await alice.voice.cancel()
                 assert not recording.folder.exists()
                 with pytest.raises(BadInput, match="no voice message"):
@@ -127,7 +127,7 @@ async def test_recording_is_refused_during_a_call_and_cancel_removes_the_file(
                 await alice.start()
                 await bob.start()
                 await wait_for(lambda: alice.connected, 10)
-                alice.place_call("bob")
+                alice.place_call(alice.contact("bob").id)
                 with pytest.raises(BadInput, match="during a call"):
-                    await alice.voice.record("bob")
+                    await alice.voice.record(alice.contact("bob").id)
                 alice.hang_up()

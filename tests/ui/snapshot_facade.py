@@ -39,6 +39,7 @@ from messenger_tui.app.models import (
     CallStats,
     CallView,
     Contact,
+    ContactId,
     Message,
     Settings,
     TransferView,
@@ -238,12 +239,18 @@ class FixedVoice:
     facade: SnapshotFacade
     recording: FixedRecording | None = None
     player: FixedPlayer | None = None
-    recorded_for: list[str] = field(default_factory=list)
+    recorded_for: list[ContactId | str] = field(default_factory=list)
 
-    async def record(self, name: str, *, group: bool = False) -> FixedRecording:
+    async def record(self, contact_id: ContactId) -> FixedRecording:
+        return self._record(contact_id)
+
+    async def record_for_group(self, name: str) -> FixedRecording:
+        return self._record(name)
+
+    def _record(self, target: ContactId | str) -> FixedRecording:
         if self.recording is not None:
             raise BadInput("a voice message is already being recorded")
-        self.recorded_for.append(name)
+        self.recorded_for.append(target)
         self.recording = FixedRecording()
         return self.recording
 
@@ -340,7 +347,7 @@ class SnapshotFacade:
         online: bool = False,
     ) -> Contact:
         c = Contact(
-            id=len(self.contact_list) + 1,
+            id=ContactId(len(self.contact_list) + 1),
             name=name,
             identity=fixed_identity(name),
             verified=verified,
@@ -399,8 +406,8 @@ class SnapshotFacade:
 
     @property
     def address(self) -> str:
-        return Contact(0, self.own_name, fixed_identity(self.own_name), False, False, False,
-                       False).address  # fmt: skip
+        me = fixed_identity(self.own_name)
+        return Contact(ContactId(0), self.own_name, me, False, False, False, False).address
 
     @property
     def name(self) -> str:
@@ -445,7 +452,15 @@ class SnapshotFacade:
     def contacts(self) -> list[Contact]:
         return list(self.contact_list)
 
-    def contact(self, name: str) -> Contact:
+    def contact(self, contact_id: ContactId) -> Contact:
+        """The contact with this id (the facade's key; not part of the protocol)."""
+        for c in self.contact_list:
+            if c.id == contact_id:
+                return c
+        raise BadInput("that contact no longer exists")
+
+    def named(self, name: str) -> Contact:
+        """A scene's contact by name (scenes set up by name; the facade takes ids)."""
         for c in self.contact_list:
             if c.name == name:
                 return c
@@ -457,12 +472,12 @@ class SnapshotFacade:
     def add_contact(self, address: str, name: str) -> Contact:
         raise BadInput("the snapshot facade does not add contacts")
 
-    def safety_number(self, name: str) -> FixedSafetyNumber:
-        c = self.contact(name)
+    def safety_number(self, contact_id: ContactId) -> FixedSafetyNumber:
+        c = self.contact(contact_id)
         return FixedSafetyNumber(c, fixed_digits(f"{self.own_name}/{c.name}"))
 
-    def accept_key(self, name: str) -> Contact:
-        return self.contact(name)
+    def accept_key(self, contact_id: ContactId) -> Contact:
+        return self.contact(contact_id)
 
     async def watch_presence(self) -> None:
         pass
@@ -480,8 +495,10 @@ class SnapshotFacade:
         unread = sum(1 for m in msgs if not m.outgoing and m.state == "received")
         return ConversationSummary(c, msgs[-1] if msgs else None, unread)
 
-    def history(self, name: str, *, limit: int = 50, before_id: int | None = None) -> list[Message]:
-        msgs = self.messages[self.contact(name).id]
+    def history(
+        self, contact_id: ContactId, *, limit: int = 50, before_id: int | None = None
+    ) -> list[Message]:
+        msgs = self.messages[self.contact(contact_id).id]
         if before_id is not None:
             msgs = [m for m in msgs if m.id < before_id]
         return list(msgs[-limit:])
@@ -489,14 +506,14 @@ class SnapshotFacade:
     def outbox_count(self) -> int:
         return sum(1 for ms in self.messages.values() for m in ms if m.state == "queued")
 
-    async def send_text(self, name: str, text: str) -> Message:
-        c = self.contact(name)
+    async def send_text(self, contact_id: ContactId, text: str) -> Message:
+        c = self.contact(contact_id)
         return self.new_message(c, ms_at(0, 12, 0), text, outgoing=True, state="queued")
 
-    async def mark_read(self, name: str) -> int:
+    async def mark_read(self, contact_id: ContactId) -> int:
         """Marks their unread messages seen, as the real service does (the view keeps its
         "new messages" line; the list's unread badge goes)."""
-        c = self.contact(name)
+        c = self.contact(contact_id)
         msgs = self.messages[c.id]
         marked = 0
         for i, m in enumerate(msgs):
@@ -505,45 +522,51 @@ class SnapshotFacade:
                 marked += 1
         return marked
 
-    async def send_typing(self, name: str, active: bool) -> None:
+    async def send_typing(self, contact_id: ContactId, active: bool) -> None:
         pass
 
-    def disappearing_timer(self, name: str) -> int:
-        return self.timers.get(self.contact(name).id, 0)
+    def disappearing_timer(self, contact_id: ContactId) -> int:
+        return self.timers.get(self.contact(contact_id).id, 0)
 
-    def set_disappearing_timer(self, name: str, seconds: int) -> int:
-        self.timers[self.contact(name).id] = seconds
+    def set_disappearing_timer(self, contact_id: ContactId, seconds: int) -> int:
+        self.timers[self.contact(contact_id).id] = seconds
         return seconds
 
-    def history_after(self, name: str, after_id: int, *, limit: int = 50) -> list[Message]:
-        msgs = [m for m in self.messages[self.contact(name).id] if m.id > after_id]
+    def history_after(
+        self, contact_id: ContactId, after_id: int, *, limit: int = 50
+    ) -> list[Message]:
+        msgs = [m for m in self.messages[self.contact(contact_id).id] if m.id > after_id]
         return msgs[:limit]
 
-    def history_around(self, name: str, message_id: int, *, limit: int = 50) -> list[Message]:
-        msgs = self.messages[self.contact(name).id]
+    def history_around(
+        self, contact_id: ContactId, message_id: int, *, limit: int = 50
+    ) -> list[Message]:
+        msgs = self.messages[self.contact(contact_id).id]
         at = next((i for i, m in enumerate(msgs) if m.id == message_id), len(msgs))
         start = max(0, at - limit // 2)
         return msgs[start : start + limit]
 
-    def search(self, text: str, *, name: str | None = None, limit: int = 100) -> list[SearchHit]:
+    def search(
+        self, text: str, *, contact_id: ContactId | None = None, limit: int = 100
+    ) -> list[SearchHit]:
         return []
 
     # contacts management and calls: not part of any snapshot yet (fixed, inert answers)
 
-    def rename_contact(self, name: str, new_name: str) -> Contact:
-        c = self.contact(name)
+    def rename_contact(self, contact_id: ContactId, new_name: str) -> Contact:
+        c = self.contact(contact_id)
         updated = dataclasses.replace(c, name=new_name)
         self.contact_list[self.contact_list.index(c)] = updated
         return updated
 
-    def set_blocked(self, name: str, blocked: bool) -> Contact:
-        c = self.contact(name)
+    def set_blocked(self, contact_id: ContactId, blocked: bool) -> Contact:
+        c = self.contact(contact_id)
         updated = dataclasses.replace(c, blocked=blocked)
         self.contact_list[self.contact_list.index(c)] = updated
         return updated
 
-    def delete_contact(self, name: str) -> None:
-        self.contact_list.remove(self.contact(name))
+    def delete_contact(self, contact_id: ContactId) -> None:
+        self.contact_list.remove(self.contact(contact_id))
 
     # calls: a scene sets the call and its statistics (and announces them as the service
     # does, with CallChanged / CallStatsChanged events)
@@ -556,7 +579,7 @@ class SnapshotFacade:
         self.stats = stats
         self._emit(ev.CallStatsChanged(stats))
 
-    def place_call(self, name: str) -> NoReturn:
+    def place_call(self, contact_id: ContactId) -> NoReturn:
         raise BadInput("the snapshot facade does not place calls")
 
     def accept_call(self) -> None:
@@ -612,14 +635,14 @@ class SnapshotFacade:
     async def change_passphrase(self, current: str | None, new: str | None) -> Settings:
         return self.update_settings(passphrase_set=bool(new))
 
-    def set_muted(self, name: str, muted: bool) -> Contact:
-        c = self.contact(name)
+    def set_muted(self, contact_id: ContactId, muted: bool) -> Contact:
+        c = self.contact(contact_id)
         updated = dataclasses.replace(c, muted=muted)
         self.contact_list[self.contact_list.index(c)] = updated
         return updated
 
     # files: a scene lists its transfers in ``transfer_list``
-    async def send_file(self, name: str, path: str | Path) -> TransferView:
+    async def send_file(self, contact_id: ContactId, path: str | Path) -> TransferView:
         raise BadInput("the snapshot facade sends no files")
 
     def transfers(self) -> list[TransferView]:
@@ -750,7 +773,7 @@ def call_scene(*, muted: bool = False) -> tuple[SnapshotFacade, CallView, CallSt
     seconds of statistics: some jitter, a little loss, the health line all ✓ (the call and
     its statistics are announced once the main screen runs: see the snapshot tests)."""
     f = main_scene()
-    bob = f.contact("Bob")
+    bob = f.named("Bob")
     now = ms_at(0, 12, 0)
     call = CallView(
         call_id=bytes(range(16)),
@@ -797,7 +820,7 @@ def call_scene(*, muted: bool = False) -> tuple[SnapshotFacade, CallView, CallSt
 
 def incoming_call(f: SnapshotFacade, name: str = "Carol") -> CallView:
     """A call from ``name`` ringing here, started 3 s before FROZEN_NOW."""
-    c = f.contact(name)
+    c = f.named(name)
     now = ms_at(0, 12, 0)
     return CallView(
         call_id=bytes(range(16, 32)),

@@ -96,7 +96,8 @@ async def connected_with_conversation(pilot: Pilot[None], app: MessengerApp, nam
     assert service is not None
     screen = main_of(app)
     await until(pilot, lambda: service.connected, f"{service.name} connected")
-    await screen.open_conversation(service.contact(name).id, focus_composer=True)
+    contact = next(c for c in service.contacts() if c.name == name)
+    await screen.open_conversation(contact.id, focus_composer=True)
     await until(pilot, lambda: app.focused is screen.composer, "the composer focused")
 
 

@@ -104,7 +104,7 @@ async def test_block_and_unblock_with_the_key(
         # Sending to a blocked contact is refused; the text stays in the composer.
         await pilot.press(*"hello?", "enter")
         await wait_until(pilot, lambda: screen.composer.text == "hello?", what="text kept")
-        assert alice.history("Bob") == []
+        assert alice.history(alice.contact("Bob").id) == []
         await pilot.press("alt+x")
         await wait_until(pilot, lambda: not stored(alice, bob_id).blocked, what="unblocked")
         await wait_until(pilot, lambda: "blocked" not in screen.header_text)
@@ -194,13 +194,13 @@ async def test_a_blocked_contacts_messages_are_not_shown_or_announced(
         await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected")
         await pilot.press("alt+x")  # nothing open: the highlighted contact (Bob)
         await wait_until(pilot, lambda: alice.contact("Bob").blocked, what="blocked")
-        message = await bob.send_text("Alice", "can you read this?")
+        message = await bob.send_text(bob.contact("Alice").id, "can you read this?")
         assert await bob.wait_outbox_empty(10, message_row=message.id)
         # Alice unblocks and Bob writes again: only the second message arrives, so the first
         # was dropped (not just late).
         await pilot.press("alt+x")
         await wait_until(pilot, lambda: not alice.contact("Bob").blocked, what="unblocked")
-        second = await bob.send_text("Alice", "and this?")
+        second = await bob.send_text(bob.contact("Alice").id, "and this?")
         assert await bob.wait_outbox_empty(10, message_row=second.id)
         await wait_until(
             pilot, lambda: bool(alice.search("and this")), what="second message stored"

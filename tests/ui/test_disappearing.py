@@ -59,10 +59,10 @@ async def test_timer_from_the_palette_shows_in_the_header_and_lines_vanish(
         assert "off  (now)" in screen_text(app)
         await pilot.press("down", "enter")  # 30 s
         await wait_until(pilot, lambda: "⏱ 30 s" in screen.header_text, what="header")
-        assert alice.disappearing_timer("bob") == 30
+        assert alice.disappearing_timer(alice.contact("bob").id) == 30
         changed = await next_event(bob_events, ev.TimerChanged)
         assert (changed.seconds, changed.by_me) == (30, False)
-        assert bob.disappearing_timer("alice") == 30
+        assert bob.disappearing_timer(bob.contact("alice").id) == 30
         await wait_until(
             pilot,
             lambda: any("set disappearing messages to 30 s" in t for t in screen.view.text_lines()),
@@ -70,7 +70,7 @@ async def test_timer_from_the_palette_shows_in_the_header_and_lines_vanish(
         )
 
         # A short timer (any number of seconds, as from the CLI): the line goes when it runs out.
-        alice.set_disappearing_timer("bob", 2)
+        alice.set_disappearing_timer(alice.contact("bob").id, 2)
         await wait_until(pilot, lambda: "⏱ 2 s" in screen.header_text, what="header 2 s")
         await pilot.press(*"vanishing line", "enter")
         await wait_until(
@@ -86,6 +86,6 @@ async def test_timer_from_the_palette_shows_in_the_header_and_lines_vanish(
         # Bob's copy counts from his read: he reads it now, it goes 2 s later.
         await next_event(bob_events, ev.MessageReceived)
         expired = next_event(bob_events, ev.MessagesExpired, timeout=10)
-        await bob.mark_read("alice")
+        await bob.mark_read(bob.contact("alice").id)
         assert (await expired).message_rows
         assert bob.search("vanishing") == []

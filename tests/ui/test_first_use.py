@@ -109,7 +109,7 @@ async def test_the_view_keeps_following_when_its_height_changes(
             bob.id, b"r" * 16, outgoing=False, body="reply during the call",
             sent_at_ms=2_000_000_000_000, received_at_ms=None, state="seen",
         )  # fmt: skip
-        message = alice.history("Bob", limit=1)[0]
+        message = alice.history(alice.contact("Bob").id, limit=1)[0]
         await screen.apply_events([ev.MessageReceived(bob, message)])
         await wait_shown(pilot, "reply during the call")
         # Scrolled up by the user: a height change leaves the view there.
@@ -210,7 +210,7 @@ async def stranger_writes(
     await alice.connect(timeout=10)  # her prekeys are on the relay
     carol.add_contact(alice.address, "Alice")
     await carol.connect(timeout=10)
-    await carol.send_text("Alice", "hi, we met at the conference")
+    await carol.send_text(carol.contact("Alice").id, "hi, we met at the conference")
     await next_event(events_, ev.MessageReceived)
     alice.unsubscribe(events_)
     await alice.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from messenger_tui.app.models import Message
+from messenger_tui.app.models import ContactId, Message
 from messenger_tui.core.message_states import MessageState
 from messenger_tui.ui.widgets.history_window import MAX_LOADED, NEWEST, PAGE_SIZE, HistoryWindow
 
@@ -11,7 +11,7 @@ def msg(row: int, state: MessageState = "sent") -> Message:
     return Message(
         id=row,
         message_id=row.to_bytes(16, "big"),
-        contact_id=1,
+        contact_id=ContactId(1),
         outgoing=True,
         kind="text",
         text=f"m{row}",

@@ -6,19 +6,21 @@ from __future__ import annotations
 import dataclasses
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.models import CallView, Contact, Message
+from messenger_tui.app.models import CallView, Contact, ContactId, Message
 from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 
 
 def contact(cid: int, name: str) -> Contact:
     return Contact(
-        cid, name, bytes([cid]) * 32, verified=False, key_changed=False, blocked=False,
+        ContactId(cid), name, bytes([cid]) * 32, verified=False, key_changed=False, blocked=False,
         auto_added=False,
     )  # fmt: skip
 
 
 def message(row: int, cid: int, kind: str = "text") -> Message:
-    return Message(row, bytes(16), cid, False, kind, f"m{row}", 1000 * row, None, "received")
+    return Message(
+        row, bytes(16), ContactId(cid), False, kind, f"m{row}", 1000 * row, None, "received"
+    )
 
 
 BOB, CAROL = contact(1, "Bob"), contact(2, "Carol")

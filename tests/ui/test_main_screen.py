@@ -49,8 +49,8 @@ async def test_main_screen_renders_contacts_by_latest_activity(
     carol = make_service(tmp_path, "carol", OFFLINE_URL)
     try:
         alice.add_contact(carol.address, "Carol")
-        await alice.send_text("Bob", "an older message to Bob")
-        await alice.send_text("Carol", "the latest message, to Carol")
+        await alice.send_text(alice.contact("Bob").id, "an older message to Bob")
+        await alice.send_text(alice.contact("Carol").id, "the latest message, to Carol")
         app = make_app(alice, start_service=False)
         async with app.run_test(size=size) as pilot:
             screen = main_screen(app)
@@ -108,7 +108,9 @@ async def test_enter_sends_and_ctrl_j_inserts_a_newline(
         lines = screen.view.text_lines()
         assert any("first line" in line for line in lines)
         assert any("second line" in line for line in lines)
-        assert [m.text for m in alice.history("Bob")] == ["first line\nsecond line"]
+        assert [m.text for m in alice.history(alice.contact("Bob").id)] == [
+            "first line\nsecond line"
+        ]
         await wait_shown(pilot, "1 waiting to send")
 
 
@@ -117,7 +119,7 @@ async def test_long_lines_wrap_and_day_separators(
 ) -> None:
     alice, _bob = offline_pair
     long_text = "word " * 60
-    await alice.send_text("Bob", long_text)
+    await alice.send_text(alice.contact("Bob").id, long_text)
     app = make_app(alice, start_service=False)
     async with app.run_test(size=SMALL) as pilot:
         screen = main_screen(app)
@@ -185,7 +187,7 @@ async def test_key_change_blocks_sending_until_accepted(
             screen.composer.focus()
             await pilot.press(*"still there?", "enter")
             await pilot.pause()
-            assert [m for m in alice.history("Bob") if m.kind == "text"] == []
+            assert [m for m in alice.history(alice.contact("Bob").id) if m.kind == "text"] == []
             assert screen.composer.text == "still there?"  # kept for after the review
 
             await pilot.press("f2")
@@ -203,8 +205,10 @@ async def test_key_change_blocks_sending_until_accepted(
 
             screen.composer.focus()
             await pilot.press("enter")
-            await wait_until(pilot, lambda: any(m.kind == "text" for m in alice.history("Bob")))
-            assert alice.history("Bob")[-1].text == "still there?"
+            await wait_until(
+                pilot, lambda: any(m.kind == "text" for m in alice.history(alice.contact("Bob").id))
+            )
+            assert alice.history(alice.contact("Bob").id)[-1].text == "still there?"
     finally:
         await bob2.close()
         bob2.profile.close()

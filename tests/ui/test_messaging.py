@@ -107,13 +107,13 @@ async def test_message_goes_sent_delivered_read_and_replies_appear(
         assert _state_mark(screen, row) == STATE_MARKS["delivered"]
 
         # Bob reads it: a read receipt.
-        await bob.mark_read("Alice")
+        await bob.mark_read(bob.contact("Alice").id)
         await wait_until(pilot, lambda: _shown_state(screen, row) == "read", what="read")
         assert _state_mark(screen, row) == STATE_MARKS["read"]
 
         # Bob answers: it appears in Alice's open conversation, which she is looking at, so
         # it is marked read at once and Bob learns it.
-        reply = await bob.send_text("Alice", "hi alice, got it")
+        reply = await bob.send_text(bob.contact("Alice").id, "hi alice, got it")
         await wait_until(pilot, lambda: len(screen.view.messages) == 2, what="reply shown")
         assert any("hi alice, got it" in line for line in screen.view.text_lines())
         await wait_shown(pilot, "hi alice, got it")
@@ -139,7 +139,7 @@ async def test_read_receipts_wait_for_terminal_focus(
         app.post_message(events.AppBlur())  # the user switched to another terminal window
         await wait_until(pilot, lambda: not app.app_focus)
 
-        first = await bob.send_text("Alice", "are you there?")
+        first = await bob.send_text(bob.contact("Alice").id, "are you there?")
         await wait_until(pilot, lambda: len(screen.view.messages) == 1, what="shown")
         await wait_until(pilot, lambda: _stored_state(bob, first.id) == "delivered")
         # Shown, but not seen: no read receipt, it counts as unread, and a "new messages"
@@ -169,14 +169,14 @@ async def test_typing_indicator_appears_and_clears_both_ways(
         # Typing notices ride on an established session: exchange a message first.
         await pilot.press(*"hi", "enter")
         await next_event(bob_events, ev.MessageReceived)
-        await bob.send_text("Alice", "hello")
+        await bob.send_text(bob.contact("Alice").id, "hello")
         await wait_until(pilot, lambda: len(screen.view.messages) == 2)
 
         # Bob types: Alice's header and list say so; he stops: it clears.
-        await bob.send_typing("Alice", True)
+        await bob.send_typing(bob.contact("Alice").id, True)
         await wait_until(pilot, lambda: "typing…" in screen.header_text, what="typing shown")
         await wait_shown(pilot, "typing…")
-        await bob.send_typing("Alice", False)
+        await bob.send_typing(bob.contact("Alice").id, False)
         await wait_until(pilot, lambda: "typing…" not in screen_text(app), what="typing cleared")
 
         # Alice types: Bob is told (throttled), and told again when she sends.

@@ -18,8 +18,8 @@ def test_the_qr_payloads_verify_each_other(
     offline_pair: tuple[MessengerService, MessengerService],
 ) -> None:
     alice, bob = offline_pair
-    a = alice.safety_number("Bob")
-    b = bob.safety_number("Alice")
+    a = alice.safety_number(alice.contact("Bob").id)
+    b = bob.safety_number(bob.contact("Alice").id)
     assert a.digits == b.digits
     assert len(a.qr_payload) == 61 and a.qr_payload != b.qr_payload
     # Bob scans Alice's code: it shows exactly his view of both keys.

@@ -60,25 +60,25 @@ def test_search_text_is_safe_and_highlights(
     assert [h.message.text for h in alice.search("AND")] == ["C++ AND rust"]
     assert [h.message.text for h in alice.search("cafe")] == ["naïve café"]
     assert alice.search("nothing-like-this") == []
-    scoped = alice.search("hello", name="Bob")
+    scoped = alice.search("hello", contact_id=alice.contact("Bob").id)
     assert scoped and all(h.contact.name == "Bob" for h in scoped)
 
 
 def test_history_around_and_after(offline_pair: tuple[MessengerService, MessengerService]) -> None:
     alice, _bob = offline_pair
     seed_messages(alice, "Bob", [f"m{i}" for i in range(300)])
-    rows = alice.history("Bob", limit=300)
+    rows = alice.history(alice.contact("Bob").id, limit=300)
     target = rows[10].id
-    around = alice.history_around("Bob", target, limit=100)
+    around = alice.history_around(alice.contact("Bob").id, target, limit=100)
     assert target in [m.id for m in around]
     assert [m.text for m in around][:11] == [f"m{i}" for i in range(11)]  # 10 before it exist
     assert len(around) == 100
     middle = rows[150].id
-    around_ids = [m.id for m in alice.history_around("Bob", middle, limit=100)]
+    around_ids = [m.id for m in alice.history_around(alice.contact("Bob").id, middle, limit=100)]
     assert around_ids.index(middle) == 50 and len(around_ids) == 100
-    after = alice.history_after("Bob", rows[-3].id, limit=10)
+    after = alice.history_after(alice.contact("Bob").id, rows[-3].id, limit=10)
     assert [m.text for m in after] == ["m298", "m299"]
-    assert alice.history_around("Bob", 10**9, limit=100) == []
+    assert alice.history_around(alice.contact("Bob").id, 10**9, limit=100) == []
 
 
 async def test_search_jumps_to_a_match_far_back_in_a_long_conversation(

@@ -141,7 +141,7 @@ async def test_read_receipts_off_the_peer_never_learns(
         await pilot.press("enter")  # open Bob: Alice looks at the conversation
         await wait_until(pilot, lambda: main.current is not None)
 
-        first = await bob.send_text("Alice", "did you read this?")
+        first = await bob.send_text(bob.contact("Alice").id, "did you read this?")
         await wait_shown(pilot, "did you read this?")
         await wait_until(pilot, lambda: state_of(bob, first.id) == "delivered")
         bob_id = alice.contact("Bob").id
@@ -151,7 +151,7 @@ async def test_read_receipts_off_the_peer_never_learns(
 
         # Control: with receipts on again, the next message is reported read.
         alice.update_settings(read_receipts=True)
-        second = await bob.send_text("Alice", "and this one?")
+        second = await bob.send_text(bob.contact("Alice").id, "and this one?")
         await wait_until(pilot, lambda: state_of(bob, second.id) == "read", what="read")
         assert state_of(bob, first.id) == "delivered"
 
@@ -172,7 +172,7 @@ async def test_typing_off_neither_sent_nor_shown(
         await wait_until(pilot, lambda: app.focused is main.composer)
         await pilot.press(*"hi", "enter")  # a session for the typing notices
         await next_event(bob_events, ev.MessageReceived)
-        await bob.send_text("Alice", "hello")
+        await bob.send_text(bob.contact("Alice").id, "hello")
         await wait_until(pilot, lambda: len(main.view.messages) == 2)
 
         screen = await open_settings(pilot, app)
@@ -184,7 +184,7 @@ async def test_typing_off_neither_sent_nor_shown(
         while not bob_events.empty():
             bob_events.get_nowait()
         await pilot.press(*"thinking hard")
-        await bob.send_typing("Alice", True)
+        await bob.send_typing(bob.contact("Alice").id, True)
         await asyncio.sleep(1.0)
         await pilot.pause()
         assert "typing…" not in main.header_text and "typing…" not in screen_text(app)
@@ -195,7 +195,7 @@ async def test_typing_off_neither_sent_nor_shown(
 
         # Control: typing on again, Bob's notice shows.
         alice.update_settings(typing=True)
-        await bob.send_typing("Alice", True)
+        await bob.send_typing(bob.contact("Alice").id, True)
         await wait_until(pilot, lambda: "typing…" in main.header_text, what="typing shown")
 
 

@@ -18,7 +18,8 @@ from messenger_tui.media import audio_io
 from messenger_tui.media.ports import AudioUnavailable
 from messenger_tui.ui import make_app
 from messenger_tui.ui.app import MessengerApp
-from messenger_tui.ui.screens.settings import SYSTEM_DEFAULT, SettingsScreen
+from messenger_tui.ui.screens.settings import SettingsScreen
+from messenger_tui.ui.screens.settings_options import SYSTEM_DEFAULT
 from tests.helpers.clients import make_service
 from tests.helpers.pulseaudio import PulseServer
 from tests.helpers.speech import speech_wav

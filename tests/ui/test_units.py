@@ -75,7 +75,7 @@ async def test_conversation_summaries_count_unread_after_the_last_seen(
     summary = alice.conversation(bob_id)
     assert summary is not None and summary.unread == 3
     assert summary.last_message is not None and summary.last_message.text == "a notice"
-    assert await alice.mark_read("Bob") == 3
+    assert await alice.mark_read(alice.contact("Bob").id) == 3
     read = alice.conversation(bob_id)
     assert read is not None and read.unread == 0
     assert [s.contact.name for s in alice.conversations()] == ["Bob"]

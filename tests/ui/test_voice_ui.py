@@ -60,7 +60,7 @@ async def test_play_pause_seek_speed_and_record_cancel() -> None:
         assert not line.display
         await pilot.press("ctrl+r")
         await wait_shown(pilot, "● REC 0:04/5:00")
-        assert facade.voice.recorded_for == ["Bob"]
+        assert facade.voice.recorded_for == [facade.named("Bob").id]
         await wait_until(pilot, lambda: app.focused is line, what="the recording line focused")
         await pilot.press("escape")  # cancels the recording, not the conversation
         await wait_until(pilot, lambda: not line.display, what="the recording line hidden")

@@ -64,7 +64,7 @@ async def place_call(screen: MainScreen) -> None:
     service = screen.service
     await service.audio_devices(rescan=True)
     try:
-        service.place_call(contact.name)
+        service.place_call(contact.id)
     except AppError as exc:
         # Nothing rang: the reason (no microphone, not connected, blocked...) and its fix.
         screen.app.notify(str(exc), severity="error", timeout=10)

@@ -85,7 +85,7 @@ def toggle_block(screen: MainScreen) -> None:
     if contact is None:
         return
     try:
-        updated = screen.service.set_blocked(contact.name, not contact.blocked)
+        updated = screen.service.set_blocked(contact.id, not contact.blocked)
     except AppError as exc:
         screen.app.notify(str(exc), severity="error", markup=False)
         return
@@ -125,7 +125,7 @@ def toggle_mute(screen: MainScreen) -> None:
         screen.app.notify("Open a conversation first.", severity="warning")
         return
     try:
-        updated = screen.service.set_muted(contact.name, not contact.muted)
+        updated = screen.service.set_muted(contact.id, not contact.muted)
     except AppError as exc:
         screen.app.notify(str(exc), severity="error", markup=False)
         return
@@ -151,7 +151,7 @@ def delete(screen: MainScreen) -> None:
         if not yes:
             return
         try:
-            screen.service.delete_contact(contact.name)
+            screen.service.delete_contact(contact.id)
         except AppError as exc:
             screen.app.notify(str(exc), severity="error", markup=False)
             return
@@ -186,7 +186,7 @@ def disappearing_timer(screen: MainScreen) -> None:
         if seconds is None:
             return
         try:
-            screen.service.set_disappearing_timer(contact.name, seconds)
+            screen.service.set_disappearing_timer(contact.id, seconds)
         except AppError as exc:
             screen.app.notify(str(exc), severity="error", markup=False)
             return
@@ -195,5 +195,5 @@ def disappearing_timer(screen: MainScreen) -> None:
         )
         screen.refresh_header()
 
-    current = screen.service.disappearing_timer(contact.name)
+    current = screen.service.disappearing_timer(contact.id)
     screen.app.push_screen(DisappearingTimerScreen(contact, current), chosen)

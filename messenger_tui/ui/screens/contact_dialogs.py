@@ -66,7 +66,7 @@ class RenameContactScreen(ModalScreen[Contact | None], inherit_bindings=False):
             self.dismiss(None)
             return
         try:
-            contact = self.service.rename_contact(self.contact.name, new_name)
+            contact = self.service.rename_contact(self.contact.id, new_name)
         except AppError as exc:
             self.query_one("#rename-error", Static).update(str(exc))
             self.query_one("#new-name", Input).focus()

@@ -106,7 +106,7 @@ class GroupFileControls:
         if name is None:
             return
         try:
-            recording = await self.screen.service.voice.record(name, group=True)
+            recording = await self.screen.service.voice.record_for_group(name)
         except AppError as exc:
             self._error(exc)
             return

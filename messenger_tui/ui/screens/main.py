@@ -8,7 +8,6 @@ update), so a backlog of thousands of messages never re-renders per message.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 from textual import work
 from textual.app import ComposeResult
@@ -21,24 +20,23 @@ from messenger_tui.app import events as ev
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import ConversationSummary, MessengerFacade, SearchHit
 from messenger_tui.app.group_models import Group, GroupSearchHit
-from messenger_tui.app.models import UNREAD_KINDS, CallView, Contact, Message
-from messenger_tui.ui.notify import DesktopNotifier, announce, write_to_terminal
-from messenger_tui.ui.screens import call_actions, contact_actions, sending, transfer_actions
+from messenger_tui.app.models import CallView, Contact, ContactId, Message
+from messenger_tui.ui.notify import DesktopNotifier, write_to_terminal
+from messenger_tui.ui.screens import (
+    call_actions,
+    contact_actions,
+    main_events,
+    main_header,
+    sending,
+    transfer_actions,
+)
 from messenger_tui.ui.screens.group_chat import (
     GroupChatScreen,
-    announce_group,
-    announce_group_call,
 )
 from messenger_tui.ui.screens.main_bindings import MAIN_BINDINGS
-from messenger_tui.ui.screens.main_fold import FoldState, ScreenUpdate, fold
 from messenger_tui.ui.screens.voice_actions import VoiceControls
 from messenger_tui.ui.typing_notices import TypingNotices
 from messenger_tui.ui.widgets.call_pane import CallPane
-from messenger_tui.ui.widgets.chat_header import (
-    header_line,
-    key_banner,
-    request_banner,
-)
 from messenger_tui.ui.widgets.composer import Composer
 from messenger_tui.ui.widgets.conversation_list import (
     ConversationList,
@@ -77,7 +75,8 @@ class MainScreen(Screen[None], inherit_bindings=False):
         self.current: Contact | None = None
         self.presence: dict[int, bool] = {}
         self.typing = TypingNotices(self, self._typing_expired)
-        self._summaries: dict[int, ConversationSummary] = {}
+        #: The conversation list's summaries by contact id.
+        self.summaries: dict[int, ConversationSummary] = {}
         self._drafts: dict[int, str] = {}
         self._filter = ""
         self._queue: asyncio.Queue[ev.Event] | None = events
@@ -154,120 +153,44 @@ class MainScreen(Screen[None], inherit_bindings=False):
             await asyncio.sleep(0)
 
     async def apply_events(self, batch: list[ev.Event]) -> None:
-        """Apply a burst of service events with one refresh of each affected widget (what to
-        do is decided by :func:`~messenger_tui.ui.screens.main_fold.fold`)."""
-        update = fold(batch, FoldState(self.current, self.reading_allowed, self.view.has_newer))
-        changed = [e.transfer for e in batch if isinstance(e, ev.TransferChanged)]
-        transfer_actions.transfers_changed(self, changed)
-        self.voice_controls.transfers_changed(changed)
-        for cid, active in update.typing.items():
-            self.typing.set(cid, active)
-        self.presence.update(update.presence)
-        if update.connection is not None:
-            self.status.set_connection(update.connection)
-        if update.outbox_waiting is not None:
-            self.status.outbox_waiting = update.outbox_waiting
-        await self._apply_to_view(update)
-        if update.announce:
-            self._announce(update.announce)
-        if update.call is not None:
-            self._call_changed(update.call)
-        if update.stats is not None:  # after the call: a new call resets the pane's stats
-            self.query_one(CallPane).show_stats(update.stats)
-        await self._apply_to_list(update)
-        if any(isinstance(e, ev.GroupChanged | ev.GroupMessageReceived) for e in batch):
-            if self.app.screen is self:  # covered (a group open): rebuilt when it resumes
-                self._show_summaries()  # groups: their rows and unread counts
-            announce_group(self.app, self.service.settings(), batch)
-        announce_group_call(self.app, self.service.settings(), batch)
-        if update.header:
-            self.refresh_header()
-        if update.status:
-            self.status.redraw()
-
-    async def _apply_to_view(self, update: ScreenUpdate) -> None:
-        view = self.view
-        if update.current is not None:
-            self.current = update.current
-            view.set_their_name(update.current.name)
-        if update.reload_view and self.current is not None:
-            view.reload(self._history(self.current.id, None, PAGE_SIZE), page_size=PAGE_SIZE)
-        elif update.new_for_view:
-            if view.unread_marker is None and not self.reading_allowed:
-                first = next((m for m in update.new_for_view if m.kind in UNREAD_KINDS), None)
-                if first is not None:
-                    view.set_unread_marker(first.id)
-            view.append(update.new_for_view)
-        if update.states:
-            view.update_states(update.states)
-        if update.new_for_view and self.reading_allowed:
-            await self.mark_current_read()
-
-    async def _apply_to_list(self, update: ScreenUpdate) -> None:
-        if update.all_contacts:
-            known = set(self._summaries)
-            self.refresh_all_summaries()
-            if set(self._summaries) - known:  # a new contact (e.g. a message request)
-                await self.service.watch_presence()
-        elif update.touched:
-            self.refresh_summaries(update.touched)
-        elif update.relist:
-            self._show_summaries()
-
-    def _announce(self, items: list[tuple[Contact, Message]]) -> None:
-        """Toasts, the bell and desktop notifications for new messages outside the visible
-        conversation, as the settings say (ui/notify.py); none for muted contacts."""
-        texts = [(c, m) for c, m in items if m.kind in UNREAD_KINDS and not self._is_muted(c)]
-        if texts:
-            settings = self.service.settings()
-            if any(self._timer_of(c) > 0 for c, _ in texts):
-                # A disappearing message's text must not outlive it in the desktop's
-                # notification history: the notification says only that one arrived.
-                settings = dataclasses.replace(settings, private=True)
-            announce(self.app, self.notifier, settings, texts)
-
-    def _is_muted(self, contact: Contact) -> bool:
-        summary = self._summaries.get(contact.id)
-        return summary.contact.muted if summary is not None else contact.muted
+        """Apply a burst of service events with one refresh of each affected widget
+        (:mod:`.main_events`)."""
+        await main_events.apply_events(self, batch)
 
     # ------------------------------------------------------------------ conversations
 
-    def _history(self, contact_id: int, before_id: int | None, limit: int) -> list[Message]:
-        contact = self.service.contact_by_id(contact_id)
-        if contact is None:
-            return []
-        return self.service.history(contact.name, limit=limit, before_id=before_id)
+    def history_page(
+        self, contact_id: ContactId, before_id: int | None, limit: int
+    ) -> list[Message]:
+        return self.service.history(contact_id, limit=limit, before_id=before_id)
 
-    def _history_after(self, contact_id: int, after_id: int, limit: int) -> list[Message]:
-        contact = self.service.contact_by_id(contact_id)
-        if contact is None:
-            return []
-        return self.service.history_after(contact.name, after_id, limit=limit)
+    def _history_after(self, contact_id: ContactId, after_id: int, limit: int) -> list[Message]:
+        return self.service.history_after(contact_id, after_id, limit=limit)
 
     def refresh_all_summaries(self) -> None:
         summaries = self.service.conversations()
-        self._summaries = {s.contact.id: s for s in summaries}
+        self.summaries = {s.contact.id: s for s in summaries}
         if self.current is not None:
-            fresh = self._summaries.get(self.current.id)
+            fresh = self.summaries.get(self.current.id)
             if fresh is None:  # deleted
                 self.current = None
                 self.refresh_bindings()
                 self.view.clear(PICK_HINT)
             else:
                 self.current = fresh.contact
-        self._show_summaries()
+        self.show_summaries()
 
     def refresh_summaries(self, contact_ids: set[int]) -> None:
         for cid in contact_ids:
             summary = self.service.conversation(cid)
             if summary is None:
-                self._summaries.pop(cid, None)
+                self.summaries.pop(cid, None)
             else:
-                self._summaries[cid] = summary
-        self._show_summaries()
+                self.summaries[cid] = summary
+        self.show_summaries()
 
-    def _show_summaries(self) -> None:
-        ordered = sorted(self._summaries.values(), key=lambda s: s.activity_key, reverse=True)
+    def show_summaries(self) -> None:
+        ordered = sorted(self.summaries.values(), key=lambda s: s.activity_key, reverse=True)
         if self._filter:
             ordered = [s for s in ordered if self._filter in s.contact.name.casefold()]
         clist = self.conversation_list
@@ -304,17 +227,17 @@ class MainScreen(Screen[None], inherit_bindings=False):
             composer.load_draft(self._drafts.pop(contact.id, ""))
         self.current = contact
         self.refresh_bindings()  # the call key applies now
-        older = lambda before, limit: self._history(contact.id, before, limit)  # noqa: E731
+        older = lambda before, limit: self.history_page(contact.id, before, limit)  # noqa: E731
         newer = lambda after, limit: self._history_after(contact.id, after, limit)  # noqa: E731
         window = (
-            self.service.history_around(contact.name, around, limit=PAGE_SIZE)
+            self.service.history_around(contact.id, around, limit=PAGE_SIZE)
             if around is not None
             else []
         )
         if around is not None and window:
             self.view.show_at(contact.name, window, around, older, newer)
         else:
-            page = self._history(contact.id, None, PAGE_SIZE)
+            page = self.history_page(contact.id, None, PAGE_SIZE)
             self.view.show(contact.name, page, older, page_size=PAGE_SIZE, newer_loader=newer)
         self.view.set_hint(f"No messages with {contact.name} yet. Say hello!")
         self.conversation_list.highlight_contact(contact.id)
@@ -330,7 +253,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
             self._filter = event.value.strip().casefold()
-            self._show_summaries()
+            self.show_summaries()
 
     async def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "filter":
@@ -371,7 +294,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
         if self.current is None:
             return
         try:
-            marked = await self.service.mark_read(self.current.name)
+            marked = await self.service.mark_read(self.current.id)
         except AppError:
             return
         if marked:
@@ -399,37 +322,17 @@ class MainScreen(Screen[None], inherit_bindings=False):
     # ------------------------------------------------------------------ header and status
 
     def _typing_expired(self) -> None:
-        self._show_summaries()
+        self.show_summaries()
         self.refresh_header()
 
     def refresh_header(self) -> None:
-        header = self.query_one("#chat-header", Static)
-        contact = self.current
-        online = self.presence.get(contact.id, False) if contact is not None else None
-        line = header_line(
-            contact,
-            online=online if self.conn_state == "connected" else None,
-            typing=contact is not None and contact.id in self.typing,
-            width=header.content_region.width or 60,
-            timer_s=self._timer_of(contact),
-        )
-        header.update(line)
-        for banner_id, text in (
-            ("#key-banner", key_banner(contact)),
-            ("#request-banner", request_banner(contact)),
-        ):
-            banner = self.query_one(banner_id, Static)
-            if text is not None:
-                banner.update(text)
-            banner.set_class(text is not None, "-shown")
+        """The header line and the key-change / message-request banners
+        (:mod:`.main_header`)."""
+        main_header.refresh_header(self)
 
-    def _timer_of(self, contact: Contact | None) -> int:
-        if contact is None:
-            return 0
-        try:
-            return self.service.disappearing_timer(contact.name)
-        except AppError:  # deleted meanwhile
-            return 0
+    def timer_of(self, contact: Contact | None) -> int:
+        """The disappearing-message timer of ``contact``'s conversation (0: off or none)."""
+        return main_header.timer_of(self, contact)
 
     def on_resize(self) -> None:
         self.refresh_header()
@@ -466,7 +369,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
             return live
         return True
 
-    def _call_changed(self, call: CallView) -> None:
+    def call_changed(self, call: CallView) -> None:
         call_actions.call_changed(self, call)
 
     async def action_call(self) -> None:
@@ -486,7 +389,7 @@ class MainScreen(Screen[None], inherit_bindings=False):
 
         def created(group: Group | None) -> None:
             if group is not None:
-                self._show_summaries()
+                self.show_summaries()
                 self.app.push_screen(GroupChatScreen(self.service, group.id))
 
         self.app.push_screen(CreateGroupScreen(self.service), created)

@@ -48,7 +48,7 @@ class SafetyNumberScreen(ModalScreen[bool], inherit_bindings=False):
         super().__init__(classes="dialog-screen")
         self.service = service
         self.contact = contact
-        self.number = service.safety_number(contact.name)
+        self.number = service.safety_number(contact.id)
         self._qr_choice: bool | None = None  # the user's q, overriding the size rule
 
     def compose(self) -> ComposeResult:
@@ -116,7 +116,7 @@ class SafetyNumberScreen(ModalScreen[bool], inherit_bindings=False):
 
     def action_verify(self) -> None:
         try:
-            contact = self.service.accept_key(self.contact.name)
+            contact = self.service.accept_key(self.contact.id)
         except AppError as exc:
             self.app.notify(str(exc), severity="error")
             return

@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 from messenger_tui.app.errors import AppError
 from messenger_tui.app.facade import MessengerFacade, SearchHit
 from messenger_tui.app.group_models import GroupSearchHit
-from messenger_tui.app.models import Contact
+from messenger_tui.app.models import Contact, ContactId
 from messenger_tui.ui.bindings import focus_bindings
 from messenger_tui.ui.formatting import clean_text, local_dt
 
@@ -116,12 +116,12 @@ class SearchScreen(ModalScreen[SearchHit | GroupSearchHit | None], inherit_bindi
         text = self.query_text
         results = self.query_one("#search-results", OptionList)
         status = self.query_one("#search-status", Static)
-        name = None if self.everywhere or self.contact is None else self.contact.name
+        contact_id = None if self.everywhere or self.contact is None else self.contact.id
         if not text.strip():
             self.hits = []
         else:
             try:
-                self.hits = self._search(text, name)
+                self.hits = self._search(text, contact_id)
             except AppError as exc:  # e.g. the contact was deleted meanwhile
                 self.hits = []
                 status.update(Text(str(exc), style="red"))
@@ -146,13 +146,13 @@ class SearchScreen(ModalScreen[SearchHit | GroupSearchHit | None], inherit_bindi
                 style="dim",
             ))  # fmt: skip
 
-    def _search(self, text: str, name: str | None) -> list[SearchHit | GroupSearchHit]:
+    def _search(self, text: str, contact_id: ContactId | None) -> list[SearchHit | GroupSearchHit]:
         """The open conversation's hits, or every conversation's: contacts' and groups'
         merged newest first (one row-id order for both)."""
         hits: list[SearchHit | GroupSearchHit] = list(
-            self.service.search(text, name=name, limit=MAX_RESULTS)
+            self.service.search(text, contact_id=contact_id, limit=MAX_RESULTS)
         )
-        if name is None:
+        if contact_id is None:
             hits += self.service.groups.search_hits(text, limit=MAX_RESULTS)
             hits.sort(key=lambda h: h.message.id, reverse=True)
         return hits[:MAX_RESULTS]

@@ -19,12 +19,9 @@ async def submit(screen: MainScreen, text: str) -> None:
         composer.restore(text)
         screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
         return
-    contact = screen.service.contact_by_id(screen.current.id)
-    if contact is None:
-        composer.restore(text)
-        return
+    contact = screen.current  # by id: the service reads it as stored now (renamed or not)
     try:
-        message = await screen.service.send_text(contact.name, text)
+        message = await screen.service.send_text(contact.id, text)
     except KeyChangeBlocked:  # the service's gate (app/outgoing.py) is the only check
         composer.restore(text)
         screen.app.notify(
@@ -47,6 +44,6 @@ async def submit(screen: MainScreen, text: str) -> None:
 async def send_typing(screen: MainScreen, contact: Contact, active: bool) -> None:
     """Best effort: a typing notice that cannot go out is not worth a toast."""
     try:
-        await screen.service.send_typing(contact.name, active)
+        await screen.service.send_typing(contact.id, active)
     except AppError:
         pass

@@ -38,21 +38,19 @@ def attach(screen: MainScreen) -> None:
     if screen.current is None:
         screen.app.notify("Open a conversation first (Esc, then ↑ ↓ Enter).", severity="warning")
         return
-    contact = screen.service.contact_by_id(screen.current.id)
-    if contact is None:
-        return
+    contact = screen.current  # sent by id (the service reads it as stored then)
 
     async def chosen(path: str | None) -> None:
         if path is None:
             return
         try:
-            view = await screen.service.send_file(contact.name, path)
+            view = await screen.service.send_file(contact.id, path)
         except AppError as exc:
             screen.app.notify(str(exc), severity="error")
             return
         bar(screen).update_transfer(view)
         if screen.current is not None and screen.current.id == contact.id:
-            newest = screen.service.history(contact.name, limit=1)
+            newest = screen.service.history(contact.id, limit=1)
             if newest and newest[-1].id == view.message_row:
                 screen.view.append(newest)
                 screen.view.jump_to_newest()

@@ -71,7 +71,7 @@ class VoiceControls:
             )
             return
         try:
-            recording = await screen.service.voice.record(screen.current.name)
+            recording = await screen.service.voice.record(screen.current.id)
         except AppError as exc:
             self._error(exc)
             return
@@ -90,7 +90,7 @@ class VoiceControls:
             return
         contact = screen.current
         if contact is not None and contact.id == view.contact_id:
-            newest = screen.service.history(contact.name, limit=1)
+            newest = screen.service.history(contact.id, limit=1)
             if newest and newest[-1].id == view.message_row:
                 screen.view.append(newest)
                 screen.view.jump_to_newest()
