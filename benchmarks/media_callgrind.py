@@ -34,6 +34,7 @@ from typing import Any
 from benchmarks.common import Settings, fmt, md_table
 
 NAME = "media_callgrind"
+TITLE = "Media path instructions per stage (callgrind)"
 STAGES = ["capture processing", "encode", "seal", "open + jitter buffer", "decode", "playout"]
 _MARKER = "getppid"
 

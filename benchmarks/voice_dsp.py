@@ -40,6 +40,7 @@ from messenger_tui.media.ports import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from messenger_tui.media.voice_processing import VoiceProcessor, VoiceSettings
 
 NAME = "voice_dsp"
+TITLE = "Echo cancellation and noise suppression: CPU beside the codec"
 LABELS = {
     "opus-encode": "Opus encode (the codec alone)",
     "aec+ns+agc": "AEC + NS + AGC (defaults)",
