@@ -25,6 +25,7 @@ from messenger_tui.core.groups import send_credential as sc
 from messenger_tui.core.groups import sender_keys as sk
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
+from messenger_tui.transport.errors import RelayRequestError, RequestTimeout
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,20 @@ class GroupGrants:
         return b"".join(ordered)
 
     async def sync(self) -> None:
-        """Register the grants if they may have changed (raises the transport's errors; the
-        next call retries)."""
+        """Register the grants if they may have changed (raises NotConnected and the like: the
+        next call retries; a refusal or no answer is logged and waits for the next change)."""
         version = self._store.groups.sender_keys_version
         if version == self._synced_version:
             return
         packed = self.grants()
         if packed != self._registered:
-            await self._client.request(wire.SetGroupGrants(ref=0, grants=packed))
+            try:
+                await self._client.request(wire.SetGroupGrants(ref=0, grants=packed))
+            except (RelayRequestError, RequestTimeout) as exc:
+                # A relay without grants (or refusing these): members send us the long form.
+                # Not retried until our sender keys change again (no frame per wake).
+                log.warning("the relay did not take our group send grants: %s", type(exc).__name__)
+                self._synced_version = version
+                return
             self._registered = packed
         self._synced_version = version

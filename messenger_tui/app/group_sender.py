@@ -24,7 +24,7 @@ Rules:
    recipients the relay answers ``not_granted`` for (their grant of our current key is not
    registered yet, or they granted none) are sent the same message at once in the long
    form (identity and delivery secret); nothing waits on a grant.
-6. Each wake first brings our own grants up to date (:class:`~.group_grants.GroupGrants`),
+6. Each wake then brings our own grants up to date (:class:`~.group_grants.GroupGrants`),
    and an idle sender wakes every :data:`GRANTS_POLL_S` to do so.
 """
 
@@ -98,8 +98,9 @@ class GroupSender:
             if not self._client.connected:
                 continue
             try:
-                await self.grants.sync()
-                if await self._drain():
+                refused = await self._drain()
+                await self.grants.sync()  # after the upload: it must not delay a message
+                if refused:
                     await asyncio.sleep(RETRY_AFTER_S)  # a recipient was refused for now
             except (NotConnected, TransportError):
                 continue
