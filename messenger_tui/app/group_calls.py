@@ -16,7 +16,7 @@ machine and carries out the effects it returns:
   callback of an earlier leg is ignored.
 * ``DisconnectLeg``: the media stops and the leg sends ``group_leave`` and closes; the
   machine has already forgotten every key.
-* ``StateChange``: a :class:`~messenger_tui.app.events.GroupCallChanged` event.
+* ``CallStateChange``: a :class:`~messenger_tui.app.events.GroupCallChanged` event.
 
 Manager rules (beyond the table):
 
@@ -296,7 +296,7 @@ class GroupCallManager:
                     self._connect(machine, effect.token)
                 elif isinstance(effect, gc.DisconnectLeg):
                     self._disconnect(machine.group_id)
-                elif isinstance(effect, gc.StateChange):
+                elif isinstance(effect, gc.CallStateChange):
                     if effect.state is gc.GroupCallState.IN_CALL:
                         self._start_media(machine)
                     self._changed(machine)

@@ -143,7 +143,7 @@ class GroupInbound:
             if row is not None:
                 groups.count_dropped(row.id)
             return
-        if outcome is not gm.Outcome.APPLIED:
+        if outcome is not gm.ChangeOutcome.APPLIED:
             if row is not None and new_log != log_before:
                 groups.update(row.id, log=encode(new_log))
             return

@@ -65,7 +65,7 @@ class GroupJoined(_GroupFrame, tag="group_joined", frozen=True):
     max_frame: int = 1500
 
 
-class GroupMember(_GroupFrame, tag="group_member", frozen=True):
+class ParticipantChange(_GroupFrame, tag="group_member", frozen=True):
     """A participant joined (``present=True``) or left (``False``): rotate the frame key."""
 
     identity: bytes
@@ -73,7 +73,7 @@ class GroupMember(_GroupFrame, tag="group_member", frozen=True):
 
 
 GroupClientFrame = GroupJoin | GroupLeave
-GroupRelayFrame = GroupJoined | GroupMember | Error
+GroupRelayFrame = GroupJoined | ParticipantChange | Error
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ _relay_decoder: msgspec.msgpack.Decoder[GroupRelayFrame] = msgspec.msgpack.Decod
 
 
 def encode_group_control(
-    frame: GroupJoin | GroupLeave | GroupJoined | GroupMember | Error,
+    frame: GroupJoin | GroupLeave | GroupJoined | ParticipantChange | Error,
 ) -> bytes:
     """Serialize a control frame for a binary websocket message."""
     return _encoder.encode(frame)

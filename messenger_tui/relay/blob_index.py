@@ -114,7 +114,7 @@ class _Usage:
 
 
 @dataclass
-class Refusal:
+class UploadRefusal:
     """Why an upload cannot start: a wire error code and a message for the user."""
 
     code: str
@@ -148,36 +148,36 @@ class BlobIndex:
         u = self._usage.get(owner)
         return (u.bytes, u.count, u.uploads) if u else (0, 0, 0)
 
-    def refusal(self, owner: bytes, size: int) -> Refusal | None:
+    def refusal(self, owner: bytes, size: int) -> UploadRefusal | None:
         """Why ``owner`` may not start an upload of ``size`` bytes now; None when it may."""
         c = self.config
         if size > c.max_blob_size:
-            return Refusal(
+            return UploadRefusal(
                 ErrorCode.TOO_LARGE,
                 f"a blob of {size} bytes is over this relay's limit of {c.max_blob_size} bytes "
                 f"(files up to {_mib(c.max_file_size)})",
             )
         used, count, uploads = self.usage(owner)
         if uploads >= c.max_uploads:
-            return Refusal(
+            return UploadRefusal(
                 BlobErrorCode.TOO_MANY_UPLOADS,
                 f"{uploads} unfinished uploads already; finish or abandon one first "
                 f"(limit {c.max_uploads})",
             )
         if count >= c.quota_count:
-            return Refusal(
+            return UploadRefusal(
                 BlobErrorCode.QUOTA_COUNT,
                 f"this identity stores {count} blobs, the relay's limit; older ones expire "
                 f"after {c.ttl_s / DAY_S:g} days",
             )
         if used + size > c.quota_bytes:
-            return Refusal(
+            return UploadRefusal(
                 BlobErrorCode.QUOTA_BYTES,
                 f"this upload ({_mib(size)}) would take this identity's stored blobs to "
                 f"{_mib(used + size)}, over its quota of {_mib(c.quota_bytes)}",
             )
         if self.total_bytes + size > c.total_bytes:
-            return Refusal(
+            return UploadRefusal(
                 BlobErrorCode.RELAY_FULL,
                 "the relay's space for attachments is full; try again later",
             )

@@ -38,58 +38,58 @@ from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, 
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class MultiSendRefusal:
     """Why a whole ``SendMulti`` is refused."""
 
     code: str
     message: str
 
 
-def check_send_multi(frame: wire.SendMulti, max_envelope: int) -> Refusal | None:
+def check_send_multi(frame: wire.SendMulti, max_envelope: int) -> MultiSendRefusal | None:
     """None when the frame may be stored, else the whole frame's refusal."""
     bad = wire.ErrorCode.BAD_REQUEST
     if len(frame.id) != wire.MESSAGE_ID_LEN:
-        return Refusal(bad, "message id must be 16 bytes")
+        return MultiSendRefusal(bad, "message id must be 16 bytes")
     count = len(frame.to)
     if not 1 <= count <= wire.MAX_MULTI_RECIPIENTS:
-        return Refusal(
+        return MultiSendRefusal(
             bad,
             f"a multi-recipient send names 1 to {wire.MAX_MULTI_RECIPIENTS} "
             f"recipients, got {count}",
         )
     if any(len(r.to) != wire.KEY_LEN for r in frame.to):
-        return Refusal(bad, "recipients must be 32-byte identities")
+        return MultiSendRefusal(bad, "recipients must be 32-byte identities")
     if len({r.to for r in frame.to}) != count:
-        return Refusal(bad, "a recipient is named twice")
+        return MultiSendRefusal(bad, "a recipient is named twice")
     if any(len(r.header) > wire.MAX_MULTI_HEADER for r in frame.to):
-        return Refusal(bad, f"a recipient header is over {wire.MAX_MULTI_HEADER} bytes")
+        return MultiSendRefusal(bad, f"a recipient header is over {wire.MAX_MULTI_HEADER} bytes")
     if len(frame.body) > max_envelope:
-        return Refusal(
+        return MultiSendRefusal(
             wire.ErrorCode.TOO_LARGE,
             f"envelope is {len(frame.body)} bytes, the limit is {max_envelope}",
         )
     return None
 
 
-def check_short(frame: wire.SendMulti) -> Refusal | None:
+def check_short(frame: wire.SendMulti) -> MultiSendRefusal | None:
     """None when a short-form frame is well formed, else its refusal."""
     bad = wire.ErrorCode.BAD_REQUEST
     if frame.cred is None or len(frame.cred) != sc.CREDENTIAL_LEN:
-        return Refusal(bad, f"a send credential is {sc.CREDENTIAL_LEN} bytes")
+        return MultiSendRefusal(bad, f"a send credential is {sc.CREDENTIAL_LEN} bytes")
     if frame.to:
-        return Refusal(bad, "a short send names its recipients by reference only")
+        return MultiSendRefusal(bad, "a short send names its recipients by reference only")
     try:
         refs = sc.split_refs(frame.refs)
     except ValueError as exc:
-        return Refusal(bad, str(exc))
+        return MultiSendRefusal(bad, str(exc))
     if not 1 <= len(refs) <= wire.MAX_MULTI_RECIPIENTS:
-        return Refusal(
+        return MultiSendRefusal(
             bad,
             f"a multi-recipient send names 1 to {wire.MAX_MULTI_RECIPIENTS} "
             f"recipients, got {len(refs)}",
         )
     if len(set(refs)) != len(refs):
-        return Refusal(bad, "a recipient is named twice")
+        return MultiSendRefusal(bad, "a recipient is named twice")
     return None
 
 

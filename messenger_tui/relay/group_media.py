@@ -202,7 +202,7 @@ class GroupLegSession:
     def member_changed(self, identity: bytes, present: bool, alone: bool) -> None:
         if self._room is None:
             return
-        self._c._send_control(gw.GroupMember(identity=identity, present=present))
+        self._c._send_control(gw.ParticipantChange(identity=identity, present=present))
         if present:
             self._c._cancel_alone()
         elif alone:

@@ -39,7 +39,7 @@ def is_media_path(path: str) -> bool:
 
 
 @dataclass
-class MediaStats:
+class MediaRouteCounters:
     """Counters of the media route since the relay started (tests, benchmarks, logs)."""
 
     connections: int = 0
@@ -124,7 +124,7 @@ class MediaRouter:
 
     def __init__(self) -> None:
         self._routes: dict[bytes, Route] = {}
-        self.stats = MediaStats()
+        self.stats = MediaRouteCounters()
         #: Group call rooms (relay/group_media.py) share the route and its connections.
         self.groups = GroupRooms()
 

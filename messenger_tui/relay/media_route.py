@@ -28,7 +28,7 @@ absent, its transport holds more than ``media_write_limit`` bytes, the frame is 
 Control frames (challenge, errors, media_joined, media_peer) all go through one bounded path,
 :meth:`MediaRouteConnection._send_control`: when more than ``media_control_limit`` bytes
 already wait for a leg that does not read, an error reply is dropped (counted in
-``MediaStats.dropped_control``) and a frame the client must see closes the leg (1008), so a
+``MediaRouteCounters.dropped_control``) and a frame the client must see closes the leg (1008), so a
 client that sends requests and never reads cannot make the relay buffer its answers. Every
 request after the join (a second ``media_join`` included) counts as an abuse strike like a
 malformed frame: ``max_malformed`` of them close the leg.
@@ -59,8 +59,8 @@ from messenger_tui.relay.handshake import CLOSE_POLICY, authenticate
 from messenger_tui.relay.media_pairing import (
     JoinOutcome,
     MediaLeg,
+    MediaRouteCounters,
     MediaRouter,
-    MediaStats,
     Route,
     _spawn,
     is_media_path,
@@ -87,8 +87,8 @@ __all__ = [
     "JoinOutcome",
     "MediaLeg",
     "MediaRouteConnection",
+    "MediaRouteCounters",
     "MediaRouter",
-    "MediaStats",
     "Route",
     "is_media_path",
     "token_label",

@@ -26,11 +26,11 @@ from messenger_tui.relay.clock import Clock
 from messenger_tui.relay.config import RateLimit
 from messenger_tui.relay.rate_limit import RateLimiter
 from messenger_tui.relay.store import (
-    OneTimePrekey,
-    PrekeyBundle,
     PrekeyStatus,
     PrekeyStore,
-    SignedPrekey,
+    StoredOneTimePrekey,
+    StoredPrekeyBundle,
+    StoredSignedPrekey,
 )
 
 
@@ -98,7 +98,7 @@ class PrekeyDirectory:
             raise PrekeyRejected(
                 wire.ErrorCode.BAD_REQUEST, f"signed prekey refused: {exc}"
             ) from None
-        one_time: list[OneTimePrekey] = []
+        one_time: list[StoredOneTimePrekey] = []
         for opk in frame.opks:
             if not 0 <= opk.id <= crypto_prekeys.MAX_PREKEY_ID:
                 raise PrekeyRejected(
@@ -108,16 +108,16 @@ class PrekeyDirectory:
                 raise PrekeyRejected(
                     wire.ErrorCode.BAD_REQUEST, "one-time prekeys are 32-byte X25519 keys"
                 )
-            one_time.append(OneTimePrekey(opk.id, opk.key))
+            one_time.append(StoredOneTimePrekey(opk.id, opk.key))
         return await self._store.put_prekeys(
             identity,
-            SignedPrekey(frame.spk_id, frame.spk, frame.spk_sig),
+            StoredSignedPrekey(frame.spk_id, frame.spk, frame.spk_sig),
             one_time,
             max_one_time=self._max_one_time,
             now_ms=self._clock(),
         )
 
-    async def fetch(self, identity: bytes, requester: bytes | None = None) -> PrekeyBundle:
+    async def fetch(self, identity: bytes, requester: bytes | None = None) -> StoredPrekeyBundle:
         """Hand out ``identity``'s bundle, consuming one one-time prekey if any is left and
         the fetch is within the budget of (``requester``, ``identity``) and of ``identity``.
 

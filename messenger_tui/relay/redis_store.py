@@ -51,12 +51,12 @@ from messenger_tui.relay.store import (
     InsertOutcome,
     InsertResult,
     NewEnvelope,
-    OneTimePrekey,
-    PrekeyBundle,
     PrekeyStatus,
     SharedUpload,
-    SignedPrekey,
     StoredEnvelope,
+    StoredOneTimePrekey,
+    StoredPrekeyBundle,
+    StoredSignedPrekey,
     StoreUnavailable,
 )
 
@@ -388,8 +388,8 @@ class RedisStore:
     async def put_prekeys(
         self,
         identity: bytes,
-        signed: SignedPrekey,
-        one_time: Sequence[OneTimePrekey],
+        signed: StoredSignedPrekey,
+        one_time: Sequence[StoredOneTimePrekey],
         *,
         max_one_time: int,
         now_ms: int,
@@ -404,15 +404,17 @@ class RedisStore:
         pk = keys.prekey_keys(identity)
         return int(await self._call(lambda c: _PUT_PREKEYS(c, pk, args)))
 
-    async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
+    async def take_bundle(
+        self, identity: bytes, *, one_time: bool = True
+    ) -> StoredPrekeyBundle | None:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.take_bundle`."""
         pk = keys.prekey_keys(identity)
         reply = await self._call(lambda c: _TAKE_BUNDLE(c, pk, ["1" if one_time else "0"]))
         if reply is None:
             return None
-        signed = SignedPrekey(*keys.unpack_signed(reply[0]))
-        opk = None if len(reply) < 2 else OneTimePrekey(*keys.unpack_one_time(reply[1]))
-        return PrekeyBundle(identity, signed, opk)
+        signed = StoredSignedPrekey(*keys.unpack_signed(reply[0]))
+        opk = None if len(reply) < 2 else StoredOneTimePrekey(*keys.unpack_one_time(reply[1]))
+        return StoredPrekeyBundle(identity, signed, opk)
 
     async def prekey_status(self, identity: bytes) -> PrekeyStatus:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.prekey_status`."""

@@ -7,14 +7,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from messenger_tui.relay.store import OneTimePrekey, PrekeyBundle, PrekeyStatus, SignedPrekey
+from messenger_tui.relay.store import (
+    PrekeyStatus,
+    StoredOneTimePrekey,
+    StoredPrekeyBundle,
+    StoredSignedPrekey,
+)
 
 
 def put_prekeys(
     db: sqlite3.Connection,
     identity: bytes,
-    signed: SignedPrekey,
-    one_time: Sequence[OneTimePrekey],
+    signed: StoredSignedPrekey,
+    one_time: Sequence[StoredOneTimePrekey],
     max_one_time: int,
     now_ms: int,
 ) -> int:
@@ -57,7 +62,7 @@ def opk_count(db: sqlite3.Connection, identity: bytes) -> int:
 
 def take_bundle(
     db: sqlite3.Connection, identity: bytes, with_one_time: bool
-) -> PrekeyBundle | None:
+) -> StoredPrekeyBundle | None:
     """The signed prekey and (``with_one_time``) one one-time prekey, removed as it is
     handed out (one transaction); None when nothing was published."""
     db.execute("BEGIN IMMEDIATE")
@@ -68,7 +73,7 @@ def take_bundle(
         if row is None:
             db.execute("ROLLBACK")
             return None
-        signed = SignedPrekey(row[0], row[1], row[2])
+        signed = StoredSignedPrekey(row[0], row[1], row[2])
         opk_row = None
         if with_one_time:
             opk_row = db.execute(
@@ -77,7 +82,7 @@ def take_bundle(
             ).fetchone()
         one_time = None
         if opk_row is not None:
-            one_time = OneTimePrekey(opk_row[0], opk_row[1])
+            one_time = StoredOneTimePrekey(opk_row[0], opk_row[1])
             db.execute(
                 "DELETE FROM one_time_prekeys WHERE identity=? AND opk_id=?",
                 (identity, one_time.opk_id),
@@ -87,7 +92,7 @@ def take_bundle(
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    return PrekeyBundle(identity, signed, one_time)
+    return StoredPrekeyBundle(identity, signed, one_time)
 
 
 def prekey_status(db: sqlite3.Connection, identity: bytes) -> PrekeyStatus:

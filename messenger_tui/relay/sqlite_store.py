@@ -42,11 +42,11 @@ from messenger_tui.relay.store import (
     InsertOutcome,
     InsertResult,
     NewEnvelope,
-    OneTimePrekey,
-    PrekeyBundle,
     PrekeyStatus,
-    SignedPrekey,
     StoredEnvelope,
+    StoredOneTimePrekey,
+    StoredPrekeyBundle,
+    StoredSignedPrekey,
 )
 
 DB_FILE: Final = "relay.db"
@@ -395,8 +395,8 @@ class SqliteStore:
     async def put_prekeys(
         self,
         identity: bytes,
-        signed: SignedPrekey,
-        one_time: Sequence[OneTimePrekey],
+        signed: StoredSignedPrekey,
+        one_time: Sequence[StoredOneTimePrekey],
         *,
         max_one_time: int,
         now_ms: int,
@@ -406,7 +406,9 @@ class SqliteStore:
             self._conn, identity, signed, one_time, max_one_time, now_ms
         )
 
-    async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
+    async def take_bundle(
+        self, identity: bytes, *, one_time: bool = True
+    ) -> StoredPrekeyBundle | None:
         """See :meth:`messenger_tui.relay.store.PrekeyStore.take_bundle`."""
         return sqlite_prekeys.take_bundle(self._conn, identity, one_time)
 

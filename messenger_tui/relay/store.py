@@ -110,7 +110,7 @@ class AckRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedPrekey:
+class StoredSignedPrekey:
     """An identity's current signed prekey, as published (the signature already verified)."""
 
     spk_id: int
@@ -119,7 +119,7 @@ class SignedPrekey:
 
 
 @dataclass(frozen=True, slots=True)
-class OneTimePrekey:
+class StoredOneTimePrekey:
     """One X25519 one-time prekey."""
 
     opk_id: int
@@ -127,12 +127,12 @@ class OneTimePrekey:
 
 
 @dataclass(frozen=True, slots=True)
-class PrekeyBundle:
+class StoredPrekeyBundle:
     """What a fetch hands out: the signed prekey and at most one one-time prekey."""
 
     identity: bytes
-    signed: SignedPrekey
-    one_time: OneTimePrekey | None
+    signed: StoredSignedPrekey
+    one_time: StoredOneTimePrekey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +207,8 @@ class PrekeyStore(Protocol):
     async def put_prekeys(
         self,
         identity: bytes,
-        signed: SignedPrekey,
-        one_time: Sequence[OneTimePrekey],
+        signed: StoredSignedPrekey,
+        one_time: Sequence[StoredOneTimePrekey],
         *,
         max_one_time: int,
         now_ms: int,
@@ -218,7 +218,9 @@ class PrekeyStore(Protocol):
         kept as it was). Atomic. Return the one-time prekeys now held."""
         ...
 
-    async def take_bundle(self, identity: bytes, *, one_time: bool = True) -> PrekeyBundle | None:
+    async def take_bundle(
+        self, identity: bytes, *, one_time: bool = True
+    ) -> StoredPrekeyBundle | None:
         """Return the bundle with the lowest-id one-time prekey, deleting that prekey in the
         same transaction (so each is handed out exactly once), or without one when none is
         left or ``one_time`` is False (the fetch is over its budget: a signed-prekey-only

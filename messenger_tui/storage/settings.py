@@ -5,7 +5,7 @@ from __future__ import annotations
 from messenger_tui.storage.db import Database
 
 
-class Settings:
+class SettingsTable:
     def __init__(self, db: Database) -> None:
         self._db = db
 

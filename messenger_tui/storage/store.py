@@ -13,7 +13,7 @@ from messenger_tui.storage.outbox import Outbox
 from messenger_tui.storage.prekeys import Prekeys
 from messenger_tui.storage.received import ReceivedEnvelopes
 from messenger_tui.storage.sessions import Sessions
-from messenger_tui.storage.settings import Settings
+from messenger_tui.storage.settings import SettingsTable
 from messenger_tui.storage.transfers import Transfers
 
 
@@ -22,7 +22,7 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.settings = Settings(db)
+        self.settings = SettingsTable(db)
         self.contacts = Contacts(db)
         self.messages = Messages(db)
         self.sessions = Sessions(db)

@@ -223,7 +223,7 @@ class GroupLink:
             except MalformedFrame as exc:
                 logger.warning("skipping an undecodable group control frame: %s", exc)
                 continue
-            if isinstance(frame, gw.GroupMember):
+            if isinstance(frame, gw.ParticipantChange):
                 self._on_member(frame.identity, frame.present)
             elif isinstance(frame, Error):
                 logger.info("group relay error (%s): %s", frame.code, frame.message)

@@ -86,8 +86,8 @@ class GroupRawLeg:
         except ConnectionClosed as exc:
             self.closed_code = exc.rcvd.code if exc.rcvd is not None else None
 
-    def members(self) -> list[gw.GroupMember]:
-        return [c for c in self.control if isinstance(c, gw.GroupMember)]
+    def members(self) -> list[gw.ParticipantChange]:
+        return [c for c in self.control if isinstance(c, gw.ParticipantChange)]
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -153,7 +153,7 @@ async def test_a_leaver_is_announced_and_its_leg_closed(relay: RelayProcess) -> 
         await asyncio.sleep(0.3)
         assert leaver.closed_code == 1000
         for leg in legs[:2]:
-            assert gw.GroupMember(identity=leaver.identity, present=False) in leg.members()
+            assert gw.ParticipantChange(identity=leaver.identity, present=False) in leg.members()
         before = len(leaver.frames)
         await asyncio.gather(
             *(paced(i, leg, 10, lambda seq: LOUD) for i, leg in enumerate(legs[:2]))

@@ -61,7 +61,7 @@ async def test_requests_after_the_join_and_oversized_frames_are_strikes(
     await a.send(group_test_frame(0, 0, 10, size=2000))  # over media_max_frame (1500)
     await a.raw.ws.send(gw.encode_group_control(gw.GroupJoin(token=b"u" * 32)))
     await asyncio.sleep(0.3)
-    codes = [c.code for c in a.control if not isinstance(c, gw.GroupMember)]
+    codes = [c.code for c in a.control if not isinstance(c, gw.ParticipantChange)]
     assert codes == ["too_large", "bad_request"]
     assert b.frames == []
     stats = relay.media.groups.stats

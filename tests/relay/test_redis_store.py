@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
 from messenger_tui.relay import redis_keys
-from messenger_tui.relay.store import OneTimePrekey, RelayStore, SignedPrekey
+from messenger_tui.relay.store import RelayStore, StoredOneTimePrekey, StoredSignedPrekey
 from messenger_tui.relay.store_url import parse_store_url
 from tests.helpers.redis_process import RedisClusterProcess, RedisProcess
 from tests.helpers.relay_process import RelayProcess
@@ -87,8 +87,8 @@ async def test_concurrent_fetches_hand_each_one_time_prekey_out_once(
 ) -> None:
     nodes = [await open_redis_store(redis_server.url) for _ in range(2)]  # two relay nodes
     try:
-        published = [OneTimePrekey(i, os.urandom(32)) for i in range(40)]
-        spk = SignedPrekey(1, b"\x05" * 32, b"\x06" * 64)
+        published = [StoredOneTimePrekey(i, os.urandom(32)) for i in range(40)]
+        spk = StoredSignedPrekey(1, b"\x05" * 32, b"\x06" * 64)
         await nodes[0].put_prekeys(ALICE, spk, published, max_one_time=200, now_ms=1)
         bundles = await asyncio.gather(*(nodes[i % 2].take_bundle(ALICE) for i in range(100)))
         handed = [b.one_time for b in bundles if b is not None and b.one_time is not None]

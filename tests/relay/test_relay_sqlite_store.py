@@ -15,9 +15,9 @@ from messenger_tui.relay.store import (
     InsertOutcome,
     InsertResult,
     NewEnvelope,
-    OneTimePrekey,
     RelayStore,
-    SignedPrekey,
+    StoredOneTimePrekey,
+    StoredSignedPrekey,
 )
 
 TTL = 1_000_000
@@ -177,11 +177,11 @@ async def test_database_file_is_private(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------- prekeys
 
-SPK = SignedPrekey(7, b"\x05" * 32, b"\x06" * 64)
+SPK = StoredSignedPrekey(7, b"\x05" * 32, b"\x06" * 64)
 
 
-def opks(first: int, count: int) -> list[OneTimePrekey]:
-    return [OneTimePrekey(first + i, os.urandom(32)) for i in range(count)]
+def opks(first: int, count: int) -> list[StoredOneTimePrekey]:
+    return [StoredOneTimePrekey(first + i, os.urandom(32)) for i in range(count)]
 
 
 async def test_prekeys_unknown_identity(store: RelayStore) -> None:
@@ -208,7 +208,7 @@ async def test_one_time_prekey_bound_and_duplicate_ids(store: RelayStore) -> Non
     first = opks(0, 5)
     assert await store.put_prekeys(ALICE, SPK, first, max_one_time=8, now_ms=1) == 5
     # Re-publishing id 0 keeps the old key; only 3 of the 5 new ones fit.
-    replayed = [OneTimePrekey(0, b"\x00" * 32), *opks(10, 5)]
+    replayed = [StoredOneTimePrekey(0, b"\x00" * 32), *opks(10, 5)]
     assert await store.put_prekeys(ALICE, SPK, replayed, max_one_time=8, now_ms=2) == 8
     bundle = await store.take_bundle(ALICE)
     assert bundle is not None and bundle.one_time == first[0]
@@ -220,7 +220,7 @@ async def test_one_time_prekey_bound_and_duplicate_ids(store: RelayStore) -> Non
 
 async def test_signed_prekey_replaced(store: RelayStore) -> None:
     await store.put_prekeys(ALICE, SPK, [], max_one_time=200, now_ms=1)
-    newer = SignedPrekey(8, b"\x09" * 32, b"\x0a" * 64)
+    newer = StoredSignedPrekey(8, b"\x09" * 32, b"\x0a" * 64)
     await store.put_prekeys(ALICE, newer, opks(0, 1), max_one_time=200, now_ms=2)
     status = await store.prekey_status(ALICE)
     assert (status.one_time_remaining, status.signed_prekey_id) == (1, 8)

@@ -51,6 +51,7 @@ __all__ = [
     "REJOIN_RETRY_S",
     "REJOIN_TIMEOUT_S",
     "RING_S",
+    "CallStateChange",
     "ConnectLeg",
     "DisconnectLeg",
     "GroupAction",
@@ -64,7 +65,6 @@ __all__ = [
     "SendCallOver",
     "SendFrameKey",
     "SendInvite",
-    "StateChange",
 ]
 
 
@@ -111,11 +111,13 @@ class DisconnectLeg:
 
 
 @dataclass(frozen=True, slots=True)
-class StateChange:
+class CallStateChange:
     state: GroupCallState
 
 
-GroupEffect = SendInvite | SendFrameKey | SendCallOver | ConnectLeg | DisconnectLeg | StateChange
+GroupEffect = (
+    SendInvite | SendFrameKey | SendCallOver | ConnectLeg | DisconnectLeg | CallStateChange
+)
 
 
 @dataclass(slots=True)
@@ -329,7 +331,7 @@ class GroupCall:
             if row.target is not S.REJOINING:
                 self._rejoin_deadline = self._retry_deadline = None
             self.state = row.target
-            effects.append(StateChange(row.target))
+            effects.append(CallStateChange(row.target))
         return effects
 
     def _run(

@@ -164,7 +164,7 @@ class GroupLog(msgspec.Struct, frozen=True, kw_only=True):
         raise KeyError(digest.hex())  # pragma: no cover - the head is always kept
 
 
-class Outcome(Enum):
+class ChangeOutcome(Enum):
     """What :func:`receive_change` did with a valid (or unknown-parent) change."""
 
     APPLIED = "applied"  # the change is the new head (or leads to it)
@@ -321,7 +321,7 @@ def propose(
 # ---------------------------------------------------------------- receiving changes
 
 
-def receive_change(log: GroupLog | None, data: bytes, me: bytes) -> tuple[GroupLog, Outcome]:
+def receive_change(log: GroupLog | None, data: bytes, me: bytes) -> tuple[GroupLog, ChangeOutcome]:
     """Add an encoded change to our ``log`` (``None``: we have none, rule 5) by the rules.
 
     Raises :class:`MalformedEnvelope`, :class:`~messenger_tui.core.errors.InvalidSignature`,
@@ -333,13 +333,13 @@ def receive_change(log: GroupLog | None, data: bytes, me: bytes) -> tuple[GroupL
     if change.state.version != change.version or change.state.group_id != change.group_id:
         raise InvalidMembershipChange("the change's state disagrees with its header")
     if log is None:
-        return _welcome(change, digest, me), Outcome.APPLIED
+        return _welcome(change, digest, me), ChangeOutcome.APPLIED
     if change.group_id != log.group_id:
         raise InvalidMembershipChange("a change for another group")
     if any(node.digest == digest for node in log.nodes):
-        return log, Outcome.DUPLICATE
+        return log, ChangeOutcome.DUPLICATE
     if change.version <= log.head_change.version - MAX_FORK_DEPTH:
-        return log, Outcome.STALE
+        return log, ChangeOutcome.STALE
     parent = next((node for node in log.nodes if node.digest == change.parent), None)
     if parent is None:
         if (
@@ -348,18 +348,18 @@ def receive_change(log: GroupLog | None, data: bytes, me: bytes) -> tuple[GroupL
             and not log.state.is_member(me)
             and change.version > log.head_change.version
         ):
-            return _welcome(change, digest, me), Outcome.APPLIED  # added again (rule 5)
+            return _welcome(change, digest, me), ChangeOutcome.APPLIED  # added again (rule 5)
         if data in log.orphans:
-            return log, Outcome.DUPLICATE
+            return log, ChangeOutcome.DUPLICATE
         orphans = (*log.orphans, data)[-MAX_ORPHANS:]
-        return msgspec.structs.replace(log, orphans=orphans), Outcome.HELD
+        return msgspec.structs.replace(log, orphans=orphans), ChangeOutcome.HELD
     _check_extends(parent.change, change)
     old_head = log.head
     log = _attach(log, Node(digest, change))
     log = _adopt_orphans(log)
     log = _prune(log)
     changed = log.head != old_head and _descends(log, log.head, digest)
-    return log, Outcome.APPLIED if changed else Outcome.KEPT
+    return log, ChangeOutcome.APPLIED if changed else ChangeOutcome.KEPT
 
 
 def require_member(state: GroupState, sender: bytes) -> None:

@@ -46,7 +46,7 @@ from messenger_tui.ui.screens.group_message_text import (
     message_line,
 )
 from messenger_tui.ui.screens.group_notify import announce_group, announce_group_call
-from messenger_tui.ui.screens.group_typing import GroupTyping
+from messenger_tui.ui.screens.group_typing import GroupTypingTracker
 from messenger_tui.ui.widgets.footer import FittingFooter
 from messenger_tui.ui.widgets.group_call_pane import GroupCallPane
 from messenger_tui.ui.widgets.group_lines import GroupLines
@@ -126,7 +126,7 @@ class GroupChatScreen(Screen[None], inherit_bindings=False):
         self.messages: list[GroupMessage] = []
         self._queue: asyncio.Queue[ev.Event] | None = None
         #: Who is typing here, and our own typing notices (group_typing.py).
-        self.typing = GroupTyping(self)
+        self.typing = GroupTypingTracker(self)
         #: The group's call as last shown (None: it never had one here).
         self.call: GroupCallView | None = None
         self.files = GroupFileControls(self)

@@ -24,7 +24,9 @@ TYPING_RESEND_S = 3.0
 TYPING_IDLE_S = 5.0
 
 
-class GroupTyping:
+class GroupTypingTracker:
+    """Who is typing in the open group (shown under the view) and our own typing notices."""
+
     def __init__(self, screen: GroupChatScreen) -> None:
         self.screen = screen
         #: Members typing now: identity -> (name, monotonic time the notice lapses).

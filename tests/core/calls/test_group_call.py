@@ -8,6 +8,7 @@ from messenger_tui.core.calls.group_call import (
     GROUP_TRANSITIONS,
     JOIN_TIMEOUT_S,
     RING_S,
+    CallStateChange,
     ConnectLeg,
     DisconnectLeg,
     GroupCall,
@@ -18,7 +19,6 @@ from messenger_tui.core.calls.group_call import (
     SendCallOver,
     SendFrameKey,
     SendInvite,
-    StateChange,
 )
 from messenger_tui.core.calls.group_frames import SWITCH_OVER_S, level_byte
 from messenger_tui.core.calls.group_keys import GroupCallInvite, GroupCallOver, group_join_token
@@ -79,13 +79,13 @@ def test_an_invite_rings_then_shows_in_progress() -> None:
     clock = FakeClock()
     invite = invite_from(machine(ALICE, clock), clock)
     bob = machine(BOB, clock)
-    assert of(StateChange, bob.invite_received(ALICE, invite, now_ms(clock))) == [
-        StateChange(S.RINGING)
+    assert of(CallStateChange, bob.invite_received(ALICE, invite, now_ms(clock))) == [
+        CallStateChange(S.RINGING)
     ]
     clock.now += RING_S - 0.1
     assert bob.poll(clock.now) == []
     clock.now += 0.2
-    assert bob.poll(clock.now) == [StateChange(S.IN_PROGRESS)]
+    assert bob.poll(clock.now) == [CallStateChange(S.IN_PROGRESS)]
     # joinable without ringing
     effects = bob.join()
     assert bob.state is S.JOINING
@@ -99,7 +99,7 @@ def test_a_stale_invite_never_rings_and_strangers_invites_are_ignored() -> None:
     assert bob.invite_received(MALLORY, invite, now_ms(clock)) == []
     assert bob.state is S.IDLE
     clock.now += RING_S + 1
-    assert bob.invite_received(ALICE, invite, now_ms(clock)) == [StateChange(S.IN_PROGRESS)]
+    assert bob.invite_received(ALICE, invite, now_ms(clock)) == [CallStateChange(S.IN_PROGRESS)]
     assert bob.invite_received(ALICE, invite, now_ms(clock)) == []  # duplicate
 
 
@@ -108,7 +108,7 @@ def test_decline_stops_ringing_but_stays_joinable() -> None:
     invite = invite_from(machine(ALICE, clock), clock)
     bob = machine(BOB, clock)
     bob.invite_received(ALICE, invite, now_ms(clock))
-    assert bob.decline() == [StateChange(S.IN_PROGRESS)]
+    assert bob.decline() == [CallStateChange(S.IN_PROGRESS)]
     assert bob.next_deadline is None
     bob.join()
     assert bob.state is S.JOINING
@@ -129,7 +129,7 @@ def test_join_timeout_ends_and_disconnects() -> None:
     alice = machine(ALICE, clock)
     alice.start(now_ms(clock))
     clock.now += JOIN_TIMEOUT_S
-    assert alice.poll(clock.now) == [DisconnectLeg(), StateChange(S.ENDED)]
+    assert alice.poll(clock.now) == [DisconnectLeg(), CallStateChange(S.ENDED)]
 
 
 def test_keys_go_to_members_present_only_and_rotate_on_join_and_leave() -> None:
@@ -253,19 +253,19 @@ def test_leaving_while_others_are_in_keeps_the_call_joinable() -> None:
     clock = FakeClock()
     alice = machine(ALICE, clock)
     alice.start(now_ms(clock))
-    assert StateChange(S.IN_CALL) in alice.relay_joined([BOB])
+    assert CallStateChange(S.IN_CALL) in alice.relay_joined([BOB])
     call_id = alice.call_id
     effects = alice.leave()
-    assert effects == [DisconnectLeg(), StateChange(S.IN_PROGRESS)]
+    assert effects == [DisconnectLeg(), CallStateChange(S.IN_PROGRESS)]
     assert alice.sealer is None and alice.opener is None and alice.participants == []
     assert alice.call_id == call_id
     join = alice.join()
-    assert StateChange(S.JOINING) in join and any(isinstance(e, ConnectLeg) for e in join)
-    assert StateChange(S.IN_CALL) in alice.relay_joined([])  # everyone else left meanwhile
+    assert CallStateChange(S.JOINING) in join and any(isinstance(e, ConnectLeg) for e in join)
+    assert CallStateChange(S.IN_CALL) in alice.relay_joined([])  # everyone else left meanwhile
     over = GroupCallOver(group_id=GROUP, call_id=call_id or b"")
     assert alice.leave() == [  # the last one out says so (rule 10)
         DisconnectLeg(),
         SendCallOver(BOB, over),
         SendCallOver(CAROL, over),
-        StateChange(S.ENDED),
+        CallStateChange(S.ENDED),
     ]

@@ -6,12 +6,12 @@ from __future__ import annotations
 from messenger_tui.core.calls.group_call import (
     GROUP_TRANSITIONS,
     REJOIN_TIMEOUT_S,
+    CallStateChange,
     GroupAction,
     GroupCall,
     GroupCallState,
     GroupEvent,
     SendCallOver,
-    StateChange,
 )
 from messenger_tui.core.calls.group_keys import GroupCallOver
 from messenger_tui.core.payload import decode_payload, encode_payload
@@ -100,14 +100,14 @@ def test_call_over_stops_the_ringing_and_the_offer_to_join() -> None:
     bob = machine(BOB, clock)
     bob.invite_received(ALICE, invite, now_ms(clock))
     assert state(bob) is S.RINGING
-    assert bob.call_over_received(ALICE, over_for(alice)) == [StateChange(S.ENDED)]
+    assert bob.call_over_received(ALICE, over_for(alice)) == [CallStateChange(S.ENDED)]
     assert bob.next_deadline is None  # the ring timer is gone
     carol = machine(CAROL, clock)
     clock.now += 60
     carol.invite_received(ALICE, invite, now_ms(clock))
     assert carol.state is S.IN_PROGRESS
     # from another member than the starter: anyone last out may send it
-    assert carol.call_over_received(BOB, over_for(alice)) == [StateChange(S.ENDED)]
+    assert carol.call_over_received(BOB, over_for(alice)) == [CallStateChange(S.ENDED)]
 
 
 def test_call_over_is_ignored_from_strangers_for_other_calls_and_while_in_the_call() -> None:

@@ -7,13 +7,13 @@ from messenger_tui.core.calls.group_call import (
     GROUP_TRANSITIONS,
     REJOIN_RETRY_S,
     REJOIN_TIMEOUT_S,
+    CallStateChange,
     ConnectLeg,
     DisconnectLeg,
     GroupAction,
     GroupCall,
     GroupEvent,
     SendFrameKey,
-    StateChange,
 )
 from messenger_tui.core.calls.group_frames import FrameKey
 from messenger_tui.core.calls.group_keys import GroupCallFrameKey
@@ -69,7 +69,7 @@ def test_a_dropped_leg_connects_again_with_the_same_token_and_keeps_its_media() 
     sealer, opener, call_id = alice.sealer, alice.opener, alice.call_id
     effects = alice.leg_dropped()
     assert alice.state is S.REJOINING
-    assert StateChange(S.REJOINING) in effects
+    assert CallStateChange(S.REJOINING) in effects
     assert of(DisconnectLeg, effects) == []  # the media keeps running
     (connect,) = of(ConnectLeg, effects)
     assert alice.sealer is sealer and alice.opener is opener and alice.call_id == call_id
@@ -85,7 +85,7 @@ def test_rejoined_resumes_with_the_same_keys_and_announces_ours_again() -> None:
     current = sealer.current
     effects = alice.relay_joined([ALICE, BOB, CAROL])
     assert alice.state is S.IN_CALL and alice.sealer is sealer
-    assert StateChange(S.IN_CALL) in effects
+    assert CallStateChange(S.IN_CALL) in effects
     keys = of(SendFrameKey, effects)
     assert [k.member for k in keys] == [BOB, CAROL]
     assert {k.key.key_id for k in keys} == {current.key_id}
@@ -200,4 +200,4 @@ def test_a_leg_that_fails_before_joining_still_ends_the_call() -> None:
     alice = machine(ALICE, clock)
     alice.start(now_ms(clock))
     assert alice.leg_dropped() == []  # not in the call: nothing to rejoin
-    assert alice.leg_failed()[-1] == StateChange(S.ENDED)
+    assert alice.leg_failed()[-1] == CallStateChange(S.ENDED)

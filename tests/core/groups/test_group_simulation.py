@@ -120,7 +120,7 @@ def test_twenty_members_three_senders_with_adds_and_removes() -> None:
             if client is admin:
                 continue
             client.log, outcome = mb.receive_change(client.log, data, client.key)
-            assert outcome is mb.Outcome.APPLIED
+            assert outcome is mb.ChangeOutcome.APPLIED
             if client.pending is None:
                 client.pending = pend.PendingGroupMessages(group_id=group_id)
 

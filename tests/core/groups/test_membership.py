@@ -39,7 +39,7 @@ def test_create_and_welcome() -> None:
     assert log.state.version == 1 and log.state.name == "friends"
     assert log.state.admins() == (people[0].public,)
     other, outcome = mb.receive_change(None, create, people[1].public)
-    assert outcome is mb.Outcome.APPLIED and other.state == log.state
+    assert outcome is mb.ChangeOutcome.APPLIED and other.state == log.state
     outsider = _people(6)[5]
     with pytest.raises(NotGroupMember):
         mb.receive_change(None, create, outsider.public)
@@ -133,7 +133,7 @@ def test_forged_and_smuggled_changes_are_refused() -> None:
     )
     with pytest.raises(NotGroupMember):
         mb.receive_change(bob_log, mb.encode_change(fake, outsider), bob.public)
-    assert mb.receive_change(bob_log, data, bob.public)[1] is mb.Outcome.APPLIED
+    assert mb.receive_change(bob_log, data, bob.public)[1] is mb.ChangeOutcome.APPLIED
 
 
 def test_duplicate_held_and_stale() -> None:
@@ -143,14 +143,14 @@ def test_duplicate_held_and_stale() -> None:
     log, first = mb.propose(log, admin, mb.Op.RENAME, (), name="one")
     log, second = mb.propose(log, admin, mb.Op.RENAME, (), name="two")
     alice_log, outcome = mb.receive_change(alice_log, second, alice.public)
-    assert outcome is mb.Outcome.HELD and alice_log.state.name == "friends"
+    assert outcome is mb.ChangeOutcome.HELD and alice_log.state.name == "friends"
     alice_log, outcome = mb.receive_change(alice_log, first, alice.public)
-    assert outcome is mb.Outcome.APPLIED and alice_log.state == log.state
-    assert mb.receive_change(alice_log, second, alice.public)[1] is mb.Outcome.DUPLICATE
+    assert outcome is mb.ChangeOutcome.APPLIED and alice_log.state == log.state
+    assert mb.receive_change(alice_log, second, alice.public)[1] is mb.ChangeOutcome.DUPLICATE
     for i in range(mb.MAX_FORK_DEPTH):
         log, _ = mb.propose(log, admin, mb.Op.RENAME, (), name=f"n{i}")
     late = mb.receive_change(log, first, admin.public)
-    assert late[1] in (mb.Outcome.DUPLICATE, mb.Outcome.STALE)
+    assert late[1] in (mb.ChangeOutcome.DUPLICATE, mb.ChangeOutcome.STALE)
     assert len(log.nodes) <= mb.MAX_FORK_DEPTH
 
 
