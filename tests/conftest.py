@@ -19,10 +19,9 @@ other in any order. Two rules keep the distribution cheap and the timing tests h
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -58,11 +57,11 @@ def _is_realtime(item: pytest.Item) -> bool:
     return mark is not None and (mark.args or (mark.kwargs.get("name"),))[0] == "realtime"
 
 
-@contextlib.contextmanager
-def _machine_share(directory: Path, exclusive: bool) -> Iterator[None]:
-    """Hold the workers' readers-writer lock: shared for a test, exclusive for a realtime one.
+def _take_machine_share(directory: Path, exclusive: bool) -> tuple[int, int]:
+    """Take the workers' readers-writer lock: shared for a test, exclusive for a realtime one.
     A realtime test first closes the door (``turnstile``), so that no test starts while it
-    waits for the tests already running (``room``) to finish."""
+    waits for the tests already running (``room``) to finish. Returns what to give back to
+    :func:`_give_back`."""
     turnstile = os.open(directory / "realtime.turnstile", os.O_RDWR | os.O_CREAT, 0o600)
     room = os.open(directory / "realtime.room", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -73,19 +72,45 @@ def _machine_share(directory: Path, exclusive: bool) -> Iterator[None]:
             fcntl.flock(turnstile, fcntl.LOCK_SH)
             fcntl.flock(room, fcntl.LOCK_SH)
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-        yield
-    finally:
-        os.close(room)  # closing drops the locks
-        os.close(turnstile)
+    except BaseException:
+        _give_back((turnstile, room))
+        raise
+    return turnstile, room
+
+
+def _give_back(share: tuple[int, int]) -> None:
+    for fd in share:
+        os.close(fd)  # closing drops the locks
+
+
+#: The exclusive share a realtime test kept for the realtime test after it on this worker.
+_kept_share: tuple[int, int] | None = None
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
-    """Under pytest-xdist, run each test (setup, call, teardown) inside :func:`_machine_share`.
-    The lock files live in the run's base temporary directory, which all workers share."""
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    """Under pytest-xdist, run each test (setup, call, teardown) inside the workers' lock
+    (:func:`_take_machine_share`). The lock files live in the run's base temporary directory,
+    which all workers share. A realtime test followed by another realtime test on this worker
+    keeps the lock for it: the realtime tests then run as one block, and the other workers
+    drain their running tests once for the block instead of once per realtime test."""
+    global _kept_share
     basetemp = getattr(item.config.option, "basetemp", None)
     if not hasattr(item.config, "workerinput") or not basetemp:
         yield
         return
-    with _machine_share(Path(basetemp).parent, _is_realtime(item)):
+    realtime = _is_realtime(item)
+    share, _kept_share = _kept_share, None
+    if share is None or not realtime:
+        if share is not None:
+            _give_back(share)
+        share = _take_machine_share(Path(basetemp).parent, realtime)
+    try:
         yield
+    finally:
+        if realtime and nextitem is not None and _is_realtime(nextitem):
+            _kept_share = share
+        else:
+            _give_back(share)
