@@ -252,6 +252,31 @@ async def test_theme_is_applied_live_and_remembered(tmp_path: Path) -> None:
         await app.close_service()
 
 
+async def test_image_preview_is_chosen_in_settings_and_remembered(tmp_path: Path) -> None:
+    home = tmp_path / "pictures"
+    create_profile(home, "Ivy", OFFLINE_URL, None).close()
+    app = make_app(launcher=Launcher(home), start_service=False)
+    try:
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await open_settings(pilot, app)
+            select = screen.query_one("#set-image-preview", Select)
+            assert select.value == "auto"
+            select.value = "half-blocks"
+            await wait_until(
+                pilot, lambda: service_of(app).settings().image_preview == "half-blocks"
+            )
+    finally:
+        await app.close_service()
+
+    app = make_app(launcher=Launcher(home), start_service=False)
+    try:
+        async with app.run_test(size=SMALL) as pilot:
+            screen = await open_settings(pilot, app)
+            assert screen.query_one("#set-image-preview", Select).value == "half-blocks"
+    finally:
+        await app.close_service()
+
+
 async def test_passphrase_set_change_wrong_and_restart(tmp_path: Path) -> None:
     home = tmp_path / "careful"
     create_profile(home, "Cara", OFFLINE_URL, None).close()

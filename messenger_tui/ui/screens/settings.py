@@ -30,6 +30,7 @@ from messenger_tui.ui.screens.settings_options import (
     CALL_CHECKBOXES,
     CHECKBOXES,
     DEVICE_SELECTS,
+    IMAGE_PREVIEW_OPTIONS,
     METER_WIDTH,
     SECTIONS_BEFORE,
     TALK_MODE_OPTIONS,
@@ -167,6 +168,9 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
                 id="set-theme",
                 compact=True,
             )
+            yield Static("Images", classes="settings-section")
+            yield Select(IMAGE_PREVIEW_OPTIONS, allow_blank=False, value=settings.image_preview,
+                         id="set-image-preview", compact=True)  # fmt: skip
             yield from self._compose_calls(settings)
             yield Static("Relay", classes="settings-section")
             with Horizontal(classes="settings-row"):
@@ -354,6 +358,13 @@ class SettingsScreen(Screen[None], inherit_bindings=False):
             self.app.theme = value  # the app stores it (MessengerApp follows theme changes)
         if event.select.id == "set-talk-mode" and isinstance(value, str):
             self.set_talk_mode(value)
+            return
+        if event.select.id == "set-image-preview" and isinstance(value, str):
+            if self.service.settings().image_preview != value:
+                try:  # the views read it at each draw (ui/screens/transfer_actions.py)
+                    self.service.update_settings(image_preview=value)
+                except AppError as exc:
+                    self.app.notify(str(exc), severity="error", markup=False)
             return
         name = DEVICE_SELECTS.get(event.select.id or "")
         if name is None or not isinstance(value, str):

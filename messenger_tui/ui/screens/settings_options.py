@@ -37,6 +37,14 @@ TALK_MODE_OPTIONS: list[tuple[str, str]] = [
     ("Hold F4 to talk", "hold"),
     ("F4 toggles the mic", "toggle"),
 ]
+#: The image preview select's options (Settings.image_preview; ui/image_display.py).
+IMAGE_PREVIEW_OPTIONS: list[tuple[str, str]] = [
+    ("Auto: kitty, sixel or half-blocks", "auto"),
+    ("Kitty graphics", "kitty"),
+    ("Sixel", "sixel"),
+    ("Half-blocks (any terminal)", "half-blocks"),
+    ("Off (the file's line only)", "off"),
+]
 METER_WIDTH = 24
 
 
