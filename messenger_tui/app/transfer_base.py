@@ -17,6 +17,7 @@ import mimetypes
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -121,8 +122,9 @@ class _Meter:
         return (done - d0) / (now - t0) if now > t0 and done >= d0 else 0.0
 
 
-class TransferBase:
-    """The state, queries and driver of :class:`~.transfers.TransferManager`."""
+class TransferBase(ABC):
+    """The state, queries and driver of :class:`~.transfers.TransferManager`; the steps are
+    :class:`~.transfer_upload.UploadSteps` and :class:`~.transfer_download.DownloadSteps`."""
 
     def __init__(
         self,
@@ -359,17 +361,21 @@ class TransferBase:
 
     # ------------------------------------------------------------------ steps (subclasses)
 
+    @abstractmethod
     async def _encrypt(self, row: TransferRow) -> None:
-        raise NotImplementedError  # transfer_upload.UploadSteps
+        """A step of :class:`~.transfer_upload.UploadSteps`."""
 
+    @abstractmethod
     async def _upload(self, row: TransferRow) -> None:
-        raise NotImplementedError  # transfer_upload.UploadSteps
+        """A step of :class:`~.transfer_upload.UploadSteps`."""
 
+    @abstractmethod
     def _send_pointer(self, row: TransferRow) -> None:
-        raise NotImplementedError  # transfer_upload.UploadSteps
+        """A step of :class:`~.transfer_upload.UploadSteps`."""
 
+    @abstractmethod
     async def _download(self, row: TransferRow) -> None:
-        raise NotImplementedError  # transfer_download.DownloadSteps
+        """A step of :class:`~.transfer_download.DownloadSteps`."""
 
 
 def _replace_done(view: TransferView, done: int) -> TransferView:

@@ -36,6 +36,7 @@ from messenger_tui.media.group_send import GroupSendPath
 from messenger_tui.media.jitter_buffer import JitterBufferConfig
 from messenger_tui.media.ports import FRAME_BYTES, AudioSink, AudioSource
 from messenger_tui.media.voice_processing import CaptureProcessor
+from messenger_tui.media.voice_settings import hand_played
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,8 @@ class GroupMediaSession:
         reference (in the order the device takes it)."""
         frame = self.receive_path.pull()
         voice = self.voice
-        if voice is not None:
-            try:
-                at = getattr(self._sink, "play_time", None)
-                voice.played(frame, self._clock() if at is None else at)
-            except Exception:  # never raise into a device callback
-                log.exception("echo reference failed; voice processing is off for this call")
-                self.voice = None
+        if voice is not None and not hand_played(voice, frame, self._sink, self._clock):
+            self.voice = None
         return frame
 
     def _on_capture(self, pcm: bytes) -> None:

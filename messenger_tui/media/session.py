@@ -44,6 +44,7 @@ from messenger_tui.media.receive_path import ReceivePath
 from messenger_tui.media.send_path import SendPath
 from messenger_tui.media.stats import MediaStats
 from messenger_tui.media.voice_processing import CaptureProcessor
+from messenger_tui.media.voice_settings import hand_played
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +203,8 @@ class MediaSession:
         reference (in the order the device takes it)."""
         frame = self._rx.pull()
         voice = self.voice
-        if voice is not None:
-            try:
-                at = getattr(self._sink, "play_time", None)
-                voice.played(frame, self._clock() if at is None else at)
-            except Exception:  # never raise into a device callback
-                log.exception("echo reference failed; voice processing is off for this call")
-                self.voice = self._send.voice = None
+        if voice is not None and not hand_played(voice, frame, self._sink, self._clock):
+            self.voice = self._send.voice = None
         return frame
 
     def _arm_timer(self) -> None:

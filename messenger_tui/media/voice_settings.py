@@ -5,6 +5,8 @@ session calls on each frame, and :class:`PassThrough` (no processing, and why)."
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +44,24 @@ class CaptureProcessor(Protocol):
     def set_delay(self, samples: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+def hand_played(
+    voice: CaptureProcessor, frame: bytes, sink: object, clock: Callable[[], float]
+) -> bool:
+    """Give ``voice`` the frame the device plays now as its echo reference, stamped with the
+    sink's ``play_time`` when it has one, else ``clock()``. Called from the device callback:
+    never raises; False when the processor failed (logged), and the caller turns voice
+    processing off for the call."""
+    try:
+        at = getattr(sink, "play_time", None)
+        voice.played(frame, clock() if at is None else at)
+    except Exception:  # never raise into a device callback
+        logging.getLogger(__name__).exception(
+            "echo reference failed; voice processing is off for this call"
+        )
+        return False
+    return True
 
 
 class PassThrough:

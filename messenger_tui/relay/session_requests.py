@@ -4,6 +4,7 @@ prekey bundles and publishing, delivery verifiers and group send grants (a part 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Final
 
 from messenger_tui.core import wire
@@ -22,7 +23,7 @@ ErrorCode = wire.ErrorCode
 PREKEY_LOW_NOTIFY: Final = 25
 
 
-class SessionRequests:
+class SessionRequests(ABC):
     """Handlers the session dispatches to; the session provides the state below."""
 
     _s: RelayServices
@@ -32,11 +33,13 @@ class SessionRequests:
     _fetch_credit: LeasedBucket | None
 
     @property
+    @abstractmethod
     def identity(self) -> bytes:
-        raise NotImplementedError
+        """The authenticated identity (the session's)."""
 
+    @abstractmethod
     def _error(self, code: str, message: str, ref: int | bytes | None = None) -> None:
-        raise NotImplementedError
+        """Queue an Error frame (the session's)."""
 
     def _on_signal(self, frame: wire.Signal) -> None:
         services = self._s
