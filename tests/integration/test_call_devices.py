@@ -58,11 +58,11 @@ def test_call_through_pulseaudio_devices_both_ways(
     a_env = pulse_server.child_env(source=a_mic.name, sink=a_speaker.name)
     b_env = pulse_server.child_env(source=b_mic.name, sink=b_speaker.name)
     with CallProcess(
-        bob.home, "answer", "--duration", f"{talk_s:.1f}", "--timeout", "30", env=b_env
+        bob.home, "answer", "--verbose", "--duration", f"{talk_s:.1f}", "--timeout", "30", env=b_env
     ) as answering:
         answering.wait_for("waiting for a call", timeout=30)
         with CallProcess(
-            alice.home, "call", "bob", "--duration", f"{talk_s:.1f}", env=a_env
+            alice.home, "call", "bob", "--verbose", "--duration", f"{talk_s:.1f}", env=a_env
         ) as calling:
             calling.wait_for("in a call with bob", timeout=30)
             answering.wait_for("in a call with alice", timeout=30)
@@ -73,6 +73,8 @@ def test_call_through_pulseaudio_devices_both_ways(
             b_mic.feed(bob_src)
             assert calling.wait(timeout=talk_s + 30) == 0, calling.transcript()
             assert answering.wait(timeout=30) == 0, answering.transcript()
+    # what each side's echo canceller and devices did (shown with a failure)
+    print("alice:", calling.transcript(), "bob:", answering.transcript(), sep="\n")
 
     for who, src, speaker, mark in (
         ("bob", alice_src, b_speaker, b_mark),
