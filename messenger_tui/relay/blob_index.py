@@ -11,7 +11,7 @@ for removal (expired, or an upload left unfinished) is :meth:`BlobIndex.due`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -125,11 +125,58 @@ def _mib(n: int) -> str:
     return f"{n / MIB:.1f} MiB"
 
 
+def size_refusal(config: BlobConfig, size: int) -> UploadRefusal | None:
+    """Why a blob of ``size`` bytes is refused whoever uploads it (over the size cap)."""
+    if size > config.max_blob_size:
+        return UploadRefusal(
+            ErrorCode.TOO_LARGE,
+            f"a blob of {size} bytes is over this relay's limit of {config.max_blob_size} "
+            f"bytes (files up to {_mib(config.max_file_size)})",
+        )
+    return None
+
+
+def owner_refusal(
+    config: BlobConfig, size: int, used: int, count: int, uploads: int
+) -> UploadRefusal | None:
+    """Why an identity holding ``used`` bytes in ``count`` blobs, ``uploads`` of them
+    unfinished, may not start an upload of ``size`` bytes (checked in this order)."""
+    if uploads >= config.max_uploads:
+        return UploadRefusal(
+            BlobErrorCode.TOO_MANY_UPLOADS,
+            f"{uploads} unfinished uploads already; finish or abandon one first "
+            f"(limit {config.max_uploads})",
+        )
+    if count >= config.quota_count:
+        return UploadRefusal(
+            BlobErrorCode.QUOTA_COUNT,
+            f"this identity stores {count} blobs, the relay's limit; older ones expire "
+            f"after {config.ttl_s / DAY_S:g} days",
+        )
+    if used + size > config.quota_bytes:
+        return UploadRefusal(
+            BlobErrorCode.QUOTA_BYTES,
+            f"this upload ({_mib(size)}) would take this identity's stored blobs to "
+            f"{_mib(used + size)}, over its quota of {_mib(config.quota_bytes)}",
+        )
+    return None
+
+
+def relay_full() -> UploadRefusal:
+    """The refusal of an upload that would take the relay over its blob byte cap."""
+    return UploadRefusal(
+        BlobErrorCode.RELAY_FULL, "the relay's space for attachments is full; try again later"
+    )
+
+
 @dataclass
 class BlobIndex:
     """Every stored blob by id, with each uploader's usage."""
 
     config: BlobConfig
+    #: Called with the entry after each add, completion and removal (the Redis blob quota
+    #: follows the index this way: relay/redis_blob_quota.py).
+    on_change: Callable[[BlobEntry], None] | None = None
     _entries: dict[bytes, BlobEntry] = field(default_factory=dict)
     _usage: dict[bytes, _Usage] = field(default_factory=dict)
     total_bytes: int = 0
@@ -150,38 +197,12 @@ class BlobIndex:
 
     def refusal(self, owner: bytes, size: int) -> UploadRefusal | None:
         """Why ``owner`` may not start an upload of ``size`` bytes now; None when it may."""
-        c = self.config
-        if size > c.max_blob_size:
-            return UploadRefusal(
-                ErrorCode.TOO_LARGE,
-                f"a blob of {size} bytes is over this relay's limit of {c.max_blob_size} bytes "
-                f"(files up to {_mib(c.max_file_size)})",
-            )
         used, count, uploads = self.usage(owner)
-        if uploads >= c.max_uploads:
-            return UploadRefusal(
-                BlobErrorCode.TOO_MANY_UPLOADS,
-                f"{uploads} unfinished uploads already; finish or abandon one first "
-                f"(limit {c.max_uploads})",
-            )
-        if count >= c.quota_count:
-            return UploadRefusal(
-                BlobErrorCode.QUOTA_COUNT,
-                f"this identity stores {count} blobs, the relay's limit; older ones expire "
-                f"after {c.ttl_s / DAY_S:g} days",
-            )
-        if used + size > c.quota_bytes:
-            return UploadRefusal(
-                BlobErrorCode.QUOTA_BYTES,
-                f"this upload ({_mib(size)}) would take this identity's stored blobs to "
-                f"{_mib(used + size)}, over its quota of {_mib(c.quota_bytes)}",
-            )
-        if self.total_bytes + size > c.total_bytes:
-            return UploadRefusal(
-                BlobErrorCode.RELAY_FULL,
-                "the relay's space for attachments is full; try again later",
-            )
-        return None
+        return (
+            size_refusal(self.config, size)
+            or owner_refusal(self.config, size, used, count, uploads)
+            or (relay_full() if self.total_bytes + size > self.config.total_bytes else None)
+        )
 
     def add(self, entry: BlobEntry) -> None:
         """Charge ``entry`` to its owner (no checks: :meth:`refusal` comes first)."""
@@ -193,6 +214,8 @@ class BlobIndex:
         u.count += 1
         u.uploads += 0 if entry.complete else 1
         self.total_bytes += entry.size
+        if self.on_change is not None:
+            self.on_change(entry)
 
     def completed(self, entry: BlobEntry, now_ms: int) -> None:
         """The upload of ``entry`` finished."""
@@ -202,6 +225,8 @@ class BlobIndex:
         entry.offset = entry.size
         entry.touched_ms = now_ms
         self._usage[entry.owner].uploads -= 1
+        if self.on_change is not None:
+            self.on_change(entry)
 
     def remove(self, blob_id: bytes) -> BlobEntry | None:
         """Forget a blob and release its charge; the entry, or None when unknown."""
@@ -215,6 +240,8 @@ class BlobIndex:
         if u.count == 0:
             del self._usage[entry.owner]
         self.total_bytes -= entry.size
+        if self.on_change is not None:
+            self.on_change(entry)
         return entry
 
     def due(self, now_ms: int) -> list[BlobEntry]:

@@ -59,12 +59,15 @@ from messenger_tui.relay.blob_index import BlobEntry
 from messenger_tui.relay.blob_service import BlobService, BlobStats, id_label
 from messenger_tui.relay.handshake import CLOSE_POLICY, authenticate
 from messenger_tui.relay.services import RelayServices
+from messenger_tui.relay.store import StoreUnavailable
 
 ErrorCode = wire.ErrorCode
 #: Frames of both modules are msgspec structs tagged by ``t``: one encoder for both.
 _encode = msgspec.msgpack.Encoder().encode
 #: Bytes waiting for a client above which a reply it must see closes the connection.
 CONTROL_LIMIT: Final = 256 * 1024
+#: Close code when the relay's storage (Redis: the blob quotas) is unreachable: try again.
+CLOSE_TRY_AGAIN: Final = 1013
 #: Re-exported: the server builds the service from here.
 __all__ = ["CONTROL_LIMIT", "BlobService", "BlobSession", "BlobStats", "id_label", "is_blob_path"]
 
@@ -128,6 +131,11 @@ class BlobSession:
                     await self._get(frame)
         except (ConnectionClosed, _Closing):
             pass
+        except StoreUnavailable as exc:
+            # Redis restarting (the blob quotas live there): not this client's fault; it
+            # reconnects and retries (1013), one log line, no traceback.
+            self._s.log.warning("blob %s: closed, storage unavailable: %s", self._label, exc)
+            await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
             fds, self._fds = self._fds, {}
             for fd in fds.values():
@@ -186,17 +194,17 @@ class BlobSession:
 
     async def _create(self, frame: BlobCreate) -> None:
         blobs = self._blobs
-        refusal = self._index.refusal(self._identity, frame.size)
+        now = blobs.now()
+        entry = BlobEntry(
+            id=os.urandom(BLOB_ID_LEN), owner=self._identity, size=frame.size, touched_ms=now
+        )
+        # checked and charged in one step (with Redis: across nodes), before the files exist
+        refusal = await blobs.reserve(entry)
         if refusal is not None:
             blobs.stats.refused += 1
             self._s.log.info("blob %s: upload refused (%s)", self._label, refusal.code)
             self._error(refusal.code, refusal.message, frame.ref)
             return
-        now = blobs.now()
-        entry = BlobEntry(
-            id=os.urandom(BLOB_ID_LEN), owner=self._identity, size=frame.size, touched_ms=now
-        )
-        self._index.add(entry)  # charged before the await: concurrent creates see it
         try:
             await asyncio.to_thread(self._files.create, entry, now)
         except OSError as exc:
@@ -289,6 +297,7 @@ class BlobSession:
             entry.unsynced = 0
         entry.offset = end
         entry.touched_ms = blobs.now()
+        blobs.quota.touched(entry)
         blobs.stats.bytes_in += len(frame.data)
         if end == entry.size:
             del self._fds[entry.id]

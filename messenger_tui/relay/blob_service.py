@@ -1,6 +1,7 @@
 """The relay's blobs (:mod:`.blob_route`): :class:`BlobService` owns the index of blobs
-(:mod:`.blob_index`), their files (:mod:`.blob_store`), one write lock per upload and the
-sweeper that removes expired blobs and stale uploads; on several nodes it applies the shared
+(:mod:`.blob_index`), their files (:mod:`.blob_store`), the quotas (:mod:`.blob_quota`: in the
+index on one node, in Redis with a Redis store), one write lock per upload and the sweeper
+that removes expired blobs and stale uploads; on several nodes it applies the shared
 directory's rules (:mod:`.blob_shared`). :class:`BlobStats` counts what the route did."""
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from messenger_tui.relay import blob_shared
-from messenger_tui.relay.blob_index import BlobConfig, BlobEntry, BlobIndex
+from messenger_tui.relay.blob_index import BlobConfig, BlobEntry, BlobIndex, UploadRefusal
+from messenger_tui.relay.blob_quota import blob_quota_for
 from messenger_tui.relay.blob_store import BlobFiles
 from messenger_tui.relay.clock import Clock
+from messenger_tui.relay.store import RelayStore
 
 
 def id_label(blob_id: bytes) -> str:
@@ -54,12 +57,15 @@ class BlobService:
         log: logging.Logger,
         *,
         shared: bool = False,
+        store: RelayStore | None = None,
     ):
         self.config = config
         #: Several relay nodes share the directory (relay/blob_shared.py).
         self.shared = shared
         self.files = BlobFiles(directory)
         self.index = BlobIndex(config)
+        #: Decides whether an upload fits (in Redis when ``store`` is a Redis store).
+        self.quota = blob_quota_for(store, self.index, config, log)
         self.stats = BlobStats()
         self._clock = clock
         self._log = log
@@ -81,6 +87,7 @@ class BlobService:
                 found.finished,
                 found.removed,
             )
+        await self.quota.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop(), name="blobs")
 
     async def stop(self) -> None:
@@ -88,6 +95,12 @@ class BlobService:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self.quota.stop()
+
+    async def reserve(self, entry: BlobEntry) -> UploadRefusal | None:
+        """Check the limits for the new upload ``entry`` and charge it (it joins the index);
+        None when charged, else why not. Raises StoreUnavailable (Redis down)."""
+        return await self.quota.reserve(entry)
 
     def lock(self, blob_id: bytes) -> asyncio.Lock:
         """The write lock of an upload (one writer at a time, resume waits for it)."""

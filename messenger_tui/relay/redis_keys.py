@@ -19,10 +19,22 @@ script touches one slot (prefix ``mt:``)::
     mt:b:{U}      hash: "body" -> a multi-recipient body, "r<recipient>" per reference;
                   expires with its references (PEXPIREAT)
     mt:relay_key  string: the relay's Ed25519 seed, shared by every node (SET NX)
+
+Blob quotas (relay/redis_blob_quota.py): a ledger per blob owner O, in O's slot, and one for
+the relay-wide byte cap under the tag ``{blobs}`` (one slot; every upload start touches it)::
+
+    mt:{O}:bq     hash: b (bytes), n (blobs), u (unfinished uploads) charged to O
+    mt:{O}:bs     hash: blob key -> "<size>,<u|c>", one record per blob charged
+    mt:{O}:bd     zset: blob key -> deadline (ms) at which a forgotten record releases itself
+    mt:{blobs}:bq, :bs, :bd   the same over every blob (only b is limited)
+
+A blob key is 32 hex digits of the SHA-256 of the blob id (the id itself, the download
+capability, never reaches Redis).
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from dataclasses import dataclass
 from functools import cache
@@ -83,6 +95,18 @@ def seen_key(identity: bytes) -> str:
 def prekey_keys(identity: bytes) -> list[str]:
     t = PREFIX + tag(identity)
     return [t + ":spk", t + ":opk"]
+
+
+def blob_ledger_keys(owner: bytes | None) -> list[str]:
+    """The keys of ``owner``'s blob ledger (counters, records, deadlines) in the order the
+    blob quota scripts expect; None: the relay-wide ledger."""
+    t = PREFIX + ("{blobs}" if owner is None else tag(owner))
+    return [t + ":bq", t + ":bs", t + ":bd"]
+
+
+def blob_record_key(blob_id: bytes) -> str:
+    """A blob's field in the ledgers: a hash of its id (never the id itself)."""
+    return hashlib.sha256(blob_id).hexdigest()[:32]
 
 
 def body_key(upload_id: bytes) -> str:

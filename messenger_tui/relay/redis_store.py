@@ -23,28 +23,27 @@ Durability is Redis's: an envelope survives a Redis crash when the server runs A
 ``appendfsync always`` (checked at start-up by :func:`check_persistence`).
 
 Every Redis failure surfaces as :class:`~messenger_tui.relay.store.StoreUnavailable` (one
-line; the connection pool reconnects on the next call once Redis is back).
+line; the connection pool reconnects on the next call once Redis is back): connecting and
+running commands is :mod:`messenger_tui.relay.redis_client`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
 
 from messenger_tui.core.delivery_access import delivery_verifier
 from messenger_tui.relay import group_grants
 from messenger_tui.relay import redis_keys as keys
 from messenger_tui.relay import redis_scripts as scripts
 from messenger_tui.relay.quotas import MailboxQuota
+from messenger_tui.relay.redis_client import Client, Script, call, open_client
 from messenger_tui.relay.redis_keys import Record, unpack_record
 from messenger_tui.relay.store import (
     AckRequest,
@@ -71,40 +70,19 @@ _OUTCOMES: Final = (
 _PURGE_CHUNK: Final = 1_000
 #: Purge indexes (one per cluster slot) read per pipeline round trip.
 _PURGE_SLOTS_PER_ROUND: Final = 1_024
-SOCKET_TIMEOUT_S: Final = 5.0
-MAX_CONNECTIONS: Final = 64
 _SEED_LEN: Final = 32
 
 T = TypeVar("T")
-Client = Redis | RedisCluster
 
 
-class _Script:
-    """A Lua script run by EVALSHA, loaded with EVAL on the node that lacks it."""
-
-    def __init__(self, source: str) -> None:
-
-        self.source = source
-        # Redis names a script by its SHA-1 (EVALSHA): an identifier, not a security use.
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(
-        self, client: Client, script_keys: Sequence[str], args: Sequence[Any]
-    ) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(script_keys), *script_keys, *args)
-        except NoScriptError:
-            return await client.eval(self.source, len(script_keys), *script_keys, *args)
-
-
-_WRITE = _Script(scripts.WRITE)
-_FETCH = _Script(scripts.FETCH)
-_COUNT = _Script(scripts.COUNT)
-_PURGE = _Script(scripts.PURGE)
-_PUT_BODY = _Script(scripts.PUT_BODY)
-_RELEASE_BODY = _Script(scripts.RELEASE_BODY)
-_PUT_PREKEYS = _Script(scripts.PUT_PREKEYS)
-_TAKE_BUNDLE = _Script(scripts.TAKE_BUNDLE)
+_WRITE = Script(scripts.WRITE)
+_FETCH = Script(scripts.FETCH)
+_COUNT = Script(scripts.COUNT)
+_PURGE = Script(scripts.PURGE)
+_PUT_BODY = Script(scripts.PUT_BODY)
+_RELEASE_BODY = Script(scripts.RELEASE_BODY)
+_PUT_PREKEYS = Script(scripts.PUT_PREKEYS)
+_TAKE_BUNDLE = Script(scripts.TAKE_BUNDLE)
 
 
 @dataclass
@@ -128,19 +106,7 @@ class RedisStore:
     @classmethod
     async def open(cls, url: str, *, cluster: bool = False) -> RedisStore:
         """Connect to ``url`` (``redis://`` or ``rediss://``; ``cluster``: a seed node)."""
-        client: Client
-        options: dict[str, Any] = {
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": SOCKET_TIMEOUT_S,
-        }
-        if cluster:
-            client = RedisCluster.from_url(url, **options)
-        else:
-            # Blocking: the concurrent scripts of a big batch wait for a free connection.
-            pool = BlockingConnectionPool.from_url(
-                url, max_connections=MAX_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, **options
-            )
-            client = Redis(connection_pool=pool)
+        client = open_client(url, cluster=cluster)
         store = cls(client, cluster=cluster)
         try:
             await store._call(lambda c: c.ping())
@@ -162,17 +128,7 @@ class RedisStore:
         return self._client
 
     async def _call(self, op: Callable[[Client], Awaitable[T]]) -> T:
-        client = self.client
-        try:
-            result = await op(client)
-        except RedisError as exc:
-            _raise_if_cancelled()
-            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}"[:300]) from None
-        except OSError as exc:
-            _raise_if_cancelled()
-            raise StoreUnavailable(f"Redis: {exc}"[:300]) from None
-        _raise_if_cancelled()
-        return result
+        return await call(self.client, op)
 
     # ------------------------------------------------------------------------ mailboxes
 
@@ -489,15 +445,6 @@ class RedisStore:
                 f"Redis key {keys.RELAY_KEY} does not hold a {_SEED_LEN}-byte relay key seed"
             )
         return seed
-
-
-def _raise_if_cancelled() -> None:
-    """redis-py's asyncio client can swallow a cancellation that lands inside a command (it
-    tears the connection down and returns or raises a RedisError); honour it here, so a
-    relay stopping during a purge does not wait for the next one."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _text(value: object) -> str:

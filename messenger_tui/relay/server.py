@@ -202,6 +202,7 @@ class RelayServer:
                 self._clock,
                 relay_log,
                 shared=self._services.nodes is not None,  # several nodes: a shared directory
+                store=store,  # a Redis store holds the blob quotas of every node
             )
             try:
                 await blobs.start()
