@@ -43,6 +43,14 @@ class BlobQuota(Protocol):
     def touched(self, entry: BlobEntry) -> None:
         """The upload ``entry`` wrote a chunk (its ``touched_ms`` moved)."""
 
+    async def flush(self) -> None:
+        """Carry out now what follows the index in the background (Redis: the queued
+        records). Raises StoreUnavailable."""
+
+    async def usage(self, owner: bytes | None) -> tuple[int, int, int]:
+        """(bytes, blobs, unfinished uploads) charged to ``owner`` (None: the whole relay).
+        Raises StoreUnavailable."""
+
 
 class LocalBlobQuota:
     """One node: the index is the ledger (see the module docstring)."""
@@ -66,6 +74,15 @@ class LocalBlobQuota:
 
     def touched(self, entry: BlobEntry) -> None:
         pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def usage(self, owner: bytes | None) -> tuple[int, int, int]:
+        if owner is not None:
+            return self._index.usage(owner)
+        index = self._index
+        return index.total_bytes, len(index), sum(not e.complete for e in index)
 
 
 def blob_quota_for(

@@ -17,7 +17,7 @@ from messenger_tui.relay.blob_index import BlobConfig, BlobEntry, BlobIndex, Upl
 from messenger_tui.relay.blob_quota import blob_quota_for
 from messenger_tui.relay.blob_store import BlobFiles
 from messenger_tui.relay.clock import Clock
-from messenger_tui.relay.store import RelayStore
+from messenger_tui.relay.store import RelayStore, StoreUnavailable
 
 
 def id_label(blob_id: bytes) -> str:
@@ -102,6 +102,14 @@ class BlobService:
         None when charged, else why not. Raises StoreUnavailable (Redis down)."""
         return await self.quota.reserve(entry)
 
+    async def settle(self) -> None:
+        """Write the quota's queued changes now if the store can take them (else they stay
+        queued: the quota retries in the background)."""
+        try:
+            await self.quota.flush()
+        except StoreUnavailable as exc:
+            self._log.debug("blob quotas: not written yet: %s", exc)
+
     def lock(self, blob_id: bytes) -> asyncio.Lock:
         """The write lock of an upload (one writer at a time, resume waits for it)."""
         lock = self._locks.get(blob_id)
@@ -150,6 +158,7 @@ class BlobService:
                 expired += 1
             else:
                 stale += 1
+        await self.settle()  # the charges of what went are released now
         self.stats.expired += expired
         self.stats.stale_removed += stale
         if expired or stale:

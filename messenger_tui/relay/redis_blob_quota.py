@@ -18,7 +18,9 @@ and a deadline per record (key layout: :mod:`messenger_tui.relay.redis_keys`). R
    completing, a blob removed by the sweep (expired, or an upload abandoned), a blob found in
    the shared directory (adopted on first use, or at start) is queued and written by a
    background task, retried every :data:`RETRY_S` while Redis is down (one log line per
-   outage). A blob on disk is thus charged again even if its record was lost.
+   outage); a completion is written before its last chunk is acknowledged, and a node
+   writes its queue before each reserve. A blob on disk is thus charged again even if its
+   record was lost.
 4. **Counters cannot drift from the records** (they change only in the script that changes a
    record), **and records cannot outlive their blob for long**: each has a deadline, the
    blob's own expiry (completion + ``ttl_s``, last chunk + ``partial_ttl_s``) plus a grace of
@@ -179,6 +181,7 @@ class RedisBlobQuota:
             return refusal
         if self._index.get(entry.id) is not None:
             return None
+        await self.flush()  # this node's own changes count first (a completion just now)
         key, size = keys.blob_record_key(entry.id), str(entry.size)
         deadline, now = self._deadline(entry), entry.touched_ms
         owner_keys = keys.blob_ledger_keys(entry.owner)
@@ -246,6 +249,8 @@ class RedisBlobQuota:
             failed = [(i, e) for (i, e), r in zip(batch, results) if isinstance(r, BaseException)]
             for blob_id, entry in failed:
                 self._pending.setdefault(blob_id, entry)
+            if failed:
+                self._wake.set()  # the background task retries (it may have found none)
             for r in results:
                 if isinstance(r, BaseException):
                     raise r

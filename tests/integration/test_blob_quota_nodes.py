@@ -215,20 +215,19 @@ async def test_redis_killed_mid_upload_gives_1013_and_miscounts_nothing(
         who = Identity.generate()
         size = 8 * MIB
         src = random_file(tmp_path / "blob", size)
-        at_third = asyncio.Event()
+        killed: list[int] = []
 
         def progress(done: int, total: int) -> None:
-            if done >= total // 3:
-                at_third.set()
+            if done >= total // 3 and not killed:
+                redis_server.kill()  # right here: a third of the upload acknowledged
+                killed.append(done)
 
         upload = asyncio.create_task(
             make_link(node1.url, who, window=60.0).upload(src, on_progress=progress)
         )
-        await asyncio.wait_for(at_third.wait(), 30)
-        redis_server.kill()
         # the upload's chunks need no Redis: it finishes; its completion waits for Redis
         sent = await asyncio.wait_for(upload, 60)
-        assert sent.size == size
+        assert sent.size == size and killed and killed[0] < size
         # a new upload cannot be charged: the connection closes 1013 (try again later)
         ws = await _authenticated(node2.url, who.key)
         await ws.send(encode_blob_frame(BlobCreate(ref=1, size=1000)))
@@ -243,9 +242,15 @@ async def test_redis_killed_mid_upload_gives_1013_and_miscounts_nothing(
         await asyncio.to_thread(redis_server.start)
         await asyncio.wait_for(retried, 60)
         # nothing is miscounted: the finished 8 MiB blob and the 1000-byte one, no upload
-        async with asyncio.timeout(10):
-            while usage(redis_server.url, who.public) != (size + 1000, 2, 0):
-                await asyncio.sleep(0.2)
+        try:
+            async with asyncio.timeout(10):
+                while usage(redis_server.url, who.public) != (size + 1000, 2, 0):
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise AssertionError(
+                f"{usage(redis_server.url, who.public)}\n{node1.stderr_text()[-3000:]}\n"
+                f"{node2.stderr_text()[-3000:]}"
+            ) from None
         assert usage(redis_server.url, None) == (size + 1000, 2, 0)
         for node in (node1, node2):
             text = node.stderr_text()
