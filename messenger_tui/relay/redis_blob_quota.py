@@ -13,7 +13,9 @@ and a deadline per record (key layout: :mod:`messenger_tui.relay.redis_keys`). R
    there is released from the owner's ledger at once. The refusal the client gets is the one
    a single node gives.
 2. **Idempotent per blob**: a record exists once per blob id, so a retried reserve or
-   release never counts twice (:data:`SYNC` sets a record to a state, or removes it).
+   release never counts twice (:data:`SYNC` sets a record to a state, or removes it). A
+   record only moves forward (unfinished to complete, its deadline later), so a node
+   writing what it saw a moment ago cannot undo what another node wrote since.
 3. **Everything else follows this node's index** (``BlobIndex.on_change``): an upload
    completing, a blob removed by the sweep (expired, or an upload abandoned), a blob found in
    the shared directory (adopted on first use, or at start) is queued and written by a
@@ -75,9 +77,9 @@ local function put(k, size, state, deadline)
   local rec = redis.call('HGET', KEYS[2], k)
   if rec then
     local _, old = string.match(rec, '^(%d+),(%a)$')
-    if old ~= state then
-      redis.call('HINCRBY', KEYS[1], 'u', state == 'u' and 1 or -1)
-      redis.call('HSET', KEYS[2], k, size .. ',' .. state)
+    if old == 'u' and state == 'c' then  -- a blob never goes back to unfinished
+      redis.call('HINCRBY', KEYS[1], 'u', -1)
+      redis.call('HSET', KEYS[2], k, size .. ',c')
     end
   else
     redis.call('HSET', KEYS[2], k, size .. ',' .. state)
@@ -85,7 +87,7 @@ local function put(k, size, state, deadline)
     redis.call('HINCRBY', KEYS[1], 'n', 1)
     if state == 'u' then redis.call('HINCRBY', KEYS[1], 'u', 1) end
   end
-  redis.call('ZADD', KEYS[3], deadline, k)
+  redis.call('ZADD', KEYS[3], 'GT', deadline, k)  -- a deadline only moves later
 end
 """
 

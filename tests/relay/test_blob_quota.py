@@ -175,6 +175,29 @@ async def test_a_retried_reserve_or_release_counts_once(
         await two.stop()
 
 
+async def test_a_node_writing_what_it_saw_earlier_does_not_reopen_a_finished_upload(
+    redis_store: RedisStore, tmp_path: Path, clock: ManualClock
+) -> None:
+    one = await node(redis_store, tmp_path / "blobs", clock)
+    two = await node(redis_store, tmp_path / "blobs", clock)
+    try:
+        entry = await upload(one, ALICE, 1000, finish=False)
+        assert isinstance(entry, BlobEntry)
+        seen = BlobEntry(id=entry.id, owner=ALICE, size=1000, touched_ms=clock())
+        two.index.on_change = None  # node two adopts the upload, its record write delayed
+        two.index.add(seen)
+        one.index.completed(entry, clock())  # node one finishes it
+        assert await usage(one, ALICE) == (1000, 1, 0)
+        quota = two.quota
+        assert isinstance(quota, RedisBlobQuota)
+        quota._changed(seen)  # node two's late write of "unfinished"
+        assert await usage(two, ALICE) == (1000, 1, 0)
+        assert await usage(two, None) == (1000, 1, 0)
+    finally:
+        await one.stop()
+        await two.stop()
+
+
 async def test_reserves_racing_on_two_nodes_pass_the_quota_exactly(
     redis_store: RedisStore, tmp_path: Path, clock: ManualClock
 ) -> None:
