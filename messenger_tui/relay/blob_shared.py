@@ -17,9 +17,9 @@ nodes):
 4. **A node starting does not remove young stray files** (:data:`STRAY_GRACE_MS`): another
    node may be between writing an upload's ``.meta`` and its ``.part``.
 
-Limits of this mode (stated in the operations guide): the per-identity quotas and the
-relay-wide byte cap are counted by each node over the blobs it has seen, so with N nodes an
-identity can store up to N times its quota before every node has seen its blobs.
+The per-identity quotas and the relay-wide byte cap are not this node's: they are counted in
+Redis (:mod:`messenger_tui.relay.redis_blob_quota`), and every change the rules above make to
+the index (a blob adopted, completed, forgotten) is written there.
 """
 
 from __future__ import annotations
