@@ -28,6 +28,7 @@ from typing import Any
 
 from benchmarks import (
     attachment_crypto,
+    blob_quota,
     calls_cpu,
     calls_delay,
     calls_relay,
@@ -76,6 +77,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         sqlcipher_cost,
         file_transfer,
         transfer_memory,
+        blob_quota,
     )
 }
 ROOT = Path(__file__).resolve().parent.parent
