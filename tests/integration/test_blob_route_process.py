@@ -1,12 +1,15 @@
 """The blob route through a real relay process: uploads and downloads byte-identical, resumed
 after a dropped connection, a client restart and a relay SIGKILL; quota and size-cap
-refusals; unauthenticated and foreign access refused; no plaintext on the relay's disk."""
+refusals; unauthenticated and foreign access refused; no plaintext on the relay's disk.
+Every test runs over both stores: SQLite (the quotas in the node's index) and a real
+redis-server (the quotas in Redis, relay/redis_blob_quota.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ from messenger_tui.core.blob_wire import (
 )
 from messenger_tui.transport import Backoff
 from messenger_tui.transport.blob_link import BlobLink, BlobRefused, BlobUploadState
+from tests.helpers.redis_process import RedisProcess
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import make_auth, new_key
 from tests.transport.conftest import Identity
@@ -35,6 +39,22 @@ MIB = 1024 * 1024
 WINDOW_BYTES = DEFAULT_BLOB_WINDOW * 64 * 1024  # the relay asks for 64 KiB chunks
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def blob_redis() -> Iterator[RedisProcess]:
+    with RedisProcess() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def relay_store(request: pytest.FixtureRequest) -> str:
+    """The relay's ``--store``: SQLite, or an emptied real redis-server."""
+    if request.param == "sqlite":
+        return "sqlite"
+    server: RedisProcess = request.getfixturevalue("blob_redis")
+    server.cli("FLUSHALL")
+    return server.url
 
 
 def make_link(url: str, who: Identity | None = None, window: float = 20.0) -> BlobLink:
@@ -67,9 +87,11 @@ def sha(path: Path) -> str:
     return h.hexdigest()
 
 
-async def test_20_mib_upload_and_download_are_byte_identical(tmp_path: Path) -> None:
+async def test_20_mib_upload_and_download_are_byte_identical(
+    tmp_path: Path, relay_store: str
+) -> None:
     src = random_file(tmp_path / "blob", 20 * MIB + 12345)
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         up = make_link(relay.url)
         states: list[BlobUploadState] = []
         progress: list[int] = []
@@ -89,10 +111,12 @@ async def test_20_mib_upload_and_download_are_byte_identical(tmp_path: Path) -> 
         assert sent.id.hex() not in relay.log_text()
 
 
-async def test_dropped_connection_resumes_from_the_stored_offset(tmp_path: Path) -> None:
+async def test_dropped_connection_resumes_from_the_stored_offset(
+    tmp_path: Path, relay_store: str
+) -> None:
     size = 12 * MIB
     src = random_file(tmp_path / "blob", size)
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         link = make_link(relay.url)
         dropped: list[int] = []
 
@@ -119,11 +143,13 @@ async def test_dropped_connection_resumes_from_the_stored_offset(tmp_path: Path)
         assert sha(dest) == sha(src)
 
 
-async def test_client_restart_resumes_with_the_saved_state(tmp_path: Path) -> None:
+async def test_client_restart_resumes_with_the_saved_state(
+    tmp_path: Path, relay_store: str
+) -> None:
     size = 10 * MIB
     src = random_file(tmp_path / "blob", size)
     who = Identity.generate()
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         states: list[BlobUploadState] = []
         halfway = asyncio.Event()
 
@@ -156,10 +182,12 @@ async def test_client_restart_resumes_with_the_saved_state(tmp_path: Path) -> No
         assert sha(dest) == sha(src)
 
 
-async def test_relay_sigkill_mid_upload_resumes_after_restart(tmp_path: Path) -> None:
+async def test_relay_sigkill_mid_upload_resumes_after_restart(
+    tmp_path: Path, relay_store: str
+) -> None:
     size = 16 * MIB
     src = random_file(tmp_path / "blob", size)
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         link = make_link(relay.url, window=30.0)
         killed = asyncio.Event()
 
@@ -180,7 +208,9 @@ async def test_relay_sigkill_mid_upload_resumes_after_restart(tmp_path: Path) ->
         assert sha(dest) == sha(src)
 
 
-async def test_size_cap_and_quotas_are_refused_with_clear_errors(tmp_path: Path) -> None:
+async def test_size_cap_and_quotas_are_refused_with_clear_errors(
+    tmp_path: Path, relay_store: str
+) -> None:
     args = [
         "--blob-max-size", str(1 * MIB),
         "--blob-quota-bytes", str(2 * MIB + MIB // 2),
@@ -189,7 +219,7 @@ async def test_size_cap_and_quotas_are_refused_with_clear_errors(tmp_path: Path)
     big = random_file(tmp_path / "big", 2 * MIB)
     one = random_file(tmp_path / "one", 1 * MIB)
     small = random_file(tmp_path / "small", 1000)
-    with RelayProcess(tmp_path / "relay-data", extra_args=args) as relay:
+    with RelayProcess(tmp_path / "relay-data", extra_args=args, store=relay_store) as relay:
         link = make_link(relay.url)
         with pytest.raises(BlobRefused) as info:
             await link.upload(big)
@@ -219,9 +249,11 @@ async def _raw(url: str, *, auth: bool = True):  # type: ignore[no-untyped-def]
     return ws
 
 
-async def test_unauthenticated_and_wrong_id_access_is_refused(tmp_path: Path) -> None:
+async def test_unauthenticated_and_wrong_id_access_is_refused(
+    tmp_path: Path, relay_store: str
+) -> None:
     src = random_file(tmp_path / "blob", 300_000)
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         owner = make_link(relay.url)
         sent = await owner.upload(src)
         # before authenticating: no blob request is served
@@ -258,14 +290,16 @@ async def test_unauthenticated_and_wrong_id_access_is_refused(tmp_path: Path) ->
         await other.close()
 
 
-async def test_expired_blobs_and_stale_uploads_are_removed(tmp_path: Path) -> None:
+async def test_expired_blobs_and_stale_uploads_are_removed(
+    tmp_path: Path, relay_store: str
+) -> None:
     args = [
         "--blob-ttl-days", str(3 / 86400),  # 3 s
         "--blob-partial-ttl-hours", str(2 / 3600),  # 2 s
         "--blob-sweep-interval", "0.2",
     ]  # fmt: skip
     src = random_file(tmp_path / "blob", 200_000)
-    with RelayProcess(tmp_path / "relay-data", extra_args=args) as relay:
+    with RelayProcess(tmp_path / "relay-data", extra_args=args, store=relay_store) as relay:
         sent = await make_link(relay.url).upload(src)
         ws = await _raw(relay.url)
         await ws.send(encode_blob_frame(BlobCreate(ref=1, size=5000)))
@@ -285,7 +319,7 @@ async def test_expired_blobs_and_stale_uploads_are_removed(tmp_path: Path) -> No
         assert "removed 1 expired" in relay.log_text()
 
 
-async def test_no_plaintext_reaches_the_relay_disk(tmp_path: Path) -> None:
+async def test_no_plaintext_reaches_the_relay_disk(tmp_path: Path, relay_store: str) -> None:
     marker = b"PLAINTEXT-MARKER-" + os.urandom(8).hex().encode()
     plain = (os.urandom(100_000) + marker) * 30
     enc = AttachmentEncryptor.start(len(plain))
@@ -296,7 +330,7 @@ async def test_no_plaintext_reaches_the_relay_disk(tmp_path: Path) -> None:
             n = enc.next_real_len
             f.write(enc.encrypt_next(plain[at : at + n]))
             at += n
-    with RelayProcess(tmp_path / "relay-data") as relay:
+    with RelayProcess(tmp_path / "relay-data", store=relay_store) as relay:
         sent = await make_link(relay.url).upload(blob)
         got = tmp_path / "got"
         await make_link(relay.url).download(sent.id, got)
