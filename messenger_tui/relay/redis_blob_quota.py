@@ -37,6 +37,7 @@ seen) only feeds rule 3.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import Final
 
@@ -143,6 +144,8 @@ class RedisBlobQuota:
         #: Per blob in the index: (state, touched_ms) as this node last wrote its record.
         self._written: dict[bytes, tuple[str, int]] = {}
         self._wake = asyncio.Event()
+        #: One flush at a time: two writes of one blob's record never race each other.
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self.grace_ms = int((2 * config.sweep_interval_s + 60) * 1000)
@@ -239,15 +242,24 @@ class RedisBlobQuota:
         self._wake.set()
 
     async def flush(self) -> None:
-        """Write every queued record now. Raises StoreUnavailable (what is left stays
-        queued)."""
+        """Write every queued record now (after a flush already running). Raises
+        StoreUnavailable (what is left stays queued)."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         while self._pending:
-            batch = list(self._pending.items())[:_BATCH]
+            batch = list(itertools.islice(self._pending.items(), _BATCH))
             for blob_id, _ in batch:
                 del self._pending[blob_id]
-            results = await asyncio.gather(
-                *(self._sync(entry) for _, entry in batch), return_exceptions=True
-            )
+            try:
+                results = await asyncio.gather(
+                    *(self._sync(entry) for _, entry in batch), return_exceptions=True
+                )
+            except BaseException:  # cancelled (a node stopping): the batch stays queued
+                for blob_id, entry in batch:
+                    self._pending.setdefault(blob_id, entry)
+                raise
             failed = [(i, e) for (i, e), r in zip(batch, results) if isinstance(r, BaseException)]
             for blob_id, entry in failed:
                 self._pending.setdefault(blob_id, entry)
@@ -289,11 +301,11 @@ class RedisBlobQuota:
             self._wake.clear()
             try:
                 await self.flush()
-            except StoreUnavailable as exc:
+            except Exception as exc:  # StoreUnavailable; anything else is logged alike
                 if not self._failing:
                     self._log.warning(
                         "blob quotas: %s; %d blob records are written when Redis is back",
-                        exc,
+                        exc if isinstance(exc, StoreUnavailable) else repr(exc),
                         len(self._pending),
                     )
                 self._failing = True
