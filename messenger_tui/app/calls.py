@@ -276,7 +276,7 @@ class CallManager:
 
     # ------------------------------------------------------------------ effects
 
-    def _run(self, effects: list[fx.Effect]) -> None:
+    def _run(self, effects: list[fx.CallEffect]) -> None:
         try:
             for effect in effects:
                 if isinstance(effect, fx.SendSignal):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 from messenger_tui.core.calls.effects import (
     BusyRejected,
+    CallEffect,
     CallEnded,
-    Effect,
     PeerRinging,
     SendSignal,
     StartMedia,
@@ -42,10 +42,10 @@ from messenger_tui.core.calls.signalling_table import (
     TRANSITIONS,
     A,
     Action,
+    CallEvent,
     CallStateError,
     CallTimeouts,
-    Event,
-    Transition,
+    CallTransition,
 )
 from messenger_tui.core.calls.states import CallInfo, CallState, EndReason, EventSource
 from messenger_tui.core.crypto.primitives import Rng, default_rng
@@ -58,11 +58,11 @@ __all__ = [
     "NO_ANSWER_TIMEOUT_MS",
     "TRANSITIONS",
     "Action",
+    "CallEvent",
     "CallSignalling",
     "CallStateError",
     "CallTimeouts",
-    "Event",
-    "Transition",
+    "CallTransition",
 ]
 
 
@@ -79,12 +79,12 @@ class _Call:
 class _Input:
     """A classified input: the event plus what its actions need."""
 
-    event: Event
+    event: CallEvent
     peer: bytes | None = None
     message: CallMessage | None = None
     offered_call: _Call | None = None  # the call an offer proposes (callee keys derived)
     accept_keys: MediaKeys | None = None
-    effects: list[Effect] = field(default_factory=list)
+    effects: list[CallEffect] = field(default_factory=list)
 
 
 class CallSignalling:
@@ -117,28 +117,28 @@ class CallSignalling:
 
     # ------------------------------------------------------------------ local user
 
-    def place_call(self, peer: bytes, now_ms: int) -> list[Effect]:
+    def place_call(self, peer: bytes, now_ms: int) -> list[CallEffect]:
         """Call ``peer``. Calling the peer whose call is ringing here answers it."""
         call = self._call
         if self._state is CallState.INCOMING_RINGING and call and call.info.peer == peer:
-            return self._apply(_Input(Event.ACCEPT), now_ms)
-        return self._apply(_Input(Event.PLACE_CALL, peer=peer), now_ms)
+            return self._apply(_Input(CallEvent.ACCEPT), now_ms)
+        return self._apply(_Input(CallEvent.PLACE_CALL, peer=peer), now_ms)
 
-    def accept(self, now_ms: int) -> list[Effect]:
+    def accept(self, now_ms: int) -> list[CallEffect]:
         """Answer the ringing call."""
-        return self._apply(_Input(Event.ACCEPT), now_ms)
+        return self._apply(_Input(CallEvent.ACCEPT), now_ms)
 
-    def decline(self, now_ms: int) -> list[Effect]:
+    def decline(self, now_ms: int) -> list[CallEffect]:
         """Decline the ringing call."""
-        return self._apply(_Input(Event.DECLINE), now_ms)
+        return self._apply(_Input(CallEvent.DECLINE), now_ms)
 
-    def hang_up(self, now_ms: int) -> list[Effect]:
+    def hang_up(self, now_ms: int) -> list[CallEffect]:
         """End or cancel the call in any state (declines a ringing one); a no-op when idle."""
-        return self._apply(_Input(Event.HANG_UP), now_ms)
+        return self._apply(_Input(CallEvent.HANG_UP), now_ms)
 
     # ------------------------------------------------------------------ peer messages
 
-    def receive(self, peer: bytes, message: CallMessage, now_ms: int) -> list[Effect]:
+    def receive(self, peer: bytes, message: CallMessage, now_ms: int) -> list[CallEffect]:
         """A call message that arrived from ``peer`` (the sender the ratchet authenticated)."""
         if isinstance(message, CallOffer):
             classified = self._classify_offer(peer, message, now_ms)
@@ -157,16 +157,16 @@ class CallSignalling:
         self._seen.append(offer.call_id)
         state, call = self._state, self._call
         if state in (CallState.IDLE, CallState.ENDED):
-            event = Event.PEER_OFFER
+            event = CallEvent.PEER_OFFER
         elif state is CallState.OUTGOING_RINGING and call and call.info.peer == peer:
             if offer.call_id == call.info.call_id:
                 return None  # rule 5's tie
             won = offer.call_id < call.info.call_id
-            event = Event.PEER_OFFER_GLARE_LOST if won else Event.PEER_OFFER_GLARE_WON
+            event = CallEvent.PEER_OFFER_GLARE_LOST if won else CallEvent.PEER_OFFER_GLARE_WON
         else:
-            return _Input(Event.PEER_OFFER_WHILE_BUSY, peer=peer, message=offer)
+            return _Input(CallEvent.PEER_OFFER_WHILE_BUSY, peer=peer, message=offer)
         offered = None
-        if event is not Event.PEER_OFFER_GLARE_WON:
+        if event is not CallEvent.PEER_OFFER_GLARE_WON:
             offered = self._incoming_call(peer, offer, now_ms)
             if offered is None:
                 return None  # unusable key: a broken or hostile peer; never ring for it
@@ -205,40 +205,40 @@ class CallSignalling:
                     peer_public=message.key,
                 )
             except CryptoError:
-                event = Event.PEER_ACCEPT_BAD_KEY
+                event = CallEvent.PEER_ACCEPT_BAD_KEY
         return _Input(event, peer=peer, message=message, accept_keys=keys)
 
     # ------------------------------------------------------------------ media and time
 
-    def media_connected(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_connected(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media route is up and frames flow both ways (or at least from the peer)."""
-        return self._media_event(Event.MEDIA_CONNECTED, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_CONNECTED, call_id, now_ms)
 
-    def media_failed(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_failed(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media session could not start (relay refused the join, codec or device error)."""
-        return self._media_event(Event.MEDIA_FAILED, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_FAILED, call_id, now_ms)
 
-    def media_lost(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_lost(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media connection is gone for good: the link did not come back within its grace
         period (10 s), or no frame arrived from the peer for that long (the peer crashed)."""
-        return self._media_event(Event.MEDIA_LOST, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_LOST, call_id, now_ms)
 
-    def _media_event(self, event: Event, call_id: bytes, now_ms: int) -> list[Effect]:
+    def _media_event(self, event: CallEvent, call_id: bytes, now_ms: int) -> list[CallEffect]:
         if self._call is None or self._call.info.call_id != call_id:
             return []  # a stale media session's report
         return self._apply(_Input(event), now_ms)
 
-    def poll(self, now_ms: int) -> list[Effect]:
+    def poll(self, now_ms: int) -> list[CallEffect]:
         """Fire the deadline if it has passed; call it at :attr:`next_deadline_ms`."""
         if self._deadline is None or now_ms < self._deadline:
             return []
         connecting = self._state is CallState.CONNECTING
-        event = Event.CONNECT_TIMEOUT if connecting else Event.RING_TIMEOUT
+        event = CallEvent.CONNECT_TIMEOUT if connecting else CallEvent.RING_TIMEOUT
         return self._apply(_Input(event), now_ms)
 
     # ------------------------------------------------------------------ the engine
 
-    def _apply(self, inp: _Input, now_ms: int) -> list[Effect]:
+    def _apply(self, inp: _Input, now_ms: int) -> list[CallEffect]:
         previous = self._state
         row = TRANSITIONS[previous].get(inp.event)
         if row is None:
@@ -272,7 +272,7 @@ class CallSignalling:
                 inp.effects.append(CallEnded(call.info))
         return inp.effects
 
-    def _run(self, action: Action, inp: _Input, now_ms: int, row: Transition) -> None:
+    def _run(self, action: Action, inp: _Input, now_ms: int, row: CallTransition) -> None:
         out = inp.effects
         if action is A.NEW_OUTGOING_CALL:
             assert inp.peer is not None

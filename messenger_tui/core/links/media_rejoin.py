@@ -4,8 +4,8 @@ Design rules
 ============
 
 1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(phase, event)`` to a
-   :class:`Transition`: the next phase and the named :class:`Step` s to run. The driver
-   (``messenger_tui.transport.media_link.MediaLink``) only *classifies* outcomes (a refusal
+   :class:`MediaRejoinTransition`: the next phase and the named :class:`Step` s to run. The
+   driver (``messenger_tui.transport.media_link.MediaLink``) only *classifies* outcomes (a refusal
    for good versus a failure worth retrying; a drop the relay meant versus a lost
    connection) and *carries out* the effects (:mod:`.effects`).
 2. **Sans-I/O.** Inputs carry ``now`` (seconds, monotonic); timers are deadlines
@@ -38,7 +38,14 @@ from enum import Enum
 from typing import Final
 
 from messenger_tui.core.errors import CoreError
-from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
+from messenger_tui.core.links.effects import (
+    Abort,
+    Connect,
+    ConnectionEffect,
+    DelayPolicy,
+    Report,
+    Wait,
+)
 
 __all__ = [
     "REJOIN_WINDOW_S",
@@ -115,7 +122,7 @@ class MediaStep(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class MediaRejoinTransition:
     target: MediaPhase
     steps: tuple[MediaStep, ...] = ()
 
@@ -123,13 +130,13 @@ class Transition:
 P = MediaPhase
 E = MediaEvent
 St = MediaStep
-_T = Transition
+_T = MediaRejoinTransition
 
 _CLOSE: Final = _T(P.CLOSED, (St.CLOSE_WINDOW, St.REPORT))
 _CLOSE_DIALING: Final = _T(P.CLOSED, (St.ABORT, St.CLOSE_WINDOW, St.REPORT))
 
 #: The whole lifecycle: ``TRANSITIONS[phase][event]``. Missing pairs: rule 7.
-TRANSITIONS: Final[Mapping[MediaPhase, Mapping[MediaEvent, Transition]]] = {
+TRANSITIONS: Final[Mapping[MediaPhase, Mapping[MediaEvent, MediaRejoinTransition]]] = {
     P.NEW: {
         E.START: _T(P.DIALING, (St.OPEN_WINDOW, St.CONNECT)),
         E.CLOSE: _CLOSE,
@@ -161,7 +168,7 @@ TRANSITIONS: Final[Mapping[MediaPhase, Mapping[MediaEvent, Transition]]] = {
     },
 }
 
-RejoinEffect = Connect | Abort | Wait | Report[MediaLinkState]
+RejoinEffect = ConnectionEffect[MediaLinkState]
 
 
 @dataclass(slots=True)

@@ -4,10 +4,11 @@ Design rules
 ============
 
 1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(phase, event)`` to a
-   :class:`Transition`: the next phase and the named :class:`Step` s to run, in order. The
-   driver (``messenger_tui.transport.client.RelayClient``) only *classifies* what happened
-   into an :class:`Event` (a drop with close code 4000 is ``DROPPED_REPLACED``) and *carries
-   out* the effects (:mod:`.effects`). The table has no conditions in it.
+   :class:`RelayLinkTransition`: the next phase and the named :class:`Step` s to run, in
+   order. The driver (``messenger_tui.transport.client.RelayClient``) only *classifies* what
+   happened into a :class:`RelayLinkEvent` (a drop with close code 4000 is
+   ``DROPPED_REPLACED``) and *carries out* the effects (:mod:`.effects`). The table has no
+   conditions in it.
 2. **Sans-I/O.** Inputs are method calls that carry ``now`` (seconds, monotonic); outputs
    are lists of effects. Timers are deadlines: read :attr:`RelayLink.next_deadline` and call
    :meth:`RelayLink.poll` when it has passed. Retry delays come from an injected
@@ -54,7 +55,14 @@ from enum import Enum
 from typing import Final
 
 from messenger_tui.core.errors import CoreError
-from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
+from messenger_tui.core.links.effects import (
+    Abort,
+    Connect,
+    ConnectionEffect,
+    DelayPolicy,
+    Report,
+    Wait,
+)
 
 __all__ = [
     "FAILOVER_DELAY",
@@ -63,13 +71,13 @@ __all__ = [
     "STABLE_AFTER",
     "TRANSITIONS",
     "ConnectionState",
-    "Event",
     "LinkEffect",
     "LinkPhase",
     "LinkStateError",
     "RelayLink",
+    "RelayLinkEvent",
+    "RelayLinkTransition",
     "Step",
-    "Transition",
 ]
 
 #: Seconds a connection must have lasted to count as healthy without a round trip (rule 4).
@@ -104,7 +112,7 @@ class LinkPhase(Enum):
     CLOSING = "closing"  # stop requested; the driver is tearing down (rule 7)
 
 
-class Event(Enum):
+class RelayLinkEvent(Enum):
     # the driver's own calls (local: unlisted ones are errors)
     START = "start"
     CONNECT_ONCE = "connect_once"
@@ -123,7 +131,13 @@ class Event(Enum):
 
 
 _LOCAL_EVENTS: Final = frozenset(
-    {Event.START, Event.CONNECT_ONCE, Event.RECONNECT_NOW, Event.STOP, Event.CLOSED}
+    {
+        RelayLinkEvent.START,
+        RelayLinkEvent.CONNECT_ONCE,
+        RelayLinkEvent.RECONNECT_NOW,
+        RelayLinkEvent.STOP,
+        RelayLinkEvent.CLOSED,
+    }
 )
 
 
@@ -142,7 +156,7 @@ class Step(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class RelayLinkTransition:
     """One row of the table."""
 
     target: LinkPhase
@@ -150,9 +164,9 @@ class Transition:
 
 
 P = LinkPhase
-E = Event
+E = RelayLinkEvent
 St = Step
-_T = Transition
+_T = RelayLinkTransition
 
 _STOP: Final = _T(P.CLOSING, (St.ABORT,))
 _DROP: Final = _T(P.WAITING, (St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT))
@@ -162,7 +176,7 @@ _REPLACED: Final = _T(P.WAITING, (St.WAIT_REPLACED, St.REPORT))
 _STAY_CONNECTING: Final = _T(P.CONNECTING)
 
 #: The whole lifecycle: ``TRANSITIONS[phase][event]``. Missing pairs: rule 8.
-TRANSITIONS: Final[Mapping[LinkPhase, Mapping[Event, Transition]]] = {
+TRANSITIONS: Final[Mapping[LinkPhase, Mapping[RelayLinkEvent, RelayLinkTransition]]] = {
     P.OFFLINE: {
         E.START: _T(P.CONNECTING, (St.CONNECT, St.REPORT)),
         E.CONNECT_ONCE: _T(P.ONCE_CONNECTING, (St.CONNECT, St.REPORT)),
@@ -224,12 +238,12 @@ PUBLIC_STATE: Final[Mapping[LinkPhase, ConnectionState]] = {
     P.ONCE_CONNECTED: ConnectionState.CONNECTED,
 }
 
-LinkEffect = Connect | Abort | Wait | Report[ConnectionState]
+LinkEffect = ConnectionEffect[ConnectionState]
 
 
 @dataclass(slots=True)
 class _Input:
-    event: Event
+    event: RelayLinkEvent
     error: str | None = None
     effects: list[LinkEffect] = field(default_factory=list)
     retry_in: float | None = None
