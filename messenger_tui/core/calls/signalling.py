@@ -40,7 +40,6 @@ from messenger_tui.core.calls.signalling_table import (
     NO_ANSWER_TIMEOUT_MS,
     SEEN_CALL_IDS,
     TRANSITIONS,
-    A,
     Action,
     CallEvent,
     CallStateError,
@@ -274,7 +273,7 @@ class CallSignalling:
 
     def _run(self, action: Action, inp: _Input, now_ms: int, row: CallTransition) -> None:
         out = inp.effects
-        if action is A.NEW_OUTGOING_CALL:
+        if action is Action.NEW_OUTGOING_CALL:
             assert inp.peer is not None
             call_id = self._rng(CALL_ID_LEN)
             if len(call_id) != CALL_ID_LEN:
@@ -290,58 +289,58 @@ class CallSignalling:
             )
             self._call = _Call(info, CallKeyPair.generate(self._rng))
             return
-        if action is A.ADOPT_OFFER:
+        if action is Action.ADOPT_OFFER:
             assert inp.offered_call is not None
             self._call = inp.offered_call
             return
-        if action is A.SEND_BUSY:
+        if action is Action.SEND_BUSY:
             assert inp.peer is not None and inp.message is not None
             out.append(SendSignal(inp.peer, CallBusy(call_id=inp.message.call_id)))
             return
-        if action is A.REPORT_BUSY_REJECTED:
+        if action is Action.REPORT_BUSY_REJECTED:
             assert inp.peer is not None and isinstance(inp.message, CallOffer)
             out.append(BusyRejected(inp.peer, inp.message.call_id, inp.message.created_ms))
             return
         call = self._call
         assert call is not None, f"{action} needs a current call"
         info = call.info
-        if action is A.STORE_PEER_KEYS:
+        if action is Action.STORE_PEER_KEYS:
             assert inp.accept_keys is not None
             call.keys = inp.accept_keys
-        elif action is A.MARK_ACCEPTED:
+        elif action is Action.MARK_ACCEPTED:
             call.info = replace(info, accepted_ms=now_ms)
-        elif action is A.MARK_ACTIVE:
+        elif action is Action.MARK_ACTIVE:
             call.info = replace(info, active_ms=now_ms)
-        elif action is A.SEND_OFFER:
+        elif action is Action.SEND_OFFER:
             assert call.own_key is not None
             offer = CallOffer(info.call_id, created_ms=info.created_ms, key=call.own_key.public)
             out.append(SendSignal(info.peer, offer))
-        elif action is A.SEND_RINGING:
+        elif action is Action.SEND_RINGING:
             out.append(SendSignal(info.peer, CallRinging(info.call_id)))
-        elif action is A.SEND_ACCEPT:
+        elif action is Action.SEND_ACCEPT:
             assert call.own_key is not None
             out.append(SendSignal(info.peer, CallAccept(info.call_id, key=call.own_key.public)))
-        elif action is A.SEND_DECLINE:
+        elif action is Action.SEND_DECLINE:
             out.append(SendSignal(info.peer, CallDecline(info.call_id)))
-        elif action is A.SEND_HANGUP:
+        elif action is Action.SEND_HANGUP:
             assert row.reason is not None
             reason = HANGUP_REASONS[row.reason]
             out.append(SendSignal(info.peer, CallHangup(info.call_id, reason=reason)))
-        elif action is A.WITHDRAW_OFFER:
+        elif action is Action.WITHDRAW_OFFER:
             out.append(SendSignal(info.peer, CallHangup(info.call_id, reason="hung_up")))
-        elif action is A.START_MEDIA:
+        elif action is Action.START_MEDIA:
             assert call.keys is not None
             out.append(StartMedia(info.call_id, info.peer, info.role, call.keys))
-        elif action is A.STOP_MEDIA:
+        elif action is Action.STOP_MEDIA:
             out.append(StopMedia(info.call_id))
-        elif action is A.ARM_RING_TIMER:
+        elif action is Action.ARM_RING_TIMER:
             # the callee ends when the caller does: its ring started when the offer was made
             age = 0 if info.role is CallRole.CALLER else now_ms - info.created_ms
             age = min(max(age, 0), self.timeouts.max_offer_age_ms)
             self._deadline = now_ms + self.timeouts.no_answer_ms - age
-        elif action is A.ARM_CONNECT_TIMER:
+        elif action is Action.ARM_CONNECT_TIMER:
             self._deadline = now_ms + self.timeouts.connect_ms
-        elif action is A.REPORT_PEER_RINGING:
+        elif action is Action.REPORT_PEER_RINGING:
             call.info = replace(info, peer_ringing=True)
             out.append(PeerRinging(call.info))
         else:  # pragma: no cover - every Action is handled above

@@ -166,77 +166,84 @@ class CallTransition:
     peer_reason: bool = False
 
 
-S = CallState
-A = Action
+_S = CallState
+_A = Action
 _T = CallTransition
 
 
 def _busy_in(state: CallState) -> CallTransition:
     """A new offer while a call is in progress: answer busy, stay where we are (rule 4)."""
-    return _T(state, (A.SEND_BUSY, A.REPORT_BUSY_REJECTED))
+    return _T(state, (_A.SEND_BUSY, _A.REPORT_BUSY_REJECTED))
 
 
 _START_FROM_IDLE: Final[Mapping[CallEvent, CallTransition]] = {
     CallEvent.PLACE_CALL: _T(
-        S.OUTGOING_RINGING, (A.NEW_OUTGOING_CALL, A.SEND_OFFER, A.ARM_RING_TIMER)
+        _S.OUTGOING_RINGING, (_A.NEW_OUTGOING_CALL, _A.SEND_OFFER, _A.ARM_RING_TIMER)
     ),
-    CallEvent.PEER_OFFER: _T(S.INCOMING_RINGING, (A.ADOPT_OFFER, A.SEND_RINGING, A.ARM_RING_TIMER)),
+    CallEvent.PEER_OFFER: _T(
+        _S.INCOMING_RINGING, (_A.ADOPT_OFFER, _A.SEND_RINGING, _A.ARM_RING_TIMER)
+    ),
 }
-_ACCEPT_STEPS: Final = (A.MARK_ACCEPTED, A.SEND_ACCEPT, A.START_MEDIA, A.ARM_CONNECT_TIMER)
-_HANG_UP_WITH_MEDIA: Final = _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.HUNG_UP)
+_ACCEPT_STEPS: Final = (_A.MARK_ACCEPTED, _A.SEND_ACCEPT, _A.START_MEDIA, _A.ARM_CONNECT_TIMER)
+_HANG_UP_WITH_MEDIA: Final = _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.HUNG_UP)
 
 #: The whole signalling behaviour: ``TRANSITIONS[state][event]``. Missing pairs: rule 3.
 TRANSITIONS: Final[Mapping[CallState, Mapping[CallEvent, CallTransition]]] = {
-    S.IDLE: {
+    _S.IDLE: {
         **_START_FROM_IDLE,
-        CallEvent.HANG_UP: _T(S.IDLE),
+        CallEvent.HANG_UP: _T(_S.IDLE),
     },
-    S.OUTGOING_RINGING: {
-        CallEvent.HANG_UP: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.HUNG_UP),
-        CallEvent.PEER_RINGING: _T(S.OUTGOING_RINGING, (A.REPORT_PEER_RINGING,)),
+    _S.OUTGOING_RINGING: {
+        CallEvent.HANG_UP: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.HUNG_UP),
+        CallEvent.PEER_RINGING: _T(_S.OUTGOING_RINGING, (_A.REPORT_PEER_RINGING,)),
         CallEvent.PEER_ACCEPT: _T(
-            S.CONNECTING, (A.STORE_PEER_KEYS, A.MARK_ACCEPTED, A.START_MEDIA, A.ARM_CONNECT_TIMER)
+            _S.CONNECTING,
+            (_A.STORE_PEER_KEYS, _A.MARK_ACCEPTED, _A.START_MEDIA, _A.ARM_CONNECT_TIMER),
         ),
-        CallEvent.PEER_ACCEPT_BAD_KEY: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.FAILED),
-        CallEvent.PEER_DECLINE: _T(S.ENDED, (), EndReason.DECLINED),
-        CallEvent.PEER_BUSY: _T(S.ENDED, (), EndReason.BUSY),
-        CallEvent.PEER_HANGUP: _T(S.ENDED, peer_reason=True),
-        CallEvent.PEER_OFFER_GLARE_WON: _T(S.OUTGOING_RINGING, (A.SEND_OFFER,)),
+        CallEvent.PEER_ACCEPT_BAD_KEY: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.FAILED),
+        CallEvent.PEER_DECLINE: _T(_S.ENDED, (), EndReason.DECLINED),
+        CallEvent.PEER_BUSY: _T(_S.ENDED, (), EndReason.BUSY),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, peer_reason=True),
+        CallEvent.PEER_OFFER_GLARE_WON: _T(_S.OUTGOING_RINGING, (_A.SEND_OFFER,)),
         CallEvent.PEER_OFFER_GLARE_LOST: _T(
-            S.CONNECTING, (A.WITHDRAW_OFFER, A.ADOPT_OFFER, *_ACCEPT_STEPS)
+            _S.CONNECTING, (_A.WITHDRAW_OFFER, _A.ADOPT_OFFER, *_ACCEPT_STEPS)
         ),
-        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(S.OUTGOING_RINGING),
-        CallEvent.RING_TIMEOUT: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.NO_ANSWER),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.OUTGOING_RINGING),
+        CallEvent.RING_TIMEOUT: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.NO_ANSWER),
     },
-    S.INCOMING_RINGING: {
-        CallEvent.ACCEPT: _T(S.CONNECTING, _ACCEPT_STEPS),
-        CallEvent.DECLINE: _T(S.ENDED, (A.SEND_DECLINE,), EndReason.DECLINED),
+    _S.INCOMING_RINGING: {
+        CallEvent.ACCEPT: _T(_S.CONNECTING, _ACCEPT_STEPS),
+        CallEvent.DECLINE: _T(_S.ENDED, (_A.SEND_DECLINE,), EndReason.DECLINED),
         # the hang-up key on a ringing call declines it
-        CallEvent.HANG_UP: _T(S.ENDED, (A.SEND_DECLINE,), EndReason.DECLINED),
-        CallEvent.PEER_HANGUP: _T(S.ENDED, peer_reason=True),
-        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(S.INCOMING_RINGING),
+        CallEvent.HANG_UP: _T(_S.ENDED, (_A.SEND_DECLINE,), EndReason.DECLINED),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.INCOMING_RINGING),
         # the caller hangs up at its own timeout too; this covers a lost hangup
-        CallEvent.RING_TIMEOUT: _T(S.ENDED, (), EndReason.NO_ANSWER),
+        CallEvent.RING_TIMEOUT: _T(_S.ENDED, (), EndReason.NO_ANSWER),
     },
-    S.CONNECTING: {
+    _S.CONNECTING: {
         CallEvent.HANG_UP: _HANG_UP_WITH_MEDIA,
-        CallEvent.MEDIA_CONNECTED: _T(S.ACTIVE, (A.MARK_ACTIVE,)),
-        CallEvent.MEDIA_FAILED: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        CallEvent.MEDIA_LOST: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.CONNECTION_LOST),
-        CallEvent.CONNECT_TIMEOUT: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        CallEvent.PEER_HANGUP: _T(S.ENDED, (A.STOP_MEDIA,), peer_reason=True),
-        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(S.CONNECTING),
+        CallEvent.MEDIA_CONNECTED: _T(_S.ACTIVE, (_A.MARK_ACTIVE,)),
+        CallEvent.MEDIA_FAILED: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.MEDIA_LOST: _T(
+            _S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.CONNECTION_LOST
+        ),
+        CallEvent.CONNECT_TIMEOUT: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, (_A.STOP_MEDIA,), peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.CONNECTING),
     },
-    S.ACTIVE: {
+    _S.ACTIVE: {
         CallEvent.HANG_UP: _HANG_UP_WITH_MEDIA,
-        CallEvent.MEDIA_FAILED: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        CallEvent.MEDIA_LOST: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.CONNECTION_LOST),
-        CallEvent.PEER_HANGUP: _T(S.ENDED, (A.STOP_MEDIA,), peer_reason=True),
-        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(S.ACTIVE),
+        CallEvent.MEDIA_FAILED: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.MEDIA_LOST: _T(
+            _S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.CONNECTION_LOST
+        ),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, (_A.STOP_MEDIA,), peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.ACTIVE),
     },
-    S.ENDED: {
+    _S.ENDED: {
         **_START_FROM_IDLE,
-        CallEvent.HANG_UP: _T(S.ENDED),
+        CallEvent.HANG_UP: _T(_S.ENDED),
     },
 }
 
