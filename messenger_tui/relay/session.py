@@ -28,6 +28,7 @@ from messenger_tui.core import wire
 from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.close_codes import CLOSE_POLICY, CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
+from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay import fanout
 from messenger_tui.relay.access_gate import address_key, admit_identity
 from messenger_tui.relay.address_pacing import AddressPacer, send_slots
@@ -52,7 +53,6 @@ AUTH_PACING_MAX_WAIT_S: Final = 2.0
 OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
 #: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
 MAX_ACK_IDS: Final = 4096
-ErrorCode = wire.ErrorCode
 
 _background: set[asyncio.Task[Any]] = set()
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from messenger_tui.core import wire
+from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.frame_queue import FrameQueue
 from messenger_tui.relay.presence import Peer
 from messenger_tui.relay.services import RelayServices
-
-ErrorCode = wire.ErrorCode
 
 
 class SessionPresence(ABC):

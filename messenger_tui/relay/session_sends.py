@@ -16,6 +16,7 @@ from typing import Final
 
 from messenger_tui.core import wire
 from messenger_tui.core.groups.send_credential import grant_verifier
+from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay import fanout
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.frame_queue import FrameQueue
@@ -23,8 +24,6 @@ from messenger_tui.relay.send_order import SendGate
 from messenger_tui.relay.services import RelayServices
 from messenger_tui.relay.store import InsertOutcome, InsertResult, NewEnvelope, StoreUnavailable
 from messenger_tui.relay.wakeup import Wakeup
-
-ErrorCode = wire.ErrorCode
 
 CLOSE_POLICY: Final = 1008
 #: Sends awaiting their commit before the session stops reading from the client.
