@@ -9,9 +9,10 @@ malformed frames (close 1008), no Auth within the timeout (close 1008), and repl
 newer connection of the same identity (close 4000).
 
 This module holds the connection's lifecycle, its side of the presence registry and the node
-bus (:class:`~messenger_tui.relay.presence.Peer`), and the frame dispatch; the handlers are its
-parts: sends in ``session_sends.py``, presence subscriptions in ``session_presence.py``, the
-other requests in ``session_requests.py``.
+bus (:class:`~messenger_tui.relay.presence.Peer`), and the frame dispatch; the rest are its
+parts: authentication and the authenticated start and release in ``session_auth.py``, sends
+in ``session_sends.py``, presence subscriptions in ``session_presence.py``, the other requests
+in ``session_requests.py``.
 """
 
 from __future__ import annotations
@@ -25,27 +26,24 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
-from messenger_tui.core.address import short_fingerprint
 from messenger_tui.core.close_codes import CLOSE_POLICY, CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay import fanout
-from messenger_tui.relay.access_gate import address_key, admit_identity
+from messenger_tui.relay.access_gate import address_key
 from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.frame_queue import FrameQueue
-from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.node_redis import LeasedBucket
 from messenger_tui.relay.presence import Peer
 from messenger_tui.relay.services import RelayServices
+from messenger_tui.relay.session_auth import CLOSE_TRY_AGAIN, SessionAuthentication
 from messenger_tui.relay.session_presence import SessionPresence
 from messenger_tui.relay.session_requests import SessionRequests
 from messenger_tui.relay.session_sends import SessionSends
 from messenger_tui.relay.store import StoredEnvelope, StoreUnavailable
 from messenger_tui.relay.wakeup import Wakeup
 
-CLOSE_INTERNAL: Final = 1011
-CLOSE_TRY_AGAIN: Final = 1013
 #: Longest wait for a handshake slot of the source address (the client allows 5 s for the
 #: whole handshake); a connection that would wait longer is closed with 1013.
 AUTH_PACING_MAX_WAIT_S: Final = 2.0
@@ -67,26 +65,7 @@ class _SessionEnd(Exception):
     """Raised inside the session to stop serving (the connection is already closing)."""
 
 
-class _SessionHandshake:
-    """The session as :func:`authenticate` sees it."""
-
-    def __init__(self, session: MessageRouteConnection) -> None:
-        self._session = session
-
-    async def recv(self) -> bytes | str:
-        return await self._session._conn.recv()
-
-    def send(self, frame: wire.RelayFrame) -> None:
-        self._session._frames.put(frame)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self._session._close(code, reason)
-
-    async def malformed(self, exc: MalformedFrame) -> None:
-        await self._session._malformed_frame(exc)
-
-
-class MessageRouteConnection(SessionSends, SessionPresence, SessionRequests):
+class MessageRouteConnection(SessionAuthentication, SessionSends, SessionPresence, SessionRequests):
     """State of one connection. Create per connection and ``await run()``."""
 
     def __init__(self, connection: ServerConnection, services: RelayServices) -> None:
@@ -106,7 +85,6 @@ class MessageRouteConnection(SessionSends, SessionPresence, SessionRequests):
         self._resume = Wakeup()
         self._malformed = 0
         self._closing = False
-        self._handshake_io = _SessionHandshake(self)
         self._address = address_key(connection.remote_address)
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
@@ -167,15 +145,6 @@ class MessageRouteConnection(SessionSends, SessionPresence, SessionRequests):
             identity = await self._authenticate()
             if identity is None:
                 return
-            if not await admit_identity(self._s, identity, self._conn.remote_address):
-                label = short_fingerprint(identity)
-                self._s.log.info("%s: refused, too many new identities", label)
-                self._error(
-                    ErrorCode.RATE_LIMITED,
-                    "too many new identities from your network address; retry in an hour",
-                )
-                await self._close(CLOSE_POLICY, "too many new identities from this address")
-                return
             await self._start_authenticated(identity)
             await self._serve()
         except (ConnectionClosed, _SessionEnd):
@@ -186,16 +155,7 @@ class MessageRouteConnection(SessionSends, SessionPresence, SessionRequests):
             self._s.log.warning("%s: closed, storage unavailable: %s", self._label, exc)
             await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
-            if self._identity is not None:
-                watched = self._s.presence.watching(self)
-                self._s.presence.disconnect(self)
-                nodes = self._s.nodes
-                if nodes is not None:
-                    await nodes.release(self)
-                    await nodes.unwatch(watched)
-                for credit in (self._send_credit, self._fetch_credit):
-                    if credit is not None:
-                        await credit.close()
+            await self._release_authenticated()
             pusher_task = self._pusher_task
             if pusher_task is not None:
                 pusher_task.cancel()
@@ -236,67 +196,6 @@ class MessageRouteConnection(SessionSends, SessionPresence, SessionRequests):
         self._resume.set()
         if self._pusher is not None:
             self._pusher.wake()
-
-    # -------------------------------------------------------------------- authentication
-
-    async def _authenticate(self) -> bytes | None:
-        return await authenticate(self._handshake_io, self._s)
-
-    async def _start_authenticated(self, identity: bytes) -> None:
-        services = self._s
-        self._identity = identity
-        self._label = short_fingerprint(identity)
-        self._pusher = DeliveryPusher(
-            identity,
-            services.store,
-            self,
-            window=self._config.delivery_window,
-            clock=services.clock,
-            shared=services.nodes is not None,
-        )
-        if services.shared_send is not None:
-            self._send_credit = LeasedBucket(services.shared_send, identity)
-        if services.shared_fetch_bundle is not None:
-            self._fetch_credit = LeasedBucket(services.shared_fetch_bundle, identity)
-        if services.nodes is not None:
-            await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)
-        status = await services.prekeys.status(identity)
-        queued = await services.store.count(identity, now_ms=services.clock())
-        # No await from here on until the pusher runs: AuthOk is the first frame the client
-        # sees after this point, before any Deliver, SignalDeliver or Presence.
-        older = services.presence.connect(self)
-        if older is not None:
-            older.replace()
-        self._frames.put(
-            wire.AuthOk(
-                identity=identity,
-                queued=queued,
-                prekeys_remaining=status.one_time_remaining,
-                signed_prekey_id=status.signed_prekey_id,
-            )
-        )
-        services.counters.authenticated += 1
-        services.log.info(
-            "%s: authenticated (queued %d, prekeys %d)",
-            self._label,
-            queued,
-            status.one_time_remaining,
-        )
-        task = asyncio.get_running_loop().create_task(self._pusher.run())
-        task.add_done_callback(self._pusher_done)
-        self._pusher_task = task
-
-    def _pusher_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, StoreUnavailable):  # as in run(): the client reconnects
-            self._s.log.warning("%s: delivery paused, storage unavailable: %s", self._label, exc)
-            self._close_soon(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
-        elif exc is not None:
-            self._s.log.error("%s: delivery failed: %r", self._label, exc)
-            self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
-            self._close_soon(CLOSE_INTERNAL, "relay storage fault")
 
     # ---------------------------------------------------------------------------- serving
 

@@ -57,6 +57,7 @@ class SessionSends(ABC):
     _resume: Wakeup
 
     def __init__(self) -> None:
+        super().__init__()
         self._pending_inserts = 0
         self._pending_bytes = 0
         self._quota_refusals = 0
