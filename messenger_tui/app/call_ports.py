@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from messenger_tui.app import events as ev
-from messenger_tui.app.calls import AudioFactory, CallManager, MediaCarrierLink, MediaSessionLike
+from messenger_tui.app.calls import CallManager, MediaCarrierLink, MediaSessionLike
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.group_calls import (
     GroupCallManager,
@@ -31,7 +31,7 @@ from messenger_tui.core.calls.group_frames import GroupFrameOpener, GroupFrameSe
 from messenger_tui.core.calls.media_keys import MediaKeys
 from messenger_tui.core.calls.states import CallInfo
 from messenger_tui.core.crypto.identity import IdentityKeyPair
-from messenger_tui.media.ports import AudioSink, AudioSource
+from messenger_tui.media.ports import AudioFactory, AudioSink, AudioSource
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
 from messenger_tui.transport.errors import TransportError

@@ -40,13 +40,12 @@ from messenger_tui.core.calls.messages import CallMessage, encode_call_message
 from messenger_tui.core.calls.signalling import CallSignalling, CallStateError
 from messenger_tui.core.calls.states import CallInfo, CallState, EndReason
 from messenger_tui.media.codec import CodecUnavailable
-from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
+from messenger_tui.media.ports import AudioFactory, AudioSink, AudioSource, AudioUnavailable
 from messenger_tui.media.stats import MediaStats
 
 log = logging.getLogger(__name__)
 
 #: Makes the audio ends of a call. Called once per call when media starts.
-AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 #: How often the active call's statistics are published.
 STATS_INTERVAL_S = 1.0
 
@@ -276,7 +275,7 @@ class CallManager:
 
     # ------------------------------------------------------------------ effects
 
-    def _run(self, effects: list[fx.Effect]) -> None:
+    def _run(self, effects: list[fx.CallEffect]) -> None:
         try:
             for effect in effects:
                 if isinstance(effect, fx.SendSignal):

@@ -60,14 +60,12 @@ from messenger_tui.core.calls.group_keys import (
 )
 from messenger_tui.media.codec import CodecUnavailable
 from messenger_tui.media.group_receive import ParticipantHealth
-from messenger_tui.media.ports import AudioSink, AudioSource, AudioUnavailable
+from messenger_tui.media.ports import AudioFactory, AudioSink, AudioSource, AudioUnavailable
 
 log = logging.getLogger(__name__)
 
 #: How often the participants' health is published while in a call.
 HEALTH_INTERVAL_S = 1.0
-
-AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
 
 
 class GroupLegLike(Protocol):

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from messenger_tui.app import events as ev
 from messenger_tui.app.call_ports import CallPorts, make_group_call_manager
-from messenger_tui.app.calls import AudioFactory
 from messenger_tui.app.directory import ContactDirectory
 from messenger_tui.app.group_book import GroupBook
 from messenger_tui.app.group_calls import GroupCallManager
@@ -26,6 +25,7 @@ from messenger_tui.app.receiver import Receiver
 from messenger_tui.app.transfers import TransferManager
 from messenger_tui.core import payload as pl
 from messenger_tui.core.crypto.identity import IdentityKeyPair
+from messenger_tui.media.ports import AudioFactory
 from messenger_tui.storage.store import Store
 from messenger_tui.transport.client import RelayClient
 

@@ -13,12 +13,11 @@ from collections.abc import Callable
 
 from messenger_tui.app import audio_setup
 from messenger_tui.app.audio_setup import MicLevelTest, device_audio
-from messenger_tui.app.calls import AudioFactory
 from messenger_tui.app.errors import BadInput, RelayUnavailable
 from messenger_tui.app.models import AudioDevices, CallStats, CallView, ContactId
 from messenger_tui.app.outgoing import gate
 from messenger_tui.app.service_state import ServiceState
-from messenger_tui.media.ports import AudioSink, AudioSource
+from messenger_tui.media.ports import AudioFactory, AudioSink, AudioSource
 
 
 class CallMethods(ServiceState):

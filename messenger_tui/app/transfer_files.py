@@ -32,7 +32,8 @@ PIECE: Final = 1024 * 1024
 #: failure).
 PART_SUFFIX: Final = ".messenger-tui-part"
 
-Progress = Callable[[int], None]
+#: Told the bytes read or written so far.
+OnBytesDone = Callable[[int], None]
 
 
 class Cancelled(Exception):
@@ -106,7 +107,7 @@ class GrowingSource:
 
 
 def _read_pieces(
-    path: Path, stop: threading.Event, progress: Progress, growing: Growing | None = None
+    path: Path, stop: threading.Event, progress: OnBytesDone, growing: Growing | None = None
 ) -> Iterator[bytes]:
     done = 0
     with path.open("rb") as f:
@@ -128,7 +129,7 @@ def seal_to_spool(
     spool: Path,
     snapshot: bytes,
     stop: threading.Event,
-    progress: Progress,
+    progress: OnBytesDone,
     growing: Growing | None = None,
 ) -> bytes:
     """Encrypt ``source`` into ``spool`` from the start (the encryptor of ``snapshot`` at
@@ -164,7 +165,7 @@ def check_and_save(
     folder: Path,
     name: str,
     stop: threading.Event,
-    progress: Progress,
+    progress: OnBytesDone,
     growing: Growing | None = None,
 ) -> tuple[Path, str]:
     """Check every chunk of the blob in ``spool`` and its digest while decrypting into a

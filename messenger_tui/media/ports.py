@@ -68,6 +68,10 @@ class AudioSink(Protocol):
         ...
 
 
+#: Opens a call's audio ends: a capture source and a playback sink.
+AudioFactory = Callable[[], tuple[AudioSource, AudioSink]]
+
+
 class MediaCarrier(Protocol):
     """Takes sealed media frames towards the peer, and brings the peer's to ``on_frame``."""
 

@@ -1,6 +1,6 @@
 """Multi-recipient sends (``SendMulti``): checks, rate cost and per-recipient results (sans-I/O).
 
-The session (:meth:`messenger_tui.relay.session.MessageRouteConnection._on_send_multi`) checks the
+The session (:meth:`messenger_tui.relay.session_sends.SessionSends._on_send_multi`) checks the
 frame with :func:`check_send_multi`, spends :func:`rate_cost` tokens of the sender's send
 bucket, submits :func:`envelopes` (one per recipient, sharing one
 :class:`~messenger_tui.relay.store.SharedUpload`, so the store keeps one body) to the

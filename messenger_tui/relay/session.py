@@ -7,6 +7,12 @@ nothing) -> AuthOk -> push the mailbox and serve requests until the connection c
 Errors never end the connection except: a failed Auth (auth_failed, close 1008), too many
 malformed frames (close 1008), no Auth within the timeout (close 1008), and replacement by a
 newer connection of the same identity (close 4000).
+
+This module holds the connection's lifecycle, its side of the presence registry and the node
+bus (:class:`~messenger_tui.relay.presence.Peer`), and the frame dispatch; the rest are its
+parts: authentication and the authenticated start and release in ``session_auth.py``, sends
+in ``session_sends.py``, presence subscriptions in ``session_presence.py``, the other requests
+in ``session_requests.py``.
 """
 
 from __future__ import annotations
@@ -20,59 +26,31 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from messenger_tui.core import wire
-from messenger_tui.core.address import short_fingerprint
+from messenger_tui.core.close_codes import CLOSE_POLICY, CLOSE_REPLACED
 from messenger_tui.core.errors import MalformedFrame
-from messenger_tui.core.groups.send_credential import grant_verifier
+from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay import fanout
-from messenger_tui.relay.access_gate import address_key, admit_identity
+from messenger_tui.relay.access_gate import address_key
 from messenger_tui.relay.address_pacing import AddressPacer, send_slots
 from messenger_tui.relay.delivery import DeliveryPusher
 from messenger_tui.relay.frame_queue import FrameQueue
-from messenger_tui.relay.handshake import authenticate
 from messenger_tui.relay.node_redis import LeasedBucket
-from messenger_tui.relay.send_order import SendGate
+from messenger_tui.relay.presence import Peer
 from messenger_tui.relay.services import RelayServices
+from messenger_tui.relay.session_auth import CLOSE_TRY_AGAIN, SessionAuthentication
+from messenger_tui.relay.session_presence import SessionPresence
 from messenger_tui.relay.session_requests import SessionRequests
-from messenger_tui.relay.store import (
-    InsertOutcome,
-    InsertResult,
-    NewEnvelope,
-    StoredEnvelope,
-    StoreUnavailable,
-)
+from messenger_tui.relay.session_sends import SessionSends
+from messenger_tui.relay.store import StoredEnvelope, StoreUnavailable
 from messenger_tui.relay.wakeup import Wakeup
 
-#: Close code sent to the older connection when the same identity connects again.
-CLOSE_REPLACED: Final = 4000
-CLOSE_POLICY: Final = 1008
-CLOSE_INTERNAL: Final = 1011
-CLOSE_TRY_AGAIN: Final = 1013
 #: Longest wait for a handshake slot of the source address (the client allows 5 s for the
 #: whole handshake); a connection that would wait longer is closed with 1013.
 AUTH_PACING_MAX_WAIT_S: Final = 2.0
-#: Sends awaiting their commit before the session stops reading from the client.
-MAX_PENDING_INSERTS: Final = 1024
-#: Envelope bytes awaiting their commit before the session stops reading from the client.
-MAX_PENDING_BYTES: Final = 4 * 1024 * 1024
 #: Bytes queued for a client before producers hold back (deliveries pause, signals drop).
 OUTBOX_LIMIT_BYTES: Final = 1024 * 1024
 #: Message ids one Ack may carry (a window is 512; bounds the work of one frame).
 MAX_ACK_IDS: Final = 4096
-#: Sends refused for a full request quota before the connection is closed (1008): once a
-#: stranger's requests are refused, everything more it sends is pure cost to the relay.
-MAX_QUOTA_REFUSALS: Final = 20
-_REFUSALS: Final = {
-    InsertOutcome.MAILBOX_FULL: "the recipient's mailbox is full",
-    InsertOutcome.REQUESTS_FULL: (
-        "the recipient's message requests are full (you are not among its contacts: it has "
-        "not given you its delivery secret); retry later"
-    ),
-    InsertOutcome.SENDER_REQUESTS_FULL: (
-        "you have too many unread message requests waiting for this recipient; retry after "
-        "it reads them"
-    ),
-}
-ErrorCode = wire.ErrorCode
 
 _background: set[asyncio.Task[Any]] = set()
 
@@ -87,29 +65,11 @@ class _SessionEnd(Exception):
     """Raised inside the session to stop serving (the connection is already closing)."""
 
 
-class _SessionHandshake:
-    """The session as :func:`authenticate` sees it."""
-
-    def __init__(self, session: MessageRouteConnection) -> None:
-        self._session = session
-
-    async def recv(self) -> bytes | str:
-        return await self._session._conn.recv()
-
-    def send(self, frame: wire.RelayFrame) -> None:
-        self._session._frames.put(frame)
-
-    async def close(self, code: int, reason: str) -> None:
-        await self._session._close(code, reason)
-
-    async def malformed(self, exc: MalformedFrame) -> None:
-        await self._session._malformed_frame(exc)
-
-
-class MessageRouteConnection(SessionRequests):
+class MessageRouteConnection(SessionAuthentication, SessionSends, SessionPresence, SessionRequests):
     """State of one connection. Create per connection and ``await run()``."""
 
     def __init__(self, connection: ServerConnection, services: RelayServices) -> None:
+        super().__init__()
         self._conn = connection
         self._s = services
         self._config = services.config
@@ -117,8 +77,6 @@ class MessageRouteConnection(SessionRequests):
         self._identity: bytes | None = None
         self._label = "unauthenticated"
         self._pusher: DeliveryPusher | None = None
-        self._pending_inserts = 0
-        self._pending_bytes = 0
         self._pusher_task: asyncio.Task[None] | None = None
         #: Several nodes: this connection's leases on its identity's shared send and
         #: bundle-fetch buckets.
@@ -126,11 +84,7 @@ class MessageRouteConnection(SessionRequests):
         self._fetch_credit: LeasedBucket | None = None
         self._resume = Wakeup()
         self._malformed = 0
-        self._quota_refusals = 0
         self._closing = False
-        self._handshake_io = _SessionHandshake(self)
-        #: Refuses the sends that follow a send refused for now (see relay/send_order.py).
-        self._send_gate = SendGate()
         self._address = address_key(connection.remote_address)
 
     # ------------------------------------------------------------ Peer / FrameSink protocol
@@ -169,7 +123,7 @@ class MessageRouteConnection(SessionRequests):
         self._s.log.info("%s: replaced by a newer connection", self._label)
         if self._pusher_task is not None:
             self._pusher_task.cancel()  # the newer connection redelivers from the start
-        _spawn(self._close(CLOSE_REPLACED, "replaced by a newer connection of this identity"))
+        self._close_soon(CLOSE_REPLACED, "replaced by a newer connection of this identity")
 
     def reread(self) -> None:
         """Another relay node committed envelopes for this identity: re-read the mailbox."""
@@ -191,15 +145,6 @@ class MessageRouteConnection(SessionRequests):
             identity = await self._authenticate()
             if identity is None:
                 return
-            if not await admit_identity(self._s, identity, self._conn.remote_address):
-                label = short_fingerprint(identity)
-                self._s.log.info("%s: refused, too many new identities", label)
-                self._error(
-                    ErrorCode.RATE_LIMITED,
-                    "too many new identities from your network address; retry in an hour",
-                )
-                await self._close(CLOSE_POLICY, "too many new identities from this address")
-                return
             await self._start_authenticated(identity)
             await self._serve()
         except (ConnectionClosed, _SessionEnd):
@@ -210,16 +155,7 @@ class MessageRouteConnection(SessionRequests):
             self._s.log.warning("%s: closed, storage unavailable: %s", self._label, exc)
             await self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry")
         finally:
-            if self._identity is not None:
-                watched = self._s.presence.watching(self)
-                self._s.presence.disconnect(self)
-                nodes = self._s.nodes
-                if nodes is not None:
-                    await nodes.release(self)
-                    await nodes.unwatch(watched)
-                for credit in (self._send_credit, self._fetch_credit):
-                    if credit is not None:
-                        await credit.close()
+            await self._release_authenticated()
             pusher_task = self._pusher_task
             if pusher_task is not None:
                 pusher_task.cancel()
@@ -249,71 +185,17 @@ class MessageRouteConnection(SessionRequests):
         self._frames.close()
         await self._conn.close(code, reason)
 
+    def _close_soon(self, code: int, reason: str) -> None:
+        """:meth:`_close` in a task of its own (from a callback, or to close another)."""
+        _spawn(self._close(code, reason))
+
+    def _as_peer(self) -> Peer:
+        return self
+
     def _room(self) -> None:
         self._resume.set()
         if self._pusher is not None:
             self._pusher.wake()
-
-    # -------------------------------------------------------------------- authentication
-
-    async def _authenticate(self) -> bytes | None:
-        return await authenticate(self._handshake_io, self._s)
-
-    async def _start_authenticated(self, identity: bytes) -> None:
-        services = self._s
-        self._identity = identity
-        self._label = short_fingerprint(identity)
-        self._pusher = DeliveryPusher(
-            identity,
-            services.store,
-            self,
-            window=self._config.delivery_window,
-            clock=services.clock,
-            shared=services.nodes is not None,
-        )
-        if services.shared_send is not None:
-            self._send_credit = LeasedBucket(services.shared_send, identity)
-        if services.shared_fetch_bundle is not None:
-            self._fetch_credit = LeasedBucket(services.shared_fetch_bundle, identity)
-        if services.nodes is not None:
-            await services.nodes.claim(self)  # before the first mailbox read (node_bus rule 3)
-        status = await services.prekeys.status(identity)
-        queued = await services.store.count(identity, now_ms=services.clock())
-        # No await from here on until the pusher runs: AuthOk is the first frame the client
-        # sees after this point, before any Deliver, SignalDeliver or Presence.
-        older = services.presence.connect(self)
-        if older is not None:
-            older.replace()
-        self._frames.put(
-            wire.AuthOk(
-                identity=identity,
-                queued=queued,
-                prekeys_remaining=status.one_time_remaining,
-                signed_prekey_id=status.signed_prekey_id,
-            )
-        )
-        services.counters.authenticated += 1
-        services.log.info(
-            "%s: authenticated (queued %d, prekeys %d)",
-            self._label,
-            queued,
-            status.one_time_remaining,
-        )
-        task = asyncio.get_running_loop().create_task(self._pusher.run())
-        task.add_done_callback(self._pusher_done)
-        self._pusher_task = task
-
-    def _pusher_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, StoreUnavailable):  # as in run(): the client reconnects
-            self._s.log.warning("%s: delivery paused, storage unavailable: %s", self._label, exc)
-            _spawn(self._close(CLOSE_TRY_AGAIN, "relay storage unavailable; retry"))
-        elif exc is not None:
-            self._s.log.error("%s: delivery failed: %r", self._label, exc)
-            self._error(ErrorCode.INTERNAL, "relay storage fault; reconnect to retry")
-            _spawn(self._close(CLOSE_INTERNAL, "relay storage fault"))
 
     # ---------------------------------------------------------------------------- serving
 
@@ -321,11 +203,7 @@ class MessageRouteConnection(SessionRequests):
         conn = self._conn
         outbox = self._frames
         while True:
-            while (
-                self._pending_inserts >= MAX_PENDING_INSERTS
-                or self._pending_bytes >= MAX_PENDING_BYTES
-                or outbox.congested()
-            ) and not outbox.closed:
+            while (self._sends_backlogged() or outbox.congested()) and not outbox.closed:
                 self._resume.clear()
                 await self._resume.wait()
             data = await conn.recv()
@@ -407,133 +285,6 @@ class MessageRouteConnection(SessionRequests):
             await self._close(CLOSE_POLICY, "too many malformed frames")
             raise _SessionEnd
 
-    def _on_send(self, frame: wire.Send, allowed: bool | None = None) -> None:
-        """``allowed``: the shared (several nodes) send limit's answer; None: ask the local
-        limiter."""
-        if len(frame.id) != wire.MESSAGE_ID_LEN:
-            self._error(ErrorCode.BAD_REQUEST, "message id must be 16 bytes", frame.id)
-        elif len(frame.to) != wire.KEY_LEN:
-            self._error(ErrorCode.BAD_REQUEST, "recipient must be a 32-byte identity", frame.id)
-        elif len(frame.body) > self._config.max_envelope:
-            self._error(
-                ErrorCode.TOO_LARGE,
-                f"envelope is {len(frame.body)} bytes, the limit is {self._config.max_envelope}",
-                frame.id,
-            )
-        elif (held := self._send_gate.admit(frame.id)) is not None:
-            self._error(
-                held, "an earlier message on this connection was refused; resend in order", frame.id
-            )
-        elif not (self._s.limits.send.allow(self.identity) if allowed is None else allowed):
-            self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
-            self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
-        else:
-            self._pending_inserts += 1
-            self._pending_bytes += len(frame.body)
-            self._s.mailboxes.submit(
-                NewEnvelope(frame.to, self.identity, frame.id, frame.body, frame.access),
-                self._insert_done,
-            )
-
-    def _insert_done(self, envelope: NewEnvelope, result: InsertResult | None) -> None:
-        self._pending_inserts -= 1
-        self._pending_bytes -= len(envelope.body)
-        if self._pending_inserts < MAX_PENDING_INSERTS and self._pending_bytes < MAX_PENDING_BYTES:
-            self._resume.set()
-        if result is None:
-            self._send_gate.refused(envelope.msg_id, ErrorCode.INTERNAL)
-            self._error(ErrorCode.INTERNAL, "relay storage fault; retry", envelope.msg_id)
-        elif result.outcome in _REFUSALS:
-            self._send_gate.refused(envelope.msg_id, ErrorCode.MAILBOX_FULL)
-            self._error(ErrorCode.MAILBOX_FULL, _REFUSALS[result.outcome], envelope.msg_id)
-            if result.request:
-                self._quota_refusals += 1
-                if self._quota_refusals == MAX_QUOTA_REFUSALS:
-                    self._s.log.info("%s: closed after refused message requests", self._label)
-                    _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
-        else:
-            self._frames.put(
-                wire.Stored(id=envelope.msg_id, to=envelope.recipient, request=result.request)
-            )
-
-    async def _resolve_short(self, frame: wire.SendMulti) -> fanout.ShortSend | None:
-        """A short send's long form; None when it was refused or answered already (no
-        reference granted: nothing to store)."""
-        refusal = fanout.check_short(frame)
-        if refusal is not None:
-            self._error(refusal.code, refusal.message, frame.id)
-            return None
-        assert frame.cred is not None
-        try:
-            grantees = await self._s.store.grantees(self.identity, grant_verifier(frame.cred))
-        except StoreUnavailable:
-            self._error(ErrorCode.INTERNAL, "relay storage unavailable; retry", frame.id)
-            return None
-        short = fanout.resolve_short(frame, grantees)
-        if not short.frame.to:
-            self._frames.put(wire.StoredMulti(id=frame.id, results=short.answer([])))
-            return None
-        return short
-
-    def _on_send_multi(
-        self,
-        frame: wire.SendMulti,
-        allowed: bool | None = None,
-        short: fanout.ShortSend | None = None,
-    ) -> None:
-        """One upload for many recipients (relay/fanout.py has the rules); ``allowed`` as in
-        :meth:`_on_send`; ``short``: the frame is a resolved short send (answered by
-        reference)."""
-        refusal = fanout.check_send_multi(frame, self._config.max_envelope)
-        limiter = self._s.limits.send
-        if refusal is not None:
-            self._error(refusal.code, refusal.message, frame.id)
-        elif (held := self._send_gate.admit(frame.id)) is not None:
-            self._error(
-                held, "an earlier message on this connection was refused; resend in order", frame.id
-            )
-        elif not (
-            limiter.allow(self.identity, fanout.rate_cost(len(frame.to), limiter.limit.burst))
-            if allowed is None
-            else allowed
-        ):
-            self._send_gate.refused(frame.id, ErrorCode.RATE_LIMITED)
-            self._error(ErrorCode.RATE_LIMITED, "too many messages; retry later", frame.id)
-        else:
-            self._pending_inserts += len(frame.to)
-            self._pending_bytes += fanout.upload_size(frame)
-            done = self._multi_done
-            if short is not None:
-
-                def done(
-                    frame: wire.SendMulti,
-                    outcomes: list[wire.MultiOutcome],
-                    refused_requests: int,
-                    short: fanout.ShortSend = short,
-                ) -> None:
-                    self._multi_done(frame, short.answer(outcomes), refused_requests)
-
-            results = fanout.MultiResults(frame, done)
-            granted = short is not None
-            for envelope in fanout.envelopes(frame, self.identity, granted=granted):
-                self._s.mailboxes.submit(envelope, results.done)
-
-    def _multi_done(
-        self, frame: wire.SendMulti, outcomes: list[wire.MultiOutcome], refused_requests: int
-    ) -> None:
-        self._pending_inserts -= len(frame.to)
-        self._pending_bytes -= fanout.upload_size(frame)
-        if self._pending_inserts < MAX_PENDING_INSERTS and self._pending_bytes < MAX_PENDING_BYTES:
-            self._resume.set()
-        # A refused recipient does not close the send gate: it must not hold up the group's
-        # other members or later messages (the client retries that recipient; docs/protocol.md).
-        if refused_requests:  # one strike per frame, however many strangers it named
-            self._quota_refusals += 1
-            if self._quota_refusals == MAX_QUOTA_REFUSALS:
-                self._s.log.info("%s: closed after refused message requests", self._label)
-                _spawn(self._close(CLOSE_POLICY, "too many refused message requests"))
-        self._frames.put(wire.StoredMulti(id=frame.id, results=outcomes))
-
     def _on_ack(self, frame: wire.Ack) -> None:
         ids = frame.ids
         if len(ids) > MAX_ACK_IDS:
@@ -545,34 +296,3 @@ class MessageRouteConnection(SessionRequests):
         assert self._pusher is not None
         self._pusher.acked(ids)
         self._s.mailboxes.ack(self.identity, ids)
-
-    def _on_subscribe(self, frame: wire.Subscribe) -> None:
-        limit = self._config.max_subscriptions
-        if len(frame.identities) > limit:
-            self._error(ErrorCode.BAD_REQUEST, f"at most {limit} identities per Subscribe")
-            return
-        if any(len(identity) != wire.KEY_LEN for identity in frame.identities):
-            self._error(ErrorCode.BAD_REQUEST, "identities are 32-byte keys")
-            return
-        for presence in self._s.presence.subscribe(self, frame.identities):
-            self._frames.try_put(presence)
-
-    async def _on_subscribe_nodes(self, frame: wire.Subscribe) -> None:
-        """Subscribe with several nodes: presence comes from every node (node_bus rule 4)."""
-        nodes = self._s.nodes
-        assert nodes is not None
-        limit = self._config.max_subscriptions
-        if len(frame.identities) > limit:
-            self._error(ErrorCode.BAD_REQUEST, f"at most {limit} identities per Subscribe")
-            return
-        if any(len(identity) != wire.KEY_LEN for identity in frame.identities):
-            self._error(ErrorCode.BAD_REQUEST, "identities are 32-byte keys")
-            return
-        before = self._s.presence.watching(self)
-        local = self._s.presence.subscribe(self, frame.identities)
-        online = await nodes.watch(self._s.presence.watching(self))
-        await nodes.unwatch(before)  # after: channels in both lists stay subscribed
-        for presence in local:
-            self._frames.try_put(
-                wire.Presence(identity=presence.identity, online=presence.identity in online)
-            )

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from typing import Final
 
 from messenger_tui.core import wire
+from messenger_tui.core.wire import ErrorCode
 from messenger_tui.relay.access_gate import set_grants, set_verifier
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.frame_queue import FrameQueue
@@ -15,8 +16,6 @@ from messenger_tui.relay.node_redis import LeasedBucket
 from messenger_tui.relay.prekey_directory import PrekeyRejected
 from messenger_tui.relay.services import RelayServices
 from messenger_tui.relay.store import StoreUnavailable
-
-ErrorCode = wire.ErrorCode
 
 #: Tell an online owner its one-time prekeys run low (``Ok(ref=0, prekeys_remaining)``) when
 #: a fetch leaves this many or fewer (clients top up below 25).

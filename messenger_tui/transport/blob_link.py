@@ -92,7 +92,8 @@ MAX_QUEUE = 16
 #: 64 KiB frame (benchmarks/file_transfer.py measures both).
 WRITE_BATCH = 1024 * 1024
 
-Progress = Callable[[int, int], None]
+#: Told ``(done, total)`` bytes of a blob transfer.
+OnBlobProgress = Callable[[int, int], None]
 F = TypeVar("F")
 
 
@@ -221,7 +222,7 @@ class BlobLink:
         resume: BlobUploadState | None = None,
         *,
         on_state: Callable[[BlobUploadState], None] | None = None,
-        on_progress: Progress | None = None,
+        on_progress: OnBlobProgress | None = None,
     ) -> BlobTransfer:
         """Upload ``source`` (a ciphertext file, or a :class:`BlobSource`), or continue the
         upload ``resume``; returns once the relay holds all of it. Raises BlobRefused, or a
@@ -258,7 +259,7 @@ class BlobLink:
         state: BlobUploadState | None,
         transfer: BlobTransfer,
         on_created: Callable[[BlobUploadState], None],
-        on_progress: Progress | None,
+        on_progress: OnBlobProgress | None,
     ) -> BlobUploadState:
         size = src.size
         ref = next(self._refs)
@@ -314,7 +315,7 @@ class BlobLink:
         dest: Path,
         offset: int = 0,
         *,
-        on_progress: Progress | None = None,
+        on_progress: OnBlobProgress | None = None,
     ) -> BlobTransfer:
         """Write blob ``blob_id`` into ``dest`` from byte ``offset`` on (the file is created
         0600 when missing; bytes before ``offset`` are left as they are). Returns once the
@@ -346,7 +347,7 @@ class BlobLink:
         fd: int,
         cursor: list[int],
         transfer: BlobTransfer,
-        on_progress: Progress | None,
+        on_progress: OnBlobProgress | None,
     ) -> None:
         """Receive from ``cursor[0]`` to the end, advancing ``cursor[0]`` as bytes land on
         disk: frames are gathered up to :attr:`write_batch` bytes and written at once (bytes
@@ -476,7 +477,7 @@ class BlobLink:
                     raise BlobRefused(frame.code, f"the relay refused: {frame.message}")
 
 
-def _report(on_progress: Progress | None, done: int, total: int) -> None:
+def _report(on_progress: OnBlobProgress | None, done: int, total: int) -> None:
     if on_progress is None:
         return
     try:

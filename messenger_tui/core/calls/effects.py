@@ -67,4 +67,6 @@ class BusyRejected:
     created_ms: int
 
 
-Effect = SendSignal | StartMedia | StopMedia | StateChanged | PeerRinging | CallEnded | BusyRejected
+CallEffect = (
+    SendSignal | StartMedia | StopMedia | StateChanged | PeerRinging | CallEnded | BusyRejected
+)

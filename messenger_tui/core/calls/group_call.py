@@ -20,14 +20,11 @@ from messenger_tui.core.calls.group_call_table import (
     REJOIN_RETRY_S,
     REJOIN_TIMEOUT_S,
     RING_S,
-    A,
-    E,
     GroupAction,
     GroupCallState,
     GroupCallStateError,
     GroupEvent,
     GroupTransition,
-    S,
 )
 from messenger_tui.core.calls.group_frames import (
     MAX_KEYS_PER_SENDER,
@@ -192,19 +189,23 @@ class GroupCall:
     # ------------------------------------------------------------------------ inputs
 
     def start(self, now_ms: int) -> list[GroupEffect]:
-        return self._fire(E.START, now_ms=now_ms)
+        return self._fire(GroupEvent.START, now_ms=now_ms)
 
     def join(self) -> list[GroupEffect]:
-        return self._fire(E.JOIN)
+        return self._fire(GroupEvent.JOIN)
 
     def decline(self) -> list[GroupEffect]:
-        return self._fire(E.DECLINE)
+        return self._fire(GroupEvent.DECLINE)
 
     def leave(self) -> list[GroupEffect]:
         call = self._call
-        if self.state in (S.IN_CALL, S.REJOINING) and call is not None and call.present:
-            return self._fire(E.LEAVE_REJOINABLE)  # rule 8
-        return self._fire(E.LEAVE)
+        if (
+            self.state in (GroupCallState.IN_CALL, GroupCallState.REJOINING)
+            and call is not None
+            and call.present
+        ):
+            return self._fire(GroupEvent.LEAVE_REJOINABLE)  # rule 8
+        return self._fire(GroupEvent.LEAVE)
 
     def invite_received(
         self, sender: bytes, invite: GroupCallInvite, now_ms: int
@@ -216,7 +217,7 @@ class GroupCall:
         if self._call is not None and self._call.call_id == invite.call_id:
             return []  # a duplicate
         age_s = (now_ms - invite.started_at_ms) / 1000
-        event = E.INVITE if -RING_S < age_s < RING_S else E.INVITE_STALE
+        event = GroupEvent.INVITE if -RING_S < age_s < RING_S else GroupEvent.INVITE_STALE
         return self._fire(event, now_ms=now_ms, invite=invite)
 
     def call_over_received(self, sender: bytes, message: GroupCallOver) -> list[GroupEffect]:
@@ -230,7 +231,7 @@ class GroupCall:
             or message.call_id != call.call_id
         ):
             return []
-        return self._fire(E.CALL_OVER)
+        return self._fire(GroupEvent.CALL_OVER)
 
     def frame_key_received(self, sender: bytes, message: GroupCallFrameKey) -> bool:
         """An E2E frame key (rule 7); True when installed."""
@@ -240,7 +241,7 @@ class GroupCall:
             or message.call_id != call.call_id
             or sender == self.own
             or sender not in self._members()
-            or (self.opener is None and self.state is not S.JOINING)
+            or (self.opener is None and self.state is not GroupCallState.JOINING)
         ):
             self.counters.keys_ignored += 1
             return False
@@ -260,46 +261,49 @@ class GroupCall:
         return installed
 
     def relay_joined(self, participants: list[bytes]) -> list[GroupEffect]:
-        if self._call is not None and self.state in (S.JOINING, S.REJOINING):
+        if self._call is not None and self.state in (
+            GroupCallState.JOINING,
+            GroupCallState.REJOINING,
+        ):
             previous = self._call.present
             self._call.present = {p for p in participants if p != self.own}
-            if self.state is S.REJOINING:
-                return self._fire(E.JOINED, previous=frozenset(previous))
-        return self._fire(E.JOINED)
+            if self.state is GroupCallState.REJOINING:
+                return self._fire(GroupEvent.JOINED, previous=frozenset(previous))
+        return self._fire(GroupEvent.JOINED)
 
     def relay_member(self, identity: bytes, present: bool) -> list[GroupEffect]:
         call = self._call
-        if call is None or self.state is not S.IN_CALL or identity == self.own:
+        if call is None or self.state is not GroupCallState.IN_CALL or identity == self.own:
             return []
         if present:
             call.present.add(identity)
-            return self._fire(E.MEMBER_JOINED)
+            return self._fire(GroupEvent.MEMBER_JOINED)
         if identity not in call.present:
             return []
         call.present.discard(identity)
-        return self._fire(E.MEMBER_LEFT, leaver=identity)
+        return self._fire(GroupEvent.MEMBER_LEFT, leaver=identity)
 
     def leg_failed(self) -> list[GroupEffect]:
         """The leg ended before it joined (the relay refused, could not connect)."""
-        return self._fire(E.LEG_FAILED)
+        return self._fire(GroupEvent.LEG_FAILED)
 
     def leg_dropped(self) -> list[GroupEffect]:
         """The connection of a leg that had joined closed or failed (rule 9)."""
-        return self._fire(E.LEG_DROPPED)
+        return self._fire(GroupEvent.LEG_DROPPED)
 
     def poll(self, now: float) -> list[GroupEffect]:
         if self._ring_deadline is not None and now >= self._ring_deadline:
             self._ring_deadline = None
-            return self._fire(E.RING_TIMEOUT)
+            return self._fire(GroupEvent.RING_TIMEOUT)
         if self._join_deadline is not None and now >= self._join_deadline:
             self._join_deadline = None
-            return self._fire(E.JOIN_TIMEOUT)
+            return self._fire(GroupEvent.JOIN_TIMEOUT)
         if self._rejoin_deadline is not None and now >= self._rejoin_deadline:
             self._rejoin_deadline = None
-            return self._fire(E.REJOIN_TIMEOUT)
+            return self._fire(GroupEvent.REJOIN_TIMEOUT)
         if self._retry_deadline is not None and now >= self._retry_deadline:
             self._retry_deadline = None
-            return self._fire(E.REJOIN_RETRY)
+            return self._fire(GroupEvent.REJOIN_RETRY)
         return []
 
     # ---------------------------------------------------------------------- the table
@@ -324,11 +328,11 @@ class GroupCall:
                 action, effects, now_ms=now_ms, invite=invite, leaver=leaver, previous=previous
             )
         if row.target is not self.state:
-            if row.target is not S.RINGING:
+            if row.target is not GroupCallState.RINGING:
                 self._ring_deadline = None
-            if row.target is not S.JOINING:
+            if row.target is not GroupCallState.JOINING:
                 self._join_deadline = None
-            if row.target is not S.REJOINING:
+            if row.target is not GroupCallState.REJOINING:
                 self._rejoin_deadline = self._retry_deadline = None
             self.state = row.target
             effects.append(CallStateChange(row.target))
@@ -344,14 +348,14 @@ class GroupCall:
         leaver: bytes | None,
         previous: frozenset[bytes] = frozenset(),
     ) -> None:
-        if action is A.NEW_CALL:
+        if action is GroupAction.NEW_CALL:
             call_id, secret = new_call_secret(self._rng)
             self._call = _Call(self.group_id, call_id, secret, now_ms)
-        elif action is A.ADOPT_INVITE:
+        elif action is GroupAction.ADOPT_INVITE:
             if invite is None:
                 raise GroupCallStateError("no invite to adopt")
             self._call = _Call(self.group_id, invite.call_id, invite.secret, invite.started_at_ms)
-        elif action is A.SEND_INVITES:
+        elif action is GroupAction.SEND_INVITES:
             call = self._required_call()
             message = GroupCallInvite(
                 group_id=call.group_id,
@@ -361,16 +365,16 @@ class GroupCall:
             )
             for member in sorted(self._members() - {self.own}):
                 effects.append(SendInvite(member, message))
-        elif action is A.ARM_RING_TIMER:
+        elif action is GroupAction.ARM_RING_TIMER:
             call = self._required_call()
             age_s = max(0.0, (now_ms or call.started_at_ms) - call.started_at_ms) / 1000
             self._ring_deadline = self._clock() + RING_S - age_s
-        elif action is A.ARM_JOIN_TIMER:
+        elif action is GroupAction.ARM_JOIN_TIMER:
             self._join_deadline = self._clock() + JOIN_TIMEOUT_S
-        elif action is A.CONNECT_LEG:
+        elif action is GroupAction.CONNECT_LEG:
             call = self._required_call()
             effects.append(ConnectLeg(group_join_token(call.call_id, call.secret)))
-        elif action is A.START_MEDIA:
+        elif action is GroupAction.START_MEDIA:
             self.sealer = GroupFrameSealer(self._clock, self._rng)
             self.opener = GroupFrameOpener(self._clock)
             early, self._early_keys = self._early_keys, {}
@@ -381,24 +385,24 @@ class GroupCall:
                     except KeyIdConflict:
                         self.counters.keys_ignored += 1
             self._announce(self.sealer.current, effects)
-        elif action is A.ROTATE_KEY:
+        elif action is GroupAction.ROTATE_KEY:
             if self.sealer is None:
                 raise GroupCallStateError("no media to rotate the key of")
             self.counters.rotations += 1
             self._announce(self.sealer.rotate(), effects)
-        elif action is A.FORGET_LEAVER:
+        elif action is GroupAction.FORGET_LEAVER:
             if self.opener is not None and leaver is not None:
                 self.opener.remove_sender(leaver)
-        elif action is A.SEND_CALL_OVER:
+        elif action is GroupAction.SEND_CALL_OVER:
             call = self._required_call()
             over = GroupCallOver(group_id=call.group_id, call_id=call.call_id)
             for member in sorted(self._members() - {self.own}):
                 effects.append(SendCallOver(member, over))
-        elif action is A.ARM_REJOIN_TIMER:
+        elif action is GroupAction.ARM_REJOIN_TIMER:
             self._rejoin_deadline = self._clock() + REJOIN_TIMEOUT_S
-        elif action is A.ARM_RETRY_TIMER:
+        elif action is GroupAction.ARM_RETRY_TIMER:
             self._retry_deadline = self._clock() + REJOIN_RETRY_S
-        elif action is A.RESUME_MEDIA:
+        elif action is GroupAction.RESUME_MEDIA:
             if self.sealer is None or self.opener is None:
                 raise GroupCallStateError("no media to resume")
             present = self._required_call().present
@@ -416,7 +420,7 @@ class GroupCall:
             if present != previous:
                 self.counters.rotations += 1
                 self._announce(self.sealer.rotate(), effects)
-        elif action is A.STOP_MEDIA:
+        elif action is GroupAction.STOP_MEDIA:
             self.sealer = None
             self.opener = None
             self._early_keys = {}

@@ -146,55 +146,55 @@ class GroupTransition:
     actions: tuple[GroupAction, ...] = ()
 
 
-S = GroupCallState
-E = GroupEvent
-A = GroupAction
+_S = GroupCallState
+_E = GroupEvent
+_A = GroupAction
 _T = GroupTransition
 
-_START: Final = _T(S.JOINING, (A.NEW_CALL, A.SEND_INVITES, A.CONNECT_LEG, A.ARM_JOIN_TIMER))
-_JOIN: Final = _T(S.JOINING, (A.CONNECT_LEG, A.ARM_JOIN_TIMER))
-_RING: Final = _T(S.RINGING, (A.ADOPT_INVITE, A.ARM_RING_TIMER))
-_SHOW: Final = _T(S.IN_PROGRESS, (A.ADOPT_INVITE,))
+_START: Final = _T(_S.JOINING, (_A.NEW_CALL, _A.SEND_INVITES, _A.CONNECT_LEG, _A.ARM_JOIN_TIMER))
+_JOIN: Final = _T(_S.JOINING, (_A.CONNECT_LEG, _A.ARM_JOIN_TIMER))
+_RING: Final = _T(_S.RINGING, (_A.ADOPT_INVITE, _A.ARM_RING_TIMER))
+_SHOW: Final = _T(_S.IN_PROGRESS, (_A.ADOPT_INVITE,))
 
 #: The whole behaviour: ``GROUP_TRANSITIONS[state][event]``. Missing pairs: rule 3.
 GROUP_TRANSITIONS: Final[Mapping[GroupCallState, Mapping[GroupEvent, GroupTransition]]] = {
-    S.IDLE: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.IDLE)},
-    S.ENDED: {E.START: _START, E.INVITE: _RING, E.INVITE_STALE: _SHOW, E.LEAVE: _T(S.ENDED)},
-    S.RINGING: {
-        E.JOIN: _JOIN,
-        E.DECLINE: _T(S.IN_PROGRESS),
-        E.RING_TIMEOUT: _T(S.IN_PROGRESS),
-        E.CALL_OVER: _T(S.ENDED),
-        E.LEAVE: _T(S.IN_PROGRESS),
+    _S.IDLE: {_E.START: _START, _E.INVITE: _RING, _E.INVITE_STALE: _SHOW, _E.LEAVE: _T(_S.IDLE)},
+    _S.ENDED: {_E.START: _START, _E.INVITE: _RING, _E.INVITE_STALE: _SHOW, _E.LEAVE: _T(_S.ENDED)},
+    _S.RINGING: {
+        _E.JOIN: _JOIN,
+        _E.DECLINE: _T(_S.IN_PROGRESS),
+        _E.RING_TIMEOUT: _T(_S.IN_PROGRESS),
+        _E.CALL_OVER: _T(_S.ENDED),
+        _E.LEAVE: _T(_S.IN_PROGRESS),
     },
-    S.IN_PROGRESS: {
-        E.JOIN: _JOIN,
-        E.START: _START,
-        E.INVITE: _RING,
-        E.CALL_OVER: _T(S.ENDED),
-        E.LEAVE: _T(S.IN_PROGRESS),
+    _S.IN_PROGRESS: {
+        _E.JOIN: _JOIN,
+        _E.START: _START,
+        _E.INVITE: _RING,
+        _E.CALL_OVER: _T(_S.ENDED),
+        _E.LEAVE: _T(_S.IN_PROGRESS),
     },
-    S.JOINING: {
-        E.JOINED: _T(S.IN_CALL, (A.START_MEDIA,)),
-        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.JOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA,)),
+    _S.JOINING: {
+        _E.JOINED: _T(_S.IN_CALL, (_A.START_MEDIA,)),
+        _E.LEG_FAILED: _T(_S.ENDED, (_A.STOP_MEDIA,)),
+        _E.JOIN_TIMEOUT: _T(_S.ENDED, (_A.STOP_MEDIA,)),
+        _E.LEAVE: _T(_S.ENDED, (_A.STOP_MEDIA,)),
     },
-    S.IN_CALL: {
-        E.MEMBER_JOINED: _T(S.IN_CALL, (A.ROTATE_KEY,)),
-        E.MEMBER_LEFT: _T(S.IN_CALL, (A.FORGET_LEAVER, A.ROTATE_KEY)),
-        E.LEG_FAILED: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEG_DROPPED: _T(S.REJOINING, (A.CONNECT_LEG, A.ARM_REJOIN_TIMER)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA, A.SEND_CALL_OVER)),
-        E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
+    _S.IN_CALL: {
+        _E.MEMBER_JOINED: _T(_S.IN_CALL, (_A.ROTATE_KEY,)),
+        _E.MEMBER_LEFT: _T(_S.IN_CALL, (_A.FORGET_LEAVER, _A.ROTATE_KEY)),
+        _E.LEG_FAILED: _T(_S.ENDED, (_A.STOP_MEDIA,)),
+        _E.LEG_DROPPED: _T(_S.REJOINING, (_A.CONNECT_LEG, _A.ARM_REJOIN_TIMER)),
+        _E.LEAVE: _T(_S.ENDED, (_A.STOP_MEDIA, _A.SEND_CALL_OVER)),
+        _E.LEAVE_REJOINABLE: _T(_S.IN_PROGRESS, (_A.STOP_MEDIA,)),
     },
-    S.REJOINING: {
-        E.JOINED: _T(S.IN_CALL, (A.RESUME_MEDIA,)),
-        E.LEG_DROPPED: _T(S.REJOINING, (A.ARM_RETRY_TIMER,)),
-        E.LEG_FAILED: _T(S.REJOINING, (A.ARM_RETRY_TIMER,)),
-        E.REJOIN_RETRY: _T(S.REJOINING, (A.CONNECT_LEG,)),
-        E.REJOIN_TIMEOUT: _T(S.ENDED, (A.STOP_MEDIA,)),
-        E.LEAVE: _T(S.ENDED, (A.STOP_MEDIA, A.SEND_CALL_OVER)),
-        E.LEAVE_REJOINABLE: _T(S.IN_PROGRESS, (A.STOP_MEDIA,)),
+    _S.REJOINING: {
+        _E.JOINED: _T(_S.IN_CALL, (_A.RESUME_MEDIA,)),
+        _E.LEG_DROPPED: _T(_S.REJOINING, (_A.ARM_RETRY_TIMER,)),
+        _E.LEG_FAILED: _T(_S.REJOINING, (_A.ARM_RETRY_TIMER,)),
+        _E.REJOIN_RETRY: _T(_S.REJOINING, (_A.CONNECT_LEG,)),
+        _E.REJOIN_TIMEOUT: _T(_S.ENDED, (_A.STOP_MEDIA,)),
+        _E.LEAVE: _T(_S.ENDED, (_A.STOP_MEDIA, _A.SEND_CALL_OVER)),
+        _E.LEAVE_REJOINABLE: _T(_S.IN_PROGRESS, (_A.STOP_MEDIA,)),
     },
 }

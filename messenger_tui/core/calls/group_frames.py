@@ -87,7 +87,8 @@ GRACE_S: Final = 1.5
 MAX_KEYS_PER_SENDER: Final = 3
 _AUDIO_TYPES: Final = frozenset({PayloadType.OPUS, PayloadType.OPUS_RED})
 
-Clock = Callable[[], float]
+#: A function returning the time in seconds, monotonic.
+MonotonicClock = Callable[[], float]
 
 
 class KeyIdConflict(CryptoError):
@@ -218,7 +219,7 @@ class GroupFrameSealer:
 
     def __init__(
         self,
-        clock: Clock,
+        clock: MonotonicClock,
         rng: Rng = default_rng,
         *,
         switch_over_s: float = SWITCH_OVER_S,
@@ -349,7 +350,7 @@ class GroupFrameOpener:
 
     def __init__(
         self,
-        clock: Clock,
+        clock: MonotonicClock,
         *,
         window: int = DEFAULT_REPLAY_WINDOW,
         switch_over_s: float = SWITCH_OVER_S,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 
 from messenger_tui.core.calls.effects import (
     BusyRejected,
+    CallEffect,
     CallEnded,
-    Effect,
     PeerRinging,
     SendSignal,
     StartMedia,
@@ -40,12 +40,11 @@ from messenger_tui.core.calls.signalling_table import (
     NO_ANSWER_TIMEOUT_MS,
     SEEN_CALL_IDS,
     TRANSITIONS,
-    A,
     Action,
+    CallEvent,
     CallStateError,
     CallTimeouts,
-    Event,
-    Transition,
+    CallTransition,
 )
 from messenger_tui.core.calls.states import CallInfo, CallState, EndReason, EventSource
 from messenger_tui.core.crypto.primitives import Rng, default_rng
@@ -58,11 +57,11 @@ __all__ = [
     "NO_ANSWER_TIMEOUT_MS",
     "TRANSITIONS",
     "Action",
+    "CallEvent",
     "CallSignalling",
     "CallStateError",
     "CallTimeouts",
-    "Event",
-    "Transition",
+    "CallTransition",
 ]
 
 
@@ -79,12 +78,12 @@ class _Call:
 class _Input:
     """A classified input: the event plus what its actions need."""
 
-    event: Event
+    event: CallEvent
     peer: bytes | None = None
     message: CallMessage | None = None
     offered_call: _Call | None = None  # the call an offer proposes (callee keys derived)
     accept_keys: MediaKeys | None = None
-    effects: list[Effect] = field(default_factory=list)
+    effects: list[CallEffect] = field(default_factory=list)
 
 
 class CallSignalling:
@@ -117,28 +116,28 @@ class CallSignalling:
 
     # ------------------------------------------------------------------ local user
 
-    def place_call(self, peer: bytes, now_ms: int) -> list[Effect]:
+    def place_call(self, peer: bytes, now_ms: int) -> list[CallEffect]:
         """Call ``peer``. Calling the peer whose call is ringing here answers it."""
         call = self._call
         if self._state is CallState.INCOMING_RINGING and call and call.info.peer == peer:
-            return self._apply(_Input(Event.ACCEPT), now_ms)
-        return self._apply(_Input(Event.PLACE_CALL, peer=peer), now_ms)
+            return self._apply(_Input(CallEvent.ACCEPT), now_ms)
+        return self._apply(_Input(CallEvent.PLACE_CALL, peer=peer), now_ms)
 
-    def accept(self, now_ms: int) -> list[Effect]:
+    def accept(self, now_ms: int) -> list[CallEffect]:
         """Answer the ringing call."""
-        return self._apply(_Input(Event.ACCEPT), now_ms)
+        return self._apply(_Input(CallEvent.ACCEPT), now_ms)
 
-    def decline(self, now_ms: int) -> list[Effect]:
+    def decline(self, now_ms: int) -> list[CallEffect]:
         """Decline the ringing call."""
-        return self._apply(_Input(Event.DECLINE), now_ms)
+        return self._apply(_Input(CallEvent.DECLINE), now_ms)
 
-    def hang_up(self, now_ms: int) -> list[Effect]:
+    def hang_up(self, now_ms: int) -> list[CallEffect]:
         """End or cancel the call in any state (declines a ringing one); a no-op when idle."""
-        return self._apply(_Input(Event.HANG_UP), now_ms)
+        return self._apply(_Input(CallEvent.HANG_UP), now_ms)
 
     # ------------------------------------------------------------------ peer messages
 
-    def receive(self, peer: bytes, message: CallMessage, now_ms: int) -> list[Effect]:
+    def receive(self, peer: bytes, message: CallMessage, now_ms: int) -> list[CallEffect]:
         """A call message that arrived from ``peer`` (the sender the ratchet authenticated)."""
         if isinstance(message, CallOffer):
             classified = self._classify_offer(peer, message, now_ms)
@@ -157,16 +156,16 @@ class CallSignalling:
         self._seen.append(offer.call_id)
         state, call = self._state, self._call
         if state in (CallState.IDLE, CallState.ENDED):
-            event = Event.PEER_OFFER
+            event = CallEvent.PEER_OFFER
         elif state is CallState.OUTGOING_RINGING and call and call.info.peer == peer:
             if offer.call_id == call.info.call_id:
                 return None  # rule 5's tie
             won = offer.call_id < call.info.call_id
-            event = Event.PEER_OFFER_GLARE_LOST if won else Event.PEER_OFFER_GLARE_WON
+            event = CallEvent.PEER_OFFER_GLARE_LOST if won else CallEvent.PEER_OFFER_GLARE_WON
         else:
-            return _Input(Event.PEER_OFFER_WHILE_BUSY, peer=peer, message=offer)
+            return _Input(CallEvent.PEER_OFFER_WHILE_BUSY, peer=peer, message=offer)
         offered = None
-        if event is not Event.PEER_OFFER_GLARE_WON:
+        if event is not CallEvent.PEER_OFFER_GLARE_WON:
             offered = self._incoming_call(peer, offer, now_ms)
             if offered is None:
                 return None  # unusable key: a broken or hostile peer; never ring for it
@@ -205,40 +204,40 @@ class CallSignalling:
                     peer_public=message.key,
                 )
             except CryptoError:
-                event = Event.PEER_ACCEPT_BAD_KEY
+                event = CallEvent.PEER_ACCEPT_BAD_KEY
         return _Input(event, peer=peer, message=message, accept_keys=keys)
 
     # ------------------------------------------------------------------ media and time
 
-    def media_connected(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_connected(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media route is up and frames flow both ways (or at least from the peer)."""
-        return self._media_event(Event.MEDIA_CONNECTED, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_CONNECTED, call_id, now_ms)
 
-    def media_failed(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_failed(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media session could not start (relay refused the join, codec or device error)."""
-        return self._media_event(Event.MEDIA_FAILED, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_FAILED, call_id, now_ms)
 
-    def media_lost(self, call_id: bytes, now_ms: int) -> list[Effect]:
+    def media_lost(self, call_id: bytes, now_ms: int) -> list[CallEffect]:
         """The media connection is gone for good: the link did not come back within its grace
         period (10 s), or no frame arrived from the peer for that long (the peer crashed)."""
-        return self._media_event(Event.MEDIA_LOST, call_id, now_ms)
+        return self._media_event(CallEvent.MEDIA_LOST, call_id, now_ms)
 
-    def _media_event(self, event: Event, call_id: bytes, now_ms: int) -> list[Effect]:
+    def _media_event(self, event: CallEvent, call_id: bytes, now_ms: int) -> list[CallEffect]:
         if self._call is None or self._call.info.call_id != call_id:
             return []  # a stale media session's report
         return self._apply(_Input(event), now_ms)
 
-    def poll(self, now_ms: int) -> list[Effect]:
+    def poll(self, now_ms: int) -> list[CallEffect]:
         """Fire the deadline if it has passed; call it at :attr:`next_deadline_ms`."""
         if self._deadline is None or now_ms < self._deadline:
             return []
         connecting = self._state is CallState.CONNECTING
-        event = Event.CONNECT_TIMEOUT if connecting else Event.RING_TIMEOUT
+        event = CallEvent.CONNECT_TIMEOUT if connecting else CallEvent.RING_TIMEOUT
         return self._apply(_Input(event), now_ms)
 
     # ------------------------------------------------------------------ the engine
 
-    def _apply(self, inp: _Input, now_ms: int) -> list[Effect]:
+    def _apply(self, inp: _Input, now_ms: int) -> list[CallEffect]:
         previous = self._state
         row = TRANSITIONS[previous].get(inp.event)
         if row is None:
@@ -272,9 +271,9 @@ class CallSignalling:
                 inp.effects.append(CallEnded(call.info))
         return inp.effects
 
-    def _run(self, action: Action, inp: _Input, now_ms: int, row: Transition) -> None:
+    def _run(self, action: Action, inp: _Input, now_ms: int, row: CallTransition) -> None:
         out = inp.effects
-        if action is A.NEW_OUTGOING_CALL:
+        if action is Action.NEW_OUTGOING_CALL:
             assert inp.peer is not None
             call_id = self._rng(CALL_ID_LEN)
             if len(call_id) != CALL_ID_LEN:
@@ -290,58 +289,58 @@ class CallSignalling:
             )
             self._call = _Call(info, CallKeyPair.generate(self._rng))
             return
-        if action is A.ADOPT_OFFER:
+        if action is Action.ADOPT_OFFER:
             assert inp.offered_call is not None
             self._call = inp.offered_call
             return
-        if action is A.SEND_BUSY:
+        if action is Action.SEND_BUSY:
             assert inp.peer is not None and inp.message is not None
             out.append(SendSignal(inp.peer, CallBusy(call_id=inp.message.call_id)))
             return
-        if action is A.REPORT_BUSY_REJECTED:
+        if action is Action.REPORT_BUSY_REJECTED:
             assert inp.peer is not None and isinstance(inp.message, CallOffer)
             out.append(BusyRejected(inp.peer, inp.message.call_id, inp.message.created_ms))
             return
         call = self._call
         assert call is not None, f"{action} needs a current call"
         info = call.info
-        if action is A.STORE_PEER_KEYS:
+        if action is Action.STORE_PEER_KEYS:
             assert inp.accept_keys is not None
             call.keys = inp.accept_keys
-        elif action is A.MARK_ACCEPTED:
+        elif action is Action.MARK_ACCEPTED:
             call.info = replace(info, accepted_ms=now_ms)
-        elif action is A.MARK_ACTIVE:
+        elif action is Action.MARK_ACTIVE:
             call.info = replace(info, active_ms=now_ms)
-        elif action is A.SEND_OFFER:
+        elif action is Action.SEND_OFFER:
             assert call.own_key is not None
             offer = CallOffer(info.call_id, created_ms=info.created_ms, key=call.own_key.public)
             out.append(SendSignal(info.peer, offer))
-        elif action is A.SEND_RINGING:
+        elif action is Action.SEND_RINGING:
             out.append(SendSignal(info.peer, CallRinging(info.call_id)))
-        elif action is A.SEND_ACCEPT:
+        elif action is Action.SEND_ACCEPT:
             assert call.own_key is not None
             out.append(SendSignal(info.peer, CallAccept(info.call_id, key=call.own_key.public)))
-        elif action is A.SEND_DECLINE:
+        elif action is Action.SEND_DECLINE:
             out.append(SendSignal(info.peer, CallDecline(info.call_id)))
-        elif action is A.SEND_HANGUP:
+        elif action is Action.SEND_HANGUP:
             assert row.reason is not None
             reason = HANGUP_REASONS[row.reason]
             out.append(SendSignal(info.peer, CallHangup(info.call_id, reason=reason)))
-        elif action is A.WITHDRAW_OFFER:
+        elif action is Action.WITHDRAW_OFFER:
             out.append(SendSignal(info.peer, CallHangup(info.call_id, reason="hung_up")))
-        elif action is A.START_MEDIA:
+        elif action is Action.START_MEDIA:
             assert call.keys is not None
             out.append(StartMedia(info.call_id, info.peer, info.role, call.keys))
-        elif action is A.STOP_MEDIA:
+        elif action is Action.STOP_MEDIA:
             out.append(StopMedia(info.call_id))
-        elif action is A.ARM_RING_TIMER:
+        elif action is Action.ARM_RING_TIMER:
             # the callee ends when the caller does: its ring started when the offer was made
             age = 0 if info.role is CallRole.CALLER else now_ms - info.created_ms
             age = min(max(age, 0), self.timeouts.max_offer_age_ms)
             self._deadline = now_ms + self.timeouts.no_answer_ms - age
-        elif action is A.ARM_CONNECT_TIMER:
+        elif action is Action.ARM_CONNECT_TIMER:
             self._deadline = now_ms + self.timeouts.connect_ms
-        elif action is A.REPORT_PEER_RINGING:
+        elif action is Action.REPORT_PEER_RINGING:
             call.info = replace(info, peer_ringing=True)
             out.append(PeerRinging(call.info))
         else:  # pragma: no cover - every Action is handled above

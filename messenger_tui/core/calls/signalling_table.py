@@ -6,9 +6,9 @@ Design rules
 ============
 
 1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(state, event)`` to a
-   :class:`Transition`: the next state, the named :class:`Action` steps to run, and the end
-   reason when the next state is ``ENDED``. Code outside the table only *classifies* an input
-   into an :class:`Event` (the guards: which call a message is for, glare, staleness, key
+   :class:`CallTransition`: the next state, the named :class:`Action` steps to run, and the
+   end reason when the next state is ``ENDED``. Code outside the table only *classifies* an input
+   into a :class:`CallEvent` (the guards: which call a message is for, glare, staleness, key
    validity) and *runs* the named actions. The table has no conditions in it.
 2. **Sans-I/O.** Inputs are method calls that carry ``now_ms``; outputs are lists of effect
    objects (:mod:`.effects`). The machine never sends, sleeps or calls back. Timers are
@@ -79,7 +79,7 @@ class CallTimeouts:
     max_offer_age_ms: int = MAX_OFFER_AGE_MS
 
 
-class Event(Enum):
+class CallEvent(Enum):
     """Inputs after classification. The source of each is in :data:`EVENT_SOURCE`."""
 
     # the local user
@@ -109,26 +109,26 @@ class Event(Enum):
 
 _L, _P, _M, _TM = EventSource.LOCAL, EventSource.PEER, EventSource.MEDIA, EventSource.TIMER
 #: Where each event comes from: decides errors (rule 3) and ``CallInfo.ended_by``.
-EVENT_SOURCE: Final[Mapping[Event, EventSource]] = {
-    Event.PLACE_CALL: _L,
-    Event.ACCEPT: _L,
-    Event.DECLINE: _L,
-    Event.HANG_UP: _L,
-    Event.PEER_OFFER: _P,
-    Event.PEER_OFFER_GLARE_WON: _P,
-    Event.PEER_OFFER_GLARE_LOST: _P,
-    Event.PEER_OFFER_WHILE_BUSY: _P,
-    Event.PEER_RINGING: _P,
-    Event.PEER_ACCEPT: _P,
-    Event.PEER_ACCEPT_BAD_KEY: _P,
-    Event.PEER_DECLINE: _P,
-    Event.PEER_BUSY: _P,
-    Event.PEER_HANGUP: _P,
-    Event.MEDIA_CONNECTED: _M,
-    Event.MEDIA_FAILED: _M,
-    Event.MEDIA_LOST: _M,
-    Event.RING_TIMEOUT: _TM,
-    Event.CONNECT_TIMEOUT: _TM,
+EVENT_SOURCE: Final[Mapping[CallEvent, EventSource]] = {
+    CallEvent.PLACE_CALL: _L,
+    CallEvent.ACCEPT: _L,
+    CallEvent.DECLINE: _L,
+    CallEvent.HANG_UP: _L,
+    CallEvent.PEER_OFFER: _P,
+    CallEvent.PEER_OFFER_GLARE_WON: _P,
+    CallEvent.PEER_OFFER_GLARE_LOST: _P,
+    CallEvent.PEER_OFFER_WHILE_BUSY: _P,
+    CallEvent.PEER_RINGING: _P,
+    CallEvent.PEER_ACCEPT: _P,
+    CallEvent.PEER_ACCEPT_BAD_KEY: _P,
+    CallEvent.PEER_DECLINE: _P,
+    CallEvent.PEER_BUSY: _P,
+    CallEvent.PEER_HANGUP: _P,
+    CallEvent.MEDIA_CONNECTED: _M,
+    CallEvent.MEDIA_FAILED: _M,
+    CallEvent.MEDIA_LOST: _M,
+    CallEvent.RING_TIMEOUT: _TM,
+    CallEvent.CONNECT_TIMEOUT: _TM,
 }
 
 
@@ -156,7 +156,7 @@ class Action(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class CallTransition:
     """One row of the table. ``reason`` is set exactly when ``target`` is ``ENDED``, unless
     ``peer_reason`` says the peer's hangup message names it."""
 
@@ -166,75 +166,84 @@ class Transition:
     peer_reason: bool = False
 
 
-S = CallState
-A = Action
-_T = Transition
+_S = CallState
+_A = Action
+_T = CallTransition
 
 
-def _busy_in(state: CallState) -> Transition:
+def _busy_in(state: CallState) -> CallTransition:
     """A new offer while a call is in progress: answer busy, stay where we are (rule 4)."""
-    return _T(state, (A.SEND_BUSY, A.REPORT_BUSY_REJECTED))
+    return _T(state, (_A.SEND_BUSY, _A.REPORT_BUSY_REJECTED))
 
 
-_START_FROM_IDLE: Final[Mapping[Event, Transition]] = {
-    Event.PLACE_CALL: _T(S.OUTGOING_RINGING, (A.NEW_OUTGOING_CALL, A.SEND_OFFER, A.ARM_RING_TIMER)),
-    Event.PEER_OFFER: _T(S.INCOMING_RINGING, (A.ADOPT_OFFER, A.SEND_RINGING, A.ARM_RING_TIMER)),
+_START_FROM_IDLE: Final[Mapping[CallEvent, CallTransition]] = {
+    CallEvent.PLACE_CALL: _T(
+        _S.OUTGOING_RINGING, (_A.NEW_OUTGOING_CALL, _A.SEND_OFFER, _A.ARM_RING_TIMER)
+    ),
+    CallEvent.PEER_OFFER: _T(
+        _S.INCOMING_RINGING, (_A.ADOPT_OFFER, _A.SEND_RINGING, _A.ARM_RING_TIMER)
+    ),
 }
-_ACCEPT_STEPS: Final = (A.MARK_ACCEPTED, A.SEND_ACCEPT, A.START_MEDIA, A.ARM_CONNECT_TIMER)
-_HANG_UP_WITH_MEDIA: Final = _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.HUNG_UP)
+_ACCEPT_STEPS: Final = (_A.MARK_ACCEPTED, _A.SEND_ACCEPT, _A.START_MEDIA, _A.ARM_CONNECT_TIMER)
+_HANG_UP_WITH_MEDIA: Final = _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.HUNG_UP)
 
 #: The whole signalling behaviour: ``TRANSITIONS[state][event]``. Missing pairs: rule 3.
-TRANSITIONS: Final[Mapping[CallState, Mapping[Event, Transition]]] = {
-    S.IDLE: {
+TRANSITIONS: Final[Mapping[CallState, Mapping[CallEvent, CallTransition]]] = {
+    _S.IDLE: {
         **_START_FROM_IDLE,
-        Event.HANG_UP: _T(S.IDLE),
+        CallEvent.HANG_UP: _T(_S.IDLE),
     },
-    S.OUTGOING_RINGING: {
-        Event.HANG_UP: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.HUNG_UP),
-        Event.PEER_RINGING: _T(S.OUTGOING_RINGING, (A.REPORT_PEER_RINGING,)),
-        Event.PEER_ACCEPT: _T(
-            S.CONNECTING, (A.STORE_PEER_KEYS, A.MARK_ACCEPTED, A.START_MEDIA, A.ARM_CONNECT_TIMER)
+    _S.OUTGOING_RINGING: {
+        CallEvent.HANG_UP: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.HUNG_UP),
+        CallEvent.PEER_RINGING: _T(_S.OUTGOING_RINGING, (_A.REPORT_PEER_RINGING,)),
+        CallEvent.PEER_ACCEPT: _T(
+            _S.CONNECTING,
+            (_A.STORE_PEER_KEYS, _A.MARK_ACCEPTED, _A.START_MEDIA, _A.ARM_CONNECT_TIMER),
         ),
-        Event.PEER_ACCEPT_BAD_KEY: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.FAILED),
-        Event.PEER_DECLINE: _T(S.ENDED, (), EndReason.DECLINED),
-        Event.PEER_BUSY: _T(S.ENDED, (), EndReason.BUSY),
-        Event.PEER_HANGUP: _T(S.ENDED, peer_reason=True),
-        Event.PEER_OFFER_GLARE_WON: _T(S.OUTGOING_RINGING, (A.SEND_OFFER,)),
-        Event.PEER_OFFER_GLARE_LOST: _T(
-            S.CONNECTING, (A.WITHDRAW_OFFER, A.ADOPT_OFFER, *_ACCEPT_STEPS)
+        CallEvent.PEER_ACCEPT_BAD_KEY: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.FAILED),
+        CallEvent.PEER_DECLINE: _T(_S.ENDED, (), EndReason.DECLINED),
+        CallEvent.PEER_BUSY: _T(_S.ENDED, (), EndReason.BUSY),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, peer_reason=True),
+        CallEvent.PEER_OFFER_GLARE_WON: _T(_S.OUTGOING_RINGING, (_A.SEND_OFFER,)),
+        CallEvent.PEER_OFFER_GLARE_LOST: _T(
+            _S.CONNECTING, (_A.WITHDRAW_OFFER, _A.ADOPT_OFFER, *_ACCEPT_STEPS)
         ),
-        Event.PEER_OFFER_WHILE_BUSY: _busy_in(S.OUTGOING_RINGING),
-        Event.RING_TIMEOUT: _T(S.ENDED, (A.SEND_HANGUP,), EndReason.NO_ANSWER),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.OUTGOING_RINGING),
+        CallEvent.RING_TIMEOUT: _T(_S.ENDED, (_A.SEND_HANGUP,), EndReason.NO_ANSWER),
     },
-    S.INCOMING_RINGING: {
-        Event.ACCEPT: _T(S.CONNECTING, _ACCEPT_STEPS),
-        Event.DECLINE: _T(S.ENDED, (A.SEND_DECLINE,), EndReason.DECLINED),
+    _S.INCOMING_RINGING: {
+        CallEvent.ACCEPT: _T(_S.CONNECTING, _ACCEPT_STEPS),
+        CallEvent.DECLINE: _T(_S.ENDED, (_A.SEND_DECLINE,), EndReason.DECLINED),
         # the hang-up key on a ringing call declines it
-        Event.HANG_UP: _T(S.ENDED, (A.SEND_DECLINE,), EndReason.DECLINED),
-        Event.PEER_HANGUP: _T(S.ENDED, peer_reason=True),
-        Event.PEER_OFFER_WHILE_BUSY: _busy_in(S.INCOMING_RINGING),
+        CallEvent.HANG_UP: _T(_S.ENDED, (_A.SEND_DECLINE,), EndReason.DECLINED),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.INCOMING_RINGING),
         # the caller hangs up at its own timeout too; this covers a lost hangup
-        Event.RING_TIMEOUT: _T(S.ENDED, (), EndReason.NO_ANSWER),
+        CallEvent.RING_TIMEOUT: _T(_S.ENDED, (), EndReason.NO_ANSWER),
     },
-    S.CONNECTING: {
-        Event.HANG_UP: _HANG_UP_WITH_MEDIA,
-        Event.MEDIA_CONNECTED: _T(S.ACTIVE, (A.MARK_ACTIVE,)),
-        Event.MEDIA_FAILED: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        Event.MEDIA_LOST: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.CONNECTION_LOST),
-        Event.CONNECT_TIMEOUT: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        Event.PEER_HANGUP: _T(S.ENDED, (A.STOP_MEDIA,), peer_reason=True),
-        Event.PEER_OFFER_WHILE_BUSY: _busy_in(S.CONNECTING),
+    _S.CONNECTING: {
+        CallEvent.HANG_UP: _HANG_UP_WITH_MEDIA,
+        CallEvent.MEDIA_CONNECTED: _T(_S.ACTIVE, (_A.MARK_ACTIVE,)),
+        CallEvent.MEDIA_FAILED: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.MEDIA_LOST: _T(
+            _S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.CONNECTION_LOST
+        ),
+        CallEvent.CONNECT_TIMEOUT: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, (_A.STOP_MEDIA,), peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.CONNECTING),
     },
-    S.ACTIVE: {
-        Event.HANG_UP: _HANG_UP_WITH_MEDIA,
-        Event.MEDIA_FAILED: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.FAILED),
-        Event.MEDIA_LOST: _T(S.ENDED, (A.SEND_HANGUP, A.STOP_MEDIA), EndReason.CONNECTION_LOST),
-        Event.PEER_HANGUP: _T(S.ENDED, (A.STOP_MEDIA,), peer_reason=True),
-        Event.PEER_OFFER_WHILE_BUSY: _busy_in(S.ACTIVE),
+    _S.ACTIVE: {
+        CallEvent.HANG_UP: _HANG_UP_WITH_MEDIA,
+        CallEvent.MEDIA_FAILED: _T(_S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.FAILED),
+        CallEvent.MEDIA_LOST: _T(
+            _S.ENDED, (_A.SEND_HANGUP, _A.STOP_MEDIA), EndReason.CONNECTION_LOST
+        ),
+        CallEvent.PEER_HANGUP: _T(_S.ENDED, (_A.STOP_MEDIA,), peer_reason=True),
+        CallEvent.PEER_OFFER_WHILE_BUSY: _busy_in(_S.ACTIVE),
     },
-    S.ENDED: {
+    _S.ENDED: {
         **_START_FROM_IDLE,
-        Event.HANG_UP: _T(S.ENDED),
+        CallEvent.HANG_UP: _T(_S.ENDED),
     },
 }
 
@@ -245,10 +254,10 @@ HANGUP_REASONS: Final[Mapping[EndReason, HangupReason]] = {
     EndReason.FAILED: "failed",
     EndReason.CONNECTION_LOST: "connection_lost",
 }
-MESSAGE_EVENTS: Final[Mapping[type, Event]] = {
-    CallRinging: Event.PEER_RINGING,
-    CallAccept: Event.PEER_ACCEPT,
-    CallDecline: Event.PEER_DECLINE,
-    CallBusy: Event.PEER_BUSY,
-    CallHangup: Event.PEER_HANGUP,
+MESSAGE_EVENTS: Final[Mapping[type, CallEvent]] = {
+    CallRinging: CallEvent.PEER_RINGING,
+    CallAccept: CallEvent.PEER_ACCEPT,
+    CallDecline: CallEvent.PEER_DECLINE,
+    CallBusy: CallEvent.PEER_BUSY,
+    CallHangup: CallEvent.PEER_HANGUP,
 }

@@ -17,7 +17,13 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from messenger_tui.core.crypto.identity import IdentityKeyPair, verify_signature
-from messenger_tui.core.crypto.primitives import X25519_KEY_LEN, Rng, default_rng, x25519_keypair
+from messenger_tui.core.crypto.primitives import (
+    X25519_KEY_LEN,
+    Key32,
+    Rng,
+    default_rng,
+    x25519_keypair,
+)
 from messenger_tui.core.errors import MalformedEnvelope
 
 #: Domain separation prefix of the signed-prekey signature.
@@ -25,7 +31,6 @@ SPK_SIGNATURE_CONTEXT: Final = b"messenger-tui/signed-prekey/v1\x00"
 #: Prekey ids travel as uint32.
 MAX_PREKEY_ID: Final = 2**32 - 1
 
-Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Signature64 = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 PrekeyId = Annotated[int, msgspec.Meta(ge=0, le=MAX_PREKEY_ID)]
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from typing import Final
+from typing import Annotated, Final
 
+import msgspec
 import nacl.bindings
 import nacl.exceptions
 import nacl.utils
@@ -29,6 +30,8 @@ default_rng: Final[Rng] = nacl.utils.random
 
 #: X25519 private and public key length.
 X25519_KEY_LEN: Final = 32
+#: A msgspec field of exactly 32 bytes: a key, a chain key or a secret.
+Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 #: XChaCha20-Poly1305 key length.
 AEAD_KEY_LEN: Final = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #: XChaCha20-Poly1305 nonce length (192 bits: random nonces are safe).

@@ -31,6 +31,7 @@ import msgspec
 from messenger_tui.core.crypto.primitives import (
     AEAD_KEY_LEN,
     AEAD_NONCE_LEN,
+    Key32,
     Rng,
     aead_decrypt,
     aead_encrypt,
@@ -70,7 +71,6 @@ MAX_COUNTER: Final = 2**32 - 1
 _HEADER: Final = struct.Struct(">32sII")
 _ZERO_SALT: Final = bytes(32)
 
-Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
 
 

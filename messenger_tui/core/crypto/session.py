@@ -37,13 +37,12 @@ import msgspec
 from messenger_tui.core.crypto import ratchet, x3dh
 from messenger_tui.core.crypto.identity import IdentityKeyPair
 from messenger_tui.core.crypto.prekeys import (
-    Key32,
     OneTimePrekey,
     PrekeyBundle,
     PrekeyId,
     SignedPrekey,
 )
-from messenger_tui.core.crypto.primitives import AEAD_TAG_LEN, Rng, default_rng
+from messenger_tui.core.crypto.primitives import AEAD_TAG_LEN, Key32, Rng, default_rng
 from messenger_tui.core.crypto.ratchet import HEADER_LEN, RatchetState
 from messenger_tui.core.errors import (
     CorruptSession,

@@ -51,13 +51,14 @@ from typing import Annotated, Final
 import msgspec
 
 from messenger_tui.core.crypto.identity import IdentityKeyPair, verify_signature
+from messenger_tui.core.crypto.primitives import Key32
 from messenger_tui.core.errors import (
     InvalidMembershipChange,
     MalformedEnvelope,
     MembershipDenied,
     NotGroupMember,
 )
-from messenger_tui.core.groups.sender_keys import GROUP_ID_LEN
+from messenger_tui.core.groups.sender_keys import GROUP_ID_LEN, GroupId
 
 #: Prefix of every membership signature input (domain separation from other signatures).
 MEMBERSHIP_SIGNATURE_CONTEXT: Final = b"messenger-tui/group-change/v1\x00"
@@ -76,8 +77,6 @@ NO_PARENT: Final = bytes(32)
 
 _SIGNATURE_LEN: Final = 64
 
-Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
-GroupId = Annotated[bytes, msgspec.Meta(min_length=GROUP_ID_LEN, max_length=GROUP_ID_LEN)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LEN)]
 
 

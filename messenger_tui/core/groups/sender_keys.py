@@ -62,6 +62,7 @@ from messenger_tui.core.crypto.primitives import (
     AEAD_KEY_LEN,
     AEAD_NONCE_LEN,
     AEAD_TAG_LEN,
+    Key32,
     Rng,
     aead_decrypt,
     aead_encrypt,
@@ -106,7 +107,6 @@ _HEADER: Final = struct.Struct(">B16sII")
 _DISTRIBUTION: Final = struct.Struct(">B16sII32s32s")
 _ZERO_SALT: Final = bytes(32)
 
-Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Key64 = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 GroupId = Annotated[bytes, msgspec.Meta(min_length=GROUP_ID_LEN, max_length=GROUP_ID_LEN)]
 U32 = Annotated[int, msgspec.Meta(ge=0, le=MAX_ITERATION)]

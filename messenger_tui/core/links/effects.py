@@ -49,4 +49,5 @@ class Report(Generic[S]):
     error: str | None = None
 
 
-Effect = Connect | Abort | Wait | Report[S]
+#: Any effect of a connection machine reporting states of type ``S``.
+ConnectionEffect = Connect | Abort | Wait | Report[S]

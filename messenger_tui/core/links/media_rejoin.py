@@ -4,8 +4,8 @@ Design rules
 ============
 
 1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(phase, event)`` to a
-   :class:`Transition`: the next phase and the named :class:`Step` s to run. The driver
-   (``messenger_tui.transport.media_link.MediaLink``) only *classifies* outcomes (a refusal
+   :class:`MediaRejoinTransition`: the next phase and the named :class:`Step` s to run. The
+   driver (``messenger_tui.transport.media_link.MediaLink``) only *classifies* outcomes (a refusal
    for good versus a failure worth retrying; a drop the relay meant versus a lost
    connection) and *carries out* the effects (:mod:`.effects`).
 2. **Sans-I/O.** Inputs carry ``now`` (seconds, monotonic); timers are deadlines
@@ -38,7 +38,14 @@ from enum import Enum
 from typing import Final
 
 from messenger_tui.core.errors import CoreError
-from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
+from messenger_tui.core.links.effects import (
+    Abort,
+    Connect,
+    ConnectionEffect,
+    DelayPolicy,
+    Report,
+    Wait,
+)
 
 __all__ = [
     "REJOIN_WINDOW_S",
@@ -115,53 +122,54 @@ class MediaStep(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class MediaRejoinTransition:
     target: MediaPhase
     steps: tuple[MediaStep, ...] = ()
 
 
-P = MediaPhase
-E = MediaEvent
-St = MediaStep
-_T = Transition
+_P = MediaPhase
+_E = MediaEvent
+_St = MediaStep
+_T = MediaRejoinTransition
 
-_CLOSE: Final = _T(P.CLOSED, (St.CLOSE_WINDOW, St.REPORT))
-_CLOSE_DIALING: Final = _T(P.CLOSED, (St.ABORT, St.CLOSE_WINDOW, St.REPORT))
+_CLOSE: Final = _T(_P.CLOSED, (_St.CLOSE_WINDOW, _St.REPORT))
+_CLOSE_DIALING: Final = _T(_P.CLOSED, (_St.ABORT, _St.CLOSE_WINDOW, _St.REPORT))
 
 #: The whole lifecycle: ``TRANSITIONS[phase][event]``. Missing pairs: rule 7.
-TRANSITIONS: Final[Mapping[MediaPhase, Mapping[MediaEvent, Transition]]] = {
-    P.NEW: {
-        E.START: _T(P.DIALING, (St.OPEN_WINDOW, St.CONNECT)),
-        E.CLOSE: _CLOSE,
+TRANSITIONS: Final[Mapping[MediaPhase, Mapping[MediaEvent, MediaRejoinTransition]]] = {
+    _P.NEW: {
+        _E.START: _T(_P.DIALING, (_St.OPEN_WINDOW, _St.CONNECT)),
+        _E.CLOSE: _CLOSE,
     },
-    P.DIALING: {
-        E.JOINED: _T(
-            P.JOINED, (St.CLOSE_WINDOW, St.RESET_BACKOFF, St.COUNT_JOIN, St.NOTE_ERROR, St.REPORT)
+    _P.DIALING: {
+        _E.JOINED: _T(
+            _P.JOINED,
+            (_St.CLOSE_WINDOW, _St.RESET_BACKOFF, _St.COUNT_JOIN, _St.NOTE_ERROR, _St.REPORT),
         ),
-        E.ATTEMPT_FAILED: _T(P.BACKING_OFF, (St.NOTE_ERROR, St.NOTE_FAILED, St.WAIT_BACKOFF)),
-        E.REFUSED: _T(P.LOST, (St.CLOSE_WINDOW, St.NOTE_ERROR, St.REPORT)),
-        E.WINDOW_OVER: _T(P.LOST, (St.ABORT, St.NOTE_CUT_SHORT, St.LOSE_WINDOW, St.REPORT)),
-        E.CLOSE: _CLOSE_DIALING,
+        _E.ATTEMPT_FAILED: _T(_P.BACKING_OFF, (_St.NOTE_ERROR, _St.NOTE_FAILED, _St.WAIT_BACKOFF)),
+        _E.REFUSED: _T(_P.LOST, (_St.CLOSE_WINDOW, _St.NOTE_ERROR, _St.REPORT)),
+        _E.WINDOW_OVER: _T(_P.LOST, (_St.ABORT, _St.NOTE_CUT_SHORT, _St.LOSE_WINDOW, _St.REPORT)),
+        _E.CLOSE: _CLOSE_DIALING,
     },
-    P.BACKING_OFF: {
-        E.RETRY_DUE: _T(P.DIALING, (St.CONNECT,)),
-        E.WINDOW_OVER: _T(P.LOST, (St.LOSE_WINDOW, St.REPORT)),
-        E.CLOSE: _CLOSE,
+    _P.BACKING_OFF: {
+        _E.RETRY_DUE: _T(_P.DIALING, (_St.CONNECT,)),
+        _E.WINDOW_OVER: _T(_P.LOST, (_St.LOSE_WINDOW, _St.REPORT)),
+        _E.CLOSE: _CLOSE,
     },
-    P.JOINED: {
-        E.DROPPED: _T(P.DIALING, (St.NOTE_ERROR, St.OPEN_WINDOW, St.CONNECT, St.REPORT)),
-        E.DROPPED_FOR_GOOD: _T(P.LOST, (St.NOTE_ERROR, St.REPORT)),
-        E.CLOSE: _CLOSE,
+    _P.JOINED: {
+        _E.DROPPED: _T(_P.DIALING, (_St.NOTE_ERROR, _St.OPEN_WINDOW, _St.CONNECT, _St.REPORT)),
+        _E.DROPPED_FOR_GOOD: _T(_P.LOST, (_St.NOTE_ERROR, _St.REPORT)),
+        _E.CLOSE: _CLOSE,
     },
-    P.LOST: {
-        E.CLOSE: _CLOSE,
+    _P.LOST: {
+        _E.CLOSE: _CLOSE,
     },
-    P.CLOSED: {
-        E.CLOSE: _T(P.CLOSED),
+    _P.CLOSED: {
+        _E.CLOSE: _T(_P.CLOSED),
     },
 }
 
-RejoinEffect = Connect | Abort | Wait | Report[MediaLinkState]
+RejoinEffect = ConnectionEffect[MediaLinkState]
 
 
 @dataclass(slots=True)
@@ -212,33 +220,33 @@ class MediaRejoin:
     # ------------------------------------------------------------------ inputs
 
     def start(self, now: float) -> list[RejoinEffect]:
-        return self._apply(_Input(E.START), now)
+        return self._apply(_Input(_E.START), now)
 
     def close(self, now: float) -> list[RejoinEffect]:
-        return self._apply(_Input(E.CLOSE), now)
+        return self._apply(_Input(_E.CLOSE), now)
 
     def joined(self, now: float) -> list[RejoinEffect]:
-        return self._apply(_Input(E.JOINED), now)
+        return self._apply(_Input(_E.JOINED), now)
 
     def attempt_failed(self, now: float, error: str) -> list[RejoinEffect]:
         """The attempt failed for a reason worth retrying within the window."""
-        return self._apply(_Input(E.ATTEMPT_FAILED, error=error), now)
+        return self._apply(_Input(_E.ATTEMPT_FAILED, error=error), now)
 
     def refused(self, now: float, error: str) -> list[RejoinEffect]:
         """The attempt failed for good (rule 5)."""
-        return self._apply(_Input(E.REFUSED, error=error), now)
+        return self._apply(_Input(_E.REFUSED, error=error), now)
 
     def dropped(self, now: float, reason: str, *, for_good: bool) -> list[RejoinEffect]:
         """The joined connection ended; ``for_good``: the relay meant it (rule 5)."""
-        event = E.DROPPED_FOR_GOOD if for_good else E.DROPPED
+        event = _E.DROPPED_FOR_GOOD if for_good else _E.DROPPED
         return self._apply(_Input(event, error=reason), now)
 
     def poll(self, now: float) -> list[RejoinEffect]:
         """Fire a due deadline (the window's end first, rule 2)."""
         if self._window_end is not None and now >= self._window_end:
-            return self._apply(_Input(E.WINDOW_OVER), now)
+            return self._apply(_Input(_E.WINDOW_OVER), now)
         if self._retry_at is not None and now >= self._retry_at:
-            return self._apply(_Input(E.RETRY_DUE), now)
+            return self._apply(_Input(_E.RETRY_DUE), now)
         return []
 
     # ------------------------------------------------------------------ the engine
@@ -257,38 +265,38 @@ class MediaRejoin:
         return inp.effects
 
     def _run(self, step: MediaStep, inp: _Input, now: float) -> None:
-        if step is St.CONNECT:
+        if step is _St.CONNECT:
             inp.effects.append(Connect())
-        elif step is St.ABORT:
+        elif step is _St.ABORT:
             inp.effects.append(Abort())
-        elif step is St.OPEN_WINDOW:
+        elif step is _St.OPEN_WINDOW:
             self._window_used = self.window_s
             self._window_end = now + self.window_s
             self._attempt_failed = False
             if self.error is None:
                 self.error = "not connected yet"
-        elif step is St.CLOSE_WINDOW:
+        elif step is _St.CLOSE_WINDOW:
             self._window_end = None
-        elif step is St.WAIT_BACKOFF:
+        elif step is _St.WAIT_BACKOFF:
             end = self._window_end if self._window_end is not None else now
             delay = min(self.backoff.next_delay(), max(0.0, end - now))
             self._retry_at = now + delay
             inp.effects.append(Wait(delay))
-        elif step is St.RESET_BACKOFF:
+        elif step is _St.RESET_BACKOFF:
             self.backoff.reset()
-        elif step is St.COUNT_JOIN:
+        elif step is _St.COUNT_JOIN:
             self.joins += 1
-        elif step is St.NOTE_ERROR:
+        elif step is _St.NOTE_ERROR:
             self.error = inp.error
-        elif step is St.NOTE_FAILED:
+        elif step is _St.NOTE_FAILED:
             self._attempt_failed = True
-        elif step is St.NOTE_CUT_SHORT:
+        elif step is _St.NOTE_CUT_SHORT:
             if not self._attempt_failed:
                 self.error = f"relay {self.display} did not answer in time"
-        elif step is St.LOSE_WINDOW:
+        elif step is _St.LOSE_WINDOW:
             self._window_end = None
             self.error = f"no media connection within {self._window_used:g} s ({self.error})"
-        elif step is St.REPORT:
+        elif step is _St.REPORT:
             shown = self._public(self._phase)
             if shown is not self._shown:
                 self._shown = shown
@@ -298,10 +306,10 @@ class MediaRejoin:
             raise AssertionError(f"unhandled step {step}")
 
     def _public(self, phase: MediaPhase) -> MediaLinkState:
-        if phase is P.JOINED:
+        if phase is _P.JOINED:
             return MediaLinkState.JOINED
-        if phase is P.LOST:
+        if phase is _P.LOST:
             return MediaLinkState.LOST
-        if phase is P.CLOSED:
+        if phase is _P.CLOSED:
             return MediaLinkState.CLOSED
         return MediaLinkState.RECONNECTING if self.joins else MediaLinkState.CONNECTING

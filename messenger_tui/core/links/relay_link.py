@@ -4,10 +4,11 @@ Design rules
 ============
 
 1. **The table is the behaviour.** :data:`TRANSITIONS` maps ``(phase, event)`` to a
-   :class:`Transition`: the next phase and the named :class:`Step` s to run, in order. The
-   driver (``messenger_tui.transport.client.RelayClient``) only *classifies* what happened
-   into an :class:`Event` (a drop with close code 4000 is ``DROPPED_REPLACED``) and *carries
-   out* the effects (:mod:`.effects`). The table has no conditions in it.
+   :class:`RelayLinkTransition`: the next phase and the named :class:`Step` s to run, in
+   order. The driver (``messenger_tui.transport.client.RelayClient``) only *classifies* what
+   happened into a :class:`RelayLinkEvent` (a drop with close code 4000 is
+   ``DROPPED_REPLACED``) and *carries out* the effects (:mod:`.effects`). The table has no
+   conditions in it.
 2. **Sans-I/O.** Inputs are method calls that carry ``now`` (seconds, monotonic); outputs
    are lists of effects. Timers are deadlines: read :attr:`RelayLink.next_deadline` and call
    :meth:`RelayLink.poll` when it has passed. Retry delays come from an injected
@@ -54,7 +55,14 @@ from enum import Enum
 from typing import Final
 
 from messenger_tui.core.errors import CoreError
-from messenger_tui.core.links.effects import Abort, Connect, DelayPolicy, Report, Wait
+from messenger_tui.core.links.effects import (
+    Abort,
+    Connect,
+    ConnectionEffect,
+    DelayPolicy,
+    Report,
+    Wait,
+)
 
 __all__ = [
     "FAILOVER_DELAY",
@@ -63,13 +71,13 @@ __all__ = [
     "STABLE_AFTER",
     "TRANSITIONS",
     "ConnectionState",
-    "Event",
     "LinkEffect",
     "LinkPhase",
     "LinkStateError",
     "RelayLink",
+    "RelayLinkEvent",
+    "RelayLinkTransition",
     "Step",
-    "Transition",
 ]
 
 #: Seconds a connection must have lasted to count as healthy without a round trip (rule 4).
@@ -104,7 +112,7 @@ class LinkPhase(Enum):
     CLOSING = "closing"  # stop requested; the driver is tearing down (rule 7)
 
 
-class Event(Enum):
+class RelayLinkEvent(Enum):
     # the driver's own calls (local: unlisted ones are errors)
     START = "start"
     CONNECT_ONCE = "connect_once"
@@ -123,7 +131,13 @@ class Event(Enum):
 
 
 _LOCAL_EVENTS: Final = frozenset(
-    {Event.START, Event.CONNECT_ONCE, Event.RECONNECT_NOW, Event.STOP, Event.CLOSED}
+    {
+        RelayLinkEvent.START,
+        RelayLinkEvent.CONNECT_ONCE,
+        RelayLinkEvent.RECONNECT_NOW,
+        RelayLinkEvent.STOP,
+        RelayLinkEvent.CLOSED,
+    }
 )
 
 
@@ -142,94 +156,96 @@ class Step(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class RelayLinkTransition:
     """One row of the table."""
 
     target: LinkPhase
     steps: tuple[Step, ...] = ()
 
 
-P = LinkPhase
-E = Event
-St = Step
-_T = Transition
+_P = LinkPhase
+_E = RelayLinkEvent
+_St = Step
+_T = RelayLinkTransition
 
-_STOP: Final = _T(P.CLOSING, (St.ABORT,))
-_DROP: Final = _T(P.WAITING, (St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT))
-_DROP_HEALTHY: Final = _T(P.WAITING, (St.RESET_BACKOFF, St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT))
-_HEALTHY: Final = _T(P.HEALTHY, (St.NEW_ROUND,))
-_REPLACED: Final = _T(P.WAITING, (St.WAIT_REPLACED, St.REPORT))
-_STAY_CONNECTING: Final = _T(P.CONNECTING)
+_STOP: Final = _T(_P.CLOSING, (_St.ABORT,))
+_DROP: Final = _T(_P.WAITING, (_St.NEXT_URL, _St.WAIT_BACKOFF, _St.REPORT))
+_DROP_HEALTHY: Final = _T(
+    _P.WAITING, (_St.RESET_BACKOFF, _St.NEXT_URL, _St.WAIT_BACKOFF, _St.REPORT)
+)
+_HEALTHY: Final = _T(_P.HEALTHY, (_St.NEW_ROUND,))
+_REPLACED: Final = _T(_P.WAITING, (_St.WAIT_REPLACED, _St.REPORT))
+_STAY_CONNECTING: Final = _T(_P.CONNECTING)
 
 #: The whole lifecycle: ``TRANSITIONS[phase][event]``. Missing pairs: rule 8.
-TRANSITIONS: Final[Mapping[LinkPhase, Mapping[Event, Transition]]] = {
-    P.OFFLINE: {
-        E.START: _T(P.CONNECTING, (St.CONNECT, St.REPORT)),
-        E.CONNECT_ONCE: _T(P.ONCE_CONNECTING, (St.CONNECT, St.REPORT)),
-        E.STOP: _T(P.CLOSING),
+TRANSITIONS: Final[Mapping[LinkPhase, Mapping[RelayLinkEvent, RelayLinkTransition]]] = {
+    _P.OFFLINE: {
+        _E.START: _T(_P.CONNECTING, (_St.CONNECT, _St.REPORT)),
+        _E.CONNECT_ONCE: _T(_P.ONCE_CONNECTING, (_St.CONNECT, _St.REPORT)),
+        _E.STOP: _T(_P.CLOSING),
     },
-    P.CONNECTING: {
-        E.AUTHENTICATED: _T(P.CONNECTED, (St.ARM_STABLE_TIMER, St.REPORT)),
-        E.FAILED: _T(P.WAITING, (St.NEXT_URL, St.WAIT_BACKOFF, St.REPORT)),
-        E.RECONNECT_NOW: _STAY_CONNECTING,
-        E.STOP: _STOP,
+    _P.CONNECTING: {
+        _E.AUTHENTICATED: _T(_P.CONNECTED, (_St.ARM_STABLE_TIMER, _St.REPORT)),
+        _E.FAILED: _T(_P.WAITING, (_St.NEXT_URL, _St.WAIT_BACKOFF, _St.REPORT)),
+        _E.RECONNECT_NOW: _STAY_CONNECTING,
+        _E.STOP: _STOP,
     },
-    P.CONNECTED: {
-        E.ROUND_TRIP: _HEALTHY,
-        E.STABLE_TIMEOUT: _HEALTHY,
-        E.DROPPED: _DROP,
-        E.DROPPED_REPLACED: _REPLACED,
-        E.RECONNECT_NOW: _T(P.CONNECTED),
-        E.STOP: _T(P.CLOSING),
+    _P.CONNECTED: {
+        _E.ROUND_TRIP: _HEALTHY,
+        _E.STABLE_TIMEOUT: _HEALTHY,
+        _E.DROPPED: _DROP,
+        _E.DROPPED_REPLACED: _REPLACED,
+        _E.RECONNECT_NOW: _T(_P.CONNECTED),
+        _E.STOP: _T(_P.CLOSING),
     },
-    P.HEALTHY: {
-        E.DROPPED: _DROP_HEALTHY,
-        E.DROPPED_REPLACED: _T(P.WAITING, (St.RESET_BACKOFF, St.WAIT_REPLACED, St.REPORT)),
-        E.RECONNECT_NOW: _T(P.HEALTHY),
-        E.STOP: _T(P.CLOSING),
+    _P.HEALTHY: {
+        _E.DROPPED: _DROP_HEALTHY,
+        _E.DROPPED_REPLACED: _T(_P.WAITING, (_St.RESET_BACKOFF, _St.WAIT_REPLACED, _St.REPORT)),
+        _E.RECONNECT_NOW: _T(_P.HEALTHY),
+        _E.STOP: _T(_P.CLOSING),
     },
-    P.WAITING: {
-        E.RETRY_DUE: _T(P.CONNECTING, (St.CONNECT, St.REPORT)),
-        E.RECONNECT_NOW: _T(P.CONNECTING, (St.RESET_BACKOFF, St.CONNECT, St.REPORT)),
-        E.STOP: _T(P.CLOSING),
+    _P.WAITING: {
+        _E.RETRY_DUE: _T(_P.CONNECTING, (_St.CONNECT, _St.REPORT)),
+        _E.RECONNECT_NOW: _T(_P.CONNECTING, (_St.RESET_BACKOFF, _St.CONNECT, _St.REPORT)),
+        _E.STOP: _T(_P.CLOSING),
     },
-    P.ONCE_CONNECTING: {
-        E.START: _STAY_CONNECTING,  # run() takes the attempt over (rule 3)
-        E.AUTHENTICATED: _T(P.ONCE_CONNECTED, (St.REPORT,)),
-        E.FAILED: _T(P.OFFLINE, (St.NEXT_URL, St.REPORT)),
-        E.RECONNECT_NOW: _T(P.ONCE_CONNECTING),
-        E.STOP: _STOP,
+    _P.ONCE_CONNECTING: {
+        _E.START: _STAY_CONNECTING,  # run() takes the attempt over (rule 3)
+        _E.AUTHENTICATED: _T(_P.ONCE_CONNECTED, (_St.REPORT,)),
+        _E.FAILED: _T(_P.OFFLINE, (_St.NEXT_URL, _St.REPORT)),
+        _E.RECONNECT_NOW: _T(_P.ONCE_CONNECTING),
+        _E.STOP: _STOP,
     },
-    P.ONCE_CONNECTED: {
-        E.START: _T(P.CONNECTED, (St.ARM_STABLE_TIMER,)),  # run() adopts the link (rule 3)
-        E.DROPPED: _T(P.OFFLINE, (St.REPORT,)),
-        E.DROPPED_REPLACED: _T(P.OFFLINE, (St.REPORT,)),
-        E.RECONNECT_NOW: _T(P.ONCE_CONNECTED),
-        E.STOP: _T(P.CLOSING),
+    _P.ONCE_CONNECTED: {
+        _E.START: _T(_P.CONNECTED, (_St.ARM_STABLE_TIMER,)),  # run() adopts the link (rule 3)
+        _E.DROPPED: _T(_P.OFFLINE, (_St.REPORT,)),
+        _E.DROPPED_REPLACED: _T(_P.OFFLINE, (_St.REPORT,)),
+        _E.RECONNECT_NOW: _T(_P.ONCE_CONNECTED),
+        _E.STOP: _T(_P.CLOSING),
     },
-    P.CLOSING: {
-        E.STOP: _T(P.CLOSING),
-        E.CLOSED: _T(P.OFFLINE, (St.REPORT,)),
+    _P.CLOSING: {
+        _E.STOP: _T(_P.CLOSING),
+        _E.CLOSED: _T(_P.OFFLINE, (_St.REPORT,)),
     },
 }
 
 #: What the user sees in each phase (rule 9); CLOSING keeps the last state shown.
 PUBLIC_STATE: Final[Mapping[LinkPhase, ConnectionState]] = {
-    P.OFFLINE: ConnectionState.OFFLINE,
-    P.CONNECTING: ConnectionState.CONNECTING,
-    P.CONNECTED: ConnectionState.CONNECTED,
-    P.HEALTHY: ConnectionState.CONNECTED,
-    P.WAITING: ConnectionState.RECONNECTING,
-    P.ONCE_CONNECTING: ConnectionState.CONNECTING,
-    P.ONCE_CONNECTED: ConnectionState.CONNECTED,
+    _P.OFFLINE: ConnectionState.OFFLINE,
+    _P.CONNECTING: ConnectionState.CONNECTING,
+    _P.CONNECTED: ConnectionState.CONNECTED,
+    _P.HEALTHY: ConnectionState.CONNECTED,
+    _P.WAITING: ConnectionState.RECONNECTING,
+    _P.ONCE_CONNECTING: ConnectionState.CONNECTING,
+    _P.ONCE_CONNECTED: ConnectionState.CONNECTED,
 }
 
-LinkEffect = Connect | Abort | Wait | Report[ConnectionState]
+LinkEffect = ConnectionEffect[ConnectionState]
 
 
 @dataclass(slots=True)
 class _Input:
-    event: Event
+    event: RelayLinkEvent
     error: str | None = None
     effects: list[LinkEffect] = field(default_factory=list)
     retry_in: float | None = None
@@ -293,45 +309,45 @@ class RelayLink:
 
     def start(self, now: float) -> list[LinkEffect]:
         """``run`` begins: connect (or adopt the ``connect_once`` link)."""
-        return self._apply(_Input(E.START), now)
+        return self._apply(_Input(_E.START), now)
 
     def connect_once(self, now: float) -> list[LinkEffect]:
         """One attempt, no retries."""
-        return self._apply(_Input(E.CONNECT_ONCE), now)
+        return self._apply(_Input(_E.CONNECT_ONCE), now)
 
     def reconnect_now(self, now: float) -> list[LinkEffect]:
         """The user asked to reconnect (rule 6); an error while OFFLINE or CLOSING."""
-        return self._apply(_Input(E.RECONNECT_NOW), now)
+        return self._apply(_Input(_E.RECONNECT_NOW), now)
 
     def stop(self, now: float) -> list[LinkEffect]:
         """``close`` or the end of ``run``: ignore the connection from now on (rule 7)."""
-        return self._apply(_Input(E.STOP), now)
+        return self._apply(_Input(_E.STOP), now)
 
     def closed(self, now: float) -> list[LinkEffect]:
         """The driver finished tearing down after :meth:`stop`."""
-        return self._apply(_Input(E.CLOSED), now)
+        return self._apply(_Input(_E.CLOSED), now)
 
     def authenticated(self, now: float) -> list[LinkEffect]:
-        return self._apply(_Input(E.AUTHENTICATED), now)
+        return self._apply(_Input(_E.AUTHENTICATED), now)
 
     def failed(self, now: float, error: str) -> list[LinkEffect]:
         """The attempt failed (unreachable, TLS, pin, authentication, cancelled)."""
-        return self._apply(_Input(E.FAILED, error=error), now)
+        return self._apply(_Input(_E.FAILED, error=error), now)
 
     def round_trip(self, now: float) -> list[LinkEffect]:
         """The relay answered something on this connection after authentication (rule 4)."""
-        return self._apply(_Input(E.ROUND_TRIP), now)
+        return self._apply(_Input(_E.ROUND_TRIP), now)
 
     def dropped(self, now: float, reason: str, *, replaced: bool = False) -> list[LinkEffect]:
         """The connection ended; ``replaced``: the relay closed it with 4000 (rule 5)."""
-        event = E.DROPPED_REPLACED if replaced else E.DROPPED
+        event = _E.DROPPED_REPLACED if replaced else _E.DROPPED
         return self._apply(_Input(event, error=reason), now)
 
     def poll(self, now: float) -> list[LinkEffect]:
         """Fire the deadline if it has passed; call it at :attr:`next_deadline`."""
         if self._deadline is None or now < self._deadline:
             return []
-        event = E.RETRY_DUE if self._phase is P.WAITING else E.STABLE_TIMEOUT
+        event = _E.RETRY_DUE if self._phase is _P.WAITING else _E.STABLE_TIMEOUT
         return self._apply(_Input(event), now)
 
     # ------------------------------------------------------------------ the engine
@@ -351,21 +367,21 @@ class RelayLink:
         return inp.effects
 
     def _run(self, step: Step, inp: _Input, now: float) -> None:
-        if step is St.CONNECT:
+        if step is _St.CONNECT:
             inp.effects.append(Connect())
-        elif step is St.ABORT:
+        elif step is _St.ABORT:
             inp.effects.append(Abort())
-        elif step is St.ARM_STABLE_TIMER:
+        elif step is _St.ARM_STABLE_TIMER:
             self._deadline = now + self.stable_after
-        elif step is St.RESET_BACKOFF:
+        elif step is _St.RESET_BACKOFF:
             self.backoff.reset()
-        elif step is St.NEXT_URL:
+        elif step is _St.NEXT_URL:
             self._url_index = (self._url_index + 1) % self.urls
             self._round_failures += 1
-        elif step is St.NEW_ROUND:
+        elif step is _St.NEW_ROUND:
             self._round_failures = 0
-        elif step is St.WAIT_BACKOFF or step is St.WAIT_REPLACED:
-            if step is St.WAIT_REPLACED:
+        elif step is _St.WAIT_BACKOFF or step is _St.WAIT_REPLACED:
+            if step is _St.WAIT_REPLACED:
                 delay = self.replaced_retry_s
             elif self._round_failures % self.urls:
                 delay = FAILOVER_DELAY  # the round has untried URLs (rule 10)
@@ -374,7 +390,7 @@ class RelayLink:
             self._deadline = now + delay
             inp.retry_in = delay
             inp.effects.append(Wait(delay))
-        elif step is St.REPORT:
+        elif step is _St.REPORT:
             shown = PUBLIC_STATE[self._phase]
             if shown is not self._shown or inp.error is not None or inp.retry_in is not None:
                 self._shown = shown

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
-from messenger_tui.core.calls.effects import Effect, SendSignal
+from messenger_tui.core.calls.effects import CallEffect, SendSignal
 from messenger_tui.core.calls.messages import (
     CallMessage,
     decode_call_message,
@@ -27,14 +27,14 @@ BOB = b"B" * 32
 CAROL = b"C" * 32
 T0 = 1_700_000_000_000
 
-E = TypeVar("E", bound=Effect)
+E = TypeVar("E", bound=CallEffect)
 
 
 @dataclass
 class Phone:
     name: bytes
     machine: CallSignalling
-    effects: list[Effect] = field(default_factory=list)
+    effects: list[CallEffect] = field(default_factory=list)
     #: (sender, encoded message) not yet delivered to this phone
     inbox: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -58,7 +58,9 @@ class PhoneNetwork:
     def __getitem__(self, name: bytes) -> Phone:
         return self.phones[name]
 
-    def act(self, name: bytes, step: Callable[[CallSignalling], list[Effect]]) -> list[Effect]:
+    def act(
+        self, name: bytes, step: Callable[[CallSignalling], list[CallEffect]]
+    ) -> list[CallEffect]:
         """Run ``step`` on a phone's machine and post the messages it asks to send."""
         phone = self.phones[name]
         effects = step(phone.machine)

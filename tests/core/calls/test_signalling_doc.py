@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from messenger_tui.core.calls.signalling import TRANSITIONS, Transition
+from messenger_tui.core.calls.signalling import TRANSITIONS, CallTransition
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"
 HEADER = "| state | event | target | actions |"
 
 
-def _target(row: Transition) -> str:
+def _target(row: CallTransition) -> str:
     target = row.target.value
     if row.peer_reason:
         return f"{target} (peer's reason)"

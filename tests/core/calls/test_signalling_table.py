@@ -9,8 +9,8 @@ import pytest
 
 from messenger_tui.core.calls.effects import (
     BusyRejected,
+    CallEffect,
     CallEnded,
-    Effect,
     PeerRinging,
     SendSignal,
     StartMedia,
@@ -30,9 +30,9 @@ from messenger_tui.core.calls.signalling import (
     EVENT_SOURCE,
     TRANSITIONS,
     Action,
+    CallEvent,
     CallSignalling,
     CallStateError,
-    Event,
 )
 from messenger_tui.core.calls.states import CallState, EndReason, EventSource
 
@@ -81,38 +81,38 @@ def rig_in(state: CallState) -> Rig:
     return rig
 
 
-def _reply(rig: Rig, make: Callable[[bytes], object]) -> list[Effect]:
+def _reply(rig: Rig, make: Callable[[bytes], object]) -> list[CallEffect]:
     call_id = rig.call_id() if rig.machine.call else INCOMING_ID
     return rig.machine.receive(BOB, make(call_id), rig.now)  # type: ignore[arg-type]
 
 
-def _timer(rig: Rig) -> list[Effect]:
+def _timer(rig: Rig) -> list[CallEffect]:
     deadline = rig.machine.next_deadline_ms
     assert deadline is not None, "this state should have a timer"
     return rig.machine.poll(deadline)
 
 
 #: How to make each event happen through the public API.
-TRIGGERS: dict[Event, Callable[[Rig], list[Effect]]] = {
-    Event.PLACE_CALL: lambda r: r.machine.place_call(CAROL, r.now),
-    Event.ACCEPT: lambda r: r.machine.accept(r.now),
-    Event.DECLINE: lambda r: r.machine.decline(r.now),
-    Event.HANG_UP: lambda r: r.machine.hang_up(r.now),
-    Event.PEER_OFFER: lambda r: r.machine.receive(BOB, _offer(bytes(range(16))), r.now),
-    Event.PEER_OFFER_GLARE_WON: lambda r: r.machine.receive(BOB, _offer(HIGH_ID), r.now),
-    Event.PEER_OFFER_GLARE_LOST: lambda r: r.machine.receive(BOB, _offer(LOW_ID), r.now),
-    Event.PEER_OFFER_WHILE_BUSY: lambda r: r.machine.receive(CAROL, _offer(HIGH_ID), r.now),
-    Event.PEER_RINGING: lambda r: _reply(r, CallRinging),
-    Event.PEER_ACCEPT: lambda r: _reply(r, lambda c: CallAccept(c, key=PEER_KEY.public)),
-    Event.PEER_ACCEPT_BAD_KEY: lambda r: _reply(r, lambda c: CallAccept(c, key=LOW_ORDER_KEY)),
-    Event.PEER_DECLINE: lambda r: _reply(r, CallDecline),
-    Event.PEER_BUSY: lambda r: _reply(r, CallBusy),
-    Event.PEER_HANGUP: lambda r: _reply(r, lambda c: CallHangup(c, reason="connection_lost")),
-    Event.MEDIA_CONNECTED: lambda r: r.machine.media_connected(r.call_id(), r.now),
-    Event.MEDIA_FAILED: lambda r: r.machine.media_failed(r.call_id(), r.now),
-    Event.MEDIA_LOST: lambda r: r.machine.media_lost(r.call_id(), r.now),
-    Event.RING_TIMEOUT: _timer,
-    Event.CONNECT_TIMEOUT: _timer,
+TRIGGERS: dict[CallEvent, Callable[[Rig], list[CallEffect]]] = {
+    CallEvent.PLACE_CALL: lambda r: r.machine.place_call(CAROL, r.now),
+    CallEvent.ACCEPT: lambda r: r.machine.accept(r.now),
+    CallEvent.DECLINE: lambda r: r.machine.decline(r.now),
+    CallEvent.HANG_UP: lambda r: r.machine.hang_up(r.now),
+    CallEvent.PEER_OFFER: lambda r: r.machine.receive(BOB, _offer(bytes(range(16))), r.now),
+    CallEvent.PEER_OFFER_GLARE_WON: lambda r: r.machine.receive(BOB, _offer(HIGH_ID), r.now),
+    CallEvent.PEER_OFFER_GLARE_LOST: lambda r: r.machine.receive(BOB, _offer(LOW_ID), r.now),
+    CallEvent.PEER_OFFER_WHILE_BUSY: lambda r: r.machine.receive(CAROL, _offer(HIGH_ID), r.now),
+    CallEvent.PEER_RINGING: lambda r: _reply(r, CallRinging),
+    CallEvent.PEER_ACCEPT: lambda r: _reply(r, lambda c: CallAccept(c, key=PEER_KEY.public)),
+    CallEvent.PEER_ACCEPT_BAD_KEY: lambda r: _reply(r, lambda c: CallAccept(c, key=LOW_ORDER_KEY)),
+    CallEvent.PEER_DECLINE: lambda r: _reply(r, CallDecline),
+    CallEvent.PEER_BUSY: lambda r: _reply(r, CallBusy),
+    CallEvent.PEER_HANGUP: lambda r: _reply(r, lambda c: CallHangup(c, reason="connection_lost")),
+    CallEvent.MEDIA_CONNECTED: lambda r: r.machine.media_connected(r.call_id(), r.now),
+    CallEvent.MEDIA_FAILED: lambda r: r.machine.media_failed(r.call_id(), r.now),
+    CallEvent.MEDIA_LOST: lambda r: r.machine.media_lost(r.call_id(), r.now),
+    CallEvent.RING_TIMEOUT: _timer,
+    CallEvent.CONNECT_TIMEOUT: _timer,
 }
 
 #: The effect each action must produce (None: internal bookkeeping, no effect).
@@ -141,11 +141,11 @@ ROWS = [(state, event) for state, row in TRANSITIONS.items() for event in row]
 #: Inputs whose event depends on the state (an offer is PEER_OFFER, GLARE_* or WHILE_BUSY by
 #: state; an accept's key is checked only while ringing): their rows cover them.
 _CLASSIFIED_BY_STATE = {
-    Event.PEER_OFFER,
-    Event.PEER_OFFER_GLARE_WON,
-    Event.PEER_OFFER_GLARE_LOST,
-    Event.PEER_OFFER_WHILE_BUSY,
-    Event.PEER_ACCEPT_BAD_KEY,
+    CallEvent.PEER_OFFER,
+    CallEvent.PEER_OFFER_GLARE_WON,
+    CallEvent.PEER_OFFER_GLARE_LOST,
+    CallEvent.PEER_OFFER_WHILE_BUSY,
+    CallEvent.PEER_ACCEPT_BAD_KEY,
 }
 #: Polling fires whichever timer the state runs, so only states without one can show that an
 #: unlisted timer event does nothing.
@@ -153,14 +153,14 @@ _TIMED_STATES = {S.OUTGOING_RINGING, S.INCOMING_RINGING, S.CONNECTING}
 MISSING = [
     (state, event)
     for state in S
-    for event in Event
+    for event in CallEvent
     if event not in TRANSITIONS[state]
     and event not in _CLASSIFIED_BY_STATE
     and not (EVENT_SOURCE[event] is EventSource.TIMER and state in _TIMED_STATES)
 ]
 
 
-def _signature(effect: Effect) -> tuple[type, type | None]:
+def _signature(effect: CallEffect) -> tuple[type, type | None]:
     if isinstance(effect, SendSignal):
         return SendSignal, type(effect.message)
     return type(effect), None
@@ -168,12 +168,12 @@ def _signature(effect: Effect) -> tuple[type, type | None]:
 
 def test_every_action_and_event_is_covered() -> None:
     assert set(ACTION_EFFECT) == set(Action)
-    assert set(TRIGGERS) == set(Event) == set(EVENT_SOURCE)
+    assert set(TRIGGERS) == set(CallEvent) == set(EVENT_SOURCE)
     assert set(TRANSITIONS) == set(S)
 
 
 @pytest.mark.parametrize(("state", "event"), ROWS, ids=[f"{s.value}-{e.value}" for s, e in ROWS])
-def test_table_row(state: CallState, event: Event) -> None:
+def test_table_row(state: CallState, event: CallEvent) -> None:
     row = TRANSITIONS[state][event]
     rig = rig_in(state)
     effects = TRIGGERS[event](rig)
@@ -209,7 +209,7 @@ def test_table_row(state: CallState, event: Event) -> None:
 @pytest.mark.parametrize(
     ("state", "event"), MISSING, ids=[f"{s.value}-{e.value}" for s, e in MISSING]
 )
-def test_missing_rows(state: CallState, event: Event) -> None:
+def test_missing_rows(state: CallState, event: CallEvent) -> None:
     """Rule 3: a local event the table lacks raises; anything else changes nothing."""
     rig = rig_in(state)
     m = rig.machine
@@ -228,7 +228,7 @@ def test_missing_rows(state: CallState, event: Event) -> None:
 
 
 def test_hang_up_is_listed_in_every_state() -> None:
-    assert all(Event.HANG_UP in TRANSITIONS[s] for s in S)
+    assert all(CallEvent.HANG_UP in TRANSITIONS[s] for s in S)
 
 
 def test_table_sanity() -> None:

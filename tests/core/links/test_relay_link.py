@@ -12,16 +12,16 @@ from messenger_tui.core.links.relay_link import (
     PUBLIC_STATE,
     TRANSITIONS,
     ConnectionState,
-    Event,
     LinkEffect,
     LinkPhase,
     LinkStateError,
     RelayLink,
+    RelayLinkEvent,
 )
 from tests.core.links._fakes import DoublingDelays
 
 P = LinkPhase
-E = Event
+E = RelayLinkEvent
 CS = ConnectionState
 T0 = 100.0  # the fake clock's "now" when the row's event arrives
 
@@ -58,10 +58,10 @@ def machine_in(phase: LinkPhase, delays: DoublingDelays | None = None) -> RelayL
     return m
 
 
-def fire(m: RelayLink, event: Event) -> list[LinkEffect]:
+def fire(m: RelayLink, event: RelayLinkEvent) -> list[LinkEffect]:
     """Apply ``event`` at T0 (a timer event: at the machine's deadline)."""
     deadline = m.next_deadline
-    inputs: dict[Event, Callable[[], list[LinkEffect]]] = {
+    inputs: dict[RelayLinkEvent, Callable[[], list[LinkEffect]]] = {
         E.START: lambda: m.start(T0),
         E.CONNECT_ONCE: lambda: m.connect_once(T0),
         E.RECONNECT_NOW: lambda: m.reconnect_now(T0),
@@ -93,7 +93,7 @@ def kinds(effects: list[LinkEffect]) -> list[str]:
 # Every row, written out independently of the table: (phase, event) -> (target, effects).
 # The backoff in WAITING/CONNECTED rows: a fresh DoublingDelays hands out 0.5 first; the
 # WAITING path already took one (0.5), so its next is 1.
-ROWS: dict[tuple[LinkPhase, Event], tuple[LinkPhase, list[str]]] = {
+ROWS: dict[tuple[LinkPhase, RelayLinkEvent], tuple[LinkPhase, list[str]]] = {
     (P.OFFLINE, E.START): (P.CONNECTING, ["connect", "report connecting"]),
     (P.OFFLINE, E.CONNECT_ONCE): (P.ONCE_CONNECTING, ["connect", "report connecting"]),
     (P.OFFLINE, E.STOP): (P.CLOSING, []),
@@ -145,15 +145,15 @@ def test_the_written_rows_are_exactly_the_table() -> None:
     assert table == set(ROWS)
 
 
-def row_order(key: tuple[LinkPhase, Event]) -> tuple[str, str]:
+def row_order(key: tuple[LinkPhase, RelayLinkEvent]) -> tuple[str, str]:
     return key[0].value, key[1].value
 
 
-ROW_KEYS: list[tuple[LinkPhase, Event]] = sorted(ROWS, key=row_order)
+ROW_KEYS: list[tuple[LinkPhase, RelayLinkEvent]] = sorted(ROWS, key=row_order)
 
 
 @pytest.mark.parametrize(("phase", "event"), ROW_KEYS)
-def test_row(phase: LinkPhase, event: Event) -> None:
+def test_row(phase: LinkPhase, event: RelayLinkEvent) -> None:
     m = machine_in(phase)
     target, expected = ROWS[phase, event]
     effects = fire(m, event)
@@ -165,7 +165,7 @@ def test_row(phase: LinkPhase, event: Event) -> None:
 
 @pytest.mark.parametrize("phase", list(LinkPhase))
 def test_unlisted_events_raise_when_local_and_are_ignored_otherwise(phase: LinkPhase) -> None:
-    for event in Event:
+    for event in RelayLinkEvent:
         if (phase, event) in ROWS or event in TIMERS:
             continue
         m = machine_in(phase)
