@@ -6,7 +6,11 @@ blob on disk (rebuilt from the blob directory at start, see
 new upload fits: the blob size cap, the uploader's byte and blob quotas, its unfinished
 uploads, and the relay-wide byte cap (identities are free: the relay-wide cap is what bounds
 the disk, per-identity quotas keep one identity from taking all of it). Which blobs are due
-for removal (expired, or an upload left unfinished) is :meth:`BlobIndex.due`.
+for removal (expired, or an upload left unfinished) is :meth:`BlobIndex.due`. With a Redis
+store the index's own counts decide nothing: the quotas are counted in Redis across nodes
+(relay/redis_blob_quota.py, with the same refusals: :func:`size_refusal`,
+:func:`owner_refusal`, :func:`relay_full`), and the index's changes are written there
+(:attr:`BlobIndex.on_change`).
 """
 
 from __future__ import annotations
