@@ -246,6 +246,30 @@ async def test_a_record_whose_node_died_releases_itself_after_its_deadline(
         await alive.stop()
 
 
+async def test_a_running_upload_keeps_its_record_past_the_first_deadline(
+    redis_store: RedisStore, tmp_path: Path, clock: ManualClock
+) -> None:
+    one = await node(redis_store, tmp_path / "blobs", clock)
+    two = await node(redis_store, tmp_path / "other-blobs", clock)
+    try:
+        entry = await upload(one, ALICE, 1000, finish=False)
+        assert isinstance(entry, BlobEntry)
+        quota = one.quota
+        assert isinstance(quota, RedisBlobQuota)
+        await quota.flush()  # what the reserve queued is written
+        first_deadline_ms = int(CONFIG.partial_ttl_s * 1000) + quota.grace_ms
+        clock.advance(quota.refresh_ms)
+        entry.touched_ms = clock()  # a chunk written, as the route does
+        quota.touched(entry)
+        await quota.flush()
+        clock.advance(first_deadline_ms - quota.refresh_ms + 1)
+        assert code(await upload(two, ALICE, 10)) == "ok"  # purges what is past its deadline
+        assert await usage(two, ALICE) == (1010, 2, 1)  # the running upload is still charged
+    finally:
+        await one.stop()
+        await two.stop()
+
+
 async def test_blobs_on_disk_are_charged_again_when_their_records_were_lost(
     redis_store: RedisStore, tmp_path: Path, clock: ManualClock
 ) -> None:
