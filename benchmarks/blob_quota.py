@@ -4,8 +4,9 @@ quotas hold across nodes (relay/redis_blob_quota.py), in the same run.
 
 For each backend, ``N`` blobs of 50 owners go through the blob service as the route drives
 it: reserved (latency of each, p50/p99), completed and written, removed and written. Redis
-runs with ``appendfsync always`` (what the relay requires); its commands are counted with
-``INFO commandstats`` (script calls per blob: the figure that scales with uploads).
+runs with ``appendfsync always`` (what the relay requires) and, to separate the scripts' cost
+from the disk's, with ``appendfsync no``; its commands are counted with ``INFO commandstats``
+(script calls per blob: the figure that scales with uploads).
 """
 
 from __future__ import annotations
@@ -72,21 +73,28 @@ async def _measure(store: RedisStore | None, directory: Path, n: int) -> dict[st
     }
 
 
+async def _redis(server: RedisProcess, directory: Path, n: int) -> dict[str, Any]:
+    store = await RedisStore.open(server.url)
+    try:
+        await store.client.config_resetstat()
+        out = await _measure(store, directory, n)
+        stats = await store.client.info("commandstats")
+    finally:
+        await store.close()
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    out["script_calls_per_blob"] = round((calls.get("evalsha", 0) + calls.get("eval", 0)) / n, 2)
+    return out
+
+
 async def _run(settings: Settings) -> dict[str, Any]:
     n = 300 if settings.quick else 3000
     workdir = settings.workdir / NAME
     out: dict[str, Any] = {"local": await _measure(None, workdir / "local", n)}
     with RedisProcess(workdir / "redis") as server:
-        store = await RedisStore.open(server.url)
-        try:
-            await store.client.config_resetstat()
-            out["redis"] = await _measure(store, workdir / "redis-blobs", n)
-            stats = await store.client.info("commandstats")
-            calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
-        finally:
-            await store.close()
-    scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
-    out["redis"]["script_calls_per_blob"] = round(scripts / n, 2)
+        out["redis"] = await _redis(server, workdir / "redis-blobs", n)
+    # the same without fsync: what the scripts and round trips cost beside the disk's wait
+    with RedisProcess(workdir / "redis-nofsync", appendfsync="no") as server:
+        out["redis_nofsync"] = await _redis(server, workdir / "nofsync-blobs", n)
     return out
 
 
@@ -96,8 +104,15 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     rows = []
-    for kind, label in (("local", "SQLite node (in-process ledger)"), ("redis", "Redis ledgers")):
-        data = result[kind]
+    kinds = (
+        ("local", "SQLite node (in-process ledger)"),
+        ("redis", "Redis ledgers (appendfsync always)"),
+        ("redis_nofsync", "Redis ledgers (appendfsync no)"),
+    )
+    for kind, label in kinds:
+        data = result.get(kind)
+        if data is None:
+            continue
         rows.append(
             [
                 label,

@@ -165,6 +165,10 @@ they assert nothing (tests assert behaviour).
   (`core/attachments`) encrypting and decrypting 128 MiB held in memory, as CPU throughput,
   beside bare libsodium loops over the same 64 KiB chunks in the same process: secretstream
   push and pull, one XChaCha20-Poly1305 call per chunk, and that plus a SHA-256 of the output.
+- **Blob quotas** (`blob_quota`): 3,000 blobs through the blob service (reserve, completion,
+  removal) on a SQLite node's in-process ledger (the baseline) and on the Redis ledgers that
+  hold the quotas across nodes, with `appendfsync always` and `no`; reserve p50/p99, time per
+  blob's life and Redis script calls per blob.
 - **SQLCipher's cost** (`sqlcipher_cost`): the client database is SQLCipher; the same
   profile decrypted into plain SQLite (the previous release's format) is the baseline, in the
   same run, child processes interleaved: opening a 100,000-message conversation (first paint,
