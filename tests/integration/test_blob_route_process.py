@@ -28,7 +28,12 @@ from messenger_tui.core.blob_wire import (
     encode_blob_frame,
 )
 from messenger_tui.transport import Backoff
-from messenger_tui.transport.blob_link import BlobLink, BlobRefused, BlobUploadState
+from messenger_tui.transport.blob_link import (
+    WRITE_BATCH,
+    BlobLink,
+    BlobRefused,
+    BlobUploadState,
+)
 from tests.helpers.redis_process import RedisProcess
 from tests.helpers.relay_process import RelayProcess
 from tests.helpers.relay_wire_client import make_auth, new_key
@@ -139,7 +144,10 @@ async def test_dropped_connection_resumes_from_the_stored_offset(
                 got_link.abort_connection()
 
         got = await got_link.download(sent.id, dest, on_progress=cut_download)
-        assert cut and got.connections == 2 and got.resent <= WINDOW_BYTES + 64 * 1024
+        # fetched twice: what was received but not yet written when the connection dropped
+        # (the client writes in batches of WRITE_BATCH; frames already in its buffer when it
+        # cut the connection still arrive, so under load this can exceed the window)
+        assert cut and got.connections == 2 and got.resent < WRITE_BATCH, got.resent
         assert sha(dest) == sha(src)
 
 
