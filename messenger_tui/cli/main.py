@@ -27,6 +27,7 @@ from messenger_tui.cli.messages_cmd import add_message_parsers
 from messenger_tui.cli.output import err, terminal_safe
 from messenger_tui.cli.profile_service import home_dir
 from messenger_tui.cli.ui_cmd import add_ui_parser
+from messenger_tui.relay.command_args import add_relay_arguments
 from messenger_tui.storage.errors import StorageError
 
 EXIT_CODES = {
@@ -129,9 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a relay until SIGTERM/SIGINT (clients get close code 1001). "
         "`python -m messenger_tui.relay` is the same command without --echo.",
     )
-    from messenger_tui.cli.relay_cmd import add_relay_command_arguments
-
-    add_relay_command_arguments(p)
+    add_relay_arguments(p)  # (the light module: the server is imported only to run it)
+    p.add_argument("--echo", action="store_true", help="also run the Echo contact")
     p.set_defaults(func=cmd_relay)
 
     p = sub.add_parser(

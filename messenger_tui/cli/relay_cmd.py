@@ -17,13 +17,8 @@ from pathlib import Path
 
 from messenger_tui.app.echo import ensure_echo_profile, run_echo
 from messenger_tui.core.address import encode_address
-from messenger_tui.relay.command import (
-    EXIT_START_FAILED,
-    add_relay_arguments,
-    config_from_args,
-    error_line,
-    serve,
-)
+from messenger_tui.relay.command import EXIT_START_FAILED, error_line, serve
+from messenger_tui.relay.command_args import config_from_args
 from messenger_tui.relay.config import RelayConfig
 from messenger_tui.relay.errors import RelayStartError
 from messenger_tui.relay.server import RelayServer, prepare_data_dir
@@ -82,12 +77,6 @@ def relay_config(
         tls_key=Path(key) if key else None,
         echo_identity=echo_identity,
     )
-
-
-def add_relay_command_arguments(p: argparse.ArgumentParser) -> None:
-    """``messenger-tui relay``: the relay command's options plus ``--echo``."""
-    add_relay_arguments(p)
-    p.add_argument("--echo", action="store_true", help="also run the Echo contact")
 
 
 async def run_relay_command(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from messenger_tui.relay.command import build_parser, config_from_args, main
+from messenger_tui.relay.command import main
+from messenger_tui.relay.command_args import build_parser, config_from_args
 
 __all__ = ["build_parser", "config_from_args", "main"]
 

@@ -40,8 +40,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-
 PREFIX: Final = "mt:"
 RELAY_KEY: Final = PREFIX + "relay_key"
 _TAIL: Final = struct.Struct(">IqqHHH")
@@ -64,6 +62,15 @@ class MailboxKeys:
 
     def all(self) -> list[str]:
         return [self.seq, self.q, self.e, self.k, self.m, self.u, self.v, self.purge]
+
+
+def key_slot(key: bytes) -> int:
+    """The Redis Cluster slot of ``key`` (redis-py's CRC16). redis-py is imported here, not
+    at the top: the SQLite relay imports this module (group_grants' key names) and never
+    needs redis-py, which costs ~0.15 s of CPU to import."""
+    from redis.crc import key_slot as redis_key_slot
+
+    return redis_key_slot(key)
 
 
 def tag(identity: bytes) -> str:
@@ -116,6 +123,8 @@ def body_key(upload_id: bytes) -> str:
 @cache
 def _slot_tags() -> tuple[str, ...]:
     """For every cluster slot, a short tag whose key hashes to it (computed once, ~0.1 s)."""
+    from redis.crc import REDIS_CLUSTER_HASH_SLOTS
+
     tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
     missing = REDIS_CLUSTER_HASH_SLOTS
     n = 0

@@ -21,7 +21,7 @@ from messenger_tui.core.blob_wire import (
 from messenger_tui.core.errors import MalformedFrame
 from messenger_tui.relay.blob_index import BlobConfig, BlobEntry, BlobIndex
 from messenger_tui.relay.blob_store import BlobFiles
-from messenger_tui.relay.command import build_parser, config_from_args
+from messenger_tui.relay.command_args import build_parser, config_from_args
 
 MIB = 1024 * 1024
 ALICE, BOB = b"a" * 32, b"b" * 32
