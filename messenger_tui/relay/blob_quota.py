@@ -43,9 +43,9 @@ class BlobQuota(Protocol):
     def touched(self, entry: BlobEntry) -> None:
         """The upload ``entry`` wrote a chunk (its ``touched_ms`` moved)."""
 
-    async def flush(self) -> None:
+    async def flush(self, owner: bytes | None = None) -> None:
         """Carry out now what follows the index in the background (Redis: the queued
-        records). Raises StoreUnavailable."""
+        records; only ``owner``'s when given). Raises StoreUnavailable."""
 
     async def usage(self, owner: bytes | None) -> tuple[int, int, int]:
         """(bytes, blobs, unfinished uploads) charged to ``owner`` (None: the whole relay).
@@ -75,7 +75,7 @@ class LocalBlobQuota:
     def touched(self, entry: BlobEntry) -> None:
         pass
 
-    async def flush(self) -> None:
+    async def flush(self, owner: bytes | None = None) -> None:
         pass
 
     async def usage(self, owner: bytes | None) -> tuple[int, int, int]:

@@ -304,7 +304,7 @@ class BlobSession:
             now = blobs.now()
             await asyncio.to_thread(self._files.finish, entry.id, fd, now)
             self._index.completed(entry, now)
-            await blobs.settle()  # Redis knows it finished before the client does
+            await blobs.settle(entry.owner)  # Redis knows it finished before the client
             blobs.stats.completed += 1
             self._s.log.info(
                 "blob %s (%s): upload of %d bytes complete",

@@ -102,11 +102,11 @@ class BlobService:
         None when charged, else why not. Raises StoreUnavailable (Redis down)."""
         return await self.quota.reserve(entry)
 
-    async def settle(self) -> None:
-        """Write the quota's queued changes now if the store can take them (else they stay
-        queued: the quota retries in the background)."""
+    async def settle(self, owner: bytes | None = None) -> None:
+        """Write the quota's queued changes (only ``owner``'s, when given) now if the store
+        can take them (else they stay queued: the quota retries in the background)."""
         try:
-            await self.quota.flush()
+            await self.quota.flush(owner)
         except StoreUnavailable as exc:
             self._log.debug("blob quotas: not written yet: %s", exc)
 

@@ -144,7 +144,7 @@ class RedisBlobQuota:
         #: Per blob in the index: (state, touched_ms) as this node last wrote its record.
         self._written: dict[bytes, tuple[str, int]] = {}
         self._wake = asyncio.Event()
-        #: One flush at a time: two writes of one blob's record never race each other.
+        #: One batch of writes at a time: two writes of one record never race each other.
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -186,7 +186,7 @@ class RedisBlobQuota:
             return refusal
         if self._index.get(entry.id) is not None:
             return None
-        await self.flush()  # this node's own changes count first (a completion just now)
+        await self.flush(entry.owner)  # this node's changes for the owner count first
         key, size = keys.blob_record_key(entry.id), str(entry.size)
         deadline, now = self._deadline(entry), entry.touched_ms
         owner_keys = keys.blob_ledger_keys(entry.owner)
@@ -241,33 +241,39 @@ class RedisBlobQuota:
         self._pending[entry.id] = entry
         self._wake.set()
 
-    async def flush(self) -> None:
-        """Write every queued record now (after a flush already running). Raises
+    async def flush(self, owner: bytes | None = None) -> None:
+        """Write the queued records now (only ``owner``'s, when given). Raises
         StoreUnavailable (what is left stays queued)."""
-        async with self._flushing:
-            await self._flush()
+        while True:
+            async with self._flushing:  # one batch at a time: no record written twice at once
+                if not await self._flush_batch(owner):
+                    return
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = list(itertools.islice(self._pending.items(), _BATCH))
-            for blob_id, _ in batch:
-                del self._pending[blob_id]
-            try:
-                results = await asyncio.gather(
-                    *(self._sync(entry) for _, entry in batch), return_exceptions=True
-                )
-            except BaseException:  # cancelled (a node stopping): the batch stays queued
-                for blob_id, entry in batch:
-                    self._pending.setdefault(blob_id, entry)
-                raise
-            failed = [(i, e) for (i, e), r in zip(batch, results) if isinstance(r, BaseException)]
-            for blob_id, entry in failed:
+    async def _flush_batch(self, owner: bytes | None) -> bool:
+        """Write up to a batch of queued records; False when none was queued."""
+        wanted = (item for item in self._pending.items() if owner is None or item[1].owner == owner)
+        batch = list(itertools.islice(wanted, _BATCH))
+        if not batch:
+            return False
+        for blob_id, _ in batch:
+            del self._pending[blob_id]
+        try:
+            results = await asyncio.gather(
+                *(self._sync(entry) for _, entry in batch), return_exceptions=True
+            )
+        except BaseException:  # cancelled (a node stopping): the batch stays queued
+            for blob_id, entry in batch:
                 self._pending.setdefault(blob_id, entry)
-            if failed:
-                self._wake.set()  # the background task retries (it may have found none)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+            raise
+        failed = [(i, e) for (i, e), r in zip(batch, results) if isinstance(r, BaseException)]
+        for blob_id, entry in failed:
+            self._pending.setdefault(blob_id, entry)
+        if failed:
+            self._wake.set()  # the background task retries (it may have found none)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return True
 
     async def _sync(self, entry: BlobEntry) -> None:
         """Make both ledgers' record of ``entry``'s blob match the index now."""
