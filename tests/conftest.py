@@ -11,25 +11,17 @@ other in any order. Two rules keep the distribution cheap and the timing tests h
   ``xdist_group`` of the module (below).
 * Tests that measure real time with real processes (call quality and delay, echo, latency
   under a flood, pacing) carry ``@pytest.mark.xdist_group("realtime")``: they run on one
-  worker, at the normal CPU priority, while every other test and everything it starts runs
-  under ``SCHED_IDLE`` (:func:`_set_cpu_policy`): the kernel gives those the CPU only when no
-  normal task wants it, and a normal task that wakes takes the CPU from them at once. The rest
-  of the suite keeps running on the cores a realtime test leaves idle (a call takes a fraction
-  of one), and what the realtime test measures is the code under test, with only the
-  machine's other load beside it.
-* A realtime test that loads every core itself (a flood, a burst, an upload beside a
-  sub-millisecond round trip) also carries ``@pytest.mark.machine_alone``: while it runs the
-  other workers start no test (a readers-writer lock on a file shared by the workers: every
-  test holds it shared, such a test exclusively), since beside it a ``SCHED_IDLE`` test would
-  get no CPU at all and could time out.
+  worker, and while one runs, the other workers start no test (a readers-writer lock on a
+  file shared by the workers: every test holds it shared, a realtime test exclusively). The
+  rest of the suite is free to load the CPU; what a realtime test measures is then the code
+  under test, with only the machine's other load beside it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -65,74 +57,11 @@ def _is_realtime(item: pytest.Item) -> bool:
     return mark is not None and (mark.args or (mark.kwargs.get("name"),))[0] == "realtime"
 
 
-def _needs_machine_alone(item: pytest.Item) -> bool:
-    return _is_realtime(item) and item.get_closest_marker("machine_alone") is not None
-
-
-def _descendants(pid: int) -> Iterator[int]:
-    """Every process below ``pid`` (through the children of each of its threads)."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                children = [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-        for child in children:
-            yield child
-            yield from _descendants(child)
-
-
-def _set_cpu_policy(policy: int) -> bool:
-    """Put this worker's main thread (the one that runs the tests and starts their processes,
-    which inherit it) and every thread of every process below it under ``policy``. False when
-    this thread's policy cannot be set (no ``SCHED_IDLE``, or leaving it is not permitted)."""
-    param = os.sched_param(0)
-    try:
-        if os.sched_getscheduler(0) != policy:
-            os.sched_setscheduler(0, policy, param)
-    except (OSError, AttributeError):
-        return False
-    for pid in _descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(int(tid), policy, param)
-    return True
-
-
-#: Whether this worker's tests can run under SCHED_IDLE and its realtime tests come back to the
-#: normal policy (None until the first test tries).
-_policy_works: bool | None = None
-
-
-def _take_cpu_class(realtime: bool) -> bool:
-    """Set this worker's CPU class for the next test (realtime: normal, else SCHED_IDLE); False
-    when that is not possible here, and a realtime test must then have the machine alone."""
-    global _policy_works
-    if _policy_works is False:
-        return False
-    idle = getattr(os, "SCHED_IDLE", None)
-    normal = getattr(os, "SCHED_OTHER", None)
-    if idle is None or normal is None:
-        _policy_works = False
-        return False
-    if not _set_cpu_policy(normal if realtime else idle):
-        _policy_works = False
-        _set_cpu_policy(normal)
-        return False
-    _policy_works = True
-    return True
-
-
 def _take_machine_share(directory: Path, exclusive: bool) -> tuple[int, int]:
-    """Take the workers' readers-writer lock: shared for a test, exclusive for one that must
-    have the machine alone. Such a test first closes the door (``turnstile``), so that no test
-    starts while it waits for the tests already running (``room``) to finish. Returns what to
-    give back to :func:`_give_back`."""
+    """Take the workers' readers-writer lock: shared for a test, exclusive for a realtime one.
+    A realtime test first closes the door (``turnstile``), so that no test starts while it
+    waits for the tests already running (``room``) to finish. Returns what to give back to
+    :func:`_give_back`."""
     turnstile = os.open(directory / "realtime.turnstile", os.O_RDWR | os.O_CREAT, 0o600)
     room = os.open(directory / "realtime.room", os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -168,7 +97,7 @@ def _realtime_children_unmeasured(
             monkeypatch.delenv(name, raising=False)
 
 
-#: The exclusive share a test kept for the next test on this worker that needs it too.
+#: The exclusive share a realtime test kept for the realtime test after it on this worker.
 _kept_share: tuple[int, int] | None = None
 
 
@@ -176,31 +105,26 @@ _kept_share: tuple[int, int] | None = None
 def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, None, None]:
-    """Under pytest-xdist, run each test (setup, call, teardown) in its CPU class
-    (:func:`_take_cpu_class`) and inside the workers' lock (:func:`_take_machine_share`). The
-    lock files live in the run's base temporary directory, which all workers share. A test
-    that has the machine alone, followed by another on this worker, keeps the lock for it: the
-    other workers drain their running tests once for the block, not once per test."""
+    """Under pytest-xdist, run each test (setup, call, teardown) inside the workers' lock
+    (:func:`_take_machine_share`). The lock files live in the run's base temporary directory,
+    which all workers share. A realtime test followed by another realtime test on this worker
+    keeps the lock for it: the realtime tests then run as one block, and the other workers
+    drain their running tests once for the block instead of once per realtime test."""
     global _kept_share
     basetemp = getattr(item.config.option, "basetemp", None)
     if not hasattr(item.config, "workerinput") or not basetemp:
         yield
         return
     realtime = _is_realtime(item)
-    classed = _take_cpu_class(realtime)
-    alone = _needs_machine_alone(item) or (realtime and not classed)
     share, _kept_share = _kept_share, None
-    if share is None or not alone:
+    if share is None or not realtime:
         if share is not None:
             _give_back(share)
-        share = _take_machine_share(Path(basetemp).parent, alone)
+        share = _take_machine_share(Path(basetemp).parent, realtime)
     try:
         yield
     finally:
-        following_alone = nextitem is not None and (
-            _needs_machine_alone(nextitem) or (_policy_works is False and _is_realtime(nextitem))
-        )
-        if alone and following_alone:
+        if realtime and nextitem is not None and _is_realtime(nextitem):
             _kept_share = share
         else:
             _give_back(share)

@@ -30,11 +30,7 @@ MIB = 1024 * 1024
 SAMPLES = 40
 
 # round trips idle and under an upload: never beside another timing test (tests/conftest.py)
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xdist_group("realtime"),
-    pytest.mark.machine_alone,  # the upload loads every core: no other test beside it
-]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("realtime")]
 
 
 async def round_trips(

@@ -90,7 +90,6 @@ def test_the_relay_flags_set_the_pacing(tmp_path: Path) -> None:
 
 
 @pytest.mark.xdist_group("realtime")
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_an_address_over_its_send_rate_is_slowed_in_order_and_others_are_not() -> None:
     args = ["--address-send-rate", "50", "--address-send-burst", "10"]
     with RelayProcess(extra_args=args) as relay:
@@ -126,7 +125,6 @@ async def test_an_address_over_its_send_rate_is_slowed_in_order_and_others_are_n
 
 
 @pytest.mark.xdist_group("realtime")
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_handshakes_over_the_address_rate_wait_then_get_1013() -> None:
     args = ["--address-auth-rate", "2", "--address-auth-burst", "2"]
     with RelayProcess(extra_args=args) as relay:
@@ -155,7 +153,6 @@ async def test_handshakes_over_the_address_rate_wait_then_get_1013() -> None:
 
 
 @pytest.mark.xdist_group("realtime")
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_a_storage_flood_from_one_address_does_not_slow_others_down() -> None:
     """20 identities of one address send stored envelopes to random recipients (nothing is
     refused, nothing closes their connections): only the Send pacing bounds them. Before it,

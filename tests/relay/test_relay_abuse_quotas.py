@@ -126,7 +126,6 @@ async def keep_sending(
 
 
 @pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_duplicate_id_attack_does_not_slow_other_users(relay: RelayProcess) -> None:
     probe = await online(relay)
     probe_to = bytes(new_key().verify_key)
@@ -195,7 +194,6 @@ def paced_relay() -> Iterator[RelayProcess]:
 
 
 @pytest.mark.xdist_group("realtime")  # timed: see tests/conftest.py
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_contacts_get_through_a_flood_by_twenty_fresh_identities(
     paced_relay: RelayProcess,
 ) -> None:

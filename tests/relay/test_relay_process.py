@@ -317,7 +317,6 @@ async def test_malformed_frames_get_errors_then_disconnect(relay: RelayProcess) 
 
 
 @pytest.mark.xdist_group("realtime")  # timed: 1,000 replies within the client's wait
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_default_limits_take_a_1000_message_burst(relay: RelayProcess) -> None:
     alice = await online(relay)
     bob_key = new_key()
@@ -332,7 +331,6 @@ async def test_default_limits_take_a_1000_message_burst(relay: RelayProcess) -> 
 
 
 @pytest.mark.xdist_group("realtime")  # timed: 230 requests faster than the bucket refills
-@pytest.mark.machine_alone  # loads every core: no other test beside it
 async def test_fetch_bundle_is_rate_limited(relay: RelayProcess) -> None:
     client = await online(relay)
     someone = new_key()
