@@ -64,6 +64,7 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / w.getframerate()
 
 
+@pytest.mark.xdist_group("realtime")  # scores the call's speech (PESQ): see tests/conftest.py
 def test_a_call_between_users_on_different_nodes_rings_across_and_scores_pesq(
     two_nodes: tuple[RelayProcess, RelayProcess], tmp_path: Path
 ) -> None:
