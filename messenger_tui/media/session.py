@@ -145,6 +145,7 @@ class MediaSession:
         self._stopped = False
         self._timer: asyncio.TimerHandle | None = None
         self._started_at = 0.0
+        self._began = False  # started once: close() logs the call's summary
         self._lost_fired = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -176,6 +177,7 @@ class MediaSession:
             raise RuntimeError("a media session starts once")
         now = self._clock()
         self._started_at = now
+        self._began = True
         self._intervals.begin(now)
         self._set_running(True)
         self._send.loop_thread = threading.get_ident()
@@ -228,7 +230,7 @@ class MediaSession:
                     part.stop()
                 except Exception:  # a device that fails to close must not keep the other open
                     log.exception("stopping %s failed", type(part).__name__)
-            if self._started_at and log.isEnabledFor(logging.INFO):
+            if self._began and log.isEnabledFor(logging.INFO):
                 log.info("%s", self.summary())
             voice, self.voice = self.voice, None
             self._send.voice = None
