@@ -53,6 +53,11 @@ def ensure_echo_profile(home: Path, relay_url: str | None = None) -> bytes:
 async def run_echo(home: Path, relay_url: str, ready: asyncio.Event | None = None) -> None:
     """Answer every text message until cancelled."""
     ensure_echo_profile(home, relay_url)
+    # one line per sound test with what the caller's audio went through here (the relay logs
+    # only warnings by default); no audio, no keys
+    media_log = logging.getLogger("messenger_tui.media.session")
+    if media_log.level == logging.NOTSET:
+        media_log.setLevel(logging.INFO)
     profile = open_profile(home, None)
     service = MessengerService(profile)
     service.set_audio(_echo_audio)

@@ -31,7 +31,13 @@ Algorithm (parameters in :class:`JitterBufferConfig`):
   dead band ``[target - 5, target + 25)`` by whole frames, which is what keeps clock drift
   between sender and receiver from growing (or draining) the buffer:
 
-  * above the band: drop one frame, at most once per 200 ms;
+  * above the band at every tick of the last 200 ms (``adjust_interval`` ticks): drop one
+    frame, at most once per 200 ms (at once above ``max_delay + 25``). One late pull (a busy
+    machine runs the output's tick a few ms late, and it reads the clock late) looks like
+    that much excess delay; dropping on it threw a frame out of the speech, and the stretch
+    that refilled the buffer another (measured in Echo's sound test beside two busy loops:
+    4-5 drops and as many stretches on each side, WB-PESQ 2.0-3.2 instead of 3.5;
+    docs/performance.md, "Calls under load");
   * the frame due is missing and the delay is below the target, or packets have been arriving
     late: play one PLC frame *without* consuming it (a stretch: the frame is probably just
     late, and waiting for it grows the delay by one frame);
@@ -171,6 +177,10 @@ class JitterBuffer:
         self._late_run = 0
         self._since_drop = 0
         self._since_stretch = 0
+        #: The delay of the frame due at each of the last ``adjust_interval`` ticks (since
+        #: the last drop or stretch), plus the base then: a drop needs all of them above
+        #: the band (or one above the bound).
+        self._recent_delays: deque[float] = deque(maxlen=self.config.adjust_interval)
 
     # ------------------------------------------------------------------ input
 
@@ -239,6 +249,7 @@ class JitterBuffer:
         self._last_transit = None
         self._next = None
         self._late_run = 0
+        self._recent_delays.clear()
         self.stats.buffering = True
 
     # ------------------------------------------------------------------ output
@@ -279,11 +290,19 @@ class JitterBuffer:
         seq = self._next
         delay = self._delay(seq, now_ms)
         present = seq in self._frames
-        if delay >= target + cfg.drop_margin_ms and self._since_drop >= cfg.adjust_interval:
-            # too much buffered: the sender's clock is faster, or the jitter calmed down
+        recent = self._recent_delays
+        base = self._ordered[0]
+        recent.append(delay + base)  # the base moves with the window: kept without it
+        if self._since_drop >= cfg.adjust_interval and (
+            (len(recent) == recent.maxlen and min(recent) - base >= target + cfg.drop_margin_ms)
+            or delay >= cfg.max_delay_ms + cfg.drop_margin_ms  # the bound holds at once
+        ):
+            # too much buffered, for 200 ms: the sender's clock is faster, or the jitter
+            # calmed down (not just this tick running late)
             self._settle(seq, "dropped")
             stats.dropped += 1
             self._since_drop = 0
+            recent.clear()
             seq += 1
             delay -= cfg.frame_ms
             present = seq in self._frames
@@ -294,6 +313,7 @@ class JitterBuffer:
             # jitter grew); Opus PLC fills the gap
             stats.stretched += 1
             self._since_stretch = 0
+            recent.clear()  # the frame due is not consumed: its delay grows by a frame
             stats.current_delay_ms = delay + cfg.frame_ms
             return Playout(PlayoutKind.PLC, stretched=True)
         stats.current_delay_ms = delay

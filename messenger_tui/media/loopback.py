@@ -26,6 +26,7 @@ class DelayLoop:
         self._pull: Callable[[], bytes] | None = None
         self._on_frame: Callable[[bytes], None] | None = None
         self._pacer: LoopPacer | None = None
+        self._last_pacer: LoopPacer | None = None  # kept for its counters after stop()
         self.source = _LoopSource(self)
         self.sink = _LoopSink(self)
 
@@ -42,12 +43,18 @@ class DelayLoop:
             self._pacer = LoopPacer(self.tick)
             self._pacer.start()
 
+    def timing_summary(self) -> str | None:
+        """The pacer's counters (late steps, rejoins), for the call's summary line."""
+        pacer = self._pacer or self._last_pacer
+        return None if pacer is None else pacer.summary()
+
     def stop(self) -> None:
         """Idempotent; may be called from any thread (the session stops its ends off the
         loop). No callback runs once the ends are detached here."""
         self._pull = self._on_frame = None
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
+            self._last_pacer = pacer
             pacer.stop()
         self._line.clear()
 
@@ -64,6 +71,9 @@ class DelayLoop:
 class _LoopSource:
     def __init__(self, loop: DelayLoop) -> None:
         self._loop = loop
+
+    def timing_summary(self) -> str | None:
+        return self._loop.timing_summary()
 
     def start(self, on_frame: Callable[[bytes], None]) -> None:
         self._loop._attach_source(on_frame)

@@ -8,9 +8,17 @@ once per 20 ms for both instead of once per end, and no frame crosses a thread (
 of a call's CPU, docs/performance.md, History, "Calls 10"; the codec and the per-frame Python
 are the rest).
 
-Absolute deadlines keep scheduling jitter from accumulating into drift. After a stall longer
-than :data:`MAX_LAG_S` (a suspended machine, a blocked loop) the pacer rejoins the grid at the
-next slot instead of bursting the missed frames.
+Absolute deadlines keep scheduling jitter from accumulating into drift. A step that runs a
+frame or more late (the loop, or the whole process, did not get the CPU: a busy machine) first
+waits :data:`CATCH_UP_GAP_S`, once: the loop then delivers what arrived meanwhile (a call's
+frames take a few loop iterations from the socket to the jitter buffer) before the step pulls.
+Without that, the steps that catch up ran ahead of the frames that had arrived during the
+stall, and a call's playout concealed them as lost (measured, Echo's sound test beside two
+busy loops: 80 ms stalls, two frames concealed and then dropped as late per stall;
+docs/performance.md, "Calls under load"). After a stall longer than :data:`MAX_LAG_S` (a
+suspended machine) the pacer rejoins the grid at the next slot instead of bursting the missed
+frames; shorter stalls (a busy machine: 250 ms seen) are caught up, as a device's buffer
+would, so a WAV end neither loses nor shifts audio.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ from messenger_tui.media.ports import FRAME_MS
 
 FRAME_S: Final = FRAME_MS / 1000
 #: A pacer this far behind its schedule rejoins the grid rather than catching up.
-MAX_LAG_S: Final = 0.2
+MAX_LAG_S: Final = 1.0
+#: A step a frame or more late waits this long first (once), so the loop handles the I/O
+#: that queued up meanwhile before the step runs.
+CATCH_UP_GAP_S: Final = 0.002
 
 
 class LoopPacer:
@@ -47,8 +58,30 @@ class LoopPacer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._slot = 0
+        self._deferred = False  # this late step already let the loop catch up on I/O
         self._stopped = False
         self._guard = threading.Lock()  # orders stop() against rescheduling
+        #: Steps that ran a frame or more after their slot (a busy loop or machine).
+        self.late_steps = 0
+        #: Stalls over :data:`MAX_LAG_S` after which the pacer rejoined the grid, and the
+        #: slots those rejoins skipped (frames never stepped).
+        self.rejoins = 0
+        self.skipped_slots = 0
+        #: The largest lag of a step behind its slot, in seconds.
+        self.max_lag_s = 0.0
+
+    @property
+    def slot_time(self) -> float:
+        """The loop time of the slot being stepped (or next to be): the tick's time on the
+        pacer's own clock, however late the loop runs it."""
+        return self._slot * FRAME_S + self._phase
+
+    def summary(self) -> str:
+        """The counters, for a log line."""
+        return (
+            f"late steps {self.late_steps} (max {self.max_lag_s * 1000:.0f} ms), "
+            f"rejoins {self.rejoins} (skipped {self.skipped_slots} frames)"
+        )
 
     @property
     def running(self) -> bool:
@@ -74,8 +107,21 @@ class LoopPacer:
         if self._stopped or loop is None:
             return
         now = loop.time() - self._phase
-        if now - self._slot * FRAME_S > MAX_LAG_S:
-            self._slot = math.floor(now / FRAME_S)  # stalled: rejoin the grid, no burst
+        lag = now - self._slot * FRAME_S
+        if lag >= FRAME_S and not self._deferred:
+            self.late_steps += 1
+            self.max_lag_s = max(self.max_lag_s, lag)
+            self._deferred = True  # let the loop deliver what arrived during the stall
+            with self._guard:
+                if not self._stopped:
+                    self._handle = loop.call_later(CATCH_UP_GAP_S, self._fire)
+            return
+        self._deferred = False
+        if lag > MAX_LAG_S:
+            slot = math.floor(now / FRAME_S)  # stalled: rejoin the grid, no burst
+            self.rejoins += 1
+            self.skipped_slots += slot - self._slot
+            self._slot = slot
         if self._step() is False:
             self._stopped = True
             return

@@ -27,6 +27,7 @@ without a loop iteration), so a whole call runs deterministically in simulated t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -144,6 +145,7 @@ class MediaSession:
         self._stopped = False
         self._timer: asyncio.TimerHandle | None = None
         self._started_at = 0.0
+        self._began = False  # started once: close() logs the call's summary
         self._lost_fired = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,6 +177,7 @@ class MediaSession:
             raise RuntimeError("a media session starts once")
         now = self._clock()
         self._started_at = now
+        self._began = True
         self._intervals.begin(now)
         self._set_running(True)
         self._send.loop_thread = threading.get_ident()
@@ -227,6 +230,8 @@ class MediaSession:
                     part.stop()
                 except Exception:  # a device that fails to close must not keep the other open
                     log.exception("stopping %s failed", type(part).__name__)
+            if self._began and log.isEnabledFor(logging.INFO):
+                log.info("%s", self.summary())
             voice, self.voice = self.voice, None
             self._send.voice = None
             if voice is not None:
@@ -372,6 +377,33 @@ class MediaSession:
             or _device_problem(self._sink, "speaker"),
             history=intervals.history(),
         )
+
+    def summary(self) -> str:
+        """One line of the call's media counters (no keys, no audio): what the far end's
+        audio went through here (jitter buffer) and how the audio ends kept time."""
+        send, rx = self._send, self._rx
+        with rx.lock:
+            jb = rx.jb.stats
+            concealed = dict(jb.concealed)
+            played, late, lost = jb.played, jb.late, jb.lost
+            dropped, stretched, resyncs = jb.dropped, jb.stretched, jb.resyncs
+            target = jb.target_delay_ms
+        parts = [
+            f"media: sent {send.frames_sent} (failed {send.send_failed}), "
+            f"received {rx.frames_received}, played {played}, late {late}, lost {lost}, "
+            f"concealed {concealed[Concealment.REDUNDANCY]} by copy / "
+            f"{concealed[Concealment.FEC]} by FEC / {concealed[Concealment.PLC]} by PLC, "
+            f"buffer dropped {dropped} and stretched {stretched} frames, resyncs {resyncs}, "
+            f"target {target:.0f} ms"
+        ]
+        for kind, end in (("source", self._source), ("sink", self._sink)):
+            timing = getattr(end, "timing_summary", None)
+            if callable(timing):
+                with contextlib.suppress(Exception):  # bookkeeping never breaks a hang-up
+                    text = timing()
+                    if text:
+                        parts.append(f"{kind}: {text}")
+        return "; ".join(parts)
 
     def __repr__(self) -> str:  # never print keys
         state = "running" if self.running else "stopped" if self._stopped else "new"

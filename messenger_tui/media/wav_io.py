@@ -125,6 +125,10 @@ def _pacer(
     return pacer
 
 
+def _timing_summary(pacer: _ThreadPacer | LoopPacer | None) -> str | None:
+    return pacer.summary() if isinstance(pacer, LoopPacer) else None
+
+
 class WavSource:
     """Plays a WAV file into a call, one 20 ms frame at a time (see the module doc).
 
@@ -156,6 +160,7 @@ class WavSource:
         self._on_frame: Callable[[bytes], None] | None = None
         self._position = 0
         self._pacer: _ThreadPacer | LoopPacer | None = None
+        self._timing: _ThreadPacer | LoopPacer | None = None  # kept after stop(): counters
         self._lock = threading.RLock()  # serialises delivery with stop()
         self.frames_delivered = 0
         self.finished = False
@@ -170,6 +175,11 @@ class WavSource:
             raise RuntimeError("WavSource already started")
         self._on_frame = on_frame
         self._pacer = _pacer(self.pace, f"wav-source:{self.path.name}", self._deliver)
+        self._timing = self._pacer
+
+    def timing_summary(self) -> str | None:
+        """The loop pacer's counters (late steps, rejoins), for the call's summary line."""
+        return _timing_summary(self._timing)
 
     def tick(self, frames: int = 1) -> int:
         """Manual pacing: deliver up to ``frames`` frames now; returns how many were."""
@@ -229,6 +239,7 @@ class WavSink:
         self._writer: wave.Wave_write | None = None
         self._file: BinaryIO | None = None
         self._pacer: _ThreadPacer | LoopPacer | None = None
+        self._timing: _ThreadPacer | LoopPacer | None = None  # kept after stop(): counters
         self._lock = threading.RLock()  # serialises writing with stop()
         self.frames_written = 0
 
@@ -248,6 +259,11 @@ class WavSink:
         self._writer = writer
         self._pull = pull
         self._pacer = _pacer(self.pace, f"wav-sink:{self.path.name}", self._write_one, self.phase_s)
+        self._timing = self._pacer
+
+    def timing_summary(self) -> str | None:
+        """The loop pacer's counters (late steps, rejoins), for the call's summary line."""
+        return _timing_summary(self._timing)
 
     def tick(self, frames: int = 1) -> int:
         """Manual pacing: pull and write ``frames`` frames now; returns how many were."""

@@ -24,15 +24,23 @@ def relay(tmp_path: Path) -> Iterator[RelayProcess]:
 
 
 class EchoRelay:
-    def __init__(self, url: str, data_dir: Path) -> None:
+    def __init__(self, url: str, data_dir: Path, log_path: Path) -> None:
         self.url = url
         self.data_dir = data_dir
+        #: The relay's stderr: Echo's one summary line per call (its media counters).
+        self.log_path = log_path
+
+    def echo_summaries(self) -> list[str]:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if "media: sent" in line]
 
 
 @pytest.fixture
 def relay_with_echo(tmp_path: Path) -> Iterator[tuple[EchoRelay, str]]:
     """`messenger-tui relay --echo` exactly as a user runs it; yields (relay, Echo's address)."""
     data = tmp_path / "echo-relay"
+    log_path = tmp_path / "echo-relay.log"
+    log_file = log_path.open("w")  # Echo's call summaries, for diagnosis
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -46,7 +54,7 @@ def relay_with_echo(tmp_path: Path) -> Iterator[tuple[EchoRelay, str]]:
             "--echo",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log_file,
         stdin=subprocess.DEVNULL,
         text=True,
         env=cli_env(),
@@ -66,7 +74,7 @@ def relay_with_echo(tmp_path: Path) -> Iterator[tuple[EchoRelay, str]]:
             elif m := re.match(r"echo contact: (\S+)", line):
                 echo = m.group(1)
         assert url and echo, "relay --echo did not announce itself"
-        yield EchoRelay(url, data), echo
+        yield EchoRelay(url, data, log_path), echo
     finally:
         proc.terminate()
         try:
@@ -74,3 +82,4 @@ def relay_with_echo(tmp_path: Path) -> Iterator[tuple[EchoRelay, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log_file.close()

@@ -121,11 +121,13 @@ def test_echo_plays_your_voice_back_after_a_delay(
     heard = tmp_path / "echo-heard.wav"
     talk = wav_seconds(src) + 2.5
     proc = subprocess.run(
-        cli_command(me.home, "call", "Echo", "--play", str(src), "--record", str(heard),
-                    "--duration", f"{talk:.1f}"),
+        cli_command(me.home, "call", "--verbose", "Echo", "--play", str(src), "--record",
+                    str(heard), "--duration", f"{talk:.1f}"),
         capture_output=True, text=True, timeout=90, env=cli_env(), stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    print("caller:", *[line for line in proc.stderr.splitlines() if "media: " in line])
+    print("Echo:", *echo_relay.echo_summaries())
     sent, rate = read_pcm(src)
     got, got_rate = read_pcm(heard)
     assert rate == got_rate

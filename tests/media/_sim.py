@@ -120,10 +120,14 @@ def replay(
     device_period_ms: float = 20.0,
     phase_ms: float = 7.0,
     tail_ms: float = 1000.0,
+    pull_late_ms: Callable[[int], float] = lambda tick: 0.0,
 ) -> Replay:
     """Push each arrival at its time and pull once per ``device_period_ms`` (the output
     device's clock), arrivals first when both happen at the same instant. Stops once every
-    packet was pushed and the buffer is empty (or ``tail_ms`` after the last arrival)."""
+    packet was pushed and the buffer is empty (or ``tail_ms`` after the last arrival).
+
+    ``pull_late_ms(tick)``: how late that tick's pull runs (a busy machine): it reads the
+    clock then, and sees the packets that arrived meanwhile; the next tick keeps its time."""
     jb = JitterBuffer(config)
     out = Replay(jb)
     end = trace[-1].time_ms + tail_ms
@@ -133,6 +137,7 @@ def replay(
         now = phase_ms + tick * device_period_ms
         if now > end:
             break
+        now += pull_late_ms(tick)
         while i < len(trace) and trace[i].time_ms <= now:
             a = trace[i]
             jb.push(a.seq, a.packet, a.time_ms, a.redundant)

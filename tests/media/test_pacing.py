@@ -4,6 +4,7 @@ any thread, no burst after a stall; and the WAV ends paced by it."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from pathlib import Path
@@ -62,12 +63,12 @@ async def test_a_stalled_loop_rejoins_the_grid_without_a_burst() -> None:
     pacer = LoopPacer(lambda: times.append(loop.time()))
     pacer.start()
     await asyncio.sleep(0.05)
-    time.sleep(MAX_LAG_S + 0.1)  # the loop is blocked for 15 slots
+    time.sleep(MAX_LAG_S + 0.1)  # the loop is blocked for 55 slots
     resumed = loop.time()
     await asyncio.sleep(0.1)
     pacer.stop()
     after = [t for t in times if t >= resumed]
-    # 0.1 s is 5 slots (6 with the late one): a catch-up would run the 15 missed ones too
+    # 0.1 s is 5 slots (6 with the late one): a catch-up would run the 55 missed ones too
     assert 4 <= len(after) <= 7
     slots = [t / FRAME_S for t in after[1:]]
     assert all(s - int(s) < 0.75 for s in slots)  # back on the grid
@@ -113,3 +114,38 @@ async def test_loop_paced_wav_ends_play_and_record_on_the_loop(tmp_path: Path) -
     assert 8 <= len(recorded) <= 14
     # the sink pulls in the same loop iteration as the source delivers (before or after it)
     assert frames[0] in recorded[:2]
+
+
+async def test_a_late_step_runs_after_the_io_that_queued_up_during_the_stall() -> None:
+    """A busy machine: the loop is held 100 ms while a frame arrives on a socket and takes
+    two more loop iterations to reach the jitter buffer (as a call's frames do). The late
+    steps must see it: catching up first pulled ahead of it, and the call concealed a frame
+    that had arrived (docs/performance.md, "Calls under load")."""
+    loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    delivered: list[bytes] = []
+    seen_at_step: list[tuple[float, int]] = []
+
+    def on_readable() -> None:  # the socket -> protocol -> handler hops of a real carrier
+        data = reader.recv(64)
+        loop.call_soon(lambda: loop.call_soon(delivered.append, data))
+
+    loop.add_reader(reader.fileno(), on_readable)
+    pacer = LoopPacer(lambda: seen_at_step.append((loop.time(), len(delivered))))
+    try:
+        pacer.start()
+        await asyncio.sleep(0.05)
+        stall_at = loop.time()
+        threading.Timer(0.03, writer.send, args=(b"frame",)).start()
+        time.sleep(0.1)  # the loop gets no CPU: 5 slots pass, the frame arrives meanwhile
+        await asyncio.sleep(0.06)
+    finally:
+        pacer.stop()
+        loop.remove_reader(reader.fileno())
+        reader.close()
+        writer.close()
+    after = [seen for at, seen in seen_at_step if at >= stall_at]
+    assert len(after) >= 5
+    assert all(seen == 1 for seen in after), after
+    assert pacer.late_steps >= 1 and pacer.max_lag_s >= 0.08 and pacer.rejoins == 0

@@ -493,3 +493,26 @@ def test_a_microphone_that_stops_mid_call_says_why_on_the_health_line() -> None:
     line = health_line(call_stats(broken), muted=False).plain
     assert "capturing ✗" in line and "⚠ the microphone stopped unexpectedly" in line
     assert "⚠" not in health_line(call_stats(healthy), muted=False).plain
+
+
+def test_close_logs_one_summary_line_of_the_media_counters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the far end's audio went through here (the jitter buffer's counters), once, at
+    INFO, when the call ends: the line that would have shown the drops and stretches of a
+    busy machine (docs/performance.md, "Calls under load"). Counters only: no key, no audio."""
+    with make_call(alice_source=FrameSource(tone), bob_sink=FrameSink()) as call:
+        call.start()
+        call.sim.run_for(2.0)
+        with caplog.at_level("INFO", logger="messenger_tui.media.session"):
+            call.bob.session.close()
+            call.bob.session.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "messenger_tui.media.session"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.startswith("media: sent ") and " received " in line
+    for counter in ("played", "late", "lost", "concealed", "dropped", "stretched", "resyncs"):
+        assert f" {counter} " in line
+    keys = call_keys()
+    for key in (keys[0].send_key, keys[0].receive_key):
+        assert key.hex() not in line and repr(key) not in line
