@@ -21,6 +21,11 @@ from messenger_tui.ui.image_display import sixel_overlay
 
 #: Messages kept (and re-wrapped on a resize): the group screen shows the newest 200.
 MAX_KEPT = 400
+#: Lines the log keeps (Textual's ``RichLog.max_lines``; unbounded by default): a few per
+#: message kept. Without a bound a 5,000-message backlog left ~280,000 objects behind the
+#: open group (each line a Strip of Segments), and the garbage collector's full passes over
+#: them stalled the event loop up to 78 ms each (benchmarks/ui_group_backlog_stall.py).
+MAX_LINES = 8 * MAX_KEPT
 #: Style meta key on the last line of a preview with a sixel picture: the message's row.
 SIXEL_META = "sixel_row"
 #: (message row) -> (sixel data, preview lines, indent) or None.
@@ -42,7 +47,9 @@ class GroupLines(RichLog):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, min_width=1, id=id)
+        super().__init__(
+            wrap=True, markup=False, highlight=False, min_width=1, max_lines=MAX_LINES, id=id
+        )
         #: The rendered messages, oldest first (what a resize writes again).
         self.texts: list[Text] = []
         self._width = 0  # the widget's width the lines are wrapped for (0: not known yet)
