@@ -21,11 +21,12 @@ from messenger_tui.ui.image_display import sixel_overlay
 
 #: Messages kept (and re-wrapped on a resize): the group screen shows the newest 200.
 MAX_KEPT = 400
-#: Lines the log keeps (Textual's ``RichLog.max_lines``; unbounded by default): a few per
-#: message kept. Without a bound a 5,000-message backlog left ~280,000 objects behind the
-#: open group (each line a Strip of Segments), and the garbage collector's full passes over
-#: them stalled the event loop up to 78 ms each (benchmarks/ui_group_backlog_stall.py).
-MAX_LINES = 8 * MAX_KEPT
+#: Lines the log keeps (Textual's ``RichLog.max_lines``; unbounded by default): four per
+#: message kept, hundreds of messages of scrollback. Without a bound a 5,000-message backlog
+#: left ~280,000 objects behind the open group (each line a Strip with its own caches), and
+#: the garbage collector's full passes over them stalled the event loop up to 78 ms each
+#: (benchmarks/ui_group_backlog_stall.py; 8 per message still left 115 ms stalls).
+MAX_LINES = 4 * MAX_KEPT
 #: Style meta key on the last line of a preview with a sixel picture: the message's row.
 SIXEL_META = "sixel_row"
 #: (message row) -> (sixel data, preview lines, indent) or None.
